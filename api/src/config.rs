@@ -1,0 +1,148 @@
+//! The typed configuration tree: `default.toml`, then an optional file, then
+//! `BEACON_*` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use beacon_engine::EngineConfig;
+use beacon_ingest::IngestConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The checked-in defaults.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// Everything Beacon can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Logging.
+    pub log: LogConfig,
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// Ingest and storage.
+    pub ingest: IngestConfig,
+    /// Queries.
+    pub engine: EngineConfig,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// EnvFilter directives.
+    pub filter: String,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body (after decompression).
+    pub max_body_bytes: usize,
+    /// Ingest requests in progress at once.
+    pub max_concurrent_ingest: usize,
+}
+
+/// Command-line overrides.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// Loads and validates the configuration, reporting every problem at once.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("BEACON_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = match figment.extract() {
+            Ok(config) => config,
+            Err(errors) => {
+                let all: Vec<String> = errors.into_iter().map(|e| format!("  - {e}")).collect();
+                bail!("invalid configuration:\n{}", all.join("\n"));
+            }
+        };
+        let problems = config.validate();
+        if !problems.is_empty() {
+            bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(config)
+    }
+
+    /// Every problem with the settings.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = self.ingest.validate();
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            problems.push(format!("log.format must be \"text\" or \"json\", not {:?}", self.log.format));
+        }
+        if self.http.max_body_bytes < 1024 {
+            problems.push("http.max_body_bytes must be at least 1024".into());
+        }
+        if self.http.max_concurrent_ingest == 0 {
+            problems.push("http.max_concurrent_ingest must be at least 1".into());
+        }
+        if self.engine.max_result_rows == 0 {
+            problems.push("engine.max_result_rows must be at least 1".into());
+        }
+        problems
+    }
+
+    /// The data directory, created if missing.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<&Path> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        Ok(&self.data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_match_the_rust_defaults() {
+        let config = Config::load(None, &Overrides::default()).expect("defaults load");
+        assert_eq!(config.ingest, IngestConfig::default());
+        assert_eq!(config.engine, EngineConfig::default());
+        assert_eq!(config.listen.port(), 7400);
+    }
+
+    #[test]
+    fn overrides_win_and_bad_values_are_all_reported() {
+        let o = Overrides {
+            data_dir: Some("/tmp/x".into()),
+            listen: Some("127.0.0.1:0".into()),
+        };
+        let config = Config::load(None, &o).expect("load");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.listen.port(), 0);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[log]\nformat = \"xml\"\n[http]\nmax_concurrent_ingest = 0\n").expect("write");
+        let err = Config::load(Some(&file), &Overrides::default()).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("log.format") && text.contains("max_concurrent_ingest"), "{text}");
+    }
+}

@@ -1,0 +1,153 @@
+//! The one API error type and its status table.
+//!
+//! Every failure answers `{"error": {"code", "message", ...details}}`.
+//! User errors (4xx) say what to fix; external/temporary ones (503) carry
+//! `Retry-After`; internal ones (500) are logged with their cause chain and
+//! the client gets a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use beacon_ingest::decode::BodyError;
+use serde_json::{Map, Value, json};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Map<String, Value>,
+    retry_after_secs: Option<u64>,
+    www_authenticate: bool,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after_secs: None,
+            www_authenticate: false,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.www_authenticate = true;
+        e
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    /// 500; the cause is logged, not shown.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "Internal error.");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+    }
+
+    /// Adds a detail field next to code and message.
+    pub fn with_detail(mut self, key: &str, value: Value) -> Self {
+        self.details.insert(key.to_owned(), value);
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".into(), json!(self.code));
+        body.insert("message".into(), json!(self.message));
+        body.extend(self.details);
+        let mut response = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.www_authenticate {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"beacon\", Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<beacon_ingest::Error> for ApiError {
+    fn from(e: beacon_ingest::Error) -> Self {
+        use beacon_ingest::Error as E;
+        match &e {
+            E::Backpressure { .. } => Self::unavailable("overloaded", e.to_string(), 1),
+            E::InFlight { .. } => Self::unavailable("in_flight", e.to_string(), 1),
+            E::WalPoisoned | E::WalClosed => Self::unavailable("unavailable", e.to_string(), 5),
+            E::UnknownTenant(_) | E::UnknownKey(_) => Self::not_found(e.to_string()),
+            E::InvalidSetting { .. } => Self::bad_request("invalid_setting", e.to_string()),
+            _ => Self::internal(&e),
+        }
+    }
+}
+
+impl From<beacon_engine::Error> for ApiError {
+    fn from(e: beacon_engine::Error) -> Self {
+        use beacon_engine::Error as E;
+        match &e {
+            E::Syntax(_) => Self::bad_request("sql_syntax", e.to_string()),
+            E::Plan(_) => Self::bad_request("invalid_query", e.to_string()),
+            E::NotAllowed(_) => Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string()),
+            E::MemoryLimit(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "memory_limit", e.to_string()),
+            E::Timeout { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "timeout", e.to_string()),
+            E::Execution(_) | E::Arrow(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match &e {
+            BodyError::InvalidJson(_) => Self::bad_request("invalid_json", e.to_string()),
+            BodyError::InvalidShape(_) => Self::bad_request("invalid_body", e.to_string()),
+            BodyError::TooManyEvents { count, limit } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", e.to_string())
+                    .with_detail("events", json!(count))
+                    .with_detail("limit", json!(limit))
+            }
+        }
+    }
+}

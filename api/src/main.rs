@@ -1,0 +1,226 @@
+//! `beacon`: the Beacon server and its admin commands.
+//!
+//! `beacon serve` runs everything on an embedded default (data directory,
+//! SQLite metadata, loopback address). `beacon tenants ...` and
+//! `beacon keys ...` administer the same data directory, also while the
+//! server runs, and print JSON with `--json` for scripts.
+
+mod auth;
+mod config;
+mod error;
+mod routes;
+mod server;
+mod telemetry;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use beacon_ingest::{Catalog, Role};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "beacon", version, about = "Real-time analytics and notification engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Common {
+    /// TOML configuration file (also BEACON_CONFIG).
+    #[arg(long, env = "BEACON_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./beacon-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address, e.g. 127.0.0.1:7400 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage workspaces (tenants).
+    Tenants {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a workspace with a write key and an admin key.
+    Create {
+        /// Display name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List workspaces.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Issue a key.
+    Create {
+        /// Workspace id or name.
+        #[arg(long)]
+        tenant: String,
+        /// write, read or admin.
+        #[arg(long)]
+        role: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a workspace's keys (prefixes only).
+    List {
+        /// Workspace id or name.
+        #[arg(long)]
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its prefix.
+    Revoke {
+        /// Workspace id or name.
+        #[arg(long)]
+        tenant: String,
+        /// Key prefix as listed.
+        prefix: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let overrides = Overrides {
+                data_dir: common.data_dir.clone(),
+                listen,
+            };
+            let config = Config::load(common.config.as_deref(), &overrides)?;
+            telemetry::init_tracing(&config.log);
+            let prometheus = telemetry::init_metrics()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("beacon-http")
+                .build()
+                .context("cannot start the runtime")?;
+            runtime.block_on(server::serve(config, prometheus))
+        }
+        Command::Tenants { common, command } => {
+            let catalog = open_catalog(&common)?;
+            tenants(&catalog, command)
+        }
+        Command::Keys { common, command } => {
+            let catalog = open_catalog(&common)?;
+            keys(&catalog, command)
+        }
+    }
+}
+
+fn open_catalog(common: &Common) -> anyhow::Result<Catalog> {
+    let overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        listen: None,
+    };
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    let dir = config.ensure_data_dir()?;
+    Catalog::open(dir).context("cannot open the metadata database")
+}
+
+#[allow(clippy::print_stdout)]
+fn tenants(catalog: &Catalog, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { name, json } => {
+            let (tenant, keys) = catalog.create_tenant(&name)?;
+            let key = |role: Role| keys.iter().find(|k| k.role == role).map(|k| k.key.clone());
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": tenant.id,
+                        "name": tenant.name,
+                        "write_key": key(Role::Write),
+                        "admin_key": key(Role::Admin),
+                    })
+                );
+            } else {
+                println!("Created workspace {} ({})", tenant.name, tenant.id);
+                println!("  write key: {}", key(Role::Write).unwrap_or_default());
+                println!("  admin key: {}", key(Role::Admin).unwrap_or_default());
+                println!("Keys are shown once; store them now.");
+            }
+        }
+        TenantCommand::List { json } => {
+            let all = catalog.tenants()?;
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                for t in all {
+                    println!("{}\t{}\t{}\t{}", t.id, t.name, t.timezone, t.currency);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn keys(catalog: &Catalog, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create { tenant, role, json } => {
+            let tenant = catalog.find_tenant(&tenant)?;
+            let role = Role::parse(&role).context("role must be write, read or admin")?;
+            let key = catalog.create_key(&tenant.id, role)?;
+            if json {
+                println!("{}", json!({"tenant": tenant.id, "role": role, "key": key.key, "prefix": key.prefix}));
+            } else {
+                println!("{}", key.key);
+            }
+        }
+        KeyCommand::List { tenant, json } => {
+            let tenant = catalog.find_tenant(&tenant)?;
+            let keys = catalog.keys(&tenant.id)?;
+            if json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                for k in keys {
+                    let state = if k.revoked_at_us.is_some() { "revoked" } else { "active" };
+                    println!("{}\t{}\t{}", k.prefix, k.role.as_str(), state);
+                }
+            }
+        }
+        KeyCommand::Revoke { tenant, prefix } => {
+            let tenant = catalog.find_tenant(&tenant)?;
+            catalog.revoke_key(&tenant.id, &prefix)?;
+            println!("Revoked {prefix}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Wiring: state, router, background jobs, serve and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use beacon_engine::Engine;
+use beacon_ingest::{Catalog, Store, SystemClock};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::routes::{admin, health, ingest, sql};
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Event store.
+    pub store: Store,
+    /// Query engine.
+    pub engine: Engine,
+    /// Ingest admission permits.
+    pub ingest_permits: Arc<Semaphore>,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+}
+
+/// Counter: HTTP requests by route, method and status.
+pub const HTTP_REQUESTS: &str = "beacon_http_requests_total";
+/// Histogram: HTTP request latency by route.
+pub const HTTP_SECONDS: &str = "beacon_http_request_duration_seconds";
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/batch", post(ingest::batch))
+        .route("/v1/import", post(ingest::batch))
+        .route("/v1/track", post(ingest::track))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/page", post(ingest::page))
+        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/group", post(ingest::group))
+        .route("/v1/alias", post(ingest::alias))
+        .route("/v1/events", post(ingest::ndjson))
+        .route("/v1/sql", post(sql::sql))
+        .route("/v1/workspace", get(admin::get_workspace).patch(admin::patch_workspace))
+        .route("/v1/workspace/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/v1/workspace/keys/{prefix}", axum::routing::delete(admin::revoke_key))
+        .route("/v1/workspace/flush", post(admin::flush))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    api.layer(middleware::from_fn(track_requests))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("Handler panicked.");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Opens the store and serves until SIGTERM or Ctrl-C, then flushes.
+pub async fn serve(config: Config, prometheus: PrometheusHandle) -> anyhow::Result<()> {
+    let data_dir = config.ensure_data_dir()?.to_owned();
+    let catalog = Arc::new(Catalog::open(&data_dir).context("cannot open the metadata database")?);
+    let store_config = config.ingest.clone();
+    let store = {
+        let catalog = Arc::clone(&catalog);
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(store_config, &dir, catalog, Arc::new(SystemClock)))
+            .await?
+            .context("cannot open the event store")?
+    };
+    let engine = Engine::new(store.clone(), config.engine.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
+        config: Arc::new(config),
+        store: store.clone(),
+        engine,
+        prometheus,
+    };
+    let stop = CancellationToken::new();
+    let jobs = spawn_jobs(&state, &stop);
+    tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Beacon listening on http://{addr}");
+        println!("Data directory: {}", data_dir.display());
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("Shutting down: flushing buffered events.");
+    stop.cancel();
+    for job in jobs {
+        let _ = job.await;
+    }
+    let report = tokio::task::spawn_blocking(move || store.shutdown()).await??;
+    tracing::info!(rows = report.rows, files = report.files, "Flushed and stopped.");
+    Ok(())
+}
+
+fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let flusher = {
+        let store = state.store.clone();
+        let stop = stop.clone();
+        let every = (state.config.ingest.flush_interval / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if store.flush_due() {
+                    let s = store.clone();
+                    match tokio::task::spawn_blocking(move || s.flush()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "Scheduled flush failed."),
+                        Err(e) => tracing::error!(error = %e, "Flush task failed."),
+                    }
+                }
+            }
+        })
+    };
+    let maintenance = {
+        let store = state.store.clone();
+        let stop = stop.clone();
+        let every = state.config.ingest.maintenance_interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.maintain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "Maintenance failed."),
+                    Err(e) => tracing::error!(error = %e, "Maintenance task failed."),
+                }
+            }
+        })
+    };
+    vec![flusher, maintenance]
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

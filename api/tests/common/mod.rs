@@ -1,0 +1,157 @@
+//! Helpers shared by the integration tests: start the real `beacon` binary on
+//! 127.0.0.1:0 and talk to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_beacon");
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+/// Settings that make flushes and maintenance happen during a test.
+pub fn fast_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("BEACON_INGEST__FLUSH_INTERVAL", "20ms"),
+        ("BEACON_INGEST__FLUSH_BYTES", "200000"),
+        ("BEACON_INGEST__MAINTENANCE_INTERVAL", "300ms"),
+        ("BEACON_INGEST__COMPACTION_MIN_FILES", "3"),
+        ("BEACON_INGEST__DELETE_GRACE", "0s"),
+        ("BEACON_INGEST__WAL_SEGMENT_BYTES", "65536"),
+    ]
+}
+
+impl Server {
+    /// Starts `beacon serve` and waits for the address line on stdout.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("BEACON_LOG__FILTER", "info,beacon_ingest=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn beacon");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("Beacon listening on ") {
+                        break addr.trim().to_owned();
+                    }
+                }
+                other => {
+                    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+                    panic!("beacon exited before listening: {other:?}\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY-free: libc::kill is a plain syscall wrapper.
+        let rc = unsafe_kill(pid, libc::SIGTERM);
+        assert_eq!(rc, 0, "kill failed");
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: libc::pid_t, signal: libc::c_int) -> libc::c_int {
+    // SAFETY: sending a signal to our own child process id.
+    unsafe { libc::kill(pid, signal) }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A workspace created with the CLI.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub write_key: String,
+    pub admin_key: String,
+}
+
+/// `beacon tenants create NAME --data-dir DIR --json`.
+pub fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
+    let out = Command::new(BIN)
+        .args(["tenants", "create", name, "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run beacon tenants create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    Tenant {
+        id: v["id"].as_str().expect("id").to_owned(),
+        write_key: v["write_key"].as_str().expect("write key").to_owned(),
+        admin_key: v["admin_key"].as_str().expect("admin key").to_owned(),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Runs SQL with a key and returns the JSON answer (asserting 200).
+pub async fn sql(server: &Server, key: &str, query: &str) -> Value {
+    let resp = client()
+        .post(server.url("/v1/sql"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A single number from a one-cell query.
+pub async fn scalar(server: &Server, key: &str, query: &str) -> i64 {
+    let v = sql(server, key, query).await;
+    v["rows"][0][0].as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
+}

@@ -1,0 +1,192 @@
+//! Operations: health, readiness, metrics, backpressure, admin API and CLI.
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, Server, client, create_tenant, scalar};
+use serde_json::{Value, json};
+
+fn events(prefix: &str, n: usize) -> String {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "track", "event": "Product Viewed", "anonymousId": "a", "messageId": format!("{prefix}-{i}"),
+                        "properties": {"product_id": "p", "note": "x".repeat(200)}}))
+        .collect();
+    json!({ "batch": batch }).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_backpressure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Busy");
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_INGEST__MAX_BUFFER_BYTES", "400000"),
+            ("BEACON_INGEST__FLUSH_BYTES", "400000"),
+            ("BEACON_INGEST__FLUSH_INTERVAL", "1h"),
+        ],
+    );
+    let http = client();
+    for path in ["/healthz", "/readyz"] {
+        let resp = http.get(server.url(path)).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+
+    // Fill the buffer until the server pushes back.
+    let mut accepted = 0u64;
+    let mut pushed_back = false;
+    for round in 0..200 {
+        let resp = http
+            .post(server.url("/v1/batch"))
+            .bearer_auth(&tenant.write_key)
+            .body(events(&format!("r{round}"), 20))
+            .send()
+            .await
+            .expect("send");
+        if resp.status() == 503 {
+            assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!(body["error"]["code"], "overloaded", "{body}");
+            pushed_back = true;
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("json");
+        accepted += body["accepted"].as_u64().expect("accepted");
+    }
+    assert!(pushed_back, "no backpressure after {accepted} events");
+    // Nothing acknowledged was dropped; after a flush there is room again.
+    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64, accepted);
+    let resp = http
+        .post(server.url("/v1/workspace/flush"))
+        .bearer_auth(&tenant.admin_key)
+        .send()
+        .await
+        .expect("flush");
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .post(server.url("/v1/batch"))
+        .bearer_auth(&tenant.write_key)
+        .body(events("after", 20))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64, accepted + 20);
+
+    let metrics = http.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    for name in [
+        "beacon_ingest_events_accepted_total",
+        "beacon_ingest_backpressure_total",
+        "beacon_wal_sync_seconds_bucket",
+        "beacon_flush_seconds_bucket",
+        "beacon_buffer_bytes",
+        "beacon_parquet_files",
+        "beacon_http_request_duration_seconds_bucket{route=\"/v1/batch\"",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_and_cli_manage_keys_and_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Salon");
+    let server = Server::start(&data, &[]);
+    let http = client();
+
+    // A read key from the CLI, while the server runs: it can query, not ingest.
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--tenant", "Salon", "--role", "read", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("cli");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let read_key = created["key"].as_str().expect("key").to_owned();
+    assert_eq!(scalar(&server, &read_key, "SELECT COUNT(*) FROM events").await, 0);
+    let resp = http
+        .post(server.url("/v1/track"))
+        .bearer_auth(&read_key)
+        .json(&json!({"event": "X", "userId": "u"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 403);
+
+    // Settings: valid ones stick, every invalid field is reported.
+    let resp = http
+        .patch(server.url("/v1/workspace"))
+        .bearer_auth(&tenant.admin_key)
+        .json(&json!({"timezone": "Europe/London", "currency": "gbp", "retention_days": 400, "week_start": "sunday"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["workspace"]["timezone"], "Europe/London");
+    assert_eq!(body["workspace"]["currency"], "GBP");
+    let resp = http
+        .patch(server.url("/v1/workspace"))
+        .bearer_auth(&tenant.admin_key)
+        .json(&json!({"timezone": "Mars/Base", "currency": "pounds", "retention_days": 0}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["fields"].as_array().map(Vec::len), Some(3), "{body}");
+
+    // Keys over the API: create, list, revoke; a revoked key stops working.
+    let resp = http
+        .post(server.url("/v1/workspace/keys"))
+        .bearer_auth(&tenant.admin_key)
+        .json(&json!({"role": "write"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let new_key = body["key"]["key"].as_str().expect("key").to_owned();
+    let prefix = body["key"]["prefix"].as_str().expect("prefix").to_owned();
+    let list: Value = http
+        .get(server.url("/v1/workspace/keys"))
+        .bearer_auth(&tenant.admin_key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["keys"].as_array().map(Vec::len), Some(4), "{list}");
+    assert!(!list.to_string().contains(&new_key), "secrets must not be listed");
+    let resp = http
+        .delete(server.url(&format!("/v1/workspace/keys/{prefix}")))
+        .bearer_auth(&tenant.admin_key)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 204);
+    let resp = http
+        .post(server.url("/v1/track"))
+        .bearer_auth(&new_key)
+        .json(&json!({"event": "X", "userId": "u"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+
+    // The CLI lists what the API did.
+    let out = Command::new(BIN)
+        .args(["tenants", "list", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("cli");
+    let tenants: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(tenants[0]["timezone"], "Europe/London");
+    assert!(server.stop().success());
+}

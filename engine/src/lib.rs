@@ -1,0 +1,161 @@
+//! Beacon's query engine: a DataFusion session per workspace that sees only
+//! that workspace's events.
+//!
+//! [`Engine::sql`] runs one read-only query. Its `events` table is the union
+//! of the workspace's published Parquet files and its in-memory tail, taken
+//! as one consistent [`beacon_ingest::TenantSnapshot`], so an acknowledged
+//! event is visible to the next query, whether or not it has been flushed.
+//!
+//! The sandbox: no DDL, DML or `SET`/other statements (DataFusion
+//! `SQLOptions`), no URL tables, a per-query memory pool, a time limit and a
+//! row limit. The analytics issue replaces the `events` union with a
+//! dedicated `TableProvider` with time pruning and adds the business views.
+
+mod error;
+pub mod json;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use beacon_ingest::Store;
+use beacon_ingest::schema::event_schema;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+pub use error::{Error, Result};
+
+/// Name of the events table in every workspace session.
+pub const EVENTS_TABLE: &str = "events";
+
+/// Query limits (`[engine]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Memory one query may use for sorts, joins and aggregates.
+    pub query_memory_bytes: usize,
+    /// Longest a query may run.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Most rows a query returns; more are cut off and flagged.
+    pub max_result_rows: usize,
+    /// DataFusion target partitions (0 = number of cores).
+    pub target_partitions: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            query_memory_bytes: 512 * 1024 * 1024,
+            query_timeout: Duration::from_secs(30),
+            max_result_rows: 100_000,
+            target_partitions: 0,
+        }
+    }
+}
+
+/// The rows a query returned.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// Result rows (at most `max_result_rows`).
+    pub batches: Vec<RecordBatch>,
+    /// True when rows were cut off at `max_result_rows`.
+    pub truncated: bool,
+}
+
+/// Runs queries over the store.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// The limits in use.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A session over one workspace's events, with the memory limit applied.
+    pub fn session(&self, tenant: &str) -> Result<SessionContext> {
+        let mut config = SessionConfig::new().with_information_schema(true);
+        if self.config.target_partitions > 0 {
+            config = config.with_target_partitions(self.config.target_partitions);
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.query_memory_bytes, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let snapshot = self.store.snapshot(tenant);
+        let schema = event_schema();
+        let live = Arc::new(MemTable::try_new(Arc::clone(&schema), vec![snapshot.batches])?);
+        if snapshot.files.is_empty() {
+            ctx.register_table(EVENTS_TABLE, live)?;
+            return Ok(ctx);
+        }
+        let urls = snapshot
+            .files
+            .iter()
+            .map(|(path, _)| ListingTableUrl::parse(path.to_string_lossy()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let stored = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&schema));
+        let stored = Arc::new(ListingTable::try_new(stored)?);
+        let union = ctx.read_table(stored)?.union(ctx.read_table(live)?)?;
+        ctx.register_table(EVENTS_TABLE, union.into_view())?;
+        Ok(ctx)
+    }
+
+    /// Runs one read-only query for `tenant`.
+    pub async fn sql(&self, tenant: &str, query: &str) -> Result<QueryResult> {
+        let ctx = self.session(tenant)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let limit = self.config.query_timeout;
+        let max_rows = self.config.max_result_rows;
+        let run = async {
+            let df = ctx.sql_with_options(query, options).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await?;
+            let mut batches = Vec::new();
+            let mut rows = 0;
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                if rows + batch.num_rows() > max_rows {
+                    batches.push(batch.slice(0, max_rows - rows));
+                    truncated = true;
+                    break;
+                }
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            Ok::<_, Error>(QueryResult {
+                schema,
+                batches,
+                truncated,
+            })
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| Error::Timeout { limit })?
+    }
+}

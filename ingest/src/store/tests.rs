@@ -1,0 +1,198 @@
+use std::sync::atomic::AtomicI64;
+
+use arrow::array::AsArray;
+
+use super::*;
+use crate::catalog::Catalog;
+
+#[derive(Debug)]
+struct FixedClock(AtomicI64);
+
+impl Clock for FixedClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+const NOW: i64 = 1_750_000_000_000_000; // 2025-06-15
+
+fn open(dir: &Path, config: IngestConfig) -> (Store, String) {
+    let catalog = Arc::new(Catalog::open(dir).expect("catalog"));
+    let tenant = match catalog.tenants().expect("tenants").first() {
+        Some(t) => t.id.clone(),
+        None => catalog.create_tenant("t").expect("tenant").0.id,
+    };
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    (Store::open(config, dir, catalog, clock).expect("open"), tenant)
+}
+
+fn events(ids: std::ops::Range<usize>, day_offset: i64) -> Vec<Event> {
+    ids.map(|i| Event {
+        message_id: format!("m{i}"),
+        anonymous_id: Some(format!("anon{}", i % 7)),
+        event: Some("Order Completed".into()),
+        timestamp_us: NOW - day_offset * 86_400_000_000 - i as i64,
+        received_at_us: NOW,
+        revenue: Some(i as i128 * 10_000),
+        ..Event::default()
+    })
+    .collect()
+}
+
+fn ids_in(store: &Store, tenant: &str) -> Vec<String> {
+    let snap = store.snapshot(tenant);
+    let mut out = Vec::new();
+    for batch in &snap.batches {
+        let col = batch.column_by_name(columns::MESSAGE_ID).expect("col").as_string::<i32>();
+        out.extend(col.iter().flatten().map(str::to_owned));
+    }
+    for (path, _) in &snap.files {
+        for (id, _) in storage::read_message_ids(path).expect("read") {
+            out.push(id);
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn flush(store: &Store) -> FlushReport {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.flush()).await.expect("join").expect("flush")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_queryable_flushes_and_dedupes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    let receipt = store.ingest(&tenant, events(0..10, 0)).await.expect("ingest");
+    assert_eq!(receipt.accepted, 10);
+    assert_eq!(ids_in(&store, &tenant).len(), 10);
+
+    // Retrying the same batch stores nothing new.
+    let again = store.ingest(&tenant, events(5..15, 0)).await.expect("ingest");
+    assert_eq!(again.accepted, 5);
+    assert_eq!(again.duplicates, (0..5).collect::<Vec<_>>());
+
+    let report = flush(&store).await;
+    assert_eq!(report.rows, 15);
+    assert_eq!(store.snapshot(&tenant).batches.len(), 0);
+    assert_eq!(ids_in(&store, &tenant).len(), 15);
+    // Only the fresh segment remains in the WAL.
+    assert_eq!(wal::list_segments(&dir.path().join("wal")).expect("ls").len(), 1);
+
+    // Still deduplicated after the flush, and after a restart.
+    let third = store.ingest(&tenant, events(0..3, 0)).await.expect("ingest");
+    assert_eq!(third.accepted, 0);
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.shutdown()).await.expect("join").expect("shutdown");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    assert_eq!(ids_in(&store, &tenant).len(), 15);
+    let fourth = store.ingest(&tenant, events(0..20, 0)).await.expect("ingest");
+    assert_eq!(fourth.accepted, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unflushed_events_are_replayed_once_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    store.ingest(&tenant, events(0..5, 0)).await.expect("ingest");
+    flush(&store).await;
+    store.ingest(&tenant, events(5..9, 1)).await.expect("ingest");
+    // No shutdown: the process "dies" here with 4 events only in the WAL.
+    let (recovered, tenant) = open(dir.path(), IngestConfig::test_config());
+    let ids = ids_in(&recovered, &tenant);
+    assert_eq!(ids.len(), 9, "{ids:?}");
+    assert_eq!(recovered.tenant_stats(&tenant).memory_rows, 4);
+    drop(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_buffer_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = IngestConfig {
+        max_buffer_bytes: 40_000,
+        flush_bytes: 40_000,
+        ..IngestConfig::test_config()
+    };
+    let (store, tenant) = open(dir.path(), config);
+    let mut accepted = 0;
+    let mut refused = false;
+    for round in 0..50 {
+        match store.ingest(&tenant, events(round * 20..round * 20 + 20, 0)).await {
+            Ok(r) => accepted += r.accepted,
+            Err(Error::Backpressure { .. }) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(refused, "the buffer limit was never reached");
+    assert_eq!(ids_in(&store, &tenant).len(), accepted);
+    flush(&store).await;
+    assert_eq!(store.buffered_bytes(), 0);
+    // After the flush there is room again, and the refused events were not half-stored.
+    let r = store.ingest(&tenant, events(5000..5010, 0)).await.expect("room again");
+    assert_eq!(r.accepted, 10);
+    assert_eq!(ids_in(&store, &tenant).len(), accepted + 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_events_land_in_their_day_and_compaction_keeps_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    for round in 0..3 {
+        store
+            .ingest(&tenant, events(round * 10..round * 10 + 10, 0))
+            .await
+            .expect("ingest");
+        // A late event, three days old.
+        store
+            .ingest(&tenant, events(100 + round..101 + round, 3))
+            .await
+            .expect("ingest");
+        flush(&store).await;
+    }
+    let snap = store.snapshot(&tenant);
+    let dates: HashSet<&str> = snap.files.iter().map(|(_, f)| f.date.as_str()).collect();
+    assert_eq!(dates, HashSet::from(["2025-06-15", "2025-06-12"]));
+    assert_eq!(snap.files.len(), 6);
+    let s = store.clone();
+    let merged = tokio::task::spawn_blocking(move || s.compact()).await.expect("join").expect("compact");
+    assert_eq!(merged, 6);
+    let snap = store.snapshot(&tenant);
+    assert_eq!(snap.files.len(), 2);
+    assert_eq!(ids_in(&store, &tenant).len(), 33);
+    // Files on disk match the catalog (old ones deleted).
+    let on_disk = walk(&dir.path().join(storage::EVENTS_DIR));
+    assert_eq!(on_disk, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_days() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    store.ingest(&tenant, events(0..5, 0)).await.expect("ingest");
+    store.ingest(&tenant, events(5..10, 40)).await.expect("ingest");
+    flush(&store).await;
+    let mut t = store.catalog().tenant(&tenant).expect("tenant");
+    t.retention_days = Some(30);
+    store.catalog().update_tenant(&t).expect("update");
+    let s = store.clone();
+    let removed = tokio::task::spawn_blocking(move || s.apply_retention()).await.expect("join").expect("retention");
+    assert_eq!(removed, 1);
+    assert_eq!(ids_in(&store, &tenant).len(), 5);
+}
+
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            n += walk(&path);
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
