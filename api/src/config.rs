@@ -102,10 +102,27 @@ impl Config {
         if self.http.max_concurrent_ingest == 0 {
             problems.push("http.max_concurrent_ingest must be at least 1".into());
         }
+        if self.http.max_body_bytes > beacon_ingest::wal::MAX_RECORD_BYTES / 4 {
+            problems.push(format!(
+                "http.max_body_bytes must be at most {} bytes",
+                beacon_ingest::wal::MAX_RECORD_BYTES / 4
+            ));
+        }
         if self.engine.max_result_rows == 0 {
             problems.push("engine.max_result_rows must be at least 1".into());
         }
         problems
+    }
+
+    /// Settings that work but are probably unintended (logged at startup).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.ingest.warnings();
+        if self.ingest.delete_grace < self.engine.query_timeout {
+            warnings.push(
+                "ingest.delete_grace is shorter than engine.query_timeout: a long query may miss a compacted file".into(),
+            );
+        }
+        warnings
     }
 
     /// The data directory, created if missing.

@@ -81,11 +81,6 @@ impl ApiError {
         self.details.insert(key.to_owned(), value);
         self
     }
-
-    /// The status code.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl IntoResponse for ApiError {

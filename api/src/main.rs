@@ -125,6 +125,9 @@ fn main() -> anyhow::Result<()> {
             };
             let config = Config::load(common.config.as_deref(), &overrides)?;
             telemetry::init_tracing(&config.log);
+            for warning in config.warnings() {
+                tracing::warn!(%warning, "Configuration warning.");
+            }
             let prometheus = telemetry::init_metrics()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -14,6 +14,9 @@ use std::io::Read;
 
 use crate::error::ApiError;
 
+/// Longest a client may take to send a request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads a request body of at most `limit` bytes (after gzip decompression).
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
@@ -33,10 +36,18 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             return Err(too_large());
         }
     }
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    let raw = match read.await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            ));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(ApiError::bad_request(
                 "body_read_failed",
                 format!("could not read the request body: {e}"),
@@ -49,7 +60,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     match encoding.as_deref() {
         None | Some("identity") | Some("") => Ok(raw),
         Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::with_capacity(raw.len() * 4);
+            let mut out = Vec::with_capacity((raw.len() * 4).min(limit + 1));
             let decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
             match decoder.take(limit as u64 + 1).read_to_end(&mut out) {
                 Ok(n) if n > limit => Err(too_large()),

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Server, client, create_tenant, fast_env, sql};
+use common::{Server, call, client, create_tenant, fast_env, sql};
 use std::sync::Mutex;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -142,15 +142,7 @@ async fn sigkill_during_ingest_loses_and_duplicates_nothing() {
         eprintln!("round {round}: {} acknowledged, {} stored", acked.len(), stored.len());
         if round + 1 == ROUNDS {
             // The rounds must have exercised flushes (Parquet + WAL checkpoint), not only WAL replay.
-            let ws: serde_json::Value = client()
-                .get(server.url("/v1/workspace"))
-                .bearer_auth(&tenant.admin_key)
-                .send()
-                .await
-                .expect("workspace")
-                .json()
-                .await
-                .expect("json");
+            let (_, ws) = call(&server, reqwest::Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
             assert!(ws["stats"]["file_rows"].as_u64().unwrap_or(0) > 0, "no flush happened: {ws}");
         }
         server.crash();

@@ -6,7 +6,8 @@ mod common;
 use std::io::Write;
 
 use base64::Engine as _;
-use common::{Server, client, create_tenant, fast_env, scalar, sql};
+use common::{Server, call, client, create_tenant, fast_env, scalar, sql};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn order(id: &str, user: &str) -> Value {
@@ -97,22 +98,9 @@ async fn round_trip_field_by_field_through_memory_and_parquet() {
     check(&from_memory);
 
     // Flush, then the same answer from Parquet.
-    let resp = http
-        .post(server.url("/v1/workspace/flush"))
-        .bearer_auth(&tenant.admin_key)
-        .send()
-        .await
-        .expect("flush");
-    assert_eq!(resp.status(), 200);
-    let ws: Value = http
-        .get(server.url("/v1/workspace"))
-        .bearer_auth(&tenant.admin_key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (status, _) = call(&server, Method::POST, "/v1/workspace/flush", &tenant.admin_key, None).await;
+    assert_eq!(status, 200);
+    let (_, ws) = call(&server, Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
     assert_eq!(ws["stats"]["memory_rows"], 0, "{ws}");
     assert_eq!(ws["stats"]["file_rows"], 3, "{ws}");
     let from_parquet = sql(&server, &tenant.admin_key, query).await;
@@ -208,5 +196,10 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
         types["rows"],
         json!([["alias", 1], ["group", 1], ["identify", 1], ["page", 1], ["screen", 1], ["track", 52]])
     );
+    // SIGTERM flushes: after a restart everything is in Parquet, nothing left to replay.
+    assert!(server.stop().success());
+    let server = Server::start(&data, &[]);
+    let (_, ws) = call(&server, Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
+    assert_eq!((ws["stats"]["memory_rows"].as_u64(), ws["stats"]["file_rows"].as_u64()), (Some(0), Some(57)), "{ws}");
     assert!(server.stop().success());
 }

@@ -4,7 +4,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Server, client, create_tenant, scalar};
+use common::{BIN, Server, call, client, create_tenant, scalar};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn events(prefix: &str, n: usize) -> String {
@@ -59,13 +60,8 @@ async fn health_metrics_and_backpressure() {
     assert!(pushed_back, "no backpressure after {accepted} events");
     // Nothing acknowledged was dropped; after a flush there is room again.
     assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64, accepted);
-    let resp = http
-        .post(server.url("/v1/workspace/flush"))
-        .bearer_auth(&tenant.admin_key)
-        .send()
-        .await
-        .expect("flush");
-    assert_eq!(resp.status(), 200);
+    let (status, _) = call(&server, Method::POST, "/v1/workspace/flush", &tenant.admin_key, None).await;
+    assert_eq!(status, 200);
     let resp = http
         .post(server.url("/v1/batch"))
         .bearer_auth(&tenant.write_key)
@@ -109,14 +105,8 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
     let created: Value = serde_json::from_slice(&out.stdout).expect("json");
     let read_key = created["key"].as_str().expect("key").to_owned();
     assert_eq!(scalar(&server, &read_key, "SELECT COUNT(*) FROM events").await, 0);
-    let resp = http
-        .post(server.url("/v1/track"))
-        .bearer_auth(&read_key)
-        .json(&json!({"event": "X", "userId": "u"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
+    let (status, _) = call(&server, Method::POST, "/v1/track", &read_key, Some(json!({"event": "X", "userId": "u"}))).await;
+    assert_eq!(status, 403);
 
     // Settings: valid ones stick, every invalid field is reported.
     let resp = http
@@ -153,32 +143,14 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
     let body: Value = resp.json().await.expect("json");
     let new_key = body["key"]["key"].as_str().expect("key").to_owned();
     let prefix = body["key"]["prefix"].as_str().expect("prefix").to_owned();
-    let list: Value = http
-        .get(server.url("/v1/workspace/keys"))
-        .bearer_auth(&tenant.admin_key)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let (_, list) = call(&server, Method::GET, "/v1/workspace/keys", &tenant.admin_key, None).await;
     assert_eq!(list["keys"].as_array().map(Vec::len), Some(4), "{list}");
     assert!(!list.to_string().contains(&new_key), "secrets must not be listed");
-    let resp = http
-        .delete(server.url(&format!("/v1/workspace/keys/{prefix}")))
-        .bearer_auth(&tenant.admin_key)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(resp.status(), 204);
-    let resp = http
-        .post(server.url("/v1/track"))
-        .bearer_auth(&new_key)
-        .json(&json!({"event": "X", "userId": "u"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 401);
+    let path = format!("/v1/workspace/keys/{prefix}");
+    let (status, _) = call(&server, Method::DELETE, &path, &tenant.admin_key, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&server, Method::POST, "/v1/track", &new_key, Some(json!({"event": "X", "userId": "u"}))).await;
+    assert_eq!(status, 401);
 
     // The CLI lists what the API did.
     let out = Command::new(BIN)

@@ -82,6 +82,18 @@ impl IngestConfig {
         }
     }
 
+    /// Settings that work but are probably unintended.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.dedupe_window < Duration::from_secs(7 * 24 * 3600) {
+            warnings.push(format!(
+                "ingest.dedupe_window is {:?}: retries older than that are stored twice",
+                self.dedupe_window
+            ));
+        }
+        warnings
+    }
+
     /// Every problem with the settings, at once.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -93,9 +105,6 @@ impl IngestConfig {
         }
         if self.max_buffer_bytes < self.flush_bytes {
             problems.push("ingest.max_buffer_bytes must be at least ingest.flush_bytes".to_owned());
-        }
-        if self.dedupe_window < Duration::from_secs(7 * 24 * 3600) && self.dedupe_window != Duration::ZERO {
-            tracing::warn!(window = ?self.dedupe_window, "Dedupe window is shorter than 7 days.");
         }
         if self.compaction_min_files < 2 {
             problems.push("ingest.compaction_min_files must be at least 2".to_owned());

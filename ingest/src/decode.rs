@@ -39,8 +39,18 @@
 //!
 //! Money is accepted as a JSON number or a decimal string and stored as
 //! `Decimal128(18, 4)`; more than 4 decimals are rounded half away from zero.
-//! A JSON number is read through its shortest round-trip decimal form, so
-//! `19.99` is stored as exactly `19.9900`.
+//! A JSON number is read from its decimal text exactly (`19.99` is stored as
+//! `19.9900`); a number with an exponent goes through `f64` and its shortest
+//! round-trip decimal form.
+//!
+//! # Speed
+//!
+//! Only the top level of an event is deserialized (borrowing from the body);
+//! `properties`, `context` and `traits` stay raw JSON text: they are checked
+//! for depth and string length in one pass over their bytes, their top-level
+//! keys are read for promotion, and they are stored exactly as sent, never
+//! re-serialized. Only a batch-level `context` forces a merge (parse and
+//! re-serialize of `context`).
 //!
 //! # Times
 //!
@@ -51,14 +61,18 @@
 //! `timestamp + (receivedAt - sentAt)`. Times before 1970 or more than
 //! [`Limits::max_future`] after the receive time are rejected.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::{Event, EventType, names};
-use crate::schema::{MONEY_FACTOR, MONEY_MAX_SCALED, MONEY_SCALE};
+use crate::schema::{MONEY_MAX_SCALED, MONEY_SCALE};
 
 /// Validation limits for request bodies and events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,29 +182,32 @@ fn invalid(code: &'static str, reason: impl Into<String>) -> Invalid {
 
 /// Decodes a Segment `/v1/batch` body: `{"batch": [...], "context": {...}, "writeKey": "..."}`.
 pub fn decode_batch(body: &[u8], limits: &Limits, received_at_us: i64) -> Result<Decoded, BodyError> {
-    let value: Value = parse_json(body)?;
-    let Value::Object(mut root) = value else {
-        return Err(BodyError::InvalidShape(
-            "request body must be a JSON object with a \"batch\" array".into(),
-        ));
+    #[derive(Deserialize)]
+    struct BatchBody<'a> {
+        #[serde(borrow)]
+        batch: Option<&'a RawValue>,
+        #[serde(borrow)]
+        context: Option<&'a RawValue>,
+        #[serde(rename = "writeKey", borrow)]
+        write_key: Option<&'a RawValue>,
+    }
+    let text = utf8(body)?;
+    let root: BatchBody<'_> = serde_json::from_str(text).map_err(|e| body_error(&e, "request body must be a JSON object with a \"batch\" array"))?;
+    let Some(batch) = root.batch else {
+        return Err(BodyError::InvalidShape("request body must have a \"batch\" array".into()));
     };
-    let batch = match root.remove("batch") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(BodyError::InvalidShape("\"batch\" must be an array".into())),
-        None => {
-            return Err(BodyError::InvalidShape(
-                "request body must have a \"batch\" array".into(),
-            ));
-        }
-    };
-    check_count(batch.len(), limits)?;
-    let shared_context = match root.remove("context") {
-        Some(Value::Object(map)) => Some(map),
-        Some(Value::Null) | None => None,
-        Some(_) => return Err(BodyError::InvalidShape("batch \"context\" must be an object".into())),
+    let items: Vec<&RawValue> =
+        serde_json::from_str(batch.get()).map_err(|_| BodyError::InvalidShape("\"batch\" must be an array".into()))?;
+    check_count(items.len(), limits)?;
+    let shared_context = match root.context {
+        Some(raw) => match serde_json::from_str::<Map<String, Value>>(raw.get()) {
+            Ok(map) => Some(map),
+            Err(_) => return Err(BodyError::InvalidShape("batch \"context\" must be an object".into())),
+        },
+        None => None,
     };
     let mut out = Decoded {
-        write_key: root.get("writeKey").and_then(Value::as_str).map(str::to_owned),
+        write_key: root.write_key.and_then(|k| scalar(k).text()),
         ..Decoded::default()
     };
     let ctx = EventContext {
@@ -200,8 +217,8 @@ pub fn decode_batch(body: &[u8], limits: &Limits, received_at_us: i64) -> Result
         default: None,
         shared_context: shared_context.as_ref(),
     };
-    for (index, item) in batch.into_iter().enumerate() {
-        out.push(index, decode_event(item, &ctx));
+    for (index, item) in items.into_iter().enumerate() {
+        out.push(index, decode_event(item.get(), &ctx));
     }
     Ok(out)
 }
@@ -213,14 +230,11 @@ pub fn decode_single(
     limits: &Limits,
     received_at_us: i64,
 ) -> Result<Decoded, BodyError> {
-    let value: Value = parse_json(body)?;
-    if !value.is_object() {
+    let text = utf8(body)?;
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| body_error(&e, "request body must be a JSON object"))?;
+    if !raw.get().starts_with('{') {
         return Err(BodyError::InvalidShape("request body must be a JSON object".into()));
     }
-    let mut out = Decoded {
-        write_key: value.get("writeKey").and_then(Value::as_str).map(str::to_owned),
-        ..Decoded::default()
-    };
     let ctx = EventContext {
         limits,
         received_at_us,
@@ -228,17 +242,20 @@ pub fn decode_single(
         default: None,
         shared_context: None,
     };
-    out.push(0, decode_event(value, &ctx));
+    let mut out = Decoded::default();
+    let (result, write_key) = decode_event_with_key(raw.get(), &ctx);
+    out.write_key = write_key;
+    out.push(0, result);
     Ok(out)
 }
 
 /// Decodes newline-delimited JSON: one event per non-blank line, `type` defaults to `track`.
 ///
-/// A line that is not valid JSON rejects that line only.
+/// A line that is not valid JSON (or not UTF-8) rejects that line only.
 pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Result<Decoded, BodyError> {
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
-        .map(trim_ascii)
+        .map(<[u8]>::trim_ascii)
         .filter(|line| !line.is_empty())
         .collect();
     check_count(lines.len(), limits)?;
@@ -251,21 +268,27 @@ pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Resul
     };
     let mut out = Decoded::default();
     for (index, line) in lines.into_iter().enumerate() {
-        let result = match serde_json::from_slice::<Value>(line) {
-            Ok(value) => decode_event(value, &ctx),
-            Err(e) => Err(invalid("invalid_json", format!("line is not valid JSON: {e}"))),
+        let result = match std::str::from_utf8(line) {
+            Ok(text) => match serde_json::from_str::<&RawValue>(text) {
+                Ok(raw) => decode_event(raw.get(), &ctx),
+                Err(e) => Err(invalid("invalid_json", format!("line is not valid JSON: {e}"))),
+            },
+            Err(e) => Err(invalid("invalid_json", format!("line is not valid UTF-8: {e}"))),
         };
         out.push(index, result);
     }
     Ok(out)
 }
 
-fn trim_ascii(line: &[u8]) -> &[u8] {
-    line.trim_ascii()
+fn utf8(body: &[u8]) -> Result<&str, BodyError> {
+    std::str::from_utf8(body).map_err(|e| BodyError::InvalidJson(format!("request body is not valid UTF-8: {e}")))
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, BodyError> {
-    serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))
+fn body_error(e: &serde_json::Error, shape: &str) -> BodyError {
+    match e.classify() {
+        serde_json::error::Category::Data => BodyError::InvalidShape(shape.to_owned()),
+        _ => BodyError::InvalidJson(e.to_string()),
+    }
 }
 
 fn check_count(count: usize, limits: &Limits) -> Result<(), BodyError> {
@@ -289,21 +312,114 @@ struct EventContext<'a> {
     shared_context: Option<&'a Map<String, Value>>,
 }
 
-fn decode_event(value: Value, ctx: &EventContext<'_>) -> Result<Event, Invalid> {
-    let Value::Object(mut obj) = value else {
-        return Err(invalid("invalid_event", "event must be a JSON object"));
+/// The top-level fields of a Segment call, borrowed from the request body:
+/// nested objects stay raw JSON text (validated, never re-serialized).
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(rename = "userId", borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(rename = "anonymousId", borrow)]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(rename = "messageId", borrow)]
+    message_id: Option<&'a RawValue>,
+    #[serde(rename = "groupId", borrow)]
+    group_id: Option<&'a RawValue>,
+    #[serde(rename = "previousId", borrow)]
+    previous_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(rename = "originalTimestamp", borrow)]
+    original_timestamp: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(rename = "writeKey", borrow)]
+    write_key: Option<&'a RawValue>,
+}
+
+/// A JSON scalar read from raw text.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    /// A number, as written.
+    Num(&'a str),
+    /// Anything else, by type name.
+    Other(&'static str),
+}
+
+impl Scalar<'_> {
+    fn text(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let inner = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
+            if inner.contains('\\') {
+                match serde_json::from_str::<String>(text) {
+                    Ok(s) => Scalar::Str(Cow::Owned(s)),
+                    Err(_) => Scalar::Other("a string"),
+                }
+            } else {
+                Scalar::Str(Cow::Borrowed(inner))
+            }
+        }
+        Some(b'{') => Scalar::Other("an object"),
+        Some(b'[') => Scalar::Other("an array"),
+        Some(b't' | b'f') => Scalar::Other("a boolean"),
+        Some(b'n') => Scalar::Other("null"),
+        _ => Scalar::Num(text),
+    }
+}
+
+fn decode_event(text: &str, ctx: &EventContext<'_>) -> Result<Event, Invalid> {
+    decode_event_with_key(text, ctx).0
+}
+
+fn decode_event_with_key(text: &str, ctx: &EventContext<'_>) -> (Result<Event, Invalid>, Option<String>) {
+    let raw: RawEvent<'_> = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let reason = if text.starts_with('{') {
+                format!("event is not a valid Segment call: {e}")
+            } else {
+                "event must be a JSON object".to_owned()
+            };
+            return (Err(invalid("invalid_event", reason)), None);
+        }
     };
+    let write_key = raw.write_key.and_then(|k| scalar(k).text());
+    (build_event(&raw, ctx), write_key)
+}
+
+fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Invalid> {
     let limits = ctx.limits;
     let kind = match ctx.forced {
         Some(kind) => kind,
-        None => match obj.get("type") {
-            Some(Value::String(s)) => s.parse().map_err(|()| {
+        None => match raw.kind.map(scalar) {
+            Some(Scalar::Str(s)) => s.parse().map_err(|()| {
                 invalid(
                     "invalid_type",
                     format!("type {s:?} is not one of track, identify, page, screen, group, alias"),
                 )
             })?,
-            Some(Value::Null) | None => ctx
+            None => ctx
                 .default
                 .ok_or_else(|| invalid("missing_type", "type is required"))?,
             Some(_) => return Err(invalid("invalid_type", "type must be a string")),
@@ -315,31 +431,31 @@ fn decode_event(value: Value, ctx: &EventContext<'_>) -> Result<Event, Invalid> 
         received_at_us: ctx.received_at_us,
         ..Event::default()
     };
-    event.user_id = id_field(&obj, "userId", limits)?;
-    event.anonymous_id = id_field(&obj, "anonymousId", limits)?;
+    event.user_id = id_field(raw.user_id, "userId", limits)?;
+    event.anonymous_id = id_field(raw.anonymous_id, "anonymousId", limits)?;
     if event.user_id.is_none() && event.anonymous_id.is_none() {
         return Err(invalid("missing_identity", "userId or anonymousId is required"));
     }
-    event.message_id = match id_field(&obj, "messageId", limits)? {
+    event.message_id = match id_field(raw.message_id, "messageId", limits)? {
         Some(id) => id,
         None => uuid::Uuid::new_v4().to_string(),
     };
 
     match kind {
         EventType::Track => {
-            let name = text_field(&obj, "event", limits)?
+            let name = text_field(raw.event, "event", limits)?
                 .ok_or_else(|| invalid("missing_event", "track calls need a non-empty \"event\" name"))?;
             event.event = Some(name);
         }
-        EventType::Page | EventType::Screen => event.event = text_field(&obj, "name", limits)?,
+        EventType::Page | EventType::Screen => event.event = text_field(raw.name, "name", limits)?,
         EventType::Group => {
-            event.group_id = id_field(&obj, "groupId", limits)?;
+            event.group_id = id_field(raw.group_id, "groupId", limits)?;
             if event.group_id.is_none() {
                 return Err(invalid("missing_group_id", "group calls need a \"groupId\""));
             }
         }
         EventType::Alias => {
-            event.previous_id = id_field(&obj, "previousId", limits)?;
+            event.previous_id = id_field(raw.previous_id, "previousId", limits)?;
             if event.previous_id.is_none() || event.user_id.is_none() {
                 return Err(invalid(
                     "missing_previous_id",
@@ -351,14 +467,14 @@ fn decode_event(value: Value, ctx: &EventContext<'_>) -> Result<Event, Invalid> 
     }
 
     // Times.
-    let timestamp = match obj.get("timestamp").filter(|v| !v.is_null()) {
+    let timestamp = match raw.timestamp {
         Some(v) => Some(parse_time(v, "timestamp")?),
-        None => match obj.get("originalTimestamp").filter(|v| !v.is_null()) {
+        None => match raw.original_timestamp {
             Some(v) => Some(parse_time(v, "originalTimestamp")?),
             None => None,
         },
     };
-    event.sent_at_us = match obj.get("sentAt").filter(|v| !v.is_null()) {
+    event.sent_at_us = match raw.sent_at {
         Some(v) => Some(parse_time(v, "sentAt")?),
         None => None,
     };
@@ -383,55 +499,66 @@ fn decode_event(value: Value, ctx: &EventContext<'_>) -> Result<Event, Invalid> 
         ));
     }
 
-    // Objects.
-    let properties = object_field(&mut obj, "properties")?;
-    let mut context = object_field(&mut obj, "context")?;
-    let traits = object_field(&mut obj, "traits")?;
+    // Objects: checked on their raw text, stored as sent.
+    let properties = object_field(raw.properties, "properties", limits)?;
+    let traits = object_field(raw.traits, "traits", limits)?;
+    let mut context = object_field(raw.context, "context", limits)?.map(Cow::Borrowed);
     if let Some(shared) = ctx.shared_context {
-        let context = context.get_or_insert_with(Map::new);
+        let mut merged: Map<String, Value> = match &context {
+            Some(text) => serde_json::from_str(text).unwrap_or_default(),
+            None => Map::new(),
+        };
         for (key, value) in shared {
-            if !context.contains_key(key) {
-                context.insert(key.clone(), value.clone());
+            if !merged.contains_key(key) {
+                merged.insert(key.clone(), value.clone());
             }
         }
-    }
-    for (name, map) in [("properties", &properties), ("context", &context), ("traits", &traits)] {
-        if let Some(map) = map {
-            check_object(map, name, 1, limits)?;
-        }
+        let text = Value::Object(merged).to_string();
+        scan_json(&text, "context", limits)?;
+        context = Some(Cow::Owned(text));
     }
 
-    if let Some(props) = properties.as_ref() {
-        promote(&mut event, props, context.as_ref(), limits)?;
-    } else if let Some(ctx_map) = context.as_ref() {
-        event.session_id = first_id(ctx_map, &["session_id", "sessionId"], "context", limits)?;
+    if let Some(props) = properties {
+        let map: FieldMap<'_> = serde_json::from_str(props)
+            .map_err(|e| invalid("invalid_field", format!("properties: {e}")))?;
+        promote(&mut event, &map.0, context.as_deref(), limits)?;
+    } else if let Some(ctx_text) = context.as_deref() {
+        event.session_id = context_session(ctx_text, limits)?;
     }
 
-    let mut size = event.message_id.len()
+    let size = event.message_id.len()
         + event.event.as_ref().map_or(0, String::len)
         + event.user_id.as_ref().map_or(0, String::len)
-        + event.anonymous_id.as_ref().map_or(0, String::len);
-    event.properties = properties.map(|m| Value::Object(m).to_string());
-    event.context = context.map(|m| Value::Object(m).to_string());
-    event.traits = traits.map(|m| Value::Object(m).to_string());
-    for text in [&event.properties, &event.context, &event.traits].into_iter().flatten() {
-        size += text.len();
-    }
+        + event.anonymous_id.as_ref().map_or(0, String::len)
+        + properties.map_or(0, str::len)
+        + traits.map_or(0, str::len)
+        + context.as_ref().map_or(0, |c| c.len());
     if size > limits.max_event_bytes {
         return Err(invalid(
             "event_too_large",
             format!("event is {size} bytes; the limit is {}", limits.max_event_bytes),
         ));
     }
+    event.properties = properties.map(str::to_owned);
+    event.context = context.map(Cow::into_owned);
+    event.traits = traits.map(str::to_owned);
     Ok(event)
 }
 
-fn promote(
-    event: &mut Event,
-    props: &Map<String, Value>,
-    context: Option<&Map<String, Value>>,
-    limits: &Limits,
-) -> Result<(), Invalid> {
+/// The top-level keys of an object, values left raw.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct FieldMap<'a>(#[serde(borrow)] HashMap<Cow<'a, str>, &'a RawValue>);
+
+fn context_session(context: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+    let map: FieldMap<'_> =
+        serde_json::from_str(context).map_err(|e| invalid("invalid_field", format!("context: {e}")))?;
+    first_id(&map.0, &["session_id", "sessionId"], "context", limits)
+}
+
+type Fields<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+
+fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits: &Limits) -> Result<(), Invalid> {
     let name = event.event.as_deref().unwrap_or("");
     let is_lead = name.starts_with("Lead ");
     event.order_id = first_id(props, &["order_id", "orderId"], "properties", limits)?;
@@ -451,21 +578,22 @@ fn promote(
     event.session_id = match first_id(props, &["session_id", "sessionId"], "properties", limits)? {
         Some(id) => Some(id),
         None => match context {
-            Some(ctx) => first_id(ctx, &["session_id", "sessionId"], "context", limits)?,
+            Some(ctx) => context_session(ctx, limits)?,
             None => None,
         },
     };
-    event.currency = match props.get("currency").filter(|v| !v.is_null()) {
-        Some(Value::String(code)) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+    event.currency = match props.get("currency").map(|v| scalar(v)) {
+        None | Some(Scalar::Other("null")) => None,
+        Some(Scalar::Str(code)) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Some(code.to_ascii_uppercase())
         }
-        Some(other) => {
+        Some(_) => {
+            let sent = props.get("currency").map_or("", |v| v.get());
             return Err(invalid(
                 "invalid_currency",
-                format!("properties.currency must be a 3-letter ISO 4217 code, got {other}"),
+                format!("properties.currency must be a 3-letter ISO 4217 code, got {sent}"),
             ));
         }
-        None => None,
     };
     event.price = first_money(props, &["price"])?;
     let quantity_keys: &[&str] = if name == names::INVENTORY_UPDATED {
@@ -491,193 +619,146 @@ fn promote(
     Ok(())
 }
 
+/// The value of the first present, non-null key of `keys`.
+fn first_present<'m, 'a>(map: &'m Fields<'a>, keys: &'m [&'static str]) -> impl Iterator<Item = (usize, &'static str, &'a RawValue)> + 'm {
+    keys.iter()
+        .enumerate()
+        .filter_map(move |(i, key)| map.get(*key).filter(|v| v.get() != "null").map(|v| (i, *key, *v)))
+}
+
 /// Reads the first present key of `keys` as an id; a wrong type on the first
 /// (documented) key rejects the event, on an alias it is skipped.
-fn first_id(
-    map: &Map<String, Value>,
-    keys: &[&str],
-    parent: &str,
-    limits: &Limits,
-) -> Result<Option<String>, Invalid> {
-    for (i, key) in keys.iter().enumerate() {
-        match map.get(*key) {
-            None | Some(Value::Null) => continue,
-            Some(value) => match id_text(value) {
-                Some(text) if text.is_empty() => continue,
-                Some(text) => {
-                    check_len(&text, key, limits)?;
-                    return Ok(Some(text));
-                }
-                None if i == 0 => {
-                    return Err(invalid(
-                        "invalid_field",
-                        format!("{parent}.{key} must be a string or number"),
-                    ));
-                }
-                None => continue,
-            },
+fn first_id(map: &Fields<'_>, keys: &[&'static str], parent: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+    for (i, key, value) in first_present(map, keys) {
+        let text = match scalar(value) {
+            Scalar::Str(s) => s.into_owned(),
+            Scalar::Num(n) => n.to_owned(),
+            Scalar::Other(_) if i > 0 => continue,
+            Scalar::Other(kind) => {
+                return Err(invalid(
+                    "invalid_field",
+                    format!("{parent}.{key} must be a string or number, got {kind}"),
+                ));
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        check_len(&text, key, limits)?;
+        return Ok(Some(text));
+    }
+    Ok(None)
+}
+
+fn first_money(map: &Fields<'_>, keys: &[&'static str]) -> Result<Option<i128>, Invalid> {
+    for (i, key, value) in first_present(map, keys) {
+        match money(value) {
+            Ok(v) => return Ok(Some(v)),
+            Err(reason) if i == 0 => {
+                return Err(invalid("invalid_amount", format!("properties.{key} {reason}")));
+            }
+            Err(_) => continue,
         }
     }
     Ok(None)
 }
 
-fn first_money(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<i128>, Invalid> {
-    for (i, key) in keys.iter().enumerate() {
-        match map.get(*key) {
-            None | Some(Value::Null) => continue,
-            Some(value) => match parse_money(value) {
-                Ok(v) => return Ok(Some(v)),
-                Err(reason) if i == 0 => {
-                    return Err(invalid("invalid_amount", format!("properties.{key} {reason}")));
-                }
-                Err(_) => continue,
-            },
+fn first_integer(map: &Fields<'_>, keys: &[&'static str]) -> Result<Option<i64>, Invalid> {
+    for (i, key, value) in first_present(map, keys) {
+        match parse_integer(value) {
+            Some(v) => return Ok(Some(v)),
+            None if i == 0 => {
+                return Err(invalid(
+                    "invalid_field",
+                    format!("properties.{key} must be an integer, got {}", value.get()),
+                ));
+            }
+            None => continue,
         }
     }
     Ok(None)
 }
 
-fn first_integer(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<i64>, Invalid> {
-    for (i, key) in keys.iter().enumerate() {
-        match map.get(*key) {
-            None | Some(Value::Null) => continue,
-            Some(value) => match parse_integer(value) {
-                Some(v) => return Ok(Some(v)),
-                None if i == 0 => {
-                    return Err(invalid(
-                        "invalid_field",
-                        format!("properties.{key} must be an integer, got {value}"),
-                    ));
-                }
-                None => continue,
-            },
-        }
-    }
-    Ok(None)
-}
-
-fn parse_integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
+fn parse_integer(value: &RawValue) -> Option<i64> {
+    match scalar(value) {
+        Scalar::Num(n) => n.parse::<i64>().ok().or_else(|| {
+            n.parse::<f64>()
+                .ok()
                 .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                 .map(|f| f as i64)
         }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+        Scalar::Str(s) => s.trim().parse().ok(),
+        Scalar::Other(_) => None,
     }
 }
 
-/// Parses a money value into a number scaled by [`MONEY_FACTOR`].
-pub fn parse_money(value: &Value) -> Result<i128, String> {
-    match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                return scale_checked(i128::from(i) * MONEY_FACTOR);
-            }
-            if let Some(u) = n.as_u64() {
-                return scale_checked(i128::from(u) * MONEY_FACTOR);
-            }
-            match n.as_f64() {
-                Some(f) if f.is_finite() => parse_decimal(&f.to_string()),
-                _ => Err("is not a finite number".into()),
-            }
+/// Parses a money value (raw JSON: a number or a decimal string) into a
+/// number scaled by [`crate::schema::MONEY_FACTOR`]. Plain decimal numbers are read from
+/// their text exactly; numbers with an exponent go through `f64` and its
+/// shortest round-trip decimal form.
+pub fn parse_money(json: &str) -> Result<i128, String> {
+    let raw: &RawValue = serde_json::from_str(json).map_err(|_| format!("is not valid JSON: {json}"))?;
+    money(raw)
+}
+
+fn money(raw: &RawValue) -> Result<i128, String> {
+    match scalar(raw) {
+        Scalar::Num(n) if n.contains(['e', 'E']) => match n.parse::<f64>() {
+            Ok(f) if f.is_finite() => parse_decimal(&f.to_string()),
+            _ => Err("is not a finite number".into()),
+        },
+        Scalar::Num(n) => parse_decimal(n),
+        Scalar::Str(s) => parse_decimal(s.trim()),
+        Scalar::Other(kind) => Err(format!("must be a number or decimal string, got {kind}")),
+    }
+}
+
+fn id_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+    let Some(value) = value else { return Ok(None) };
+    let text = match scalar(value) {
+        Scalar::Str(s) => s.into_owned(),
+        Scalar::Num(n) => n.to_owned(),
+        Scalar::Other(kind) => {
+            return Err(invalid(
+                "invalid_field",
+                format!("{key} must be a string or number, got {kind}"),
+            ));
         }
-        Value::String(s) => parse_decimal(s.trim()),
-        other => Err(format!("must be a number or decimal string, got {other}")),
-    }
-}
-
-fn scale_checked(v: i128) -> Result<i128, String> {
-    if v.abs() > MONEY_MAX_SCALED {
-        Err("is out of range".into())
-    } else {
-        Ok(v)
-    }
-}
-
-/// Parses a plain decimal (`-12.345`) into a value scaled by [`MONEY_FACTOR`],
-/// rounding half away from zero beyond [`MONEY_SCALE`] digits.
-pub fn parse_decimal(text: &str) -> Result<i128, String> {
-    let bad = || format!("is not a decimal number: {text:?}");
-    let (negative, digits) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
     };
-    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        || int_part.len() > 30
-    {
-        return Err(bad());
+    if text.is_empty() {
+        return Ok(None);
     }
-    let mut value: i128 = 0;
-    for b in int_part.bytes() {
-        value = value * 10 + i128::from(b - b'0');
-    }
-    let scale = MONEY_SCALE as usize;
-    let frac = frac_part.as_bytes();
-    for i in 0..scale {
-        value = value * 10 + frac.get(i).map_or(0, |b| i128::from(b - b'0'));
-    }
-    if frac.get(scale).is_some_and(|b| *b >= b'5') {
-        value += 1;
-    }
-    let value = if negative { -value } else { value };
-    scale_checked(value)
+    check_len(&text, key, limits)?;
+    Ok(Some(text))
 }
 
-fn id_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn id_field(obj: &Map<String, Value>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(value @ (Value::String(_) | Value::Number(_))) => {
-            let text = id_text(value).unwrap_or_default();
-            check_len(&text, key, limits)?;
-            Ok(Some(text))
+fn text_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+    let Some(value) = value else { return Ok(None) };
+    match scalar(value) {
+        Scalar::Str(s) if s.trim().is_empty() => Ok(None),
+        Scalar::Str(s) => {
+            check_len(&s, key, limits)?;
+            Ok(Some(s.into_owned()))
         }
-        Some(other) => Err(invalid(
-            "invalid_field",
-            format!("{key} must be a string or number, got {}", type_name(other)),
-        )),
+        Scalar::Num(_) => Err(invalid("invalid_field", format!("{key} must be a string, got a number"))),
+        Scalar::Other(kind) => Err(invalid("invalid_field", format!("{key} must be a string, got {kind}"))),
     }
 }
 
-fn text_field(obj: &Map<String, Value>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            check_len(s, key, limits)?;
-            Ok(Some(s.clone()))
-        }
-        Some(other) => Err(invalid(
-            "invalid_field",
-            format!("{key} must be a string, got {}", type_name(other)),
-        )),
+/// An object field's raw text, after the depth and string-length checks.
+fn object_field<'a>(value: Option<&'a RawValue>, key: &str, limits: &Limits) -> Result<Option<&'a str>, Invalid> {
+    let Some(value) = value else { return Ok(None) };
+    let text = value.get();
+    if !text.starts_with('{') {
+        let kind = match scalar(value) {
+            Scalar::Str(_) => "a string",
+            Scalar::Num(_) => "a number",
+            Scalar::Other(kind) => kind,
+        };
+        return Err(invalid("invalid_field", format!("{key} must be an object, got {kind}")));
     }
-}
-
-fn object_field(obj: &mut Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>, Invalid> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(map)),
-        Some(other) => Err(invalid(
-            "invalid_field",
-            format!("{key} must be an object, got {}", type_name(&other)),
-        )),
-    }
+    scan_json(text, key, limits)?;
+    Ok(Some(text))
 }
 
 fn check_len(text: &str, field: &str, limits: &Limits) -> Result<(), Invalid> {
@@ -694,48 +775,92 @@ fn check_len(text: &str, field: &str, limits: &Limits) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn check_object(map: &Map<String, Value>, path: &str, depth: usize, limits: &Limits) -> Result<(), Invalid> {
-    if depth > limits.max_property_depth {
-        return Err(invalid(
-            "too_deep",
-            format!("{path} nests deeper than {} levels", limits.max_property_depth),
-        ));
-    }
-    for (key, value) in map {
-        check_len(key, path, limits)?;
-        check_value(value, path, depth, limits)?;
+/// Checks nesting depth (objects and arrays; the top object is level 1) and
+/// the length of every string and key (in bytes as sent, escapes included)
+/// in one pass over valid JSON text, without building a tree.
+fn scan_json(text: &str, field: &str, limits: &Limits) -> Result<(), Invalid> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    match c {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                let len = i.saturating_sub(start);
+                if len > limits.max_string_bytes {
+                    return Err(invalid(
+                        "string_too_long",
+                        format!("a string in {field} is {len} bytes; the limit is {}", limits.max_string_bytes),
+                    ));
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limits.max_property_depth {
+                    return Err(invalid(
+                        "too_deep",
+                        format!("{field} nests deeper than {} levels", limits.max_property_depth),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
     }
     Ok(())
 }
 
-fn check_value(value: &Value, path: &str, depth: usize, limits: &Limits) -> Result<(), Invalid> {
-    match value {
-        Value::String(s) => check_len(s, path, limits),
-        Value::Object(map) => check_object(map, path, depth + 1, limits),
-        Value::Array(items) => {
-            if depth + 1 > limits.max_property_depth {
-                return Err(invalid(
-                    "too_deep",
-                    format!("{path} nests deeper than {} levels", limits.max_property_depth),
-                ));
-            }
-            items
-                .iter()
-                .try_for_each(|item| check_value(item, path, depth + 1, limits))
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+fn scale_checked(v: i128) -> Result<i128, String> {
+    if v.abs() > MONEY_MAX_SCALED {
+        Err("is out of range".into())
+    } else {
+        Ok(v)
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// Parses a plain decimal (`-12.345`) into a value scaled by [`crate::schema::MONEY_FACTOR`],
+/// rounding half away from zero beyond [`MONEY_SCALE`] digits.
+pub fn parse_decimal(text: &str) -> Result<i128, String> {
+    let bad = || format!("is not a decimal number: {text:?}");
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
     }
+    let int_part = int_part.trim_start_matches('0');
+    if int_part.len() > 18 {
+        return Err("is out of range".into());
+    }
+    let mut value: i128 = 0;
+    for b in int_part.bytes() {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    let scale = MONEY_SCALE as usize;
+    let frac = frac_part.as_bytes();
+    for i in 0..scale {
+        value = value * 10 + frac.get(i).map_or(0, |b| i128::from(b - b'0'));
+    }
+    if frac.get(scale).is_some_and(|b| *b >= b'5') {
+        value += 1;
+    }
+    let value = if negative { -value } else { value };
+    scale_checked(value)
 }
 
 /// Parses an ISO-8601 time into microseconds since the epoch (UTC).
@@ -757,14 +882,23 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
-fn parse_time(value: &Value, field: &str) -> Result<i64, Invalid> {
-    let Value::String(text) = value else {
-        return Err(invalid(
-            "invalid_timestamp",
-            format!("{field} must be an ISO-8601 string, got {}", type_name(value)),
-        ));
+fn parse_time(value: &RawValue, field: &str) -> Result<i64, Invalid> {
+    let text = match scalar(value) {
+        Scalar::Str(s) => s,
+        Scalar::Num(_) => {
+            return Err(invalid(
+                "invalid_timestamp",
+                format!("{field} must be an ISO-8601 string, got a number"),
+            ));
+        }
+        Scalar::Other(kind) => {
+            return Err(invalid(
+                "invalid_timestamp",
+                format!("{field} must be an ISO-8601 string, got {kind}"),
+            ));
+        }
     };
-    parse_timestamp(text).ok_or_else(|| {
+    parse_timestamp(&text).ok_or_else(|| {
         invalid(
             "invalid_timestamp",
             format!("{field} {text:?} is not an ISO-8601 date-time"),

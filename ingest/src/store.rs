@@ -157,6 +157,8 @@ struct MemState {
     tails: HashMap<String, TenantTail>,
     files: HashMap<String, Vec<FileMeta>>,
     active_bytes: usize,
+    /// Bytes sealed but not yet published (non-zero after a failed flush).
+    flushing_bytes: usize,
 }
 
 impl MemState {
@@ -165,10 +167,17 @@ impl MemState {
         tail.active.push(batch);
         tail.active_bytes += bytes;
         self.active_bytes += bytes;
-        // Many tiny batches make scans slow: merge them now and then.
-        if tail.active.len() >= 256 {
-            if let Ok(merged) = concat_batches(&event_schema(), &tail.active) {
-                tail.active = vec![merged];
+        // Many tiny batches make scans slow: every 128 small appends, merge
+        // those (only the new ones, so no row is copied twice per merge level).
+        const MERGE: usize = 128;
+        let n = tail.active.len();
+        if n >= 2 * MERGE {
+            let recent = &tail.active[n - MERGE..];
+            if storage::total_rows(recent) < MERGE * 1024 {
+                if let Ok(merged) = concat_batches(&event_schema(), recent) {
+                    tail.active.truncate(n - MERGE);
+                    tail.active.push(merged);
+                }
             }
         }
     }
@@ -178,7 +187,7 @@ impl MemState {
             tail.flushing.append(&mut tail.active);
             tail.flushing_bytes += std::mem::take(&mut tail.active_bytes);
         }
-        self.active_bytes = 0;
+        self.flushing_bytes += std::mem::take(&mut self.active_bytes);
     }
 }
 
@@ -284,6 +293,7 @@ impl Store {
             Ok(())
         })?;
         let last_seq = last_seq.max(checkpoint);
+        wal::delete_empty_segments(&wal_dir)?;
         tracing::info!(checkpoint, last_seq, replayed, "Recovered the write-ahead log.");
         let segment = SegmentWriter::create(&wal_dir, last_seq + 1, config.sync)?;
         let (tx, rx) = mpsc::channel(config.wal_queue);
@@ -386,28 +396,28 @@ impl Store {
                 seq: 0,
             });
         }
-        let release = |e: Error| {
-            inner.dedupe.release(tenant, &fresh_hashes);
-            e
+        let mut reservation = Reservation {
+            inner,
+            tenant,
+            hashes: fresh_hashes,
+            bytes: 0,
+            armed: true,
         };
-        let batch = events_to_batch(&fresh).map_err(release)?;
+        let batch = events_to_batch(&fresh)?;
         let bytes = batch.get_array_memory_size();
         let limit = inner.config.max_buffer_bytes;
         let before = inner.buffered_bytes.fetch_add(bytes, Ordering::AcqRel);
         if before + bytes > limit {
             inner.buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
             metrics::counter!(metric_names::BACKPRESSURE).increment(1);
-            return Err(release(Error::Backpressure {
+            return Err(Error::Backpressure {
                 buffered_bytes: before,
                 limit_bytes: limit,
-            }));
+            });
         }
-        let undo = |e: Error| {
-            inner.buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            release(e)
-        };
-        let ipc = wal::encode_batch(&batch).map_err(undo)?;
-        let sender = inner.wal_tx.read().clone().ok_or(Error::WalClosed).map_err(undo)?;
+        reservation.bytes = bytes;
+        let ipc = wal::encode_batch(&batch)?;
+        let sender = inner.wal_tx.read().clone().ok_or(Error::WalClosed)?;
         let (reply, response) = oneshot::channel();
         let accepted = fresh.len();
         let request = WalRequest::Append {
@@ -415,13 +425,14 @@ impl Store {
             batch,
             ipc,
             bytes,
-            hashes: fresh_hashes.clone(),
+            hashes: reservation.hashes.clone(),
             received_us: inner.clock.now_us(),
             reply,
         };
-        if sender.send(request).await.is_err() {
-            return Err(undo(Error::WalClosed));
-        }
+        // Cancel-safe: if this future is dropped while waiting for queue
+        // space, nothing was sent and the guard undoes the reservation.
+        sender.send(request).await.map_err(|_| Error::WalClosed)?;
+        reservation.armed = false;
         // From here on the writer thread owns the reservation and the bytes:
         // it commits or releases them even if this future is dropped.
         let seq = response.await.map_err(|_| Error::WalClosed)??;
@@ -470,11 +481,15 @@ impl Store {
         stats
     }
 
-    /// True when a flush is due by size or age.
+    /// True when a flush is due by size or age (or an earlier one failed).
     pub fn flush_due(&self) -> bool {
-        let active = self.inner.state.read().active_bytes;
+        let (active, flushing) = {
+            let state = self.inner.state.read();
+            (state.active_bytes, state.flushing_bytes)
+        };
+        let pending = active + flushing;
         active >= self.inner.config.flush_bytes
-            || (active > 0 && self.inner.last_flush.lock().elapsed() >= self.inner.config.flush_interval)
+            || (pending > 0 && self.inner.last_flush.lock().elapsed() >= self.inner.config.flush_interval)
     }
 
     /// Writes the in-memory tail to Parquet and truncates the WAL. Blocking:
@@ -523,6 +538,7 @@ impl Store {
                     freed += std::mem::take(&mut tail.flushing_bytes);
                 }
             }
+            state.flushing_bytes -= freed;
             inner.buffered_bytes.fetch_sub(freed, Ordering::AcqRel);
         }
         wal::delete_segments_before(&inner.wal_dir, seal.keep_from)?;
@@ -579,9 +595,19 @@ impl Store {
                     }
                 }
             }
+            // Smallest files first, and at most `compaction_max_file_bytes` per
+            // merge, so compaction memory stays bounded.
             groups
                 .into_values()
-                .filter(|g| g.len() >= inner.config.compaction_min_files)
+                .filter_map(|mut g| {
+                    g.sort_by_key(|f| f.bytes);
+                    let mut total = 0;
+                    g.retain(|f| {
+                        total += f.bytes;
+                        total <= inner.config.compaction_max_file_bytes
+                    });
+                    (g.len() >= inner.config.compaction_min_files).then_some(g)
+                })
                 .collect()
         };
         let mut merged = 0;
@@ -613,7 +639,7 @@ impl Store {
         let mut removed_total = 0;
         for tenant in inner.catalog.tenants()? {
             let Some(days) = tenant.retention_days else { continue };
-            let cutoff_us = now - i64::from(days) * 86_400_000_000;
+            let cutoff_us = now.saturating_sub(i64::from(days).saturating_mul(86_400_000_000));
             let cutoff = chrono::DateTime::from_timestamp_micros(cutoff_us)
                 .map(|d| d.format("%Y-%m-%d").to_string())
                 .unwrap_or_default();
@@ -715,6 +741,25 @@ fn note_ids(dedupe: &Deduper, tenant: &str, batch: &RecordBatch) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Undoes a dedupe reservation and its buffered bytes when dropped, unless
+/// it was handed over to the WAL writer (which then commits or releases it).
+struct Reservation<'a> {
+    inner: &'a Inner,
+    tenant: &'a str,
+    hashes: Vec<u128>,
+    bytes: usize,
+    armed: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.dedupe.release(self.tenant, &self.hashes);
+            self.inner.buffered_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 struct Pending {
@@ -833,6 +878,9 @@ fn writer_loop(inner: &Inner, mut rx: mpsc::Receiver<WalRequest>, mut segment: S
         }
         if !seals.is_empty() {
             let result = (|| -> Result<Seal> {
+                if inner.poisoned.load(Ordering::Acquire) {
+                    return Err(Error::WalPoisoned);
+                }
                 if !segment.is_empty() {
                     segment = SegmentWriter::create(segment.dir(), next_seq, inner.config.sync)?;
                 }
@@ -845,10 +893,11 @@ fn writer_loop(inner: &Inner, mut rx: mpsc::Receiver<WalRequest>, mut segment: S
             for reply in seals {
                 let _ = reply.send(match &result {
                     Ok(seal) => Ok(*seal),
+                    Err(Error::WalPoisoned) => Err(Error::WalPoisoned),
                     Err(e) => Err(Error::io("wal seal", std::io::Error::other(format!("{e}")))),
                 });
             }
-        } else if segment.len() >= inner.config.wal_segment_bytes {
+        } else if segment.len() >= inner.config.wal_segment_bytes && !inner.poisoned.load(Ordering::Acquire) {
             match SegmentWriter::create(segment.dir(), next_seq, inner.config.sync) {
                 Ok(new) => segment = new,
                 Err(e) => tracing::warn!(error = %e, "Could not start a new WAL segment; continuing in the current one."),

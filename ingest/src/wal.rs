@@ -30,8 +30,8 @@ use crate::{Error, Result};
 /// Bytes at the start of every segment.
 pub const MAGIC: &[u8; 8] = b"BCNWAL01";
 const HEADER_LEN: usize = 8;
-/// Largest record body accepted on replay (guards against garbage lengths).
-const MAX_RECORD_BYTES: usize = 1 << 30;
+/// Largest record body written or replayed (guards against garbage lengths).
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
 /// How the log is made durable before an acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -146,7 +146,16 @@ pub fn replay(dir: &Path, mut f: impl FnMut(WalRecord) -> Result<()>) -> Result<
                 Err(reason) => reason,
             };
             if is_last {
-                tracing::warn!(path = %path.display(), offset, reason = torn, "Truncated torn tail of the write-ahead log.");
+                // As in PostgreSQL, the log ends at the first invalid record of
+                // the newest segment: an unsynced group may be torn in any
+                // order on power loss, so later bytes cannot be trusted
+                // either. They are kept aside for inspection, never deleted.
+                let quarantine = path.with_extension(format!("wal.tail-{offset}"));
+                fs::write(&quarantine, &data[offset..]).map_err(|e| Error::io(&quarantine, e))?;
+                tracing::warn!(
+                    path = %path.display(), offset, reason = torn, kept = %quarantine.display(),
+                    "Truncated the torn tail of the write-ahead log."
+                );
                 truncate_to(path, offset as u64)?;
                 break;
             }
@@ -197,6 +206,23 @@ fn truncate_to(path: &Path, len: u64) -> Result<()> {
     let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
     file.set_len(len).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Deletes segments that hold no record (left by a crash right after a
+/// rotation, or emptied by torn-tail truncation).
+pub fn delete_empty_segments(dir: &Path) -> Result<usize> {
+    let mut deleted = 0;
+    for (_, path) in list_segments(dir)? {
+        let len = fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        if len <= HEADER_LEN as u64 {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            deleted += 1;
+        }
+    }
+    if deleted > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(deleted)
 }
 
 /// Deletes every segment that starts before `first_seq_kept`.
@@ -282,6 +308,12 @@ impl SegmentWriter {
             reason: "tenant id too long".into(),
         })?;
         let body_len = 10 + tenant.len() + ipc.len();
+        if body_len > MAX_RECORD_BYTES {
+            return Err(Error::InvalidSetting {
+                name: "batch".into(),
+                reason: format!("WAL record of {body_len} bytes exceeds {MAX_RECORD_BYTES}"),
+            });
+        }
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&seq.to_le_bytes());
         hasher.update(&tenant_len.to_le_bytes());
@@ -396,6 +428,12 @@ mod tests {
         })
         .expect("replay");
         assert_eq!(seqs, vec![1]);
+        // The cut bytes are kept aside, not destroyed.
+        let kept = fs::read_dir(dir.path())
+            .expect("ls")
+            .filter(|e| e.as_ref().map(|e| e.file_name().to_string_lossy().contains(".wal.tail-")).unwrap_or(false))
+            .count();
+        assert_eq!(kept, 1);
         // And the file was cut back to the end of record 1: a second replay agrees.
         let mut again = vec![];
         replay(dir.path(), |r| {

@@ -49,6 +49,9 @@ mod double_option {
     }
 }
 
+/// Longest retention that can be set (100 years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 
 /// `PATCH /v1/workspace`: change settings. Every invalid field is reported.
@@ -84,8 +87,8 @@ pub async fn patch_workspace(State(state): State<AppState>, headers: HeaderMap, 
         tenant.week_start = day;
     }
     if let Some(retention) = patch.retention_days {
-        if retention == Some(0) {
-            problems.push(json!({"field": "retention_days", "reason": "must be at least 1 (or null to keep everything)"}));
+        if retention.is_some_and(|days| !(1..=MAX_RETENTION_DAYS).contains(&days)) {
+            problems.push(json!({"field": "retention_days", "reason": format!("must be 1 to {MAX_RETENTION_DAYS} days, or null to keep everything")}));
         }
         tenant.retention_days = retention;
     }

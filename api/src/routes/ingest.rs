@@ -32,18 +32,22 @@ enum Format {
 }
 
 async fn handle(state: AppState, headers: HeaderMap, body: Body, format: Format) -> Result<Response, ApiError> {
+    // Authenticate before reading the body when the header carries a key.
+    let header_key = auth::header_key(&headers)?;
+    let early = match &header_key {
+        Some(key) => {
+            let principal = auth::authenticate(&state, Some(key))?;
+            principal.require(&[Role::Write, Role::Admin], "sending events")?;
+            Some(principal)
+        }
+        None => None,
+    };
     let Ok(_permit) = state.ingest_permits.clone().try_acquire_owned() else {
         return Err(ApiError::unavailable(
             "overloaded",
             "too many ingest requests in progress; retry later",
             1,
         ));
-    };
-    // Authenticate before reading the body when the header carries a key.
-    let header_key = auth::header_key(&headers)?;
-    let early = match &header_key {
-        Some(key) => Some(auth::authenticate(&state, Some(key))?),
-        None => None,
     };
     let bytes = read_body(&headers, body, state.config.http.max_body_bytes).await?;
     let now = state.store.clock().now_us();

@@ -155,3 +155,20 @@ pub async fn scalar(server: &Server, key: &str, query: &str) -> i64 {
     let v = sql(server, key, query).await;
     v["rows"][0][0].as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
+
+/// `method path` with a bearer key and an optional JSON body: status and JSON answer (`null` if empty).
+pub async fn call(server: &Server, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = client().request(method, server.url(path)).bearer_auth(key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, value)
+}

@@ -173,9 +173,13 @@ fn decimal_parsing() {
     assert_eq!(parse_decimal(".5"), Ok(5_000));
     assert!(parse_decimal("1e5").is_err());
     assert!(parse_decimal("").is_err());
-    assert!(parse_decimal("99999999999999999999").is_err());
-    assert_eq!(parse_money(&json!(0.1)), Ok(1_000));
-    assert_eq!(parse_money(&json!(1234567.89)), Ok(12_345_678_900));
+    assert_eq!(parse_decimal("99999999999999999999"), Err("is out of range".into()));
+    assert_eq!(parse_decimal("0000000000000000000000000000000001.5"), Ok(15_000));
+    assert_eq!(parse_money("0.1"), Ok(1_000));
+    assert_eq!(parse_money("1234567.89"), Ok(12_345_678_900));
+    assert_eq!(parse_money("1.5e2"), Ok(1_500_000));
+    assert_eq!(parse_money("\"7.25\""), Ok(72_500));
+    assert!(parse_money("true").is_err());
 }
 
 mod props {
@@ -189,8 +193,10 @@ mod props {
         fn money_round_trips(units in -1_000_000_000i64..1_000_000_000, frac in 0i64..10_000) {
             let text = format!("{units}.{frac:04}");
             let expected = parse_decimal(&text).expect("decimal");
-            let as_number: serde_json::Value = serde_json::from_str(&text).expect("json");
-            prop_assert_eq!(parse_money(&as_number), Ok(expected));
+            prop_assert_eq!(parse_money(&text), Ok(expected));
+            // Through f64 (as a client library would write it) gives the same value.
+            let as_f64: f64 = text.parse().expect("float");
+            prop_assert_eq!(parse_money(&format!("{as_f64:e}")), Ok(expected));
         }
     }
 }
