@@ -62,7 +62,6 @@
 //! [`Limits::max_future`] after the receive time are rejected.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -545,10 +544,42 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
     Ok(event)
 }
 
-/// The top-level keys of an object, values left raw.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct FieldMap<'a>(#[serde(borrow)] HashMap<Cow<'a, str>, &'a RawValue>);
+/// The top-level keys of an object in order, values left raw. A short
+/// vector beats hashing for the few lookups promotion makes.
+struct FieldMap<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FieldMap<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(transparent)]
+        struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = FieldMap<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(FieldMap(fields))
+            }
+        }
+
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// The value of `key` (the last one wins if a key repeats, as in serde_json).
+fn field<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a RawValue> {
+    fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
 
 fn context_session(context: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
     let map: FieldMap<'_> =
@@ -556,7 +587,7 @@ fn context_session(context: &str, limits: &Limits) -> Result<Option<String>, Inv
     first_id(&map.0, &["session_id", "sessionId"], "context", limits)
 }
 
-type Fields<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+type Fields<'a> = [(Cow<'a, str>, &'a RawValue)];
 
 fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits: &Limits) -> Result<(), Invalid> {
     let name = event.event.as_deref().unwrap_or("");
@@ -582,13 +613,13 @@ fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits:
             None => None,
         },
     };
-    event.currency = match props.get("currency").map(|v| scalar(v)) {
+    event.currency = match field(props, "currency").map(scalar) {
         None | Some(Scalar::Other("null")) => None,
         Some(Scalar::Str(code)) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Some(code.to_ascii_uppercase())
         }
         Some(_) => {
-            let sent = props.get("currency").map_or("", |v| v.get());
+            let sent = field(props, "currency").map_or("", RawValue::get);
             return Err(invalid(
                 "invalid_currency",
                 format!("properties.currency must be a 3-letter ISO 4217 code, got {sent}"),
@@ -623,7 +654,7 @@ fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits:
 fn first_present<'m, 'a>(map: &'m Fields<'a>, keys: &'m [&'static str]) -> impl Iterator<Item = (usize, &'static str, &'a RawValue)> + 'm {
     keys.iter()
         .enumerate()
-        .filter_map(move |(i, key)| map.get(*key).filter(|v| v.get() != "null").map(|v| (i, *key, *v)))
+        .filter_map(move |(i, key)| field(map, key).filter(|v| v.get() != "null").map(|v| (i, *key, v)))
 }
 
 /// Reads the first present key of `keys` as an id; a wrong type on the first

@@ -9,10 +9,34 @@
 //! it is never acknowledged for data that might still fail to be written.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use parking_lot::Mutex;
 
 const PENDING: i64 = i64::MIN;
+
+/// Keys are already uniform 128-bit hashes: fold them instead of hashing again.
+#[derive(Debug, Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type IdMap = HashMap<u128, i64, BuildHasherDefault<FoldHasher>>;
+type IdSet = HashSet<u128, BuildHasherDefault<FoldHasher>>;
 
 /// Hash of a message id.
 pub fn id_hash(message_id: &str) -> u128 {
@@ -31,7 +55,7 @@ pub enum Verdict {
 /// The dedupe index.
 #[derive(Debug, Default)]
 pub struct Deduper {
-    tenants: Mutex<HashMap<String, HashMap<u128, i64>>>,
+    tenants: Mutex<HashMap<String, IdMap>>,
 }
 
 impl Deduper {
@@ -40,7 +64,7 @@ impl Deduper {
     pub fn reserve(&self, tenant: &str, hashes: &[u128]) -> Result<Vec<Verdict>, usize> {
         let mut tenants = self.tenants.lock();
         let map = tenants.entry(tenant.to_owned()).or_default();
-        let mut mine = HashSet::new();
+        let mut mine = IdSet::default();
         let mut verdicts = Vec::with_capacity(hashes.len());
         for (i, h) in hashes.iter().enumerate() {
             match map.get(h) {
@@ -96,7 +120,7 @@ impl Deduper {
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.tenants.lock().values().map(HashMap::len).sum()
+        self.tenants.lock().values().map(IdMap::len).sum()
     }
 
     /// True when nothing is remembered.

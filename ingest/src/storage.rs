@@ -32,12 +32,16 @@ use crate::{Error, Result};
 pub const EVENTS_DIR: &str = "tables/events";
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// zstd level of event files: 1 keeps flushes cheap on the ingest path
+/// (level 3 was ~5% smaller and markedly slower to write here).
+pub const ZSTD_LEVEL: i32 = 1;
+
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         // JSON blobs are rarely equal: dictionaries would only cost.
@@ -64,22 +68,24 @@ pub fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(batch, &indices)?)
 }
 
-/// Splits batches into UTC days of their event time: `date -> rows`.
+/// Sorts batches by event time and splits them into UTC days:
+/// `date -> rows sorted by time` (each a zero-copy slice of one sorted copy).
 pub fn split_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<String, RecordBatch>> {
     let all = concat_batches(&event_schema(), batches)?;
-    let ts = all
+    let sorted = sort_by_time(&all)?;
+    let ts = sorted
         .column_by_name(columns::TIMESTAMP)
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("no timestamp column".into()))?
-        .as_primitive::<TimestampMicrosecondType>();
-    let mut rows_by_day: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (i, t) in ts.values().iter().enumerate() {
-        rows_by_day.entry(t.div_euclid(MICROS_PER_DAY)).or_default().push(i as u32);
-    }
+        .as_primitive::<TimestampMicrosecondType>()
+        .clone();
     let mut out = BTreeMap::new();
-    for (day, rows) in rows_by_day {
-        let indices = arrow::array::UInt32Array::from(rows);
-        let part = take_record_batch(&all, &indices)?;
-        out.insert(day_string(day), part);
+    let mut start = 0;
+    let values = ts.values();
+    while start < values.len() {
+        let day = values[start].div_euclid(MICROS_PER_DAY);
+        let end = values[start..].partition_point(|t| t.div_euclid(MICROS_PER_DAY) == day) + start;
+        out.insert(day_string(day), sorted.slice(start, end - start));
+        start = end;
     }
     Ok(out)
 }
@@ -97,10 +103,10 @@ pub fn partition_dir(tenant_id: &str, date: &str) -> PathBuf {
         .join(format!("date={date}"))
 }
 
-/// Writes one sorted file for a workspace-day and makes it durable. The file
-/// is not published until the caller commits its [`FileMeta`] to the catalog.
-pub fn write_file(data_dir: &Path, tenant_id: &str, date: &str, batch: &RecordBatch) -> Result<FileMeta> {
-    let sorted = sort_by_time(batch)?;
+/// Writes one file for a workspace-day from rows already sorted by time
+/// ([`split_by_day`], [`sort_by_time`]) and makes it durable. The file is not
+/// published until the caller commits its [`FileMeta`] to the catalog.
+pub fn write_file(data_dir: &Path, tenant_id: &str, date: &str, sorted: &RecordBatch) -> Result<FileMeta> {
     let rel_dir = partition_dir(tenant_id, date);
     let dir = data_dir.join(&rel_dir);
     create_dir_durable(data_dir, &rel_dir)?;
@@ -109,7 +115,7 @@ pub fn write_file(data_dir: &Path, tenant_id: &str, date: &str, batch: &RecordBa
     let tmp_path = dir.join(format!("{name}.tmp"));
     let file = File::create(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(file, sorted.schema(), Some(writer_properties()))?;
-    writer.write(&sorted)?;
+    writer.write(sorted)?;
     let file = writer.into_inner()?;
     file.sync_all().map_err(|e| Error::io(&tmp_path, e))?;
     let bytes = file.metadata().map_err(|e| Error::io(&tmp_path, e))?.len();
@@ -277,7 +283,7 @@ mod tests {
         fn parquet_round_trip(events in proptest::collection::vec(arb_event(), 1..40)) {
             let dir = tempfile::tempdir().expect("tempdir");
             let batch = events_to_batch(&events).expect("batch");
-            let meta = write_file(dir.path(), "t", "2025-01-01", &batch).expect("write");
+            let meta = write_file(dir.path(), "t", "2025-01-01", &sort_by_time(&batch).expect("sort")).expect("write");
             prop_assert_eq!(meta.rows as usize, events.len());
             let back = read_file(&dir.path().join(&meta.path), None).expect("read");
             let back = concat_batches(&event_schema(), &back).expect("concat");

@@ -616,7 +616,7 @@ impl Store {
             for f in &group {
                 batches.extend(storage::read_file(&inner.data_dir.join(&f.path), None)?);
             }
-            let all = concat_batches(&event_schema(), &batches)?;
+            let all = storage::sort_by_time(&concat_batches(&event_schema(), &batches)?)?;
             let first = &group[0];
             let new = storage::write_file(&inner.data_dir, &first.tenant_id, &first.date, &all)?;
             let removed: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
