@@ -1,5 +1,7 @@
 //! Tracing subscriber and Prometheus recorder.
 
+use std::io::IsTerminal;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -8,7 +10,10 @@ use crate::config::LogConfig;
 /// Installs the global tracing subscriber (logs go to stderr).
 pub fn init_tracing(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = if config.format == "json" {
         builder.json().try_init()
     } else {

@@ -76,6 +76,8 @@ async fn health_metrics_and_backpressure() {
     for name in [
         "beacon_ingest_events_accepted_total",
         "beacon_ingest_backpressure_total",
+        "beacon_ingest_events_rejected_total",
+        "beacon_ingest_events_duplicate_total",
         "beacon_wal_sync_seconds_bucket",
         "beacon_flush_seconds_bucket",
         "beacon_buffer_bytes",

@@ -268,10 +268,7 @@ pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Resul
     let mut out = Decoded::default();
     for (index, line) in lines.into_iter().enumerate() {
         let result = match std::str::from_utf8(line) {
-            Ok(text) => match serde_json::from_str::<&RawValue>(text) {
-                Ok(raw) => decode_event(raw.get(), &ctx),
-                Err(e) => Err(invalid("invalid_json", format!("line is not valid JSON: {e}"))),
-            },
+            Ok(text) => decode_event(text, &ctx),
             Err(e) => Err(invalid("invalid_json", format!("line is not valid UTF-8: {e}"))),
         };
         out.push(index, result);
@@ -394,8 +391,11 @@ fn decode_event(text: &str, ctx: &EventContext<'_>) -> Result<Event, Invalid> {
 fn decode_event_with_key(text: &str, ctx: &EventContext<'_>) -> (Result<Event, Invalid>, Option<String>) {
     let raw: RawEvent<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
+        Err(e) if e.classify() != serde_json::error::Category::Data => {
+            return (Err(invalid("invalid_json", format!("event is not valid JSON: {e}"))), None);
+        }
         Err(e) => {
-            let reason = if text.starts_with('{') {
+            let reason = if text.trim_start().starts_with('{') {
                 format!("event is not a valid Segment call: {e}")
             } else {
                 "event must be a JSON object".to_owned()
