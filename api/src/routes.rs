@@ -31,11 +31,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
+        && len > limit as u64 {
             return Err(too_large());
         }
-    }
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
     let raw = match read.await {
         Err(_) => {

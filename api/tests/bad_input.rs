@@ -48,7 +48,9 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
     let (status, body) = post(&server, "/v1/batch", key, good.clone(), &[]).await;
     assert_eq!(status, 200, "{body}");
 
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    // (route, key, body, headers, expected status, expected error code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("/v1/batch", key, b"{not json".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/batch", key, b"".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/batch", key, b"[]".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_body"),

@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
 //! Micro-benchmarks of the ingest hot path: JSON parse alone (the ceiling),
 //! decode + validation, Arrow batch building, WAL record encoding.
 

@@ -173,12 +173,11 @@ impl MemState {
         let n = tail.active.len();
         if n >= 2 * MERGE {
             let recent = &tail.active[n - MERGE..];
-            if storage::total_rows(recent) < MERGE * 1024 {
-                if let Ok(merged) = concat_batches(&event_schema(), recent) {
+            if storage::total_rows(recent) < MERGE * 1024
+                && let Ok(merged) = concat_batches(&event_schema(), recent) {
                     tail.active.truncate(n - MERGE);
                     tail.active.push(merged);
                 }
-            }
         }
     }
 
@@ -693,12 +692,11 @@ impl Store {
             if *due > now {
                 return true;
             }
-            if let Err(e) = std::fs::remove_file(path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), error = %e, "Could not delete a replaced file.");
                     return true;
                 }
-            }
             false
         });
     }

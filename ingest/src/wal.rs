@@ -172,7 +172,7 @@ fn parse_record(data: &[u8]) -> Result<Option<(&[u8], usize)>, &'static str> {
     }
     let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-    if len > MAX_RECORD_BYTES || len < 10 {
+    if !(10..=MAX_RECORD_BYTES).contains(&len) {
         return Err("bad record length");
     }
     if data.len() < 8 + len {

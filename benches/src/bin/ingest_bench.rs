@@ -309,7 +309,7 @@ fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()> {
             let end = rest.find("\n## ").map_or(old.len(), |i| start + header.len() + i + 1);
             format!("{}{}{}", &old[..start], new_section, &old[end..])
         }
-        None => format!("{}\n{}", old.trim_end(), format!("\n{new_section}")),
+        None => format!("{}\n\n{new_section}", old.trim_end()),
     };
     std::fs::write(path, updated)?;
     Ok(())
