@@ -170,17 +170,21 @@ async fn main() -> anyhow::Result<()> {
     let parse_nd = best(&|| parse_only(&ndjson));
     let duck = duckdb_peer(&args.peer_python, &ndjson)?;
     let limits = Limits::default();
+    // Events are from 2025: decode "now" so none is rejected as future-dated.
+    let now = chrono::Utc::now().timestamp_micros();
     let decode_seg = best(&|| {
         let started = Instant::now();
         for b in segment.iter() {
-            std::hint::black_box(decode_batch(b, &limits, 0).ok());
+            let decoded = decode_batch(b, &limits, now).expect("valid body");
+            assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected.first());
+            std::hint::black_box(decoded);
         }
         started.elapsed()
     });
     let decode_nd = best(&|| {
         let started = Instant::now();
         for b in ndjson.iter() {
-            std::hint::black_box(decode_ndjson(b, &limits, 0).ok());
+            std::hint::black_box(decode_ndjson(b, &limits, now).ok());
         }
         started.elapsed()
     });
