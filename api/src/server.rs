@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -42,9 +43,22 @@ pub const HTTP_REQUESTS: &str = "beacon_http_requests_total";
 /// Histogram: HTTP request latency by route.
 pub const HTTP_SECONDS: &str = "beacon_http_request_duration_seconds";
 
+/// Routes a browser may call (with a write key).
+const INGEST_PATHS: [&str; 9] = [
+    "/v1/batch",
+    "/v1/import",
+    "/v1/track",
+    "/v1/identify",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+    "/v1/events",
+];
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let ingest_routes = Router::new()
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/import", post(ingest::batch))
         .route("/v1/track", post(ingest::track))
@@ -53,7 +67,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/group", post(ingest::group))
         .route("/v1/alias", post(ingest::alias))
-        .route("/v1/events", post(ingest::ndjson))
+        .route("/v1/events", post(ingest::ndjson));
+    let api = Router::new()
+        .merge(ingest_routes)
         .route("/v1/sql", post(sql::sql))
         .route("/v1/workspace", get(admin::get_workspace).patch(admin::patch_workspace))
         .route("/v1/workspace/keys", get(admin::list_keys).post(admin::create_key))
@@ -64,7 +80,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    // Write keys are meant to be embedded in web pages: browsers may call the
+    // ingest routes from any origin. Query and admin routes get no CORS grant.
+    let browser_ingest = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|_, parts| INGEST_PATHS.contains(&parts.uri.path())))
+        .allow_methods([Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::CONTENT_ENCODING])
+        .max_age(Duration::from_secs(86_400));
     api.layer(middleware::from_fn(track_requests))
+        .layer(browser_ingest)
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!("Handler panicked.");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error").into_response()

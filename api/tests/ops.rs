@@ -35,6 +35,21 @@ async fn health_metrics_and_backpressure() {
         assert_eq!(resp.status(), 200, "{path}");
     }
 
+    // A browser page may send events with the embeddable write key (CORS
+    // preflight answered), but may not query or administer.
+    let preflight = |path: &str| {
+        http.request(reqwest::Method::OPTIONS, server.url(path))
+            .header("Origin", "https://shop.example")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization,content-type")
+            .send()
+    };
+    let resp = preflight("/v1/batch").await.expect("preflight");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://shop.example"));
+    let resp = preflight("/v1/sql").await.expect("preflight");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
     // Fill the buffer until the server pushes back.
     let mut accepted = 0u64;
     let mut pushed_back = false;
