@@ -200,3 +200,65 @@ mod props {
         }
     }
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_like() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,3})?",
+            "\"([a-zA-Z0-9 :.\\-]|\\\\[nt\"\\\\/]|\\\\u00[0-9a-f]{2}){0,20}\"",
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("type".to_owned()), Just("event".to_owned()), Just("userId".to_owned()),
+                            Just("anonymousId".to_owned()), Just("messageId".to_owned()), Just("timestamp".to_owned()),
+                            Just("sentAt".to_owned()), Just("properties".to_owned()), Just("context".to_owned()),
+                            Just("revenue".to_owned()), Just("currency".to_owned()), Just("quantity".to_owned()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Arbitrary bytes never panic the decoders.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..300)) {
+            let limits = Limits::default();
+            let _ = decode_batch(&body, &limits, NOW);
+            let _ = decode_single(&body, EventType::Track, &limits, NOW);
+            let _ = decode_ndjson(&body, &limits, NOW);
+        }
+
+        /// JSON-shaped hostile batches: every event is either accepted or
+        /// rejected with its own index, in order, and nothing panics.
+        #[test]
+        fn every_event_is_accounted_for(items in prop::collection::vec(json_like(), 0..12)) {
+            let body = format!("{{\"batch\":[{}]}}", items.join(","));
+            let limits = Limits { max_property_depth: 3, max_string_bytes: 12, ..Limits::default() };
+            let d = decode_batch(body.as_bytes(), &limits, NOW).expect("a batch array always decodes");
+            prop_assert_eq!(d.total(), items.len());
+            let mut seen: Vec<usize> = d.indices.iter().copied().chain(d.rejected.iter().map(|r| r.index)).collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..items.len()).collect::<Vec<_>>());
+            let ndjson = items.join("\n");
+            let n = decode_ndjson(ndjson.as_bytes(), &limits, NOW).expect("lines always decode");
+            prop_assert_eq!(n.total(), items.iter().filter(|i| !i.trim().is_empty()).count());
+        }
+    }
+}
