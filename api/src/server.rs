@@ -58,7 +58,7 @@ const INGEST_PATHS: [&str; 9] = [
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let ingest_routes = Router::new()
+    let api = Router::new()
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/import", post(ingest::batch))
         .route("/v1/track", post(ingest::track))
@@ -67,9 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/group", post(ingest::group))
         .route("/v1/alias", post(ingest::alias))
-        .route("/v1/events", post(ingest::ndjson));
-    let api = Router::new()
-        .merge(ingest_routes)
+        .route("/v1/events", post(ingest::ndjson))
         .route("/v1/sql", post(sql::sql))
         .route("/v1/workspace", get(admin::get_workspace).patch(admin::patch_workspace))
         .route("/v1/workspace/keys", get(admin::list_keys).post(admin::create_key))

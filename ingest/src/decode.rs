@@ -210,11 +210,8 @@ pub fn decode_batch(body: &[u8], limits: &Limits, received_at_us: i64) -> Result
         ..Decoded::default()
     };
     let ctx = EventContext {
-        limits,
-        received_at_us,
-        forced: None,
-        default: None,
         shared_context: shared_context.as_ref(),
+        ..EventContext::new(limits, received_at_us)
     };
     for (index, item) in items.into_iter().enumerate() {
         out.push(index, decode_event(item.get(), &ctx));
@@ -235,11 +232,8 @@ pub fn decode_single(
         return Err(BodyError::InvalidShape("request body must be a JSON object".into()));
     }
     let ctx = EventContext {
-        limits,
-        received_at_us,
         forced: Some(kind),
-        default: None,
-        shared_context: None,
+        ..EventContext::new(limits, received_at_us)
     };
     let mut out = Decoded::default();
     let (result, write_key) = decode_event_with_key(raw.get(), &ctx);
@@ -259,11 +253,8 @@ pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Resul
         .collect();
     check_count(lines.len(), limits)?;
     let ctx = EventContext {
-        limits,
-        received_at_us,
-        forced: None,
         default: Some(EventType::Track),
-        shared_context: None,
+        ..EventContext::new(limits, received_at_us)
     };
     let mut out = Decoded::default();
     for (index, line) in lines.into_iter().enumerate() {
@@ -295,6 +286,18 @@ fn check_count(count: usize, limits: &Limits) -> Result<(), BodyError> {
         });
     }
     Ok(())
+}
+
+impl<'a> EventContext<'a> {
+    fn new(limits: &'a Limits, received_at_us: i64) -> Self {
+        Self {
+            limits,
+            received_at_us,
+            forced: None,
+            default: None,
+            shared_context: None,
+        }
+    }
 }
 
 struct EventContext<'a> {

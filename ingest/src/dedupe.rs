@@ -94,6 +94,13 @@ impl Deduper {
         }
     }
 
+    /// Remembers ids already stored, each with its receive time (startup
+    /// rebuild from files and the WAL): one lock for the whole list.
+    pub fn remember(&self, tenant: &str, ids: impl IntoIterator<Item = (u128, i64)>) {
+        let mut tenants = self.tenants.lock();
+        tenants.entry(tenant.to_owned()).or_default().extend(ids);
+    }
+
     /// Forgets reserved ids (their write failed).
     pub fn release(&self, tenant: &str, hashes: &[u128]) {
         let mut tenants = self.tenants.lock();

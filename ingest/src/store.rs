@@ -271,9 +271,7 @@ impl Store {
         for file in files {
             if file.max_received_us >= now.saturating_sub(window_us) {
                 let ids = storage::read_message_ids(&data_dir.join(&file.path))?;
-                for (id, received) in ids {
-                    dedupe.commit(&file.tenant_id, &[id_hash(&id)], received);
-                }
+                dedupe.remember(&file.tenant_id, ids.iter().map(|(id, at)| (id_hash(id), *at)));
             }
             state.files.entry(file.tenant_id.clone()).or_default().push(file);
         }
@@ -733,11 +731,8 @@ fn note_ids(dedupe: &Deduper, tenant: &str, batch: &RecordBatch) -> Result<()> {
         .column_by_name(columns::RECEIVED_AT)
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("no received_at column".into()))?
         .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-    for (id, at) in ids.iter().zip(received.values().iter()) {
-        if let Some(id) = id {
-            dedupe.commit(tenant, &[id_hash(id)], *at);
-        }
-    }
+    let pairs = ids.iter().zip(received.values().iter());
+    dedupe.remember(tenant, pairs.filter_map(|(id, at)| id.map(|id| (id_hash(id), *at))));
     Ok(())
 }
 
