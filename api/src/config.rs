@@ -30,6 +30,26 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Queries.
     pub engine: EngineConfig,
+    /// The demo workspace of `beacon serve --demo`.
+    pub demo: DemoConfig,
+}
+
+/// `beacon serve --demo`: a workspace filled by the built-in generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Days of history generated when the demo workspace is empty.
+    pub history_days: u32,
+    /// Traffic multiplier (1.0: about 60 orders and 18 bookings a day).
+    pub scale: f64,
+    /// Seed of the generator.
+    pub seed: u64,
+    /// How often live events are generated (0s: no live events).
+    #[serde(with = "humantime_serde")]
+    pub live_interval: std::time::Duration,
+    /// Every hour gets at least this share of an average hour's traffic in
+    /// live mode, so the dashboard moves at night too.
+    pub live_floor: f64,
 }
 
 /// Logging settings.
@@ -107,6 +127,12 @@ impl Config {
                 "http.max_body_bytes must be at most {} bytes",
                 beacon_ingest::wal::MAX_RECORD_BYTES / 4
             ));
+        }
+        if !(self.demo.scale > 0.0 && self.demo.scale <= 100.0) {
+            problems.push("demo.scale must be in (0, 100]".into());
+        }
+        if self.demo.history_days > 3660 {
+            problems.push("demo.history_days must be at most 3660".into());
         }
         if self.engine.max_result_rows == 0 {
             problems.push("engine.max_result_rows must be at least 1".into());

@@ -7,6 +7,8 @@
 
 mod auth;
 mod config;
+mod datasets;
+mod demo;
 mod error;
 mod routes;
 mod server;
@@ -47,6 +49,15 @@ enum Command {
         /// Listen address, e.g. 127.0.0.1:7400 (port 0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
+        /// Create and fill the `demo` workspace from the built-in generator
+        /// (12 months of history, then live events); prints its keys.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Convert public datasets, generate synthetic data, replay event files.
+    Datasets {
+        #[command(subcommand)]
+        command: datasets::DatasetsCommand,
     },
     /// Manage workspaces (tenants).
     Tenants {
@@ -118,7 +129,7 @@ enum KeyCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { common, listen } => {
+        Command::Serve { common, listen, demo } => {
             let overrides = Overrides {
                 data_dir: common.data_dir.clone(),
                 listen,
@@ -134,8 +145,9 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("beacon-http")
                 .build()
                 .context("cannot start the runtime")?;
-            runtime.block_on(server::serve(config, prometheus))
+            runtime.block_on(server::serve(config, prometheus, demo))
         }
+        Command::Datasets { command } => datasets::run(command),
         Command::Tenants { common, command } => {
             let catalog = open_catalog(&common)?;
             tenants(&catalog, command)

@@ -117,7 +117,7 @@ async fn track_requests(request: Request, next: Next) -> Response {
 }
 
 /// Opens the store and serves until SIGTERM or Ctrl-C, then flushes.
-pub async fn serve(config: Config, prometheus: PrometheusHandle) -> anyhow::Result<()> {
+pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> anyhow::Result<()> {
     let data_dir = config.ensure_data_dir()?.to_owned();
     let catalog = Arc::new(Catalog::open(&data_dir).context("cannot open the metadata database")?);
     let store_config = config.ingest.clone();
@@ -129,6 +129,13 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle) -> anyhow::Resu
             .context("cannot open the event store")?
     };
     let engine = Engine::new(store.clone(), config.engine.clone());
+    let demo_setup = if demo {
+        let keys = crate::demo::ensure_workspace(&catalog, &data_dir)?;
+        let (generator, now) = crate::demo::backfill(&store, &keys, &config.demo).await?;
+        Some((keys, generator, now))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -141,12 +148,27 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle) -> anyhow::Resu
         prometheus,
     };
     let stop = CancellationToken::new();
-    let jobs = spawn_jobs(&state, &stop);
+    let mut jobs = spawn_jobs(&state, &stop);
     tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
     #[allow(clippy::print_stdout)]
     {
         println!("Beacon listening on http://{addr}");
         println!("Data directory: {}", data_dir.display());
+    }
+    if let Some((keys, generator, now)) = demo_setup {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("Demo workspace: {} ({})", crate::demo::DEMO_TENANT, keys.tenant);
+            println!("  write key: {}", keys.write_key);
+            println!("  read key:  {}", keys.read_key);
+            println!("  admin key: {}", keys.admin_key);
+            println!(
+                "  try: curl -s -u {}: http://{addr}/v1/sql -H 'content-type: application/json' -d '{{\"query\":\"SELECT event, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"}}'",
+                keys.read_key
+            );
+        }
+        let every = state.config.demo.live_interval;
+        jobs.extend(crate::demo::spawn_live(state.store.clone(), keys.tenant, generator, now, every, stop.clone()));
     }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -2,6 +2,8 @@
 //! micro-benchmarks; `src/bin/ingest_bench.rs` is the macro harness that
 //! starts the real `beacon` binary and records `benches/RESULTS.md`.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 /// A realistic mix of shop events (`n` of them, deterministic).
@@ -56,4 +58,21 @@ pub fn ndjson_bodies(events: &[Value], per_batch: usize) -> Vec<Vec<u8>> {
             out
         })
         .collect()
+}
+
+/// Replaces (or appends) `## {title}` in the results file.
+pub fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n".to_owned());
+    let header = format!("## {title}\n");
+    let new_section = format!("{header}\n{body}\n");
+    let updated = match old.find(&header) {
+        Some(start) => {
+            let rest = &old[start + header.len()..];
+            let end = rest.find("\n## ").map_or(old.len(), |i| start + header.len() + i + 1);
+            format!("{}{}{}", &old[..start], new_section, &old[end..])
+        }
+        None => format!("{}\n\n{new_section}", old.trim_end()),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
 }

@@ -32,6 +32,12 @@ pub fn fast_env() -> Vec<(&'static str, &'static str)> {
 impl Server {
     /// Starts `beacon serve` and waits for the address line on stdout.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_with(data_dir, env, &[], None).0
+    }
+
+    /// Starts `beacon serve ARGS`; after the address line, also collects the
+    /// stdout lines up to and including one starting with `until`.
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str], until: Option<&str>) -> (Server, Vec<String>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,6 +46,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("BEACON_LOG__FILTER", "info,beacon_ingest=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -62,13 +69,25 @@ impl Server {
                 }
             }
         };
+        let mut printed = Vec::new();
+        if let Some(until) = until {
+            for line in lines.by_ref() {
+                let line = line.expect("stdout line");
+                let done = line.trim_start().starts_with(until);
+                printed.push(line);
+                if done {
+                    break;
+                }
+            }
+        }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server {
+        let server = Server {
             child,
             base,
             data_dir: data_dir.to_owned(),
-        }
+        };
+        (server, printed)
     }
 
     pub fn url(&self, path: &str) -> String {

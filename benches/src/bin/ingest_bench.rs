@@ -298,23 +298,6 @@ async fn main() -> anyhow::Result<()> {
     ));
     section.push_str(&format!("\n{wal_note}"));
     println!("{section}");
-    write_section(&args.results, "Ingest", &section)?;
-    Ok(())
-}
-
-/// Replaces (or appends) `## {title}` in the results file.
-fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n".to_owned());
-    let header = format!("## {title}\n");
-    let new_section = format!("{header}\n{body}\n");
-    let updated = match old.find(&header) {
-        Some(start) => {
-            let rest = &old[start + header.len()..];
-            let end = rest.find("\n## ").map_or(old.len(), |i| start + header.len() + i + 1);
-            format!("{}{}{}", &old[..start], new_section, &old[end..])
-        }
-        None => format!("{}\n\n{new_section}", old.trim_end()),
-    };
-    std::fs::write(path, updated)?;
+    beacon_benches::write_section(&args.results, "Ingest", &section)?;
     Ok(())
 }
