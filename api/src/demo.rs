@@ -42,11 +42,10 @@ pub struct DemoKeys {
 pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<DemoKeys> {
     let file = data_dir.join("demo-keys.json");
     if let Ok(tenant) = catalog.find_tenant(DEMO_TENANT) {
-        if let Some(keys) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<DemoKeys>(&b).ok()) {
-            if keys.tenant == tenant.id && catalog.lookup_key(&keys.write_key).ok().flatten().is_some() {
+        if let Some(keys) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<DemoKeys>(&b).ok())
+            && keys.tenant == tenant.id && catalog.lookup_key(&keys.write_key).ok().flatten().is_some() {
                 return Ok(keys);
             }
-        }
         let keys = DemoKeys {
             tenant: tenant.id.clone(),
             write_key: catalog.create_key(&tenant.id, Role::Write)?.key,

@@ -205,6 +205,9 @@ const SERVICES: [(&str, &str, i64, i64); 6] = [
     ("facial", "Facial", 55, 60),
     ("consultation", "Consultation", 0, 15),
 ];
+/// Segment needs a userId or anonymousId on every call; stock counts come
+/// from the shop's inventory system.
+const INVENTORY_ACTOR: &str = "system:inventory";
 const STAFF: [&str; 5] = ["alice", "bruno", "chloe", "dev", "emma"];
 const LOCATIONS: [&str; 2] = ["high-street", "riverside"];
 const CATEGORIES: [&str; 6] = ["home", "kitchen", "garden", "gifts", "stationery", "toys"];
@@ -707,6 +710,7 @@ impl Generator {
         let level = stock.level;
         let id = self.next_id("e");
         let m = Message::track(id, "Inventory Updated", t)
+            .person(None, INVENTORY_ACTOR)
             .prop("product_id", self.products[p].id.as_str())
             .prop("quantity", level)
             .prop("threshold", a::LOW_STOCK)
@@ -716,6 +720,7 @@ impl Generator {
         let new_level = self.rng.random_range(150..400);
         let id = self.next_id("e");
         let m = Message::track(id, "Inventory Updated", restock_at)
+            .person(None, INVENTORY_ACTOR)
             .prop("product_id", self.products[p].id.as_str())
             .prop("quantity", new_level)
             .prop("threshold", a::LOW_STOCK)
@@ -732,6 +737,7 @@ impl Generator {
         for p in 0..self.products.len() {
             let id = self.next_id("e");
             let m = Message::track(id, "Inventory Updated", at)
+                .person(None, INVENTORY_ACTOR)
                 .prop("product_id", self.products[p].id.as_str())
                 .prop("quantity", self.stock[p].level)
                 .prop("threshold", a::LOW_STOCK)
@@ -949,6 +955,10 @@ mod tests {
         };
         let a = run();
         assert!(a.len() > 1000, "{} messages", a.len());
+        for chunk in a.chunks(4096) {
+            let (events, rejected) = crate::output::decode_lines(chunk).expect("decodes");
+            assert_eq!((events.len(), rejected), (chunk.len(), 0), "every generated message is valid");
+        }
         assert_eq!(a, run());
         let times: Vec<String> = a
             .iter()

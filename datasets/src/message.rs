@@ -153,11 +153,10 @@ impl Message {
     /// Sets one property (skipped when `value` is null).
     pub fn prop(mut self, key: &str, value: impl Into<Value>) -> Self {
         let value = value.into();
-        if !value.is_null() {
-            if let Some(Value::Object(props)) = self.0.get_mut("properties") {
+        if !value.is_null()
+            && let Some(Value::Object(props)) = self.0.get_mut("properties") {
                 props.insert(key.into(), value);
             }
-        }
         self
     }
 

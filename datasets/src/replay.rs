@@ -100,8 +100,8 @@ pub async fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport
     };
     // In event-time order, so `--speed Nx` replays the original pacing.
     messages.sort_by_cached_key(|m| event_time(m).map(|t| t.timestamp_micros()).unwrap_or(i64::MIN));
-    if options.shift_to_now {
-        if let Some(last) = messages.iter().rev().find_map(event_time) {
+    if options.shift_to_now
+        && let Some(last) = messages.iter().rev().find_map(event_time) {
             let offset = Utc::now() - last;
             for m in &mut messages {
                 if let (Some(t), Some(obj)) = (event_time(m), m.as_object_mut()) {
@@ -109,7 +109,6 @@ pub async fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport
                 }
             }
         }
-    }
     let bar = if options.progress {
         ProgressBar::with_draw_target(Some(messages.len() as u64), ProgressDrawTarget::stderr())
     } else {
