@@ -24,7 +24,12 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || ApiError::unauthorized("invalid_authorization", "Authorization header must be \"Basic <base64(key:)>\" or \"Bearer <key>\"");
+    let bad = || {
+        ApiError::unauthorized(
+            "invalid_authorization",
+            "Authorization header must be \"Basic <base64(key:)>\" or \"Bearer <key>\"",
+        )
+    };
     let value = value.to_str().map_err(|_| bad())?.trim();
     let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
     let rest = rest.trim();
@@ -56,7 +61,10 @@ pub fn authenticate(state: &AppState, key: Option<&str>) -> Result<Principal, Ap
             tenant: info.tenant_id,
             role: info.role,
         }),
-        None => Err(ApiError::unauthorized("invalid_key", "unknown or revoked API key")),
+        None => Err(ApiError::unauthorized(
+            "invalid_key",
+            "unknown or revoked API key",
+        )),
     }
 }
 

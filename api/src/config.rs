@@ -114,7 +114,10 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.ingest.validate();
         if !["text", "json"].contains(&self.log.format.as_str()) {
-            problems.push(format!("log.format must be \"text\" or \"json\", not {:?}", self.log.format));
+            problems.push(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            ));
         }
         if self.http.max_body_bytes < 1024 {
             problems.push("http.max_body_bytes must be at least 1024".into());
@@ -183,9 +186,16 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "[log]\nformat = \"xml\"\n[http]\nmax_concurrent_ingest = 0\n").expect("write");
+        std::fs::write(
+            &file,
+            "[log]\nformat = \"xml\"\n[http]\nmax_concurrent_ingest = 0\n",
+        )
+        .expect("write");
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("log.format") && text.contains("max_concurrent_ingest"), "{text}");
+        assert!(
+            text.contains("log.format") && text.contains("max_concurrent_ingest"),
+            "{text}"
+        );
     }
 }

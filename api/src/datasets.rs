@@ -87,8 +87,11 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
             output,
             json,
         } => {
-            let input = input.unwrap_or_else(|| Path::new("datasets/data").join(name.default_file()));
-            let conversion = name.convert(&input).with_context(|| format!("converting {}", input.display()))?;
+            let input =
+                input.unwrap_or_else(|| Path::new("datasets/data").join(name.default_file()));
+            let conversion = name
+                .convert(&input)
+                .with_context(|| format!("converting {}", input.display()))?;
             let written = write_lines(&conversion.lines, &output)?;
             let report = &conversion.report;
             if json {
@@ -107,7 +110,13 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                     })
                 );
             } else {
-                println!("{}: {} rows -> {} events in {}", name, report.rows, written.events, output.display());
+                println!(
+                    "{}: {} rows -> {} events in {}",
+                    name,
+                    report.rows,
+                    written.events,
+                    output.display()
+                );
                 for (event, n) in &report.events {
                     println!("  {event}: {n}");
                 }
@@ -117,10 +126,18 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                 for (note, n) in &report.notes {
                     println!("  note ({note}): {n}");
                 }
-                println!("  business time zone {}, currency {}", name.time_zone(), name.currency());
+                println!(
+                    "  business time zone {}, currency {}",
+                    name.time_zone(),
+                    name.currency()
+                );
             }
             if !written.rejected.is_empty() {
-                println!("  {} events were rejected by the decoder, e.g. {:?}", written.rejected.len(), written.rejected.first());
+                println!(
+                    "  {} events were rejected by the decoder, e.g. {:?}",
+                    written.rejected.len(),
+                    written.rejected.first()
+                );
             }
             Ok(())
         }
@@ -145,7 +162,9 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                     other => bail!("--format must be parquet or ndjson, not {other:?}"),
                 };
                 std::fs::create_dir_all(&output)?;
-                (0..tenants).map(|t| output.join(format!("tenant-{t}.{ext}"))).collect()
+                (0..tenants)
+                    .map(|t| output.join(format!("tenant-{t}.{ext}")))
+                    .collect()
             };
             let per_tenant = events / tenants;
             let results: Vec<anyhow::Result<usize>> = std::thread::scope(|scope| {
@@ -157,11 +176,17 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                         scope.spawn(move || -> anyhow::Result<usize> {
                             let mut writer = EventWriter::create(path)?;
                             let mut rejected = 0;
-                            let n = generate_count(seed + t as u64, count, end, |chunk: Vec<Message>| {
-                                let lines: Vec<String> = chunk.iter().map(Message::line).collect();
-                                rejected += writer.write(&lines)?;
-                                Ok(())
-                            })?;
+                            let n = generate_count(
+                                seed + t as u64,
+                                count,
+                                end,
+                                |chunk: Vec<Message>| {
+                                    let lines: Vec<String> =
+                                        chunk.iter().map(Message::line).collect();
+                                    rejected += writer.write(&lines)?;
+                                    Ok(())
+                                },
+                            )?;
                             writer.finish()?;
                             if rejected > 0 {
                                 bail!("{rejected} generated events were rejected by the decoder");
@@ -170,7 +195,13 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("generator thread panicked"))).collect()
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| bail!("generator thread panicked"))
+                    })
+                    .collect()
             });
             let mut total = 0;
             for (path, result) in paths.iter().zip(results) {
@@ -198,7 +229,9 @@ pub fn run(command: DatasetsCommand) -> anyhow::Result<()> {
                 batch_size,
                 progress: !json,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let started = std::time::Instant::now();
             let report = runtime.block_on(replay(&file, &options))?;
             let secs = started.elapsed().as_secs_f64();

@@ -42,10 +42,14 @@ pub struct DemoKeys {
 pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<DemoKeys> {
     let file = data_dir.join("demo-keys.json");
     if let Ok(tenant) = catalog.find_tenant(DEMO_TENANT) {
-        if let Some(keys) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<DemoKeys>(&b).ok())
-            && keys.tenant == tenant.id && catalog.lookup_key(&keys.write_key).ok().flatten().is_some() {
-                return Ok(keys);
-            }
+        if let Some(keys) = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<DemoKeys>(&b).ok())
+            && keys.tenant == tenant.id
+            && catalog.lookup_key(&keys.write_key).ok().flatten().is_some()
+        {
+            return Ok(keys);
+        }
         let keys = DemoKeys {
             tenant: tenant.id.clone(),
             write_key: catalog.create_key(&tenant.id, Role::Write)?.key,
@@ -59,7 +63,12 @@ pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<De
     tenant.timezone = "Europe/London".into();
     tenant.currency = "GBP".into();
     catalog.update_tenant(&tenant)?;
-    let key = |role: Role| issued.iter().find(|k| k.role == role).map(|k| k.key.clone());
+    let key = |role: Role| {
+        issued
+            .iter()
+            .find(|k| k.role == role)
+            .map(|k| k.key.clone())
+    };
     let keys = DemoKeys {
         tenant: tenant.id.clone(),
         write_key: key(Role::Write).context("demo write key")?,
@@ -81,7 +90,11 @@ fn save(file: &Path, keys: &DemoKeys) -> anyhow::Result<()> {
 }
 
 /// Stores generated messages, decoding them exactly as the ingest API does.
-async fn store_messages(store: &Store, tenant: &str, messages: Vec<Message>) -> anyhow::Result<usize> {
+async fn store_messages(
+    store: &Store,
+    tenant: &str,
+    messages: Vec<Message>,
+) -> anyhow::Result<usize> {
     let lines: Vec<String> = messages.iter().map(Message::line).collect();
     let mut stored = 0;
     for chunk in lines.chunks(4_096) {
@@ -108,11 +121,19 @@ async fn store_messages(store: &Store, tenant: &str, messages: Vec<Message>) -> 
 
 /// Fills an empty demo workspace with `history_days` of history; returns
 /// the generator positioned at now, for live events.
-pub async fn backfill(store: &Store, keys: &DemoKeys, config: &DemoConfig) -> anyhow::Result<(Generator, DateTime<Utc>)> {
+pub async fn backfill(
+    store: &Store,
+    keys: &DemoKeys,
+    config: &DemoConfig,
+) -> anyhow::Result<(Generator, DateTime<Utc>)> {
     let now = Utc::now();
     let stats = store.tenant_stats(&keys.tenant);
     let empty = stats.memory_rows == 0 && stats.file_rows == 0;
-    let start = if empty { now - Duration::days(i64::from(config.history_days)) } else { now };
+    let start = if empty {
+        now - Duration::days(i64::from(config.history_days))
+    } else {
+        now
+    };
     let mut cfg = GeneratorConfig::new(config.seed, start);
     cfg.scale = config.scale;
     // Unique per run, so a restarted demo never reuses a message id.

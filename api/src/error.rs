@@ -57,7 +57,11 @@ impl ApiError {
     }
 
     /// 503 with `Retry-After`.
-    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
         e.retry_after_secs = Some(retry_after_secs);
         e
@@ -73,7 +77,11 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(error = %chain, "Internal error.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 
     /// Adds a detail field next to code and message.
@@ -126,8 +134,14 @@ impl From<beacon_engine::Error> for ApiError {
             E::Syntax(_) => Self::bad_request("sql_syntax", e.to_string()),
             E::Plan(_) => Self::bad_request("invalid_query", e.to_string()),
             E::NotAllowed(_) => Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string()),
-            E::MemoryLimit(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "memory_limit", e.to_string()),
-            E::Timeout { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "timeout", e.to_string()),
+            E::MemoryLimit(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "memory_limit",
+                e.to_string(),
+            ),
+            E::Timeout { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "timeout", e.to_string())
+            }
             E::Execution(_) | E::Arrow(_) => Self::internal(&e),
         }
     }
@@ -138,11 +152,13 @@ impl From<BodyError> for ApiError {
         match &e {
             BodyError::InvalidJson(_) => Self::bad_request("invalid_json", e.to_string()),
             BodyError::InvalidShape(_) => Self::bad_request("invalid_body", e.to_string()),
-            BodyError::TooManyEvents { count, limit } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", e.to_string())
-                    .with_detail("events", json!(count))
-                    .with_detail("limit", json!(limit))
-            }
+            BodyError::TooManyEvents { count, limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                e.to_string(),
+            )
+            .with_detail("events", json!(count))
+            .with_detail("limit", json!(limit)),
         }
     }
 }

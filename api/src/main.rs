@@ -24,7 +24,11 @@ use serde_json::json;
 use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "beacon", version, about = "Real-time analytics and notification engine")]
+#[command(
+    name = "beacon",
+    version,
+    about = "Real-time analytics and notification engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,7 +133,11 @@ enum KeyCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { common, listen, demo } => {
+        Command::Serve {
+            common,
+            listen,
+            demo,
+        } => {
             let overrides = Overrides {
                 data_dir: common.data_dir.clone(),
                 listen,
@@ -214,7 +222,10 @@ fn keys(catalog: &Catalog, command: KeyCommand) -> anyhow::Result<()> {
             let role = Role::parse(&role).context("role must be write, read or admin")?;
             let key = catalog.create_key(&tenant.id, role)?;
             if json {
-                println!("{}", json!({"tenant": tenant.id, "role": role, "key": key.key, "prefix": key.prefix}));
+                println!(
+                    "{}",
+                    json!({"tenant": tenant.id, "role": role, "key": key.key, "prefix": key.prefix})
+                );
             } else {
                 println!("{}", key.key);
             }
@@ -226,7 +237,11 @@ fn keys(catalog: &Catalog, command: KeyCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&keys)?);
             } else {
                 for k in keys {
-                    let state = if k.revoked_at_us.is_some() { "revoked" } else { "active" };
+                    let state = if k.revoked_at_us.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
                     println!("{}\t{}\t{}", k.prefix, k.role.as_str(), state);
                 }
             }

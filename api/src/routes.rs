@@ -31,9 +31,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64 {
-            return Err(too_large());
-        }
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
     let raw = match read.await {
         Err(_) => {
@@ -63,7 +64,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             match decoder.take(limit as u64 + 1).read_to_end(&mut out) {
                 Ok(n) if n > limit => Err(too_large()),
                 Ok(_) => Ok(Bytes::from(out)),
-                Err(e) => Err(ApiError::bad_request("invalid_gzip", format!("request body is not valid gzip: {e}"))),
+                Err(e) => Err(ApiError::bad_request(
+                    "invalid_gzip",
+                    format!("request body is not valid gzip: {e}"),
+                )),
             }
         }
         Some(other) => Err(ApiError::new(
@@ -76,5 +80,6 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 
 /// Parses a JSON body into `T` with a structured error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
 }

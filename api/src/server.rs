@@ -69,9 +69,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::alias))
         .route("/v1/events", post(ingest::ndjson))
         .route("/v1/sql", post(sql::sql))
-        .route("/v1/workspace", get(admin::get_workspace).patch(admin::patch_workspace))
-        .route("/v1/workspace/keys", get(admin::list_keys).post(admin::create_key))
-        .route("/v1/workspace/keys/{prefix}", axum::routing::delete(admin::revoke_key))
+        .route(
+            "/v1/workspace",
+            get(admin::get_workspace).patch(admin::patch_workspace),
+        )
+        .route(
+            "/v1/workspace/keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route(
+            "/v1/workspace/keys/{prefix}",
+            axum::routing::delete(admin::revoke_key),
+        )
         .route("/v1/workspace/flush", post(admin::flush))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -81,16 +90,29 @@ pub fn router(state: AppState) -> Router {
     // Write keys are meant to be embedded in web pages: browsers may call the
     // ingest routes from any origin. Query and admin routes get no CORS grant.
     let browser_ingest = CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(|_, parts| INGEST_PATHS.contains(&parts.uri.path())))
+        .allow_origin(AllowOrigin::predicate(|_, parts| {
+            INGEST_PATHS.contains(&parts.uri.path())
+        }))
         .allow_methods([Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::CONTENT_ENCODING])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+        ])
         .max_age(Duration::from_secs(86_400));
     api.layer(middleware::from_fn(track_requests))
         .layer(browser_ingest)
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            tracing::error!("Handler panicked.");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("Handler panicked.");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal server error",
+                )
+                .into_response()
+            },
+        ))
         .with_state(state)
 }
 
@@ -99,7 +121,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 async fn track_requests(request: Request, next: Next) -> Response {
@@ -124,9 +150,11 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     let store = {
         let catalog = Arc::clone(&catalog);
         let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(store_config, &dir, catalog, Arc::new(SystemClock)))
-            .await?
-            .context("cannot open the event store")?
+        tokio::task::spawn_blocking(move || {
+            Store::open(store_config, &dir, catalog, Arc::new(SystemClock))
+        })
+        .await?
+        .context("cannot open the event store")?
     };
     let engine = Engine::new(store.clone(), config.engine.clone());
     let demo_setup = if demo {
@@ -158,7 +186,11 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     if let Some((keys, generator, now)) = demo_setup {
         #[allow(clippy::print_stdout)]
         {
-            println!("Demo workspace: {} ({})", crate::demo::DEMO_TENANT, keys.tenant);
+            println!(
+                "Demo workspace: {} ({})",
+                crate::demo::DEMO_TENANT,
+                keys.tenant
+            );
             println!("  write key: {}", keys.write_key);
             println!("  read key:  {}", keys.read_key);
             println!("  admin key: {}", keys.admin_key);
@@ -168,7 +200,14 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             );
         }
         let every = state.config.demo.live_interval;
-        jobs.extend(crate::demo::spawn_live(state.store.clone(), keys.tenant, generator, now, every, stop.clone()));
+        jobs.extend(crate::demo::spawn_live(
+            state.store.clone(),
+            keys.tenant,
+            generator,
+            now,
+            every,
+            stop.clone(),
+        ));
     }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -180,7 +219,11 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         let _ = job.await;
     }
     let report = tokio::task::spawn_blocking(move || store.shutdown()).await??;
-    tracing::info!(rows = report.rows, files = report.files, "Flushed and stopped.");
+    tracing::info!(
+        rows = report.rows,
+        files = report.files,
+        "Flushed and stopped."
+    );
     Ok(())
 }
 
@@ -188,7 +231,8 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     let flusher = {
         let store = state.store.clone();
         let stop = stop.clone();
-        let every = (state.config.ingest.flush_interval / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let every = (state.config.ingest.flush_interval / 2)
+            .clamp(Duration::from_millis(5), Duration::from_millis(100));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,7 +255,11 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     let maintenance = {
         let store = state.store.clone();
         let stop = stop.clone();
-        let every = state.config.ingest.maintenance_interval.max(Duration::from_millis(10));
+        let every = state
+            .config
+            .ingest
+            .maintenance_interval
+            .max(Duration::from_millis(10));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

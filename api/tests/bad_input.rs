@@ -26,12 +26,15 @@ async fn post(
     let resp = req.send().await.expect("send");
     let status = resp.status();
     let text = resp.text().await.expect("text");
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 
 fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,48 +52,270 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
     assert_eq!(status, 200, "{body}");
 
     // (route, key, body, headers, expected status, expected error code)
-    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        Vec<(&'a str, &'a str)>,
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case<'_>> = vec![
-        ("/v1/batch", key, b"{not json".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/batch", key, b"".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/batch", key, b"[]".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_body"),
-        ("/v1/batch", key, b"{\"batch\": {}}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_body"),
-        ("/v1/batch", key, b"{\"batch\": [{\"type\": \"track\", \"event\": \"\xff\xfe\", \"userId\": \"u\"}]}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/track", key, b"{\"userId\": \"u\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
-        ("/v1/track", key, b"{\"event\": \"X\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
-        ("/v1/track", key, b"{\"event\": \"X\", \"userId\": \"u\", \"timestamp\": \"31/12/2024\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
-        ("/v1/track", key, b"{\"event\": \"X\", \"userId\": \"u\", \"properties\": {\"revenue\": [1]}}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
-        ("/v1/track", key, b"{\"event\": 5, \"userId\": \"u\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
-        ("/v1/events", key, b"{\"event\": \"X\"}\nnope\n".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_events"),
+        (
+            "/v1/batch",
+            key,
+            b"{not json".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"[]".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"{\"batch\": {}}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"{\"batch\": [{\"type\": \"track\", \"event\": \"\xff\xfe\", \"userId\": \"u\"}]}"
+                .to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/v1/track",
+            key,
+            b"{\"userId\": \"u\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
+        (
+            "/v1/track",
+            key,
+            b"{\"event\": \"X\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
+        (
+            "/v1/track",
+            key,
+            b"{\"event\": \"X\", \"userId\": \"u\", \"timestamp\": \"31/12/2024\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
+        (
+            "/v1/track",
+            key,
+            b"{\"event\": \"X\", \"userId\": \"u\", \"properties\": {\"revenue\": [1]}}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
+        (
+            "/v1/track",
+            key,
+            b"{\"event\": 5, \"userId\": \"u\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
+        (
+            "/v1/events",
+            key,
+            b"{\"event\": \"X\"}\nnope\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+        ),
         // Oversized: by Content-Length, and by gzip expansion (a zip bomb).
-        ("/v1/batch", key, vec![b' '; 70_000], vec![], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("/v1/batch", key, gzip(&vec![b' '; 10_000_000]), vec![("Content-Encoding", "gzip")], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("/v1/batch", key, b"not gzip at all".to_vec(), vec![("Content-Encoding", "gzip")], StatusCode::BAD_REQUEST, "invalid_gzip"),
-        ("/v1/batch", key, b"{}".to_vec(), vec![("Content-Encoding", "br")], StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
-        ("/v1/batch", key, too_many_events(5001), vec![], StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+        (
+            "/v1/batch",
+            key,
+            vec![b' '; 70_000],
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/v1/batch",
+            key,
+            gzip(&vec![b' '; 10_000_000]),
+            vec![("Content-Encoding", "gzip")],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"not gzip at all".to_vec(),
+            vec![("Content-Encoding", "gzip")],
+            StatusCode::BAD_REQUEST,
+            "invalid_gzip",
+        ),
+        (
+            "/v1/batch",
+            key,
+            b"{}".to_vec(),
+            vec![("Content-Encoding", "br")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+        ),
+        (
+            "/v1/batch",
+            key,
+            too_many_events(5001),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
         // Keys.
-        ("/v1/batch", None, good.clone().into_bytes(), vec![], StatusCode::UNAUTHORIZED, "missing_credentials"),
-        ("/v1/batch", Some("bk_w_wrong"), good.clone().into_bytes(), vec![], StatusCode::UNAUTHORIZED, "invalid_key"),
-        ("/v1/batch", None, good.clone().into_bytes(), vec![("Authorization", "Digest abc")], StatusCode::UNAUTHORIZED, "invalid_authorization"),
-        ("/v1/batch", None, good.clone().into_bytes(), vec![("Authorization", "Basic %%%")], StatusCode::UNAUTHORIZED, "invalid_authorization"),
+        (
+            "/v1/batch",
+            None,
+            good.clone().into_bytes(),
+            vec![],
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+        ),
+        (
+            "/v1/batch",
+            Some("bk_w_wrong"),
+            good.clone().into_bytes(),
+            vec![],
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+        (
+            "/v1/batch",
+            None,
+            good.clone().into_bytes(),
+            vec![("Authorization", "Digest abc")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_authorization",
+        ),
+        (
+            "/v1/batch",
+            None,
+            good.clone().into_bytes(),
+            vec![("Authorization", "Basic %%%")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_authorization",
+        ),
         // A write key on query and admin routes.
-        ("/v1/sql", key, b"{\"query\": \"SELECT 1\"}".to_vec(), vec![], StatusCode::FORBIDDEN, "forbidden"),
-        ("/v1/workspace/flush", key, vec![], vec![], StatusCode::FORBIDDEN, "forbidden"),
-        ("/v1/workspace/keys", key, b"{\"role\": \"admin\"}".to_vec(), vec![], StatusCode::FORBIDDEN, "forbidden"),
+        (
+            "/v1/sql",
+            key,
+            b"{\"query\": \"SELECT 1\"}".to_vec(),
+            vec![],
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "/v1/workspace/flush",
+            key,
+            vec![],
+            vec![],
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "/v1/workspace/keys",
+            key,
+            b"{\"role\": \"admin\"}".to_vec(),
+            vec![],
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
         // Bad SQL and the read-only sandbox.
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": \"SELEC 1\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "sql_syntax"),
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": \"SELECT nope FROM events\"}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_query"),
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": \"DROP TABLE events\"}".to_vec(), vec![], StatusCode::FORBIDDEN, "read_only"),
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": \"CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'\"}".to_vec(), vec![], StatusCode::FORBIDDEN, "read_only"),
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": \"SET datafusion.execution.batch_size = 1\"}".to_vec(), vec![], StatusCode::FORBIDDEN, "read_only"),
-        ("/v1/sql", Some(&tenant.admin_key), b"{\"query\": 5}".to_vec(), vec![], StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/nope", key, vec![], vec![], StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"SELEC 1\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "sql_syntax",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"SELECT nope FROM events\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"DROP TABLE events\"}".to_vec(),
+            vec![],
+            StatusCode::FORBIDDEN,
+            "read_only",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'\"}"
+                .to_vec(),
+            vec![],
+            StatusCode::FORBIDDEN,
+            "read_only",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"SET datafusion.execution.batch_size = 1\"}".to_vec(),
+            vec![],
+            StatusCode::FORBIDDEN,
+            "read_only",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": 5}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/v1/nope",
+            key,
+            vec![],
+            vec![],
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
     ];
     for (route, key, body, headers, want_status, want_code) in cases {
         let (status, resp) = post(&server, route, key, body, &headers).await;
         assert_eq!(status, want_status, "{route}: {resp}");
         assert_eq!(code(&resp), want_code, "{route}: {resp}");
-        assert!(!resp["error"]["message"].as_str().unwrap_or("").is_empty(), "{resp}");
+        assert!(
+            !resp["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{resp}"
+        );
     }
 
     // Rejections name the event index and the reason; valid events in the same batch are kept.
@@ -109,7 +334,12 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
         .as_array()
         .expect("rejected")
         .iter()
-        .map(|r| (r["index"].as_u64().expect("index"), r["code"].as_str().expect("code").to_owned()))
+        .map(|r| {
+            (
+                r["index"].as_u64().expect("index"),
+                r["code"].as_str().expect("code").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         rejected,
@@ -122,15 +352,30 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
     );
 
     // The other tenant's key cannot see this tenant's rows.
-    assert_eq!(scalar(&server, &other.admin_key, "SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(
+        scalar(&server, &other.admin_key, "SELECT COUNT(*) FROM events").await,
+        0
+    );
     // Still serving, and the earlier data is intact.
-    let resp = client().get(server.url("/healthz")).send().await.expect("healthz");
+    let resp = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events WHERE message_id LIKE 'good%'").await,
+        scalar(
+            &server,
+            &tenant.admin_key,
+            "SELECT COUNT(*) FROM events WHERE message_id LIKE 'good%'"
+        )
+        .await,
         20
     );
-    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await, 22);
+    assert_eq!(
+        scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await,
+        22
+    );
     assert!(server.stop().success());
 }
 

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Server, call, client, create_tenant, fast_env, sql};
-use std::sync::Mutex;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use std::sync::Mutex;
 use tokio::sync::Notify;
-
 
 const CLIENTS: usize = 4;
 const BATCH: usize = 25;
@@ -32,13 +31,22 @@ struct Ledger {
 fn batch_body(ids: &[String]) -> String {
     let events: Vec<_> = ids
         .iter()
-        .map(|id| json!({"type": "track", "event": "Order Completed", "userId": "crash", "messageId": id,
-                         "properties": {"revenue": 1.5, "order_id": id}}))
+        .map(|id| {
+            json!({"type": "track", "event": "Order Completed", "userId": "crash", "messageId": id,
+                         "properties": {"revenue": 1.5, "order_id": id}})
+        })
         .collect();
     json!({ "batch": events }).to_string()
 }
 
-async fn client_loop(base: String, key: String, round: usize, c: usize, ledger: Arc<Ledger>, retries: Vec<Vec<String>>) {
+async fn client_loop(
+    base: String,
+    key: String,
+    round: usize,
+    c: usize,
+    ledger: Arc<Ledger>,
+    retries: Vec<Vec<String>>,
+) {
     let http = client();
     let mut pending: Vec<Vec<String>> = retries;
     let mut n = 0;
@@ -47,7 +55,9 @@ async fn client_loop(base: String, key: String, round: usize, c: usize, ledger: 
             Some(ids) => ids,
             None => {
                 n += 1;
-                (0..BATCH).map(|i| format!("r{round}-c{c}-b{n}-e{i}")).collect()
+                (0..BATCH)
+                    .map(|i| format!("r{round}-c{c}-b{n}-e{i}"))
+                    .collect()
             }
         };
         if n > 400 {
@@ -62,7 +72,11 @@ async fn client_loop(base: String, key: String, round: usize, c: usize, ledger: 
             .await;
         match result {
             Ok(resp) if resp.status() == 200 => {
-                ledger.acked.lock().expect("lock").extend(ids.iter().cloned());
+                ledger
+                    .acked
+                    .lock()
+                    .expect("lock")
+                    .extend(ids.iter().cloned());
                 ledger.count.fetch_add(ids.len(), Ordering::SeqCst);
                 ledger.notify.notify_waiters();
             }
@@ -133,17 +147,43 @@ async fn sigkill_during_ingest_loses_and_duplicates_nothing() {
         let server = Server::start(&data, &fast_env());
         let v = sql(&server, &tenant.admin_key, "SELECT message_id FROM events").await;
         let rows = v["rows"].as_array().expect("rows");
-        let stored: Vec<String> = rows.iter().map(|r| r[0].as_str().expect("id").to_owned()).collect();
+        let stored: Vec<String> = rows
+            .iter()
+            .map(|r| r[0].as_str().expect("id").to_owned())
+            .collect();
         let unique: HashSet<&String> = stored.iter().collect();
-        assert_eq!(unique.len(), stored.len(), "round {round}: duplicates stored");
+        assert_eq!(
+            unique.len(),
+            stored.len(),
+            "round {round}: duplicates stored"
+        );
         let acked = ledger.acked.lock().expect("lock").clone();
         let missing: Vec<&String> = acked.iter().filter(|id| !unique.contains(id)).collect();
-        assert!(missing.is_empty(), "round {round}: {} acknowledged events lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-        eprintln!("round {round}: {} acknowledged, {} stored", acked.len(), stored.len());
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged events lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        eprintln!(
+            "round {round}: {} acknowledged, {} stored",
+            acked.len(),
+            stored.len()
+        );
         if round + 1 == ROUNDS {
             // The rounds must have exercised flushes (Parquet + WAL checkpoint), not only WAL replay.
-            let (_, ws) = call(&server, reqwest::Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
-            assert!(ws["stats"]["file_rows"].as_u64().unwrap_or(0) > 0, "no flush happened: {ws}");
+            let (_, ws) = call(
+                &server,
+                reqwest::Method::GET,
+                "/v1/workspace",
+                &tenant.admin_key,
+                None,
+            )
+            .await;
+            assert!(
+                ws["stats"]["file_rows"].as_u64().unwrap_or(0) > 0,
+                "no flush happened: {ws}"
+            );
         }
         server.crash();
     }

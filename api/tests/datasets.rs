@@ -13,7 +13,9 @@ use common::{BIN, Server, create_tenant, scalar, sql};
 use serde_json::Value;
 
 fn dataset(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/data").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(file)
 }
 
 fn golden() -> Value {
@@ -49,12 +51,32 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
     let tenant = create_tenant(&data, "replay");
     // Flush often so the answers come from Parquet files and the tail; the
     // default delete grace keeps compaction from racing the queries.
-    let server = Server::start(&data, &[("BEACON_INGEST__FLUSH_INTERVAL", "50ms"), ("BEACON_INGEST__FLUSH_BYTES", "300000")]);
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_INGEST__FLUSH_INTERVAL", "50ms"),
+            ("BEACON_INGEST__FLUSH_BYTES", "300000"),
+        ],
+    );
 
     let ndjson = dir.path().join("clicks.ndjson");
     let input = dataset("clickstream/rees46-2019-Oct-head17k.csv.gz");
-    let report = json_out(&["datasets", "convert", "clickstream", "--input", path(&input), "--output", path(&ndjson), "--json"]);
-    let expected: u64 = g["clickstream"]["events"].as_object().expect("events").values().filter_map(Value::as_u64).sum();
+    let report = json_out(&[
+        "datasets",
+        "convert",
+        "clickstream",
+        "--input",
+        path(&input),
+        "--output",
+        path(&ndjson),
+        "--json",
+    ]);
+    let expected: u64 = g["clickstream"]["events"]
+        .as_object()
+        .expect("events")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
     assert_eq!(report["written"], expected);
 
     // A corrupt line is counted, not fatal.
@@ -64,7 +86,16 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
 
     let replay = |file: PathBuf| {
         json_out(&[
-            "datasets", "replay", path(&file), "--url", &server.base, "--key", &tenant.write_key, "--speed", "max", "--json",
+            "datasets",
+            "replay",
+            path(&file),
+            "--url",
+            &server.base,
+            "--key",
+            &tenant.write_key,
+            "--speed",
+            "max",
+            "--json",
         ])
     };
     let first = replay(ndjson.clone());
@@ -80,7 +111,10 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
         "SELECT CAST(sum(revenue) AS VARCHAR) FROM events WHERE event = 'Order Completed'",
     )
     .await;
-    assert_eq!(revenue["rows"][0][0], g["clickstream"]["purchase_revenue_sum"], "{revenue}");
+    assert_eq!(
+        revenue["rows"][0][0], g["clickstream"]["purchase_revenue_sum"],
+        "{revenue}"
+    );
 
     // Replaying again stores nothing new: message ids come from the data.
     let second = replay(ndjson);
@@ -89,10 +123,27 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
 
     // The same data as Parquet (Beacon's schema) replays to a second workspace identically.
     let parquet = dir.path().join("clicks.parquet");
-    json_out(&["datasets", "convert", "clickstream", "--input", path(&input), "--output", path(&parquet), "--json"]);
+    json_out(&[
+        "datasets",
+        "convert",
+        "clickstream",
+        "--input",
+        path(&input),
+        "--output",
+        path(&parquet),
+        "--json",
+    ]);
     let other = create_tenant(&data, "replay-parquet");
     let third = json_out(&[
-        "datasets", "replay", path(&parquet), "--url", &server.base, "--key", &other.write_key, "--json", "--shift-to-now",
+        "datasets",
+        "replay",
+        path(&parquet),
+        "--url",
+        &server.base,
+        "--key",
+        &other.write_key,
+        "--json",
+        "--shift-to-now",
     ]);
     assert_eq!(third["accepted"], expected, "{third}");
     let revenue2 = sql(
@@ -101,7 +152,10 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
         "SELECT CAST(sum(revenue) AS VARCHAR), count(DISTINCT session_id) FROM events WHERE event = 'Order Completed'",
     )
     .await;
-    assert_eq!(revenue2["rows"][0][0], g["clickstream"]["purchase_revenue_sum"]);
+    assert_eq!(
+        revenue2["rows"][0][0],
+        g["clickstream"]["purchase_revenue_sum"]
+    );
     // Shifted to now: the last event is within the last minute or so.
     let age = scalar(
         &server,
@@ -112,7 +166,16 @@ async fn replayed_clickstream_reads_back_the_same_count_and_revenue() {
     assert!((0..600).contains(&age), "last event is {age}s old");
 
     // A wrong key is a clear failure, not a hang.
-    let (ok, _, stderr) = beacon(&["datasets", "replay", path(&parquet), "--url", &server.base, "--key", "bk_w_wrong", "--json"]);
+    let (ok, _, stderr) = beacon(&[
+        "datasets",
+        "replay",
+        path(&parquet),
+        "--url",
+        &server.base,
+        "--key",
+        "bk_w_wrong",
+        "--json",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("401"), "{stderr}");
     server.stop();
@@ -123,7 +186,16 @@ fn generate_is_deterministic_for_a_seed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |name: &str, seed: &str| {
         let out = dir.path().join(name);
-        let (ok, _, stderr) = beacon(&["datasets", "generate", "--events", "20000", "--seed", seed, "--output", path(&out)]);
+        let (ok, _, stderr) = beacon(&[
+            "datasets",
+            "generate",
+            "--events",
+            "20000",
+            "--seed",
+            seed,
+            "--output",
+            path(&out),
+        ]);
         assert!(ok, "{stderr}");
         std::fs::read(out).expect("read")
     };
@@ -138,14 +210,29 @@ fn generate_is_deterministic_for_a_seed() {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines.len(), 20_000);
-    for event in ["Order Completed", "Product Viewed", "Booking Created", "Inventory Updated"] {
+    for event in [
+        "Order Completed",
+        "Product Viewed",
+        "Booking Created",
+        "Inventory Updated",
+    ] {
         assert!(lines.iter().any(|l| l["event"] == event), "no {event}");
     }
 
     // Several tenants, Parquet.
     let out = dir.path().join("multi");
-    let (ok, stdout, stderr) =
-        beacon(&["datasets", "generate", "--events", "9001", "--tenants", "3", "--seed", "1", "--output", path(&out)]);
+    let (ok, stdout, stderr) = beacon(&[
+        "datasets",
+        "generate",
+        "--events",
+        "9001",
+        "--tenants",
+        "3",
+        "--seed",
+        "1",
+        "--output",
+        path(&out),
+    ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("9001 events"), "{stdout}");
     for t in 0..3 {
@@ -172,11 +259,30 @@ async fn demo_workspace_has_history_and_live_events() {
     };
     let read_key = key("read key:");
     let write_key = key("write key:");
-    assert!(read_key.starts_with("bk_r_") && write_key.starts_with("bk_w_"), "{printed:?}");
+    assert!(
+        read_key.starts_with("bk_r_") && write_key.starts_with("bk_w_"),
+        "{printed:?}"
+    );
 
-    let by_event = sql(&server, &read_key, "SELECT event, count(*) FROM events GROUP BY 1 ORDER BY 1").await;
-    let names: Vec<&str> = by_event["rows"].as_array().expect("rows").iter().filter_map(|r| r[0].as_str()).collect();
-    for event in ["Order Completed", "Product Viewed", "Booking Created", "Booking Completed", "Inventory Updated"] {
+    let by_event = sql(
+        &server,
+        &read_key,
+        "SELECT event, count(*) FROM events GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let names: Vec<&str> = by_event["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r[0].as_str())
+        .collect();
+    for event in [
+        "Order Completed",
+        "Product Viewed",
+        "Booking Created",
+        "Booking Completed",
+        "Inventory Updated",
+    ] {
         assert!(names.contains(&event), "no {event} in {by_event}");
     }
     let oldest_days = scalar(
@@ -185,7 +291,10 @@ async fn demo_workspace_has_history_and_live_events() {
         "SELECT (to_unixtime(now()) - to_unixtime(min(timestamp))) / 86400 FROM events",
     )
     .await;
-    assert!((8..=10).contains(&oldest_days), "history starts {oldest_days} days ago");
+    assert!(
+        (8..=10).contains(&oldest_days),
+        "history starts {oldest_days} days ago"
+    );
 
     // Live events keep arriving (bounded wait).
     let before = scalar(&server, &read_key, "SELECT count(*) FROM events").await;
@@ -202,7 +311,10 @@ async fn demo_workspace_has_history_and_live_events() {
 
     // A restart reuses the workspace and prints the same keys; no second history.
     let (server, printed2) = Server::start_with(&data, &env, &["--demo"], Some("try:"));
-    assert!(printed2.iter().any(|l| l.contains(&read_key)), "{printed2:?}");
+    assert!(
+        printed2.iter().any(|l| l.contains(&read_key)),
+        "{printed2:?}"
+    );
     let oldest_again = scalar(
         &server,
         &read_key,

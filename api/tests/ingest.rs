@@ -67,7 +67,13 @@ async fn round_trip_field_by_field_through_memory_and_parquet() {
         assert_eq!(r[2], "Order Completed");
         assert_eq!(r[3], "u-1");
         assert_eq!(r[4], "anon-1");
-        assert!(r[5].as_str().expect("ts").starts_with("2025-03-04T05:06:07.890"), "{}", r[5]);
+        assert!(
+            r[5].as_str()
+                .expect("ts")
+                .starts_with("2025-03-04T05:06:07.890"),
+            "{}",
+            r[5]
+        );
         assert_eq!(r[6], "123.4500");
         assert_eq!(r[7], "GBP");
         assert_eq!(r[8], 3);
@@ -87,7 +93,8 @@ async fn round_trip_field_by_field_through_memory_and_parquet() {
         assert_eq!(r[20], true);
         let identify = &rows[1];
         assert_eq!(identify[1], "identify");
-        let traits: Value = serde_json::from_str(identify[19].as_str().expect("traits")).expect("json");
+        let traits: Value =
+            serde_json::from_str(identify[19].as_str().expect("traits")).expect("json");
         assert_eq!(traits["plan"], "gold");
         let page = &rows[2];
         assert_eq!(page[1], "page");
@@ -98,16 +105,33 @@ async fn round_trip_field_by_field_through_memory_and_parquet() {
     check(&from_memory);
 
     // Flush, then the same answer from Parquet.
-    let (status, _) = call(&server, Method::POST, "/v1/workspace/flush", &tenant.admin_key, None).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/workspace/flush",
+        &tenant.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (_, ws) = call(&server, Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
+    let (_, ws) = call(
+        &server,
+        Method::GET,
+        "/v1/workspace",
+        &tenant.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(ws["stats"]["memory_rows"], 0, "{ws}");
     assert_eq!(ws["stats"]["file_rows"], 3, "{ws}");
     let from_parquet = sql(&server, &tenant.admin_key, query).await;
     assert_eq!(from_parquet["rows"], from_memory["rows"]);
     check(&from_parquet);
     // The partition is the event's UTC day.
-    let day_dir = data.join("tables/events").join(format!("tenant={}", tenant.id)).join("date=2025-03-04");
+    let day_dir = data
+        .join("tables/events")
+        .join(format!("tenant={}", tenant.id))
+        .join("date=2025-03-04");
     assert!(day_dir.is_dir(), "missing {}", day_dir.display());
 
     // Restart: still there, exactly once.
@@ -126,12 +150,30 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
     let http = client();
 
     for (route, body) in [
-        ("/v1/track", json!({"event": "Booking Created", "userId": "c1", "messageId": "t1", "properties": {"booking_id": "b1", "amount": "80.00", "service": "haircut"}})),
-        ("/v1/identify", json!({"userId": "c1", "messageId": "t2", "traits": {"name": "Ann"}})),
-        ("/v1/page", json!({"anonymousId": "x", "messageId": "t3", "name": "Pricing"})),
-        ("/v1/screen", json!({"anonymousId": "x", "messageId": "t4", "name": "Cart"})),
-        ("/v1/group", json!({"userId": "c1", "messageId": "t5", "groupId": "acme"})),
-        ("/v1/alias", json!({"userId": "c1", "messageId": "t6", "previousId": "x"})),
+        (
+            "/v1/track",
+            json!({"event": "Booking Created", "userId": "c1", "messageId": "t1", "properties": {"booking_id": "b1", "amount": "80.00", "service": "haircut"}}),
+        ),
+        (
+            "/v1/identify",
+            json!({"userId": "c1", "messageId": "t2", "traits": {"name": "Ann"}}),
+        ),
+        (
+            "/v1/page",
+            json!({"anonymousId": "x", "messageId": "t3", "name": "Pricing"}),
+        ),
+        (
+            "/v1/screen",
+            json!({"anonymousId": "x", "messageId": "t4", "name": "Cart"}),
+        ),
+        (
+            "/v1/group",
+            json!({"userId": "c1", "messageId": "t5", "groupId": "acme"}),
+        ),
+        (
+            "/v1/alias",
+            json!({"userId": "c1", "messageId": "t6", "previousId": "x"}),
+        ),
     ] {
         let resp = http
             .post(server.url(route))
@@ -140,7 +182,12 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
             .send()
             .await
             .expect("send");
-        assert_eq!(resp.status(), 200, "{route}: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(
+            resp.status(),
+            200,
+            "{route}: {}",
+            resp.text().await.unwrap_or_default()
+        );
     }
 
     // NDJSON, gzip-compressed, key in the body is not needed with a header.
@@ -163,10 +210,18 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.expect("json");
         if attempt == 0 {
-            assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(50), Some(0)), "{body}");
+            assert_eq!(
+                (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+                (Some(50), Some(0)),
+                "{body}"
+            );
         } else {
             // The retry is acknowledged but stores nothing.
-            assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(50)), "{body}");
+            assert_eq!(
+                (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+                (Some(0), Some(50)),
+                "{body}"
+            );
         }
     }
 
@@ -182,7 +237,12 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
     // Let a few flushes and a compaction happen, then count: every event exactly once.
     let total = scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await;
     assert_eq!(total, 57);
-    let distinct = scalar(&server, &tenant.admin_key, "SELECT COUNT(DISTINCT message_id) FROM events").await;
+    let distinct = scalar(
+        &server,
+        &tenant.admin_key,
+        "SELECT COUNT(DISTINCT message_id) FROM events",
+    )
+    .await;
     assert_eq!(distinct, 57);
     let booking = sql(
         &server,
@@ -191,15 +251,41 @@ async fn every_route_bearer_gzip_ndjson_and_retries_are_deduplicated() {
     )
     .await;
     assert_eq!(booking["rows"], json!([["b1", "haircut", "80.0000"]]));
-    let types = sql(&server, &tenant.admin_key, "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type").await;
+    let types = sql(
+        &server,
+        &tenant.admin_key,
+        "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type",
+    )
+    .await;
     assert_eq!(
         types["rows"],
-        json!([["alias", 1], ["group", 1], ["identify", 1], ["page", 1], ["screen", 1], ["track", 52]])
+        json!([
+            ["alias", 1],
+            ["group", 1],
+            ["identify", 1],
+            ["page", 1],
+            ["screen", 1],
+            ["track", 52]
+        ])
     );
     // SIGTERM flushes: after a restart everything is in Parquet, nothing left to replay.
     assert!(server.stop().success());
     let server = Server::start(&data, &[]);
-    let (_, ws) = call(&server, Method::GET, "/v1/workspace", &tenant.admin_key, None).await;
-    assert_eq!((ws["stats"]["memory_rows"].as_u64(), ws["stats"]["file_rows"].as_u64()), (Some(0), Some(57)), "{ws}");
+    let (_, ws) = call(
+        &server,
+        Method::GET,
+        "/v1/workspace",
+        &tenant.admin_key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            ws["stats"]["memory_rows"].as_u64(),
+            ws["stats"]["file_rows"].as_u64()
+        ),
+        (Some(0), Some(57)),
+        "{ws}"
+    );
     assert!(server.stop().success());
 }

@@ -41,12 +41,20 @@ async fn health_metrics_and_backpressure() {
         http.request(reqwest::Method::OPTIONS, server.url(path))
             .header("Origin", "https://shop.example")
             .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization,content-type")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
             .send()
     };
     let resp = preflight("/v1/batch").await.expect("preflight");
     assert!(resp.status().is_success(), "{}", resp.status());
-    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://shop.example"));
+    assert_eq!(
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://shop.example")
+    );
     let resp = preflight("/v1/sql").await.expect("preflight");
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 
@@ -62,7 +70,12 @@ async fn health_metrics_and_backpressure() {
             .await
             .expect("send");
         if resp.status() == 503 {
-            assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+            assert_eq!(
+                resp.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
             let body: Value = resp.json().await.expect("json");
             assert_eq!(body["error"]["code"], "overloaded", "{body}");
             pushed_back = true;
@@ -74,8 +87,18 @@ async fn health_metrics_and_backpressure() {
     }
     assert!(pushed_back, "no backpressure after {accepted} events");
     // Nothing acknowledged was dropped; after a flush there is room again.
-    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64, accepted);
-    let (status, _) = call(&server, Method::POST, "/v1/workspace/flush", &tenant.admin_key, None).await;
+    assert_eq!(
+        scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64,
+        accepted
+    );
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/workspace/flush",
+        &tenant.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let resp = http
         .post(server.url("/v1/batch"))
@@ -85,9 +108,19 @@ async fn health_metrics_and_backpressure() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
-    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64, accepted + 20);
+    assert_eq!(
+        scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await as u64,
+        accepted + 20
+    );
 
-    let metrics = http.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     for name in [
         "beacon_ingest_events_accepted_total",
         "beacon_ingest_backpressure_total",
@@ -114,15 +147,38 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
 
     // A read key from the CLI, while the server runs: it can query, not ingest.
     let out = Command::new(BIN)
-        .args(["keys", "create", "--tenant", "Salon", "--role", "read", "--json", "--data-dir"])
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            "Salon",
+            "--role",
+            "read",
+            "--json",
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .expect("cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).expect("json");
     let read_key = created["key"].as_str().expect("key").to_owned();
-    assert_eq!(scalar(&server, &read_key, "SELECT COUNT(*) FROM events").await, 0);
-    let (status, _) = call(&server, Method::POST, "/v1/track", &read_key, Some(json!({"event": "X", "userId": "u"}))).await;
+    assert_eq!(
+        scalar(&server, &read_key, "SELECT COUNT(*) FROM events").await,
+        0
+    );
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/track",
+        &read_key,
+        Some(json!({"event": "X", "userId": "u"})),
+    )
+    .await;
     assert_eq!(status, 403);
 
     // Settings: valid ones stick, every invalid field is reported.
@@ -146,7 +202,11 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
         .expect("patch");
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"]["fields"].as_array().map(Vec::len), Some(3), "{body}");
+    assert_eq!(
+        body["error"]["fields"].as_array().map(Vec::len),
+        Some(3),
+        "{body}"
+    );
 
     // Keys over the API: create, list, revoke; a revoked key stops working.
     let resp = http
@@ -160,13 +220,30 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
     let body: Value = resp.json().await.expect("json");
     let new_key = body["key"]["key"].as_str().expect("key").to_owned();
     let prefix = body["key"]["prefix"].as_str().expect("prefix").to_owned();
-    let (_, list) = call(&server, Method::GET, "/v1/workspace/keys", &tenant.admin_key, None).await;
+    let (_, list) = call(
+        &server,
+        Method::GET,
+        "/v1/workspace/keys",
+        &tenant.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(list["keys"].as_array().map(Vec::len), Some(4), "{list}");
-    assert!(!list.to_string().contains(&new_key), "secrets must not be listed");
+    assert!(
+        !list.to_string().contains(&new_key),
+        "secrets must not be listed"
+    );
     let path = format!("/v1/workspace/keys/{prefix}");
     let (status, _) = call(&server, Method::DELETE, &path, &tenant.admin_key, None).await;
     assert_eq!(status, 204);
-    let (status, _) = call(&server, Method::POST, "/v1/track", &new_key, Some(json!({"event": "X", "userId": "u"}))).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/track",
+        &new_key,
+        Some(json!({"event": "X", "userId": "u"})),
+    )
+    .await;
     assert_eq!(status, 401);
 
     // The CLI lists what the API did.

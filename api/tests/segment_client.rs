@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segment_analytics_node_events_arrive_intact() {
     let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/segment-node");
-    if !client_dir.join("node_modules/@segment/analytics-node").is_dir() {
+    if !client_dir
+        .join("node_modules/@segment/analytics-node")
+        .is_dir()
+    {
         // Install the pinned client (package-lock.json) from the npm registry.
         let status = Command::new("npm")
             .current_dir(&client_dir)
@@ -40,7 +43,10 @@ async fn segment_analytics_node_events_arrive_intact() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await, 42);
+    assert_eq!(
+        scalar(&server, &tenant.admin_key, "SELECT COUNT(*) FROM events").await,
+        42
+    );
     let orders = sql(
         &server,
         &tenant.admin_key,

@@ -16,20 +16,36 @@ fn ingest_path(c: &mut Criterion) {
     let limits = Limits::default();
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(500));
-    group.bench_with_input(BenchmarkId::new("parse_only", "500_events"), &body, |b, body| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(body).expect("json"));
-    });
-    group.bench_with_input(BenchmarkId::new("decode_validate", "500_events"), &body, |b, body| {
-        b.iter(|| decode_batch(body, &limits, NOW).expect("decode"));
-    });
+    group.bench_with_input(
+        BenchmarkId::new("parse_only", "500_events"),
+        &body,
+        |b, body| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(body).expect("json"));
+        },
+    );
+    group.bench_with_input(
+        BenchmarkId::new("decode_validate", "500_events"),
+        &body,
+        |b, body| {
+            b.iter(|| decode_batch(body, &limits, NOW).expect("decode"));
+        },
+    );
     let decoded = decode_batch(&body, &limits, NOW).expect("decode");
-    group.bench_with_input(BenchmarkId::new("to_arrow", "500_events"), &decoded.events, |b, events| {
-        b.iter(|| events_to_batch(events).expect("batch"));
-    });
+    group.bench_with_input(
+        BenchmarkId::new("to_arrow", "500_events"),
+        &decoded.events,
+        |b, events| {
+            b.iter(|| events_to_batch(events).expect("batch"));
+        },
+    );
     let batch = events_to_batch(&decoded.events).expect("batch");
-    group.bench_with_input(BenchmarkId::new("wal_encode", "500_events"), &batch, |b, batch| {
-        b.iter(|| encode_batch(batch).expect("encode"));
-    });
+    group.bench_with_input(
+        BenchmarkId::new("wal_encode", "500_events"),
+        &batch,
+        |b, batch| {
+            b.iter(|| encode_batch(batch).expect("encode"));
+        },
+    );
     group.finish();
 }
 

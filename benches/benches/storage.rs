@@ -5,9 +5,9 @@
 
 use beacon_benches::sample_events;
 use beacon_ingest::batch::events_to_batch;
-use beacon_ingest::wal::SyncMode;
 use beacon_ingest::decode::{Limits, decode_batch};
 use beacon_ingest::storage::{split_by_day, write_file};
+use beacon_ingest::wal::SyncMode;
 use beacon_ingest::wal::{SegmentWriter, encode_batch};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -29,7 +29,10 @@ fn wal_append(c: &mut Criterion) {
     let ipc = encode_batch(&batch).expect("encode");
     let mut group = c.benchmark_group("wal");
     group.throughput(Throughput::Elements(500));
-    for (name, sync) in [("append_nosync", SyncMode::None), ("append_fdatasync", SyncMode::Fsync)] {
+    for (name, sync) in [
+        ("append_nosync", SyncMode::None),
+        ("append_fdatasync", SyncMode::Fsync),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = SegmentWriter::create(dir.path(), 1, sync).expect("segment");
         let mut seq = 1;

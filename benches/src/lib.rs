@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 
 /// A realistic mix of shop events (`n` of them, deterministic).
 pub fn sample_events(n: usize, seed: u64) -> Vec<Value> {
-    let names = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Booking Created"];
+    let names = [
+        "Product Viewed",
+        "Product Added",
+        "Checkout Started",
+        "Order Completed",
+        "Booking Created",
+    ];
     (0..n)
         .map(|i| {
             let k = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(seed);
@@ -68,7 +74,9 @@ pub fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()>
     let updated = match old.find(&header) {
         Some(start) => {
             let rest = &old[start + header.len()..];
-            let end = rest.find("\n## ").map_or(old.len(), |i| start + header.len() + i + 1);
+            let end = rest
+                .find("\n## ")
+                .map_or(old.len(), |i| start + header.len() + i + 1);
             format!("{}{}{}", &old[..start], new_section, &old[end..])
         }
         None => format!("{}\n\n{new_section}", old.trim_end()),

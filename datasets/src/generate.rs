@@ -15,7 +15,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday,
+};
 use chrono_tz::Tz;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,7 +29,8 @@ use crate::message::{Message, Money, iso, local_to_utc};
 
 /// The calibration file, embedded.
 pub static CALIBRATION: LazyLock<Calibration> = LazyLock::new(|| {
-    serde_json::from_str(include_str!("../calibration.json")).expect("datasets/calibration.json is valid")
+    serde_json::from_str(include_str!("../calibration.json"))
+        .expect("datasets/calibration.json is valid")
 });
 
 /// Numbers taken from the real datasets (see `datasets/calibration.json`).
@@ -211,7 +214,13 @@ const INVENTORY_ACTOR: &str = "system:inventory";
 const STAFF: [&str; 5] = ["alice", "bruno", "chloe", "dev", "emma"];
 const LOCATIONS: [&str; 2] = ["high-street", "riverside"];
 const CATEGORIES: [&str; 6] = ["home", "kitchen", "garden", "gifts", "stationery", "toys"];
-const CANCEL_REASONS: [&str; 5] = ["schedule conflict", "illness", "found another provider", "price", "no reason given"];
+const CANCEL_REASONS: [&str; 5] = [
+    "schedule conflict",
+    "illness",
+    "found another provider",
+    "price",
+    "no reason given",
+];
 const REFUND_REASONS: [&str; 4] = ["damaged", "wrong item", "changed mind", "late delivery"];
 
 struct Scheduled {
@@ -268,8 +277,11 @@ impl Generator {
     pub fn new(cfg: GeneratorConfig) -> Self {
         let cal: &'static Calibration = &CALIBRATION;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let price_dist = LogNormal::new(cal.shop.unit_price_lognormal.mu + 1.2, cal.shop.unit_price_lognormal.sigma)
-            .unwrap_or_else(|_| LogNormal::new(2.0, 0.8).expect("valid"));
+        let price_dist = LogNormal::new(
+            cal.shop.unit_price_lognormal.mu + 1.2,
+            cal.shop.unit_price_lognormal.sigma,
+        )
+        .unwrap_or_else(|_| LogNormal::new(2.0, 0.8).expect("valid"));
         let products: Vec<Product> = (0..60)
             .map(|i| {
                 let price: f64 = price_dist.sample(&mut rng).clamp(1.5, 250.0);
@@ -394,13 +406,22 @@ impl Generator {
     }
 
     fn anomaly(&self, date: NaiveDate, kind: AnomalyKind) -> bool {
-        self.anomalies.iter().any(|a| a.date == date && a.kind == kind)
+        self.anomalies
+            .iter()
+            .any(|a| a.date == date && a.kind == kind)
     }
 
     /// Seasonality of the local day: trend, month, holidays.
     fn day_factor(&self, date: NaiveDate, shop: bool) -> f64 {
-        let days = (date - self.cfg.start.with_timezone(&self.cfg.time_zone).date_naive()).num_days() as f64;
-        let trend = 1.0 - a::YEARLY_GROWTH / 2.0 + a::YEARLY_GROWTH * (days / 365.0).clamp(0.0, 2.0);
+        let days = (date
+            - self
+                .cfg
+                .start
+                .with_timezone(&self.cfg.time_zone)
+                .date_naive())
+        .num_days() as f64;
+        let trend =
+            1.0 - a::YEARLY_GROWTH / 2.0 + a::YEARLY_GROWTH * (days / 365.0).clamp(0.0, 2.0);
         let month = date.month0() as usize;
         let (md, year) = ((date.month(), date.day()), date.year());
         if shop {
@@ -446,7 +467,8 @@ impl Generator {
         let mut hour_share = self.hour_weights[hour];
         let weekday_share = self.cal.shop.weekday_weights_smoothed[weekday] * 7.0;
         hour_share = hour_share.max(self.live_floor / 24.0);
-        let mut rate = self.cfg.scale * a::SHOP_ORDERS_PER_DAY / self.cal.funnel.purchase_session_share
+        let mut rate = self.cfg.scale * a::SHOP_ORDERS_PER_DAY
+            / self.cal.funnel.purchase_session_share
             * self.day_factor(date, true)
             * weekday_share
             * hour_share
@@ -467,7 +489,8 @@ impl Generator {
 
         // Booking visits, during opening-ish hours of the booking site.
         let booking_weekday = self.cal.bookings.weekday_weights[weekday] * 7.0;
-        let booking_rate = self.cfg.scale * a::BOOKING_VISITS_PER_DAY
+        let booking_rate = self.cfg.scale
+            * a::BOOKING_VISITS_PER_DAY
             * self.day_factor(date, false)
             * booking_weekday
             * hour_share
@@ -482,7 +505,9 @@ impl Generator {
         if lambda <= 0.0 {
             return 0;
         }
-        Poisson::new(lambda).map(|p| p.sample(&mut self.rng) as u64).unwrap_or(0)
+        Poisson::new(lambda)
+            .map(|p| p.sample(&mut self.rng) as u64)
+            .unwrap_or(0)
     }
 
     fn uniform_time(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> DateTime<Utc> {
@@ -526,10 +551,15 @@ impl Generator {
         let f = &self.cal.funnel;
         // Sessions that end in a purchase log a cart step first here (the
         // REES46 store often skips it; a web shop's checkout does not).
-        let p_cart = f.cart_session_share + f.purchase_session_share * f.purchase_without_cart_share;
+        let p_cart =
+            f.cart_session_share + f.purchase_session_share * f.purchase_without_cart_share;
         let p_buy_given_cart = (f.purchase_session_share / p_cart).min(1.0);
-        let returning = self.shop_customers > 0 && self.rng.random_bool(self.cal.shop.repeat_customer_share * 0.5);
-        let customer = returning.then(|| format!("cus_{}", self.rng.random_range(1..=self.shop_customers)));
+        let returning = self.shop_customers > 0
+            && self
+                .rng
+                .random_bool(self.cal.shop.repeat_customer_share * 0.5);
+        let customer =
+            returning.then(|| format!("cus_{}", self.rng.random_range(1..=self.shop_customers)));
         self.visitors += 1;
         let anonymous = format!("{}-v{}", self.cfg.id_prefix, self.visitors);
         let session = self.next_id("s");
@@ -581,10 +611,13 @@ impl Generator {
         if !buys {
             return;
         }
-        let value = LogNormal::new(self.cal.shop.order_value_lognormal.mu, self.cal.shop.order_value_lognormal.sigma)
-            .map(|d| d.sample(&mut self.rng))
-            .unwrap_or(300.0)
-            .clamp(5.0, 5_000.0);
+        let value = LogNormal::new(
+            self.cal.shop.order_value_lognormal.mu,
+            self.cal.shop.order_value_lognormal.sigma,
+        )
+        .map(|d| d.sample(&mut self.rng))
+        .unwrap_or(300.0)
+        .clamp(5.0, 5_000.0);
         let customer = match customer {
             Some(c) => c,
             None => {
@@ -596,7 +629,9 @@ impl Generator {
                     "name": format!("Customer {}", self.shop_customers),
                     "created_at": iso(t),
                 });
-                let Value::Object(traits) = traits else { unreachable!() };
+                let Value::Object(traits) = traits else {
+                    unreachable!()
+                };
                 self.schedule(t, Message::identify(id, &c, t, traits));
                 c
             }
@@ -618,7 +653,16 @@ impl Generator {
             self.schedule(t, failed);
         }
         t += Duration::seconds(self.rng.random_range(20..120));
-        self.complete_order(t, &customer, &anonymous, &session, &order_id, value, method, Some(added));
+        self.complete_order(
+            t,
+            &customer,
+            &anonymous,
+            &session,
+            &order_id,
+            value,
+            method,
+            Some(added),
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -674,10 +718,17 @@ impl Generator {
         for (p, quantity) in sold {
             self.sell(t, p, quantity);
         }
-        if self.rng.random_bool(self.cal.shop.refund_rate.clamp(0.0, 1.0) * 0.5) {
+        if self
+            .rng
+            .random_bool(self.cal.shop.refund_rate.clamp(0.0, 1.0) * 0.5)
+        {
             let later = t + Duration::hours(self.rng.random_range(24..20 * 24));
             let partial = self.rng.random_bool(0.3);
-            let amount = if partial { Money(revenue.0 / 2) } else { revenue };
+            let amount = if partial {
+                Money(revenue.0 / 2)
+            } else {
+                revenue
+            };
             let reason = REFUND_REASONS[self.rng.random_range(0..REFUND_REASONS.len())];
             let id = self.next_id("e");
             let refund = Message::track(id, "Order Refunded", later)
@@ -697,7 +748,16 @@ impl Generator {
         let session = self.next_id("s");
         let order_id = self.next_id("order");
         let value = 12_000.0 + self.rng.random::<f64>() * 8_000.0;
-        self.complete_order(at, &customer, &anonymous, &session, &order_id, value, "bank_transfer", None);
+        self.complete_order(
+            at,
+            &customer,
+            &anonymous,
+            &session,
+            &order_id,
+            value,
+            "bank_transfer",
+            None,
+        );
     }
 
     fn sell(&mut self, t: DateTime<Utc>, p: usize, quantity: i64) {
@@ -753,7 +813,15 @@ impl Generator {
             return 0;
         }
         // Piecewise-linear inverse of the quantiles (0 at p0, p90 * 1.5 at p100).
-        let points = [(0.0, 0.0), (0.1, l.p10), (0.25, l.p25), (0.5, l.p50), (0.75, l.p75), (0.9, l.p90), (1.0, l.p90 * 1.5)];
+        let points = [
+            (0.0, 0.0),
+            (0.1, l.p10),
+            (0.25, l.p25),
+            (0.5, l.p50),
+            (0.75, l.p75),
+            (0.9, l.p90),
+            (1.0, l.p90 * 1.5),
+        ];
         let mut days = l.p90;
         for w in points.windows(2) {
             let ((q0, v0), (q1, v1)) = (w[0], w[1]);
@@ -772,7 +840,9 @@ impl Generator {
             .bookings
             .cancellation_by_lead_time
             .iter()
-            .find(|b| hotel_lead >= b.lead_time_min && b.lead_time_max.is_none_or(|m| hotel_lead <= m))
+            .find(|b| {
+                hotel_lead >= b.lead_time_min && b.lead_time_max.is_none_or(|m| hotel_lead <= m)
+            })
             .map_or(0.2, |b| b.cancellation_rate);
         rate * a::CANCELLATION_FACTOR
     }
@@ -785,7 +855,14 @@ impl Generator {
             self.visitors += 1;
             format!("{}-v{}", self.cfg.id_prefix, self.visitors)
         };
-        let s = self.pick(&[(0usize, 0.35), (1, 0.15), (2, 0.2), (3, 0.15), (4, 0.1), (5, 0.05)]);
+        let s = self.pick(&[
+            (0usize, 0.35),
+            (1, 0.15),
+            (2, 0.2),
+            (3, 0.15),
+            (4, 0.1),
+            (5, 0.05),
+        ]);
         let (service_id, service_name, price, minutes) = {
             let sv = &self.services[s];
             (sv.id, sv.name, sv.price, sv.minutes)
@@ -816,7 +893,9 @@ impl Generator {
             day += Duration::days(1);
         }
         let slot = self.rng.random_range(0..18); // 09:00 .. 17:30, every 30 minutes
-        let start_local = day.and_time(NaiveTime::from_hms_opt(9 + slot / 2, (slot % 2) * 30, 0).unwrap_or_default());
+        let start_local = day.and_time(
+            NaiveTime::from_hms_opt(9 + slot / 2, (slot % 2) * 30, 0).unwrap_or_default(),
+        );
         let mut appointment = local_to_utc(start_local, tz);
         if appointment <= created {
             appointment = created + Duration::hours(2);
@@ -843,7 +922,10 @@ impl Generator {
             .prop("status", "booked");
         self.schedule(created, m);
         let appointment_day = appointment.with_timezone(&tz).date_naive();
-        if self.rng.random_bool(self.cancellation_rate(lead).clamp(0.0, 1.0)) {
+        if self
+            .rng
+            .random_bool(self.cancellation_rate(lead).clamp(0.0, 1.0))
+        {
             let span = (appointment - created).num_seconds().max(60);
             let cancelled_at = created + Duration::seconds(self.rng.random_range(30..span.max(31)));
             let reason = CANCEL_REASONS[self.rng.random_range(0..CANCEL_REASONS.len())];
@@ -891,7 +973,8 @@ impl Generator {
 /// The Friday after the fourth Thursday of November.
 fn black_friday(year: i32) -> NaiveDate {
     let nov1 = NaiveDate::from_ymd_opt(year, 11, 1).unwrap_or_default();
-    let offset = (Weekday::Thu.num_days_from_monday() + 7 - nov1.weekday().num_days_from_monday()) % 7;
+    let offset =
+        (Weekday::Thu.num_days_from_monday() + 7 - nov1.weekday().num_days_from_monday()) % 7;
     nov1 + Duration::days(i64::from(offset) + 21 + 1)
 }
 
@@ -941,9 +1024,18 @@ mod tests {
 
     #[test]
     fn black_fridays() {
-        assert_eq!(black_friday(2025), NaiveDate::from_ymd_opt(2025, 11, 28).expect("date"));
-        assert_eq!(black_friday(2026), NaiveDate::from_ymd_opt(2026, 11, 27).expect("date"));
-        assert_eq!(black_friday(2024), NaiveDate::from_ymd_opt(2024, 11, 29).expect("date"));
+        assert_eq!(
+            black_friday(2025),
+            NaiveDate::from_ymd_opt(2025, 11, 28).expect("date")
+        );
+        assert_eq!(
+            black_friday(2026),
+            NaiveDate::from_ymd_opt(2026, 11, 27).expect("date")
+        );
+        assert_eq!(
+            black_friday(2024),
+            NaiveDate::from_ymd_opt(2024, 11, 29).expect("date")
+        );
     }
 
     #[test]
@@ -951,21 +1043,43 @@ mod tests {
         let start = utc_midnight(NaiveDate::from_ymd_opt(2025, 1, 6).expect("date"));
         let run = || {
             let mut g = Generator::new(GeneratorConfig::new(7, start));
-            g.advance(start, start + Duration::days(3)).iter().map(Message::line).collect::<Vec<_>>()
+            g.advance(start, start + Duration::days(3))
+                .iter()
+                .map(Message::line)
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert!(a.len() > 1000, "{} messages", a.len());
         for chunk in a.chunks(4096) {
             let (events, rejected) = crate::output::decode_lines(chunk).expect("decodes");
-            assert_eq!((events.len(), rejected), (chunk.len(), 0), "every generated message is valid");
+            assert_eq!(
+                (events.len(), rejected),
+                (chunk.len(), 0),
+                "every generated message is valid"
+            );
         }
         assert_eq!(a, run());
         let times: Vec<String> = a
             .iter()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json")["timestamp"].as_str().unwrap_or("").to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("json")["timestamp"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "messages are in time order");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "messages are in time order"
+        );
         let mut other = Generator::new(GeneratorConfig::new(8, start));
-        assert_ne!(a, other.advance(start, start + Duration::days(3)).iter().map(Message::line).collect::<Vec<_>>());
+        assert_ne!(
+            a,
+            other
+                .advance(start, start + Duration::days(3))
+                .iter()
+                .map(Message::line)
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -12,7 +12,9 @@ pub struct Money(pub i128);
 impl Money {
     /// Parses a decimal text such as `"2.55"` or `"-11062.06"`.
     pub fn parse(text: &str) -> Option<Self> {
-        beacon_ingest::decode::parse_decimal(text.trim()).ok().map(Money)
+        beacon_ingest::decode::parse_decimal(text.trim())
+            .ok()
+            .map(Money)
     }
 
     /// `self * quantity`.
@@ -42,7 +44,10 @@ impl Money {
     /// original decimal, and Beacon stores money from that text. Amounts here
     /// have 4 decimals, so this is exact below 10^11 (asserted).
     pub fn json(self) -> Value {
-        debug_assert!(self.0.unsigned_abs() < 10u128.pow(15), "money too large for an exact f64 round trip");
+        debug_assert!(
+            self.0.unsigned_abs() < 10u128.pow(15),
+            "money too large for an exact f64 round trip"
+        );
         let f: f64 = self.text().parse().unwrap_or(0.0);
         serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
     }
@@ -117,7 +122,12 @@ impl Message {
     }
 
     /// An `identify` call with traits.
-    pub fn identify(message_id: impl Into<String>, user_id: &str, timestamp: DateTime<Utc>, traits: Map<String, Value>) -> Self {
+    pub fn identify(
+        message_id: impl Into<String>,
+        user_id: &str,
+        timestamp: DateTime<Utc>,
+        traits: Map<String, Value>,
+    ) -> Self {
         let mut m = Map::new();
         m.insert("type".into(), "identify".into());
         m.insert("messageId".into(), Value::String(message_id.into()));
@@ -154,9 +164,10 @@ impl Message {
     pub fn prop(mut self, key: &str, value: impl Into<Value>) -> Self {
         let value = value.into();
         if !value.is_null()
-            && let Some(Value::Object(props)) = self.0.get_mut("properties") {
-                props.insert(key.into(), value);
-            }
+            && let Some(Value::Object(props)) = self.0.get_mut("properties")
+        {
+            props.insert(key.into(), value);
+        }
         self
     }
 
@@ -187,24 +198,48 @@ mod tests {
 
     #[test]
     fn money_text_and_json_are_exact() {
-        for text in ["2.55", "-11062.06", "0.001", "15.3", "8911407.904", "0", "-0.5", "123456789.1234"] {
+        for text in [
+            "2.55",
+            "-11062.06",
+            "0.001",
+            "15.3",
+            "8911407.904",
+            "0",
+            "-0.5",
+            "123456789.1234",
+        ] {
             let m = Money::parse(text).expect("parses");
             assert_eq!(m.text(), text.trim_end_matches(".0"));
             let json = serde_json::to_string(&m.json()).expect("serializes");
             assert_eq!(Money::parse(&json), Some(m), "{text} -> {json}");
         }
-        assert_eq!(Money::parse("2.55").map(|m| m.times(-3).text()), Some("-7.65".into()));
+        assert_eq!(
+            Money::parse("2.55").map(|m| m.times(-3).text()),
+            Some("-7.65".into())
+        );
     }
 
     #[test]
     fn local_times_across_dst() {
         let tz: Tz = "Europe/London".parse().expect("tz");
         let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time");
-        assert_eq!(iso(local_to_utc(t("2011-07-01 12:00:00"), tz)), "2011-07-01T11:00:00.000Z");
-        assert_eq!(iso(local_to_utc(t("2011-01-01 12:00:00"), tz)), "2011-01-01T12:00:00.000Z");
+        assert_eq!(
+            iso(local_to_utc(t("2011-07-01 12:00:00"), tz)),
+            "2011-07-01T11:00:00.000Z"
+        );
+        assert_eq!(
+            iso(local_to_utc(t("2011-01-01 12:00:00"), tz)),
+            "2011-01-01T12:00:00.000Z"
+        );
         // Gap: 2011-03-27 01:30 does not exist in London.
-        assert_eq!(iso(local_to_utc(t("2011-03-27 01:30:00"), tz)), "2011-03-27T01:30:00.000Z");
+        assert_eq!(
+            iso(local_to_utc(t("2011-03-27 01:30:00"), tz)),
+            "2011-03-27T01:30:00.000Z"
+        );
         // Overlap: 01:30 on 2011-10-30 happens twice; the first (BST) is taken.
-        assert_eq!(iso(local_to_utc(t("2011-10-30 01:30:00"), tz)), "2011-10-30T00:30:00.000Z");
+        assert_eq!(
+            iso(local_to_utc(t("2011-10-30 01:30:00"), tz)),
+            "2011-10-30T00:30:00.000Z"
+        );
     }
 }

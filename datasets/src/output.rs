@@ -7,10 +7,10 @@ use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
+use beacon_ingest::Event;
 use beacon_ingest::batch::events_to_batch;
 use beacon_ingest::decode::{Limits, decode_ndjson};
 use beacon_ingest::schema::{self, columns};
-use beacon_ingest::Event;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -80,7 +80,9 @@ pub fn write_lines(lines: &[String], path: &Path) -> Result<WriteReport> {
                 let decoded = decode_ndjson(body.as_bytes(), &limits, now)
                     .map_err(|e| Error::Data(format!("cannot decode lines: {e}")))?;
                 for r in decoded.rejected {
-                    report.rejected.push((c * CHUNK + r.index, r.code.to_owned(), r.reason));
+                    report
+                        .rejected
+                        .push((c * CHUNK + r.index, r.code.to_owned(), r.reason));
                 }
                 report.events += decoded.events.len();
                 writer.write_events(&decoded.events)?;
@@ -103,7 +105,8 @@ impl ParquetSink {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
             .set_max_row_group_row_count(Some(128 * 1024))
             .build();
-        let writer = ArrowWriter::try_new(File::create(path)?, schema::event_schema(), Some(props))?;
+        let writer =
+            ArrowWriter::try_new(File::create(path)?, schema::event_schema(), Some(props))?;
         Ok(Self { writer })
     }
 
@@ -171,13 +174,19 @@ pub fn batch_to_messages(batch: &RecordBatch) -> Result<Vec<Value>> {
         (columns::GROUP_ID, "groupId"),
         (columns::PREVIOUS_ID, "previousId"),
     ];
-    let id_cols = ids.iter().map(|(c, _)| text(c)).collect::<Result<Vec<_>>>()?;
+    let id_cols = ids
+        .iter()
+        .map(|(c, _)| text(c))
+        .collect::<Result<Vec<_>>>()?;
     let objects = [
         (columns::PROPERTIES, "properties"),
         (columns::CONTEXT, "context"),
         (columns::TRAITS, "traits"),
     ];
-    let object_cols = objects.iter().map(|(c, _)| text(c)).collect::<Result<Vec<_>>>()?;
+    let object_cols = objects
+        .iter()
+        .map(|(c, _)| text(c))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let mut m = Map::new();
@@ -188,7 +197,11 @@ pub fn batch_to_messages(batch: &RecordBatch) -> Result<Vec<Value>> {
         for ((_, key), col) in ids.iter().zip(&id_cols) {
             if let Some(col) = col.filter(|c| c.is_valid(row)) {
                 // page and screen calls carry their name in `event`.
-                let key = if *key == "event" && (kind == "page" || kind == "screen") { "name" } else { key };
+                let key = if *key == "event" && (kind == "page" || kind == "screen") {
+                    "name"
+                } else {
+                    key
+                };
                 m.insert(key.into(), col.value(row).into());
             }
         }
@@ -262,7 +275,7 @@ pub fn decode_lines(lines: &[String]) -> Result<(Vec<Event>, usize)> {
     };
     let now = chrono::Utc::now().timestamp_micros();
     let body = lines.join("\n");
-    let decoded =
-        decode_ndjson(body.as_bytes(), &limits, now).map_err(|e| Error::Data(format!("cannot decode lines: {e}")))?;
+    let decoded = decode_ndjson(body.as_bytes(), &limits, now)
+        .map_err(|e| Error::Data(format!("cannot decode lines: {e}")))?;
     Ok((decoded.events, decoded.rejected.len()))
 }

@@ -31,7 +31,9 @@ impl std::str::FromStr for Speed {
         let n = s.strip_suffix(['x', 'X']).unwrap_or(s);
         match n.parse::<f64>() {
             Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
-            _ => Err(format!("speed must be `max` or a positive factor such as `60x`, got {s:?}")),
+            _ => Err(format!(
+                "speed must be `max` or a positive factor such as `60x`, got {s:?}"
+            )),
         }
     }
 }
@@ -99,16 +101,21 @@ pub async fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport
         ..ReplayReport::default()
     };
     // In event-time order, so `--speed Nx` replays the original pacing.
-    messages.sort_by_cached_key(|m| event_time(m).map(|t| t.timestamp_micros()).unwrap_or(i64::MIN));
+    messages.sort_by_cached_key(|m| {
+        event_time(m)
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(i64::MIN)
+    });
     if options.shift_to_now
-        && let Some(last) = messages.iter().rev().find_map(event_time) {
-            let offset = Utc::now() - last;
-            for m in &mut messages {
-                if let (Some(t), Some(obj)) = (event_time(m), m.as_object_mut()) {
-                    obj.insert("timestamp".into(), iso(t + offset).into());
-                }
+        && let Some(last) = messages.iter().rev().find_map(event_time)
+    {
+        let offset = Utc::now() - last;
+        for m in &mut messages {
+            if let (Some(t), Some(obj)) = (event_time(m), m.as_object_mut()) {
+                obj.insert("timestamp".into(), iso(t + offset).into());
             }
         }
+    }
     let bar = if options.progress {
         ProgressBar::with_draw_target(Some(messages.len() as u64), ProgressDrawTarget::stderr())
     } else {
@@ -126,8 +133,13 @@ pub async fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport
     let started = Instant::now();
     let first_time = messages.first().and_then(event_time);
     for chunk in messages.chunks(options.batch_size.max(1)) {
-        if let (Speed::Factor(f), Some(t0), Some(t)) = (options.speed, first_time, chunk.first().and_then(event_time)) {
-            let due = Duration::from_secs_f64(((t - t0).num_milliseconds().max(0) as f64 / 1000.0) / f);
+        if let (Speed::Factor(f), Some(t0), Some(t)) = (
+            options.speed,
+            first_time,
+            chunk.first().and_then(event_time),
+        ) {
+            let due =
+                Duration::from_secs_f64(((t - t0).num_milliseconds().max(0) as f64 / 1000.0) / f);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
@@ -143,7 +155,10 @@ pub async fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport
             }
         }
         bar.inc(chunk.len() as u64);
-        bar.set_message(format!("accepted {} dup {} rejected {}", report.accepted, report.duplicates, report.rejected));
+        bar.set_message(format!(
+            "accepted {} dup {} rejected {}",
+            report.accepted, report.duplicates, report.rejected
+        ));
     }
     bar.finish();
     Ok(report)
@@ -165,7 +180,13 @@ async fn send(
             let backoff = Duration::from_millis((50 * (1 << attempt.min(6))) as u64);
             tokio::time::sleep(backoff).await;
         }
-        let response = match client.post(endpoint).bearer_auth(key).json(body).send().await {
+        let response = match client
+            .post(endpoint)
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 last_error = e.to_string();
@@ -175,7 +196,10 @@ async fn send(
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         match status.as_u16() {
-            200 => return serde_json::from_str(&text).map_err(|e| Error::Replay(format!("bad answer {text}: {e}"))),
+            200 => {
+                return serde_json::from_str(&text)
+                    .map_err(|e| Error::Replay(format!("bad answer {text}: {e}")));
+            }
             // Every event of the batch was rejected: count them, go on.
             400 => {
                 let v: Value = serde_json::from_str(&text).unwrap_or_default();
@@ -192,7 +216,9 @@ async fn send(
             _ => return Err(Error::Replay(format!("server answered {status}: {text}"))),
         }
     }
-    Err(Error::Replay(format!("gave up after {ATTEMPTS} attempts: {last_error}")))
+    Err(Error::Replay(format!(
+        "gave up after {ATTEMPTS} attempts: {last_error}"
+    )))
 }
 
 #[cfg(test)]

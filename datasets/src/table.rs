@@ -42,7 +42,9 @@ impl Table {
             .df
             .column(name)
             .map_err(|_| Error::Data(format!("the file has no column {name:?}")))?;
-        let text = column.str().map_err(|e| Error::Data(format!("column {name:?}: {e}")))?;
+        let text = column
+            .str()
+            .map_err(|e| Error::Data(format!("column {name:?}: {e}")))?;
         Ok(text.iter().collect())
     }
 }

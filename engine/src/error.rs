@@ -56,9 +56,13 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 fn is_sandbox_message(msg: &str) -> bool {
     // DataFusion's SQLOptions verification messages.
-    ["DDL not supported", "DML not supported", "Statement not supported"]
-        .iter()
-        .any(|m| msg.contains(m))
+    [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
 }
 
 impl Error {

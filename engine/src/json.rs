@@ -5,7 +5,10 @@
 //! RFC 3339 strings; everything else is rendered as text.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Map, Value, json};
 
@@ -57,12 +60,18 @@ fn column_values(array: &dyn Array, options: &FormatOptions<'_>) -> Result<Vec<V
         DataType::Float32 => array
             .as_primitive::<Float32Type>()
             .iter()
-            .map(|v| v.and_then(|v| serde_json::Number::from_f64(f64::from(v))).map_or(Value::Null, Value::Number))
+            .map(|v| {
+                v.and_then(|v| serde_json::Number::from_f64(f64::from(v)))
+                    .map_or(Value::Null, Value::Number)
+            })
             .collect(),
         DataType::Float64 => array
             .as_primitive::<Float64Type>()
             .iter()
-            .map(|v| v.and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number))
+            .map(|v| {
+                v.and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            })
             .collect(),
         DataType::Boolean => array
             .as_boolean()

@@ -13,6 +13,8 @@
 
 mod error;
 pub mod json;
+pub mod udf;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +23,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use beacon_ingest::Store;
 use beacon_ingest::schema::event_schema;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -90,8 +94,10 @@ impl Engine {
         &self.config
     }
 
-    /// A session over one workspace's events, with the memory limit applied.
-    pub fn session(&self, tenant: &str) -> Result<SessionContext> {
+    /// A session over one workspace's events, with the memory limit
+    /// applied, Beacon's functions (business time in the workspace's
+    /// calendar, funnels, JSON) and the business views.
+    pub async fn session(&self, tenant: &str) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
         if self.config.target_partitions > 0 {
             config = config.with_target_partitions(self.config.target_partitions);
@@ -99,32 +105,46 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let calendar = match self.store.catalog().tenant(tenant) {
+            Ok(t) => udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
+            Err(_) => udf::time::BusinessCalendar::new("UTC", "monday"),
+        };
+        udf::register(&ctx, calendar);
+        datafusion_functions_json::register_all(&mut ctx)?;
         let snapshot = self.store.snapshot(tenant);
         let schema = event_schema();
-        let live = Arc::new(MemTable::try_new(Arc::clone(&schema), vec![snapshot.batches])?);
+        let live = Arc::new(MemTable::try_new(
+            Arc::clone(&schema),
+            vec![snapshot.batches],
+        )?);
         if snapshot.files.is_empty() {
             ctx.register_table(EVENTS_TABLE, live)?;
-            return Ok(ctx);
+        } else {
+            let urls = snapshot
+                .files
+                .iter()
+                .map(|(path, _)| ListingTableUrl::parse(path.to_string_lossy()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let stored = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(Arc::clone(&schema));
+            let stored = Arc::new(ListingTable::try_new(stored)?);
+            let union = ctx.read_table(stored)?.union(ctx.read_table(live)?)?;
+            ctx.register_table(EVENTS_TABLE, union.into_view())?;
         }
-        let urls = snapshot
-            .files
-            .iter()
-            .map(|(path, _)| ListingTableUrl::parse(path.to_string_lossy()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let stored = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&schema));
-        let stored = Arc::new(ListingTable::try_new(stored)?);
-        let union = ctx.read_table(stored)?.union(ctx.read_table(live)?)?;
-        ctx.register_table(EVENTS_TABLE, union.into_view())?;
+        for (name, sql) in views::VIEWS {
+            let view = ctx.sql(sql).await?.into_view();
+            ctx.register_table(name, view)?;
+        }
         Ok(ctx)
     }
 
     /// Runs one read-only query for `tenant`.
     pub async fn sql(&self, tenant: &str, query: &str) -> Result<QueryResult> {
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 
+use crate::Result;
 use crate::event::Event;
 use crate::schema::{MONEY_PRECISION, MONEY_SCALE, TIME_ZONE, event_schema};
-use crate::Result;
 
 /// Builds one record batch (in the order given) from events.
 pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {

@@ -314,7 +314,9 @@ impl Catalog {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let exists: bool = tx
-            .query_row("SELECT 1 FROM tenants WHERE id = ?1", [tenant_id], |_| Ok(()))
+            .query_row("SELECT 1 FROM tenants WHERE id = ?1", [tenant_id], |_| {
+                Ok(())
+            })
             .optional()?
             .is_some();
         if !exists {
@@ -366,7 +368,9 @@ impl Catalog {
     /// The WAL sequence number up to which events are in published files.
     pub fn checkpoint(&self) -> Result<u64> {
         let conn = self.conn.lock();
-        let seq: i64 = conn.query_row("SELECT seq FROM wal_checkpoint WHERE id = 1", [], |r| r.get(0))?;
+        let seq: i64 = conn.query_row("SELECT seq FROM wal_checkpoint WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
         Ok(seq as u64)
     }
 
@@ -393,7 +397,12 @@ impl Catalog {
 
     /// Atomically publishes `added`, unpublishes `removed` and, when given,
     /// moves the WAL checkpoint to `checkpoint`.
-    pub fn commit_files(&self, added: &[FileMeta], removed: &[String], checkpoint: Option<u64>) -> Result<()> {
+    pub fn commit_files(
+        &self,
+        added: &[FileMeta],
+        removed: &[String],
+        checkpoint: Option<u64>,
+    ) -> Result<()> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         {
@@ -417,7 +426,10 @@ impl Catalog {
                 delete.execute([path])?;
             }
             if let Some(seq) = checkpoint {
-                tx.execute("UPDATE wal_checkpoint SET seq = MAX(seq, ?1) WHERE id = 1", [seq as i64])?;
+                tx.execute(
+                    "UPDATE wal_checkpoint SET seq = MAX(seq, ?1) WHERE id = 1",
+                    [seq as i64],
+                )?;
             }
         }
         tx.commit()?;
@@ -470,7 +482,10 @@ mod tests {
         assert_eq!(keys.len(), 2);
         let write = &keys[0];
         assert!(write.key.starts_with("bk_w_"));
-        let info = catalog.lookup_key(&write.key).expect("lookup").expect("found");
+        let info = catalog
+            .lookup_key(&write.key)
+            .expect("lookup")
+            .expect("found");
         assert_eq!(info.tenant_id, tenant.id);
         assert_eq!(info.role, Role::Write);
         assert!(catalog.lookup_key("bk_w_nope").expect("lookup").is_none());
@@ -482,7 +497,9 @@ mod tests {
         let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
         assert!(!contains(write.key.as_bytes()));
         assert!(contains(hash_key(&write.key).as_bytes()));
-        catalog.revoke_key(&tenant.id, &write.prefix).expect("revoke");
+        catalog
+            .revoke_key(&tenant.id, &write.prefix)
+            .expect("revoke");
         assert!(catalog.lookup_key(&write.key).expect("lookup").is_none());
         // Reopen: migrations are idempotent.
         drop(catalog);

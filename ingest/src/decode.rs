@@ -180,7 +180,11 @@ fn invalid(code: &'static str, reason: impl Into<String>) -> Invalid {
 }
 
 /// Decodes a Segment `/v1/batch` body: `{"batch": [...], "context": {...}, "writeKey": "..."}`.
-pub fn decode_batch(body: &[u8], limits: &Limits, received_at_us: i64) -> Result<Decoded, BodyError> {
+pub fn decode_batch(
+    body: &[u8],
+    limits: &Limits,
+    received_at_us: i64,
+) -> Result<Decoded, BodyError> {
     #[derive(Deserialize)]
     struct BatchBody<'a> {
         #[serde(borrow)]
@@ -191,17 +195,28 @@ pub fn decode_batch(body: &[u8], limits: &Limits, received_at_us: i64) -> Result
         write_key: Option<&'a RawValue>,
     }
     let text = utf8(body)?;
-    let root: BatchBody<'_> = serde_json::from_str(text).map_err(|e| body_error(&e, "request body must be a JSON object with a \"batch\" array"))?;
+    let root: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
+        body_error(
+            &e,
+            "request body must be a JSON object with a \"batch\" array",
+        )
+    })?;
     let Some(batch) = root.batch else {
-        return Err(BodyError::InvalidShape("request body must have a \"batch\" array".into()));
+        return Err(BodyError::InvalidShape(
+            "request body must have a \"batch\" array".into(),
+        ));
     };
-    let items: Vec<&RawValue> =
-        serde_json::from_str(batch.get()).map_err(|_| BodyError::InvalidShape("\"batch\" must be an array".into()))?;
+    let items: Vec<&RawValue> = serde_json::from_str(batch.get())
+        .map_err(|_| BodyError::InvalidShape("\"batch\" must be an array".into()))?;
     check_count(items.len(), limits)?;
     let shared_context = match root.context {
         Some(raw) => match serde_json::from_str::<Map<String, Value>>(raw.get()) {
             Ok(map) => Some(map),
-            Err(_) => return Err(BodyError::InvalidShape("batch \"context\" must be an object".into())),
+            Err(_) => {
+                return Err(BodyError::InvalidShape(
+                    "batch \"context\" must be an object".into(),
+                ));
+            }
         },
         None => None,
     };
@@ -227,9 +242,12 @@ pub fn decode_single(
     received_at_us: i64,
 ) -> Result<Decoded, BodyError> {
     let text = utf8(body)?;
-    let raw: &RawValue = serde_json::from_str(text).map_err(|e| body_error(&e, "request body must be a JSON object"))?;
+    let raw: &RawValue = serde_json::from_str(text)
+        .map_err(|e| body_error(&e, "request body must be a JSON object"))?;
     if !raw.get().starts_with('{') {
-        return Err(BodyError::InvalidShape("request body must be a JSON object".into()));
+        return Err(BodyError::InvalidShape(
+            "request body must be a JSON object".into(),
+        ));
     }
     let ctx = EventContext {
         forced: Some(kind),
@@ -245,7 +263,11 @@ pub fn decode_single(
 /// Decodes newline-delimited JSON: one event per non-blank line, `type` defaults to `track`.
 ///
 /// A line that is not valid JSON (or not UTF-8) rejects that line only.
-pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Result<Decoded, BodyError> {
+pub fn decode_ndjson(
+    body: &[u8],
+    limits: &Limits,
+    received_at_us: i64,
+) -> Result<Decoded, BodyError> {
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .map(<[u8]>::trim_ascii)
@@ -260,7 +282,10 @@ pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Resul
     for (index, line) in lines.into_iter().enumerate() {
         let result = match std::str::from_utf8(line) {
             Ok(text) => decode_event(text, &ctx),
-            Err(e) => Err(invalid("invalid_json", format!("line is not valid UTF-8: {e}"))),
+            Err(e) => Err(invalid(
+                "invalid_json",
+                format!("line is not valid UTF-8: {e}"),
+            )),
         };
         out.push(index, result);
     }
@@ -268,7 +293,8 @@ pub fn decode_ndjson(body: &[u8], limits: &Limits, received_at_us: i64) -> Resul
 }
 
 fn utf8(body: &[u8]) -> Result<&str, BodyError> {
-    std::str::from_utf8(body).map_err(|e| BodyError::InvalidJson(format!("request body is not valid UTF-8: {e}")))
+    std::str::from_utf8(body)
+        .map_err(|e| BodyError::InvalidJson(format!("request body is not valid UTF-8: {e}")))
 }
 
 fn body_error(e: &serde_json::Error, shape: &str) -> BodyError {
@@ -391,11 +417,20 @@ fn decode_event(text: &str, ctx: &EventContext<'_>) -> Result<Event, Invalid> {
     decode_event_with_key(text, ctx).0
 }
 
-fn decode_event_with_key(text: &str, ctx: &EventContext<'_>) -> (Result<Event, Invalid>, Option<String>) {
+fn decode_event_with_key(
+    text: &str,
+    ctx: &EventContext<'_>,
+) -> (Result<Event, Invalid>, Option<String>) {
     let raw: RawEvent<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) if e.classify() != serde_json::error::Category::Data => {
-            return (Err(invalid("invalid_json", format!("event is not valid JSON: {e}"))), None);
+            return (
+                Err(invalid(
+                    "invalid_json",
+                    format!("event is not valid JSON: {e}"),
+                )),
+                None,
+            );
         }
         Err(e) => {
             let reason = if text.trim_start().starts_with('{') {
@@ -436,7 +471,10 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
     event.user_id = id_field(raw.user_id, "userId", limits)?;
     event.anonymous_id = id_field(raw.anonymous_id, "anonymousId", limits)?;
     if event.user_id.is_none() && event.anonymous_id.is_none() {
-        return Err(invalid("missing_identity", "userId or anonymousId is required"));
+        return Err(invalid(
+            "missing_identity",
+            "userId or anonymousId is required",
+        ));
     }
     event.message_id = match id_field(raw.message_id, "messageId", limits)? {
         Some(id) => id,
@@ -445,15 +483,22 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
 
     match kind {
         EventType::Track => {
-            let name = text_field(raw.event, "event", limits)?
-                .ok_or_else(|| invalid("missing_event", "track calls need a non-empty \"event\" name"))?;
+            let name = text_field(raw.event, "event", limits)?.ok_or_else(|| {
+                invalid(
+                    "missing_event",
+                    "track calls need a non-empty \"event\" name",
+                )
+            })?;
             event.event = Some(name);
         }
         EventType::Page | EventType::Screen => event.event = text_field(raw.name, "name", limits)?,
         EventType::Group => {
             event.group_id = id_field(raw.group_id, "groupId", limits)?;
             if event.group_id.is_none() {
-                return Err(invalid("missing_group_id", "group calls need a \"groupId\""));
+                return Err(invalid(
+                    "missing_group_id",
+                    "group calls need a \"groupId\"",
+                ));
             }
         }
         EventType::Alias => {
@@ -489,7 +534,10 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
     };
     let max_future_us = i64::try_from(limits.max_future.as_micros()).unwrap_or(i64::MAX);
     if event.timestamp_us < 0 {
-        return Err(invalid("timestamp_out_of_range", "timestamp is before 1970-01-01"));
+        return Err(invalid(
+            "timestamp_out_of_range",
+            "timestamp is before 1970-01-01",
+        ));
     }
     if event.timestamp_us > ctx.received_at_us.saturating_add(max_future_us) {
         return Err(invalid(
@@ -538,7 +586,10 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
     if size > limits.max_event_bytes {
         return Err(invalid(
             "event_too_large",
-            format!("event is {size} bytes; the limit is {}", limits.max_event_bytes),
+            format!(
+                "event is {size} bytes; the limit is {}",
+                limits.max_event_bytes
+            ),
         ));
     }
     event.properties = properties.map(str::to_owned);
@@ -566,7 +617,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for FieldMap<'a> {
                 f.write_str("an object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push((key, value));
@@ -585,25 +639,55 @@ fn field<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a RawValue> {
 }
 
 fn context_session(context: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
-    let map: FieldMap<'_> =
-        serde_json::from_str(context).map_err(|e| invalid("invalid_field", format!("context: {e}")))?;
+    let map: FieldMap<'_> = serde_json::from_str(context)
+        .map_err(|e| invalid("invalid_field", format!("context: {e}")))?;
     first_id(&map.0, &["session_id", "sessionId"], "context", limits)
 }
 
 type Fields<'a> = [(Cow<'a, str>, &'a RawValue)];
 
-fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits: &Limits) -> Result<(), Invalid> {
+fn promote(
+    event: &mut Event,
+    props: &Fields<'_>,
+    context: Option<&str>,
+    limits: &Limits,
+) -> Result<(), Invalid> {
     let name = event.event.as_deref().unwrap_or("");
     let is_lead = name.starts_with("Lead ");
     event.order_id = first_id(props, &["order_id", "orderId"], "properties", limits)?;
-    event.product_id = first_id(props, &["product_id", "productId", "sku"], "properties", limits)?;
-    event.service_id = first_id(props, &["service_id", "serviceId", "service"], "properties", limits)?;
+    event.product_id = first_id(
+        props,
+        &["product_id", "productId", "sku"],
+        "properties",
+        limits,
+    )?;
+    event.service_id = first_id(
+        props,
+        &["service_id", "serviceId", "service"],
+        "properties",
+        limits,
+    )?;
     event.booking_id = first_id(props, &["booking_id", "bookingId"], "properties", limits)?;
     event.lead_id = first_id(props, &["lead_id", "leadId"], "properties", limits)?;
-    event.location_id = first_id(props, &["location_id", "locationId", "location"], "properties", limits)?;
-    event.staff_id = first_id(props, &["staff_id", "staffId", "staff"], "properties", limits)?;
+    event.location_id = first_id(
+        props,
+        &["location_id", "locationId", "location"],
+        "properties",
+        limits,
+    )?;
+    event.staff_id = first_id(
+        props,
+        &["staff_id", "staffId", "staff"],
+        "properties",
+        limits,
+    )?;
     event.channel = first_id(props, &["channel"], "properties", limits)?;
-    event.payment_method = first_id(props, &["payment_method", "paymentMethod"], "properties", limits)?;
+    event.payment_method = first_id(
+        props,
+        &["payment_method", "paymentMethod"],
+        "properties",
+        limits,
+    )?;
     event.status = if is_lead {
         first_id(props, &["stage", "status"], "properties", limits)?
     } else {
@@ -618,7 +702,9 @@ fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits:
     };
     event.currency = match field(props, "currency").map(scalar) {
         None | Some(Scalar::Other("null")) => None,
-        Some(Scalar::Str(code)) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+        Some(Scalar::Str(code))
+            if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) =>
+        {
             Some(code.to_ascii_uppercase())
         }
         Some(_) => {
@@ -654,15 +740,25 @@ fn promote(event: &mut Event, props: &Fields<'_>, context: Option<&str>, limits:
 }
 
 /// The value of the first present, non-null key of `keys`.
-fn first_present<'m, 'a>(map: &'m Fields<'a>, keys: &'m [&'static str]) -> impl Iterator<Item = (usize, &'static str, &'a RawValue)> + 'm {
-    keys.iter()
-        .enumerate()
-        .filter_map(move |(i, key)| field(map, key).filter(|v| v.get() != "null").map(|v| (i, *key, v)))
+fn first_present<'m, 'a>(
+    map: &'m Fields<'a>,
+    keys: &'m [&'static str],
+) -> impl Iterator<Item = (usize, &'static str, &'a RawValue)> + 'm {
+    keys.iter().enumerate().filter_map(move |(i, key)| {
+        field(map, key)
+            .filter(|v| v.get() != "null")
+            .map(|v| (i, *key, v))
+    })
 }
 
 /// Reads the first present key of `keys` as an id; a wrong type on the first
 /// (documented) key rejects the event, on an alias it is skipped.
-fn first_id(map: &Fields<'_>, keys: &[&'static str], parent: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+fn first_id(
+    map: &Fields<'_>,
+    keys: &[&'static str],
+    parent: &str,
+    limits: &Limits,
+) -> Result<Option<String>, Invalid> {
     for (i, key, value) in first_present(map, keys) {
         let text = match scalar(value) {
             Scalar::Str(s) => s.into_owned(),
@@ -689,7 +785,10 @@ fn first_money(map: &Fields<'_>, keys: &[&'static str]) -> Result<Option<i128>, 
         match money(value) {
             Ok(v) => return Ok(Some(v)),
             Err(reason) if i == 0 => {
-                return Err(invalid("invalid_amount", format!("properties.{key} {reason}")));
+                return Err(invalid(
+                    "invalid_amount",
+                    format!("properties.{key} {reason}"),
+                ));
             }
             Err(_) => continue,
         }
@@ -731,7 +830,8 @@ fn parse_integer(value: &RawValue) -> Option<i64> {
 /// their text exactly; numbers with an exponent go through `f64` and its
 /// shortest round-trip decimal form.
 pub fn parse_money(json: &str) -> Result<i128, String> {
-    let raw: &RawValue = serde_json::from_str(json).map_err(|_| format!("is not valid JSON: {json}"))?;
+    let raw: &RawValue =
+        serde_json::from_str(json).map_err(|_| format!("is not valid JSON: {json}"))?;
     money(raw)
 }
 
@@ -747,7 +847,11 @@ fn money(raw: &RawValue) -> Result<i128, String> {
     }
 }
 
-fn id_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+fn id_field(
+    value: Option<&RawValue>,
+    key: &str,
+    limits: &Limits,
+) -> Result<Option<String>, Invalid> {
     let Some(value) = value else { return Ok(None) };
     let text = match scalar(value) {
         Scalar::Str(s) => s.into_owned(),
@@ -766,7 +870,11 @@ fn id_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Opti
     Ok(Some(text))
 }
 
-fn text_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Option<String>, Invalid> {
+fn text_field(
+    value: Option<&RawValue>,
+    key: &str,
+    limits: &Limits,
+) -> Result<Option<String>, Invalid> {
     let Some(value) = value else { return Ok(None) };
     match scalar(value) {
         Scalar::Str(s) if s.trim().is_empty() => Ok(None),
@@ -774,13 +882,23 @@ fn text_field(value: Option<&RawValue>, key: &str, limits: &Limits) -> Result<Op
             check_len(&s, key, limits)?;
             Ok(Some(s.into_owned()))
         }
-        Scalar::Num(_) => Err(invalid("invalid_field", format!("{key} must be a string, got a number"))),
-        Scalar::Other(kind) => Err(invalid("invalid_field", format!("{key} must be a string, got {kind}"))),
+        Scalar::Num(_) => Err(invalid(
+            "invalid_field",
+            format!("{key} must be a string, got a number"),
+        )),
+        Scalar::Other(kind) => Err(invalid(
+            "invalid_field",
+            format!("{key} must be a string, got {kind}"),
+        )),
     }
 }
 
 /// An object field's raw text, after the depth and string-length checks.
-fn object_field<'a>(value: Option<&'a RawValue>, key: &str, limits: &Limits) -> Result<Option<&'a str>, Invalid> {
+fn object_field<'a>(
+    value: Option<&'a RawValue>,
+    key: &str,
+    limits: &Limits,
+) -> Result<Option<&'a str>, Invalid> {
     let Some(value) = value else { return Ok(None) };
     let text = value.get();
     if !text.starts_with('{') {
@@ -789,7 +907,10 @@ fn object_field<'a>(value: Option<&'a RawValue>, key: &str, limits: &Limits) -> 
             Scalar::Num(_) => "a number",
             Scalar::Other(kind) => kind,
         };
-        return Err(invalid("invalid_field", format!("{key} must be an object, got {kind}")));
+        return Err(invalid(
+            "invalid_field",
+            format!("{key} must be an object, got {kind}"),
+        ));
     }
     scan_json(text, key, limits)?;
     Ok(Some(text))
@@ -832,7 +953,10 @@ fn scan_json(text: &str, field: &str, limits: &Limits) -> Result<(), Invalid> {
                 if len > limits.max_string_bytes {
                     return Err(invalid(
                         "string_too_long",
-                        format!("a string in {field} is {len} bytes; the limit is {}", limits.max_string_bytes),
+                        format!(
+                            "a string in {field} is {len} bytes; the limit is {}",
+                            limits.max_string_bytes
+                        ),
                     ));
                 }
             }
@@ -841,7 +965,10 @@ fn scan_json(text: &str, field: &str, limits: &Limits) -> Result<(), Invalid> {
                 if depth > limits.max_property_depth {
                     return Err(invalid(
                         "too_deep",
-                        format!("{field} nests deeper than {} levels", limits.max_property_depth),
+                        format!(
+                            "{field} nests deeper than {} levels",
+                            limits.max_property_depth
+                        ),
                     ));
                 }
             }
@@ -902,7 +1029,11 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc().timestamp_micros());
         }

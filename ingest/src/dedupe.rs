@@ -151,7 +151,10 @@ mod tests {
         // While pending, another request with `a` must retry, and reserves nothing.
         let c = id_hash("c");
         assert_eq!(d.reserve("t", &[c, a]), Err(1));
-        assert_eq!(d.reserve("t", &[c]).expect("c free again"), vec![Verdict::New]);
+        assert_eq!(
+            d.reserve("t", &[c]).expect("c free again"),
+            vec![Verdict::New]
+        );
         d.commit("t", &[a, b, c], 10);
         assert_eq!(
             d.reserve("t", &[a]).expect("committed"),

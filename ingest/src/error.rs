@@ -17,7 +17,9 @@ pub enum Error {
         limit_bytes: usize,
     },
     /// An event with the same message id is being written by another request.
-    #[error("an event with messageId {message_id:?} is being written by a concurrent request; retry later")]
+    #[error(
+        "an event with messageId {message_id:?} is being written by a concurrent request; retry later"
+    )]
     InFlight {
         /// The message id.
         message_id: String,

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -41,7 +43,9 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default(),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         // JSON blobs are rarely equal: dictionaries would only cost.
@@ -106,7 +110,12 @@ pub fn partition_dir(tenant_id: &str, date: &str) -> PathBuf {
 /// Writes one file for a workspace-day from rows already sorted by time
 /// ([`split_by_day`], [`sort_by_time`]) and makes it durable. The file is not
 /// published until the caller commits its [`FileMeta`] to the catalog.
-pub fn write_file(data_dir: &Path, tenant_id: &str, date: &str, sorted: &RecordBatch) -> Result<FileMeta> {
+pub fn write_file(
+    data_dir: &Path,
+    tenant_id: &str,
+    date: &str,
+    sorted: &RecordBatch,
+) -> Result<FileMeta> {
     let rel_dir = partition_dir(tenant_id, date);
     let dir = data_dir.join(&rel_dir);
     create_dir_durable(data_dir, &rel_dir)?;
@@ -257,23 +266,27 @@ mod tests {
             ),
             (arb_text(), arb_text(), arb_text(), arb_text()),
         )
-            .prop_map(|((id, kind, event, user, props, ts, revenue, qty), (cur, order, status, ctx))| Event {
-                message_id: id,
-                kind: Some(EventType::ALL[kind]),
-                event,
-                user_id: user,
-                anonymous_id: Some("a".into()),
-                timestamp_us: ts,
-                received_at_us: ts + 1,
-                revenue,
-                quantity: qty,
-                currency: cur,
-                order_id: order,
-                status,
-                properties: props,
-                context: ctx,
-                ..Event::default()
-            })
+            .prop_map(
+                |((id, kind, event, user, props, ts, revenue, qty), (cur, order, status, ctx))| {
+                    Event {
+                        message_id: id,
+                        kind: Some(EventType::ALL[kind]),
+                        event,
+                        user_id: user,
+                        anonymous_id: Some("a".into()),
+                        timestamp_us: ts,
+                        received_at_us: ts + 1,
+                        revenue,
+                        quantity: qty,
+                        currency: cur,
+                        order_id: order,
+                        status,
+                        properties: props,
+                        context: ctx,
+                        ..Event::default()
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -301,9 +314,16 @@ mod tests {
             ..Event::default()
         };
         let midnight = 1_735_689_600_000_000; // 2025-01-01T00:00:00Z
-        let batch = events_to_batch(&[at(midnight - 1), at(midnight), at(midnight + 1)]).expect("batch");
+        let batch =
+            events_to_batch(&[at(midnight - 1), at(midnight), at(midnight + 1)]).expect("batch");
         let days = split_by_day(&[batch]).expect("split");
-        let counts: Vec<(String, usize)> = days.iter().map(|(d, b)| (d.clone(), b.num_rows())).collect();
-        assert_eq!(counts, vec![("2024-12-31".into(), 1), ("2025-01-01".into(), 2)]);
+        let counts: Vec<(String, usize)> = days
+            .iter()
+            .map(|(d, b)| (d.clone(), b.num_rows()))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("2024-12-31".into(), 1), ("2025-01-01".into(), 2)]
+        );
     }
 }

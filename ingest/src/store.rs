@@ -174,10 +174,11 @@ impl MemState {
         if n >= 2 * MERGE {
             let recent = &tail.active[n - MERGE..];
             if storage::total_rows(recent) < MERGE * 1024
-                && let Ok(merged) = concat_batches(&event_schema(), recent) {
-                    tail.active.truncate(n - MERGE);
-                    tail.active.push(merged);
-                }
+                && let Ok(merged) = concat_batches(&event_schema(), recent)
+            {
+                tail.active.truncate(n - MERGE);
+                tail.active.push(merged);
+            }
         }
     }
 
@@ -271,9 +272,16 @@ impl Store {
         for file in files {
             if file.max_received_us >= now.saturating_sub(window_us) {
                 let ids = storage::read_message_ids(&data_dir.join(&file.path))?;
-                dedupe.remember(&file.tenant_id, ids.iter().map(|(id, at)| (id_hash(id), *at)));
+                dedupe.remember(
+                    &file.tenant_id,
+                    ids.iter().map(|(id, at)| (id_hash(id), *at)),
+                );
             }
-            state.files.entry(file.tenant_id.clone()).or_default().push(file);
+            state
+                .files
+                .entry(file.tenant_id.clone())
+                .or_default()
+                .push(file);
         }
         let checkpoint = catalog.checkpoint()?;
         let mut buffered = 0usize;
@@ -291,7 +299,12 @@ impl Store {
         })?;
         let last_seq = last_seq.max(checkpoint);
         wal::delete_empty_segments(&wal_dir)?;
-        tracing::info!(checkpoint, last_seq, replayed, "Recovered the write-ahead log.");
+        tracing::info!(
+            checkpoint,
+            last_seq,
+            replayed,
+            "Recovered the write-ahead log."
+        );
         let segment = SegmentWriter::create(&wal_dir, last_seq + 1, config.sync)?;
         let (tx, rx) = mpsc::channel(config.wal_queue);
         let (feed, _) = broadcast::channel(config.live_feed_capacity);
@@ -370,9 +383,12 @@ impl Store {
         }
         let inner = &self.inner;
         let hashes: Vec<u128> = events.iter().map(|e| id_hash(&e.message_id)).collect();
-        let verdicts = inner.dedupe.reserve(tenant, &hashes).map_err(|i| Error::InFlight {
-            message_id: events[i].message_id.clone(),
-        })?;
+        let verdicts = inner
+            .dedupe
+            .reserve(tenant, &hashes)
+            .map_err(|i| Error::InFlight {
+                message_id: events[i].message_id.clone(),
+            })?;
         let mut duplicates = Vec::new();
         let mut fresh = Vec::with_capacity(events.len());
         let mut fresh_hashes = Vec::with_capacity(events.len());
@@ -468,7 +484,8 @@ impl Store {
         let state = self.inner.state.read();
         let mut stats = TenantStats::default();
         if let Some(tail) = state.tails.get(tenant) {
-            stats.memory_rows = storage::total_rows(&tail.active) + storage::total_rows(&tail.flushing);
+            stats.memory_rows =
+                storage::total_rows(&tail.active) + storage::total_rows(&tail.flushing);
         }
         if let Some(files) = state.files.get(tenant) {
             stats.files = files.len();
@@ -486,7 +503,8 @@ impl Store {
         };
         let pending = active + flushing;
         active >= self.inner.config.flush_bytes
-            || (pending > 0 && self.inner.last_flush.lock().elapsed() >= self.inner.config.flush_interval)
+            || (pending > 0
+                && self.inner.last_flush.lock().elapsed() >= self.inner.config.flush_interval)
     }
 
     /// Writes the in-memory tail to Parquet and truncates the WAL. Blocking:
@@ -513,7 +531,9 @@ impl Store {
                     written.push(storage::write_file(&inner.data_dir, tenant, &date, &part)?);
                 }
             }
-            inner.catalog.commit_files(&written, &[], Some(seal.last_seq))
+            inner
+                .catalog
+                .commit_files(&written, &[], Some(seal.last_seq))
         })();
         if let Err(e) = result {
             for f in &written {
@@ -526,7 +546,11 @@ impl Store {
         {
             let mut state = inner.state.write();
             for f in &written {
-                state.files.entry(f.tenant_id.clone()).or_default().push(f.clone());
+                state
+                    .files
+                    .entry(f.tenant_id.clone())
+                    .or_default()
+                    .push(f.clone());
             }
             let mut freed = 0;
             for (tenant, _) in &work {
@@ -543,7 +567,12 @@ impl Store {
         metrics::counter!(metric_names::FLUSHED_ROWS).increment(rows as u64);
         self.update_gauges();
         if rows > 0 {
-            tracing::debug!(rows, files = written.len(), checkpoint = seal.last_seq, "Flushed to Parquet.");
+            tracing::debug!(
+                rows,
+                files = written.len(),
+                checkpoint = seal.last_seq,
+                "Flushed to Parquet."
+            );
         }
         Ok(FlushReport {
             rows,
@@ -566,7 +595,8 @@ impl Store {
         self.apply_retention()?;
         self.compact()?;
         self.delete_expired_files();
-        let window_us = i64::try_from(self.inner.config.dedupe_window.as_micros()).unwrap_or(i64::MAX);
+        let window_us =
+            i64::try_from(self.inner.config.dedupe_window.as_micros()).unwrap_or(i64::MAX);
         self.inner
             .dedupe
             .evict(self.inner.clock.now_us().saturating_sub(window_us));
@@ -617,7 +647,10 @@ impl Store {
             let first = &group[0];
             let new = storage::write_file(&inner.data_dir, &first.tenant_id, &first.date, &all)?;
             let removed: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
-            if let Err(e) = inner.catalog.commit_files(std::slice::from_ref(&new), &removed, None) {
+            if let Err(e) = inner
+                .catalog
+                .commit_files(std::slice::from_ref(&new), &removed, None)
+            {
                 let _ = std::fs::remove_file(inner.data_dir.join(&new.path));
                 return Err(e);
             }
@@ -635,7 +668,9 @@ impl Store {
         let now = inner.clock.now_us();
         let mut removed_total = 0;
         for tenant in inner.catalog.tenants()? {
-            let Some(days) = tenant.retention_days else { continue };
+            let Some(days) = tenant.retention_days else {
+                continue;
+            };
             let cutoff_us = now.saturating_sub(i64::from(days).saturating_mul(86_400_000_000));
             let cutoff = chrono::DateTime::from_timestamp_micros(cutoff_us)
                 .map(|d| d.format("%Y-%m-%d").to_string())
@@ -732,7 +767,10 @@ fn note_ids(dedupe: &Deduper, tenant: &str, batch: &RecordBatch) -> Result<()> {
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("no received_at column".into()))?
         .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
     let pairs = ids.iter().zip(received.values().iter());
-    dedupe.remember(tenant, pairs.filter_map(|(id, at)| id.map(|id| (id_hash(id), *at))));
+    dedupe.remember(
+        tenant,
+        pairs.filter_map(|(id, at)| id.map(|id| (id_hash(id), *at))),
+    );
     Ok(())
 }
 
@@ -750,7 +788,9 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.inner.dedupe.release(self.tenant, &self.hashes);
-            self.inner.buffered_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+            self.inner
+                .buffered_bytes
+                .fetch_sub(self.bytes, Ordering::AcqRel);
         }
     }
 }
@@ -766,7 +806,12 @@ struct Pending {
 }
 
 /// The group-commit loop: the only writer of the WAL and of the tail.
-fn writer_loop(inner: &Inner, mut rx: mpsc::Receiver<WalRequest>, mut segment: SegmentWriter, mut next_seq: u64) {
+fn writer_loop(
+    inner: &Inner,
+    mut rx: mpsc::Receiver<WalRequest>,
+    mut segment: SegmentWriter,
+    mut next_seq: u64,
+) {
     let max_group = inner.config.wal_group_max;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -836,7 +881,8 @@ fn writer_loop(inner: &Inner, mut rx: mpsc::Receiver<WalRequest>, mut segment: S
         match synced {
             Ok(()) => {
                 if !pending.is_empty() {
-                    metrics::histogram!(metric_names::WAL_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(metric_names::WAL_SYNC_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
                 }
                 {
                     let mut state = inner.state.write();
@@ -890,10 +936,14 @@ fn writer_loop(inner: &Inner, mut rx: mpsc::Receiver<WalRequest>, mut segment: S
                     Err(e) => Err(Error::io("wal seal", std::io::Error::other(format!("{e}")))),
                 });
             }
-        } else if segment.len() >= inner.config.wal_segment_bytes && !inner.poisoned.load(Ordering::Acquire) {
+        } else if segment.len() >= inner.config.wal_segment_bytes
+            && !inner.poisoned.load(Ordering::Acquire)
+        {
             match SegmentWriter::create(segment.dir(), next_seq, inner.config.sync) {
                 Ok(new) => segment = new,
-                Err(e) => tracing::warn!(error = %e, "Could not start a new WAL segment; continuing in the current one."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not start a new WAL segment; continuing in the current one.")
+                }
             }
         }
     }

@@ -72,7 +72,9 @@ fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(Cursor::new(bytes), None)?;
     match reader.next() {
         Some(batch) => Ok(batch?),
-        None => Err(arrow::error::ArrowError::IpcError("empty IPC stream in WAL record".into()).into()),
+        None => {
+            Err(arrow::error::ArrowError::IpcError("empty IPC stream in WAL record".into()).into())
+        }
     }
 }
 
@@ -92,8 +94,13 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(first) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(first) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             out.push((first, path));
         }
     }
@@ -133,7 +140,8 @@ pub fn replay(dir: &Path, mut f: impl FnMut(WalRecord) -> Result<()>) -> Result<
         while offset < data.len() {
             let torn = match parse_record(&data[offset..]) {
                 Ok(Some((body, len))) => {
-                    let record = decode_record(body).map_err(|e| corrupt(offset, &e.to_string()))?;
+                    let record =
+                        decode_record(body).map_err(|e| corrupt(offset, &e.to_string()))?;
                     if record.seq <= last_seq {
                         return Err(corrupt(offset, "sequence number does not increase"));
                     }
@@ -203,7 +211,10 @@ fn bad_record() -> Error {
 }
 
 fn truncate_to(path: &Path, len: u64) -> Result<()> {
-    let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     file.set_len(len).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
 }
@@ -339,7 +350,10 @@ impl SegmentWriter {
     pub fn sync(&mut self) -> Result<()> {
         self.file.flush().map_err(|e| Error::io(&self.path, e))?;
         if self.sync == SyncMode::Fsync {
-            self.file.get_ref().sync_data().map_err(|e| Error::io(&self.path, e))?;
+            self.file
+                .get_ref()
+                .sync_data()
+                .map_err(|e| Error::io(&self.path, e))?;
         }
         self.synced = self.written;
         Ok(())
@@ -352,7 +366,8 @@ impl SegmentWriter {
             .write(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
-        file.set_len(self.synced).map_err(|e| Error::io(&self.path, e))?;
+        file.set_len(self.synced)
+            .map_err(|e| Error::io(&self.path, e))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         let file = OpenOptions::new()
             .append(true)
@@ -395,8 +410,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = SegmentWriter::create(dir.path(), 1, SyncMode::Fsync).expect("create");
         for seq in 1..=3 {
-            w.append(seq, "t1", &encode_batch(&batch(seq as usize)).expect("encode"))
-                .expect("append");
+            w.append(
+                seq,
+                "t1",
+                &encode_batch(&batch(seq as usize)).expect("encode"),
+            )
+            .expect("append");
         }
         w.sync().expect("sync");
         let mut seen = vec![];
@@ -406,15 +425,24 @@ mod tests {
         })
         .expect("replay");
         assert_eq!(last, 3);
-        assert_eq!(seen, vec![(1, "t1".into(), 1), (2, "t1".into(), 2), (3, "t1".into(), 3)]);
+        assert_eq!(
+            seen,
+            vec![
+                (1, "t1".into(), 1),
+                (2, "t1".into(), 2),
+                (3, "t1".into(), 3)
+            ]
+        );
     }
 
     #[test]
     fn torn_tail_is_truncated_and_earlier_records_survive() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = SegmentWriter::create(dir.path(), 1, SyncMode::Fsync).expect("create");
-        w.append(1, "t", &encode_batch(&batch(2)).expect("encode")).expect("append");
-        w.append(2, "t", &encode_batch(&batch(2)).expect("encode")).expect("append");
+        w.append(1, "t", &encode_batch(&batch(2)).expect("encode"))
+            .expect("append");
+        w.append(2, "t", &encode_batch(&batch(2)).expect("encode"))
+            .expect("append");
         w.sync().expect("sync");
         let path = segment_path(dir.path(), 1);
         let full = fs::metadata(&path).expect("meta").len();
@@ -431,7 +459,11 @@ mod tests {
         // The cut bytes are kept aside, not destroyed.
         let kept = fs::read_dir(dir.path())
             .expect("ls")
-            .filter(|e| e.as_ref().map(|e| e.file_name().to_string_lossy().contains(".wal.tail-")).unwrap_or(false))
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.file_name().to_string_lossy().contains(".wal.tail-"))
+                    .unwrap_or(false)
+            })
             .count();
         assert_eq!(kept, 1);
         // And the file was cut back to the end of record 1: a second replay agrees.
@@ -448,10 +480,12 @@ mod tests {
     fn corruption_in_a_closed_segment_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = SegmentWriter::create(dir.path(), 1, SyncMode::Fsync).expect("create");
-        w.append(1, "t", &encode_batch(&batch(2)).expect("encode")).expect("append");
+        w.append(1, "t", &encode_batch(&batch(2)).expect("encode"))
+            .expect("append");
         w.sync().expect("sync");
         let mut w2 = SegmentWriter::create(dir.path(), 2, SyncMode::Fsync).expect("create");
-        w2.append(2, "t", &encode_batch(&batch(2)).expect("encode")).expect("append");
+        w2.append(2, "t", &encode_batch(&batch(2)).expect("encode"))
+            .expect("append");
         w2.sync().expect("sync");
         let path = segment_path(dir.path(), 1);
         let mut data = fs::read(&path).expect("read");

@@ -22,7 +22,10 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
 }
 
 /// `GET /v1/workspace`: settings and data sizes.
-pub async fn get_workspace(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn get_workspace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let principal = admin(&state, &headers)?;
     let tenant = state.store.catalog().tenant(&principal.tenant)?;
     let stats = state.store.tenant_stats(&principal.tenant);
@@ -52,10 +55,22 @@ mod double_option {
 /// Longest retention that can be set (100 years).
 const MAX_RETENTION_DAYS: u32 = 36_500;
 
-const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 /// `PATCH /v1/workspace`: change settings. Every invalid field is reported.
-pub async fn patch_workspace(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn patch_workspace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let principal = admin(&state, &headers)?;
     let bytes = read_body(&headers, body, 64 * 1024).await?;
     let patch: WorkspacePatch = parse_json(&bytes)?;
@@ -69,20 +84,25 @@ pub async fn patch_workspace(State(state): State<AppState>, headers: HeaderMap, 
     }
     if let Some(tz) = patch.timezone {
         if arrow::array::timezone::Tz::from_str(&tz).is_err() {
-            problems.push(json!({"field": "timezone", "reason": format!("{tz:?} is not an IANA time zone")}));
+            problems.push(
+                json!({"field": "timezone", "reason": format!("{tz:?} is not an IANA time zone")}),
+            );
         }
         tenant.timezone = tz;
     }
     if let Some(currency) = patch.currency {
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-            problems.push(json!({"field": "currency", "reason": "must be a 3-letter ISO 4217 code"}));
+            problems
+                .push(json!({"field": "currency", "reason": "must be a 3-letter ISO 4217 code"}));
         }
         tenant.currency = currency.to_ascii_uppercase();
     }
     if let Some(day) = patch.week_start {
         let day = day.to_ascii_lowercase();
         if !WEEKDAYS.contains(&day.as_str()) {
-            problems.push(json!({"field": "week_start", "reason": "must be a weekday name, e.g. monday"}));
+            problems.push(
+                json!({"field": "week_start", "reason": "must be a weekday name, e.g. monday"}),
+            );
         }
         tenant.week_start = day;
     }
@@ -93,14 +113,20 @@ pub async fn patch_workspace(State(state): State<AppState>, headers: HeaderMap, 
         tenant.retention_days = retention;
     }
     if !problems.is_empty() {
-        return Err(ApiError::bad_request("invalid_settings", "some settings are invalid").with_detail("fields", json!(problems)));
+        return Err(
+            ApiError::bad_request("invalid_settings", "some settings are invalid")
+                .with_detail("fields", json!(problems)),
+        );
     }
     state.store.catalog().update_tenant(&tenant)?;
     Ok(axum::Json(json!({"workspace": tenant})).into_response())
 }
 
 /// `GET /v1/workspace/keys`.
-pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn list_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let principal = admin(&state, &headers)?;
     let keys = state.store.catalog().keys(&principal.tenant)?;
     Ok(axum::Json(json!({"keys": keys})).into_response())
@@ -113,12 +139,17 @@ struct NewKey {
 }
 
 /// `POST /v1/workspace/keys` with `{"role": "write" | "read" | "admin"}`.
-pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let principal = admin(&state, &headers)?;
     let bytes = read_body(&headers, body, 64 * 1024).await?;
     let request: NewKey = parse_json(&bytes)?;
-    let role = Role::parse(&request.role)
-        .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be write, read or admin"))?;
+    let role = Role::parse(&request.role).ok_or_else(|| {
+        ApiError::bad_request("invalid_role", "role must be write, read or admin")
+    })?;
     let key = state.store.catalog().create_key(&principal.tenant, role)?;
     Ok((StatusCode::CREATED, axum::Json(json!({"key": key}))).into_response())
 }
@@ -130,12 +161,18 @@ pub async fn revoke_key(
     Path(prefix): Path<String>,
 ) -> Result<Response, ApiError> {
     let principal = admin(&state, &headers)?;
-    state.store.catalog().revoke_key(&principal.tenant, &prefix)?;
+    state
+        .store
+        .catalog()
+        .revoke_key(&principal.tenant, &prefix)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /v1/workspace/flush`: write buffered events to Parquet now.
-pub async fn flush(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn flush(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
     let store = state.store.clone();
     let report = tokio::task::spawn_blocking(move || store.flush())

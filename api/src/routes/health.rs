@@ -31,7 +31,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!(beacon_ingest::store::metric_names::BUFFER_BYTES).set(state.store.buffered_bytes() as f64);
+    metrics::gauge!(beacon_ingest::store::metric_names::BUFFER_BYTES)
+        .set(state.store.buffered_bytes() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

@@ -31,7 +31,12 @@ enum Format {
     Ndjson,
 }
 
-async fn handle(state: AppState, headers: HeaderMap, body: Body, format: Format) -> Result<Response, ApiError> {
+async fn handle(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    format: Format,
+) -> Result<Response, ApiError> {
     // Authenticate before reading the body when the header carries a key.
     let header_key = auth::header_key(&headers)?;
     let early = match &header_key {
@@ -69,7 +74,11 @@ async fn handle(state: AppState, headers: HeaderMap, body: Body, format: Format)
     store(&state, &principal, decoded?).await
 }
 
-async fn store(state: &AppState, principal: &Principal, decoded: Decoded) -> Result<Response, ApiError> {
+async fn store(
+    state: &AppState,
+    principal: &Principal,
+    decoded: Decoded,
+) -> Result<Response, ApiError> {
     let Decoded {
         events,
         indices,
@@ -79,7 +88,8 @@ async fn store(state: &AppState, principal: &Principal, decoded: Decoded) -> Res
     metrics::counter!(EVENTS_REJECTED).increment(rejected.len() as u64);
     if events.is_empty() && !rejected.is_empty() {
         let message = format!("all {} events were rejected", rejected.len());
-        return Err(ApiError::bad_request("invalid_events", message).with_detail("rejected", json!(rejected)));
+        return Err(ApiError::bad_request("invalid_events", message)
+            .with_detail("rejected", json!(rejected)));
     }
     let receipt = state.store.ingest(&principal.tenant, events).await?;
     let duplicate_indices: Vec<usize> = receipt.duplicates.iter().map(|&i| indices[i]).collect();
@@ -94,19 +104,31 @@ async fn store(state: &AppState, principal: &Principal, decoded: Decoded) -> Res
 }
 
 /// `POST /v1/batch`.
-pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     handle(state, headers, body, Format::Batch).await
 }
 
 /// `POST /v1/events` (NDJSON).
-pub async fn ndjson(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn ndjson(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     handle(state, headers, body, Format::Ndjson).await
 }
 
 macro_rules! single_route {
     ($name:ident, $kind:expr, $doc:literal) => {
         #[doc = $doc]
-        pub async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+        pub async fn $name(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response, ApiError> {
             handle(state, headers, body, Format::Single($kind)).await
         }
     };

@@ -22,14 +22,21 @@ struct SqlRequest {
 
 /// Runs the query.
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn sql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "querying")?;
     tracing::Span::current().record("tenant", principal.tenant.as_str());
     let bytes = read_body(&headers, body, 1024 * 1024).await?;
     let request: SqlRequest = parse_json(&bytes)?;
     if request.query.trim().is_empty() {
-        return Err(ApiError::bad_request("empty_query", "query must not be empty"));
+        return Err(ApiError::bad_request(
+            "empty_query",
+            "query must not be empty",
+        ));
     }
     let result = state.engine.sql(&principal.tenant, &request.query).await?;
     let mut doc = beacon_engine::json::to_json(&result.schema, &result.batches)?;

@@ -37,7 +37,12 @@ impl Server {
 
     /// Starts `beacon serve ARGS`; after the address line, also collects the
     /// stdout lines up to and including one starting with `until`.
-    pub fn start_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str], until: Option<&str>) -> (Server, Vec<String>) {
+    pub fn start_with(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+        until: Option<&str>,
+    ) -> (Server, Vec<String>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,7 +69,8 @@ impl Server {
                     }
                 }
                 other => {
-                    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
                     panic!("beacon exited before listening: {other:?}\n{log}");
                 }
             }
@@ -138,7 +144,11 @@ pub fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
         .arg(data_dir)
         .output()
         .expect("run beacon tenants create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     Tenant {
         id: v["id"].as_str().expect("id").to_owned(),
@@ -172,11 +182,19 @@ pub async fn sql(server: &Server, key: &str, query: &str) -> Value {
 /// A single number from a one-cell query.
 pub async fn scalar(server: &Server, key: &str, query: &str) -> i64 {
     let v = sql(server, key, query).await;
-    v["rows"][0][0].as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
+    v["rows"][0][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// `method path` with a bearer key and an optional JSON body: status and JSON answer (`null` if empty).
-pub async fn call(server: &Server, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = client().request(method, server.url(path)).bearer_auth(key);
     if let Some(body) = body {
         req = req.json(&body);

@@ -28,7 +28,10 @@ struct Args {
     #[arg(long, default_value = "benches/.venv/bin/python")]
     python: PathBuf,
     /// The Online Retail file.
-    #[arg(long, default_value = "datasets/data/online_retail/online-retail-dataset.csv.gz")]
+    #[arg(
+        long,
+        default_value = "datasets/data/online_retail/online-retail-dataset.csv.gz"
+    )]
     retail: PathBuf,
     /// Results file.
     #[arg(long, default_value = "benches/RESULTS.md")]
@@ -92,7 +95,11 @@ fn main() -> anyhow::Result<()> {
     // Generator: one tenant (one core), two tenants (both cores).
     let mut gen_rows = Vec::new();
     for tenants in [1usize, 2] {
-        let target = if tenants == 1 { out("gen.parquet") } else { out("gen") };
+        let target = if tenants == 1 {
+            out("gen.parquet")
+        } else {
+            out("gen")
+        };
         let (secs, _) = timed(Command::new(&args.beacon).args([
             "datasets",
             "generate",
@@ -115,7 +122,10 @@ fn main() -> anyhow::Result<()> {
         "Command: `benches/peers/setup.sh && cargo build --release -p beacon-api -p beacon-benches && target/release/datagen_bench --beacon target/release/beacon --events {}`\n\n",
         args.events
     ));
-    s.push_str(&format!("Machine: {cores} cores, {}; date {date}. Best of 3 runs for the converters.\n\n", std::env::consts::ARCH));
+    s.push_str(&format!(
+        "Machine: {cores} cores, {}; date {date}. Best of 3 runs for the converters.\n\n",
+        std::env::consts::ARCH
+    ));
     s.push_str("Online Retail (541,909 CSV lines, gzip) to invoices in Parquet:\n\n");
     s.push_str("| tool | seconds | ratio to Beacon |\n|---|---:|---:|\n");
     s.push_str(&format!(
@@ -126,10 +136,16 @@ fn main() -> anyhow::Result<()> {
         s.push_str(&format!("| Peer: {name}, CSV -> group by invoice with line-item list -> Parquet | {secs:.2} | {:.2} |\n", secs / beacon_best));
     }
     s.push_str("\nBeacon does more per invoice than the peers (classification of stock codes, refunds, time-zone conversion, JSON messages, validation), so this is a sanity check that conversion is not a bottleneck, not a like-for-like race.\n\n");
-    s.push_str("Generator (`beacon datasets generate`, Parquet output through the ingest decoder):\n\n");
+    s.push_str(
+        "Generator (`beacon datasets generate`, Parquet output through the ingest decoder):\n\n",
+    );
     s.push_str("| tenants (threads) | events | seconds | events/s |\n|---:|---:|---:|---:|\n");
     for (tenants, secs) in &gen_rows {
-        s.push_str(&format!("| {tenants} | {} | {secs:.1} | {:.0} |\n", args.events, args.events as f64 / secs));
+        s.push_str(&format!(
+            "| {tenants} | {} | {secs:.1} | {:.0} |\n",
+            args.events,
+            args.events as f64 / secs
+        ));
     }
     println!("{s}");
     beacon_benches::write_section(&args.results, "Data generation and conversion", &s)?;

@@ -46,7 +46,10 @@ struct Args {
 /// DuckDB loading the same NDJSON into a table file and checkpointing it.
 fn duckdb_peer(python: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<Duration> {
     if !python.exists() {
-        bail!("{} is missing: run benches/peers/setup.sh first", python.display());
+        bail!(
+            "{} is missing: run benches/peers/setup.sh first",
+            python.display()
+        );
     }
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("events.ndjson");
@@ -56,10 +59,17 @@ fn duckdb_peer(python: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<Duration> {
         .arg(&file)
         .output()?;
     if !out.status.success() {
-        bail!("duckdb peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "duckdb peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8(out.stdout)?;
-    let secs: f64 = text.split_whitespace().next().context("peer output")?.parse()?;
+    let secs: f64 = text
+        .split_whitespace()
+        .next()
+        .context("peer output")?
+        .parse()?;
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -81,11 +91,20 @@ fn start(bin: &Path, data: &Path) -> anyhow::Result<(Beacon, String)> {
         .arg(data)
         .output()?;
     if !out.status.success() {
-        bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "tenant create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let tenant: Value = serde_json::from_slice(&out.stdout)?;
-    let key = tenant["write_key"].as_str().context("write key")?.to_owned();
-    let admin = tenant["admin_key"].as_str().context("admin key")?.to_owned();
+    let key = tenant["write_key"]
+        .as_str()
+        .context("write key")?
+        .to_owned();
+    let admin = tenant["admin_key"]
+        .as_str()
+        .context("admin key")?
+        .to_owned();
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -109,7 +128,13 @@ fn start(bin: &Path, data: &Path) -> anyhow::Result<(Beacon, String)> {
     Ok((Beacon { child, base }, format!("{key} {admin}")))
 }
 
-async fn send_all(base: &str, route: &str, key: &str, bodies: Arc<Vec<Vec<u8>>>, clients: usize) -> anyhow::Result<Duration> {
+async fn send_all(
+    base: &str,
+    route: &str,
+    key: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+) -> anyhow::Result<Duration> {
     let http = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -121,9 +146,16 @@ async fn send_all(base: &str, route: &str, key: &str, bodies: Arc<Vec<Vec<u8>>>,
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
                 loop {
-                    let resp = http.post(&url).bearer_auth(&key).body(body.clone()).send().await?;
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .body(body.clone())
+                        .send()
+                        .await?;
                     match resp.status().as_u16() {
                         200 => break,
                         503 => tokio::task::yield_now().await,
@@ -176,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         for b in segment.iter() {
             let decoded = decode_batch(b, &limits, now).expect("valid body");
-            assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected.first());
+            assert!(
+                decoded.rejected.is_empty(),
+                "{:?}",
+                decoded.rejected.first()
+            );
             std::hint::black_box(decoded);
         }
         started.elapsed()
@@ -193,11 +229,25 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (beacon, keys) = start(&args.beacon, &dir.path().join("segment"))?;
     let (key, _) = keys.split_once(' ').context("keys")?;
-    let seg_time = send_all(&beacon.base, "/v1/batch", key, Arc::clone(&segment), args.clients).await?;
+    let seg_time = send_all(
+        &beacon.base,
+        "/v1/batch",
+        key,
+        Arc::clone(&segment),
+        args.clients,
+    )
+    .await?;
     drop(beacon);
     let (beacon, keys) = start(&args.beacon, &dir.path().join("ndjson"))?;
     let (key, admin) = keys.split_once(' ').context("keys")?;
-    let nd_time = send_all(&beacon.base, "/v1/events", key, Arc::clone(&ndjson), args.clients).await?;
+    let nd_time = send_all(
+        &beacon.base,
+        "/v1/events",
+        key,
+        Arc::clone(&ndjson),
+        args.clients,
+    )
+    .await?;
 
     // Ingest-to-queryable: acknowledged, then the next query sees it.
     let http = reqwest::Client::new();
@@ -240,7 +290,12 @@ async fn main() -> anyhow::Result<()> {
         total["rows"][0][0].as_u64() == Some(args.events as u64 + 30),
         "stored count mismatch: {total}"
     );
-    let metrics = http.get(format!("{}/metrics", beacon.base)).send().await?.text().await?;
+    let metrics = http
+        .get(format!("{}/metrics", beacon.base))
+        .send()
+        .await?
+        .text()
+        .await?;
     let metric = |name: &str| -> f64 {
         metrics
             .lines()
@@ -259,13 +314,41 @@ async fn main() -> anyhow::Result<()> {
 
     let rate = |d: Duration| n / d.as_secs_f64();
     let rows = [
-        ("Segment /v1/batch, HTTP + WAL fsync (8 clients)", rate(seg_time), mb(&segment) / seg_time.as_secs_f64()),
-        ("NDJSON /v1/events, HTTP + WAL fsync (8 clients)", rate(nd_time), mb(&ndjson) / nd_time.as_secs_f64()),
-        ("Segment bytes, serde_json parse only (1 thread)", rate(parse_seg), mb(&segment) / parse_seg.as_secs_f64()),
-        ("NDJSON bytes, serde_json parse only (1 thread)", rate(parse_nd), mb(&ndjson) / parse_nd.as_secs_f64()),
-        ("Segment bytes, Beacon decode+validate (1 thread)", rate(decode_seg), mb(&segment) / decode_seg.as_secs_f64()),
-        ("NDJSON bytes, Beacon decode+validate (1 thread)", rate(decode_nd), mb(&ndjson) / decode_nd.as_secs_f64()),
-        ("Peer: NDJSON file, DuckDB read_json into a table + CHECKPOINT (bulk, no HTTP)", rate(duck), mb(&ndjson) / duck.as_secs_f64()),
+        (
+            "Segment /v1/batch, HTTP + WAL fsync (8 clients)",
+            rate(seg_time),
+            mb(&segment) / seg_time.as_secs_f64(),
+        ),
+        (
+            "NDJSON /v1/events, HTTP + WAL fsync (8 clients)",
+            rate(nd_time),
+            mb(&ndjson) / nd_time.as_secs_f64(),
+        ),
+        (
+            "Segment bytes, serde_json parse only (1 thread)",
+            rate(parse_seg),
+            mb(&segment) / parse_seg.as_secs_f64(),
+        ),
+        (
+            "NDJSON bytes, serde_json parse only (1 thread)",
+            rate(parse_nd),
+            mb(&ndjson) / parse_nd.as_secs_f64(),
+        ),
+        (
+            "Segment bytes, Beacon decode+validate (1 thread)",
+            rate(decode_seg),
+            mb(&segment) / decode_seg.as_secs_f64(),
+        ),
+        (
+            "NDJSON bytes, Beacon decode+validate (1 thread)",
+            rate(decode_nd),
+            mb(&ndjson) / decode_nd.as_secs_f64(),
+        ),
+        (
+            "Peer: NDJSON file, DuckDB read_json into a table + CHECKPOINT (bulk, no HTTP)",
+            rate(duck),
+            mb(&ndjson) / duck.as_secs_f64(),
+        ),
     ];
     let mut section = String::new();
     section.push_str(&format!(
@@ -274,7 +357,9 @@ async fn main() -> anyhow::Result<()> {
     ));
     section.push_str(&format!(
         "Machine: {} cores, {}; date {}.\n\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         std::env::consts::ARCH,
         chrono::Utc::now().format("%Y-%m-%d")
     ));

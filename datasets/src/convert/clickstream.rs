@@ -7,9 +7,9 @@ use chrono::{NaiveDateTime, TimeZone, Utc};
 use serde_json::json;
 
 use super::Conversion;
+use crate::Result;
 use crate::message::{Message, Money};
 use crate::table::Table;
-use crate::Result;
 
 pub(super) fn convert(path: &Path) -> Result<Conversion> {
     let table = Table::read(path)?;
@@ -24,8 +24,22 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
         "user_id",
         "user_session",
     ];
-    let cols = names.iter().map(|n| table.col(n)).collect::<Result<Vec<_>>>()?;
-    let [time, kind, product, category_id, category, brand, price, user, session] = &cols[..] else {
+    let cols = names
+        .iter()
+        .map(|n| table.col(n))
+        .collect::<Result<Vec<_>>>()?;
+    let [
+        time,
+        kind,
+        product,
+        category_id,
+        category,
+        brand,
+        price,
+        user,
+        session,
+    ] = &cols[..]
+    else {
         unreachable!("nine columns requested")
     };
     let mut out = Conversion::default();
@@ -42,8 +56,15 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
         let parsed = (|| {
             let text = time[i]?.trim();
             let text = text.strip_suffix(" UTC").unwrap_or(text);
-            let at = Utc.from_utc_datetime(&NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?);
-            Some((at, Money::parse(price[i]?)?, user[i]?, session[i]?, product[i]?))
+            let at = Utc
+                .from_utc_datetime(&NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?);
+            Some((
+                at,
+                Money::parse(price[i]?)?,
+                user[i]?,
+                session[i]?,
+                product[i]?,
+            ))
         })();
         let Some((at, price, user, session, product)) = parsed else {
             out.skip("unparsable_row", 1);
@@ -68,16 +89,19 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
             .money("price", price)
             .prop("currency", "USD");
         if event == "Order Completed" {
-            message = message.prop("order_id", format!("rees46-{n}")).money("revenue", price).prop(
-                "products",
-                json!([{
-                    "product_id": product,
-                    "category": category[i],
-                    "brand": brand[i],
-                    "price": price.json(),
-                    "quantity": 1,
-                }]),
-            );
+            message = message
+                .prop("order_id", format!("rees46-{n}"))
+                .money("revenue", price)
+                .prop(
+                    "products",
+                    json!([{
+                        "product_id": product,
+                        "category": category[i],
+                        "brand": brand[i],
+                        "price": price.json(),
+                        "quantity": 1,
+                    }]),
+                );
         } else if event == "Product Added" {
             message = message.prop("quantity", 1);
         }

@@ -7,9 +7,9 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 
 use super::Conversion;
+use crate::Result;
 use crate::message::{Message, Money, local_to_utc};
 use crate::table::Table;
-use crate::Result;
 
 /// The data has dates but no times: bookings are placed at 10:00 and status
 /// changes (check-out, cancellation, no-show) happen at 18:00, hotel time.
@@ -17,13 +17,24 @@ const CREATED_AT: (u32, u32) = (10, 0);
 const STATUS_AT: (u32, u32) = (18, 0);
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
 /// `NULL` and `NA` are the dataset's missing-value markers.
 fn present(cell: Option<&str>) -> Option<&str> {
-    cell.map(str::trim).filter(|c| !c.is_empty() && *c != "NULL" && *c != "NA")
+    cell.map(str::trim)
+        .filter(|c| !c.is_empty() && *c != "NULL" && *c != "NA")
 }
 
 pub(super) fn convert(path: &Path) -> Result<Conversion> {
@@ -52,7 +63,10 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
     let status_date = col("reservation_status_date")?;
     let tz: Tz = chrono_tz::Europe::Lisbon;
     let at = |date: NaiveDate, (h, m): (u32, u32)| {
-        local_to_utc(date.and_time(NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default()), tz)
+        local_to_utc(
+            date.and_time(NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default()),
+            tz,
+        )
     };
     let int = |cell: Option<&str>| present(cell).and_then(|c| c.parse::<i64>().ok());
 
@@ -61,12 +75,17 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
     for i in 0..table.rows() {
         let n = i + 1;
         let parsed = (|| {
-            let month = MONTHS.iter().position(|m| Some(*m) == month[i].map(str::trim))? as u32 + 1;
-            let arrival = NaiveDate::from_ymd_opt(int(year[i])? as i32, month, int(day[i])? as u32)?;
+            let month = MONTHS
+                .iter()
+                .position(|m| Some(*m) == month[i].map(str::trim))? as u32
+                + 1;
+            let arrival =
+                NaiveDate::from_ymd_opt(int(year[i])? as i32, month, int(day[i])? as u32)?;
             let lead = int(lead_time[i])?;
             let nights = int(weekend[i])? + int(week[i])?;
             let adr = Money::parse(present(adr[i])?)?;
-            let status_date = NaiveDate::parse_from_str(present(status_date[i])?, "%Y-%m-%d").ok()?;
+            let status_date =
+                NaiveDate::parse_from_str(present(status_date[i])?, "%Y-%m-%d").ok()?;
             Some((arrival, lead, nights, adr, status_date))
         })();
         let Some((arrival, lead, nights, adr, status_date)) = parsed else {
@@ -98,17 +117,22 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
                 .prop("lead_time_days", lead)
                 .prop("nights", nights)
         };
-        let created_msg = base(format!("hotel-{n}-created"), "Booking Created", created, "created")
-            .money("adr", adr)
-            .prop("segment", present(segment[i]))
-            .prop("country", present(country[i]))
-            .prop("adults", int(adults[i]))
-            .prop("children", int(children[i]))
-            .prop("babies", int(babies[i]))
-            .prop("meal", meal)
-            .prop("deposit_type", present(deposit[i]))
-            .prop("customer_type", present(customer_type[i]))
-            .prop("repeated_guest", int(repeated[i]).map(|r| r == 1));
+        let created_msg = base(
+            format!("hotel-{n}-created"),
+            "Booking Created",
+            created,
+            "created",
+        )
+        .money("adr", adr)
+        .prop("segment", present(segment[i]))
+        .prop("country", present(country[i]))
+        .prop("adults", int(adults[i]))
+        .prop("children", int(children[i]))
+        .prop("babies", int(babies[i]))
+        .prop("meal", meal)
+        .prop("deposit_type", present(deposit[i]))
+        .prop("customer_type", present(customer_type[i]))
+        .prop("repeated_guest", int(repeated[i]).map(|r| r == 1));
         out.push(created_msg, "Booking Created");
         let (event, status) = match present(status[i]) {
             Some("Check-Out") => ("Booking Completed", "completed"),
@@ -119,7 +143,12 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
                 continue;
             }
         };
-        let message = base(format!("hotel-{n}-{status}"), event, at(status_date, STATUS_AT), status);
+        let message = base(
+            format!("hotel-{n}-{status}"),
+            event,
+            at(status_date, STATUS_AT),
+            status,
+        );
         out.push(message, event);
     }
     Ok(out)

@@ -8,21 +8,25 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::Conversion;
+use crate::Result;
 use crate::message::Message;
 use crate::table::Table;
-use crate::Result;
 
 /// The data has no dates: lead `i` (0-based, file order) is created at
 /// 2023-01-01 00:00 UTC + 56 minutes x `i` (the 9,240 leads span a year), its
 /// visits follow an hour apart, its last activity an hour after them, and a
 /// conversion 7 days after creation.
 pub fn created_at(index: usize) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).single().unwrap_or_default() + Duration::minutes(56 * index as i64)
+    Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::minutes(56 * index as i64)
 }
 
 /// `Select` is the form's "nothing chosen"; empty cells are missing too.
 fn chosen(cell: Option<&str>) -> Option<&str> {
-    cell.map(str::trim).filter(|c| !c.is_empty() && *c != "Select")
+    cell.map(str::trim)
+        .filter(|c| !c.is_empty() && *c != "Select")
 }
 
 fn snake(column: &str) -> String {
@@ -44,7 +48,9 @@ fn trait_value(cell: Option<&str>) -> Value {
         Some("Yes") => Value::Bool(true),
         Some("No") => Value::Bool(false),
         Some(text) => match text.parse::<f64>() {
-            Ok(n) if n.is_finite() => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+            Ok(n) if n.is_finite() => {
+                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+            }
             _ => Value::String(text.to_owned()),
         },
     }
@@ -62,23 +68,57 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
     let activity = table.col("Last Activity")?;
     let skip = ["Prospect ID", "Lead Number", "Converted"];
     let trait_cols = [
-        "Lead Origin", "Lead Source", "Do Not Email", "Do Not Call", "TotalVisits", "Total Time Spent on Website",
-        "Page Views Per Visit", "Last Activity", "Country", "Specialization", "How did you hear about X Education",
-        "What is your current occupation", "What matters most to you in choosing a course", "Search", "Magazine",
-        "Newspaper Article", "X Education Forums", "Newspaper", "Digital Advertisement", "Through Recommendations",
-        "Receive More Updates About Our Courses", "Tags", "Lead Quality", "Update me on Supply Chain Content",
-        "Get updates on DM Content", "Lead Profile", "City", "Asymmetrique Activity Index",
-        "Asymmetrique Profile Index", "Asymmetrique Activity Score", "Asymmetrique Profile Score",
-        "I agree to pay the amount through cheque", "A free copy of Mastering The Interview",
+        "Lead Origin",
+        "Lead Source",
+        "Do Not Email",
+        "Do Not Call",
+        "TotalVisits",
+        "Total Time Spent on Website",
+        "Page Views Per Visit",
+        "Last Activity",
+        "Country",
+        "Specialization",
+        "How did you hear about X Education",
+        "What is your current occupation",
+        "What matters most to you in choosing a course",
+        "Search",
+        "Magazine",
+        "Newspaper Article",
+        "X Education Forums",
+        "Newspaper",
+        "Digital Advertisement",
+        "Through Recommendations",
+        "Receive More Updates About Our Courses",
+        "Tags",
+        "Lead Quality",
+        "Update me on Supply Chain Content",
+        "Get updates on DM Content",
+        "Lead Profile",
+        "City",
+        "Asymmetrique Activity Index",
+        "Asymmetrique Profile Index",
+        "Asymmetrique Activity Score",
+        "Asymmetrique Profile Score",
+        "I agree to pay the amount through cheque",
+        "A free copy of Mastering The Interview",
         "Last Notable Activity",
     ];
     debug_assert!(trait_cols.iter().all(|c| !skip.contains(c)));
-    let traits_data = trait_cols.iter().map(|c| table.col(c)).collect::<Result<Vec<_>>>()?;
+    let traits_data = trait_cols
+        .iter()
+        .map(|c| table.col(c))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut out = Conversion::default();
     out.report.rows = table.rows();
     for i in 0..table.rows() {
-        let parsed = (|| Some((prospect[i]?.trim(), number[i]?.trim(), converted[i]?.trim() == "1")))();
+        let parsed = (|| {
+            Some((
+                prospect[i]?.trim(),
+                number[i]?.trim(),
+                converted[i]?.trim() == "1",
+            ))
+        })();
         let Some((id, lead_id, is_converted)) = parsed else {
             out.skip("unparsable_row", 1);
             continue;
@@ -93,14 +133,18 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
         }
         traits.insert("lead_id".into(), lead_id.into());
         traits.insert("created_at".into(), crate::message::iso(created).into());
-        out.push(Message::identify(format!("lead-{lead_id}-identify"), id, created, traits), "identify");
-        let created_msg = Message::track(format!("lead-{lead_id}-created"), "Lead Created", created)
-            .user(id)
-            .prop("lead_id", lead_id)
-            .prop("origin", chosen(origin[i]))
-            .prop("source", chosen(source[i]))
-            .prop("channel", chosen(source[i]))
-            .prop("stage", "new");
+        out.push(
+            Message::identify(format!("lead-{lead_id}-identify"), id, created, traits),
+            "identify",
+        );
+        let created_msg =
+            Message::track(format!("lead-{lead_id}-created"), "Lead Created", created)
+                .user(id)
+                .prop("lead_id", lead_id)
+                .prop("origin", chosen(origin[i]))
+                .prop("source", chosen(source[i]))
+                .prop("channel", chosen(source[i]))
+                .prop("stage", "new");
         out.push(created_msg, "Lead Created");
 
         // TotalVisits is empty in 137 rows: no visits are emitted for those.
@@ -111,7 +155,9 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
                 0
             }
         };
-        let total_seconds = chosen(seconds[i]).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+        let total_seconds = chosen(seconds[i])
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0);
         for v in 0..visit_count {
             let mut page = Message::track(
                 format!("lead-{lead_id}-visit-{v}"),
@@ -136,10 +182,14 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
             out.push(msg, "Lead Activity");
         }
         if is_converted {
-            let msg = Message::track(format!("lead-{lead_id}-converted"), "Lead Converted", created + Duration::days(7))
-                .user(id)
-                .prop("lead_id", lead_id)
-                .prop("stage", "converted");
+            let msg = Message::track(
+                format!("lead-{lead_id}-converted"),
+                "Lead Converted",
+                created + Duration::days(7),
+            )
+            .user(id)
+            .prop("lead_id", lead_id)
+            .prop("stage", "converted");
             out.push(msg, "Lead Converted");
         }
     }
@@ -150,8 +200,14 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
 mod tests {
     #[test]
     fn snake_case_columns() {
-        assert_eq!(super::snake("Total Time Spent on Website"), "total_time_spent_on_website");
-        assert_eq!(super::snake("How did you hear about X Education"), "how_did_you_hear_about_x_education");
+        assert_eq!(
+            super::snake("Total Time Spent on Website"),
+            "total_time_spent_on_website"
+        );
+        assert_eq!(
+            super::snake("How did you hear about X Education"),
+            "how_did_you_hear_about_x_education"
+        );
         assert_eq!(super::snake("TotalVisits"), "totalvisits");
     }
 }

@@ -20,8 +20,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::message::Message;
 use crate::Result;
+use crate::message::Message;
 
 /// A dataset Beacon can convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +112,13 @@ impl FromStr for Dataset {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.replace('_', "-").to_ascii_lowercase();
-        Dataset::ALL.into_iter().find(|d| d.name() == wanted).ok_or_else(|| {
-            let names: Vec<_> = Dataset::ALL.iter().map(|d| d.name()).collect();
-            format!("unknown dataset {s:?}; one of: {}", names.join(", "))
-        })
+        Dataset::ALL
+            .into_iter()
+            .find(|d| d.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = Dataset::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown dataset {s:?}; one of: {}", names.join(", "))
+            })
     }
 }
 
@@ -135,7 +138,11 @@ impl Conversion {
     }
 
     pub(crate) fn skip(&mut self, reason: &str, rows: usize) {
-        *self.report.skipped_rows.entry(reason.to_owned()).or_default() += rows;
+        *self
+            .report
+            .skipped_rows
+            .entry(reason.to_owned())
+            .or_default() += rows;
     }
 
     pub(crate) fn note(&mut self, what: &str) {

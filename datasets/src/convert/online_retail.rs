@@ -8,9 +8,9 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::Conversion;
+use crate::Result;
 use crate::message::{Message, Money, local_to_utc};
 use crate::table::Table;
-use crate::Result;
 
 /// Events larger than this lose their line-item names (Beacon's default
 /// event limit is 64 KiB; a handful of wholesale invoices have 700+ lines).
@@ -101,8 +101,15 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
 
     for inv in order {
         let lines = &groups[inv];
-        let products: Vec<&Line<'_>> = lines.iter().filter(|l| line_kind(l.code) == LineKind::Product).collect();
-        let time = lines.iter().map(|l| l.time).min().map(|t| local_to_utc(t, tz));
+        let products: Vec<&Line<'_>> = lines
+            .iter()
+            .filter(|l| line_kind(l.code) == LineKind::Product)
+            .collect();
+        let time = lines
+            .iter()
+            .map(|l| l.time)
+            .min()
+            .map(|t| local_to_utc(t, tz));
         let Some(time) = time else { continue };
         let customer = lines.iter().find_map(|l| l.customer).map(customer_id);
         let country = lines.iter().find_map(|l| l.country);
@@ -215,12 +222,29 @@ mod tests {
 
     #[test]
     fn stock_codes() {
-        for code in ["85123A", "22423", "84029G", "DCGS0003", "gift_0001_20", "15056BL"] {
+        for code in [
+            "85123A",
+            "22423",
+            "84029G",
+            "DCGS0003",
+            "gift_0001_20",
+            "15056BL",
+        ] {
             assert!(line_kind(code) == LineKind::Product, "{code}");
         }
         assert!(line_kind("POST") == LineKind::Shipping);
         assert!(line_kind("D") == LineKind::Discount);
-        for code in ["M", "m", "BANK CHARGES", "AMAZONFEE", "B", "S", "CRUK", "PADS", "123456"] {
+        for code in [
+            "M",
+            "m",
+            "BANK CHARGES",
+            "AMAZONFEE",
+            "B",
+            "S",
+            "CRUK",
+            "PADS",
+            "123456",
+        ] {
             assert!(line_kind(code) == LineKind::Adjustment, "{code}");
         }
     }

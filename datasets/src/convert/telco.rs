@@ -7,16 +7,18 @@ use chrono::{DateTime, Months, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::Conversion;
+use crate::Result;
 use crate::message::{Message, Money};
 use crate::table::Table;
-use crate::Result;
 
 /// The data has no dates: the snapshot is taken to be 2024-01-01 00:00 UTC.
 /// A customer with tenure `t` months signed up `t` months before it and paid
 /// `MonthlyCharges` at the start of each month of tenure; a churned customer
 /// cancelled the day before the snapshot.
 pub fn snapshot() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn yes(cell: Option<&str>) -> Option<bool> {
@@ -56,8 +58,14 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
         ("PhoneService", "phone_service"),
         ("PaperlessBilling", "paperless_billing"),
     ];
-    let texts = text_traits.iter().map(|(c, _)| table.col(c)).collect::<Result<Vec<_>>>()?;
-    let flags = flag_traits.iter().map(|(c, _)| table.col(c)).collect::<Result<Vec<_>>>()?;
+    let texts = text_traits
+        .iter()
+        .map(|(c, _)| table.col(c))
+        .collect::<Result<Vec<_>>>()?;
+    let flags = flag_traits
+        .iter()
+        .map(|(c, _)| table.col(c))
+        .collect::<Result<Vec<_>>>()?;
     let snapshot = snapshot();
 
     let mut out = Conversion::default();
@@ -89,28 +97,42 @@ pub(super) fn convert(path: &Path) -> Result<Conversion> {
         }
         traits.insert("tenure_months".into(), tenure.into());
         traits.insert("monthly_charges".into(), monthly.json());
-        traits.insert("total_charges".into(), total.map_or(Value::Null, Money::json));
+        traits.insert(
+            "total_charges".into(),
+            total.map_or(Value::Null, Money::json),
+        );
         traits.insert("created_at".into(), crate::message::iso(signup).into());
-        out.push(Message::identify(format!("telco-{id}-identify"), id, signup, traits), "identify");
+        out.push(
+            Message::identify(format!("telco-{id}-identify"), id, signup, traits),
+            "identify",
+        );
 
         let plan = contract[i];
         let method = payment_method[i];
-        let started = Message::track(format!("telco-{id}-started"), "Subscription Started", signup)
+        let started = Message::track(
+            format!("telco-{id}-started"),
+            "Subscription Started",
+            signup,
+        )
+        .user(id)
+        .prop("plan", plan)
+        .money("amount", monthly)
+        .prop("currency", "USD")
+        .prop("payment_method", method);
+        out.push(started, "Subscription Started");
+        for month in 0..tenure {
+            let at = signup + Months::new(month);
+            let payment = Message::track(
+                format!("telco-{id}-payment-{month}"),
+                "Payment Received",
+                at,
+            )
             .user(id)
             .prop("plan", plan)
             .money("amount", monthly)
             .prop("currency", "USD")
-            .prop("payment_method", method);
-        out.push(started, "Subscription Started");
-        for month in 0..tenure {
-            let at = signup + Months::new(month);
-            let payment = Message::track(format!("telco-{id}-payment-{month}"), "Payment Received", at)
-                .user(id)
-                .prop("plan", plan)
-                .money("amount", monthly)
-                .prop("currency", "USD")
-                .prop("payment_method", method)
-                .prop("period", month + 1);
+            .prop("payment_method", method)
+            .prop("period", month + 1);
             out.push(payment, "Payment Received");
         }
         if churned {

@@ -29,7 +29,8 @@ fn order_completed_promotes_fields_exactly() {
     assert_eq!(e.location_id.as_deref(), Some("Berlin"));
     assert_eq!(e.session_id.as_deref(), Some("s-9"));
     assert_eq!(e.timestamp_us, 1_748_772_000_123_000);
-    let props: serde_json::Value = serde_json::from_str(e.properties.as_deref().expect("props")).expect("json");
+    let props: serde_json::Value =
+        serde_json::from_str(e.properties.as_deref().expect("props")).expect("json");
     assert_eq!(props["coupon"], "X");
     assert_eq!(props["products"][0]["price"], 9.995);
 }
@@ -110,7 +111,10 @@ fn limits_on_depth_strings_size_and_count() {
     ]});
     let d = decode_batch(body.to_string().as_bytes(), &limits, NOW).expect("decodes");
     let codes: Vec<&str> = d.rejected.iter().map(|r| r.code).collect();
-    assert_eq!(codes, vec!["too_deep", "string_too_long", "event_too_large"]);
+    assert_eq!(
+        codes,
+        vec!["too_deep", "string_too_long", "event_too_large"]
+    );
 
     let four = json!({"batch": [{}, {}, {}, {}]}).to_string();
     assert_eq!(
@@ -122,9 +126,18 @@ fn limits_on_depth_strings_size_and_count() {
 #[test]
 fn whole_body_errors() {
     let l = Limits::default();
-    assert!(matches!(decode_batch(b"{nope", &l, NOW), Err(BodyError::InvalidJson(_))));
-    assert!(matches!(decode_batch(b"[1,2]", &l, NOW), Err(BodyError::InvalidShape(_))));
-    assert!(matches!(decode_batch(b"{\"batch\": 3}", &l, NOW), Err(BodyError::InvalidShape(_))));
+    assert!(matches!(
+        decode_batch(b"{nope", &l, NOW),
+        Err(BodyError::InvalidJson(_))
+    ));
+    assert!(matches!(
+        decode_batch(b"[1,2]", &l, NOW),
+        Err(BodyError::InvalidShape(_))
+    ));
+    assert!(matches!(
+        decode_batch(b"{\"batch\": 3}", &l, NOW),
+        Err(BodyError::InvalidShape(_))
+    ));
     // Invalid UTF-8 inside a string.
     assert!(matches!(
         decode_batch(b"{\"batch\": [{\"event\": \"\xff\xfe\"}]}", &l, NOW),
@@ -149,8 +162,12 @@ fn clock_skew_is_corrected_with_sent_at() {
     let received = parse_timestamp("2025-06-01T10:00:00Z").expect("ts");
     let body = json!({"batch": [{"type": "track", "event": "X", "userId": "u",
         "timestamp": "2025-06-01T08:59:00Z", "sentAt": "2025-06-01T09:00:00Z"}]});
-    let d = decode_batch(body.to_string().as_bytes(), &Limits::default(), received).expect("decodes");
-    assert_eq!(d.events[0].timestamp_us, parse_timestamp("2025-06-01T09:59:00Z").expect("ts"));
+    let d =
+        decode_batch(body.to_string().as_bytes(), &Limits::default(), received).expect("decodes");
+    assert_eq!(
+        d.events[0].timestamp_us,
+        parse_timestamp("2025-06-01T09:59:00Z").expect("ts")
+    );
     assert_eq!(d.events[0].received_at_us, received);
 }
 
@@ -161,7 +178,8 @@ fn message_id_is_generated_when_missing_and_batch_context_merged() {
     let d = decode_batch(body.to_string().as_bytes(), &Limits::default(), NOW).expect("decodes");
     assert_eq!(d.write_key.as_deref(), Some("k"));
     assert_eq!(d.events[0].message_id.len(), 36);
-    let ctx: serde_json::Value = serde_json::from_str(d.events[0].context.as_deref().expect("ctx")).expect("json");
+    let ctx: serde_json::Value =
+        serde_json::from_str(d.events[0].context.as_deref().expect("ctx")).expect("json");
     assert_eq!(ctx["ip"], "1");
     assert_eq!(ctx["library"]["name"], "analytics-node");
 }
@@ -173,8 +191,14 @@ fn decimal_parsing() {
     assert_eq!(parse_decimal(".5"), Ok(5_000));
     assert!(parse_decimal("1e5").is_err());
     assert!(parse_decimal("").is_err());
-    assert_eq!(parse_decimal("99999999999999999999"), Err("is out of range".into()));
-    assert_eq!(parse_decimal("0000000000000000000000000000000001.5"), Ok(15_000));
+    assert_eq!(
+        parse_decimal("99999999999999999999"),
+        Err("is out of range".into())
+    );
+    assert_eq!(
+        parse_decimal("0000000000000000000000000000000001.5"),
+        Ok(15_000)
+    );
     assert_eq!(parse_money("0.1"), Ok(1_000));
     assert_eq!(parse_money("1234567.89"), Ok(12_345_678_900));
     assert_eq!(parse_money("1.5e2"), Ok(1_500_000));
@@ -215,21 +239,36 @@ mod hostile {
         ];
         leaf.prop_recursive(4, 40, 6, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
                 prop::collection::vec(
                     (
                         prop_oneof![
-                            Just("type".to_owned()), Just("event".to_owned()), Just("userId".to_owned()),
-                            Just("anonymousId".to_owned()), Just("messageId".to_owned()), Just("timestamp".to_owned()),
-                            Just("sentAt".to_owned()), Just("properties".to_owned()), Just("context".to_owned()),
-                            Just("revenue".to_owned()), Just("currency".to_owned()), Just("quantity".to_owned()),
+                            Just("type".to_owned()),
+                            Just("event".to_owned()),
+                            Just("userId".to_owned()),
+                            Just("anonymousId".to_owned()),
+                            Just("messageId".to_owned()),
+                            Just("timestamp".to_owned()),
+                            Just("sentAt".to_owned()),
+                            Just("properties".to_owned()),
+                            Just("context".to_owned()),
+                            Just("revenue".to_owned()),
+                            Just("currency".to_owned()),
+                            Just("quantity".to_owned()),
                             "[a-z]{1,6}"
                         ],
                         inner
                     ),
                     0..6
                 )
-                .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))),
+                .prop_map(|kv| format!(
+                    "{{{}}}",
+                    kv.iter()
+                        .map(|(k, v)| format!("\"{k}\":{v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
             ]
         })
     }

@@ -23,7 +23,10 @@ fn open(dir: &Path, config: IngestConfig) -> (Store, String) {
         None => catalog.create_tenant("t").expect("tenant").0.id,
     };
     let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
-    (Store::open(config, dir, catalog, clock).expect("open"), tenant)
+    (
+        Store::open(config, dir, catalog, clock).expect("open"),
+        tenant,
+    )
 }
 
 fn events(ids: std::ops::Range<usize>, day_offset: i64) -> Vec<Event> {
@@ -43,7 +46,10 @@ fn ids_in(store: &Store, tenant: &str) -> Vec<String> {
     let snap = store.snapshot(tenant);
     let mut out = Vec::new();
     for batch in &snap.batches {
-        let col = batch.column_by_name(columns::MESSAGE_ID).expect("col").as_string::<i32>();
+        let col = batch
+            .column_by_name(columns::MESSAGE_ID)
+            .expect("col")
+            .as_string::<i32>();
         out.extend(col.iter().flatten().map(str::to_owned));
     }
     for (path, _) in &snap.files {
@@ -57,19 +63,28 @@ fn ids_in(store: &Store, tenant: &str) -> Vec<String> {
 
 async fn flush(store: &Store) -> FlushReport {
     let s = store.clone();
-    tokio::task::spawn_blocking(move || s.flush()).await.expect("join").expect("flush")
+    tokio::task::spawn_blocking(move || s.flush())
+        .await
+        .expect("join")
+        .expect("flush")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_is_queryable_flushes_and_dedupes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, tenant) = open(dir.path(), IngestConfig::test_config());
-    let receipt = store.ingest(&tenant, events(0..10, 0)).await.expect("ingest");
+    let receipt = store
+        .ingest(&tenant, events(0..10, 0))
+        .await
+        .expect("ingest");
     assert_eq!(receipt.accepted, 10);
     assert_eq!(ids_in(&store, &tenant).len(), 10);
 
     // Retrying the same batch stores nothing new.
-    let again = store.ingest(&tenant, events(5..15, 0)).await.expect("ingest");
+    let again = store
+        .ingest(&tenant, events(5..15, 0))
+        .await
+        .expect("ingest");
     assert_eq!(again.accepted, 5);
     assert_eq!(again.duplicates, (0..5).collect::<Vec<_>>());
 
@@ -78,16 +93,30 @@ async fn ingest_is_queryable_flushes_and_dedupes() {
     assert_eq!(store.snapshot(&tenant).batches.len(), 0);
     assert_eq!(ids_in(&store, &tenant).len(), 15);
     // Only the fresh segment remains in the WAL.
-    assert_eq!(wal::list_segments(&dir.path().join("wal")).expect("ls").len(), 1);
+    assert_eq!(
+        wal::list_segments(&dir.path().join("wal"))
+            .expect("ls")
+            .len(),
+        1
+    );
 
     // Still deduplicated after the flush, and after a restart.
-    let third = store.ingest(&tenant, events(0..3, 0)).await.expect("ingest");
+    let third = store
+        .ingest(&tenant, events(0..3, 0))
+        .await
+        .expect("ingest");
     assert_eq!(third.accepted, 0);
     let s = store.clone();
-    tokio::task::spawn_blocking(move || s.shutdown()).await.expect("join").expect("shutdown");
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .expect("join")
+        .expect("shutdown");
     let (store, tenant) = open(dir.path(), IngestConfig::test_config());
     assert_eq!(ids_in(&store, &tenant).len(), 15);
-    let fourth = store.ingest(&tenant, events(0..20, 0)).await.expect("ingest");
+    let fourth = store
+        .ingest(&tenant, events(0..20, 0))
+        .await
+        .expect("ingest");
     assert_eq!(fourth.accepted, 5);
 }
 
@@ -95,9 +124,15 @@ async fn ingest_is_queryable_flushes_and_dedupes() {
 async fn unflushed_events_are_replayed_once_after_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, tenant) = open(dir.path(), IngestConfig::test_config());
-    store.ingest(&tenant, events(0..5, 0)).await.expect("ingest");
+    store
+        .ingest(&tenant, events(0..5, 0))
+        .await
+        .expect("ingest");
     flush(&store).await;
-    store.ingest(&tenant, events(5..9, 1)).await.expect("ingest");
+    store
+        .ingest(&tenant, events(5..9, 1))
+        .await
+        .expect("ingest");
     // No shutdown: the process "dies" here with 4 events only in the WAL.
     let (recovered, tenant) = open(dir.path(), IngestConfig::test_config());
     let ids = ids_in(&recovered, &tenant);
@@ -118,7 +153,10 @@ async fn full_buffer_is_refused_not_dropped() {
     let mut accepted = 0;
     let mut refused = false;
     for round in 0..50 {
-        match store.ingest(&tenant, events(round * 20..round * 20 + 20, 0)).await {
+        match store
+            .ingest(&tenant, events(round * 20..round * 20 + 20, 0))
+            .await
+        {
             Ok(r) => accepted += r.accepted,
             Err(Error::Backpressure { .. }) => {
                 refused = true;
@@ -132,7 +170,10 @@ async fn full_buffer_is_refused_not_dropped() {
     flush(&store).await;
     assert_eq!(store.buffered_bytes(), 0);
     // After the flush there is room again, and the refused events were not half-stored.
-    let r = store.ingest(&tenant, events(5000..5010, 0)).await.expect("room again");
+    let r = store
+        .ingest(&tenant, events(5000..5010, 0))
+        .await
+        .expect("room again");
     assert_eq!(r.accepted, 10);
     assert_eq!(ids_in(&store, &tenant).len(), accepted + 10);
 }
@@ -158,7 +199,10 @@ async fn late_events_land_in_their_day_and_compaction_keeps_rows() {
     assert_eq!(dates, HashSet::from(["2025-06-15", "2025-06-12"]));
     assert_eq!(snap.files.len(), 6);
     let s = store.clone();
-    let merged = tokio::task::spawn_blocking(move || s.compact()).await.expect("join").expect("compact");
+    let merged = tokio::task::spawn_blocking(move || s.compact())
+        .await
+        .expect("join")
+        .expect("compact");
     assert_eq!(merged, 6);
     let snap = store.snapshot(&tenant);
     assert_eq!(snap.files.len(), 2);
@@ -172,14 +216,23 @@ async fn late_events_land_in_their_day_and_compaction_keeps_rows() {
 async fn retention_drops_old_days() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, tenant) = open(dir.path(), IngestConfig::test_config());
-    store.ingest(&tenant, events(0..5, 0)).await.expect("ingest");
-    store.ingest(&tenant, events(5..10, 40)).await.expect("ingest");
+    store
+        .ingest(&tenant, events(0..5, 0))
+        .await
+        .expect("ingest");
+    store
+        .ingest(&tenant, events(5..10, 40))
+        .await
+        .expect("ingest");
     flush(&store).await;
     let mut t = store.catalog().tenant(&tenant).expect("tenant");
     t.retention_days = Some(30);
     store.catalog().update_tenant(&t).expect("update");
     let s = store.clone();
-    let removed = tokio::task::spawn_blocking(move || s.apply_retention()).await.expect("join").expect("retention");
+    let removed = tokio::task::spawn_blocking(move || s.apply_retention())
+        .await
+        .expect("join")
+        .expect("retention");
     assert_eq!(removed, 1);
     assert_eq!(ids_in(&store, &tenant).len(), 5);
 }

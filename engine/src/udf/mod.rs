@@ -1,0 +1,173 @@
+//! Beacon's SQL functions, registered in every workspace session.
+
+pub mod funnel;
+pub mod time;
+
+use datafusion::prelude::SessionContext;
+
+/// Registers every Beacon function in `ctx`; time functions use `calendar`.
+pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar) {
+    ctx.register_udaf(funnel::window_funnel());
+    ctx.register_udaf(funnel::funnel_steps());
+    for f in time::functions(calendar) {
+        ctx.register_udf(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// Events of three people split over two partitions, so the aggregate's
+    /// partial states are merged.
+    fn context() -> SessionContext {
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
+        super::register(&ctx, super::time::BusinessCalendar::new("UTC", "monday"));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("event", DataType::Utf8, true),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let batch = |rows: &[(&str, &str, i64)]| {
+            let users: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
+            let events: ArrayRef =
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
+            let ts: ArrayRef = Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2 * 1_000_000))
+                    .with_timezone("UTC"),
+            );
+            RecordBatch::try_new(Arc::clone(&schema), vec![users, events, ts]).expect("batch")
+        };
+        let p1 = batch(&[
+            ("ann", "view", 0),
+            ("bob", "view", 0),
+            ("ann", "refund", 5),
+            ("cid", "view", 0),
+        ]);
+        let p2 = batch(&[
+            ("ann", "cart", 10),
+            ("ann", "buy", 20),
+            ("bob", "cart", 30),
+            ("cid", "buy", 5),
+        ]);
+        let table = MemTable::try_new(schema.clone(), vec![vec![p1], vec![p2]]).expect("table");
+        ctx.register_table("events", Arc::new(table))
+            .expect("register");
+        ctx
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> String {
+        let batches = ctx
+            .sql(sql)
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        pretty_format_batches(&batches).expect("format").to_string()
+    }
+
+    #[tokio::test]
+    async fn window_funnel_in_sql() {
+        let ctx = context();
+        let out = run(
+            &ctx,
+            "SELECT user_id, window_funnel(60, 'sequential', timestamp, event = 'view', event = 'cart', event = 'buy') AS level \
+             FROM events GROUP BY user_id ORDER BY user_id",
+        )
+        .await;
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with("| "))
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            vec![
+                "| ann     | 3     |",
+                "| bob     | 2     |",
+                "| cid     | 1     |"
+            ],
+            "{out}"
+        );
+        // Window of 15 s: ann reaches cart (10 s) but not buy (20 s).
+        let out = run(
+            &ctx,
+            "SELECT window_funnel(15, 'strict', timestamp, event = 'view', event = 'cart', event = 'buy') AS level, count(*) AS n \
+             FROM events GROUP BY user_id ORDER BY user_id",
+        )
+        .await;
+        // (level, events of the person): ann 2 of 4 rows, bob and cid 1.
+        assert!(
+            out.contains("| 2     | 4 |") && out.matches("| 1     | 2 |").count() == 2,
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn funnel_steps_and_exclusion_in_sql() {
+        let ctx = context();
+        let out = run(
+            &ctx,
+            "SELECT user_id, CASE WHEN s IS NULL THEN 'excluded' ELSE array_to_string(s, ',') END AS steps FROM ( \
+               SELECT user_id, funnel_steps(60, 'sequential', timestamp, event = 'refund', event = 'view', event = 'cart') AS s \
+               FROM events GROUP BY user_id) ORDER BY user_id",
+        )
+        .await;
+        let rows: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // ann refunded between view and cart: excluded; bob converted in 30 s.
+        assert_eq!(
+            rows,
+            vec!["| ann | excluded |", "| bob | 0,30 |", "| cid | 0 |"],
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_plan_errors() {
+        let ctx = context();
+        for (sql, expected) in [
+            (
+                "SELECT window_funnel(60, 'sequential', timestamp) FROM events",
+                "at least one step",
+            ),
+            (
+                "SELECT window_funnel(60, 'sideways', timestamp, event = 'view') FROM events",
+                "unknown mode",
+            ),
+            (
+                "SELECT window_funnel('x', 'strict', timestamp, event = 'view') FROM events",
+                "window",
+            ),
+            (
+                "SELECT window_funnel(60, 'strict', event, event = 'view') FROM events",
+                "timestamp",
+            ),
+            (
+                "SELECT window_funnel(60, 'strict', timestamp, event) FROM events",
+                "boolean",
+            ),
+        ] {
+            let result = match ctx.sql(sql).await {
+                Ok(df) => df.collect().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let err = result.expect_err(sql).to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The engine's views and functions on real data: Online Retail converted,
+//! ingested into a real `Store`, and queried through `Engine::sql`, checked
+//! against the numbers DuckDB computed from the raw CSV
+//! (`datasets/golden/converters.json`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use beacon_datasets::convert::Dataset;
+use beacon_datasets::output::decode_lines;
+use beacon_engine::{Engine, EngineConfig, QueryResult};
+use beacon_ingest::{Catalog, IngestConfig, Store, SystemClock};
+use serde_json::Value;
+
+fn golden() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/golden/converters.json");
+    serde_json::from_slice(&std::fs::read(path).expect("golden")).expect("json")
+}
+
+/// Rows of a result as text cells.
+fn rows(result: &QueryResult) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default().with_null("NULL"))
+                    .expect("formatter")
+            })
+            .collect();
+        for r in 0..batch.num_rows() {
+            out.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
+    let catalog = Arc::new(Catalog::open(dir).expect("catalog"));
+    let (mut tenant, _) = catalog.create_tenant("retail").expect("tenant");
+    tenant.timezone = "Europe/London".into();
+    catalog.update_tenant(&tenant).expect("update");
+    let store = Store::open(
+        IngestConfig::test_config(),
+        dir,
+        catalog,
+        Arc::new(SystemClock),
+    )
+    .expect("store");
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(Dataset::OnlineRetail.default_file());
+    let conversion = Dataset::OnlineRetail.convert(&file).expect("convert");
+    for chunk in conversion.lines.chunks(2_000) {
+        let (events, rejected) = decode_lines(chunk).expect("decode");
+        assert_eq!(rejected, 0);
+        store.ingest(&tenant.id, events).await.expect("ingest");
+        if store.buffered_bytes() > 16 << 20 {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.flush())
+                .await
+                .expect("join")
+                .expect("flush");
+        }
+    }
+    // The answers then come from Parquet files and the in-memory tail together.
+    (Engine::new(store, EngineConfig::default()), tenant.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_retail_revenue_by_business_month_matches_duckdb() {
+    let g = golden()["online_retail"].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, tenant) = retail_engine(dir.path()).await;
+
+    let result = engine
+        .sql(
+            &tenant,
+            "SELECT CAST(business_date(timestamp, 'month') AS VARCHAR), count(*), CAST(sum(revenue) AS VARCHAR) \
+             FROM orders GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .expect("query");
+    let got = rows(&result);
+    let expected: Vec<Vec<String>> = g["by_month"]
+        .as_object()
+        .expect("by_month")
+        .iter()
+        .map(|(month, v)| {
+            vec![
+                format!("{month}-01"),
+                v["orders"].to_string(),
+                v["revenue"].as_str().expect("revenue").to_owned(),
+            ]
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // Line items: count and amounts equal the orders' revenue.
+    let items = engine
+        .sql(
+            &tenant,
+            "SELECT count(*), CAST(sum(amount) AS VARCHAR) FROM order_items",
+        )
+        .await
+        .expect("items");
+    assert_eq!(
+        rows(&items),
+        vec![vec![
+            g["order_product_line_items"].to_string(),
+            g["revenue_sum"].as_str().expect("sum").to_owned()
+        ]]
+    );
+
+    let refunds = engine
+        .sql(&tenant, "SELECT CAST(sum(revenue) AS VARCHAR) FROM refunds")
+        .await
+        .expect("refunds");
+    assert_eq!(
+        rows(&refunds),
+        vec![vec![
+            g["refund_total_sum"].as_str().expect("sum").to_owned()
+        ]]
+    );
+
+    // Hours are local: every Online Retail invoice is between 06:00 and 20:59 London time.
+    let hours = engine
+        .sql(
+            &tenant,
+            "SELECT min(business_hour(timestamp)), max(business_hour(timestamp)) FROM orders",
+        )
+        .await
+        .expect("hours");
+    assert_eq!(rows(&hours), vec![vec!["6".to_owned(), "20".to_owned()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickstream_session_funnel_matches_duckdb() {
+    let g = golden()["clickstream"].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(Catalog::open(dir.path()).expect("catalog"));
+    let (tenant, _) = catalog.create_tenant("clicks").expect("tenant");
+    let store = Store::open(
+        IngestConfig::test_config(),
+        dir.path(),
+        catalog,
+        Arc::new(SystemClock),
+    )
+    .expect("store");
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(Dataset::Clickstream.default_file());
+    let conversion = Dataset::Clickstream.convert(&file).expect("convert");
+    for chunk in conversion.lines.chunks(2_000) {
+        let (events, _) = decode_lines(chunk).expect("decode");
+        store.ingest(&tenant.id, events).await.expect("ingest");
+    }
+    let engine = Engine::new(store, EngineConfig::default());
+    let query = |mode: &str| {
+        format!(
+            "SELECT level, count(*) FROM ( \
+               SELECT session_id, window_funnel(86400, '{mode}', timestamp, \
+                 event = 'Product Viewed', event = 'Product Added', event = 'Order Completed') AS level \
+               FROM events GROUP BY session_id) GROUP BY level ORDER BY level"
+        )
+    };
+    let result = engine
+        .sql(&tenant.id, &query("sequential"))
+        .await
+        .expect("funnel");
+    let by_level: Vec<(u64, u64)> = rows(&result)
+        .iter()
+        .map(|r| (r[0].parse().expect("level"), r[1].parse().expect("count")))
+        .collect();
+    // Sessions reaching at least each step, as DuckDB counted them in time order.
+    let at_least = |k: u64| {
+        by_level
+            .iter()
+            .filter(|(l, _)| *l >= k)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let expected = &g["funnel_time_order"];
+    assert_eq!(at_least(1), expected["view"].as_u64().expect("view"));
+    assert_eq!(at_least(2), expected["cart"].as_u64().expect("cart"));
+    assert_eq!(
+        at_least(3),
+        expected["purchase"].as_u64().expect("purchase")
+    );
+
+    let views = engine
+        .sql(&tenant.id, "SELECT count(*) FROM sessions")
+        .await
+        .expect("sessions");
+    assert_eq!(rows(&views), vec![vec![g["distinct_sessions"].to_string()]]);
+}
