@@ -8,7 +8,8 @@
 #   benches/run.sh ingest datagen  # some suites
 #
 # Suites: ingest (HTTP ingest vs DuckDB bulk load), micro (criterion: decode,
-# WAL append, Parquet flush), datagen (generator and converters).
+# WAL append, Parquet flush, funnel aggregate), datagen (generator and
+# converters vs DuckDB and Polars).
 # The dashboard (analytics engine), WebSocket fan-out (real-time hub),
 # forecasting and churn suites are added by their issues; until they exist
 # they are reported as not built, never as a number.
@@ -31,7 +32,7 @@ for suite in "${suites[@]}"; do
       target/release/ingest_bench --beacon target/release/beacon --events "${INGEST_EVENTS:-500000}" --batch 500 --clients 8
       ;;
     micro)
-      cargo bench -p beacon-benches --bench decode --bench storage -- --warm-up-time 1 --measurement-time 3
+      cargo bench -p beacon-benches --bench decode --bench storage --bench funnel -- --warm-up-time 1 --measurement-time 3
       ;;
     datagen)
       target/release/datagen_bench --beacon target/release/beacon --events "${DATAGEN_EVENTS:-1000000}"

@@ -196,3 +196,223 @@ async fn clickstream_session_funnel_matches_duckdb() {
         .expect("sessions");
     assert_eq!(rows(&views), vec![vec![g["distinct_sessions"].to_string()]]);
 }
+
+fn golden_analytics() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/golden/analytics.json");
+    serde_json::from_slice(&std::fs::read(path).expect("golden analytics")).expect("json")
+}
+
+/// A golden table (array of arrays) as text cells.
+fn table(v: &Value) -> Vec<Vec<String>> {
+    v.as_array()
+        .expect("table")
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+async fn query(engine: &Engine, tenant: &str, sql: &str) -> Vec<Vec<String>> {
+    rows(
+        &engine
+            .sql(tenant, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}")),
+    )
+}
+
+const MONTH: &str = "substr(CAST(business_date(timestamp, 'month') AS VARCHAR), 1, 7)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_retail_dashboard_answers_match_duckdb() {
+    let g = golden_analytics()["online_retail"].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, tenant) = retail_engine(dir.path()).await;
+
+    let by_country = query(
+        &engine,
+        &tenant,
+        &format!(
+            "SELECT {MONTH} AS m, json_get_str(properties, 'country') AS c, count(*), CAST(sum(revenue) AS VARCHAR) \
+             FROM orders GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+    )
+    .await;
+    assert_eq!(by_country, table(&g["revenue_by_month_country"]));
+
+    let aov = query(
+        &engine,
+        &tenant,
+        &format!("SELECT {MONTH} AS m, CAST(round(sum(revenue) / count(*), 2) AS VARCHAR) FROM orders GROUP BY 1 ORDER BY 1"),
+    )
+    .await;
+    let expected: Vec<Vec<String>> = g["aov_by_month"]
+        .as_object()
+        .expect("aov")
+        .iter()
+        .map(|(m, v)| vec![m.clone(), v.as_str().expect("aov").to_owned()])
+        .collect();
+    // Decimal text may carry more zeros; compare as numbers to the cent.
+    let cents = |s: &str| (s.parse::<f64>().expect("number") * 100.0).round() as i64;
+    assert_eq!(
+        aov.iter()
+            .map(|r| (r[0].clone(), cents(&r[1])))
+            .collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|r| (r[0].clone(), cents(&r[1])))
+            .collect::<Vec<_>>()
+    );
+
+    let top = query(
+        &engine,
+        &tenant,
+        // (Ordering by `r` while also selecting `CAST(r AS VARCHAR)` unaliased would
+        // sort the text: DataFusion names that cast `r`.)
+        "SELECT product_id, q, CAST(r AS VARCHAR) AS revenue FROM ( \
+           SELECT product_id, sum(quantity) AS q, sum(amount) AS r FROM order_items GROUP BY 1) \
+         ORDER BY r DESC, product_id LIMIT 10",
+    )
+    .await;
+    assert_eq!(top, table(&g["top_products"]));
+
+    let firsts = format!(
+        "WITH active AS (SELECT DISTINCT user_id, {MONTH} AS m FROM orders WHERE user_id IS NOT NULL), \
+              firsts AS (SELECT user_id, min(m) AS cohort FROM active GROUP BY 1)"
+    );
+    let new_returning = query(
+        &engine,
+        &tenant,
+        &format!(
+            "{firsts} SELECT a.m, count(*) FILTER (WHERE f.cohort = a.m), count(*) FILTER (WHERE f.cohort < a.m) \
+             FROM active a JOIN firsts f USING (user_id) GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await;
+    assert_eq!(new_returning, table(&g["new_vs_returning"]));
+
+    let cohorts = query(
+        &engine,
+        &tenant,
+        &format!(
+            "{firsts} SELECT f.cohort, \
+               (CAST(substr(a.m, 1, 4) AS INT) - CAST(substr(f.cohort, 1, 4) AS INT)) * 12 \
+                 + CAST(substr(a.m, 6, 2) AS INT) - CAST(substr(f.cohort, 6, 2) AS INT) AS period, count(*) \
+             FROM active a JOIN firsts f USING (user_id) GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+    )
+    .await;
+    assert_eq!(cohorts, table(&g["cohort_retention"]));
+
+    // The same table from the retention aggregate, with revenue retention.
+    let retention = query(
+        &engine,
+        &tenant,
+        "SELECT substr(CAST(get_field(r, 'cohort') AS VARCHAR), 1, 7), get_field(r, 'period'), count(*) FROM ( \
+           SELECT unnest(retention(timestamp, 'month', 'first', event = 'Order Completed', event = 'Order Completed', revenue)) AS r \
+           FROM events WHERE user_id IS NOT NULL GROUP BY user_id) GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(retention, table(&g["cohort_retention"]));
+    let revenue = query(
+        &engine,
+        &tenant,
+        "SELECT CAST(sum(get_field(r, 'revenue')) AS VARCHAR) FROM ( \
+           SELECT unnest(retention(timestamp, 'month', 'first', event = 'Order Completed', event = 'Order Completed', revenue)) AS r \
+           FROM events WHERE user_id IS NOT NULL GROUP BY user_id)",
+    )
+    .await;
+    let with_customer = query(
+        &engine,
+        &tenant,
+        "SELECT CAST(sum(revenue) AS VARCHAR) FROM orders WHERE user_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        revenue, with_customer,
+        "every order's revenue lands in exactly one cohort cell"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotel_booking_answers_match_duckdb() {
+    let g = golden_analytics()["hotel_bookings"].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(Catalog::open(dir.path()).expect("catalog"));
+    let (mut tenant, _) = catalog.create_tenant("hotels").expect("tenant");
+    tenant.timezone = "Europe/Lisbon".into();
+    catalog.update_tenant(&tenant).expect("update");
+    let store = Store::open(
+        IngestConfig::test_config(),
+        dir.path(),
+        catalog,
+        Arc::new(SystemClock),
+    )
+    .expect("store");
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(Dataset::HotelBookings.default_file());
+    let conversion = Dataset::HotelBookings.convert(&file).expect("convert");
+    for chunk in conversion.lines.chunks(4_000) {
+        let (events, rejected) = decode_lines(chunk).expect("decode");
+        assert_eq!(rejected, 0);
+        store.ingest(&tenant.id, events).await.expect("ingest");
+        if store.buffered_bytes() > 16 << 20 {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.flush())
+                .await
+                .expect("join")
+                .expect("flush");
+        }
+    }
+    let engine = Engine::new(store, EngineConfig::default());
+
+    let cancellations = query(
+        &engine,
+        &tenant.id,
+        &format!(
+            "SELECT {MONTH} AS m, count(*), count(x.booking_id) FROM bookings c \
+             LEFT JOIN (SELECT booking_id FROM bookings WHERE event = 'Booking Cancelled') x USING (booking_id) \
+             WHERE c.event = 'Booking Created' GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await;
+    assert_eq!(cancellations, table(&g["cancellations_by_created_month"]));
+
+    let lead = query(
+        &engine,
+        &tenant.id,
+        "SELECT location_id, avg(CAST(json_get_int(properties, 'lead_time_days') AS DOUBLE)) FROM bookings \
+         WHERE event = 'Booking Created' GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let lead: Vec<(String, String)> = lead
+        .iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                format!("{:.4}", r[1].parse::<f64>().expect("avg")),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = g["avg_lead_time_days"]
+        .as_object()
+        .expect("lead")
+        .iter()
+        .map(|(h, v)| (h.clone(), v.as_str().expect("avg").to_owned()))
+        .collect();
+    assert_eq!(lead, expected);
+
+    let heatmap = query(
+        &engine,
+        &tenant.id,
+        "SELECT business_weekday(timestamp), business_hour(timestamp), count(*) FROM bookings GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(heatmap, table(&g["heatmap"]));
+}

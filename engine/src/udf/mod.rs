@@ -1,6 +1,7 @@
 //! Beacon's SQL functions, registered in every workspace session.
 
 pub mod funnel;
+pub mod retention;
 pub mod time;
 
 use datafusion::prelude::SessionContext;
@@ -9,6 +10,7 @@ use datafusion::prelude::SessionContext;
 pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar) {
     ctx.register_udaf(funnel::window_funnel());
     ctx.register_udaf(funnel::funnel_steps());
+    ctx.register_udaf(retention::retention(calendar));
     for f in time::functions(calendar) {
         ctx.register_udf(f);
     }
@@ -169,5 +171,77 @@ mod tests {
             let err = result.expect_err(sql).to_string();
             assert!(err.contains(expected), "{sql}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn retention_first_and_recurring() {
+        let ctx = SessionContext::new();
+        super::register(&ctx, super::time::BusinessCalendar::new("UTC", "monday"));
+        const DAY: i64 = 86_400;
+        let rows: [(&str, &str, i64); 6] = [
+            ("ann", "buy", 0),
+            ("ann", "buy", 2 * DAY),
+            ("ann", "buy", 2 * DAY + 60),
+            ("bob", "visit", 0),
+            ("bob", "buy", DAY),
+            ("bob", "buy", 3 * DAY),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("event", DataType::Utf8, true),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let users: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
+        let events: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
+        let ts: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2 * 1_000_000))
+                .with_timezone("UTC"),
+        );
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![users, events, ts]).expect("batch");
+        ctx.register_table(
+            "events",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table")),
+        )
+        .expect("register");
+        let cells = |mode: &str| {
+            format!(
+                "SELECT user_id, CAST(get_field(r, 'cohort') AS VARCHAR) AS c, get_field(r, 'period') AS p FROM ( \
+                   SELECT user_id, unnest(retention(timestamp, 'day', '{mode}', event = 'buy', event = 'buy')) AS r \
+                   FROM events GROUP BY user_id) ORDER BY 1, 2, 3"
+            )
+        };
+        let flat = |out: String| -> Vec<String> {
+            out.lines()
+                .filter(|l| l.starts_with("| "))
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        assert_eq!(
+            flat(run(&ctx, &cells("first")).await),
+            vec![
+                "| ann | 1970-01-01 | 0 |",
+                "| ann | 1970-01-01 | 2 |",
+                "| bob | 1970-01-02 | 0 |",
+                "| bob | 1970-01-02 | 2 |",
+            ]
+        );
+        // Recurring: every day with a purchase starts a cohort; returns count from there on.
+        assert_eq!(
+            flat(run(&ctx, &cells("recurring")).await),
+            vec![
+                "| ann | 1970-01-01 | 0 |",
+                "| ann | 1970-01-01 | 2 |",
+                "| ann | 1970-01-03 | 0 |",
+                "| bob | 1970-01-02 | 0 |",
+                "| bob | 1970-01-02 | 2 |",
+                "| bob | 1970-01-04 | 0 |",
+            ]
+        );
     }
 }
