@@ -37,10 +37,13 @@ fn rows(result: &QueryResult) -> Vec<Vec<String>> {
     out
 }
 
-async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
+/// A workspace in `time_zone` holding `dataset`, converted and ingested
+/// through a real `Store` (flushed as it goes, so answers come from Parquet
+/// files and the in-memory tail together).
+async fn load(dir: &std::path::Path, dataset: Dataset, time_zone: &str) -> (Engine, String) {
     let catalog = Arc::new(Catalog::open(dir).expect("catalog"));
-    let (mut tenant, _) = catalog.create_tenant("retail").expect("tenant");
-    tenant.timezone = "Europe/London".into();
+    let (mut tenant, _) = catalog.create_tenant(dataset.name()).expect("tenant");
+    tenant.timezone = time_zone.into();
     catalog.update_tenant(&tenant).expect("update");
     let store = Store::open(
         IngestConfig::test_config(),
@@ -51,8 +54,8 @@ async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
     .expect("store");
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../datasets/data")
-        .join(Dataset::OnlineRetail.default_file());
-    let conversion = Dataset::OnlineRetail.convert(&file).expect("convert");
+        .join(dataset.default_file());
+    let conversion = dataset.convert(&file).expect("convert");
     for chunk in conversion.lines.chunks(2_000) {
         let (events, rejected) = decode_lines(chunk).expect("decode");
         assert_eq!(rejected, 0);
@@ -65,8 +68,11 @@ async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
                 .expect("flush");
         }
     }
-    // The answers then come from Parquet files and the in-memory tail together.
     (Engine::new(store, EngineConfig::default()), tenant.id)
+}
+
+async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
+    load(dir, Dataset::OnlineRetail, "Europe/London").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,24 +146,7 @@ async fn online_retail_revenue_by_business_month_matches_duckdb() {
 async fn clickstream_session_funnel_matches_duckdb() {
     let g = golden()["clickstream"].clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Arc::new(Catalog::open(dir.path()).expect("catalog"));
-    let (tenant, _) = catalog.create_tenant("clicks").expect("tenant");
-    let store = Store::open(
-        IngestConfig::test_config(),
-        dir.path(),
-        catalog,
-        Arc::new(SystemClock),
-    )
-    .expect("store");
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../datasets/data")
-        .join(Dataset::Clickstream.default_file());
-    let conversion = Dataset::Clickstream.convert(&file).expect("convert");
-    for chunk in conversion.lines.chunks(2_000) {
-        let (events, _) = decode_lines(chunk).expect("decode");
-        store.ingest(&tenant.id, events).await.expect("ingest");
-    }
-    let engine = Engine::new(store, EngineConfig::default());
+    let (engine, tenant) = load(dir.path(), Dataset::Clickstream, "UTC").await;
     let query = |mode: &str| {
         format!(
             "SELECT level, count(*) FROM ( \
@@ -167,7 +156,7 @@ async fn clickstream_session_funnel_matches_duckdb() {
         )
     };
     let result = engine
-        .sql(&tenant.id, &query("sequential"))
+        .sql(&tenant, &query("sequential"))
         .await
         .expect("funnel");
     let by_level: Vec<(u64, u64)> = rows(&result)
@@ -191,7 +180,7 @@ async fn clickstream_session_funnel_matches_duckdb() {
     );
 
     let views = engine
-        .sql(&tenant.id, "SELECT count(*) FROM sessions")
+        .sql(&tenant, "SELECT count(*) FROM sessions")
         .await
         .expect("sessions");
     assert_eq!(rows(&views), vec![vec![g["distinct_sessions"].to_string()]]);
@@ -343,38 +332,11 @@ async fn online_retail_dashboard_answers_match_duckdb() {
 async fn hotel_booking_answers_match_duckdb() {
     let g = golden_analytics()["hotel_bookings"].clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Arc::new(Catalog::open(dir.path()).expect("catalog"));
-    let (mut tenant, _) = catalog.create_tenant("hotels").expect("tenant");
-    tenant.timezone = "Europe/Lisbon".into();
-    catalog.update_tenant(&tenant).expect("update");
-    let store = Store::open(
-        IngestConfig::test_config(),
-        dir.path(),
-        catalog,
-        Arc::new(SystemClock),
-    )
-    .expect("store");
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../datasets/data")
-        .join(Dataset::HotelBookings.default_file());
-    let conversion = Dataset::HotelBookings.convert(&file).expect("convert");
-    for chunk in conversion.lines.chunks(4_000) {
-        let (events, rejected) = decode_lines(chunk).expect("decode");
-        assert_eq!(rejected, 0);
-        store.ingest(&tenant.id, events).await.expect("ingest");
-        if store.buffered_bytes() > 16 << 20 {
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.flush())
-                .await
-                .expect("join")
-                .expect("flush");
-        }
-    }
-    let engine = Engine::new(store, EngineConfig::default());
+    let (engine, tenant) = load(dir.path(), Dataset::HotelBookings, "Europe/Lisbon").await;
 
     let cancellations = query(
         &engine,
-        &tenant.id,
+        &tenant,
         &format!(
             "SELECT {MONTH} AS m, count(*), count(x.booking_id) FROM bookings c \
              LEFT JOIN (SELECT booking_id FROM bookings WHERE event = 'Booking Cancelled') x USING (booking_id) \
@@ -386,7 +348,7 @@ async fn hotel_booking_answers_match_duckdb() {
 
     let lead = query(
         &engine,
-        &tenant.id,
+        &tenant,
         "SELECT location_id, avg(CAST(json_get_int(properties, 'lead_time_days') AS DOUBLE)) FROM bookings \
          WHERE event = 'Booking Created' GROUP BY 1 ORDER BY 1",
     )
@@ -410,7 +372,7 @@ async fn hotel_booking_answers_match_duckdb() {
 
     let heatmap = query(
         &engine,
-        &tenant.id,
+        &tenant,
         "SELECT business_weekday(timestamp), business_hour(timestamp), count(*) FROM bookings GROUP BY 1, 2 ORDER BY 1, 2",
     )
     .await;

@@ -39,11 +39,8 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int64Array, ListArray, ListBuilder,
     UInt64Array,
 };
-use arrow::compute::cast;
-use arrow::datatypes::{
-    DataType, Field, FieldRef, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type,
-};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
@@ -327,29 +324,13 @@ struct FunnelAccumulator {
     rows: Vec<FunnelRow>,
 }
 
-fn timestamps_us(array: &ArrayRef) -> Result<Int64Array> {
-    let micros = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .reinterpret_cast::<Int64Type>(),
-        DataType::Int64 => array.as_primitive::<Int64Type>().clone(),
-        DataType::Timestamp(_, _) => {
-            cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
-                .as_primitive::<TimestampMicrosecondType>()
-                .reinterpret_cast::<Int64Type>()
-        }
-        other => return exec_err!("funnel timestamp has type {other}"),
-    };
-    Ok(micros)
-}
-
 impl Accumulator for FunnelAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let fixed = match self.face {
             Face::Level => 3,
             Face::Steps => 4,
         };
-        let ts = timestamps_us(&values[2])?;
+        let ts = super::timestamps_us(&values[2])?;
         let conditions: Vec<(u64, Option<&BooleanArray>)> = values[3..]
             .iter()
             .enumerate()

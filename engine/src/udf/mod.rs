@@ -4,6 +4,10 @@ pub mod funnel;
 pub mod retention;
 pub mod time;
 
+use arrow::array::{ArrayRef, AsArray, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::{Result, exec_err};
 use datafusion::prelude::SessionContext;
 
 /// Registers every Beacon function in `ctx`; time functions use `calendar`.
@@ -14,6 +18,23 @@ pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar) {
     for f in time::functions(calendar) {
         ctx.register_udf(f);
     }
+}
+
+/// A timestamp (any unit) or Int64 column as microseconds since the epoch.
+pub(crate) fn timestamps_us(array: &ArrayRef) -> Result<Int64Array> {
+    let micros = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .reinterpret_cast::<Int64Type>(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().clone(),
+        DataType::Timestamp(_, _) => {
+            cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+                .as_primitive::<TimestampMicrosecondType>()
+                .reinterpret_cast::<Int64Type>()
+        }
+        other => return exec_err!("expected a timestamp, got {other}"),
+    };
+    Ok(micros)
 }
 
 #[cfg(test)]

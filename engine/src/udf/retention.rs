@@ -32,10 +32,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, ListArray, StructArray, UInt8Array};
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{
-    DataType, Field, FieldRef, Fields, Int64Type, TimeUnit, TimestampMicrosecondType,
-};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
@@ -44,7 +42,6 @@ use datafusion::physical_expr::expressions::Literal;
 
 use super::time::{BusinessCalendar, Unit};
 
-const EPOCH_DAYS_CE: i32 = 719_163;
 const START: u8 = 1;
 const RETURN: u8 = 2;
 
@@ -195,7 +192,7 @@ impl RetentionAccumulator {
     /// / 7 for weeks, months since year 0 for months.
     fn bucket(&self, us: i64) -> Option<(i64, i32)> {
         let date = self.calendar.bucket(us, self.unit)?;
-        let days = date.num_days_from_ce() - EPOCH_DAYS_CE;
+        let days = date.num_days_from_ce() - super::time::EPOCH_DAYS_CE;
         use chrono::Datelike;
         let index = match self.unit {
             Unit::Day => i64::from(days),
@@ -240,20 +237,6 @@ impl RetentionAccumulator {
     }
 }
 
-fn micros(array: &ArrayRef) -> Result<Int64Array> {
-    Ok(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .reinterpret_cast::<Int64Type>(),
-        DataType::Timestamp(_, _) => {
-            cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
-                .as_primitive::<TimestampMicrosecondType>()
-                .reinterpret_cast::<Int64Type>()
-        }
-        other => return exec_err!("retention timestamp has type {other}"),
-    })
-}
-
 fn list_of(values: ArrayRef, len: usize, item: DataType) -> ScalarValue {
     ScalarValue::List(Arc::new(ListArray::new(
         Arc::new(Field::new_list_field(item, true)),
@@ -265,7 +248,7 @@ fn list_of(values: ArrayRef, len: usize, item: DataType) -> ScalarValue {
 
 impl Accumulator for RetentionAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let ts = micros(&values[0])?;
+        let ts = super::timestamps_us(&values[0])?;
         let start = values[3].as_boolean_opt();
         let ret = values[4].as_boolean_opt();
         // Amounts as 10^-4 units (money columns are Decimal(18,4)).

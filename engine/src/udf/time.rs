@@ -137,7 +137,8 @@ pub fn functions(calendar: BusinessCalendar) -> Vec<ScalarUDF> {
         .collect()
 }
 
-const EPOCH_DAYS_CE: i32 = 719_163;
+/// `NaiveDate::num_days_from_ce` of 1970-01-01 (Date32 counts from there).
+pub(crate) const EPOCH_DAYS_CE: i32 = 719_163;
 
 fn micros(value: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
     let array = value.to_array(rows)?;
