@@ -6,13 +6,20 @@
 //! as one consistent [`beacon_ingest::TenantSnapshot`], so an acknowledged
 //! event is visible to the next query, whether or not it has been flushed.
 //!
-//! The sandbox: no DDL, DML or `SET`/other statements (DataFusion
-//! `SQLOptions`), no URL tables, a per-query memory pool, a time limit and a
-//! row limit. The analytics issue replaces the `events` union with a
-//! dedicated `TableProvider` with time pruning and adds the business views.
+//! The `events` table is an [`provider::EventsTableProvider`] (time pruning
+//! of files and in-memory batches, projection and filter pushdown into the
+//! Parquet reader, exact row-count statistics); the business views of
+//! [`views`] and Beacon's functions ([`udf`]) are registered on top.
+//!
+//! The sandbox: no DDL, DML (`INSERT`, `COPY`, ...) or `SET`/other
+//! statements (DataFusion `SQLOptions`), no URL tables or file-reading table
+//! functions (neither is registered), a per-query memory pool, a time limit
+//! and a row limit. A session holds exactly one workspace's tables, so
+//! `information_schema` lists only them.
 
 mod error;
 pub mod json;
+pub mod provider;
 pub mod udf;
 pub mod views;
 
@@ -23,11 +30,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use beacon_ingest::Store;
 use beacon_ingest::schema::event_schema;
-use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -81,12 +84,26 @@ pub struct QueryResult {
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    /// Parquet footer and file-statistics caches shared by every query
+    /// (each query still gets its own memory pool).
+    cache: Arc<CacheManager>,
 }
 
 impl Engine {
     /// An engine over `store`.
     pub fn new(store: Store, config: EngineConfig) -> Self {
-        Self { store, config }
+        let cache = CacheManager::try_new(&CacheManagerConfig::default())
+            .expect("the default cache configuration is valid");
+        Self {
+            store,
+            config,
+            cache,
+        }
+    }
+
+    /// The store queried.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The limits in use.
@@ -102,39 +119,20 @@ impl Engine {
         if self.config.target_partitions > 0 {
             config = config.with_target_partitions(self.config.target_partitions);
         }
-        let runtime = RuntimeEnvBuilder::new()
+        let mut runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
-            .build_arc()?;
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+            .build()?;
+        runtime.cache_manager = Arc::clone(&self.cache);
+        let mut ctx = SessionContext::new_with_config_rt(config, Arc::new(runtime));
         let calendar = match self.store.catalog().tenant(tenant) {
             Ok(t) => udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
             Err(_) => udf::time::BusinessCalendar::new("UTC", "monday"),
         };
         udf::register(&ctx, calendar);
         datafusion_functions_json::register_all(&mut ctx)?;
-        let snapshot = self.store.snapshot(tenant);
-        let schema = event_schema();
-        let live = Arc::new(MemTable::try_new(
-            Arc::clone(&schema),
-            vec![snapshot.batches],
-        )?);
-        if snapshot.files.is_empty() {
-            ctx.register_table(EVENTS_TABLE, live)?;
-        } else {
-            let urls = snapshot
-                .files
-                .iter()
-                .map(|(path, _)| ListingTableUrl::parse(path.to_string_lossy()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            let stored = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(Arc::clone(&schema));
-            let stored = Arc::new(ListingTable::try_new(stored)?);
-            let union = ctx.read_table(stored)?.union(ctx.read_table(live)?)?;
-            ctx.register_table(EVENTS_TABLE, union.into_view())?;
-        }
+        let events =
+            provider::EventsTableProvider::new(event_schema(), self.store.snapshot(tenant));
+        ctx.register_table(EVENTS_TABLE, Arc::new(events))?;
         for (name, sql) in views::VIEWS {
             let view = ctx.sql(sql).await?.into_view();
             ctx.register_table(name, view)?;

@@ -1,0 +1,358 @@
+//! [`EventsTableProvider`]: the `events` table of one workspace, over its
+//! published Parquet files and its in-memory tail, taken as one consistent
+//! [`TenantSnapshot`].
+//!
+//! - **Time and partition pruning.** Files are one UTC day of one
+//!   workspace, sorted by event time, and the catalog keeps each file's
+//!   smallest and largest `timestamp`. Comparisons of `timestamp` with
+//!   constants (`>`, `>=`, `<`, `<=`, `=`, `BETWEEN`, joined by `AND`) give
+//!   a time range; files and in-memory batches outside it are not read.
+//! - **Projection and filter pushdown.** Only the projected columns are
+//!   decoded. Every filter is accepted as `Inexact`: DataFusion keeps the
+//!   filter above the scan and pushes it into the Parquet reader, which
+//!   skips row groups and pages by their statistics (files are written with
+//!   page statistics).
+//! - **Statistics.** Exact row count (files plus tail) and byte size, from
+//!   the catalog, without opening a file.
+//!
+//! Parquet footers are cached across queries in the engine's shared
+//! [`CacheManager`](datafusion::execution::cache::cache_manager::CacheManager)
+//! (files are immutable: compaction writes new paths).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{max, min};
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use async_trait::async_trait;
+use beacon_ingest::TenantSnapshot;
+use beacon_ingest::schema::columns;
+use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
+use datafusion::common::{Result, ScalarValue, Statistics};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+
+/// Inclusive bounds on `timestamp` in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Smallest time that may match.
+    pub min_us: i64,
+    /// Largest time that may match.
+    pub max_us: i64,
+}
+
+impl TimeRange {
+    /// Every time.
+    pub const ALL: TimeRange = TimeRange {
+        min_us: i64::MIN,
+        max_us: i64::MAX,
+    };
+
+    /// True when `[lo, hi]` overlaps the range.
+    pub fn overlaps(&self, lo: i64, hi: i64) -> bool {
+        lo <= self.max_us && hi >= self.min_us
+    }
+
+    /// The range that `filters` (all of which hold) allow.
+    pub fn from_filters(filters: &[Expr]) -> Self {
+        let mut range = Self::ALL;
+        for f in filters {
+            range.narrow(f);
+        }
+        range
+    }
+
+    fn narrow(&mut self, expr: &Expr) {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if *op == Operator::And => {
+                self.narrow(left);
+                self.narrow(right);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (is_time_column(left), is_time_column(right)) {
+                    (true, false) => (*op, literal_us(right)),
+                    (false, true) => match op.swap() {
+                        Some(op) => (op, literal_us(left)),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                let Some(v) = value else { return };
+                match op {
+                    Operator::Gt => self.min_us = self.min_us.max(v.saturating_add(1)),
+                    Operator::GtEq => self.min_us = self.min_us.max(v),
+                    Operator::Lt => self.max_us = self.max_us.min(v.saturating_sub(1)),
+                    Operator::LtEq => self.max_us = self.max_us.min(v),
+                    Operator::Eq => {
+                        self.min_us = self.min_us.max(v);
+                        self.max_us = self.max_us.min(v);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) if is_time_column(expr) => {
+                if let Some(v) = literal_us(low) {
+                    self.min_us = self.min_us.max(v);
+                }
+                if let Some(v) = literal_us(high) {
+                    self.max_us = self.max_us.min(v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_time_column(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(c) => c.name == columns::TIMESTAMP,
+        _ => false,
+    }
+}
+
+/// A timestamp constant in microseconds (rounded outward is not needed:
+/// sub-microsecond units are floored, which only widens `>=` bounds by
+/// less than a microsecond and the filter above the scan is exact).
+fn literal_us(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000)),
+        _ => None,
+    }
+}
+
+/// The `events` table of one workspace at one moment.
+#[derive(Debug)]
+pub struct EventsTableProvider {
+    schema: SchemaRef,
+    snapshot: TenantSnapshot,
+}
+
+impl EventsTableProvider {
+    /// A table over `snapshot`, whose rows have `schema`.
+    pub fn new(schema: SchemaRef, snapshot: TenantSnapshot) -> Self {
+        Self { schema, snapshot }
+    }
+
+    /// Files and in-memory batches that may hold rows in `range`.
+    fn pruned(&self, range: TimeRange) -> (Vec<PartitionedFile>, Vec<RecordBatch>) {
+        let files = self
+            .snapshot
+            .files
+            .iter()
+            .filter(|(_, meta)| range.overlaps(meta.min_ts_us, meta.max_ts_us))
+            .map(|(path, meta)| {
+                let path = path.to_string_lossy();
+                PartitionedFile::new(path.trim_start_matches('/'), meta.bytes)
+            })
+            .collect();
+        let batches = self
+            .snapshot
+            .batches
+            .iter()
+            .filter(|b| b.num_rows() > 0 && batch_overlaps(b, range))
+            .cloned()
+            .collect();
+        (files, batches)
+    }
+}
+
+fn batch_overlaps(batch: &RecordBatch, range: TimeRange) -> bool {
+    if range == TimeRange::ALL {
+        return true;
+    }
+    let Some(column) = batch.column_by_name(columns::TIMESTAMP) else {
+        return true;
+    };
+    let Some(ts) = column.as_primitive_opt::<TimestampMicrosecondType>() else {
+        return true;
+    };
+    match (min(ts), max(ts)) {
+        (Some(lo), Some(hi)) => range.overlaps(lo, hi),
+        _ => ts.null_count() > 0,
+    }
+}
+
+/// Splits files into at most `n` groups of about equal bytes.
+fn file_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let n = n.max(1).min(files.len().max(1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for f in files {
+        let smallest = groups
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one group");
+        smallest.0 += f.object_meta.size;
+        smallest.1.push(f);
+    }
+    groups
+        .into_iter()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(_, g)| FileGroup::new(g))
+        .collect()
+}
+
+#[async_trait]
+impl TableProvider for EventsTableProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        let file_rows: u64 = self.snapshot.files.iter().map(|(_, m)| m.rows).sum();
+        let file_bytes: u64 = self.snapshot.files.iter().map(|(_, m)| m.bytes).sum();
+        let tail_rows: usize = self.snapshot.batches.iter().map(|b| b.num_rows()).sum();
+        let tail_bytes: usize = self
+            .snapshot
+            .batches
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = Precision::Exact(file_rows as usize + tail_rows);
+        stats.total_byte_size = Precision::Inexact(file_bytes as usize + tail_bytes);
+        Some(stats)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let range = TimeRange::from_filters(filters);
+        let (files, batches) = self.pruned(range);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
+        if !files.is_empty() {
+            let format =
+                ParquetFormat::default().with_options(state.table_options().parquet.clone());
+            let source = format.file_source(TableSchema::from(&self.schema));
+            let groups = file_groups(files, state.config().target_partitions());
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+                .with_file_groups(groups)
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(format.create_physical_plan(state, config).await?);
+        }
+        if !batches.is_empty() {
+            let mut source = MemorySourceConfig::try_new(
+                &[batches],
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?;
+            source = source.with_limit(limit);
+            inputs.push(datafusion::datasource::source::DataSourceExec::from_data_source(source));
+        }
+        if inputs.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_range_from_comparisons() {
+        let t = || col(columns::TIMESTAMP);
+        let r = TimeRange::from_filters(&[t().gt_eq(ts(10)), t().lt(ts(20))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                min_us: 10,
+                max_us: 19
+            }
+        );
+        let r = TimeRange::from_filters(&[ts(10).lt(t()).and(t().lt_eq(ts(30)))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                min_us: 11,
+                max_us: 30
+            }
+        );
+        let r = TimeRange::from_filters(&[t().between(ts(5), ts(7))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                min_us: 5,
+                max_us: 7
+            }
+        );
+        // OR, NOT BETWEEN and other columns do not narrow.
+        let r = TimeRange::from_filters(&[
+            t().gt(ts(10)).or(t().lt(ts(3))),
+            t().not_between(ts(1), ts(2)),
+            col("received_at").gt(ts(100)),
+        ]);
+        assert_eq!(r, TimeRange::ALL);
+        let r = TimeRange::from_filters(&[t().eq(ts(42))]);
+        assert!(r.overlaps(42, 42) && !r.overlaps(43, 50) && !r.overlaps(0, 41));
+    }
+
+    #[test]
+    fn groups_balance_bytes() {
+        let files = (1..=5)
+            .map(|i| PartitionedFile::new(format!("f{i}"), i * 10))
+            .collect();
+        let groups = file_groups(files, 2);
+        assert_eq!(groups.len(), 2);
+        let sizes: Vec<u64> = groups
+            .iter()
+            .map(|g| g.iter().map(|f| f.object_meta.size).sum())
+            .collect();
+        assert_eq!(sizes.iter().sum::<u64>(), 150);
+        assert!(sizes.iter().all(|s| *s >= 70 && *s <= 80), "{sizes:?}");
+        assert!(file_groups(Vec::new(), 4).is_empty());
+    }
+}
