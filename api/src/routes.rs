@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 pub mod admin;
+pub mod analytics;
 pub mod health;
 pub mod ingest;
 pub mod sql;

@@ -21,7 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes::{admin, health, ingest, sql};
+use crate::routes::{admin, analytics, health, ingest, sql};
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -69,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::alias))
         .route("/v1/events", post(ingest::ndjson))
         .route("/v1/sql", post(sql::sql))
+        .route(
+            "/v1/analytics/{endpoint}",
+            get(analytics::get).post(analytics::post),
+        )
         .route(
             "/v1/workspace",
             get(admin::get_workspace).patch(admin::patch_workspace),

@@ -29,6 +29,12 @@ pub enum Error {
     /// Any other engine failure.
     #[error("query failed: {0}")]
     Execution(#[source] datafusion::error::DataFusionError),
+    /// An analytics request is malformed (unknown field, bad range, ...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No analytics endpoint has this name.
+    #[error("unknown analytics endpoint {0:?}")]
+    UnknownEndpoint(String),
     /// Arrow failure while formatting results.
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -38,6 +38,33 @@ pub fn to_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Value> {
     Ok(Value::Object(doc))
 }
 
+/// Converts results to one JSON object per row (`{"column": value}`), with
+/// the value conventions of [`to_json`] and JSON `null` for NULL.
+pub fn to_objects(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>> {
+    let options = FormatOptions::default().with_null("");
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut cols: Vec<Vec<Value>> = Vec::with_capacity(batch.num_columns());
+        for array in batch.columns() {
+            let mut values = column_values(array.as_ref(), &options)?;
+            for (i, v) in values.iter_mut().enumerate() {
+                if array.is_null(i) {
+                    *v = Value::Null;
+                }
+            }
+            cols.push(values);
+        }
+        for row in 0..batch.num_rows() {
+            let mut object = Map::new();
+            for (field, col) in schema.fields().iter().zip(&cols) {
+                object.insert(field.name().clone(), col[row].clone());
+            }
+            out.push(object);
+        }
+    }
+    Ok(out)
+}
+
 fn column_values(array: &dyn Array, options: &FormatOptions<'_>) -> Result<Vec<Value>> {
     macro_rules! numbers {
         ($t:ty) => {

@@ -17,6 +17,7 @@
 //! and a row limit. A session holds exactly one workspace's tables, so
 //! `information_schema` lists only them.
 
+pub mod analytics;
 mod error;
 pub mod json;
 pub mod provider;
@@ -143,6 +144,12 @@ impl Engine {
     /// Runs one read-only query for `tenant`.
     pub async fn sql(&self, tenant: &str, query: &str) -> Result<QueryResult> {
         let ctx = self.session(tenant).await?;
+        self.execute(&ctx, query).await
+    }
+
+    /// Runs one read-only query on a session from [`Engine::session`],
+    /// within the sandbox and the limits.
+    pub async fn execute(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

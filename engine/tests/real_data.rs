@@ -11,7 +11,7 @@ use beacon_datasets::convert::Dataset;
 use beacon_datasets::output::decode_lines;
 use beacon_engine::{Engine, EngineConfig, QueryResult};
 use beacon_ingest::{Catalog, IngestConfig, Store, SystemClock};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn golden() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/golden/converters.json");
@@ -215,6 +215,18 @@ async fn query(engine: &Engine, tenant: &str, sql: &str) -> Vec<Vec<String>> {
     )
 }
 
+/// One analytics API answer.
+async fn analytics(engine: &Engine, tenant: &str, endpoint: &str, request: Value) -> Value {
+    beacon_engine::analytics::run(engine, tenant, endpoint, request.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{endpoint} {request}: {e}"))
+}
+
+/// A JSON cell as text (numbers as JSON text, strings as they are).
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
 const MONTH: &str = "substr(CAST(business_date(timestamp, 'month') AS VARCHAR), 1, 7)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +338,135 @@ async fn online_retail_dashboard_answers_match_duckdb() {
         revenue, with_customer,
         "every order's revenue lands in exactly one cohort cell"
     );
+
+    // The same answers through the analytics API.
+    let range = json!({"from": "2010-12-01", "to": "2011-12-31", "interval": "month"});
+    let revenue = analytics(&engine, &tenant, "revenue", {
+        let mut r = range.clone();
+        r["breakdown"] = json!("country");
+        r["limit"] = json!(1000);
+        r
+    })
+    .await;
+    let mut by_month: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    let mut by_country: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for row in g["revenue_by_month_country"].as_array().expect("rows") {
+        let n = row[2].as_u64().expect("orders");
+        let r: f64 = text(&row[3]).parse().expect("revenue");
+        let m = by_month.entry(text(&row[0])).or_default();
+        m.0 += n;
+        m.1 += r;
+        let c = by_country.entry(text(&row[1])).or_default();
+        c.0 += n;
+        c.1 += r;
+    }
+    let cents = |v: &Value| (text(v).parse::<f64>().expect("money") * 100.0).round() as i64;
+    let series: Vec<(String, u64, i64)> = revenue["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|r| r["orders"].as_u64() > Some(0))
+        .map(|r| {
+            (
+                text(&r["bucket"])[..7].to_owned(),
+                r["orders"].as_u64().expect("n"),
+                cents(&r["gross"]),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, i64)> = by_month
+        .iter()
+        .map(|(m, (n, r))| (m.clone(), *n, (r * 100.0).round() as i64))
+        .collect();
+    assert_eq!(series, want);
+    let aov: Vec<(String, i64)> = revenue["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|r| !r["aov"].is_null())
+        .map(|r| (text(&r["bucket"])[..7].to_owned(), cents(&r["aov"])))
+        .collect();
+    let want: Vec<(String, i64)> = g["aov_by_month"]
+        .as_object()
+        .expect("aov")
+        .iter()
+        .map(|(m, v)| (m.clone(), cents(v)))
+        .collect();
+    assert_eq!(aov, want);
+    assert_eq!(cents(&revenue["summary"]["aov"]), cents(&g["aov"]));
+    let mut countries: Vec<(String, u64, i64)> = revenue["breakdown"]["rows"]
+        .as_array()
+        .expect("breakdown")
+        .iter()
+        .map(|r| {
+            (
+                text(&r["value"]),
+                r["orders"].as_u64().expect("n"),
+                cents(&r["gross"]),
+            )
+        })
+        .collect();
+    countries.sort();
+    let want: Vec<(String, u64, i64)> = by_country
+        .iter()
+        .map(|(c, (n, r))| (c.clone(), *n, (r * 100.0).round() as i64))
+        .collect();
+    assert_eq!(countries, want);
+
+    let products = analytics(&engine, &tenant, "products", range.clone()).await;
+    let top: Vec<Vec<String>> = products["top_by_revenue"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .map(|r| {
+            vec![
+                text(&r["product_id"]),
+                text(&r["quantity"]),
+                text(&r["revenue"]),
+            ]
+        })
+        .collect();
+    assert_eq!(top, table(&g["top_products"]));
+    assert!(!products["pairs"].as_array().expect("pairs").is_empty());
+
+    let customers = analytics(&engine, &tenant, "customers", range.clone()).await;
+    let new_returning: Vec<Vec<String>> = customers["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|r| r["customers"].as_u64() > Some(0))
+        .map(|r| {
+            vec![
+                text(&r["bucket"])[..7].to_owned(),
+                text(&r["new"]),
+                text(&r["returning"]),
+            ]
+        })
+        .collect();
+    assert_eq!(new_returning, table(&g["new_vs_returning"]));
+
+    let retention = analytics(
+        &engine,
+        &tenant,
+        "retention",
+        json!({"from": "2010-12-01", "to": "2011-12-31", "period": "month", "count_by": "user"}),
+    )
+    .await;
+    let cells: Vec<Vec<String>> = retention["cohorts"]
+        .as_array()
+        .expect("cohorts")
+        .iter()
+        .flat_map(|c| {
+            let cohort = text(&c["cohort"])[..7].to_owned();
+            c["periods"]
+                .as_array()
+                .expect("periods")
+                .iter()
+                .map(move |p| vec![cohort.clone(), text(&p["period"]), text(&p["people"])])
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(cells, table(&g["cohort_retention"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,4 +518,62 @@ async fn hotel_booking_answers_match_duckdb() {
     )
     .await;
     assert_eq!(heatmap, table(&g["heatmap"]));
+
+    // The same answers through the analytics API.
+    let bookings = analytics(
+        &engine,
+        &tenant,
+        "bookings",
+        json!({"from": "2013-01-01", "to": "2017-12-31", "interval": "month", "breakdown": "location", "limit": 100}),
+    )
+    .await;
+    let by_month: Vec<Vec<String>> = bookings["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|r| r["bookings"].as_u64() > Some(0))
+        .map(|r| {
+            vec![
+                text(&r["bucket"])[..7].to_owned(),
+                text(&r["bookings"]),
+                text(&r["cancelled"]),
+            ]
+        })
+        .collect();
+    assert_eq!(by_month, table(&g["cancellations_by_created_month"]));
+    let lead: Vec<(String, String)> = bookings["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                text(&r["value"]),
+                format!("{:.4}", r["avg_lead_time_days"].as_f64().expect("lead")),
+            )
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    assert_eq!(lead, expected);
+    let heat = analytics(
+        &engine,
+        &tenant,
+        "heatmap",
+        json!({"from": "2013-01-01", "to": "2017-12-31", "event": {"event": "*"}}),
+    )
+    .await;
+    let cells: Vec<Vec<String>> = heat["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .filter(|c| c["value"].as_f64() > Some(0.0))
+        .map(|c| {
+            vec![
+                text(&c["weekday"]),
+                text(&c["hour"]),
+                format!("{}", c["value"].as_f64().expect("v") as u64),
+            ]
+        })
+        .collect();
+    assert_eq!(cells, table(&g["heatmap"]));
 }

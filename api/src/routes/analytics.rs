@@ -1,0 +1,125 @@
+//! `/v1/analytics/{endpoint}`: the dashboard analytics of
+//! [`beacon_engine::analytics`]. `POST` takes the request as a JSON body;
+//! `GET` takes the same fields as query parameters (scalars as text,
+//! `filters`, `steps`, `exclude`, `event`, `start_event` and `return_event`
+//! as JSON text). Read or admin key.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use beacon_ingest::Role;
+use serde_json::{Map, Value};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::routes::{parse_json, read_body};
+use crate::server::AppState;
+
+/// Query parameters whose value is JSON text.
+const JSON_PARAMS: [&str; 6] = [
+    "filters",
+    "steps",
+    "exclude",
+    "event",
+    "start_event",
+    "return_event",
+];
+
+/// Fields that are booleans or numbers when given as query parameters.
+const TYPED_PARAMS: [&str; 6] = [
+    "compare",
+    "revenue",
+    "limit",
+    "offset",
+    "periods",
+    "window_seconds",
+];
+
+fn endpoint(name: &str) -> Result<(), ApiError> {
+    if beacon_engine::analytics::ENDPOINTS.contains(&name) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no analytics endpoint {name:?}; available: {}",
+                beacon_engine::analytics::ENDPOINTS.join(", ")
+            ),
+        ))
+    }
+}
+
+/// `POST /v1/analytics/{endpoint}`.
+#[tracing::instrument(skip_all, fields(tenant, endpoint = %name))]
+pub async fn post(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "querying")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    endpoint(&name)?;
+    let bytes = read_body(&headers, body, 256 * 1024).await?;
+    let request: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        parse_json(&bytes)?
+    };
+    let answer =
+        beacon_engine::analytics::run(&state.engine, &principal.tenant, &name, request).await?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `GET /v1/analytics/{endpoint}?range=7d&...`.
+#[tracing::instrument(skip_all, fields(tenant, endpoint = %name))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "querying")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    endpoint(&name)?;
+    let request = query_to_json(query.as_deref().unwrap_or(""))?;
+    let answer =
+        beacon_engine::analytics::run(&state.engine, &principal.tenant, &name, request).await?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// Turns query parameters into the JSON request of the POST form.
+fn query_to_json(query: &str) -> Result<Value, ApiError> {
+    let mut seen = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if seen.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("query parameter {k:?} is given twice"),
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for (k, v) in seen {
+        let value = if JSON_PARAMS.contains(&k.as_str()) {
+            serde_json::from_str(&v).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!("query parameter {k:?} must be JSON: {e}"),
+                )
+            })?
+        } else if TYPED_PARAMS.contains(&k.as_str()) {
+            serde_json::from_str(&v).unwrap_or(Value::String(v))
+        } else {
+            Value::String(v)
+        };
+        out.insert(k, value);
+    }
+    Ok(Value::Object(out))
+}

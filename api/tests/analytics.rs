@@ -1,0 +1,321 @@
+//! `/v1/analytics/...` over HTTP against the real server: hand-computed
+//! funnel and revenue answers, GET and POST forms, the previous-period
+//! comparison, keys, and bad or hostile requests (clear errors, data
+//! intact). The answers on real data are checked against DuckDB in
+//! `engine/tests/real_data.rs`.
+
+mod common;
+
+use chrono::{Duration, SecondsFormat, Utc};
+use common::{Server, call, client, create_tenant, scalar};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn ts(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn track(id: &str, user: &str, event: &str, at: chrono::DateTime<Utc>, props: Value) -> Value {
+    json!({"type": "track", "messageId": id, "userId": user, "event": event,
+           "timestamp": ts(at), "properties": props})
+}
+
+/// Four people through view -> add -> order two days ago (p4 opens a
+/// support ticket, the exclusion), and orders in this and the previous
+/// 7-day period.
+fn events() -> Vec<Value> {
+    let t0 = Utc::now() - Duration::days(2);
+    let h = Duration::hours(1);
+    let web = json!({"channel": "web"});
+    let app = json!({"channel": "app"});
+    vec![
+        track("v1", "p1", "Product Viewed", t0, web.clone()),
+        track("a1", "p1", "Product Added", t0 + h, app.clone()),
+        track(
+            "o1",
+            "p1",
+            "Order Completed",
+            t0 + h * 2,
+            json!({"revenue": 30, "channel": "app"}),
+        ),
+        track("v2", "p2", "Product Viewed", t0, app.clone()),
+        track("a2", "p2", "Product Added", t0 + h / 2, app.clone()),
+        track("v3", "p3", "Product Viewed", t0, web.clone()),
+        track("v3b", "p3", "Product Viewed", t0 + h, app.clone()),
+        track("v4", "p4", "Product Viewed", t0, web.clone()),
+        track("s4", "p4", "Support Ticket", t0 + h / 4, json!({})),
+        track("a4", "p4", "Product Added", t0 + h / 2, web.clone()),
+        track(
+            "o4",
+            "p4",
+            "Order Completed",
+            t0 + h,
+            json!({"revenue": 20, "channel": "web"}),
+        ),
+        track(
+            "o5",
+            "p5",
+            "Order Completed",
+            Utc::now() - Duration::days(10),
+            json!({"revenue": 100, "channel": "web"}),
+        ),
+        track(
+            "r1",
+            "p1",
+            "Order Refunded",
+            t0 + h * 3,
+            json!({"revenue": 5}),
+        ),
+    ]
+}
+
+async fn post(server: &Server, key: &str, endpoint: &str, body: Value) -> (u16, Value) {
+    call(
+        server,
+        Method::POST,
+        &format!("/v1/analytics/{endpoint}"),
+        key,
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnel_revenue_and_errors_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": events()})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(13)), "{body}");
+    let key = &tenant.admin_key;
+
+    // Funnel: p4 is excluded; p1 and p2 reach step 2 (after 1 h and 30 min).
+    let funnel = json!({
+        "range": "7d",
+        "steps": [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}],
+        "exclude": [{"event": "Support Ticket"}],
+        "breakdown": "channel",
+    });
+    let (status, f) = post(&server, key, "funnel", funnel.clone()).await;
+    assert_eq!(status, 200, "{f}");
+    let steps = f["steps"].as_array().expect("steps");
+    let col = |k: &str| steps.iter().map(|s| s[k].clone()).collect::<Vec<_>>();
+    assert_eq!(col("entered"), [json!(3), json!(2), json!(1)]);
+    assert_eq!(col("converted"), [json!(2), json!(1), json!(1)]);
+    assert_eq!(col("drop_off"), [json!(0), json!(1), json!(1)]);
+    assert_eq!(col("conversion_from_previous")[2], json!(0.5));
+    assert_eq!(steps[1]["median_seconds_from_previous"], json!(2700.0));
+    assert_eq!(steps[2]["median_seconds_from_start"], json!(7200.0));
+    assert_eq!(f["excluded"], json!(1));
+    // First touch: p1 and p3 viewed on web, p2 on app.
+    let values = f["breakdown"]["values"].as_array().expect("values");
+    let entered = |v: &str| {
+        values.iter().find(|x| x["value"] == v).map(|x| {
+            x["steps"]
+                .as_array()
+                .expect("s")
+                .iter()
+                .map(|s| s["entered"].as_u64().expect("n"))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(entered("web"), Some(vec![2, 1, 1]));
+    assert_eq!(entered("app"), Some(vec![1, 1, 0]));
+    // Last touch: p3's last step event was on the app.
+    let mut last = funnel.clone();
+    last["attribution"] = json!("last");
+    let (_, f) = post(&server, key, "funnel", last).await;
+    let values = f["breakdown"]["values"].as_array().expect("values");
+    let app = values.iter().find(|x| x["value"] == "app").expect("app");
+    assert_eq!(app["steps"][0]["entered"], json!(3), "{f}");
+    // A 20-step funnel (repeated steps need rows of their own).
+    let mut long = json!({"range": "7d", "steps": []});
+    for _ in 0..10 {
+        long["steps"]
+            .as_array_mut()
+            .expect("a")
+            .push(json!({"event": "Product Viewed"}));
+        long["steps"]
+            .as_array_mut()
+            .expect("a")
+            .push(json!({"event": "Product Added"}));
+    }
+    let (status, f) = post(&server, key, "funnel", long).await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["steps"].as_array().expect("steps").len(), 20);
+    assert_eq!(f["steps"][1]["entered"], json!(3));
+    assert_eq!(f["steps"][2]["entered"], json!(0));
+
+    // Revenue, GET form, with the previous 7 days.
+    let resp = client()
+        .get(server.url("/v1/analytics/revenue?range=7d&compare=true&interval=day"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(r["summary"]["orders"], json!(2), "{r}");
+    assert_eq!(r["summary"]["gross"], json!("50.0000"));
+    assert_eq!(r["summary"]["refunds"], json!("5.0000"));
+    assert_eq!(r["summary"]["net"], json!("45.0000"));
+    assert_eq!(r["summary"]["aov"], json!("25.00"));
+    assert_eq!(r["series"].as_array().expect("series").len(), 7);
+    assert_eq!(r["previous"]["summary"]["gross"], json!("100.0000"));
+    assert_eq!(r["change"]["gross"], json!(-0.5));
+    // Filters, POST form.
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "30d", "filters": [{"property": "channel", "value": "web"}]}),
+    )
+    .await;
+    assert_eq!(r["summary"]["gross"], json!("120.0000"), "{r}");
+    for endpoint in [
+        "products",
+        "bookings",
+        "customers",
+        "rfm",
+        "retention",
+        "heatmap",
+    ] {
+        let (status, body) = post(&server, key, endpoint, json!({"range": "30d"})).await;
+        assert_eq!(status, 200, "{endpoint}: {body}");
+    }
+    let (_, h) = post(
+        &server,
+        key,
+        "heatmap",
+        json!({"range": "30d", "metric": "sum", "property": "revenue"}),
+    )
+    .await;
+    assert_eq!(h["total"], json!(150.0), "{h}");
+    assert_eq!(h["cells"].as_array().expect("cells").len(), 168);
+
+    // Keys: a write key cannot query; no key is 401.
+    let (status, body) = post(&server, &tenant.write_key, "revenue", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let resp = client()
+        .get(server.url("/v1/analytics/revenue"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+
+    // Bad and hostile requests: clear errors, the server keeps serving.
+    let bad: Vec<(&str, Value, u16, &str)> = vec![
+        ("nope", json!({}), 404, "not_found"),
+        ("revenue", json!({"range": "2d"}), 400, "invalid_request"),
+        (
+            "revenue",
+            json!({"from": "2025-02-30", "to": "2025-03-01"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "revenue",
+            json!({"from": "2025-03-01", "to": "2025-02-01"}),
+            400,
+            "invalid_request",
+        ),
+        ("revenue", json!({"colour": "red"}), 400, "invalid_request"),
+        ("revenue", json!([1, 2]), 400, "invalid_request"),
+        ("revenue", json!({"limit": 0}), 400, "invalid_request"),
+        (
+            "revenue",
+            json!({"breakdown": "a'b"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "revenue",
+            json!({"filters": [{"property": "x) OR (1=1", "value": 1}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "revenue",
+            json!({"filters": [{"property": "channel", "op": "matches", "value": 1}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "funnel",
+            json!({"steps": [{"event": "A"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "funnel",
+            json!({"steps": (0..31).map(|_| json!({"event": "A"})).collect::<Vec<_>>()}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "funnel",
+            json!({"steps": [{"event": "A"}, {"event": "B"}], "window": "3y"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "funnel",
+            json!({"steps": [{"event": "A"}, {"event": "B"}], "mode": "random"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "retention",
+            json!({"period": "fortnight"}),
+            400,
+            "invalid_request",
+        ),
+        ("heatmap", json!({"metric": "sum"}), 400, "invalid_request"),
+    ];
+    for (endpoint, body, want_status, want_code) in bad {
+        let (status, answer) = post(&server, key, endpoint, body.clone()).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{endpoint} {body}: {answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Quotes in values are data, not SQL.
+    let (status, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"filters": [{"property": "channel", "value": "web'; DROP TABLE events; --"}]}),
+    )
+    .await;
+    assert_eq!((status, &r["summary"]["orders"]), (200, &json!(0)), "{r}");
+    let resp = client()
+        .post(server.url("/v1/analytics/revenue"))
+        .bearer_auth(key)
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        scalar(&server, key, "SELECT count(*) FROM events").await,
+        13
+    );
+}

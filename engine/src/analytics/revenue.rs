@@ -1,0 +1,263 @@
+//! `revenue` and `products`.
+//!
+//! Revenue: `gross` is the sum of `revenue` of `Order Completed` events,
+//! `refunds` the sum of `revenue` of `Order Refunded` events (counted when
+//! the refund happens), `net = gross - refunds`, `orders` the number of
+//! completed orders, `aov = gross / orders` rounded half away from zero to
+//! cents, `customers` the distinct identified buyers. Money is exact (text
+//! with 4 decimals). A breakdown by `product`/`product_id` or `category`
+//! splits line items (`properties.products[]`) instead: gross is the line
+//! amount and refunds are not attributed.
+//!
+//! Products: top products by line revenue and by quantity, and the pairs
+//! most often bought in the same order (orders of at most [`MAX_BASKET`]
+//! distinct products; pairs seen in at least 2 orders) with support
+//! (share of those orders), confidence both ways and lift.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Common, Interval, Period, Session, change, fill_series};
+use crate::Result;
+
+pub(super) const FIELDS: &[&str] = &[];
+
+/// Orders with more distinct products than this are left out of the
+/// frequently-bought-together pairs: a basket of `n` products makes
+/// `n (n - 1) / 2` pairs, and very large (wholesale) baskets would both
+/// dominate the cost and drown the signal.
+pub const MAX_BASKET: usize = 50;
+pub(super) const PRODUCT_FIELDS: &[&str] = &[];
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Request {
+    #[serde(flatten)]
+    common: Common,
+}
+
+const ORDER: &str = "'Order Completed'";
+const REFUND: &str = "'Order Refunded'";
+
+/// Aggregates of the revenue metrics over rows of `events` in `from`,
+/// grouped by `groups` (SQL expressions, aliased `g0`, `g1`, ...).
+fn metrics_sql(groups: &[(&str, &str)], where_sql: &str) -> String {
+    let select: Vec<String> = groups.iter().map(|(e, a)| format!("{e} AS {a}")).collect();
+    let aliases: Vec<&str> = groups.iter().map(|(_, a)| *a).collect();
+    let group_by = if groups.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "GROUP BY {}",
+            (1..=groups.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let lead = |v: &[&str]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("{}, ", v.join(", "))
+        }
+    };
+    format!(
+        "SELECT {outer}gross, refunds, gross - refunds AS net, orders, customers, \
+                CAST(round(gross / NULLIF(orders, 0), 2) AS DECIMAL(20, 2)) AS aov \
+         FROM (SELECT {inner}\
+                 coalesce(sum(revenue) FILTER (WHERE event = {ORDER}), CAST(0 AS DECIMAL(28, 4))) AS gross, \
+                 coalesce(sum(revenue) FILTER (WHERE event = {REFUND}), CAST(0 AS DECIMAL(28, 4))) AS refunds, \
+                 count(*) FILTER (WHERE event = {ORDER}) AS orders, \
+                 count(DISTINCT CASE WHEN event = {ORDER} THEN user_id END) AS customers \
+               FROM events WHERE event IN ({ORDER}, {REFUND}) AND {where_sql} {group_by})",
+        outer = lead(&aliases),
+        inner = lead(&select.iter().map(String::as_str).collect::<Vec<_>>()),
+    )
+}
+
+fn zeros() -> Map<String, Value> {
+    let mut m = Map::new();
+    for k in ["gross", "refunds", "net"] {
+        m.insert(k.into(), json!("0.0000"));
+    }
+    m.insert("orders".into(), json!(0));
+    m.insert("customers".into(), json!(0));
+    m.insert("aov".into(), Value::Null);
+    m
+}
+
+/// True when a breakdown splits line items rather than orders.
+fn is_item_breakdown(name: &str) -> Option<&'static str> {
+    match name {
+        "product" | "product_id" => Some("product_id"),
+        "category" | "product_category" => Some("category"),
+        _ => None,
+    }
+}
+
+struct Answer {
+    summary: Map<String, Value>,
+    series: Vec<Value>,
+    breakdown: Option<Value>,
+}
+
+async fn answer(
+    s: &Session<'_>,
+    common: &Common,
+    period: &Period,
+    interval: Interval,
+) -> Result<Answer> {
+    let filters = common.filter_sql()?;
+    let where_sql = format!("{} AND {filters}", period.time_sql());
+    let summary = s
+        .rows(&metrics_sql(&[], &where_sql))
+        .await?
+        .pop()
+        .unwrap_or_else(zeros);
+    let bucket = interval.bucket_sql("timestamp");
+    let rows = s
+        .rows(&metrics_sql(&[(&bucket, "bucket")], &where_sql))
+        .await?;
+    let series = fill_series(&s.buckets(period, interval), rows, &zeros());
+    let limit = common.limit()?;
+    let breakdown = match &common.breakdown {
+        None => None,
+        Some(name) => {
+            let rows = if let Some(column) = is_item_breakdown(name) {
+                item_breakdown(s, column, period, &filters, limit).await?
+            } else {
+                let (_, p) = common.breakdown()?.expect("breakdown is set");
+                let value = p.group_sql();
+                let sql = format!(
+                    "{} ORDER BY gross DESC, value LIMIT {limit}",
+                    metrics_sql(&[(&value, "value")], &where_sql)
+                );
+                s.rows(&sql).await?
+            };
+            Some(json!({"property": name, "rows": rows}))
+        }
+    };
+    Ok(Answer {
+        summary,
+        series,
+        breakdown,
+    })
+}
+
+/// Line items of completed orders in the period (orders passing the
+/// filters), as SQL.
+fn items_sql(period: &Period, filters: &str) -> String {
+    let semi = if filters == "TRUE" {
+        String::new()
+    } else {
+        format!(
+            " AND message_id IN (SELECT message_id FROM events WHERE event = {ORDER} AND {} AND {filters})",
+            period.time_sql()
+        )
+    };
+    format!(
+        "SELECT * FROM order_items WHERE {}{semi}",
+        period.time_sql()
+    )
+}
+
+async fn item_breakdown(
+    s: &Session<'_>,
+    column: &str,
+    period: &Period,
+    filters: &str,
+    limit: usize,
+) -> Result<Vec<Map<String, Value>>> {
+    let name = if column == "product_id" {
+        "max(name) AS name, "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT coalesce({column}, '(none)') AS value, {name}sum(quantity) AS quantity, \
+                sum(amount) AS gross, count(DISTINCT message_id) AS orders \
+         FROM ({}) GROUP BY 1 ORDER BY gross DESC, value LIMIT {limit}",
+        items_sql(period, filters)
+    );
+    s.rows(&sql).await
+}
+
+pub(super) async fn revenue(s: &Session<'_>, r: Request) -> Result<Value> {
+    let (period, previous) = s.periods(&r.common)?;
+    let interval = r.common.interval(&period)?;
+    let now = answer(s, &r.common, &period, interval).await?;
+    let mut out = json!({
+        "range": s.range_json(&period, Some(interval)),
+        "summary": now.summary,
+        "series": now.series,
+    });
+    if let Some(b) = now.breakdown {
+        out["breakdown"] = b;
+    }
+    if let Some(prev) = previous {
+        let before = answer(s, &r.common, &prev, interval).await?;
+        out["change"] = change(&now.summary, &before.summary);
+        out["previous"] = json!({
+            "range": s.range_json(&prev, Some(interval)),
+            "summary": before.summary,
+            "series": before.series,
+        });
+        if let Some(b) = before.breakdown {
+            out["previous"]["breakdown"] = b;
+        }
+    }
+    Ok(out)
+}
+
+async fn products_answer(s: &Session<'_>, common: &Common, period: &Period) -> Result<Value> {
+    let filters = common.filter_sql()?;
+    let limit = common.limit()?;
+    let items = items_sql(period, &filters);
+    let top = |order: &str| {
+        format!(
+            "SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
+                    sum(amount) AS revenue, count(DISTINCT message_id) AS orders \
+             FROM ({items}) WHERE product_id IS NOT NULL GROUP BY 1 \
+             ORDER BY {order}, product_id LIMIT {limit}"
+        )
+    };
+    let by_revenue = s.rows(&top("revenue DESC")).await?;
+    let by_quantity = s.rows(&top("quantity DESC")).await?;
+    let pairs = s
+        .rows(&format!(
+            "WITH all_items AS (SELECT DISTINCT message_id, product_id FROM ({items}) WHERE product_id IS NOT NULL), \
+                  small AS (SELECT message_id FROM all_items GROUP BY 1 HAVING count(*) <= {MAX_BASKET}), \
+                  items AS (SELECT * FROM all_items WHERE message_id IN (SELECT message_id FROM small)), \
+                  n AS (SELECT count(DISTINCT message_id) AS orders FROM items), \
+                  c AS (SELECT product_id, count(*) AS orders FROM items GROUP BY 1), \
+                  p AS (SELECT a.product_id AS a, b.product_id AS b, count(*) AS together \
+                        FROM items a JOIN items b ON a.message_id = b.message_id AND a.product_id < b.product_id \
+                        GROUP BY 1, 2) \
+             SELECT p.a AS product_a, p.b AS product_b, p.together AS orders, \
+                    round(CAST(p.together AS DOUBLE) / n.orders, 6) AS support, \
+                    round(CAST(p.together AS DOUBLE) / ca.orders, 6) AS confidence_a_to_b, \
+                    round(CAST(p.together AS DOUBLE) / cb.orders, 6) AS confidence_b_to_a, \
+                    round(CAST(p.together AS DOUBLE) * n.orders / (CAST(ca.orders AS DOUBLE) * cb.orders), 6) AS lift \
+             FROM p JOIN c ca ON ca.product_id = p.a JOIN c cb ON cb.product_id = p.b CROSS JOIN n \
+             WHERE p.together >= 2 \
+             ORDER BY p.together DESC, lift DESC, p.a, p.b LIMIT {limit}"
+        ))
+        .await?;
+    Ok(json!({
+        "top_by_revenue": by_revenue,
+        "top_by_quantity": by_quantity,
+        "pairs": pairs,
+    }))
+}
+
+pub(super) async fn products(s: &Session<'_>, r: Request) -> Result<Value> {
+    let (period, previous) = s.periods(&r.common)?;
+    let mut out = products_answer(s, &r.common, &period).await?;
+    out["range"] = s.range_json(&period, None);
+    if let Some(prev) = previous {
+        let mut before = products_answer(s, &r.common, &prev).await?;
+        before["range"] = s.range_json(&prev, None);
+        out["previous"] = before;
+    }
+    Ok(out)
+}
