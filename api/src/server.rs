@@ -234,6 +234,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
 fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     let flusher = {
         let store = state.store.clone();
+        let engine = state.engine.clone();
         let stop = stop.clone();
         let every = (state.config.ingest.flush_interval / 2)
             .clamp(Duration::from_millis(5), Duration::from_millis(100));
@@ -248,7 +249,13 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
                 if store.flush_due() {
                     let s = store.clone();
                     match tokio::task::spawn_blocking(move || s.flush()).await {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(report)) => {
+                            if report.files > 0
+                                && let Err(e) = engine.warm_rollups().await
+                            {
+                                tracing::warn!(error = %e, "Rolling up new files failed.");
+                            }
+                        }
                         Ok(Err(e)) => tracing::error!(error = %e, "Scheduled flush failed."),
                         Err(e) => tracing::error!(error = %e, "Flush task failed."),
                     }

@@ -190,6 +190,24 @@ impl Common {
         Ok(parts.join(" AND "))
     }
 
+    /// The filters over `events_rollup`, when every filter and the
+    /// breakdown use rollup dimensions only.
+    fn rollup_filter_sql(&self) -> Result<Option<String>> {
+        let mut parts = vec!["TRUE".to_owned()];
+        for f in &self.filters {
+            match f.to_rollup_sql()? {
+                Some(sql) => parts.push(sql),
+                None => return Ok(None),
+            }
+        }
+        if let Some(b) = &self.breakdown
+            && Property::rollup(b).is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(parts.join(" AND ")))
+    }
+
     fn breakdown(&self) -> Result<Option<(String, Property)>> {
         self.breakdown
             .as_deref()
@@ -202,6 +220,8 @@ impl Common {
 pub(crate) struct Session<'a> {
     engine: &'a Engine,
     ctx: SessionContext,
+    /// The session has `events_rollup`.
+    rollup: bool,
     calendar: BusinessCalendar,
     time_zone: String,
     currency: String,
@@ -210,7 +230,7 @@ pub(crate) struct Session<'a> {
 
 impl<'a> Session<'a> {
     async fn open(engine: &'a Engine, tenant: &str) -> Result<Self> {
-        let ctx = engine.session(tenant).await?;
+        let (ctx, rollup) = engine.session_with_rollups(tenant).await?;
         let (time_zone, currency, week_start) = match engine.store().catalog().tenant(tenant) {
             Ok(t) => (t.timezone, t.currency, t.week_start),
             Err(_) => ("UTC".to_owned(), "USD".to_owned(), "monday".to_owned()),
@@ -222,6 +242,7 @@ impl<'a> Session<'a> {
         Ok(Self {
             engine,
             ctx,
+            rollup,
             calendar,
             time_zone,
             currency,
@@ -357,6 +378,12 @@ impl Period {
     /// `timestamp` within the period, as SQL.
     fn time_sql(&self) -> String {
         self.time_sql_of("timestamp")
+    }
+
+    /// `bucket` of `events_rollup` within the period (exact: periods start
+    /// at local midnights, which are on 15-minute boundaries).
+    fn rollup_time_sql(&self) -> String {
+        self.time_sql_of("bucket")
     }
 
     fn time_sql_of(&self, column: &str) -> String {
@@ -525,7 +552,20 @@ pub enum FilterOp {
 
 impl Filter {
     fn to_sql(&self) -> Result<String> {
-        let p = Property::parse(&self.property)?;
+        self.sql_with(Property::parse(&self.property)?)
+    }
+
+    /// The filter over `events_rollup`; `None` when its property is not a
+    /// rollup dimension.
+    fn to_rollup_sql(&self) -> Result<Option<String>> {
+        Property::parse(&self.property)?;
+        match Property::rollup(&self.property) {
+            Some(p) => self.sql_with(p).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn sql_with(&self, p: Property) -> Result<String> {
         let list = || -> Result<Vec<Value>> {
             match &self.value {
                 Value::Array(items) if !items.is_empty() && items.len() <= 1000 => {
@@ -684,6 +724,17 @@ impl Property {
                 )));
             }
         })
+    }
+
+    /// The rollup column of a property, if it is a rollup dimension.
+    fn rollup(name: &str) -> Option<Self> {
+        crate::rollup::DIMENSIONS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, column)| Self {
+                text: (*column).to_owned(),
+                number: format!("TRY_CAST({column} AS DOUBLE)"),
+            })
     }
 
     /// SQL giving the value as text.

@@ -21,6 +21,7 @@ pub mod analytics;
 mod error;
 pub mod json;
 pub mod provider;
+pub mod rollup;
 pub mod udf;
 pub mod views;
 
@@ -56,6 +57,9 @@ pub struct EngineConfig {
     pub max_result_rows: usize,
     /// DataFusion target partitions (0 = number of cores).
     pub target_partitions: usize,
+    /// Answer dashboard queries from the incremental rollups when they can
+    /// (see [`rollup`]); off only to compare with raw answers.
+    pub rollups: bool,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             query_timeout: Duration::from_secs(30),
             max_result_rows: 100_000,
             target_partitions: 0,
+            rollups: true,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Engine {
     /// Parquet footer and file-statistics caches shared by every query
     /// (each query still gets its own memory pool).
     cache: Arc<CacheManager>,
+    /// Per-file rollups ([`rollup`]).
+    rollups: rollup::Rollups,
 }
 
 impl Engine {
@@ -99,6 +106,7 @@ impl Engine {
             store,
             config,
             cache,
+            rollups: rollup::Rollups::default(),
         }
     }
 
@@ -116,6 +124,51 @@ impl Engine {
     /// applied, Beacon's functions (business time in the workspace's
     /// calendar, funnels, JSON) and the business views.
     pub async fn session(&self, tenant: &str) -> Result<SessionContext> {
+        self.session_of(tenant, self.store.snapshot(tenant)).await
+    }
+
+    /// A session like [`Engine::session`] that also has the
+    /// `events_rollup` table of the same snapshot (when rollups are on;
+    /// the flag says so).
+    pub async fn session_with_rollups(&self, tenant: &str) -> Result<(SessionContext, bool)> {
+        let snapshot = self.store.snapshot(tenant);
+        let rollup = if self.config.rollups {
+            Some(self.rollups.table(tenant, &snapshot).await?)
+        } else {
+            None
+        };
+        let ctx = self.session_of(tenant, snapshot).await?;
+        let has = rollup.is_some();
+        if let Some(table) = rollup {
+            ctx.register_table(rollup::ROLLUP_TABLE, table)?;
+        }
+        Ok((ctx, has))
+    }
+
+    /// Rolls up every workspace's new files ahead of the next dashboard
+    /// query (the server calls this after flushes and compactions).
+    pub async fn warm_rollups(&self) -> Result<()> {
+        if !self.config.rollups {
+            return Ok(());
+        }
+        let tenants = self
+            .store
+            .catalog()
+            .tenants()
+            .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
+        for t in tenants {
+            self.rollups
+                .warm(&t.id, &self.store.snapshot(&t.id))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn session_of(
+        &self,
+        tenant: &str,
+        snapshot: beacon_ingest::TenantSnapshot,
+    ) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
         if self.config.target_partitions > 0 {
             config = config.with_target_partitions(self.config.target_partitions);
@@ -131,8 +184,7 @@ impl Engine {
         };
         udf::register(&ctx, calendar);
         datafusion_functions_json::register_all(&mut ctx)?;
-        let events =
-            provider::EventsTableProvider::new(event_schema(), self.store.snapshot(tenant));
+        let events = provider::EventsTableProvider::new(event_schema(), snapshot);
         ctx.register_table(EVENTS_TABLE, Arc::new(events))?;
         for (name, sql) in views::VIEWS {
             let view = ctx.sql(sql).await?.into_view();

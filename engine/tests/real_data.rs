@@ -179,6 +179,29 @@ async fn clickstream_session_funnel_matches_duckdb() {
         expected["purchase"].as_u64().expect("purchase")
     );
 
+    // The same funnel through the analytics API, counted by session.
+    let span = query_rows(
+        &engine,
+        &tenant,
+        "SELECT CAST(CAST(min(timestamp) AS DATE) AS VARCHAR), CAST(CAST(max(timestamp) AS DATE) AS VARCHAR) FROM events",
+    )
+    .await;
+    let funnel = analytics(
+        &engine,
+        &tenant,
+        "funnel",
+        json!({"from": span[0][0], "to": span[0][1], "window": "1d", "count_by": "session",
+               "steps": [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}]}),
+    )
+    .await;
+    let entered: Vec<u64> = funnel["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["entered"].as_u64().expect("entered"))
+        .collect();
+    assert_eq!(entered, [at_least(1), at_least(2), at_least(3)]);
+
     let views = engine
         .sql(&tenant, "SELECT count(*) FROM sessions")
         .await
@@ -204,6 +227,10 @@ fn table(v: &Value) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+async fn query_rows(engine: &Engine, tenant: &str, sql: &str) -> Vec<Vec<String>> {
+    query(engine, tenant, sql).await
 }
 
 async fn query(engine: &Engine, tenant: &str, sql: &str) -> Vec<Vec<String>> {
@@ -467,6 +494,94 @@ async fn online_retail_dashboard_answers_match_duckdb() {
         })
         .collect();
     assert_eq!(cells, table(&g["cohort_retention"]));
+
+    // Rollups answer exactly what the raw events answer, also after late events.
+    let raw = Engine::new(
+        engine.store().clone(),
+        EngineConfig {
+            rollups: false,
+            ..EngineConfig::default()
+        },
+    );
+    let requests = [
+        (
+            "revenue",
+            json!({"from": "2010-12-01", "to": "2011-12-31", "interval": "day", "breakdown": "country", "limit": 1000}),
+        ),
+        (
+            "revenue",
+            json!({"from": "2011-01-01", "to": "2011-06-30", "interval": "week", "compare": true,
+                           "filters": [{"property": "country", "op": "in", "value": ["France", "Germany", "EIRE"]}]}),
+        ),
+        (
+            "revenue",
+            json!({"from": "2011-03-01", "to": "2011-04-30", "interval": "hour",
+                           "filters": [{"property": "country", "op": "neq", "value": "United Kingdom"}]}),
+        ),
+        ("heatmap", json!({"from": "2010-12-01", "to": "2011-12-31"})),
+        (
+            "heatmap",
+            json!({"from": "2010-12-01", "to": "2011-12-31", "metric": "sum", "property": "revenue", "breakdown": "country"}),
+        ),
+    ];
+    let same = |label: &str, mut a: Value, mut b: Value| {
+        assert_eq!(
+            a["source"],
+            json!("rollup"),
+            "{label}: the rollup path was not taken"
+        );
+        assert_eq!(b["source"], json!("events"), "{label}");
+        a.as_object_mut().expect("object").remove("source");
+        b.as_object_mut().expect("object").remove("source");
+        assert!(a == b, "{label}: rollup and raw answers differ");
+    };
+    for (endpoint, request) in &requests {
+        let a = analytics(&engine, &tenant, endpoint, request.clone()).await;
+        let b = analytics(&raw, &tenant, endpoint, request.clone()).await;
+        same(&format!("{endpoint} {request}"), a, b);
+    }
+    // Late orders for days already rolled up: some flushed to new files, some in memory.
+    let late: Vec<String> = (0..40)
+        .map(|i| {
+            json!({"type": "track", "event": "Order Completed", "messageId": format!("late-{i}"),
+                   "userId": format!("late-user-{}", i % 7),
+                   "timestamp": format!("2011-0{}-1{}T1{}:15:00Z", 1 + i % 6, i % 10, i % 10),
+                   "properties": {"revenue": format!("{}.{:02}", 10 + i, i), "country": if i % 2 == 0 { "France" } else { "Atlantis" }}})
+            .to_string()
+        })
+        .collect();
+    let (events, rejected) = decode_lines(&late[..20]).expect("decode");
+    assert_eq!(rejected, 0);
+    engine
+        .store()
+        .ingest(&tenant, events)
+        .await
+        .expect("ingest");
+    let s = engine.store().clone();
+    tokio::task::spawn_blocking(move || s.flush())
+        .await
+        .expect("join")
+        .expect("flush");
+    let (events, _) = decode_lines(&late[20..]).expect("decode");
+    engine
+        .store()
+        .ingest(&tenant, events)
+        .await
+        .expect("ingest");
+    for (endpoint, request) in &requests {
+        let a = analytics(&engine, &tenant, endpoint, request.clone()).await;
+        let b = analytics(&raw, &tenant, endpoint, request.clone()).await;
+        same(&format!("late: {endpoint} {request}"), a, b);
+    }
+    let after = analytics(&engine, &tenant, "revenue", requests[0].1.clone()).await;
+    assert!(
+        after["breakdown"]["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["value"] == "Atlantis"),
+        "late events are in the rollup answer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,17 +68,33 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
     let metric = metric_sql(r)?;
     let filters = r.common.filter_sql()?;
     let breakdown = r.common.breakdown()?;
-    let (value_select, value_group) = match &breakdown {
-        Some((_, p)) => (format!("{} AS value, ", p.group_sql()), ", 3"),
-        None => (String::new(), ""),
+    let rollup = rollup_plan(s, r)?;
+    let (value_select, value_group) = match (&breakdown, &rollup) {
+        (Some((name, _)), Some(_)) => (
+            format!(
+                "{} AS value, ",
+                Property::rollup(name)
+                    .expect("rollup_plan checked the breakdown")
+                    .group_sql()
+            ),
+            ", 3",
+        ),
+        (Some((_, p)), None) => (format!("{} AS value, ", p.group_sql()), ", 3"),
+        (None, _) => (String::new(), ""),
     };
-    let rows = s
-        .rows(&format!(
+    let sql = match &rollup {
+        Some((event, filters, metric)) => format!(
+            "SELECT business_weekday(bucket) AS weekday, business_hour(bucket) AS hour, {value_select}{metric} AS value_metric \
+             FROM events_rollup WHERE {} AND {filters} AND {event} GROUP BY 1, 2{value_group}",
+            period.rollup_time_sql()
+        ),
+        None => format!(
             "SELECT business_weekday(timestamp) AS weekday, business_hour(timestamp) AS hour, {value_select}{metric} AS value_metric \
              FROM events WHERE {} AND {filters} AND {event} GROUP BY 1, 2{value_group}",
             period.time_sql()
-        ))
-        .await?;
+        ),
+    };
+    let rows = s.rows(&sql).await?;
     let grid = |rows: &[&Map<String, Value>]| -> Value {
         let mut m = [[0.0f64; 24]; 7];
         for row in rows {
@@ -86,6 +102,14 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
             let h = super::num(&row["hour"]) as usize;
             if (1..=7).contains(&d) && h < 24 {
                 m[d - 1][h] += super::num(&row["value_metric"]);
+            }
+        }
+        // Money sums have 4 decimals: round away the float noise of adding
+        // rows in whatever order they arrive.
+        let r4 = |v: f64| (v * 1e4).round() / 1e4;
+        for hours in m.iter_mut() {
+            for v in hours.iter_mut() {
+                *v = r4(*v);
             }
         }
         let mut cells = Vec::with_capacity(168);
@@ -98,13 +122,13 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
                 }
             }
         }
-        let by_weekday: Vec<f64> = m.iter().map(|h| h.iter().sum()).collect();
-        let by_hour: Vec<f64> = (0..24).map(|h| m.iter().map(|d| d[h]).sum()).collect();
+        let by_weekday: Vec<f64> = m.iter().map(|h| r4(h.iter().sum())).collect();
+        let by_hour: Vec<f64> = (0..24).map(|h| r4(m.iter().map(|d| d[h]).sum())).collect();
         json!({
             "cells": cells,
             "by_weekday": by_weekday,
             "by_hour": by_hour,
-            "total": by_weekday.iter().sum::<f64>(),
+            "total": r4(by_weekday.iter().sum::<f64>()),
             "peak": {"weekday": peak.0, "hour": peak.1, "value": peak.2},
         })
     };
@@ -144,9 +168,60 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
     Ok(out)
 }
 
+/// `(event condition, filters, metric)` over `events_rollup`, when the
+/// request only needs rollup columns.
+fn rollup_plan(s: &Session<'_>, r: &Request) -> Result<Option<(String, String, String)>> {
+    if !s.rollup {
+        return Ok(None);
+    }
+    let Some(filters) = r.common.rollup_filter_sql()? else {
+        return Ok(None);
+    };
+    let metric = match (
+        r.metric.as_deref().unwrap_or("count"),
+        r.property.as_deref(),
+    ) {
+        ("count", None) => "CAST(sum(events) AS DOUBLE)".to_owned(),
+        ("sum", Some("revenue")) => "CAST(coalesce(sum(revenue), 0) AS DOUBLE)".to_owned(),
+        _ => return Ok(None),
+    };
+    let mut parts = Vec::new();
+    match &r.event {
+        None => parts.push("event = 'Order Completed'".to_owned()),
+        Some(e) => {
+            if e.event != "*" {
+                parts.push(
+                    EventMatcher {
+                        event: e.event.clone(),
+                        filters: Vec::new(),
+                    }
+                    .to_sql()?,
+                );
+            }
+            for f in &e.filters {
+                match f.to_rollup_sql()? {
+                    Some(sql) => parts.push(sql),
+                    None => return Ok(None),
+                }
+            }
+        }
+    }
+    parts.push("TRUE".to_owned());
+    Ok(Some((
+        format!("({})", parts.join(" AND ")),
+        filters,
+        metric,
+    )))
+}
+
 pub(super) async fn heatmap(s: &Session<'_>, r: Request) -> Result<Value> {
     let (period, previous) = s.periods(&r.common)?;
     let mut out = cells(s, &r, &period).await?;
+    out["source"] = json!(if rollup_plan(s, &r)?.is_some() {
+        "rollup"
+    } else {
+        "events"
+    });
     out["range"] = s.range_json(&period, None);
     out["metric"] = json!(r.metric.as_deref().unwrap_or("count"));
     if let Some(prev) = previous {

@@ -17,7 +17,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Common, Interval, Period, Session, change, fill_series};
+use super::{Common, Interval, Period, Property, Session, change, fill_series};
 use crate::Result;
 
 pub(super) const FIELDS: &[&str] = &[];
@@ -38,9 +38,19 @@ pub(super) struct Request {
 const ORDER: &str = "'Order Completed'";
 const REFUND: &str = "'Order Refunded'";
 
-/// Aggregates of the revenue metrics over rows of `events` in `from`,
-/// grouped by `groups` (SQL expressions, aliased `g0`, `g1`, ...).
-fn metrics_sql(groups: &[(&str, &str)], where_sql: &str) -> String {
+/// Where revenue metrics come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `events`.
+    Raw,
+    /// `events_rollup` (15-minute partial sums).
+    Rollup,
+}
+
+/// Aggregates of the revenue metrics, grouped by `groups` (SQL
+/// expressions with aliases). Distinct customers are not summable, so
+/// they are computed separately (summary only).
+fn metrics_sql(groups: &[(&str, &str)], where_sql: &str, source: Source) -> String {
     let select: Vec<String> = groups.iter().map(|(e, a)| format!("{e} AS {a}")).collect();
     let aliases: Vec<&str> = groups.iter().map(|(_, a)| *a).collect();
     let group_by = if groups.is_empty() {
@@ -61,15 +71,18 @@ fn metrics_sql(groups: &[(&str, &str)], where_sql: &str) -> String {
             format!("{}, ", v.join(", "))
         }
     };
+    let (table, count) = match source {
+        Source::Raw => ("events", "count(*)"),
+        Source::Rollup => ("events_rollup", "sum(events)"),
+    };
     format!(
-        "SELECT {outer}gross, refunds, gross - refunds AS net, orders, customers, \
+        "SELECT {outer}gross, refunds, gross - refunds AS net, orders, \
                 CAST(round(gross / NULLIF(orders, 0), 2) AS DECIMAL(20, 2)) AS aov \
          FROM (SELECT {inner}\
-                 coalesce(sum(revenue) FILTER (WHERE event = {ORDER}), CAST(0 AS DECIMAL(28, 4))) AS gross, \
-                 coalesce(sum(revenue) FILTER (WHERE event = {REFUND}), CAST(0 AS DECIMAL(28, 4))) AS refunds, \
-                 count(*) FILTER (WHERE event = {ORDER}) AS orders, \
-                 count(DISTINCT CASE WHEN event = {ORDER} THEN user_id END) AS customers \
-               FROM events WHERE event IN ({ORDER}, {REFUND}) AND {where_sql} {group_by})",
+                 CAST(coalesce(sum(revenue) FILTER (WHERE event = {ORDER}), 0) AS DECIMAL(38, 4)) AS gross, \
+                 CAST(coalesce(sum(revenue) FILTER (WHERE event = {REFUND}), 0) AS DECIMAL(38, 4)) AS refunds, \
+                 coalesce({count} FILTER (WHERE event = {ORDER}), 0) AS orders \
+               FROM {table} WHERE event IN ({ORDER}, {REFUND}) AND {where_sql} {group_by})",
         outer = lead(&aliases),
         inner = lead(&select.iter().map(String::as_str).collect::<Vec<_>>()),
     )
@@ -81,7 +94,6 @@ fn zeros() -> Map<String, Value> {
         m.insert(k.into(), json!("0.0000"));
     }
     m.insert("orders".into(), json!(0));
-    m.insert("customers".into(), json!(0));
     m.insert("aov".into(), Value::Null);
     m
 }
@@ -99,6 +111,7 @@ struct Answer {
     summary: Map<String, Value>,
     series: Vec<Value>,
     breakdown: Option<Value>,
+    source: Source,
 }
 
 async fn answer(
@@ -108,15 +121,35 @@ async fn answer(
     interval: Interval,
 ) -> Result<Answer> {
     let filters = common.filter_sql()?;
-    let where_sql = format!("{} AND {filters}", period.time_sql());
-    let summary = s
-        .rows(&metrics_sql(&[], &where_sql))
+    let raw_where = format!("{} AND {filters}", period.time_sql());
+    let rollup = match common.rollup_filter_sql()? {
+        Some(f) if s.rollup => Some(format!("{} AND {f}", period.rollup_time_sql())),
+        _ => None,
+    };
+    let (source, where_sql) = match &rollup {
+        Some(w) => (Source::Rollup, w.as_str()),
+        None => (Source::Raw, raw_where.as_str()),
+    };
+    let mut summary = s
+        .rows(&metrics_sql(&[], where_sql, source))
         .await?
         .pop()
         .unwrap_or_else(zeros);
-    let bucket = interval.bucket_sql("timestamp");
+    let customers = s
+        .rows(&format!(
+            "SELECT count(DISTINCT user_id) AS customers FROM events WHERE event = {ORDER} AND {raw_where}"
+        ))
+        .await?
+        .pop()
+        .and_then(|mut r| r.remove("customers"))
+        .unwrap_or(json!(0));
+    summary.insert("customers".into(), customers);
+    let bucket = match source {
+        Source::Raw => interval.bucket_sql("timestamp"),
+        Source::Rollup => interval.bucket_sql("bucket"),
+    };
     let rows = s
-        .rows(&metrics_sql(&[(&bucket, "bucket")], &where_sql))
+        .rows(&metrics_sql(&[(&bucket, "bucket")], where_sql, source))
         .await?;
     let series = fill_series(&s.buckets(period, interval), rows, &zeros());
     let limit = common.limit()?;
@@ -128,9 +161,15 @@ async fn answer(
             } else {
                 let (_, p) = common.breakdown()?.expect("breakdown is set");
                 let value = p.group_sql();
+                let value = match source {
+                    Source::Raw => value,
+                    Source::Rollup => Property::rollup(name)
+                        .expect("rollup_filter_sql checked the breakdown")
+                        .group_sql(),
+                };
                 let sql = format!(
                     "{} ORDER BY gross DESC, value LIMIT {limit}",
-                    metrics_sql(&[(&value, "value")], &where_sql)
+                    metrics_sql(&[(&value, "value")], where_sql, source)
                 );
                 s.rows(&sql).await?
             };
@@ -141,6 +180,7 @@ async fn answer(
         summary,
         series,
         breakdown,
+        source,
     })
 }
 
@@ -190,6 +230,7 @@ pub(super) async fn revenue(s: &Session<'_>, r: Request) -> Result<Value> {
         "range": s.range_json(&period, Some(interval)),
         "summary": now.summary,
         "series": now.series,
+        "source": if now.source == Source::Rollup { "rollup" } else { "events" },
     });
     if let Some(b) = now.breakdown {
         out["breakdown"] = b;
