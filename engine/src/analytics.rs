@@ -62,7 +62,9 @@ pub async fn run(engine: &Engine, tenant: &str, endpoint: &str, request: Value) 
             )));
         }
     };
-    let session = Session::open(engine, tenant).await?;
+    // Only revenue and heatmap read rollups; the others skip building them.
+    let rollups = matches!(endpoint, "revenue" | "heatmap");
+    let session = Session::open(engine, tenant, rollups).await?;
     match endpoint {
         "revenue" => revenue::revenue(&session, parse(request, revenue::FIELDS)?).await,
         "products" => revenue::products(&session, parse(request, revenue::PRODUCT_FIELDS)?).await,
@@ -229,8 +231,8 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    async fn open(engine: &'a Engine, tenant: &str) -> Result<Self> {
-        let (ctx, rollup) = engine.session_with_rollups(tenant).await?;
+    async fn open(engine: &'a Engine, tenant: &str, rollups: bool) -> Result<Self> {
+        let (ctx, rollup) = engine.session_with_rollups(tenant, rollups).await?;
         let (time_zone, currency, week_start) = match engine.store().catalog().tenant(tenant) {
             Ok(t) => (t.timezone, t.currency, t.week_start),
             Err(_) => ("UTC".to_owned(), "USD".to_owned(), "monday".to_owned()),
@@ -847,6 +849,17 @@ fn change(current: &Map<String, Value>, previous: &Map<String, Value>) -> Value 
         }
     }
     Value::Object(out)
+}
+
+/// Puts the previous period's answer `before` (with its `range`) under
+/// `previous`, and the relative change of the summaries (when there are
+/// summaries) under `change`.
+fn attach_previous(out: &mut Value, mut before: Value, range: Value) {
+    before["range"] = range;
+    if let (Value::Object(a), Value::Object(b)) = (&out["summary"], &before["summary"]) {
+        out["change"] = change(a, b);
+    }
+    out["previous"] = before;
 }
 
 /// Fills a series: one row per bucket, `zeros` where no row came back.

@@ -128,11 +128,15 @@ impl Engine {
     }
 
     /// A session like [`Engine::session`] that also has the
-    /// `events_rollup` table of the same snapshot (when rollups are on;
-    /// the flag says so).
-    pub async fn session_with_rollups(&self, tenant: &str) -> Result<(SessionContext, bool)> {
+    /// `events_rollup` table of the same snapshot when `want` and rollups
+    /// are on (the flag says whether it has).
+    pub async fn session_with_rollups(
+        &self,
+        tenant: &str,
+        want: bool,
+    ) -> Result<(SessionContext, bool)> {
         let snapshot = self.store.snapshot(tenant);
-        let rollup = if self.config.rollups {
+        let rollup = if want && self.config.rollups {
             Some(self.rollups.table(tenant, &snapshot).await?)
         } else {
             None

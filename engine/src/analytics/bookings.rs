@@ -15,7 +15,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Common, Interval, Period, Session, change, fill_series, ratio};
+use super::{Common, Interval, Period, Session, fill_series, ratio};
 use crate::Result;
 
 pub(super) const FIELDS: &[&str] = &[];
@@ -189,12 +189,8 @@ pub(super) async fn bookings(s: &Session<'_>, r: Request) -> Result<Value> {
     let mut out = answer(s, &r.common, &period, interval).await?;
     out["range"] = s.range_json(&period, Some(interval));
     if let Some(prev) = previous {
-        let mut before = answer(s, &r.common, &prev, interval).await?;
-        before["range"] = s.range_json(&prev, Some(interval));
-        if let (Value::Object(a), Value::Object(b)) = (&out["summary"], &before["summary"]) {
-            out["change"] = change(a, b);
-        }
-        out["previous"] = before;
+        let before = answer(s, &r.common, &prev, interval).await?;
+        super::attach_previous(&mut out, before, s.range_json(&prev, Some(interval)));
     }
     Ok(out)
 }

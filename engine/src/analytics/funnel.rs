@@ -317,9 +317,8 @@ pub(super) async fn funnel(s: &Session<'_>, r: Request) -> Result<Value> {
         "person"
     });
     if let Some(prev) = previous {
-        let mut before = answer(s, &r, &plan, &prev).await?;
-        before["range"] = s.range_json(&prev, None);
-        out["previous"] = before;
+        let before = answer(s, &r, &plan, &prev).await?;
+        super::attach_previous(&mut out, before, s.range_json(&prev, None));
     }
     Ok(out)
 }

@@ -225,9 +225,8 @@ pub(super) async fn heatmap(s: &Session<'_>, r: Request) -> Result<Value> {
     out["range"] = s.range_json(&period, None);
     out["metric"] = json!(r.metric.as_deref().unwrap_or("count"));
     if let Some(prev) = previous {
-        let mut before = cells(s, &r, &prev).await?;
-        before["range"] = s.range_json(&prev, None);
-        out["previous"] = before;
+        let before = cells(s, &r, &prev).await?;
+        super::attach_previous(&mut out, before, s.range_json(&prev, None));
     }
     Ok(out)
 }

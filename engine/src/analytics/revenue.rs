@@ -296,9 +296,8 @@ pub(super) async fn products(s: &Session<'_>, r: Request) -> Result<Value> {
     let mut out = products_answer(s, &r.common, &period).await?;
     out["range"] = s.range_json(&period, None);
     if let Some(prev) = previous {
-        let mut before = products_answer(s, &r.common, &prev).await?;
-        before["range"] = s.range_json(&prev, None);
-        out["previous"] = before;
+        let before = products_answer(s, &r.common, &prev).await?;
+        super::attach_previous(&mut out, before, s.range_json(&prev, None));
     }
     Ok(out)
 }
