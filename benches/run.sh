@@ -9,9 +9,10 @@
 #
 # Suites: ingest (HTTP ingest vs DuckDB bulk load), micro (criterion: decode,
 # WAL append, Parquet flush, funnel aggregate), datagen (generator and
-# converters vs DuckDB and Polars).
-# The dashboard (analytics engine), WebSocket fan-out (real-time hub),
-# forecasting and churn suites are added by their issues; until they exist
+# converters vs DuckDB and Polars), dashboard (the dashboard and ad-hoc
+# queries vs DuckDB, Polars and DataFusion's Python package), websocket
+# (hub fan-out vs a Node ws server; ingest-to-push latency).
+# The forecasting and churn suites are added by their issues; until they exist
 # they are reported as not built, never as a number.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,7 +38,13 @@ for suite in "${suites[@]}"; do
     datagen)
       target/release/datagen_bench --beacon target/release/beacon --events "${DATAGEN_EVENTS:-1000000}"
       ;;
-    dashboard | websocket | forecasting | churn)
+    dashboard)
+      target/release/dashboard_bench --events "${DASHBOARD_EVENTS:-1000000,10000000}"
+      ;;
+    websocket)
+      target/release/ws_bench --beacon target/release/beacon --connections "${WS_CONNECTIONS:-1000,5000,10000}"
+      ;;
+    forecasting | churn)
       echo "suite $suite: not built yet (its issue is open); nothing measured"
       ;;
     *)

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use beacon_engine::EngineConfig;
 use beacon_ingest::IngestConfig;
+use beacon_realtime::RealtimeConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Queries.
     pub engine: EngineConfig,
+    /// The WebSocket/SSE hub.
+    pub realtime: RealtimeConfig,
     /// The demo workspace of `beacon serve --demo`.
     pub demo: DemoConfig,
 }
@@ -113,6 +116,7 @@ impl Config {
     /// Every problem with the settings.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.ingest.validate();
+        problems.extend(self.realtime.problems());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             problems.push(format!(
                 "log.format must be \"text\" or \"json\", not {:?}",
@@ -150,6 +154,12 @@ impl Config {
             warnings.push(
                 "ingest.delete_grace is shorter than engine.query_timeout: a long query may miss a compacted file".into(),
             );
+        }
+        if self.realtime.connection_queue < self.ingest.limits.max_batch_events {
+            warnings.push(format!(
+                "realtime.connection_queue ({}) is below ingest.limits.max_batch_events ({}): one large batch can make every activity subscriber lag",
+                self.realtime.connection_queue, self.ingest.limits.max_batch_events
+            ));
         }
         warnings
     }

@@ -22,6 +22,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The message shown to the client.
+    pub fn message(&self) -> String {
+        self.message.clone()
+    }
+
     /// An error with a status, a code and a message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -145,6 +150,18 @@ impl From<beacon_engine::Error> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "timeout", e.to_string())
             }
             E::Execution(_) | E::Arrow(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<beacon_realtime::Error> for ApiError {
+    fn from(e: beacon_realtime::Error) -> Self {
+        use beacon_realtime::Error as E;
+        match e {
+            E::Engine(inner) => inner.into(),
+            E::Forbidden { .. } => Self::forbidden(e.to_string()),
+            E::InvalidToken(_) => Self::unauthorized("invalid_token", e.to_string()),
+            other => Self::bad_request(other.code(), other.to_string()),
         }
     }
 }

@@ -21,7 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes::{admin, analytics, health, ingest, sql};
+use crate::routes::{admin, analytics, health, ingest, realtime, sql};
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -36,6 +36,12 @@ pub struct AppState {
     pub ingest_permits: Arc<Semaphore>,
     /// Prometheus renderer.
     pub prometheus: PrometheusHandle,
+    /// The real-time hub.
+    pub hub: beacon_realtime::Hub,
+    /// What feeds the hub's channels.
+    pub live: beacon_realtime::Live,
+    /// Signs and checks user session tokens.
+    pub tokens: beacon_realtime::token::TokenSigner,
 }
 
 /// Counter: HTTP requests by route, method and status.
@@ -86,6 +92,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_key),
         )
         .route("/v1/workspace/flush", post(admin::flush))
+        .route("/v1/ws", get(realtime::websocket))
+        .route("/v1/stream", get(realtime::sse))
+        .route("/v1/realtime/tokens", post(realtime::create_token))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -172,12 +181,21 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let tokens = beacon_realtime::token::TokenSigner::load_or_create(
+        &data_dir.join("realtime.secret"),
+    )
+    .context("cannot read or create the token secret")?;
+    let hub = beacon_realtime::Hub::new(config.realtime.clone());
+    let (live, live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
     let state = AppState {
         ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
         config: Arc::new(config),
         store: store.clone(),
         engine,
         prometheus,
+        hub,
+        live,
+        tokens,
     };
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
@@ -213,12 +231,19 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             stop.clone(),
         ));
     }
+    let hub = state.hub.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            hub.shutdown();
+        })
         .await
         .context("server failed")?;
     tracing::info!("Shutting down: flushing buffered events.");
     stop.cancel();
+    for job in live_jobs {
+        job.abort();
+    }
     for job in jobs {
         let _ = job.await;
     }

@@ -168,6 +168,18 @@ impl Engine {
         Ok(())
     }
 
+    /// A session like [`Engine::session`] over a snapshot the caller took
+    /// (to relate the answer to [`TenantSnapshot::seq`]).
+    ///
+    /// [`TenantSnapshot::seq`]: beacon_ingest::TenantSnapshot::seq
+    pub async fn session_for(
+        &self,
+        tenant: &str,
+        snapshot: beacon_ingest::TenantSnapshot,
+    ) -> Result<SessionContext> {
+        self.session_of(tenant, snapshot).await
+    }
+
     async fn session_of(
         &self,
         tenant: &str,

@@ -103,6 +103,7 @@ impl Rollups {
             let one = TenantSnapshot {
                 files: vec![(path.clone(), meta)],
                 batches: Vec::new(),
+                seq: snapshot.seq,
             };
             let table = Arc::new(EventsTableProvider::new(event_schema(), one));
             fresh.push((path, aggregate(table).await?));
@@ -128,6 +129,7 @@ impl Rollups {
             let tail = TenantSnapshot {
                 files: Vec::new(),
                 batches: snapshot.batches.clone(),
+                seq: snapshot.seq,
             };
             parts.push(aggregate(Arc::new(EventsTableProvider::new(event_schema(), tail))).await?);
         }
@@ -137,6 +139,7 @@ impl Rollups {
                 let empty = TenantSnapshot {
                     files: Vec::new(),
                     batches: Vec::new(),
+                    seq: snapshot.seq,
                 };
                 aggregate(Arc::new(EventsTableProvider::new(event_schema(), empty)))
                     .await?

@@ -118,6 +118,10 @@ pub struct TenantSnapshot {
     pub files: Vec<(PathBuf, FileMeta)>,
     /// In-memory rows not yet in files.
     pub batches: Vec<RecordBatch>,
+    /// Every accepted batch with a WAL sequence number up to this one is in
+    /// the snapshot, and none after it (consumers of [`Store::subscribe`]
+    /// use it to skip what a snapshot already holds).
+    pub seq: u64,
 }
 
 /// Sizes of one workspace's data.
@@ -159,6 +163,8 @@ struct MemState {
     active_bytes: usize,
     /// Bytes sealed but not yet published (non-zero after a failed flush).
     flushing_bytes: usize,
+    /// Highest WAL sequence number appended to a tail.
+    applied_seq: u64,
 }
 
 impl MemState {
@@ -298,6 +304,7 @@ impl Store {
             Ok(())
         })?;
         let last_seq = last_seq.max(checkpoint);
+        state.applied_seq = last_seq;
         wal::delete_empty_segments(&wal_dir)?;
         tracing::info!(
             checkpoint,
@@ -476,7 +483,11 @@ impl Store {
             .get(tenant)
             .map(|t| t.flushing.iter().chain(t.active.iter()).cloned().collect())
             .unwrap_or_default();
-        TenantSnapshot { files, batches }
+        TenantSnapshot {
+            files,
+            batches,
+            seq: state.applied_seq,
+        }
     }
 
     /// Sizes of a workspace's data.
@@ -888,6 +899,7 @@ fn writer_loop(
                     let mut state = inner.state.write();
                     for p in &pending {
                         state.append(&p.tenant, p.batch.clone(), p.bytes);
+                        state.applied_seq = state.applied_seq.max(p.seq);
                     }
                 }
                 for p in pending {

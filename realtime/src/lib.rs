@@ -1,9 +1,26 @@
-//! Beacon's real-time side: the WebSocket/SSE hub, live metrics, alert rules
-//! and their state machine, and notification delivery.
+//! Beacon's real-time side: the hub that pushes live metrics, the activity
+//! feed, alerts, notifications and live SQL results to dashboards, portals
+//! and other systems over WebSocket (and Server-Sent Events).
 //!
-//! Nothing is built here yet: the hub is issue 6 and alerts/notifications are
-//! issue 7. The crate exists so the workspace layout and the dependency
-//! direction (`api -> realtime -> forecasting/engine -> ingest`) are fixed
-//! from the start. The ingest side already publishes what the hub will
-//! consume: `beacon_ingest::Store::subscribe` (a bounded feed of accepted
-//! batches).
+//! - [`hub`]: channels per workspace with sequence numbers, bounded
+//!   history and resume, per-connection bounded outboxes (coalescing for
+//!   state channels, lag-and-resume for ordered ones), access rules.
+//! - [`live`]: what feeds the channels from accepted events: live metrics
+//!   in business time, the activity feed, live SQL queries.
+//! - [`protocol`]: the JSON messages clients and the hub exchange.
+//! - [`token`]: signed user session tokens for per-user channels.
+//!
+//! The socket handling (WebSocket upgrade, SSE, authentication by key) is in
+//! the `api` crate; this crate knows no HTTP.
+
+mod config;
+mod error;
+pub mod hub;
+pub mod live;
+pub mod protocol;
+pub mod token;
+
+pub use config::RealtimeConfig;
+pub use error::{Error, Result};
+pub use hub::{Access, Connection, Hub, Principal, SubscribeOptions};
+pub use live::Live;

@@ -1,0 +1,661 @@
+//! The real-time hub against the real server on 127.0.0.1:0, with
+//! tokio-tungstenite clients and a streaming HTTP client for SSE: live
+//! metrics equal to SQL, ordering, resume, history lost, a stalled client
+//! beside a healthy one, auth and cross-tenant refusals with close codes,
+//! malformed and oversized messages, SSE resume, live SQL queries.
+//!
+//! Every wait is a bounded loop over received messages with a timeout;
+//! no test asserts wall-clock speed.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use common::{BIN, Server, call, client, create_tenant, scalar, sql};
+use futures::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Longest wait for one expected message.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn read_key(data: &std::path::Path, tenant: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--tenant", tenant, "--role", "read", "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("cli");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["key"].as_str().expect("key").to_owned()
+}
+
+fn ws_url(server: &Server, query: &str) -> String {
+    format!("{}/v1/ws{query}", server.base.replacen("http://", "ws://", 1))
+}
+
+async fn connect(server: &Server, key: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(server, &format!("?key={key}")))
+        .await
+        .expect("connect");
+    let welcome = next(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    ws
+}
+
+/// The next JSON message (pings are skipped); panics on close or timeout.
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads until a message matches (at most `max` messages).
+async fn until<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    max: usize,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..max {
+        let m = next(ws).await;
+        if pred(&m) {
+            return m;
+        }
+    }
+    panic!("no matching message within {max} messages");
+}
+
+/// The close code the server ends the connection with.
+async fn close_code(ws: &mut Ws) -> u16 {
+    for _ in 0..100 {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("close in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) | None => return 1005,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("error instead of close: {e}"),
+        }
+    }
+    panic!("no close frame");
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+async fn subscribe(ws: &mut Ws, v: Value) -> Value {
+    send(ws, v).await;
+    until(ws, 50, |m| m["type"] == "subscribed" || m["type"] == "error").await
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+async fn ingest(server: &Server, write_key: &str, batch: Vec<Value>) {
+    let (status, body) = call(
+        server,
+        Method::POST,
+        "/v1/batch",
+        write_key,
+        Some(json!({ "batch": batch })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn order(id: &str, user: &str, revenue: &str) -> Value {
+    json!({"type": "track", "messageId": id, "userId": user, "event": "Order Completed",
+           "timestamp": now(), "properties": {"order_id": id, "revenue": revenue.parse::<f64>().expect("num")}})
+}
+
+fn track(id: &str, user: &str, event: &str) -> Value {
+    json!({"type": "track", "messageId": id, "anonymousId": user, "event": event, "timestamp": now()})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(&data, &[("BEACON_REALTIME__METRICS_INTERVAL", "50ms")]);
+    // Business time in New York, weeks from Sunday.
+    let (status, body) = call(
+        &server,
+        Method::PATCH,
+        "/v1/workspace",
+        &t.admin_key,
+        Some(json!({"timezone": "America/New_York", "week_start": "sunday"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    ingest(&server, &t.write_key, vec![order("o0", "c0", "10.05")]).await;
+
+    let mut ws = connect(&server, &read).await;
+    let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "metrics"})).await;
+    assert_eq!(sub["type"], "subscribed", "{sub}");
+    let snap = until(&mut ws, 10, |m| m["channel"] == "metrics").await;
+    assert_eq!(snap["type"], "snapshot", "{snap}");
+    assert_eq!(snap["payload"]["today"]["orders"], 1);
+    assert_eq!(snap["payload"]["today"]["revenue"], "10.0500");
+    assert_eq!(snap["payload"]["timezone"], "America/New_York");
+
+    ingest(
+        &server,
+        &t.write_key,
+        vec![
+            order("o1", "c1", "19.99"),
+            order("o2", "c1", "5.01"),
+            track("b1", "c2", "Booking Created"),
+            track("x1", "c3", "Booking Cancelled"),
+            track("n1", "c3", "Booking No Show"),
+            track("v1", "c4", "Product Viewed"),
+        ],
+    )
+    .await;
+    let update = until(&mut ws, 100, |m| {
+        m["channel"] == "metrics" && m["payload"]["today"]["orders"] == 3
+    })
+    .await;
+    let today = &update["payload"]["today"];
+    assert_eq!(update["type"], "update");
+    assert!(update["seq"].as_u64().expect("seq") > snap["seq"].as_u64().expect("seq"));
+
+    // The same numbers from SQL in the workspace's business day.
+    let q = "SELECT CAST(sum(revenue) FILTER (WHERE event = 'Order Completed') AS DECIMAL(38, 4)), \
+                    count(*) FILTER (WHERE event = 'Order Completed'), \
+                    count(*) FILTER (WHERE event = 'Booking Created'), \
+                    count(*) FILTER (WHERE event = 'Booking Cancelled'), \
+                    count(*) FILTER (WHERE event = 'Booking No Show'), \
+                    count(DISTINCT coalesce(user_id, anonymous_id)), \
+                    count(DISTINCT coalesce(user_id, anonymous_id)) FILTER (WHERE event = 'Order Completed') \
+             FROM events WHERE business_date(timestamp, 'day') = business_date(now(), 'day')";
+    let row = sql(&server, &read, q).await["rows"][0].clone();
+    assert_eq!(today["revenue"], row[0], "{today} vs {row}");
+    assert_eq!(today["orders"], row[1]);
+    assert_eq!(today["bookings"], row[2]);
+    assert_eq!(today["cancellations"], row[3]);
+    assert_eq!(today["no_shows"], row[4]);
+    assert_eq!(today["visitors"], row[5]);
+    assert_eq!(today["buyers"], row[6]);
+    assert_eq!(today["aov"], "11.68", "35.05 / 3, rounded");
+    assert_eq!(update["payload"]["visitors_5m"], 5);
+    // And from the analytics API (today's gross revenue and orders).
+    let (status, rev) = call(&server, Method::GET, "/v1/analytics/revenue?range=today", &read, None).await;
+    assert_eq!(status, 200, "{rev}");
+    assert_eq!(rev["summary"]["gross"], today["revenue"], "{rev}");
+    assert_eq!(rev["summary"]["orders"], today["orders"], "{rev}");
+    for period in ["week", "month"] {
+        let p = &update["payload"][period];
+        let unit = if period == "week" { "week" } else { "month" };
+        let q = format!(
+            "SELECT count(*) FILTER (WHERE event = 'Order Completed') FROM events \
+             WHERE business_date(timestamp, '{unit}') = business_date(now(), '{unit}')"
+        );
+        assert_eq!(p["orders"].as_i64(), Some(scalar(&server, &read, &q).await), "{period}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_is_ordered_resumes_exactly_and_reports_lost_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(&data, &[("BEACON_REALTIME__HISTORY", "50")]);
+    let mut ws = connect(&server, &read).await;
+    let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "activity"})).await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    for round in 0..12 {
+        let batch = (0..10)
+            .map(|i| track(&format!("e{round}-{i}"), "p", "Product Viewed"))
+            .collect();
+        ingest(&server, &t.write_key, batch).await;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 120 {
+        let m = next(&mut ws).await;
+        if m["channel"] == "activity" && m["type"] == "event" {
+            assert_eq!(m["epoch"], epoch.as_str());
+            assert_eq!(m["payload"]["event"], "Product Viewed");
+            seqs.push(m["seq"].as_u64().expect("seq"));
+        }
+    }
+    assert_eq!(seqs, (1..=120).collect::<Vec<_>>(), "every message, in order");
+    drop(ws);
+
+    // 20 more while nobody listens; resuming at 100 gets exactly 101..=140.
+    for round in 12..14 {
+        let batch = (0..10)
+            .map(|i| track(&format!("e{round}-{i}"), "p", "Product Viewed"))
+            .collect();
+        ingest(&server, &t.write_key, batch).await;
+    }
+    let mut ws = connect(&server, &read).await;
+    let sub = subscribe(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "activity", "resume": {"epoch": epoch, "seq": 100}}),
+    )
+    .await;
+    assert_eq!(sub["seq"], 140);
+    let mut got = Vec::new();
+    while got.len() < 40 {
+        let m = next(&mut ws).await;
+        if m["type"] == "event" {
+            got.push(m["seq"].as_u64().expect("seq"));
+        }
+    }
+    assert_eq!(got, (101..=140).collect::<Vec<_>>());
+    // Nothing else is pending after the replay: the pong comes next.
+    send(&mut ws, json!({"type": "ping", "id": 7})).await;
+    let pong = next(&mut ws).await;
+    assert_eq!(pong, json!({"type": "pong", "id": 7}), "no duplicates after the replay");
+
+    // Seq 30 is older than the 50-message history: history lost + snapshot.
+    let mut ws = connect(&server, &read).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "activity", "resume": {"epoch": epoch, "seq": 30}}),
+    )
+    .await;
+    let _subscribed = until(&mut ws, 5, |m| m["type"] == "subscribed").await;
+    let lost = next(&mut ws).await;
+    assert_eq!(lost["type"], "history_lost", "{lost}");
+    let snap = next(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["seq"], 140);
+    assert_eq!(snap["payload"]["recent"].as_array().expect("recent").len(), 50);
+    // A stale epoch (e.g. after a restart) is lost history too.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "activity", "resume": {"epoch": "old", "seq": 139}}),
+    )
+    .await;
+    let lost = until(&mut ws, 5, |m| m["type"] == "history_lost").await;
+    assert_eq!(lost["reason"], "the channel restarted (new epoch)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_REALTIME__CONNECTION_QUEUE", "256"),
+            ("BEACON_REALTIME__HISTORY", "100000"),
+            ("BEACON_REALTIME__METRICS_INTERVAL", "20ms"),
+        ],
+    );
+    // The stalled client: a tiny receive buffer, subscribed, never reading.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().expect("addr");
+    let stream = socket.connect(addr).await.expect("tcp");
+    let (mut stalled, _) = tokio_tungstenite::client_async(ws_url(&server, &format!("?key={read}")), stream)
+        .await
+        .expect("handshake");
+    send(&mut stalled, json!({"type": "subscribe", "channel": "activity"})).await;
+    send(&mut stalled, json!({"type": "subscribe", "channel": "metrics"})).await;
+
+    let mut healthy = connect(&server, &read).await;
+    subscribe(&mut healthy, json!({"type": "subscribe", "channel": "activity"})).await;
+    let reader = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        loop {
+            let m = next(&mut healthy).await;
+            if m["type"] == "lagged" {
+                panic!("the healthy client lagged: {m}");
+            }
+            if m["type"] == "event" {
+                seqs.push(m["seq"].as_u64().expect("seq"));
+            }
+            if m["type"] == "event" && m["payload"]["message_id"] == "last" {
+                return seqs;
+            }
+        }
+    });
+
+    // Ingest until the server reports a lagged subscription (bounded).
+    let padding = "x".repeat(2000);
+    let mut lagged = false;
+    let mut sent = 0;
+    for round in 0..400 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| {
+                let mut e = track(&format!("r{round}-{i}"), "p", "Product Viewed");
+                e["properties"] = json!({"note": padding});
+                e
+            })
+            .collect();
+        sent += batch.len();
+        ingest(&server, &t.write_key, batch).await;
+        let metrics = client()
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("beacon_realtime_lagged_total") && !l.ends_with(" 0"))
+        {
+            lagged = true;
+            break;
+        }
+    }
+    assert!(lagged, "the stalled client never lagged after {sent} events");
+    ingest(&server, &t.write_key, vec![track("last", "p", "Order Completed")]).await;
+    sent += 1;
+    let seqs = tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("healthy client finished in time")
+        .expect("reader");
+    assert_eq!(seqs, (1..=sent as u64).collect::<Vec<_>>(), "healthy client: all, in order");
+
+    // Now the stalled client reads: its activity ended with `lagged` (it
+    // never got more than the queue beyond what the sockets held), metrics
+    // are still live.
+    let mut lag = None;
+    let mut events = 0u64;
+    for _ in 0..20_000 {
+        let m = next(&mut stalled).await;
+        if m["type"] == "event" {
+            events += 1;
+        }
+        if m["type"] == "lagged" {
+            lag = Some(m);
+            break;
+        }
+    }
+    let lag = lag.expect("a lagged message");
+    assert_eq!(lag["channel"], "activity");
+    let last = lag["seq"].as_u64().expect("seq");
+    assert_eq!(events, last, "every message up to the lag point, none after");
+    assert!(last < sent as u64);
+    // Resume from there and get the rest from history.
+    send(
+        &mut stalled,
+        json!({"type": "subscribe", "channel": "activity", "resume": {"epoch": lag["epoch"], "seq": last}}),
+    )
+    .await;
+    let first = until(&mut stalled, 10_000, |m| m["channel"] == "activity" && m["type"] == "event").await;
+    assert_eq!(first["seq"].as_u64(), Some(last + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let a = create_tenant(&data, "A");
+    let b = create_tenant(&data, "B");
+    let read_a = read_key(&data, "A");
+    let server = Server::start(&data, &[("BEACON_REALTIME__AUTH_TIMEOUT", "300ms")]);
+
+    for (query, code) in [
+        ("?key=bk_r_nope".to_owned(), 4001),
+        (format!("?key={}", a.write_key), 4003),
+        ("?token=bt_forged.sig".to_owned(), 4001),
+        (String::new(), 4001), // no credentials and no auth message in time
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, &query))
+            .await
+            .expect("connect");
+        let first = next(&mut ws).await;
+        assert_eq!(first["type"], "error", "{query}: {first}");
+        assert_eq!(close_code(&mut ws).await, code, "{query}");
+    }
+    // Authenticating with a first message works.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "")).await.expect("connect");
+    send(&mut ws, json!({"type": "auth", "key": read_a})).await;
+    assert_eq!(next(&mut ws).await["type"], "welcome");
+
+    // A read key cannot open a user's inbox; the connection stays usable.
+    let refused = subscribe(&mut ws, json!({"type": "subscribe", "channel": "notifications:ann"})).await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "forbidden");
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut ws).await["type"], "pong");
+
+    // Tenant A's activity never shows tenant B's events.
+    subscribe(&mut ws, json!({"type": "subscribe", "channel": "activity"})).await;
+    ingest(&server, &b.write_key, vec![track("b-only", "x", "Order Completed")]).await;
+    ingest(&server, &a.write_key, vec![track("a-only", "y", "Order Completed")]).await;
+    let m = until(&mut ws, 10, |m| m["type"] == "event").await;
+    assert_eq!(m["payload"]["message_id"], "a-only");
+
+    // User tokens: minted by an admin key, good for that user's inbox only.
+    let (status, _) = call(&server, Method::POST, "/v1/realtime/tokens", &read_a, Some(json!({"user": "ann"}))).await;
+    assert_eq!(status, 403);
+    let (status, err) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "ann", "ttl": "100days"}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "invalid_ttl");
+    let (status, err) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "a b"}))).await;
+    assert_eq!(status, 400, "{err}");
+    let (status, tok) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "ann", "ttl": "10m"}))).await;
+    assert_eq!(status, 200, "{tok}");
+    let token = tok["token"].as_str().expect("token");
+    let (mut ann, _) = tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={token}")))
+        .await
+        .expect("connect");
+    assert_eq!(next(&mut ann).await["type"], "welcome");
+    let ok = subscribe(&mut ann, json!({"type": "subscribe", "channel": "notifications:ann"})).await;
+    assert_eq!(ok["type"], "subscribed", "{ok}");
+    for other in ["notifications:bob", "metrics", "activity"] {
+        let no = subscribe(&mut ann, json!({"type": "subscribe", "channel": other})).await;
+        assert_eq!(no["code"], "forbidden", "{other}: {no}");
+    }
+    let unknown = subscribe(&mut ann, json!({"type": "subscribe", "channel": "billing"})).await;
+    assert_eq!(unknown["code"], "unknown_channel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(&data, &[("BEACON_REALTIME__MAX_MESSAGE_BYTES", "2048")]);
+    ingest(&server, &t.write_key, vec![track("keep", "p", "Order Completed")]).await;
+    let mut ws = connect(&server, &read).await;
+    for bad in [
+        "not json".to_owned(),
+        "[1,2]".to_owned(),
+        json!({"type": "launch"}).to_string(),
+        json!({"type": "subscribe"}).to_string(),
+        json!({"type": "subscribe", "channel": "metrics", "surprise": 1}).to_string(),
+        json!({"type": "subscribe", "channel": "metrics", "sql": "SELECT 1"}).to_string(),
+        json!({"type": "subscribe", "channel": "metrics", "events": ["x"]}).to_string(),
+        json!({"type": "subscribe", "channel": "x".repeat(500)}).to_string(),
+        "\u{0}\u{1}".to_owned(),
+    ] {
+        ws.send(Message::text(bad.clone())).await.expect("send");
+        let m = until(&mut ws, 10, |m| m["type"] == "error").await;
+        assert!(m["code"].is_string() && m["message"].is_string(), "{bad}: {m}");
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.expect("send");
+    let m = until(&mut ws, 10, |m| m["type"] == "error").await;
+    assert_eq!(m["code"], "invalid_message");
+    send(&mut ws, json!({"type": "ping", "id": "still here"})).await;
+    assert_eq!(next(&mut ws).await["id"], "still here");
+
+    // Larger than max_message_bytes: that connection is closed with 1009.
+    let mut big = connect(&server, &read).await;
+    let _ = big.send(Message::text("x".repeat(10_000))).await;
+    assert_eq!(close_code(&mut big).await, 1009);
+    // Everyone else is fine and the data is intact.
+    send(&mut ws, json!({"type": "ping", "id": 2})).await;
+    assert_eq!(next(&mut ws).await["id"], 2);
+    assert_eq!(scalar(&server, &read, "SELECT count(*) FROM events").await, 1);
+    let status = client().get(server.url("/healthz")).send().await.expect("healthz").status();
+    assert_eq!(status, 200);
+}
+
+/// Reads SSE events (`id`, parsed `data`) until `n` data events arrived.
+async fn sse_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = tokio::time::timeout(WAIT, resp.chunk())
+            .await
+            .expect("sse data in time")
+            .expect("chunk")
+            .expect("stream open");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf8"));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut id = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                out.push((id, serde_json::from_str(&data).expect("json")));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let http = client();
+    let bad = http.get(server.url("/v1/stream?channels=activity&key=bk_r_nope")).send().await.expect("send");
+    assert_eq!(bad.status(), 401);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_key");
+    let write = http
+        .get(server.url(&format!("/v1/stream?channels=activity&key={}", t.write_key)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(write.status(), 403);
+    let none = http.get(server.url(&format!("/v1/stream?key={read}"))).send().await.expect("send");
+    assert_eq!(none.status(), 400);
+    let forbidden = http
+        .get(server.url(&format!("/v1/stream?channels=notifications:ann&key={read}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forbidden.status(), 403);
+
+    let mut resp = http
+        .get(server.url(&format!("/v1/stream?channels=activity&events=Order%20Completed&key={read}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    ingest(
+        &server,
+        &t.write_key,
+        vec![
+            track("s1", "p", "Order Completed"),
+            track("s2", "p", "Product Viewed"),
+            track("s3", "p", "Order Completed"),
+            track("s4", "p", "Order Completed"),
+        ],
+    )
+    .await;
+    let got = sse_events(&mut resp, 4).await;
+    assert_eq!(got[0].1["type"], "subscribed");
+    let ids: Vec<&str> = got[1..].iter().map(|(_, v)| v["payload"]["message_id"].as_str().unwrap_or("")).collect();
+    assert_eq!(ids, ["s1", "s3", "s4"], "filtered by event name, in order");
+    assert_eq!(got[1].1["seq"], 1);
+    assert_eq!(got[2].1["seq"], 3);
+    drop(resp);
+
+    // Reconnect with the id of the second event: the third comes again.
+    let resume_id = got[2].0.clone();
+    let mut resp = http
+        .get(server.url(&format!("/v1/stream?channels=activity&events=Order%20Completed&key={read}")))
+        .header("Last-Event-ID", resume_id)
+        .send()
+        .await
+        .expect("send");
+    let again = sse_events(&mut resp, 2).await;
+    assert_eq!(again[1].1["payload"]["message_id"], "s4");
+    assert_eq!(again[1].1["seq"], 4);
+    let bad_id = http
+        .get(server.url(&format!("/v1/stream?channels=activity&key={read}")))
+        .header("Last-Event-ID", "garbage!")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad_id.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_queries_push_new_results_only_when_they_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    let read = read_key(&data, "Shop");
+    let server = Server::start(&data, &[("BEACON_REALTIME__QUERY_DEBOUNCE", "50ms")]);
+    let mut ws = connect(&server, &read).await;
+    let q = "SELECT count(*) AS orders FROM events WHERE event = 'Order Completed'";
+    let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "query:orders", "sql": q})).await;
+    assert_eq!(sub["type"], "subscribed", "{sub}");
+    let snap = until(&mut ws, 5, |m| m["channel"] == "query:orders").await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["payload"]["rows"], json!([[0]]));
+
+    // Events that do not change the answer push nothing; an order does.
+    ingest(&server, &t.write_key, vec![track("v1", "p", "Product Viewed")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // several debounce periods
+    ingest(&server, &t.write_key, vec![track("o1", "p", "Order Completed")]).await;
+    let m = until(&mut ws, 10, |m| m["channel"] == "query:orders").await;
+    assert_eq!(m["type"], "result");
+    assert_eq!(m["payload"]["rows"], json!([[1]]), "the first pushed result is the changed one");
+
+    // A second client joins the same id without SQL, or with the same SQL;
+    // different SQL under that id is refused.
+    let mut other = connect(&server, &read).await;
+    let joined = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:orders"})).await;
+    assert_eq!(joined["type"], "subscribed");
+    let snap = until(&mut other, 5, |m| m["channel"] == "query:orders").await;
+    assert_eq!(snap["payload"]["rows"], json!([[1]]));
+    let clash = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:orders", "sql": "SELECT 2"})).await;
+    assert_eq!(clash["code"], "invalid_query");
+
+    for (id, bad) in [
+        ("syntax", "SELEC nothing"),
+        ("ddl", "CREATE TABLE x (a INT)"),
+        ("missing", "SELECT nope FROM events"),
+    ] {
+        let e = subscribe(&mut other, json!({"type": "subscribe", "channel": format!("query:{id}"), "sql": bad})).await;
+        assert_eq!(e["type"], "error", "{bad}");
+        assert_eq!(e["code"], "invalid_query", "{bad}: {e}");
+    }
+    let e = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:new"})).await;
+    assert_eq!(e["code"], "invalid_query", "a new id needs sql");
+}

@@ -1,0 +1,704 @@
+//! Channels, subscriptions and fan-out.
+//!
+//! Every workspace has its own channels, created on first use. A channel
+//! numbers its messages (`seq`, from 1 within an `epoch` that is new every
+//! time the channel is created, i.e. at every server start) and keeps the
+//! last `history` of them so a client can resume after a reconnect.
+//!
+//! Publishing never waits for a client: under the channel's lock the
+//! message is appended to the history and handed to each subscriber's
+//! [`Outbox`], which is bounded:
+//!
+//! - Coalescing channels (`metrics`, `query:<id>`) carry full states, so an
+//!   outbox keeps only the latest message per such channel: a slow client
+//!   skips intermediate values, never the newest.
+//! - The other channels (`activity`, `alerts`, `notifications:<user>`) are
+//!   never coalesced. When a client's outbox already holds
+//!   `connection_queue` of their messages, the client is unsubscribed from
+//!   that channel and gets a `lagged` message with the last sequence
+//!   number it was sent; it resumes from there (from history, or with
+//!   `history_lost` and a snapshot when it is too far behind).
+//!
+//! Subscribing takes the channel's lock too, so a resumed client gets the
+//! missed messages and then the live ones, with no gap and no duplicate.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use beacon_ingest::Role;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::RealtimeConfig;
+use crate::protocol::{Cursor, Envelope, control, error_message};
+use crate::{Error, Result};
+
+/// Metric names.
+pub mod metric_names {
+    /// Gauge: open real-time connections.
+    pub const CONNECTIONS: &str = "beacon_realtime_connections";
+    /// Counter: messages published on channels.
+    pub const PUBLISHED: &str = "beacon_realtime_published_total";
+    /// Counter: subscriptions ended because the client lagged.
+    pub const LAGGED: &str = "beacon_realtime_lagged_total";
+    /// Counter: coalesced (replaced before delivery) messages.
+    pub const COALESCED: &str = "beacon_realtime_coalesced_total";
+}
+
+/// The kinds of channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    /// Live KPI tiles (coalescing).
+    Metrics,
+    /// Accepted business events (filterable by event name).
+    Activity,
+    /// Alert state changes.
+    Alerts,
+    /// One user's inbox.
+    Notifications(String),
+    /// A live SQL query (coalescing).
+    Query(String),
+}
+
+/// Longest channel name.
+pub const MAX_CHANNEL_NAME: usize = 200;
+
+impl ChannelKind {
+    /// Parses a channel name.
+    pub fn parse(name: &str) -> Result<Self> {
+        let unknown = || Error::UnknownChannel {
+            channel: name.chars().take(MAX_CHANNEL_NAME).collect(),
+        };
+        if name.len() > MAX_CHANNEL_NAME {
+            return Err(unknown());
+        }
+        let valid_id = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+        };
+        Ok(match name {
+            "metrics" => Self::Metrics,
+            "activity" => Self::Activity,
+            "alerts" => Self::Alerts,
+            _ => match name.split_once(':') {
+                Some(("notifications", user)) if valid_id(user) => {
+                    Self::Notifications(user.to_owned())
+                }
+                Some(("query", id)) if valid_id(id) => Self::Query(id.to_owned()),
+                _ => return Err(unknown()),
+            },
+        })
+    }
+
+    /// True for channels whose messages are full states (only the latest
+    /// matters to a slow client).
+    pub fn coalesces(&self) -> bool {
+        matches!(self, Self::Metrics | Self::Query(_))
+    }
+}
+
+/// Who a connection belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// An API key of the workspace (read or admin): every workspace
+    /// channel except other users' inboxes.
+    Key(Role),
+    /// A user session token: that user's inbox only.
+    User(String),
+}
+
+/// An authenticated connection owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Workspace id.
+    pub tenant: String,
+    /// What the credentials allow.
+    pub access: Access,
+}
+
+impl Principal {
+    /// Fails unless this principal may subscribe to `kind`.
+    pub fn check(&self, name: &str, kind: &ChannelKind) -> Result<()> {
+        let forbidden = |reason: &str| Error::Forbidden {
+            channel: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match (&self.access, kind) {
+            (Access::Key(Role::Write), _) => Err(forbidden("write keys can only send events")),
+            (Access::Key(_), ChannelKind::Notifications(_)) => Err(forbidden(
+                "a user's notifications need that user's session token",
+            )),
+            (Access::Key(_), _) => Ok(()),
+            (Access::User(user), ChannelKind::Notifications(target)) if user == target => Ok(()),
+            (Access::User(_), ChannelKind::Notifications(_)) => {
+                Err(forbidden("a user token only opens that user's notifications"))
+            }
+            (Access::User(_), _) => Err(forbidden(
+                "a user token only opens notifications:<user>; use a read key for workspace channels",
+            )),
+        }
+    }
+}
+
+/// One outgoing item of a connection.
+#[derive(Debug, Clone)]
+enum Item {
+    Control(Arc<str>),
+    Message(Arc<Envelope>),
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// Control messages and non-coalesced channel messages, in order.
+    items: VecDeque<Item>,
+    /// Channel messages among `items` (the bounded part).
+    messages: usize,
+    /// Latest message of each coalescing channel not yet sent.
+    latest: Vec<(Arc<str>, Arc<Envelope>)>,
+    /// Channels this connection is subscribed to.
+    subscribed: HashSet<Arc<str>>,
+    closed: bool,
+}
+
+/// The bounded queue between the hub and one connection's writer.
+#[derive(Debug)]
+pub struct Outbox {
+    id: u64,
+    capacity: usize,
+    state: Mutex<OutboxState>,
+    notify: Notify,
+}
+
+impl Outbox {
+    fn new(id: u64, capacity: usize) -> Self {
+        Self {
+            id,
+            capacity,
+            state: Mutex::new(OutboxState::default()),
+            notify: Notify::new(),
+        }
+    }
+
+    fn push_control(&self, text: Arc<str>) {
+        self.state.lock().items.push_back(Item::Control(text));
+        self.notify.notify_one();
+    }
+
+    /// Queues a non-coalesced message; false when the outbox is full.
+    fn push_message(&self, env: &Arc<Envelope>) -> bool {
+        let mut s = self.state.lock();
+        if s.messages >= self.capacity {
+            return false;
+        }
+        s.items.push_back(Item::Message(Arc::clone(env)));
+        s.messages += 1;
+        drop(s);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Queues a replay (bounded by the channel's history, not the outbox).
+    fn push_replay(&self, envs: Vec<Arc<Envelope>>) {
+        let mut s = self.state.lock();
+        s.messages += envs.len();
+        s.items.extend(envs.into_iter().map(Item::Message));
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    fn set_latest(&self, env: &Arc<Envelope>) {
+        let mut s = self.state.lock();
+        match s.latest.iter_mut().find(|(c, _)| *c == env.channel) {
+            Some(slot) => {
+                metrics::counter!(metric_names::COALESCED).increment(1);
+                slot.1 = Arc::clone(env);
+            }
+            None => s.latest.push((Arc::clone(&env.channel), Arc::clone(env))),
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Takes everything queued: control and ordered messages first, then
+    /// the latest value of each coalescing channel.
+    pub fn drain(&self) -> Vec<Arc<str>> {
+        let mut s = self.state.lock();
+        let mut out: Vec<Arc<str>> = s
+            .items
+            .drain(..)
+            .map(|i| match i {
+                Item::Control(t) => t,
+                Item::Message(e) => Arc::clone(&e.text),
+            })
+            .collect();
+        s.messages = 0;
+        out.extend(s.latest.drain(..).map(|(_, e)| Arc::clone(&e.text)));
+        out
+    }
+
+    /// Waits until something is queued (returns at once if it already is).
+    pub async fn ready(&self) {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let s = self.state.lock();
+                if !s.items.is_empty() || !s.latest.is_empty() || s.closed {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Messages waiting (for tests and metrics).
+    pub fn len(&self) -> usize {
+        let s = self.state.lock();
+        s.items.len() + s.latest.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    /// `activity`: only these events.
+    events: Option<HashSet<String>>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    next_seq: u64,
+    history: VecDeque<Arc<Envelope>>,
+    /// Coalescing channels: the payload of the latest message (the
+    /// current state), sent as a `snapshot` to new subscribers.
+    state: Option<Value>,
+    subscribers: HashMap<u64, Subscriber>,
+}
+
+/// One channel of one workspace.
+#[derive(Debug)]
+pub struct Channel {
+    name: Arc<str>,
+    kind: ChannelKind,
+    epoch: Arc<str>,
+    state: Mutex<ChannelState>,
+}
+
+impl Channel {
+    fn new(name: &str, kind: ChannelKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..12].into(),
+            state: Mutex::new(ChannelState {
+                next_seq: 1,
+                ..ChannelState::default()
+            }),
+        }
+    }
+
+    /// Subscribers right now.
+    pub fn subscribers(&self) -> usize {
+        self.state.lock().subscribers.len()
+    }
+
+    /// The channel's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+}
+
+#[derive(Debug, Default)]
+struct TenantChannels {
+    channels: HashMap<String, Arc<Channel>>,
+}
+
+/// The hub: every workspace's channels and the open connections.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: RealtimeConfig,
+    tenants: Mutex<HashMap<String, TenantChannels>>,
+    connections: AtomicUsize,
+    next_id: AtomicU64,
+    /// Set once when the server shuts down.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// A snapshot for a subscriber: the current state of a coalescing channel,
+/// or recent history of an ordered one.
+pub type Snapshot = Value;
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: RealtimeConfig) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                config,
+                tenants: Mutex::new(HashMap::new()),
+                connections: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                closing: tokio::sync::watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RealtimeConfig {
+        &self.inner.config
+    }
+
+    /// Tells every connection to close (server shutdown).
+    pub fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Acquire)
+    }
+
+    /// Registers a connection, or `None` at `max_connections`.
+    pub fn connect(&self, principal: Principal) -> Option<Connection> {
+        let max = self.inner.config.max_connections;
+        let admitted = self
+            .inner
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return None;
+        }
+        metrics::gauge!(metric_names::CONNECTIONS).increment(1.0);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        Some(Connection {
+            hub: self.clone(),
+            principal,
+            outbox: Arc::new(Outbox::new(id, self.inner.config.connection_queue)),
+            subscriptions: HashMap::new(),
+        })
+    }
+
+    /// The channel, created on first use.
+    pub fn channel(&self, tenant: &str, name: &str) -> Result<Arc<Channel>> {
+        let kind = ChannelKind::parse(name)?;
+        let mut tenants = self.inner.tenants.lock();
+        let t = tenants.entry(tenant.to_owned()).or_default();
+        Ok(Arc::clone(
+            t.channels
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(Channel::new(name, kind))),
+        ))
+    }
+
+    /// The channel if it exists.
+    pub fn existing(&self, tenant: &str, name: &str) -> Option<Arc<Channel>> {
+        let tenants = self.inner.tenants.lock();
+        tenants.get(tenant)?.channels.get(name).cloned()
+    }
+
+    /// Workspaces with a channel named `name` that has subscribers.
+    pub fn tenants_watching(&self, name: &str) -> Vec<String> {
+        let tenants = self.inner.tenants.lock();
+        tenants
+            .iter()
+            .filter(|(_, t)| t.channels.get(name).is_some_and(|c| c.subscribers() > 0))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The `query:<id>` channels of a workspace that have subscribers.
+    pub fn watched_queries(&self, tenant: &str) -> Vec<String> {
+        let tenants = self.inner.tenants.lock();
+        tenants.get(tenant).map_or_else(Vec::new, |t| {
+            t.channels
+                .iter()
+                .filter(|(_, c)| matches!(c.kind, ChannelKind::Query(_)) && c.subscribers() > 0)
+                .map(|(n, _)| n.clone())
+                .collect()
+        })
+    }
+
+    /// Publishes a message on a channel (created if needed); returns its
+    /// sequence number.
+    pub fn publish(
+        &self,
+        tenant: &str,
+        name: &str,
+        kind: &str,
+        payload: &Value,
+        event: Option<String>,
+    ) -> Result<u64> {
+        let channel = self.channel(tenant, name)?;
+        Ok(publish_on(&channel, self.inner.config.history, kind, payload, event))
+    }
+}
+
+/// Appends to the channel and hands the message to every subscriber.
+fn publish_on(
+    channel: &Channel,
+    history: usize,
+    kind: &str,
+    payload: &Value,
+    event: Option<String>,
+) -> u64 {
+    let mut s = channel.state.lock();
+    let seq = s.next_seq;
+    s.next_seq += 1;
+    let env = Arc::new(Envelope::new(
+        &channel.name,
+        &channel.epoch,
+        seq,
+        kind,
+        payload,
+        event,
+    ));
+    if !channel.kind.coalesces() {
+        s.history.push_back(Arc::clone(&env));
+        while s.history.len() > history {
+            s.history.pop_front();
+        }
+    }
+    if channel.kind.coalesces() {
+        s.state = Some(payload.clone());
+    }
+    let mut lagged = Vec::new();
+    for (id, sub) in &s.subscribers {
+        if channel.kind.coalesces() {
+            sub.outbox.set_latest(&env);
+            continue;
+        }
+        if let (Some(filter), Some(ev)) = (&sub.events, &env.event)
+            && !filter.contains(ev)
+        {
+            continue;
+        }
+        if !sub.outbox.push_message(&env) {
+            lagged.push(*id);
+        }
+    }
+    for id in lagged {
+        if let Some(sub) = s.subscribers.remove(&id) {
+            metrics::counter!(metric_names::LAGGED).increment(1);
+            sub.outbox.state.lock().subscribed.remove(&channel.name);
+            sub.outbox.push_control(control(
+                "lagged",
+                json!({
+                    "channel": &*channel.name,
+                    "epoch": &*channel.epoch,
+                    "seq": seq - 1,
+                    "message": "the client fell too far behind; resume from seq to continue",
+                }),
+            ));
+        }
+    }
+    metrics::counter!(metric_names::PUBLISHED).increment(1);
+    seq
+}
+
+/// What a subscription starts with.
+#[derive(Debug)]
+pub struct SubscribeOptions {
+    /// Resume after this position.
+    pub resume: Option<Cursor>,
+    /// `activity`: only these events.
+    pub events: Option<Vec<String>>,
+    /// The snapshot sent to a client that cannot be resumed (or that
+    /// subscribes to a coalescing channel without a current state).
+    pub snapshot: Option<Snapshot>,
+}
+
+/// One client connection: its subscriptions and outbox. Dropping it
+/// unsubscribes everything.
+#[derive(Debug)]
+pub struct Connection {
+    hub: Hub,
+    principal: Principal,
+    outbox: Arc<Outbox>,
+    subscriptions: HashMap<String, Arc<Channel>>,
+}
+
+impl Connection {
+    /// Who owns the connection.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The outgoing queue (its writer drains it).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Number of live subscriptions (lagged ones are gone).
+    pub fn subscriptions(&self) -> usize {
+        self.outbox.state.lock().subscribed.len()
+    }
+
+    /// Resolves when the server shuts down.
+    pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.hub.inner.closing.subscribe();
+        async move {
+            loop {
+                if *rx.borrow_and_update() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// Queues a control message.
+    pub fn send_control(&self, text: Arc<str>) {
+        self.outbox.push_control(text);
+    }
+
+    /// Queues an `error` message.
+    pub fn send_error(&self, error: &Error, channel: Option<&str>) {
+        self.outbox
+            .push_control(error_message(error.code(), &error.to_string(), channel));
+    }
+
+    /// Checks that this connection may subscribe to `name`.
+    pub fn authorize(&self, name: &str) -> Result<ChannelKind> {
+        let kind = ChannelKind::parse(name)?;
+        self.principal.check(name, &kind)?;
+        Ok(kind)
+    }
+
+    /// Subscribes (see the module docs for resume and snapshots).
+    pub fn subscribe(&mut self, name: &str, options: SubscribeOptions) -> Result<()> {
+        let kind = self.authorize(name)?;
+        // A repeated subscribe replaces the earlier one (new filter/resume).
+        self.unsubscribe(name);
+        if self.subscriptions() >= self.hub.inner.config.max_subscriptions {
+            return Err(Error::TooManySubscriptions {
+                limit: self.hub.inner.config.max_subscriptions,
+            });
+        }
+        if options.events.is_some() && kind != ChannelKind::Activity {
+            return Err(Error::InvalidMessage(
+                "events filters only apply to the activity channel".into(),
+            ));
+        }
+        let channel = self.hub.channel(&self.principal.tenant, name)?;
+        let mut s = channel.state.lock();
+        let last_seq = s.next_seq - 1;
+        self.outbox.push_control(control(
+            "subscribed",
+            json!({"channel": name, "epoch": &*channel.epoch, "seq": last_seq}),
+        ));
+        let filter: Option<HashSet<String>> = options.events.map(|e| e.into_iter().collect());
+        let wanted = |e: &Envelope| match (&filter, &e.event) {
+            (Some(f), Some(ev)) => f.contains(ev),
+            _ => true,
+        };
+        if kind.coalesces() {
+            // Full states: resuming is just getting the current one.
+            if let Some(state) = s.state.as_ref().or(options.snapshot.as_ref()) {
+                self.outbox
+                    .push_control(snapshot_message(&channel, last_seq, state));
+            }
+        } else if let Some(cursor) = options.resume {
+            let oldest = s.history.front().map_or(s.next_seq, |e| e.seq);
+            let resumable =
+                cursor.epoch == *channel.epoch && cursor.seq <= last_seq && cursor.seq + 1 >= oldest;
+            if resumable {
+                let replay: Vec<Arc<Envelope>> = s
+                    .history
+                    .iter()
+                    .filter(|e| e.seq > cursor.seq && wanted(e))
+                    .cloned()
+                    .collect();
+                self.outbox.push_replay(replay);
+            } else {
+                let reason = if cursor.epoch != *channel.epoch {
+                    "the channel restarted (new epoch)"
+                } else if cursor.seq > last_seq {
+                    "the sequence number is ahead of the channel"
+                } else {
+                    "the missed messages are no longer in the history"
+                };
+                self.outbox.push_control(control(
+                    "history_lost",
+                    json!({"channel": name, "epoch": &*channel.epoch, "seq": last_seq, "reason": reason}),
+                ));
+                let recent: Vec<Value> = s
+                    .history
+                    .iter()
+                    .rev()
+                    .filter(|e| wanted(e))
+                    .take(50)
+                    .filter_map(|e| serde_json::from_str::<Value>(&e.text).ok())
+                    .map(|mut v| v["payload"].take())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let snapshot = options.snapshot.unwrap_or_else(|| json!({"recent": recent}));
+                self.outbox
+                    .push_control(snapshot_message(&channel, last_seq, &snapshot));
+            }
+        }
+        s.subscribers.insert(
+            self.outbox.id,
+            Subscriber {
+                outbox: Arc::clone(&self.outbox),
+                events: filter,
+            },
+        );
+        drop(s);
+        self.outbox
+            .state
+            .lock()
+            .subscribed
+            .insert(Arc::clone(&channel.name));
+        self.subscriptions.insert(name.to_owned(), channel);
+        Ok(())
+    }
+
+    /// Ends a subscription; true if there was one.
+    pub fn unsubscribe(&mut self, name: &str) -> bool {
+        let Some(channel) = self.subscriptions.remove(name) else {
+            return false;
+        };
+        channel.state.lock().subscribers.remove(&self.outbox.id);
+        self.outbox.state.lock().subscribed.remove(&channel.name)
+    }
+}
+
+fn snapshot_message(channel: &Channel, seq: u64, snapshot: &Value) -> Arc<str> {
+    Envelope::new(&channel.name, &channel.epoch, seq, "snapshot", snapshot, None).text
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for (_, channel) in self.subscriptions.drain() {
+            channel.state.lock().subscribers.remove(&self.outbox.id);
+        }
+        {
+            let mut s = self.outbox.state.lock();
+            s.closed = true;
+        }
+        self.outbox.notify.notify_one();
+        self.hub.inner.connections.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(metric_names::CONNECTIONS).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests;

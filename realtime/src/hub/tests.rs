@@ -1,0 +1,228 @@
+use super::*;
+
+fn hub(history: usize, queue: usize) -> Hub {
+    Hub::new(RealtimeConfig {
+        history,
+        connection_queue: queue,
+        ..RealtimeConfig::default()
+    })
+}
+
+fn reader(tenant: &str) -> Principal {
+    Principal {
+        tenant: tenant.into(),
+        access: Access::Key(Role::Read),
+    }
+}
+
+fn plain() -> SubscribeOptions {
+    SubscribeOptions {
+        resume: None,
+        events: None,
+        snapshot: None,
+    }
+}
+
+fn drained(c: &Connection) -> Vec<Value> {
+    c.outbox()
+        .drain()
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("json"))
+        .collect()
+}
+
+fn seqs(msgs: &[Value], kind: &str) -> Vec<u64> {
+    msgs.iter()
+        .filter(|m| m["type"] == kind)
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+#[test]
+fn messages_arrive_in_order_and_resume_gets_exactly_the_missed_ones() {
+    let hub = hub(100, 1000);
+    let mut a = hub.connect(reader("t1")).expect("connect");
+    a.subscribe("activity", plain()).expect("subscribe");
+    for i in 0..10 {
+        hub.publish("t1", "activity", "event", &json!({"i": i}), None)
+            .expect("publish");
+    }
+    let got = drained(&a);
+    assert_eq!(got[0]["type"], "subscribed");
+    assert_eq!(seqs(&got, "event"), (1..=10).collect::<Vec<_>>());
+    let epoch = got[0]["epoch"].as_str().expect("epoch").to_owned();
+    drop(a);
+    for i in 10..15 {
+        hub.publish("t1", "activity", "event", &json!({"i": i}), None)
+            .expect("publish");
+    }
+    let mut b = hub.connect(reader("t1")).expect("connect");
+    b.subscribe(
+        "activity",
+        SubscribeOptions {
+            resume: Some(Cursor { epoch, seq: 10 }),
+            ..plain()
+        },
+    )
+    .expect("resume");
+    hub.publish("t1", "activity", "event", &json!({"i": 15}), None)
+        .expect("publish");
+    let got = drained(&b);
+    assert_eq!(seqs(&got, "event"), vec![11, 12, 13, 14, 15, 16]);
+}
+
+#[test]
+fn too_far_behind_gets_history_lost_and_a_snapshot() {
+    let hub = hub(5, 1000);
+    let channel = hub.channel("t1", "alerts").expect("channel");
+    let epoch = channel.epoch().to_owned();
+    for i in 0..20 {
+        hub.publish("t1", "alerts", "event", &json!({"i": i}), None)
+            .expect("publish");
+    }
+    for cursor in [
+        Cursor {
+            epoch: epoch.clone(),
+            seq: 3,
+        },
+        Cursor {
+            epoch: "other".into(),
+            seq: 19,
+        },
+        Cursor { epoch, seq: 99 },
+    ] {
+        let mut c = hub.connect(reader("t1")).expect("connect");
+        c.subscribe(
+            "alerts",
+            SubscribeOptions {
+                resume: Some(cursor),
+                ..plain()
+            },
+        )
+        .expect("subscribe");
+        let got = drained(&c);
+        assert_eq!(got[1]["type"], "history_lost", "{got:?}");
+        assert_eq!(got[2]["type"], "snapshot");
+        assert_eq!(got[2]["seq"], 20);
+        let recent = got[2]["payload"]["recent"].as_array().expect("recent");
+        assert_eq!(recent.len(), 5);
+        assert_eq!(recent[4], json!({"i": 19}));
+    }
+}
+
+#[test]
+fn a_full_outbox_lags_the_ordered_channel_and_coalesces_the_state_channel() {
+    let hub = hub(100, 4);
+    let mut slow = hub.connect(reader("t1")).expect("connect");
+    let mut fast = hub.connect(reader("t1")).expect("connect");
+    for c in [&mut slow, &mut fast] {
+        c.subscribe("activity", plain()).expect("activity");
+        c.subscribe("metrics", plain()).expect("metrics");
+    }
+    drained(&slow);
+    drained(&fast);
+    let mut fast_seen = Vec::new();
+    for i in 0..10u64 {
+        hub.publish("t1", "activity", "event", &json!({"i": i}), None)
+            .expect("publish");
+        hub.publish("t1", "metrics", "update", &json!({"v": i}), None)
+            .expect("publish");
+        fast_seen.extend(drained(&fast));
+    }
+    // The healthy client got everything, in order.
+    assert_eq!(seqs(&fast_seen, "event"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(&fast_seen, "update"), (1..=10).collect::<Vec<_>>());
+    // The stalled one: 4 events, then lagged at 4; one (the latest) metric.
+    let got = drained(&slow);
+    assert_eq!(seqs(&got, "event"), vec![1, 2, 3, 4]);
+    let lagged: Vec<&Value> = got.iter().filter(|m| m["type"] == "lagged").collect();
+    assert_eq!(lagged.len(), 1);
+    assert_eq!(lagged[0]["seq"], 4);
+    assert_eq!(seqs(&got, "update"), vec![10]);
+    // A new subscriber to a state channel starts with the current state.
+    let mut late = hub.connect(reader("t1")).expect("connect");
+    late.subscribe("metrics", plain()).expect("metrics");
+    let got = drained(&late);
+    assert_eq!(got[1]["type"], "snapshot");
+    assert_eq!(got[1]["seq"], 10);
+    assert_eq!(got[1]["payload"], json!({"v": 9}));
+    assert_eq!(slow.subscriptions(), 1, "still on metrics, off activity");
+    assert_eq!(hub.channel("t1", "activity").expect("c").subscribers(), 1);
+}
+
+#[test]
+fn activity_filters_by_event_and_resume_respects_the_filter() {
+    let hub = hub(100, 100);
+    let mut c = hub.connect(reader("t1")).expect("connect");
+    c.subscribe(
+        "activity",
+        SubscribeOptions {
+            events: Some(vec!["Order Completed".into()]),
+            ..plain()
+        },
+    )
+    .expect("subscribe");
+    for name in ["Product Viewed", "Order Completed", "Product Viewed", "Order Completed"] {
+        hub.publish("t1", "activity", "event", &json!({}), Some(name.into()))
+            .expect("publish");
+    }
+    assert_eq!(seqs(&drained(&c), "event"), vec![2, 4]);
+}
+
+#[test]
+fn access_rules() {
+    let hub = hub(10, 10);
+    let mut writer = hub
+        .connect(Principal {
+            tenant: "t1".into(),
+            access: Access::Key(Role::Write),
+        })
+        .expect("connect");
+    assert!(matches!(
+        writer.subscribe("metrics", plain()),
+        Err(Error::Forbidden { .. })
+    ));
+    let mut reader = hub.connect(reader("t1")).expect("connect");
+    assert!(matches!(
+        reader.subscribe("notifications:ann", plain()),
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        reader.subscribe("nope", plain()),
+        Err(Error::UnknownChannel { .. })
+    ));
+    assert!(matches!(
+        reader.subscribe("query:bad id", plain()),
+        Err(Error::UnknownChannel { .. })
+    ));
+    let mut ann = hub
+        .connect(Principal {
+            tenant: "t1".into(),
+            access: Access::User("ann".into()),
+        })
+        .expect("connect");
+    ann.subscribe("notifications:ann", plain()).expect("own inbox");
+    assert!(ann.subscribe("notifications:bob", plain()).is_err());
+    assert!(ann.subscribe("metrics", plain()).is_err());
+    // Channels are per workspace: t2's publish never reaches t1.
+    reader.subscribe("alerts", plain()).expect("alerts");
+    drained(&reader);
+    hub.publish("t2", "alerts", "event", &json!({}), None)
+        .expect("publish");
+    assert!(reader.outbox().is_empty());
+}
+
+#[test]
+fn connection_limit_and_drop_release_slots() {
+    let hub = Hub::new(RealtimeConfig {
+        max_connections: 2,
+        ..RealtimeConfig::default()
+    });
+    let a = hub.connect(reader("t")).expect("a");
+    let b = hub.connect(reader("t")).expect("b");
+    assert!(hub.connect(reader("t")).is_none());
+    drop(a);
+    let _c = hub.connect(reader("t")).expect("c after a left");
+    drop(b);
+    assert_eq!(hub.connections(), 1);
+}
