@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Server, call, client, create_tenant, scalar};
+use common::{BIN, Server, call, client, create_read_key, create_tenant, scalar};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -146,27 +146,7 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
     let http = client();
 
     // A read key from the CLI, while the server runs: it can query, not ingest.
-    let out = Command::new(BIN)
-        .args([
-            "keys",
-            "create",
-            "--tenant",
-            "Salon",
-            "--role",
-            "read",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .expect("cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let read_key = created["key"].as_str().expect("key").to_owned();
+    let read_key = create_read_key(&data, "Salon");
     assert_eq!(
         scalar(&server, &read_key, "SELECT COUNT(*) FROM events").await,
         0

@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use common::{BIN, Server, call, client, create_tenant, scalar, sql};
+use common::{Server, call, client, create_read_key, create_tenant, scalar, sql};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,17 +25,6 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Longest wait for one expected message.
 const WAIT: Duration = Duration::from_secs(20);
-
-fn read_key(data: &std::path::Path, tenant: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--tenant", tenant, "--role", "read", "--json", "--data-dir"])
-        .arg(data)
-        .output()
-        .expect("cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    v["key"].as_str().expect("key").to_owned()
-}
 
 fn ws_url(server: &Server, query: &str) -> String {
     format!("{}/v1/ws{query}", server.base.replacen("http://", "ws://", 1))
@@ -134,7 +122,7 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_REALTIME__METRICS_INTERVAL", "50ms")]);
     // Business time in New York, weeks from Sunday.
     let (status, body) = call(
@@ -218,7 +206,7 @@ async fn activity_is_ordered_resumes_exactly_and_reports_lost_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_REALTIME__HISTORY", "50")]);
     let mut ws = connect(&server, &read).await;
     let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "activity"})).await;
@@ -297,7 +285,7 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(
         &data,
         &[
@@ -410,7 +398,7 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
     let data = dir.path().join("data");
     let a = create_tenant(&data, "A");
     let b = create_tenant(&data, "B");
-    let read_a = read_key(&data, "A");
+    let read_a = create_read_key(&data, "A");
     let server = Server::start(&data, &[("BEACON_REALTIME__AUTH_TIMEOUT", "300ms")]);
 
     for (query, code) in [
@@ -475,7 +463,7 @@ async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connec
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_REALTIME__MAX_MESSAGE_BYTES", "2048")]);
     ingest(&server, &t.write_key, vec![track("keep", "p", "Order Completed")]).await;
     let mut ws = connect(&server, &read).await;
@@ -547,7 +535,7 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[]);
     let http = client();
     let bad = http.get(server.url("/v1/stream?channels=activity&key=bk_r_nope")).send().await.expect("send");
@@ -619,7 +607,7 @@ async fn live_queries_push_new_results_only_when_they_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
-    let read = read_key(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_REALTIME__QUERY_DEBOUNCE", "50ms")]);
     let mut ws = connect(&server, &read).await;
     let q = "SELECT count(*) AS orders FROM events WHERE event = 'Order Completed'";
@@ -658,4 +646,24 @@ async fn live_queries_push_new_results_only_when_they_change() {
     }
     let e = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:new"})).await;
     assert_eq!(e["code"], "invalid_query", "a new id needs sql");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_closed_as_dead() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    create_tenant(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
+    let server = Server::start(&data, &[("BEACON_REALTIME__HEARTBEAT", "200ms")]);
+    let mut ws = connect(&server, &read).await;
+    subscribe(&mut ws, json!({"type": "subscribe", "channel": "alerts"})).await;
+    // A client that reads keeps answering pings and stays connected.
+    send(&mut ws, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(until(&mut ws, 10, |m| m["type"] == "pong").await["id"], 1);
+    // Not reading at all means no pongs: after two heartbeats the server
+    // closes with 4009 (seen once the client reads again).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(close_code(&mut ws).await, 4009);
+    let (status, _) = call(&server, Method::GET, "/healthz", &read, None).await;
+    assert_eq!(status, 200);
 }

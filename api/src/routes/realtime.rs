@@ -283,7 +283,21 @@ async fn run_socket(
             code,
             reason: reason.into(),
         }));
-        let _ = tokio::time::timeout(config.write_timeout, sink.send(frame)).await;
+        if matches!(
+            tokio::time::timeout(config.write_timeout, sink.send(frame)).await,
+            Ok(Ok(()))
+        ) {
+            // The closing handshake: let the client answer (it may still
+            // be flushing pongs) before the socket goes away.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
     drop(conn);
 }

@@ -157,6 +157,22 @@ pub fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
     }
 }
 
+/// `beacon keys create --tenant NAME --role read --json`: a read key.
+pub fn create_read_key(data_dir: &Path, tenant: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--tenant", tenant, "--role", "read", "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run beacon keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["key"].as_str().expect("key").to_owned()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))

@@ -1,6 +1,6 @@
 //! The WebSocket suite: a load client (this process) against the real
 //! `beacon` server and, in the same run, a Node `ws` broadcast server doing
-//! the same fan-out (`benches/peers/ws_server.js`).
+//! the same fan-out (`benches/peers/node/ws_server.js`).
 //!
 //! For 1k, 5k and 10k connections, with one hot channel (every connection
 //! on the same channel) and with 100 small channels, the client publishes
@@ -197,8 +197,7 @@ fn start_beacon(bin: &Path, data: &Path, channels: usize, env: &[(&str, &str)]) 
 
 fn start_node(node: &str) -> anyhow::Result<Peer> {
     let mut child = Command::new(node)
-        .arg("benches/peers/ws_server.js")
-        .env("NODE_PATH", "benches/peers/node/node_modules")
+        .arg("benches/peers/node/ws_server.js")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -564,7 +563,7 @@ async fn main() -> anyhow::Result<()> {
         args.step_secs
     ));
     s.push_str(&format!(
-        "Machine: {cores} cores, {}; date {}. Peer: Node {node_version} with ws {ws_version} (`benches/peers/ws_server.js`: the same subscribe protocol, per-channel sequence numbers and a 1024-message history, no persistence). The load client, both servers and the publisher share the 2 cores. Beacon publishes through its durable ingest path (`POST /v1/batch`: decode, WAL fsync, Arrow) and fans out on `activity`; Node publishes a JSON array straight to its sockets. Latency is from the publish request's timestamp to receipt by the client. Each step publishes for {} s at a target delivery rate (doubling from 50k/s); a step passes when nothing is lost and p99 <= 100 ms.\n\n",
+        "Machine: {cores} cores, {}; date {}. Peer: Node {node_version} with ws {ws_version} (`benches/peers/node/ws_server.js`: the same subscribe protocol, per-channel sequence numbers and a 1024-message history, no persistence). The load client, both servers and the publisher share the 2 cores. Beacon publishes through its durable ingest path (`POST /v1/batch`: decode, WAL fsync, Arrow) and fans out on `activity`; Node publishes a JSON array straight to its sockets. Latency is from the publish request's timestamp to receipt by the client. Each step publishes for {} s at a target delivery rate (doubling from 50k/s); a step passes when nothing is lost and p99 <= 100 ms.\n\n",
         std::env::consts::ARCH,
         chrono::Utc::now().format("%Y-%m-%d"),
         args.step_secs
