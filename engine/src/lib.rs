@@ -74,6 +74,17 @@ impl Default for EngineConfig {
     }
 }
 
+/// True when `name` occurs in `text` as a whole identifier (a view a query
+/// may use; false positives only cost a registration).
+fn mentions(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
 /// The rows a query returned.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
@@ -124,7 +135,8 @@ impl Engine {
     /// applied, Beacon's functions (business time in the workspace's
     /// calendar, funnels, JSON) and the business views.
     pub async fn session(&self, tenant: &str) -> Result<SessionContext> {
-        self.session_of(tenant, self.store.snapshot(tenant)).await
+        self.session_of(tenant, self.store.snapshot(tenant), None)
+            .await
     }
 
     /// A session like [`Engine::session`] that also has the
@@ -141,7 +153,7 @@ impl Engine {
         } else {
             None
         };
-        let ctx = self.session_of(tenant, snapshot).await?;
+        let ctx = self.session_of(tenant, snapshot, None).await?;
         let has = rollup.is_some();
         if let Some(table) = rollup {
             ctx.register_table(rollup::ROLLUP_TABLE, table)?;
@@ -177,13 +189,16 @@ impl Engine {
         tenant: &str,
         snapshot: beacon_ingest::TenantSnapshot,
     ) -> Result<SessionContext> {
-        self.session_of(tenant, snapshot).await
+        self.session_of(tenant, snapshot, None).await
     }
 
+    /// `for_query`: register only the views the query names (planning
+    /// every view costs more than a small dashboard query itself).
     async fn session_of(
         &self,
         tenant: &str,
         snapshot: beacon_ingest::TenantSnapshot,
+        for_query: Option<&str>,
     ) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
         if self.config.target_partitions > 0 {
@@ -202,7 +217,14 @@ impl Engine {
         datafusion_functions_json::register_all(&mut ctx)?;
         let events = provider::EventsTableProvider::new(event_schema(), snapshot);
         ctx.register_table(EVENTS_TABLE, Arc::new(events))?;
+        // Catalog queries (information_schema, SHOW) list every view.
+        let lowered = for_query
+            .map(str::to_ascii_lowercase)
+            .filter(|q| !q.contains("information_schema") && !q.trim_start().starts_with("show"));
         for (name, sql) in views::VIEWS {
+            if lowered.as_deref().is_some_and(|q| !mentions(q, name)) {
+                continue;
+            }
             let view = ctx.sql(sql).await?.into_view();
             ctx.register_table(name, view)?;
         }
@@ -211,7 +233,9 @@ impl Engine {
 
     /// Runs one read-only query for `tenant`.
     pub async fn sql(&self, tenant: &str, query: &str) -> Result<QueryResult> {
-        let ctx = self.session(tenant).await?;
+        let ctx = self
+            .session_of(tenant, self.store.snapshot(tenant), Some(query))
+            .await?;
         self.execute(&ctx, query).await
     }
 
@@ -250,5 +274,21 @@ impl Engine {
         tokio::time::timeout(limit, run)
             .await
             .map_err(|_| Error::Timeout { limit })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn view_names_are_matched_as_whole_identifiers() {
+        assert!(mentions("select * from orders", "orders"));
+        assert!(mentions("select count(*) from orders,refunds", "refunds"));
+        assert!(mentions("select * from \"orders\" o", "orders"));
+        assert!(!mentions("select * from events where event = 'x' -- reorders", "orders"));
+        assert!(!mentions("select order_items_x from t", "order_items"));
+        assert!(!mentions("select * from events", "sessions"));
+        assert!(mentions("select * from order_items", "order_items"));
     }
 }
