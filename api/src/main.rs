@@ -10,6 +10,7 @@ mod config;
 mod datasets;
 mod demo;
 mod error;
+mod queries;
 mod routes;
 mod server;
 mod telemetry;

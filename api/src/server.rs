@@ -42,6 +42,8 @@ pub struct AppState {
     pub live: beacon_realtime::Live,
     /// Signs and checks user session tokens.
     pub tokens: beacon_realtime::token::TokenSigner,
+    /// Analyst queries in progress.
+    pub queries: crate::queries::RunningQueries,
 }
 
 /// Counter: HTTP requests by route, method and status.
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::alias))
         .route("/v1/events", post(ingest::ndjson))
         .route("/v1/sql", post(sql::sql))
+        .route("/v1/queries", get(sql::list))
+        .route("/v1/queries/{id}", axum::routing::delete(sql::cancel))
         .route(
             "/v1/analytics/{endpoint}",
             get(analytics::get).post(analytics::post),
@@ -196,6 +200,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         hub,
         live,
         tokens,
+        queries: crate::queries::RunningQueries::default(),
     };
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);

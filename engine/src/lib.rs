@@ -239,6 +239,52 @@ impl Engine {
         self.execute(&ctx, query).await
     }
 
+    /// Plans and starts one read-only query for `tenant` with positional
+    /// parameters (`$1`, `$2`, ...) bound as values, never spliced into
+    /// the text; returns the result schema and a stream of batches that
+    /// ends with [`Error::Timeout`] once `query_timeout` has passed.
+    /// Dropping the stream cancels the query. Rows are not limited here:
+    /// the caller decides how many it sends.
+    pub async fn stream(
+        &self,
+        tenant: &str,
+        query: &str,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<(SchemaRef, futures::stream::BoxStream<'static, Result<RecordBatch>>)> {
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let limit = self.config.query_timeout;
+        let plan = async {
+            let ctx = self
+                .session_of(tenant, self.store.snapshot(tenant), Some(query))
+                .await?;
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let mut df = ctx.sql_with_options(query, options).await?;
+            if !params.is_empty() {
+                df = df.with_param_values(params)?;
+            }
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let stream = df.execute_stream().await?;
+            Ok::<_, Error>((schema, stream))
+        };
+        let (schema, inner) = tokio::time::timeout_at(deadline, plan)
+            .await
+            .map_err(|_| Error::Timeout { limit })??;
+        let stream = futures::stream::unfold(Some(inner), move |state| async move {
+            let mut inner = state?;
+            match tokio::time::timeout_at(deadline, inner.next()).await {
+                Err(_) => Some((Err(Error::Timeout { limit }), None)),
+                Ok(None) => None,
+                Ok(Some(Ok(batch))) => Some((Ok(batch), Some(inner))),
+                Ok(Some(Err(e))) => Some((Err(e.into()), None)),
+            }
+        });
+        // Fused: callers may poll again after the end.
+        Ok((schema, Box::pin(stream.fuse())))
+    }
+
     /// Runs one read-only query on a session from [`Engine::session`],
     /// within the sandbox and the limits.
     pub async fn execute(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
