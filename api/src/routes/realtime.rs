@@ -224,20 +224,23 @@ async fn run_socket(
         tokio::select! {
             () = &mut closing => break Some((close::GOING_AWAY, "server shutting down".into())),
             () = outbox.ready() => {
-                let mut failed = None;
-                for text in outbox.drain() {
-                    let send = sink.send(Message::Text((&*text).into()));
-                    match tokio::time::timeout(config.write_timeout, send).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => { failed = Some(None); break; }
-                        Err(_) => {
-                            tracing::warn!(tenant = %conn.principal().tenant, "Closed a stalled real-time client.");
-                            failed = Some(None);
-                            break;
-                        }
+                // Queue everything drained, then one flush: one write
+                // syscall per wake-up instead of one per message.
+                let batch = outbox.drain();
+                let write = async {
+                    for text in batch {
+                        sink.feed(Message::Text((&*text).into())).await?;
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(config.write_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        tracing::warn!(tenant = %conn.principal().tenant, "Closed a stalled real-time client.");
+                        break None;
                     }
                 }
-                if let Some(f) = failed { break f; }
             }
             incoming = stream.next() => {
                 last_heard = Instant::now();

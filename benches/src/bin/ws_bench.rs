@@ -134,6 +134,12 @@ impl Peer {
             .send()
             .await?
         };
+        if resp.status().as_u16() == 503 {
+            // Ingest admission is full (more concurrent publishers than
+            // http.max_concurrent_ingest): back off once and retry.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            return Box::pin(self.publish(http, channel, hot, n, counter)).await;
+        }
         if !resp.status().is_success() {
             bail!("publish failed: {}", resp.status());
         }
