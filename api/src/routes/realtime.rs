@@ -135,7 +135,13 @@ pub async fn websocket(
     let key = params.key.or(header_key);
     let token = params.token;
     let limit = state.config.realtime.max_message_bytes;
+    // tungstenite's default 128 KiB read buffer per socket dominated the
+    // memory of an idle connection; frames larger than the buffer are
+    // still read (in several reads). Writes are fed and flushed per
+    // burst, so a 16 KiB write buffer batches without holding memory.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| run_socket(state, socket, key, token))
