@@ -74,6 +74,14 @@ impl Default for EngineConfig {
     }
 }
 
+/// The sandbox: no DDL, DML or other statements.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 /// True when `name` occurs in `text` as a whole identifier (a view a query
 /// may use; false positives only cost a registration).
 fn mentions(text: &str, name: &str) -> bool {
@@ -257,11 +265,7 @@ impl Engine {
             let ctx = self
                 .session_of(tenant, self.store.snapshot(tenant), Some(query))
                 .await?;
-            let options = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let mut df = ctx.sql_with_options(query, options).await?;
+            let mut df = ctx.sql_with_options(query, read_only()).await?;
             if !params.is_empty() {
                 df = df.with_param_values(params)?;
             }
@@ -288,14 +292,10 @@ impl Engine {
     /// Runs one read-only query on a session from [`Engine::session`],
     /// within the sandbox and the limits.
     pub async fn execute(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let limit = self.config.query_timeout;
         let max_rows = self.config.max_result_rows;
         let run = async {
-            let df = ctx.sql_with_options(query, options).await?;
+            let df = ctx.sql_with_options(query, read_only()).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df.execute_stream().await?;
             let mut batches = Vec::new();
