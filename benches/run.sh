@@ -11,7 +11,8 @@
 # WAL append, Parquet flush, funnel aggregate), datagen (generator and
 # converters vs DuckDB and Polars), dashboard (the dashboard and ad-hoc
 # queries vs DuckDB, Polars and DataFusion's Python package), websocket
-# (hub fan-out vs a Node ws server; ingest-to-push latency).
+# (hub fan-out vs a Node ws server; ingest-to-push latency), transfer (a 1M-row
+# result over HTTP formats, the PostgreSQL wire protocol and Flight SQL).
 # The forecasting and churn suites are added by their issues; until they exist
 # they are reported as not built, never as a number.
 set -euo pipefail
@@ -20,7 +21,7 @@ cd "$root"
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(ingest micro datagen dashboard websocket forecasting churn)
+  suites=(ingest micro datagen dashboard websocket transfer forecasting churn)
 fi
 
 benches/peers/setup.sh
@@ -43,6 +44,10 @@ for suite in "${suites[@]}"; do
       ;;
     websocket)
       target/release/ws_bench --beacon target/release/beacon --connections "${WS_CONNECTIONS:-1000,5000,10000}"
+      ;;
+    transfer)
+      bash api/tests/clients/python/setup.sh
+      api/tests/clients/python/.venv/bin/python benches/peers/transfer_bench.py --beacon target/release/beacon --rows "${TRANSFER_ROWS:-1000000}"
       ;;
     forecasting | churn)
       echo "suite $suite: not built yet (its issue is open); nothing measured"

@@ -33,6 +33,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The WebSocket/SSE hub.
     pub realtime: RealtimeConfig,
+    /// PostgreSQL wire protocol and Arrow Flight SQL listeners.
+    pub sql: SqlConfig,
     /// The demo workspace of `beacon serve --demo`.
     pub demo: DemoConfig,
 }
@@ -53,6 +55,18 @@ pub struct DemoConfig {
     /// Every hour gets at least this share of an average hour's traffic in
     /// live mode, so the dashboard moves at night too.
     pub live_floor: f64,
+}
+
+/// The analyst SQL interfaces besides HTTP (`[sql]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// PostgreSQL wire protocol address ("" disables it).
+    pub pg_listen: String,
+    /// Arrow Flight SQL (gRPC) address ("" disables it).
+    pub flight_listen: String,
+    /// PostgreSQL connections open at once; more are refused.
+    pub pg_max_connections: usize,
 }
 
 /// Logging settings.
@@ -140,6 +154,14 @@ impl Config {
         }
         if self.demo.history_days > 3660 {
             problems.push("demo.history_days must be at most 3660".into());
+        }
+        for (name, addr) in [("sql.pg_listen", &self.sql.pg_listen), ("sql.flight_listen", &self.sql.flight_listen)] {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                problems.push(format!("{name} must be \"\" or an address like 127.0.0.1:7432, not {addr:?}"));
+            }
+        }
+        if self.sql.pg_max_connections == 0 {
+            problems.push("sql.pg_max_connections must be at least 1".into());
         }
         if self.engine.max_result_rows == 0 {
             problems.push("engine.max_result_rows must be at least 1".into());

@@ -10,6 +10,8 @@ mod config;
 mod datasets;
 mod demo;
 mod error;
+mod flight;
+mod pg;
 mod queries;
 mod routes;
 mod server;

@@ -204,11 +204,55 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     };
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
+    // Analyst interfaces besides HTTP: bound before anything is printed,
+    // so a taken port fails startup instead of being discovered later.
+    let pg = crate::pg::bind(&state.config.sql.pg_listen)
+        .await
+        .context("PostgreSQL listener (sql.pg_listen)")?;
+    let flight = crate::flight::bind(&state.config.sql.flight_listen)
+        .await
+        .context("Flight SQL listener (sql.flight_listen)")?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
     #[allow(clippy::print_stdout)]
     {
         println!("Beacon listening on http://{addr}");
         println!("Data directory: {}", data_dir.display());
+    }
+    if let Some((listener, pg_addr)) = pg {
+        let ctx = crate::pg::PgContext {
+            engine: state.engine.clone(),
+            catalog: Arc::clone(&catalog),
+            queries: state.queries.clone(),
+        };
+        jobs.push(tokio::spawn(crate::pg::serve(
+            listener,
+            ctx,
+            state.config.sql.pg_max_connections,
+            stop.clone(),
+        )));
+        tracing::info!(addr = %pg_addr, "PostgreSQL wire protocol listening.");
+        #[allow(clippy::print_stdout)]
+        {
+            println!("PostgreSQL listening on {pg_addr} (user: workspace, password: read key)");
+        }
+    }
+    if let Some((listener, flight_addr)) = flight {
+        let ctx = crate::flight::FlightContext {
+            engine: state.engine.clone(),
+            catalog: Arc::clone(&catalog),
+            queries: state.queries.clone(),
+        };
+        let stop = stop.clone();
+        jobs.push(tokio::spawn(async move {
+            if let Err(e) = crate::flight::serve(listener, ctx, stop).await {
+                tracing::error!(error = %e, "Flight SQL server failed.");
+            }
+        }));
+        tracing::info!(addr = %flight_addr, "Arrow Flight SQL listening.");
+        #[allow(clippy::print_stdout)]
+        {
+            println!("Flight SQL listening on grpc://{flight_addr} (authorization: Bearer <read key>)");
+        }
     }
     if let Some((keys, generator, now)) = demo_setup {
         #[allow(clippy::print_stdout)]

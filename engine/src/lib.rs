@@ -36,7 +36,9 @@ use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConf
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::DataFrame;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
@@ -258,22 +260,58 @@ impl Engine {
         tenant: &str,
         query: &str,
         params: Vec<datafusion::scalar::ScalarValue>,
-    ) -> Result<(SchemaRef, futures::stream::BoxStream<'static, Result<RecordBatch>>)> {
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let deadline = tokio::time::Instant::now() + self.config.query_timeout;
         let limit = self.config.query_timeout;
         let plan = async {
-            let ctx = self
-                .session_of(tenant, self.store.snapshot(tenant), Some(query))
-                .await?;
-            let mut df = ctx.sql_with_options(query, read_only()).await?;
+            let ctx = self.query_session(tenant, Some(query)).await?;
+            let mut df = self.plan(&ctx, query).await?;
             if !params.is_empty() {
                 df = df.with_param_values(params)?;
             }
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let stream = df.execute_stream().await?;
-            Ok::<_, Error>((schema, stream))
+            Ok::<_, Error>(df)
         };
-        let (schema, inner) = tokio::time::timeout_at(deadline, plan)
+        let df = tokio::time::timeout_at(deadline, plan)
+            .await
+            .map_err(|_| Error::Timeout { limit })??;
+        self.start_until(df, deadline).await
+    }
+
+    /// A session over the workspace's current snapshot for the wire
+    /// protocols, which plan in steps ([`Engine::plan`], then
+    /// [`Engine::start`]) and may add catalog tables of their own. With
+    /// `query`, only the views it names are registered; `None` registers
+    /// every view (catalog listings).
+    pub async fn query_session(&self, tenant: &str, query: Option<&str>) -> Result<SessionContext> {
+        self.session_of(tenant, self.store.snapshot(tenant), query)
+            .await
+    }
+
+    /// Plans `query` on `ctx` inside the sandbox (no DDL, DML or other
+    /// statements). Placeholders (`$1`, ...) stay unbound: the plan's
+    /// parameter types and schema describe a prepared statement.
+    pub async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<DataFrame> {
+        Ok(ctx.sql_with_options(query, read_only()).await?)
+    }
+
+    /// Starts a planned (and parameter-bound) query with the time limit
+    /// counted from now; see [`Engine::stream`] for the stream's contract.
+    pub async fn start(
+        &self,
+        df: DataFrame,
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+        self.start_until(df, tokio::time::Instant::now() + self.config.query_timeout)
+            .await
+    }
+
+    async fn start_until(
+        &self,
+        df: DataFrame,
+        deadline: tokio::time::Instant,
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+        let limit = self.config.query_timeout;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let inner = tokio::time::timeout_at(deadline, df.execute_stream())
             .await
             .map_err(|_| Error::Timeout { limit })??;
         let stream = futures::stream::unfold(Some(inner), move |state| async move {

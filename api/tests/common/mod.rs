@@ -53,6 +53,9 @@ impl Server {
             .arg(data_dir)
             .args(args)
             .env("BEACON_LOG__FILTER", "info,beacon_ingest=debug")
+            // Tests run in parallel: the analyst listeners pick free ports.
+            .env("BEACON_SQL__PG_LISTEN", "127.0.0.1:0")
+            .env("BEACON_SQL__FLIGHT_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         for (k, v) in env {

@@ -109,6 +109,8 @@ fn start(bin: &Path, data: &Path) -> anyhow::Result<(Beacon, String)> {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("BEACON_LOG__FILTER", "warn")
+        .env("BEACON_SQL__PG_LISTEN", "")
+        .env("BEACON_SQL__FLIGHT_LISTEN", "")
         .env("BEACON_INGEST__SYNC", "fsync")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

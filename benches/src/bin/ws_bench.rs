@@ -183,6 +183,8 @@ fn start_beacon(bin: &Path, data: &Path, channels: usize, env: &[(&str, &str)]) 
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("BEACON_LOG__FILTER", "warn")
+        .env("BEACON_SQL__PG_LISTEN", "")
+        .env("BEACON_SQL__FLIGHT_LISTEN", "")
         .env("BEACON_REALTIME__MAX_CONNECTIONS", "50000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
