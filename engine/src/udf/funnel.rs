@@ -36,16 +36,18 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int64Array, ListArray, ListBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int64Array, ListBuilder,
     UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
+
+use super::grouped::{GroupedRows, RowsAggregate, lists};
 
 /// Most steps in one funnel.
 pub const MAX_STEPS: usize = 62;
@@ -197,6 +199,43 @@ impl FunnelUdaf {
         }
     }
 
+    /// The constant arguments of one call.
+    fn spec(&self, args: &AccumulatorArgs<'_>) -> Result<FunnelSpec> {
+        let literal = |i: usize| -> Result<ScalarValue> {
+            match args.exprs.get(i).and_then(|e| e.downcast_ref::<Literal>()) {
+                Some(l) => Ok(l.value().clone()),
+                None => plan_err!("{}: argument {} must be a constant", self.name(), i + 1),
+            }
+        };
+        let window_s = match literal(0)?.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(w)) if w >= 0 => w,
+            other => {
+                return plan_err!(
+                    "{}: the window must be a non-negative number of seconds, got {other}",
+                    self.name()
+                );
+            }
+        };
+        let mode = match literal(1)? {
+            ScalarValue::Utf8(Some(m))
+            | ScalarValue::LargeUtf8(Some(m))
+            | ScalarValue::Utf8View(Some(m)) => m,
+            other => return plan_err!("{}: the mode must be a string, got {other}", self.name()),
+        };
+        let Some(mode) = FunnelMode::parse(&mode) else {
+            return plan_err!(
+                "{}: unknown mode {mode:?}; use 'sequential', 'strict' or 'any'",
+                self.name()
+            );
+        };
+        Ok(FunnelSpec {
+            face: self.face,
+            steps: args.exprs.len() - self.fixed_args(),
+            window_us: window_s.saturating_mul(1_000_000),
+            mode,
+        })
+    }
+
     fn check_types(&self, types: &[DataType]) -> Result<()> {
         let fixed = self.fixed_args();
         let name = self.name();
@@ -263,40 +302,21 @@ impl AggregateUDFImpl for FunnelUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs<'_>) -> Result<Box<dyn Accumulator>> {
-        let literal = |i: usize| -> Result<ScalarValue> {
-            match args.exprs.get(i).and_then(|e| e.downcast_ref::<Literal>()) {
-                Some(l) => Ok(l.value().clone()),
-                None => plan_err!("{}: argument {} must be a constant", self.name(), i + 1),
-            }
-        };
-        let window_s = match literal(0)?.cast_to(&DataType::Int64)? {
-            ScalarValue::Int64(Some(w)) if w >= 0 => w,
-            other => {
-                return plan_err!(
-                    "{}: the window must be a non-negative number of seconds, got {other}",
-                    self.name()
-                );
-            }
-        };
-        let mode = match literal(1)? {
-            ScalarValue::Utf8(Some(m))
-            | ScalarValue::LargeUtf8(Some(m))
-            | ScalarValue::Utf8View(Some(m)) => m,
-            other => return plan_err!("{}: the mode must be a string, got {other}", self.name()),
-        };
-        let Some(mode) = FunnelMode::parse(&mode) else {
-            return plan_err!(
-                "{}: unknown mode {mode:?}; use 'sequential', 'strict' or 'any'",
-                self.name()
-            );
-        };
         Ok(Box::new(FunnelAccumulator {
-            face: self.face,
-            steps: args.exprs.len() - self.fixed_args(),
-            window_us: window_s.saturating_mul(1_000_000),
-            mode,
+            spec: self.spec(&args)?,
             rows: Vec::new(),
         }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs<'_>) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs<'_>,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(GroupedRows::new(self.spec(&args)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
@@ -315,17 +335,19 @@ impl AggregateUDFImpl for FunnelUdaf {
     }
 }
 
-#[derive(Debug)]
-struct FunnelAccumulator {
+/// The constant arguments of one funnel call.
+#[derive(Debug, Clone, Copy)]
+struct FunnelSpec {
     face: Face,
     steps: usize,
     window_us: i64,
     mode: FunnelMode,
-    rows: Vec<FunnelRow>,
 }
 
-impl Accumulator for FunnelAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+impl FunnelSpec {
+    /// Calls `each(i, row)` for every input row matching a step or the
+    /// exclusion.
+    fn collect(&self, values: &[ArrayRef], each: &mut dyn FnMut(usize, FunnelRow)) -> Result<()> {
         let fixed = match self.face {
             Face::Level => 3,
             Face::Steps => 4,
@@ -343,32 +365,44 @@ impl Accumulator for FunnelAccumulator {
                 (bit, v.as_boolean_opt())
             })
             .collect();
-        for row in 0..ts.len() {
-            if ts.is_null(row) {
-                continue;
-            }
-            let mut mask = 0;
-            for (bit, array) in &conditions {
-                if let Some(a) = array
-                    && a.is_valid(row)
-                    && a.value(row)
-                {
-                    mask |= bit;
+        // Column by column: the mask of every row, then one pass.
+        let mut masks = vec![0u64; ts.len()];
+        for (bit, array) in &conditions {
+            let Some(a) = array else { continue };
+            let values = a.values();
+            match a.nulls() {
+                None => {
+                    for i in values.set_indices() {
+                        masks[i] |= bit;
+                    }
+                }
+                Some(nulls) => {
+                    for i in values.set_indices() {
+                        if nulls.is_valid(i) {
+                            masks[i] |= bit;
+                        }
+                    }
                 }
             }
-            if mask != 0 {
-                self.rows.push(FunnelRow {
-                    ts: ts.value(row),
-                    mask,
-                });
+        }
+        for (row, &mask) in masks.iter().enumerate() {
+            if mask != 0 && ts.is_valid(row) {
+                each(
+                    row,
+                    FunnelRow {
+                        ts: ts.value(row),
+                        mask,
+                    },
+                );
             }
         }
         Ok(())
     }
 
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let outcome = evaluate(&mut self.rows, self.steps, self.window_us, self.mode);
-        Ok(match self.face {
+    /// The result for one group's rows.
+    fn finish(&self, rows: &mut [FunnelRow]) -> ScalarValue {
+        let outcome = evaluate(rows, self.steps, self.window_us, self.mode);
+        match self.face {
             Face::Level => ScalarValue::Int32(outcome.map(|t| t.len() as i32)),
             Face::Steps => {
                 let mut builder = ListBuilder::new(Float64Builder::new());
@@ -383,7 +417,77 @@ impl Accumulator for FunnelAccumulator {
                 }
                 ScalarValue::List(Arc::new(builder.finish()))
             }
-        })
+        }
+    }
+}
+
+impl RowsAggregate for FunnelSpec {
+    type Row = FunnelRow;
+
+    fn rows(&self, values: &[ArrayRef], each: &mut dyn FnMut(usize, FunnelRow)) -> Result<()> {
+        self.collect(values, each)
+    }
+
+    fn state(&self, groups: &[Vec<FunnelRow>]) -> Result<Vec<ArrayRef>> {
+        let ts = Int64Array::from_iter_values(groups.iter().flatten().map(|r| r.ts));
+        let mask = UInt64Array::from_iter_values(groups.iter().flatten().map(|r| r.mask));
+        Ok(vec![
+            lists(groups, DataType::Int64, Arc::new(ts)),
+            lists(groups, DataType::UInt64, Arc::new(mask)),
+        ])
+    }
+
+    fn merge(&self, states: &[ArrayRef], each: &mut dyn FnMut(usize, FunnelRow)) -> Result<()> {
+        merge_states(states, each)
+    }
+
+    fn evaluate(&self, rows: &mut Vec<FunnelRow>) -> Result<ScalarValue> {
+        Ok(self.finish(rows))
+    }
+}
+
+/// Calls `each(i, row)` for the rows in state row `i`.
+fn merge_states(states: &[ArrayRef], each: &mut dyn FnMut(usize, FunnelRow)) -> Result<()> {
+    let ts = states[0].as_list::<i32>();
+    let mask = states[1].as_list::<i32>();
+    let ts_values = ts.values().as_primitive::<Int64Type>();
+    let mask_values = mask.values().as_primitive::<UInt64Type>();
+    let (ts_offsets, mask_offsets) = (ts.value_offsets(), mask.value_offsets());
+    for i in 0..ts.len() {
+        if ts.is_null(i) || mask.is_null(i) {
+            continue;
+        }
+        let (t0, t1) = (ts_offsets[i] as usize, ts_offsets[i + 1] as usize);
+        let m0 = mask_offsets[i] as usize;
+        for j in 0..t1 - t0 {
+            each(
+                i,
+                FunnelRow {
+                    ts: ts_values.value(t0 + j),
+                    mask: mask_values.value(m0 + j),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The per-group accumulator (used without grouping, e.g. one funnel over
+/// the whole table).
+#[derive(Debug)]
+struct FunnelAccumulator {
+    spec: FunnelSpec,
+    rows: Vec<FunnelRow>,
+}
+
+impl Accumulator for FunnelAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let rows = &mut self.rows;
+        self.spec.collect(values, &mut |_, r| rows.push(r))
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(self.spec.finish(&mut self.rows))
     }
 
     fn size(&self) -> usize {
@@ -391,43 +495,18 @@ impl Accumulator for FunnelAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let ts = Int64Array::from_iter_values(self.rows.iter().map(|r| r.ts));
-        let mask = UInt64Array::from_iter_values(self.rows.iter().map(|r| r.mask));
-        Ok(vec![
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(DataType::Int64, true)),
-                arrow::buffer::OffsetBuffer::from_lengths([ts.len()]),
-                Arc::new(ts),
-                None,
-            ))),
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(DataType::UInt64, true)),
-                arrow::buffer::OffsetBuffer::from_lengths([mask.len()]),
-                Arc::new(mask),
-                None,
-            ))),
-        ])
+        let groups = [std::mem::take(&mut self.rows)];
+        let state = self.spec.state(&groups)?;
+        self.rows = groups.into_iter().next().unwrap_or_default();
+        state
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let ts = states[0].as_list::<i32>();
-        let mask = states[1].as_list::<i32>();
-        for i in 0..ts.len() {
-            if ts.is_null(i) || mask.is_null(i) {
-                continue;
-            }
-            let t = ts.value(i);
-            let m = mask.value(i);
-            let t = t.as_primitive::<Int64Type>();
-            let m = m.as_primitive::<UInt64Type>();
-            self.rows.extend(
-                t.values()
-                    .iter()
-                    .zip(m.values())
-                    .map(|(&ts, &mask)| FunnelRow { ts, mask }),
-            );
-        }
-        Ok(())
+        let rows = &mut self.rows;
+        merge_states(states, &mut |_, r| rows.push(r))
     }
 }
 
@@ -569,6 +648,64 @@ mod tests {
             Some(2),
             "before the anchor"
         );
+    }
+
+    /// The grouped accumulator (update, partial state with `EmitTo::First`,
+    /// rows converted straight to state, merge) answers what `evaluate`
+    /// answers per group.
+    #[test]
+    fn grouped_accumulator_equals_per_group_evaluation() {
+        use arrow::array::{BooleanArray, TimestampMicrosecondArray};
+        use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+
+        let spec = FunnelSpec {
+            face: Face::Level,
+            steps: 3,
+            window_us: 100 * S,
+            mode: FunnelMode::Sequential,
+        };
+        // (group, second, step matched: 0 none, 1..3)
+        let input: Vec<(usize, i64, u8)> = vec![
+            (0, 0, 1), (1, 5, 2), (0, 10, 2), (2, 0, 1), (1, 6, 1), (0, 20, 3),
+            (2, 300, 2), (1, 7, 2), (3, 1, 0), (1, 50, 3), (2, 1, 0),
+        ];
+        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from_iter_values(
+            input.iter().map(|r| r.1 * S),
+        ));
+        let step = |k: u8| -> ArrayRef {
+            Arc::new(BooleanArray::from_iter(input.iter().map(|r| Some(r.2 == k))))
+        };
+        let window: ArrayRef = Arc::new(Int64Array::from(vec![0; input.len()]));
+        let values = vec![Arc::clone(&window), window, ts, step(1), step(2), step(3)];
+        let groups: Vec<usize> = input.iter().map(|r| r.0).collect();
+
+        let mut partial = GroupedRows::new(spec);
+        partial.update_batch(&values, &groups, None, 4).expect("update");
+        let first_two = partial.state(EmitTo::First(2)).expect("state");
+        let rest = partial.state(EmitTo::All).expect("state");
+        let converted = partial.convert_to_state(&values, None).expect("convert");
+
+        let mut a = GroupedRows::new(spec);
+        a.merge_batch(&first_two, &[0, 1], 4).expect("merge");
+        a.merge_batch(&rest, &[2, 3], 4).expect("merge");
+        let mut b = GroupedRows::new(spec);
+        b.merge_batch(&converted, &groups, 4).expect("merge");
+        let want: Vec<Option<i32>> = (0..4)
+            .map(|g| {
+                let mut rows: Vec<FunnelRow> = input
+                    .iter()
+                    .filter(|r| r.0 == g && r.2 > 0)
+                    .map(|r| FunnelRow { ts: r.1 * S, mask: 1 << (r.2 - 1) })
+                    .collect();
+                evaluate(&mut rows, 3, 100 * S, FunnelMode::Sequential).map(|t| t.len() as i32)
+            })
+            .collect();
+        assert_eq!(want, vec![Some(3), Some(3), Some(1), Some(0)]);
+        for acc in [&mut a, &mut b] {
+            let got = acc.evaluate(EmitTo::All).expect("evaluate");
+            let got: Vec<Option<i32>> = got.as_primitive::<arrow::datatypes::Int32Type>().iter().collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

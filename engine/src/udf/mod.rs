@@ -1,6 +1,7 @@
 //! Beacon's SQL functions, registered in every workspace session.
 
 pub mod funnel;
+mod grouped;
 pub mod retention;
 pub mod time;
 

@@ -36,9 +36,11 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
+
+use super::grouped::{GroupedRows, RowsAggregate, lists};
 
 use super::time::{BusinessCalendar, Unit};
 
@@ -114,6 +116,39 @@ impl AggregateUDFImpl for RetentionUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs<'_>) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(self.spec(&args)?))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs<'_>) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs<'_>,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(GroupedRows::new(self.spec(&args)?)))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
+        let list = |name: &str, t: DataType| {
+            Arc::new(Field::new(
+                format!("{}[{name}]", args.name),
+                DataType::List(Arc::new(Field::new_list_field(t, true))),
+                true,
+            ))
+        };
+        Ok(vec![
+            list("ts", DataType::Int64),
+            list("kind", DataType::UInt8),
+            list("amount", DataType::Int64),
+        ])
+    }
+}
+
+impl RetentionUdaf {
+    /// The constant arguments of one call, as an empty accumulator.
+    fn spec(&self, args: &AccumulatorArgs<'_>) -> Result<RetentionAccumulator> {
         let text = |i: usize| -> Result<String> {
             match args
                 .exprs
@@ -145,28 +180,13 @@ impl AggregateUDFImpl for RetentionUdaf {
                 );
             }
         };
-        Ok(Box::new(RetentionAccumulator {
+        Ok(RetentionAccumulator {
             calendar: self.calendar,
             unit,
             recurring,
             has_amount: args.exprs.len() == 6,
             rows: Vec::new(),
-        }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
-        let list = |name: &str, t: DataType| {
-            Arc::new(Field::new(
-                format!("{}[{name}]", args.name),
-                DataType::List(Arc::new(Field::new_list_field(t, true))),
-                true,
-            ))
-        };
-        Ok(vec![
-            list("ts", DataType::Int64),
-            list("kind", DataType::UInt8),
-            list("amount", DataType::Int64),
-        ])
+        })
     }
 }
 
@@ -178,7 +198,7 @@ struct Row {
     amount: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RetentionAccumulator {
     calendar: BusinessCalendar,
     unit: Unit,
@@ -200,6 +220,44 @@ impl RetentionAccumulator {
             _ => i64::from(date.year()) * 12 + i64::from(date.month0()),
         };
         Some((index, days))
+    }
+
+    /// Calls `each(i, row)` for every input row that starts or returns.
+    fn collect(&self, values: &[ArrayRef], each: &mut dyn FnMut(usize, Row)) -> Result<()> {
+        let ts = super::timestamps_us(&values[0])?;
+        let start = values[3].as_boolean_opt();
+        let ret = values[4].as_boolean_opt();
+        // Amounts as 10^-4 units (money columns are Decimal(18,4)).
+        let amount = match values.get(5) {
+            Some(a) => Some(cast(a, &DataType::Decimal128(38, 4))?),
+            None => None,
+        };
+        let amount = amount
+            .as_ref()
+            .map(|a| a.as_primitive::<arrow::datatypes::Decimal128Type>());
+        for i in 0..ts.len() {
+            if ts.is_null(i) {
+                continue;
+            }
+            let on = |a: Option<&arrow::array::BooleanArray>| {
+                a.is_some_and(|a| a.is_valid(i) && a.value(i))
+            };
+            let kind = if on(start) { START } else { 0 } | if on(ret) { RETURN } else { 0 };
+            if kind != 0 {
+                let amount = amount
+                    .filter(|a| a.is_valid(i))
+                    .map_or(0, |a| a.value(i) as i64);
+                each(
+                    i,
+                    Row {
+                        ts: ts.value(i),
+                        kind,
+                        amount,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// (cohort date, period) -> revenue.
@@ -248,37 +306,10 @@ fn list_of(values: ArrayRef, len: usize, item: DataType) -> ScalarValue {
 
 impl Accumulator for RetentionAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let ts = super::timestamps_us(&values[0])?;
-        let start = values[3].as_boolean_opt();
-        let ret = values[4].as_boolean_opt();
-        // Amounts as 10^-4 units (money columns are Decimal(18,4)).
-        let amount = match values.get(5) {
-            Some(a) => Some(cast(a, &DataType::Decimal128(38, 4))?),
-            None => None,
-        };
-        let amount = amount
-            .as_ref()
-            .map(|a| a.as_primitive::<arrow::datatypes::Decimal128Type>());
-        for i in 0..ts.len() {
-            if ts.is_null(i) {
-                continue;
-            }
-            let on = |a: Option<&arrow::array::BooleanArray>| {
-                a.is_some_and(|a| a.is_valid(i) && a.value(i))
-            };
-            let kind = if on(start) { START } else { 0 } | if on(ret) { RETURN } else { 0 };
-            if kind != 0 {
-                let amount = amount
-                    .filter(|a| a.is_valid(i))
-                    .map_or(0, |a| a.value(i) as i64);
-                self.rows.push(Row {
-                    ts: ts.value(i),
-                    kind,
-                    amount,
-                });
-            }
-        }
-        Ok(())
+        let mut rows = std::mem::take(&mut self.rows);
+        let r = self.collect(values, &mut |_, row| rows.push(row));
+        self.rows = rows;
+        r
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -316,29 +347,67 @@ impl Accumulator for RetentionAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (ts, kind, amount) = (
-            states[0].as_list::<i32>(),
-            states[1].as_list::<i32>(),
-            states[2].as_list::<i32>(),
+        let rows = &mut self.rows;
+        merge_rows(states, &mut |_, row| rows.push(row))
+    }
+}
+
+/// Calls `each(i, row)` for the rows in state row `i`.
+fn merge_rows(states: &[ArrayRef], each: &mut dyn FnMut(usize, Row)) -> Result<()> {
+    let (ts, kind, amount) = (
+        states[0].as_list::<i32>(),
+        states[1].as_list::<i32>(),
+        states[2].as_list::<i32>(),
+    );
+    for i in 0..ts.len() {
+        if ts.is_null(i) {
+            continue;
+        }
+        let (t, k, a) = (ts.value(i), kind.value(i), amount.value(i));
+        let (t, k, a) = (
+            t.as_primitive::<Int64Type>(),
+            k.as_primitive::<arrow::datatypes::UInt8Type>(),
+            a.as_primitive::<Int64Type>(),
         );
-        for i in 0..ts.len() {
-            if ts.is_null(i) {
-                continue;
-            }
-            let (t, k, a) = (ts.value(i), kind.value(i), amount.value(i));
-            let (t, k, a) = (
-                t.as_primitive::<Int64Type>(),
-                k.as_primitive::<arrow::datatypes::UInt8Type>(),
-                a.as_primitive::<Int64Type>(),
-            );
-            for j in 0..t.len() {
-                self.rows.push(Row {
+        for j in 0..t.len() {
+            each(
+                i,
+                Row {
                     ts: t.value(j),
                     kind: k.value(j),
                     amount: a.value(j),
-                });
-            }
+                },
+            );
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+impl RowsAggregate for RetentionAccumulator {
+    type Row = Row;
+
+    fn rows(&self, values: &[ArrayRef], each: &mut dyn FnMut(usize, Row)) -> Result<()> {
+        self.collect(values, each)
+    }
+
+    fn state(&self, groups: &[Vec<Row>]) -> Result<Vec<ArrayRef>> {
+        let all = || groups.iter().flatten();
+        Ok(vec![
+            lists(groups, DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.ts)))),
+            lists(groups, DataType::UInt8, Arc::new(UInt8Array::from_iter_values(all().map(|r| r.kind)))),
+            lists(groups, DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.amount)))),
+        ])
+    }
+
+    fn merge(&self, states: &[ArrayRef], each: &mut dyn FnMut(usize, Row)) -> Result<()> {
+        merge_rows(states, each)
+    }
+
+    fn evaluate(&self, rows: &mut Vec<Row>) -> Result<ScalarValue> {
+        let mut one = RetentionAccumulator {
+            rows: std::mem::take(rows),
+            ..self.clone()
+        };
+        Accumulator::evaluate(&mut one)
     }
 }
