@@ -36,6 +36,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use beacon_engine::Engine;
 use beacon_ingest::{Catalog, Role};
+use datafusion::catalog::SchemaProvider;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -146,6 +147,7 @@ impl Handlers {
                 parser: Arc::new(Parser {
                     ctx: ctx.clone(),
                     sql: PostgresCompatibilityParser::new(),
+                    catalogs: Mutex::new(HashMap::new()),
                 }),
                 ctx,
                 connections: Arc::clone(&connections),
@@ -476,6 +478,8 @@ fn cancelled() -> PgWireError {
 struct Parser {
     ctx: PgContext,
     sql: PostgresCompatibilityParser,
+    /// Each workspace's `pg_catalog` (stable OIDs).
+    catalogs: Mutex<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl Parser {
@@ -501,6 +505,14 @@ impl Parser {
     }
 
     /// A session for `sql` with `pg_catalog` when it needs it.
+    ///
+    /// `pg_catalog` numbers tables (OIDs) in the order it first sees them,
+    /// and clients rely on an OID from one query in the next (psql's `\d
+    /// events` looks the table up in `pg_class`, then its columns in
+    /// `pg_attribute`). So each workspace keeps one `pg_catalog` for the
+    /// process's life, built over a row-less copy of its tables and views
+    /// ([`Engine::shape_session`]), and every statement's session gets that
+    /// schema; the functions and type planner come from a fresh setup.
     async fn session(&self, tenant: &str, sql: &str) -> PgWireResult<SessionContext> {
         if !needs_pg_catalog(sql) {
             return self
@@ -510,6 +522,7 @@ impl Parser {
                 .await
                 .map_err(engine_error);
         }
+        let catalog = self.pg_catalog(tenant).await?;
         let ctx = self
             .ctx
             .engine
@@ -518,8 +531,37 @@ impl Parser {
             .map_err(engine_error)?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider)
             .map_err(|e| user_error("XX000", format!("pg_catalog: {e}")))?;
+        if let Some(c) = ctx.catalog("datafusion") {
+            c.register_schema("pg_catalog", catalog)
+                .map_err(|e| user_error("XX000", format!("pg_catalog: {e}")))?;
+        }
         ctx.register_udf(version_udf());
         Ok(ctx)
+    }
+
+    /// The workspace's long-lived `pg_catalog` schema.
+    async fn pg_catalog(&self, tenant: &str) -> PgWireResult<Arc<dyn SchemaProvider>> {
+        if let Some(c) = self.catalogs.lock().get(tenant) {
+            return Ok(Arc::clone(c));
+        }
+        let shape = self
+            .ctx
+            .engine
+            .shape_session(tenant)
+            .await
+            .map_err(engine_error)?;
+        datafusion_pg_catalog::setup_pg_catalog(&shape, "datafusion", EmptyContextProvider)
+            .map_err(|e| user_error("XX000", format!("pg_catalog: {e}")))?;
+        let schema = shape
+            .catalog("datafusion")
+            .and_then(|c| c.schema("pg_catalog"))
+            .ok_or_else(|| user_error("XX000", "pg_catalog was not set up"))?;
+        Ok(Arc::clone(
+            self.catalogs
+                .lock()
+                .entry(tenant.to_owned())
+                .or_insert(schema),
+        ))
     }
 
     async fn plan(&self, tenant: &str, sql: &str) -> PgWireResult<DataFrame> {

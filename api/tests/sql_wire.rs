@@ -124,6 +124,18 @@ async fn psql_connects_lists_tables_and_answers_like_http() {
     let (ok, out, err) = psql(w.pg_port, &read, &["-c", "\\dv"]);
     assert!(ok, "\\dv failed: {err}");
     assert!(out.contains("orders") && out.contains("bookings"), "{out}");
+    // \d looks the table up in pg_class, then its columns by OID in
+    // pg_attribute, in separate statements: OIDs must hold across them.
+    for _ in 0..2 {
+        let (ok, out, err) = psql(w.pg_port, &read, &["-c", "\\d events"]);
+        assert!(ok, "\\d events failed: {err}");
+        assert!(out.contains("Table \"public.events\""), "{out}");
+        assert!(out.contains("message_id") && out.contains("timestamp"), "{out}");
+        assert!(!out.contains("slot_name"), "columns of another table: {out}");
+    }
+    let (ok, out, err) = psql(w.pg_port, &read, &["-c", "\\d orders"]);
+    assert!(ok, "\\d orders failed: {err}");
+    assert!(out.contains("order_id") && out.contains("revenue"), "{out}");
     let (ok, out, err) = psql(w.pg_port, &read, &["-At", "-c", "SELECT version()"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("PostgreSQL 16"), "{out}");

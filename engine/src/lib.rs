@@ -287,6 +287,18 @@ impl Engine {
             .await
     }
 
+    /// A session with the workspace's tables and views but no rows: the
+    /// shape of its catalog, for metadata that outlives one snapshot (the
+    /// PostgreSQL front end's `pg_catalog` keeps its OIDs on it).
+    pub async fn shape_session(&self, tenant: &str) -> Result<SessionContext> {
+        let empty = beacon_ingest::TenantSnapshot {
+            files: Vec::new(),
+            batches: Vec::new(),
+            seq: 0,
+        };
+        self.session_of(tenant, empty, None).await
+    }
+
     /// Plans `query` on `ctx` inside the sandbox (no DDL, DML or other
     /// statements). Placeholders (`$1`, ...) stay unbound: the plan's
     /// parameter types and schema describe a prepared statement.
