@@ -404,19 +404,16 @@ impl FlightSqlService for Service {
         let engine = &self.ctx.engine;
         let ctx = engine.query_session(&tenant, Some(&query.query)).await.map_err(status)?;
         let df = engine.plan(&ctx, &query.query).await.map_err(status)?;
-        let types = df
-            .logical_plan()
-            .get_parameter_types()
-            .map_err(|e| status(e.into()))?;
-        let mut ordered: Vec<(usize, Option<arrow::datatypes::DataType>)> = types
+        let param_fields: Vec<arrow::datatypes::Field> = Engine::parameter_types(&df)
+            .map_err(status)?
             .into_iter()
-            .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
-            .collect();
-        ordered.sort_by_key(|(i, _)| *i);
-        let param_fields: Vec<arrow::datatypes::Field> = ordered
-            .into_iter()
+            .enumerate()
             .map(|(i, t)| {
-                arrow::datatypes::Field::new(format!("${i}"), t.unwrap_or(arrow::datatypes::DataType::Null), true)
+                arrow::datatypes::Field::new(
+                    format!("${}", i + 1),
+                    t.unwrap_or(arrow::datatypes::DataType::Null),
+                    true,
+                )
             })
             .collect();
         let handle = Handle { sql: query.query, params: None };

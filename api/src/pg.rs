@@ -581,19 +581,7 @@ impl Parser {
         match &statement.kind {
             Kind::Query => {
                 let df = self.plan(tenant, &statement.sql).await?;
-                let types = df
-                    .logical_plan()
-                    .get_parameter_types()
-                    .map_err(|e| engine_error(e.into()))?;
-                let mut ordered: Vec<(usize, Option<DataType>)> = types
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
-                    .collect();
-                ordered.sort_by_key(|(i, _)| *i);
-                let n = ordered.last().map_or(0, |(i, _)| *i);
-                statement.inferred = (1..=n)
-                    .map(|i| ordered.iter().find(|(j, _)| *j == i).and_then(|(_, t)| t.clone()))
-                    .collect();
+                statement.inferred = Engine::parameter_types(&df).map_err(engine_error)?;
                 statement.params = statement
                     .inferred
                     .iter()

@@ -306,6 +306,21 @@ impl Engine {
         Ok(ctx.sql_with_options(query, read_only()).await?)
     }
 
+    /// The types of a planned query's placeholders `$1` to `$n`, in order;
+    /// `None` where DataFusion infers none (e.g. `SELECT $1`) or a number
+    /// is skipped.
+    pub fn parameter_types(df: &DataFrame) -> Result<Vec<Option<arrow::datatypes::DataType>>> {
+        let types = df.logical_plan().get_parameter_types()?;
+        let numbered: Vec<(usize, Option<arrow::datatypes::DataType>)> = types
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix('$')?.parse().ok()?, v)))
+            .collect();
+        let n = numbered.iter().map(|(i, _)| *i).max().unwrap_or(0);
+        Ok((1..=n)
+            .map(|i| numbered.iter().find(|(j, _)| *j == i).and_then(|(_, t)| t.clone()))
+            .collect())
+    }
+
     /// Starts a planned (and parameter-bound) query with the time limit
     /// counted from now; see [`Engine::stream`] for the stream's contract.
     pub async fn start(
