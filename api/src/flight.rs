@@ -18,7 +18,6 @@
 //! - Catalog calls (GetCatalogs, GetDbSchemas, GetTables with schemas,
 //!   GetTableTypes, GetSqlInfo) describe the workspace's session only.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -92,11 +91,6 @@ pub async fn serve(listener: TcpListener, ctx: FlightContext, stop: Cancellation
         )
         .await?;
     Ok(())
-}
-
-/// Binds the listener; `None` when `addr` is empty (disabled).
-pub async fn bind(addr: &str) -> anyhow::Result<Option<(TcpListener, SocketAddr)>> {
-    crate::pg::bind(addr).await
 }
 
 #[derive(Clone)]
@@ -283,13 +277,30 @@ impl Service {
         Ok(Box::pin(data))
     }
 
-    fn batch_stream(schema: SchemaRef, batch: RecordBatch) -> DoGetStream {
-        Box::pin(
+    /// The answer to a metadata `DoGet`: one batch from a builder.
+    fn batch_stream<E: std::fmt::Display>(
+        schema: SchemaRef,
+        batch: Result<RecordBatch, E>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(Box::pin(
             FlightDataEncoderBuilder::new()
                 .with_schema(schema)
                 .build(futures::stream::once(async { Ok(batch) }))
                 .map_err(Status::from),
-        )
+        )))
+    }
+
+    /// The `FlightInfo` of a metadata command (authorised; the ticket is
+    /// the command itself).
+    fn metadata_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &arrow::datatypes::Schema,
+        command: Vec<u8>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(request.metadata())?;
+        Ok(Response::new(self.info(schema, command, request.into_inner())?))
     }
 
     /// (schema name, table name, table type, schema) of the workspace's
@@ -498,9 +509,8 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.tenant(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        self.metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_catalogs(
@@ -511,9 +521,7 @@ impl FlightSqlService for Service {
         self.tenant(request.metadata())?;
         let mut builder = query.into_builder();
         builder.append("datafusion");
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(Self::batch_stream(schema, batch)))
+        Self::batch_stream(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_schemas(
@@ -521,9 +529,8 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.tenant(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        self.metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_schemas(
@@ -540,9 +547,7 @@ impl FlightSqlService for Service {
         for s in schemas {
             builder.append("datafusion", s);
         }
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(Self::batch_stream(schema, batch)))
+        Self::batch_stream(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_tables(
@@ -550,9 +555,8 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.tenant(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        self.metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_tables(
@@ -568,9 +572,7 @@ impl FlightSqlService for Service {
                 .append("datafusion", schema_name, name, kind, &table_schema)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(Self::batch_stream(schema, batch)))
+        Self::batch_stream(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_table_types(
@@ -578,9 +580,8 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.tenant(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        self.metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_table_types(
@@ -592,9 +593,7 @@ impl FlightSqlService for Service {
         let mut builder = query.into_builder();
         builder.append("TABLE");
         builder.append("VIEW");
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(Self::batch_stream(schema, batch)))
+        Self::batch_stream(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_sql_info(
@@ -602,9 +601,8 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.tenant(request.metadata())?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(self.info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        self.metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_sql_info(
@@ -614,9 +612,7 @@ impl FlightSqlService for Service {
     ) -> Result<Response<DoGetStream>, Status> {
         self.tenant(request.metadata())?;
         let builder = query.into_builder(&self.sql_info);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(Self::batch_stream(schema, batch)))
+        Self::batch_stream(builder.schema(), builder.build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -27,7 +27,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
@@ -859,18 +858,6 @@ impl ExtendedQueryHandler for Queries {
         )
         .await
     }
-}
-
-/// Binds the listener; `None` when `addr` is empty (disabled).
-pub async fn bind(addr: &str) -> anyhow::Result<Option<(TcpListener, SocketAddr)>> {
-    if addr.trim().is_empty() {
-        return Ok(None);
-    }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
-    Ok(Some((listener, local)))
 }
 
 #[cfg(test)]

@@ -206,10 +206,10 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     let mut jobs = spawn_jobs(&state, &stop);
     // Analyst interfaces besides HTTP: bound before anything is printed,
     // so a taken port fails startup instead of being discovered later.
-    let pg = crate::pg::bind(&state.config.sql.pg_listen)
+    let pg = bind_optional(&state.config.sql.pg_listen)
         .await
         .context("PostgreSQL listener (sql.pg_listen)")?;
-    let flight = crate::flight::bind(&state.config.sql.flight_listen)
+    let flight = bind_optional(&state.config.sql.flight_listen)
         .await
         .context("Flight SQL listener (sql.flight_listen)")?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
@@ -303,6 +303,18 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         "Flushed and stopped."
     );
     Ok(())
+}
+
+/// Binds an optional listener (`""`: disabled); the bound address too.
+async fn bind_optional(addr: &str) -> anyhow::Result<Option<(TcpListener, std::net::SocketAddr)>> {
+    if addr.trim().is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok(Some((listener, local)))
 }
 
 fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {

@@ -495,10 +495,8 @@ impl Accumulator for FunnelAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let groups = [std::mem::take(&mut self.rows)];
-        let state = self.spec.state(&groups)?;
-        self.rows = groups.into_iter().next().unwrap_or_default();
-        state
+        self.spec
+            .state(std::slice::from_ref(&self.rows))?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
