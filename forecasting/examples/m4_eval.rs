@@ -25,6 +25,9 @@ use beacon_forecasting::evaluate::{Accuracy, HeldOut, M4Set, evaluate_method, ev
 use beacon_forecasting::forecast::ForecastOptions;
 use beacon_forecasting::ts::Method;
 use clap::Parser;
+
+#[path = "support/results.rs"]
+mod results;
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
@@ -120,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     }
     print!("{body}");
     if args.limit.is_none() && args.options.is_none() {
-        write_section(&args.results, "Forecasting (M4)", &body)?;
+        results::write_section(&args.results, "Forecasting (M4)", &body)?;
     }
     Ok(())
 }
@@ -143,24 +146,6 @@ fn load(dir: &Path, set: M4Set) -> anyhow::Result<Vec<(Vec<f64>, Vec<f64>)>> {
             Ok((tr, te))
         })
         .collect()
-}
-
-/// Replaces (or appends) the `## {title}` section of the results file,
-/// as `benches`' `write_section` does for the other suites.
-fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let header = format!("## {title}");
-    let new_section = format!("{header}\n\n{body}\n");
-    let text = match old.find(&header) {
-        Some(start) => {
-            let rest = &old[start + header.len()..];
-            let end = rest.find("\n## ").map(|e| start + header.len() + e + 1).unwrap_or(old.len());
-            format!("{}{}{}", &old[..start], new_section, &old[end..])
-        }
-        None => format!("{}\n\n{new_section}", old.trim_end()),
-    };
-    std::fs::write(path, text)?;
-    Ok(())
 }
 
 fn run_peers(args: &Args, set: &str) -> anyhow::Result<Value> {

@@ -46,6 +46,34 @@ impl Table {
         self.columns.push(column);
     }
 
+    /// Builds a table from text records (a header and rows, as read from a
+    /// CSV file): `numeric` columns are parsed as numbers, `drop` columns
+    /// left out, and any cell in `missing` (after trimming) is missing.
+    /// A numeric cell that does not parse is missing too.
+    pub fn from_records(header: &[String], rows: &[Vec<String>], numeric: &[&str], drop: &[&str], missing: &[&str]) -> Table {
+        let mut table = Table::default();
+        for (j, name) in header.iter().enumerate() {
+            if drop.contains(&name.as_str()) {
+                continue;
+            }
+            let cells = rows.iter().map(|r| r.get(j).map(|c| c.trim()).filter(|c| !missing.contains(c)));
+            let column = if numeric.contains(&name.as_str()) {
+                Column::Numeric(cells.map(|c| c.and_then(|c| c.parse::<f64>().ok())).collect())
+            } else {
+                Column::Text(cells.map(|c| c.map(str::to_string)).collect())
+            };
+            table.push(name.clone(), column);
+        }
+        table
+    }
+
+    /// Removes and returns a column.
+    pub fn take(&mut self, name: &str) -> Option<Column> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.names.remove(i);
+        Some(self.columns.remove(i))
+    }
+
     /// Rows (0 for a table without columns).
     pub fn rows(&self) -> usize {
         self.columns.first().map(Column::len).unwrap_or(0)
