@@ -35,6 +35,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// PostgreSQL wire protocol and Arrow Flight SQL listeners.
     pub sql: SqlConfig,
+    /// Model refits.
+    pub models: ModelsConfig,
     /// The demo workspace of `beacon serve --demo`.
     pub demo: DemoConfig,
 }
@@ -55,6 +57,15 @@ pub struct DemoConfig {
     /// Every hour gets at least this share of an average hour's traffic in
     /// live mode, so the dashboard moves at night too.
     pub live_floor: f64,
+}
+
+/// Model refits (`[models]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Cron expression (UTC) at which every trained model is retrained and
+    /// every kept forecast remade on fresh data; "" disables refits.
+    pub refit_schedule: String,
 }
 
 /// The analyst SQL interfaces besides HTTP (`[sql]`).
@@ -155,6 +166,11 @@ impl Config {
         if self.demo.history_days > 3660 {
             problems.push("demo.history_days must be at most 3660".into());
         }
+        if !self.models.refit_schedule.is_empty()
+            && let Err(e) = <croner::Cron as std::str::FromStr>::from_str(&self.models.refit_schedule)
+        {
+            problems.push(format!("models.refit_schedule {:?} is not a cron expression: {e}", self.models.refit_schedule));
+        }
         for (name, addr) in [("sql.pg_listen", &self.sql.pg_listen), ("sql.flight_listen", &self.sql.flight_listen)] {
             if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
                 problems.push(format!("{name} must be \"\" or an address like 127.0.0.1:7432, not {addr:?}"));
@@ -220,13 +236,13 @@ mod tests {
         let file = dir.path().join("c.toml");
         std::fs::write(
             &file,
-            "[log]\nformat = \"xml\"\n[http]\nmax_concurrent_ingest = 0\n",
+            "[log]\nformat = \"xml\"\n[http]\nmax_concurrent_ingest = 0\n[models]\nrefit_schedule = \"every tuesday\"\n",
         )
         .expect("write");
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("invalid");
         let text = err.to_string();
         assert!(
-            text.contains("log.format") && text.contains("max_concurrent_ingest"),
+            text.contains("log.format") && text.contains("max_concurrent_ingest") && text.contains("models.refit_schedule"),
             "{text}"
         );
     }

@@ -11,6 +11,7 @@ mod datasets;
 mod demo;
 mod error;
 mod flight;
+mod models;
 mod pg;
 mod queries;
 mod routes;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod analytics;
 pub mod health;
 pub mod ingest;
+pub mod models;
 pub mod realtime;
 pub mod sql;
 

@@ -21,7 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes::{admin, analytics, health, ingest, realtime, sql};
+use crate::routes::{admin, analytics, health, ingest, models, realtime, sql};
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -44,6 +44,12 @@ pub struct AppState {
     pub tokens: beacon_realtime::token::TokenSigner,
     /// Analyst queries in progress.
     pub queries: crate::queries::RunningQueries,
+    /// The latest forecasts (the `forecasts` SQL table).
+    pub forecasts: crate::models::ForecastStore,
+    /// The churn and lead models (scores: `customer_scores`, `lead_scores`).
+    pub models: crate::models::ModelStore,
+    /// Where models and forecasts are saved.
+    pub model_files: crate::models::ModelFiles,
 }
 
 /// Counter: HTTP requests by route, method and status.
@@ -96,6 +102,12 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_key),
         )
         .route("/v1/workspace/flush", post(admin::flush))
+        .route("/v1/forecasts", get(models::list_forecasts).post(models::forecast))
+        .route("/v1/anomalies", post(models::anomalies))
+        .route("/v1/segments", get(models::segments))
+        .route("/v1/models/refit", post(models::refit))
+        .route("/v1/models/{kind}", get(models::model))
+        .route("/v1/models/{kind}/train", post(models::train))
         .route("/v1/ws", get(realtime::websocket))
         .route("/v1/stream", get(realtime::sse))
         .route("/v1/realtime/tokens", post(realtime::create_token))
@@ -201,7 +213,13 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         live,
         tokens,
         queries: crate::queries::RunningQueries::default(),
+        forecasts: crate::models::ForecastStore::default(),
+        models: crate::models::ModelStore::default(),
+        model_files: crate::models::ModelFiles::new(&data_dir),
     };
+    crate::models::ForecastStore::publish_default(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
+    crate::models::ModelStore::publish_defaults(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
+    state.model_files.load(&state.engine, &state.forecasts, &state.models);
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
     // Analyst interfaces besides HTTP: bound before anything is printed,
@@ -375,7 +393,30 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
             }
         })
     };
-    vec![flusher, maintenance]
+    let mut jobs = vec![flusher, maintenance];
+    // Model refits on the cron schedule (validated at startup).
+    if let Ok(cron) = <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule) {
+        let state = state.clone();
+        let stop = stop.clone();
+        jobs.push(tokio::spawn(async move {
+            loop {
+                let now = chrono::Utc::now();
+                let Ok(next) = cron.find_next_occurrence(&now, false) else {
+                    tracing::warn!("The refit schedule has no next occurrence; refits stop.");
+                    break;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                tracing::info!("Refitting models and forecasts.");
+                let (done, failed) = crate::models::refit_all(&state.engine, &state.forecasts, &state.models, &state.model_files, None).await;
+                tracing::info!(done, failed, "Refit finished.");
+            }
+        }));
+    }
+    jobs
 }
 
 async fn shutdown_signal() {

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Server, sql};
+use common::{Server, after, sql};
 use serde_json::json;
 
 /// A demo server with its interfaces and keys.
@@ -20,14 +20,6 @@ struct Wire {
     write_key: String,
     admin_key: String,
     _dir: tempfile::TempDir,
-}
-
-fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
-    lines
-        .iter()
-        .find_map(|l| l.trim_start().strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:#?}"))
-        .trim()
 }
 
 fn start() -> Wire {

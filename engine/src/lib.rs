@@ -116,7 +116,16 @@ pub struct Engine {
     cache: Arc<CacheManager>,
     /// Per-file rollups ([`rollup`]).
     rollups: rollup::Rollups,
+    /// Tables other components publish per workspace (model outputs such
+    /// as `forecasts`), registered in every session of that workspace.
+    published: Arc<std::sync::RwLock<PublishedTables>>,
 }
+
+/// The tenant key of [`Engine::publish_table`] defaults.
+pub const ALL_TENANTS: &str = "*";
+
+/// `tenant -> table name -> (schema, rows)`.
+type PublishedTables = std::collections::HashMap<String, std::collections::BTreeMap<String, (SchemaRef, Vec<RecordBatch>)>>;
 
 impl Engine {
     /// An engine over `store`.
@@ -128,7 +137,27 @@ impl Engine {
             config,
             cache,
             rollups: rollup::Rollups::default(),
+            published: Arc::default(),
         }
+    }
+
+    /// Publishes (or replaces) a table `name` for `tenant` ([`ALL_TENANTS`]:
+    /// a default every workspace sees until it publishes its own): every
+    /// later session of the workspace sees it as a read-only in-memory table.
+    /// Names of events tables and views cannot be taken.
+    pub fn publish_table(&self, tenant: &str, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+        if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
+            return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
+        }
+        // Checks the batches against the schema now, not at query time.
+        datafusion::datasource::MemTable::try_new(Arc::clone(&schema), vec![batches.clone()])?;
+        self.published
+            .write()
+            .expect("the published-tables lock is never held across a panic")
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(name.to_owned(), (schema, batches));
+        Ok(())
     }
 
     /// The store queried.
@@ -231,6 +260,25 @@ impl Engine {
         let lowered = for_query
             .map(str::to_ascii_lowercase)
             .filter(|q| !q.contains("information_schema") && !q.trim_start().starts_with("show"));
+        // A workspace's own table hides the default of the same name.
+        let published: Vec<(String, SchemaRef, Vec<RecordBatch>)> = {
+            let all = self.published.read().expect("the published-tables lock is never held across a panic");
+            let own = all.get(tenant);
+            let mut out: Vec<(String, SchemaRef, Vec<RecordBatch>)> = own
+                .into_iter()
+                .flatten()
+                .map(|(n, (s, b))| (n.clone(), Arc::clone(s), b.clone()))
+                .collect();
+            for (n, (s, b)) in all.get(ALL_TENANTS).into_iter().flatten() {
+                if !own.is_some_and(|o| o.contains_key(n)) {
+                    out.push((n.clone(), Arc::clone(s), b.clone()));
+                }
+            }
+            out
+        };
+        for (name, schema, batches) in published {
+            ctx.register_table(name.as_str(), Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches])?))?;
+        }
         for (name, sql) in views::VIEWS {
             if lowered.as_deref().is_some_and(|q| !mentions(q, name)) {
                 continue;

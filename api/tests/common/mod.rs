@@ -228,3 +228,13 @@ pub async fn call(
     };
     (status, value)
 }
+
+/// The rest of the first stdout line starting with `prefix` (trimmed), as
+/// `serve --demo` prints its keys and listeners.
+pub fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:#?}"))
+        .trim()
+}

@@ -1,0 +1,310 @@
+//! Model endpoints (read or admin key): `POST /v1/forecasts` (forecast a
+//! metric with intervals; the latest per metric and interval is kept and
+//! published as the SQL table `forecasts`), `GET /v1/forecasts` (those
+//! kept), `POST /v1/anomalies` (expected value and band per period of a
+//! metric's history), `GET /v1/segments` (RFM k-means segments) and
+//! `POST /v1/models/{churn,leads}/train`, `GET /v1/models/{kind}`. The
+//! semantics of series are in [`crate::models`].
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use beacon_ingest::Role;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::models::{self, ModelKind, SeriesRequest, StoredForecast, model_error, off_thread};
+use crate::routes::{parse_json, read_body};
+use crate::server::AppState;
+
+/// `POST /v1/forecasts` body.
+#[derive(Debug, Deserialize)]
+struct ForecastRequest {
+    #[serde(flatten)]
+    series: SeriesRequest,
+    /// Steps ahead (default: 48 hours, 14 days or 13 weeks).
+    horizon: Option<usize>,
+    /// Interval levels (default 0.8 and 0.95).
+    levels: Option<Vec<f64>>,
+    /// Candidate methods (default: all fast ones).
+    methods: Option<Vec<String>>,
+}
+
+/// `POST /v1/anomalies` body.
+#[derive(Debug, Deserialize)]
+struct AnomalyRequest {
+    #[serde(flatten)]
+    series: SeriesRequest,
+    /// `low`, `medium` (default) or `high`.
+    sensitivity: Option<String>,
+    /// Only the last N periods in the answer (default 200).
+    last: Option<usize>,
+    /// Candidate methods.
+    methods: Option<Vec<String>>,
+}
+
+async fn body_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes = read_body(headers, body, 256 * 1024).await?;
+    parse_json(&bytes)
+}
+
+const SERIES_FIELDS: [&str; 4] = ["metric", "interval", "sql", "history_days"];
+
+/// Deserializes `v` after checking it has only the series fields and
+/// `own` (serde's `deny_unknown_fields` does not combine with `flatten`).
+fn request<T: serde::de::DeserializeOwned>(v: Value, own: &[&str]) -> Result<T, ApiError> {
+    let Value::Object(map) = &v else {
+        return Err(ApiError::bad_request("invalid_request", "the request must be a JSON object"));
+    };
+    if let Some(unknown) = map.keys().find(|k| !SERIES_FIELDS.contains(&k.as_str()) && !own.contains(&k.as_str())) {
+        let known: Vec<&str> = SERIES_FIELDS.iter().chain(own).copied().collect();
+        return Err(ApiError::bad_request("invalid_request", format!("unknown field {unknown:?}; expected one of {}", known.join(", "))));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
+fn fmt(p: &chrono::NaiveDateTime) -> String {
+    p.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// `POST /v1/forecasts`.
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn forecast(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "forecasting")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    let req: ForecastRequest = request(body_json(&headers, body).await?, &["horizon", "levels", "methods"])?;
+    let opts = models::options(req.methods, req.levels)?;
+    let (series, fc, periods) = models::run_forecast(&state.engine, &principal.tenant, &req.series, req.horizon, opts).await?;
+    let horizon = periods.len();
+    let last = *series.periods.last().expect("a forecast has history");
+    let points: Vec<Value> = periods
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let mut point = json!({"period": fmt(p), "value": fc.point[k]});
+            for i in &fc.intervals {
+                let pct = (i.level * 100.0).round() as u32;
+                point[format!("lower_{pct}")] = json!(i.lower[k]);
+                point[format!("upper_{pct}")] = json!(i.upper[k]);
+            }
+            point
+        })
+        .collect();
+    let answer = json!({
+        "metric": req.series.metric,
+        "interval": req.series.interval,
+        "horizon": horizon,
+        "history": {"periods": series.values.len(), "from": fmt(&series.periods[0]), "to": fmt(&last)},
+        "points": points,
+        "methods": fc.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "backtest": {
+            "mase": finite(fc.backtest_mase),
+            "smape": finite(fc.backtest_smape),
+            "origins": fc.origins,
+            "scores": fc.scores.iter().map(|s| json!({"method": s.method.name(), "mase": finite(s.mase)})).collect::<Vec<_>>(),
+        },
+    });
+    if req.series.metric != "sql" {
+        let stored = StoredForecast {
+            metric: req.series.metric.clone(),
+            interval: req.series.interval.clone(),
+            generated_at: chrono::Utc::now(),
+            periods,
+            history_days: req.series.history_days,
+            forecast: fc,
+        };
+        state.forecasts.keep(&state.engine, &principal.tenant, stored, Some(&state.model_files))?;
+    }
+    Ok(Json(answer))
+}
+
+fn finite(v: f64) -> Value {
+    if v.is_finite() { json!(v) } else { Value::Null }
+}
+
+/// `GET /v1/forecasts`: the latest forecast per metric and interval.
+pub async fn list_forecasts(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "reading forecasts")?;
+    let list: Vec<Value> = state
+        .forecasts
+        .list(&principal.tenant)
+        .iter()
+        .map(|s| {
+            json!({
+                "metric": s.metric, "interval": s.interval,
+                "generated_at": s.generated_at.to_rfc3339(),
+                "from": s.periods.first().map(fmt), "to": s.periods.last().map(fmt),
+                "methods": s.forecast.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+                "backtest_mase": finite(s.forecast.backtest_mase),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"forecasts": list})))
+}
+
+/// `POST /v1/anomalies`.
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn anomalies(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "querying")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    let req: AnomalyRequest = request(body_json(&headers, body).await?, &["sensitivity", "last", "methods"])?;
+    let sensitivity = models::sensitivity(req.sensitivity.as_deref())?;
+    let opts = models::options(req.methods, None)?;
+    let series = models::series(&state.engine, &principal.tenant, &req.series).await?;
+    let values = series.values.clone();
+    let freq = series.frequency;
+    let bands = off_thread(move || beacon_forecasting::forecast::anomaly_bands(&values, freq, sensitivity, &opts))
+        .await
+        .map_err(model_error)?;
+    let last = req.last.unwrap_or(200).min(series.values.len());
+    let start = series.values.len() - last;
+    let points: Vec<Value> = (start..series.values.len())
+        .map(|t| {
+            json!({
+                "period": fmt(&series.periods[t]),
+                "value": series.values[t],
+                "expected": finite(bands.expected[t]),
+                "lower": finite(bands.lower[t]),
+                "upper": finite(bands.upper[t]),
+                "anomalous": bands.anomalous[t],
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "metric": req.series.metric,
+        "interval": req.series.interval,
+        "sensitivity": req.sensitivity.as_deref().unwrap_or("medium"),
+        "level": sensitivity.level(),
+        "anomalies": bands.anomalous[start..].iter().filter(|a| **a).count(),
+        "points": points,
+    })))
+}
+
+/// `GET /v1/segments?k=5&days=365&customers=20`.
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn segments(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "querying")?;
+    let params: BTreeMap<String, String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+        params
+            .get(name)
+            .map(|v| v.parse::<usize>().map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be a whole number, not {v:?}"))))
+            .unwrap_or(Ok(default))
+    };
+    if let Some(unknown) = params.keys().find(|k| !["k", "days", "customers"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request("invalid_request", format!("unknown parameter {unknown:?}; expected k, days, customers")));
+    }
+    let (k, days, customers) = (number("k", 5)?, number("days", 365)?, number("customers", 0)?);
+    if days == 0 || days > 3660 {
+        return Err(ApiError::bad_request("invalid_request", "days must be in 1..=3660"));
+    }
+    let (people, rfm) = models::rfm(&state.engine, &principal.tenant, days as u32).await?;
+    let seg = models::segments(rfm.clone(), k).await?;
+    let list: Vec<Value> = people
+        .iter()
+        .zip(&seg.assignment)
+        .zip(&rfm)
+        .take(customers)
+        .map(|((p, s), r)| json!({"person": p, "segment": seg.segments[*s].name, "recency_days": r.recency_days, "frequency": r.frequency, "monetary": r.monetary}))
+        .collect();
+    Ok(Json(json!({
+        "k": k,
+        "customers_total": people.len(),
+        "segments": seg.segments.iter().map(|s| json!({
+            "name": s.name, "size": s.size,
+            "mean_recency_days": s.mean.recency_days, "mean_frequency": s.mean.frequency, "mean_monetary": s.mean.monetary,
+        })).collect::<Vec<_>>(),
+        "customers": list,
+    })))
+}
+
+/// `POST /v1/models/{kind}/train` (admin key): `churn` (body
+/// `{"horizon_days": 90}`, optional) or `leads` (`{"window_days": 7}`):
+/// trains on the workspace's events, scores, and publishes the scores
+/// (`customer_scores`, `lead_scores`).
+#[tracing::instrument(skip_all, fields(tenant, kind = %kind))]
+pub async fn train(State(state): State<AppState>, Path(kind): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Admin], "training models")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    let (kind, field, default) = model_kind(&kind)?;
+    let bytes = read_body(&headers, body, 64 * 1024).await?;
+    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(&bytes)? };
+    let Value::Object(map) = &v else {
+        return Err(ApiError::bad_request("invalid_request", "the request must be a JSON object"));
+    };
+    if let Some(k) = map.keys().find(|k| k.as_str() != field) {
+        return Err(ApiError::bad_request("invalid_request", format!("unknown field {k:?}; expected {field}")));
+    }
+    let days = match map.get(field) {
+        None => default,
+        Some(h) => h.as_u64().filter(|h| *h <= u64::from(u32::MAX)).ok_or_else(|| ApiError::bad_request("invalid_request", format!("{field} must be a whole number")))? as u32,
+    };
+    let version = state.models.next_version(&principal.tenant, kind);
+    let (model, scores) = match kind {
+        ModelKind::Churn => models::train_churn(&state.engine, &principal.tenant, days, version).await?,
+        ModelKind::Leads => models::train_leads(&state.engine, &principal.tenant, days, version).await?,
+    };
+    let mut answer = json!({
+        "model": model_name(kind),
+        "version": model.version,
+        "trained_at": model.trained_at.to_rfc3339(),
+        "training_rows": model.classifier.rows,
+        "positives_in_training": model.classifier.positives,
+        "chosen": model.classifier.model,
+        "cv_auc": finite(model.cv_auc),
+        "candidates": model.classifier.candidates.iter().map(|c| json!({"name": c.name, "cv_auc": finite(c.auc)})).collect::<Vec<_>>(),
+        "scored": scores.num_rows(),
+        "table": kind.table(),
+    });
+    answer[field] = json!(model.window_days);
+    state.models.keep(&state.engine, &principal.tenant, kind, model, scores, Some(&state.model_files))?;
+    Ok(Json(answer))
+}
+
+fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
+    match name {
+        "churn" => Ok((ModelKind::Churn, "horizon_days", 90)),
+        "leads" => Ok((ModelKind::Leads, "window_days", 7)),
+        other => Err(ApiError::not_found(format!("no model {other:?}; available: churn, leads"))),
+    }
+}
+
+fn model_name(kind: ModelKind) -> &'static str {
+    kind.name()
+}
+
+/// `GET /v1/models/{kind}`: the current model's metadata.
+pub async fn model(State(state): State<AppState>, Path(kind): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "reading models")?;
+    let (kind, field, _) = model_kind(&kind)?;
+    let Some(m) = state.models.get(&principal.tenant, kind) else {
+        return Err(ApiError::not_found(format!("no {} model yet; train one with POST /v1/models/{}/train", model_name(kind), model_name(kind))));
+    };
+    let mut answer = json!({
+        "model": model_name(kind), "version": m.version, "trained_at": m.trained_at.to_rfc3339(),
+        "chosen": m.classifier.model, "cv_auc": finite(m.cv_auc),
+        "features": m.classifier.columns(), "table": kind.table(),
+    });
+    answer[field] = json!(m.window_days);
+    Ok(Json(answer))
+}
+
+/// `POST /v1/models/refit` (admin key): what the refit schedule does, now,
+/// for this workspace: retrain its models, remake its kept forecasts.
+pub async fn refit(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Admin], "refitting models")?;
+    let (done, failed) = models::refit_all(&state.engine, &state.forecasts, &state.models, &state.model_files, Some(&principal.tenant)).await;
+    Ok(Json(json!({"refitted": done, "failed": failed})))
+}
