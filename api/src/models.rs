@@ -942,3 +942,43 @@ mod utc_time {
         DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
     }
 }
+
+/// The reorder point of one product from its daily units sold (zero-filled
+/// business days), and its latest `Inventory Updated` quantity if any.
+pub async fn reorder_point(engine: &Engine, tenant: &str, product: &str, lead_time: usize, service_level: f64, history_days: Option<u32>) -> Result<(beacon_forecasting::forecast::ReorderPoint, Option<f64>), ApiError> {
+    // The product id goes into SQL as a quoted literal ('' escapes a quote).
+    let literal = format!("'{}'", product.replace('\'', "''"));
+    let request = SeriesRequest {
+        metric: "sql".into(),
+        interval: "day".into(),
+        sql: Some(format!(
+            "SELECT CAST(business_date(timestamp, 'day') AS TIMESTAMP), CAST(sum(quantity) AS DOUBLE) FROM order_items \
+             WHERE product_id = {literal} AND timestamp >= now() - INTERVAL '{} days' GROUP BY 1",
+            history_days.unwrap_or(365).clamp(1, 3660)
+        )),
+        history_days,
+    };
+    let series = series(engine, tenant, &request).await?;
+    if series.values.is_empty() {
+        return Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "insufficient_data", format!("no sales of product {product:?} in the history")));
+    }
+    let values = series.values;
+    let rp = off_thread(move || beacon_forecasting::forecast::reorder_point(&values, Frequency::Daily, lead_time, service_level, &ForecastOptions::default()))
+        .await
+        .map_err(model_error)?;
+    let stock_sql = format!(
+        "SELECT CAST(json_as_text(properties, 'quantity') AS DOUBLE) FROM events \
+         WHERE event = 'Inventory Updated' AND json_get_str(properties, 'product_id') = {literal} ORDER BY timestamp DESC LIMIT 1"
+    );
+    let stock = engine.sql(tenant, &stock_sql).await?;
+    let stock = stock
+        .batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| arrow::compute::cast(b.column(0), &DataType::Float64).ok())
+        .and_then(|a| {
+            let a = a.as_primitive::<arrow::datatypes::Float64Type>();
+            (!a.is_null(0)).then(|| a.value(0))
+        });
+    Ok((rp, stock))
+}

@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/forecasts", get(models::list_forecasts).post(models::forecast))
         .route("/v1/anomalies", post(models::anomalies))
         .route("/v1/segments", get(models::segments))
+        .route("/v1/reorder-point", post(models::reorder_point))
         .route("/v1/models/refit", post(models::refit))
         .route("/v1/models/{kind}", get(models::model))
         .route("/v1/models/{kind}/train", post(models::train))

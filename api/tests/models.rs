@@ -104,6 +104,28 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
     let names: Vec<&str> = seg["segments"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert!(seg["customers"].as_array().unwrap().iter().all(|c| names.contains(&c["segment"].as_str().unwrap())));
 
+    // Reorder point of the best-selling product: forecast demand over the
+    // lead time plus safety stock, against its last counted stock.
+    let top = common::sql(&server, &read, "SELECT product_id FROM order_items WHERE product_id IS NOT NULL GROUP BY 1 ORDER BY sum(quantity) DESC LIMIT 1").await;
+    let product = top["rows"][0][0].as_str().expect("a product").to_owned();
+    let (status, rp) = call(&server, Method::POST, "/v1/reorder-point", &read, Some(json!({"product_id": product, "lead_time_days": 5}))).await;
+    assert_eq!(status, 200, "{rp}");
+    assert!(f(&rp["lead_time_demand"]) > 0.0 && f(&rp["safety_stock"]) > 0.0, "{rp}");
+    assert!((f(&rp["reorder_point"]) - f(&rp["lead_time_demand"]) - f(&rp["safety_stock"])).abs() < 1e-6, "{rp}");
+    assert!(rp["stock"].is_number(), "the demo counts stock daily: {rp}");
+    assert_eq!(rp["reorder_now"].as_bool(), Some(f(&rp["stock"]) <= f(&rp["reorder_point"])));
+    for (body, want) in [
+        (json!({"product_id": "no-such-product", "lead_time_days": 5}), 422),
+        (json!({"product_id": "x' OR '1'='1", "lead_time_days": 5}), 422),
+        (json!({"product_id": product, "lead_time_days": 0}), 400),
+        (json!({"product_id": product, "lead_time_days": 5, "service_level": 0.2}), 400),
+        (json!({"product_id": product, "lead_time_days": 5, "colour": 1}), 400),
+    ] {
+        let (status, err) = call(&server, Method::POST, "/v1/reorder-point", &read, Some(body.clone())).await;
+        assert_eq!(status, want, "{body}: {err}");
+        assert!(err["error"]["code"].is_string(), "{err}");
+    }
+
     // Churn: nothing before training; a read key may not train.
     let admin = after(&lines, "admin key:").to_owned();
     assert_eq!(scalar(&server, &read, "SELECT count(*) FROM customer_scores").await, 0);

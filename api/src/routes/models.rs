@@ -308,3 +308,45 @@ pub async fn refit(State(state): State<AppState>, headers: HeaderMap) -> Result<
     let (done, failed) = models::refit_all(&state.engine, &state.forecasts, &state.models, &state.model_files, Some(&principal.tenant)).await;
     Ok(Json(json!({"refitted": done, "failed": failed})))
 }
+
+/// `POST /v1/reorder-point` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReorderRequest {
+    /// The product (`order_items.product_id`).
+    product_id: String,
+    /// Days from ordering stock to having it (1..=365).
+    lead_time_days: usize,
+    /// Share of lead times without a stock-out, in (0.5, 1) (default 0.95).
+    service_level: Option<f64>,
+    /// Days of sales history (default 365).
+    history_days: Option<u32>,
+}
+
+/// `POST /v1/reorder-point` (read key): forecast daily units sold of one
+/// product over the lead time, plus safety stock for the service level;
+/// with the latest `Inventory Updated` quantity, whether to reorder now.
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn reorder_point(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let principal = auth::from_headers(&state, &headers)?;
+    principal.require(&[Role::Read, Role::Admin], "forecasting")?;
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    let v = body_json(&headers, body).await?;
+    let req: ReorderRequest = serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    if !(1..=365).contains(&req.lead_time_days) {
+        return Err(ApiError::bad_request("invalid_request", "lead_time_days must be in 1..=365"));
+    }
+    let (rp, stock) = models::reorder_point(&state.engine, &principal.tenant, &req.product_id, req.lead_time_days, req.service_level.unwrap_or(0.95), req.history_days).await?;
+    Ok(Json(json!({
+        "product_id": req.product_id,
+        "lead_time_days": req.lead_time_days,
+        "service_level": req.service_level.unwrap_or(0.95),
+        "lead_time_demand": rp.lead_time_demand,
+        "safety_stock": rp.safety_stock,
+        "reorder_point": rp.reorder_point,
+        "stock": stock,
+        "reorder_now": stock.map(|s| s <= rp.reorder_point),
+        "methods": rp.forecast.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "backtest_mase": finite(rp.forecast.backtest_mase),
+    })))
+}
