@@ -515,19 +515,7 @@ pub async fn train_churn(engine: &Engine, tenant: &str, horizon_days: u32, versi
     let model = TrainedModel { version, trained_at: now, window_days: horizon_days, classifier, cv_auc };
     let scorer = model.classifier.clone();
     let (p, factors) = score(scorer, current).await?;
-    let n = people.len();
-    let batch = RecordBatch::try_new(
-        customer_scores_schema(),
-        vec![
-            Arc::new(StringArray::from(people)),
-            Arc::new(Float64Array::from(p)),
-            Arc::new(StringArray::from(factors)),
-            Arc::new(StringArray::from(vec![model.classifier.model.clone(); n])),
-            Arc::new(UInt32Array::from(vec![version as u32; n])),
-            Arc::new(TimestampMicrosecondArray::from(vec![now.timestamp_micros(); n]).with_timezone("UTC")),
-        ],
-    )
-    .map_err(|e| ApiError::internal(&e))?;
+    let batch = scores_batch(ModelKind::Churn, vec![Arc::new(StringArray::from(people))], p, factors, &model)?;
     Ok((model, batch))
 }
 
@@ -536,14 +524,35 @@ pub const CUSTOMER_SCORES_TABLE: &str = "customer_scores";
 
 /// The schema of `customer_scores`.
 pub fn customer_scores_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("person", DataType::Utf8, false),
-        Field::new("churn_probability", DataType::Float64, false),
+    scores_schema(vec![Field::new("person", DataType::Utf8, false)], "churn_probability")
+}
+
+/// A scores table: its key columns, then the probability, the top
+/// factors, the model, its version and when it scored.
+fn scores_schema(keys: Vec<Field>, probability: &str) -> Arc<Schema> {
+    let mut fields = keys;
+    fields.extend([
+        Field::new(probability, DataType::Float64, false),
         Field::new("top_factors", DataType::Utf8, false),
         Field::new("model", DataType::Utf8, false),
         Field::new("model_version", DataType::UInt32, false),
         Field::new("scored_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+/// The rows of `kind`'s scores table: `keys` (its key columns), then the
+/// scores and explanations of `model`, stamped with its version and time.
+fn scores_batch(kind: ModelKind, mut keys: Vec<arrow::array::ArrayRef>, p: Vec<f64>, factors: Vec<String>, model: &TrainedModel) -> Result<RecordBatch, ApiError> {
+    let n = p.len();
+    keys.extend([
+        Arc::new(Float64Array::from(p)) as arrow::array::ArrayRef,
+        Arc::new(StringArray::from(factors)),
+        Arc::new(StringArray::from(vec![model.classifier.model.clone(); n])),
+        Arc::new(UInt32Array::from(vec![model.version as u32; n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![model.trained_at.timestamp_micros(); n]).with_timezone("UTC")),
+    ]);
+    RecordBatch::try_new(kind.schema(), keys).map_err(|e| ApiError::internal(&e))
 }
 
 /// Calibrated probabilities and "column +effect; ..." explanations.
@@ -708,20 +717,11 @@ pub async fn train_leads(engine: &Engine, tenant: &str, window_days: u32, versio
     let now = chrono::Utc::now();
     let model = TrainedModel { version, trained_at: now, window_days, classifier, cv_auc };
     let (p, factors) = score(model.classifier.clone(), table.select(&open_rows)).await?;
-    let n = open_rows.len();
-    let batch = RecordBatch::try_new(
-        lead_scores_schema(),
-        vec![
-            Arc::new(StringArray::from(open_rows.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(open_rows.iter().map(|i| people[*i].clone()).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(p)),
-            Arc::new(StringArray::from(factors)),
-            Arc::new(StringArray::from(vec![model.classifier.model.clone(); n])),
-            Arc::new(UInt32Array::from(vec![version as u32; n])),
-            Arc::new(TimestampMicrosecondArray::from(vec![now.timestamp_micros(); n]).with_timezone("UTC")),
-        ],
-    )
-    .map_err(|e| ApiError::internal(&e))?;
+    let keys: Vec<arrow::array::ArrayRef> = vec![
+        Arc::new(StringArray::from(open_rows.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(open_rows.iter().map(|i| people[*i].clone()).collect::<Vec<_>>())),
+    ];
+    let batch = scores_batch(ModelKind::Leads, keys, p, factors, &model)?;
     Ok((model, batch))
 }
 
@@ -730,15 +730,7 @@ pub const LEAD_SCORES_TABLE: &str = "lead_scores";
 
 /// The schema of `lead_scores`.
 pub fn lead_scores_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("lead_id", DataType::Utf8, false),
-        Field::new("person", DataType::Utf8, true),
-        Field::new("conversion_probability", DataType::Float64, false),
-        Field::new("top_factors", DataType::Utf8, false),
-        Field::new("model", DataType::Utf8, false),
-        Field::new("model_version", DataType::UInt32, false),
-        Field::new("scored_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-    ]))
+    scores_schema(vec![Field::new("lead_id", DataType::Utf8, false), Field::new("person", DataType::Utf8, true)], "conversion_probability")
 }
 
 mod naive_times {

@@ -255,7 +255,7 @@ pub async fn train(State(state): State<AppState>, Path(kind): Path<String>, head
         ModelKind::Leads => models::train_leads(&state.engine, &principal.tenant, days, version).await?,
     };
     let mut answer = json!({
-        "model": model_name(kind),
+        "model": kind.name(),
         "version": model.version,
         "trained_at": model.trained_at.to_rfc3339(),
         "training_rows": model.classifier.rows,
@@ -279,20 +279,16 @@ fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
     }
 }
 
-fn model_name(kind: ModelKind) -> &'static str {
-    kind.name()
-}
-
 /// `GET /v1/models/{kind}`: the current model's metadata.
 pub async fn model(State(state): State<AppState>, Path(kind): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "reading models")?;
     let (kind, field, _) = model_kind(&kind)?;
     let Some(m) = state.models.get(&principal.tenant, kind) else {
-        return Err(ApiError::not_found(format!("no {} model yet; train one with POST /v1/models/{}/train", model_name(kind), model_name(kind))));
+        return Err(ApiError::not_found(format!("no {} model yet; train one with POST /v1/models/{}/train", kind.name(), kind.name())));
     };
     let mut answer = json!({
-        "model": model_name(kind), "version": m.version, "trained_at": m.trained_at.to_rfc3339(),
+        "model": kind.name(), "version": m.version, "trained_at": m.trained_at.to_rfc3339(),
         "chosen": m.classifier.model, "cv_auc": finite(m.cv_auc),
         "features": m.classifier.columns(), "table": kind.table(),
     });
