@@ -37,6 +37,10 @@ pub struct Config {
     pub sql: SqlConfig,
     /// Model refits.
     pub models: ModelsConfig,
+    /// Notification delivery (retries, SMTP).
+    pub notify: beacon_realtime::notify::NotifyConfig,
+    /// Alert rule evaluation.
+    pub alerts: beacon_realtime::alerts::AlertsConfig,
     /// The demo workspace of `beacon serve --demo`.
     pub demo: DemoConfig,
 }
@@ -165,6 +169,12 @@ impl Config {
         }
         if self.demo.history_days > 3660 {
             problems.push("demo.history_days must be at most 3660".into());
+        }
+        if let Err(e) = self.notify.validate() {
+            problems.push(e);
+        }
+        if self.alerts.tick.is_zero() || self.alerts.max_rules == 0 || self.alerts.max_groups == 0 {
+            problems.push("alerts.tick, alerts.max_rules and alerts.max_groups must be > 0".into());
         }
         if !self.models.refit_schedule.is_empty()
             && let Err(e) = <croner::Cron as std::str::FromStr>::from_str(&self.models.refit_schedule)

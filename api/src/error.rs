@@ -166,6 +166,18 @@ impl From<beacon_realtime::Error> for ApiError {
     }
 }
 
+impl From<beacon_realtime::notify::NotifyError> for ApiError {
+    fn from(e: beacon_realtime::notify::NotifyError) -> Self {
+        use beacon_realtime::notify::NotifyError as E;
+        match e {
+            E::Invalid(m) => Self::bad_request("invalid_request", m),
+            E::NotFound(m) => Self::not_found(m),
+            E::Engine(inner) => inner.into(),
+            E::Internal(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+        }
+    }
+}
+
 impl From<BodyError> for ApiError {
     fn from(e: BodyError) -> Self {
         match &e {

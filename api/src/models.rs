@@ -974,3 +974,53 @@ pub async fn reorder_point(engine: &Engine, tenant: &str, product: &str, lead_ti
         });
     Ok((rp, stock))
 }
+
+/// Anomaly bands for alert rules: the series of `/v1/anomalies` (business
+/// time, complete periods) banded by the forecasting crate, with period
+/// starts converted to UTC in the workspace's zone.
+pub struct ModelBands {
+    /// The engine.
+    pub engine: Engine,
+    /// For the workspace's time zone.
+    pub catalog: Arc<beacon_ingest::Catalog>,
+}
+
+impl beacon_realtime::alerts::BandSource for ModelBands {
+    fn bands<'a>(
+        &'a self,
+        tenant: &'a str,
+        metric: &'a str,
+        interval: &'a str,
+        sensitivity: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<beacon_realtime::alerts::BandSeries, String>> {
+        Box::pin(async move {
+            let request = SeriesRequest { metric: metric.to_owned(), interval: interval.to_owned(), sql: None, history_days: None };
+            let s = series(&self.engine, tenant, &request).await.map_err(|e| e.message())?;
+            let sens = self::sensitivity(Some(sensitivity)).map_err(|e| e.message())?;
+            let values = s.values.clone();
+            let freq = s.frequency;
+            let bands = off_thread(move || beacon_forecasting::forecast::anomaly_bands(&values, freq, sens, &ForecastOptions::default()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let tz: chrono_tz::Tz = self.catalog.tenant(tenant).map(|t| t.timezone).unwrap_or_default().parse().unwrap_or(chrono_tz::UTC);
+            use chrono::TimeZone as _;
+            let starts_us = s
+                .periods
+                .iter()
+                .map(|p| tz.from_local_datetime(p).earliest().map_or(p.and_utc().timestamp_micros(), |t| t.timestamp_micros()))
+                .collect();
+            Ok(beacon_realtime::alerts::BandSeries {
+                starts_us,
+                step_us: s.step.num_microseconds().unwrap_or(86_400_000_000),
+                values: s.values,
+                lower: bands.lower,
+                upper: bands.upper,
+                expected: bands.expected,
+            })
+        })
+    }
+
+    fn metrics(&self) -> Vec<&'static str> {
+        METRICS.iter().map(|(m, _)| *m).collect()
+    }
+}

@@ -1,10 +1,12 @@
 //! HTTP routes.
 
 pub mod admin;
+pub mod alerts;
 pub mod analytics;
 pub mod health;
 pub mod ingest;
 pub mod models;
+pub mod notify;
 pub mod realtime;
 pub mod sql;
 

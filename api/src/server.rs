@@ -21,7 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes::{admin, analytics, health, ingest, models, realtime, sql};
+use crate::routes::{admin, alerts, analytics, health, ingest, models, notify, realtime, sql};
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -50,6 +50,10 @@ pub struct AppState {
     pub models: crate::models::ModelStore,
     /// Where models and forecasts are saved.
     pub model_files: crate::models::ModelFiles,
+    /// Users, inbox and the delivery outbox.
+    pub notifier: beacon_realtime::notify::Notifier,
+    /// Alert rules and their evaluation.
+    pub alerts: beacon_realtime::alerts::Alerts,
 }
 
 /// Counter: HTTP requests by route, method and status.
@@ -109,6 +113,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/refit", post(models::refit))
         .route("/v1/models/{kind}", get(models::model))
         .route("/v1/models/{kind}/train", post(models::train))
+        .route("/v1/users", get(notify::list_users))
+        .route(
+            "/v1/users/{id}",
+            get(notify::get_user).put(notify::put_user).delete(notify::delete_user),
+        )
+        .route("/v1/users/{id}/preferences", axum::routing::put(notify::put_preferences))
+        .route("/v1/notify/branding", get(notify::get_branding).put(notify::put_branding))
+        .route("/v1/webhooks", get(notify::list_endpoints).post(notify::create_endpoint))
+        .route("/v1/webhooks/{id}", axum::routing::delete(notify::delete_endpoint))
+        .route("/v1/webhooks/{id}/rotate", post(notify::rotate_endpoint))
+        .route("/v1/notifications", post(notify::send))
+        .route("/v1/notifications/{id}", get(notify::get_notification))
+        .route("/v1/deliveries", get(notify::deliveries))
+        .route("/v1/inbox", get(notify::inbox))
+        .route("/v1/inbox/unread-count", get(notify::unread))
+        .route("/v1/inbox/mark", post(notify::mark))
+        .route("/v1/alerts/rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route(
+            "/v1/alerts/rules/{id}",
+            get(alerts::get_rule).put(alerts::put_rule).delete(alerts::delete_rule),
+        )
+        .route("/v1/alerts/rules/{id}/evaluate", post(alerts::evaluate))
+        .route("/v1/alerts/history", get(alerts::history))
+        .route("/v1/alerts/simulate", post(alerts::simulate))
+        .route("/v1/alerts/templates", get(alerts::list_templates))
+        .route("/v1/alerts/templates/{name}", post(alerts::use_template))
+        .route("/v1/alerts/silences", get(alerts::list_silences).post(alerts::create_silence))
+        .route("/v1/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
         .route("/v1/ws", get(realtime::websocket))
         .route("/v1/stream", get(realtime::sse))
         .route("/v1/realtime/tokens", post(realtime::create_token))
@@ -204,6 +236,24 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     .context("cannot read or create the token secret")?;
     let hub = beacon_realtime::Hub::new(config.realtime.clone());
     let (live, live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+    let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
+        let catalog = Arc::clone(&catalog);
+        Arc::new(move |tenant: &str| catalog.tenant(tenant).map(|t| t.timezone).unwrap_or_else(|_| "UTC".into()))
+    };
+    let notifier = beacon_realtime::notify::Notifier::open(
+        &data_dir,
+        hub.clone(),
+        engine.clone(),
+        config.notify.clone(),
+        Arc::new(SystemClock),
+        zones,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
+    let bands: Arc<dyn beacon_realtime::alerts::BandSource> = Arc::new(crate::models::ModelBands {
+        engine: engine.clone(),
+        catalog: Arc::clone(&catalog),
+    });
+    let alert_engine = beacon_realtime::alerts::Alerts::new(notifier.clone(), Some(bands), config.alerts.clone());
     let state = AppState {
         ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
         config: Arc::new(config),
@@ -217,6 +267,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         forecasts: crate::models::ForecastStore::default(),
         models: crate::models::ModelStore::default(),
         model_files: crate::models::ModelFiles::new(&data_dir),
+        notifier,
+        alerts: alert_engine,
     };
     crate::models::ForecastStore::publish_default(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
     crate::models::ModelStore::publish_defaults(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
@@ -395,6 +447,9 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
         })
     };
     let mut jobs = vec![flusher, maintenance];
+    // Notification delivery and alert evaluation.
+    jobs.push(tokio::spawn(state.notifier.clone().run(stop.clone())));
+    jobs.push(tokio::spawn(state.alerts.clone().run(stop.clone())));
     // Model refits on the cron schedule (validated at startup).
     if let Ok(cron) = <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule) {
         let state = state.clone();

@@ -9,14 +9,20 @@
 //!   in business time, the activity feed, live SQL queries.
 //! - [`protocol`]: the JSON messages clients and the hub exchange.
 //! - [`token`]: signed user session tokens for per-user channels.
+//! - [`notify`]: users, preferences, the inbox and durable delivery
+//!   (live push, webhooks, email) through an outbox.
+//! - [`alerts`]: alert rules, their state machine, noise control,
+//!   simulation and templates.
 //!
 //! The socket handling (WebSocket upgrade, SSE, authentication by key) is in
 //! the `api` crate; this crate knows no HTTP.
 
+pub mod alerts;
 mod config;
 mod error;
 pub mod hub;
 pub mod live;
+pub mod notify;
 pub mod protocol;
 pub mod token;
 

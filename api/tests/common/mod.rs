@@ -238,3 +238,63 @@ pub fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:#?}"))
         .trim()
 }
+
+/// The test Python venv (created by `tests/clients/python/setup.sh`).
+pub fn python() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python");
+    let status = Command::new("bash")
+        .arg(dir.join("setup.sh"))
+        .status()
+        .expect("run tests/clients/python/setup.sh");
+    assert!(status.success(), "installing the Python clients failed");
+    dir.join(".venv/bin/python")
+}
+
+/// A receiver of `tests/clients/python/receivers.py` (`smtp` or
+/// `webhook`) on 127.0.0.1; its stdout lines after the port arrive on
+/// `lines`.
+pub struct PyReceiver {
+    child: Child,
+    pub port: u16,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PyReceiver {
+    pub fn start(kind: &str) -> PyReceiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/receivers.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(kind)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start receiver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().expect("port line").expect("read");
+        let port = first.trim().strip_prefix("port ").expect("port line").parse().expect("port");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PyReceiver { child, port, lines: rx }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The next stdout line as JSON, waiting at most `wait`.
+    pub fn next_json(&self, wait: std::time::Duration) -> Option<Value> {
+        self.lines.recv_timeout(wait).ok().map(|l| serde_json::from_str(&l).expect("receiver JSON line"))
+    }
+}
+
+impl Drop for PyReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

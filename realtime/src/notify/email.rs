@@ -1,0 +1,212 @@
+//! Email: text and HTML bodies from minijinja templates with the
+//! workspace's branding, sent over SMTP with lettre.
+//!
+//! lettre's blocking transport runs on tokio's blocking pool (one delivery
+//! per thread for the length of one SMTP conversation); see ARCHITECTURE.md
+//! for why not its tokio transport.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{SmtpTransport, Transport};
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Branding, Message};
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on the same host or network).
+    #[default]
+    None,
+    /// STARTTLS if the server offers it.
+    Opportunistic,
+    /// STARTTLS, refusing to send without it.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Wrapper,
+}
+
+/// The SMTP server (`[notify.smtp]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name; empty disables email (deliveries are `suppressed` with
+    /// reason `email_not_configured`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// User name for AUTH (empty: no AUTH).
+    pub username: String,
+    /// Password for AUTH.
+    pub password: String,
+    /// Sender address (`Name <address>` or `address`).
+    pub from: String,
+    /// Longest one SMTP conversation may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 25,
+            tls: SmtpTls::None,
+            username: String::new(),
+            password: String::new(),
+            from: "Beacon <beacon@localhost>".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+const TEXT: &str = "{{ title }}
+
+{{ body }}
+{% if items %}
+{% for item in items %}- {{ item.title }}{% if item.body %}: {{ item.body }}{% endif %}
+{% endfor %}{% endif %}
+-- 
+{{ brand.name }} · {{ category }} · {{ severity }}{% if brand.footer %}
+{{ brand.footer }}{% endif %}
+";
+
+const HTML: &str = r#"<!doctype html>
+<html><body style="margin:0;padding:0;background:#f5f6f8;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif">
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center" style="padding:24px">
+<table role="presentation" width="560" cellpadding="0" cellspacing="0" style="background:#ffffff;border-radius:8px;overflow:hidden">
+<tr><td style="background:{{ brand.color }};color:#ffffff;padding:16px 24px;font-size:16px;font-weight:600">
+{% if brand.logo_url %}<img src="{{ brand.logo_url }}" alt="{{ brand.name }}" height="24" style="vertical-align:middle;margin-right:8px">{% endif %}{{ brand.name }}</td></tr>
+<tr><td style="padding:24px">
+<p style="margin:0 0 4px;font-size:12px;color:#6b7280;text-transform:uppercase">{{ category }} · {{ severity }}</p>
+<h1 style="margin:0 0 12px;font-size:20px;color:#111827">{{ title }}</h1>
+<p style="margin:0 0 12px;font-size:14px;color:#374151;white-space:pre-line">{{ body }}</p>
+{% if items %}<ul style="padding-left:18px;font-size:14px;color:#374151">{% for item in items %}<li><strong>{{ item.title }}</strong>{% if item.body %}: {{ item.body }}{% endif %}</li>{% endfor %}</ul>{% endif %}
+</td></tr>
+{% if brand.footer %}<tr><td style="padding:12px 24px;font-size:12px;color:#9ca3af">{{ brand.footer }}</td></tr>{% endif %}
+</table></td></tr></table>
+</body></html>
+"#;
+
+/// The built-in templates (text and HTML, auto-escaped).
+pub fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_template("email.txt", TEXT).expect("the text template parses");
+    env.add_template("email.html", HTML).expect("the HTML template parses");
+    env
+}
+
+/// A rendered email.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// text/plain part.
+    pub text: String,
+    /// text/html part.
+    pub html: String,
+}
+
+/// Renders one notification, or a digest of several (`items`).
+pub fn render(env: &Environment<'_>, brand: &Branding, message: &Message, items: &[Message]) -> Result<Rendered, String> {
+    let items: Vec<Value> = items.iter().map(|m| json!({"title": m.title, "body": m.body})).collect();
+    let ctx = json!({
+        "title": message.title,
+        "body": message.body,
+        "category": message.category,
+        "severity": message.severity,
+        "items": items,
+        "data": message.data,
+        "brand": {
+            "name": brand.name.as_deref().unwrap_or("Beacon"),
+            "color": brand.color.as_deref().unwrap_or("#1f6feb"),
+            "logo_url": brand.logo_url,
+            "footer": brand.footer,
+        },
+    });
+    let render = |name: &str| {
+        env.get_template(name)
+            .and_then(|t| t.render(&ctx))
+            .map_err(|e| format!("template {name}: {e}"))
+    };
+    let prefix = match message.severity.as_str() {
+        "critical" => "[CRITICAL] ",
+        "warning" => "[Warning] ",
+        _ => "",
+    };
+    Ok(Rendered {
+        subject: format!("{prefix}{}", message.title),
+        text: render("email.txt")?,
+        html: render("email.html")?,
+    })
+}
+
+/// Sends one email (blocking: call from the blocking pool). `id` becomes
+/// the Message-ID, so a receiver can spot a retried duplicate.
+pub fn send(config: &SmtpConfig, brand: &Branding, to: &str, id: &str, email: &Rendered) -> Result<(), String> {
+    let mut from: Mailbox = config.from.parse().map_err(|e| format!("notify.smtp.from {:?}: {e}", config.from))?;
+    if let Some(name) = &brand.email_from_name {
+        from.name = Some(name.clone());
+    }
+    let to: Mailbox = to.parse().map_err(|e| format!("recipient address {to:?}: {e}"))?;
+    let message = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(&email.subject)
+        .message_id(Some(format!("<{id}@beacon>")))
+        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+        .map_err(|e| format!("building the email: {e}"))?;
+    let host = config.host.as_str();
+    let tls = |required: bool| -> Result<Tls, String> {
+        let params = TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS parameters: {e}"))?;
+        Ok(if required { Tls::Required(params) } else { Tls::Opportunistic(params) })
+    };
+    let mut builder = SmtpTransport::builder_dangerous(host).port(config.port).timeout(Some(config.timeout));
+    builder = match config.tls {
+        SmtpTls::None => builder.tls(Tls::None),
+        SmtpTls::Opportunistic => builder.tls(tls(false)?),
+        SmtpTls::Starttls => builder.tls(tls(true)?),
+        SmtpTls::Wrapper => builder.tls(Tls::Wrapper(
+            TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS parameters: {e}"))?,
+        )),
+    };
+    if !config.username.is_empty() {
+        builder = builder.credentials(Credentials::new(config.username.clone(), config.password.clone()));
+    }
+    builder.build().send(&message).map(|_| ()).map_err(|e| format!("SMTP: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_branded() {
+        let env = templates();
+        let brand = Branding { name: Some("Rosa's <Shop>".into()), color: Some("#ff0000".into()), ..Default::default() };
+        let m = Message {
+            id: "n1".into(),
+            tenant: "ws".into(),
+            category: "alert".into(),
+            severity: "critical".into(),
+            title: "Stock <low>".into(),
+            body: "Only 2 left".into(),
+            data: json!({}),
+            recipients: vec![],
+            created_at_us: 0,
+        };
+        let r = render(&env, &brand, &m, &[]).expect("render");
+        assert_eq!(r.subject, "[CRITICAL] Stock <low>");
+        assert!(r.html.contains("Stock &lt;low&gt;"), "{}", r.html);
+        assert!(r.html.contains("#ff0000"));
+        assert!(r.text.contains("Stock <low>") && r.text.contains("Rosa's <Shop>"));
+    }
+}

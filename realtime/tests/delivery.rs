@@ -1,0 +1,264 @@
+//! Webhook delivery against a real HTTP receiver on loopback that checks
+//! every signature with the reference `standardwebhooks` library, with the
+//! notifier's clock injected: retry timing is asserted exactly (no sleeps),
+//! as are exactly-once acceptance by webhook-id, the dead letter, secret
+//! rotation and a restart in the middle of a delivery.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use beacon_engine::{Engine, EngineConfig};
+use beacon_ingest::{Catalog, Clock, IngestConfig, Store, SystemClock};
+use beacon_realtime::notify::webhook::Flavour;
+use beacon_realtime::notify::{Notifier, NotifyConfig, SendRequest, Status};
+use beacon_realtime::{Hub, RealtimeConfig};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn set(&self, us: i64) {
+        self.0.store(us, Ordering::SeqCst);
+    }
+}
+
+struct Receiver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python");
+    let status = Command::new("bash").arg(dir.join("setup.sh")).status().expect("run setup.sh");
+    assert!(status.success(), "installing the Python receivers failed");
+    dir.join(".venv/bin/python")
+}
+
+fn receiver() -> Receiver {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg("webhook")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the webhook receiver");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port line");
+    let port = line.trim().strip_prefix("port ").expect("port line").to_owned();
+    Receiver { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+impl Receiver {
+    async fn configure(&self, config: Value) {
+        let r = reqwest::Client::new().post(format!("{}/config", self.base)).json(&config).send().await.expect("config");
+        assert!(r.status().is_success());
+    }
+
+    async fn log(&self) -> Value {
+        reqwest::get(format!("{}/log", self.base)).await.expect("log").json().await.expect("log json")
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    tenant: String,
+    clock: Arc<ManualClock>,
+    hub: Hub,
+    engine: Engine,
+    notifier: Notifier,
+}
+
+/// The injected clock starts at the real time: receivers reject webhook
+/// timestamps more than 5 minutes away from their own clock (replay
+/// protection), so the tests move the clock by less than that whenever a
+/// request must verify.
+fn t0() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn notifier(dir: &Path, hub: &Hub, engine: &Engine, clock: &Arc<ManualClock>, config: NotifyConfig) -> Notifier {
+    let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
+    Notifier::open(dir, hub.clone(), engine.clone(), config, clock, Arc::new(|_: &str| "UTC".to_owned())).expect("notifier")
+}
+
+fn fixture(config: NotifyConfig) -> Fixture {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path().to_owned();
+    let catalog = Arc::new(Catalog::open(&dir).expect("catalog"));
+    let (tenant, _) = catalog.create_tenant("shop").expect("tenant");
+    let store = Store::open(IngestConfig::test_config(), &dir, catalog, Arc::new(SystemClock)).expect("store");
+    let engine = Engine::new(store, EngineConfig::default());
+    let hub = Hub::new(RealtimeConfig::default());
+    let clock = Arc::new(ManualClock(AtomicI64::new(t0())));
+    let notifier = notifier(&dir, &hub, &engine, &clock, config);
+    Fixture { _dir: tmp, dir, tenant: tenant.id, clock, hub, engine, notifier }
+}
+
+fn webhook_only(title: &str) -> SendRequest {
+    SendRequest {
+        category: "billing".into(),
+        title: title.into(),
+        body: "Invoice 42 is overdue".into(),
+        channels: Some(vec!["webhook".into()]),
+        data: Some(json!({"invoice": 42})),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_exponentially_and_the_receiver_accepts_exactly_once() {
+    let f = fixture(NotifyConfig::default());
+    let rx = receiver();
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    rx.configure(json!({"secret": endpoint.secrets[0].secret, "fail_first": 3})).await;
+    let receipt = f.notifier.send(&f.tenant, webhook_only("Overdue invoice")).expect("send");
+    assert_eq!(receipt.deliveries.len(), 1);
+    let id = receipt.deliveries[0].id.clone();
+    let config = f.notifier.config().clone();
+    let start = f.clock.now_us();
+    let mut now = start;
+    for attempt in 1..=4u32 {
+        assert_eq!(f.notifier.process_due().await.expect("process"), 1, "attempt {attempt} is due");
+        let d = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries").remove(0);
+        assert_eq!(d.attempts, i64::from(attempt));
+        if attempt == 4 {
+            assert_eq!(d.status, Status::Delivered);
+            assert_eq!(d.delivered_at_us, Some(now));
+            break;
+        }
+        assert_eq!(d.status, Status::Queued);
+        assert_eq!(d.reason.as_deref(), Some("HTTP 503"));
+        // The delay is retry_base * 2^(attempt-1) with ±20% jitter.
+        let expected = config.backoff(attempt).as_micros() as f64;
+        let delay = (d.next_attempt_us - now) as f64;
+        assert!(delay >= expected * 0.8 - 1.0 && delay <= expected * 1.2 + 1.0, "attempt {attempt}: delay {delay} vs {expected}");
+        // Not a microsecond early.
+        f.clock.set(d.next_attempt_us - 1);
+        assert_eq!(f.notifier.process_due().await.expect("process"), 0);
+        now = d.next_attempt_us;
+        f.clock.set(now);
+    }
+    assert_eq!(config.backoff(1), Duration::from_secs(15));
+    assert_eq!(config.backoff(3), Duration::from_secs(60));
+    assert_eq!(config.backoff(8), Duration::from_secs(600));
+    let log = rx.log().await;
+    let attempts = log["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 4);
+    for a in attempts {
+        assert_eq!(a["id"], json!(id), "the webhook-id is the delivery id on every retry");
+        assert_eq!(a["verified"], json!(true), "reference verifier: {}", a["error"]);
+        assert_eq!(a["content_type"], json!("application/cloudevents+json"));
+    }
+    assert_eq!(log["accepted"], json!({ id.clone(): 1 }));
+    let event = &attempts[3]["payload"];
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["id"], json!(id));
+    assert_eq!(event["type"], "com.beacon.billing");
+    assert_eq!(event["data"]["title"], "Overdue invoice");
+    assert_eq!(event["data"]["data"]["invoice"], 42);
+    // Nothing more is due, ever.
+    f.clock.set(start + 86_400_000_000);
+    assert_eq!(f.notifier.process_due().await.expect("process"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_keeps_failing_ends_in_the_dead_letter_state() {
+    let f = fixture(NotifyConfig { max_attempts: 3, ..NotifyConfig::default() });
+    let rx = receiver();
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    rx.configure(json!({"secret": endpoint.secrets[0].secret, "fail_first": 100})).await;
+    f.notifier.send(&f.tenant, webhook_only("Doomed")).expect("send");
+    // An endpoint nobody listens on fails with a connection error.
+    let dead = f.notifier.create_endpoint(&f.tenant, "http://127.0.0.1:9/nothing", Flavour::Standard, vec![]).expect("endpoint");
+    for _ in 0..3 {
+        assert!(f.notifier.process_due().await.expect("process") >= 1);
+        f.clock.set(f.clock.now_us() + 3_600_000_000);
+    }
+    let all = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries");
+    let ours = all.iter().find(|d| d.target == endpoint.id).expect("delivery");
+    assert_eq!(ours.status, Status::Failed);
+    assert_eq!(ours.attempts, 3);
+    assert!(ours.reason.as_deref().is_some_and(|r| r.contains("HTTP 503") && r.contains("after 3 attempts")), "{:?}", ours.reason);
+    assert!(all.iter().all(|d| d.target != dead.id), "the second endpoint was added after the notification");
+    assert_eq!(f.notifier.process_due().await.expect("process"), 0);
+    assert_eq!(rx.log().await["attempts"].as_array().map(Vec::len), Some(3));
+    // The SQL table shows the dead letter.
+    f.notifier.publish_dirty();
+    let r = f.engine.sql(&f.tenant, "SELECT status, attempts FROM notification_deliveries").await.expect("sql");
+    let text = arrow::util::pretty::pretty_format_batches(&r.batches).expect("format").to_string();
+    assert!(text.contains("failed") && text.contains('3'), "{text}");
+    drop(f.hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_keeps_signing_through_its_grace_period() {
+    let f = fixture(NotifyConfig { secret_grace: Duration::from_secs(60), ..NotifyConfig::default() });
+    let rx = receiver();
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    let old = endpoint.secrets[0].secret.clone();
+    let rotated = f.notifier.rotate_secret(&f.tenant, &endpoint.id).expect("rotate");
+    let new = rotated.secrets.last().expect("new").secret.clone();
+    assert_ne!(old, new);
+    // A receiver still on the old secret verifies during the grace period...
+    rx.configure(json!({"secret": old})).await;
+    f.notifier.send(&f.tenant, webhook_only("During grace")).expect("send");
+    f.notifier.process_due().await.expect("process");
+    // ... and one on the new secret too.
+    rx.configure(json!({"secret": new})).await;
+    f.notifier.send(&f.tenant, webhook_only("New secret")).expect("send");
+    f.notifier.process_due().await.expect("process");
+    // After the grace period (60 s here) only the new secret signs.
+    f.clock.set(f.clock.now_us() + 61_000_000);
+    rx.configure(json!({"secret": old})).await;
+    f.notifier.send(&f.tenant, webhook_only("After grace")).expect("send");
+    f.notifier.process_due().await.expect("process");
+    let log = rx.log().await;
+    let a = log["attempts"].as_array().expect("attempts");
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[0]["verified"], json!(true), "{}", a[0]["error"]);
+    assert_eq!(a[0]["signature"].as_str().map(|s| s.split(' ').count()), Some(2));
+    assert_eq!(a[1]["verified"], json!(true), "{}", a[1]["error"]);
+    assert_eq!(a[2]["verified"], json!(false), "the expired secret no longer signs");
+    assert_eq!(a[2]["signature"].as_str().map(|s| s.split(' ').count()), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_delivery_resends_with_the_same_id_and_loses_nothing() {
+    let f = fixture(NotifyConfig::default());
+    let rx = receiver();
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    rx.configure(json!({"secret": endpoint.secrets[0].secret})).await;
+    f.notifier.send(&f.tenant, webhook_only("Crash test")).expect("send");
+    // The process claims the delivery and dies before recording anything.
+    let claimed = f.notifier.db().claim_due(f.clock.now_us(), 10).expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].0.id.clone();
+    drop(f.notifier);
+    // The next process finds it `sending` and queues it again.
+    let again = notifier(&f.dir, &f.hub, &f.engine, &f.clock, NotifyConfig::default());
+    let d = again.db().deliveries(&f.tenant, None, None, 10).expect("deliveries").remove(0);
+    assert_eq!((d.id.as_str(), d.status), (id.as_str(), Status::Queued));
+    assert_eq!(again.process_due().await.expect("process"), 1);
+    let d = again.db().deliveries(&f.tenant, None, None, 10).expect("deliveries").remove(0);
+    assert_eq!(d.status, Status::Delivered);
+    assert_eq!(rx.log().await["accepted"], json!({ id: 1 }));
+}
