@@ -86,6 +86,9 @@ pub trait BandSource: Send + Sync {
     fn metrics(&self) -> Vec<&'static str>;
 }
 
+/// A query row: group key, labels, value, matching events (metric rules).
+type Row = (String, BTreeMap<String, String>, Option<f64>, Option<i64>);
+
 /// One group's value at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -350,18 +353,18 @@ impl Alerts {
             labels.insert("band".into(), format!("{lo:.2}..{hi:.2}"));
             return Ok(vec![Sample { key: String::new(), labels, value: Some(v), observation: Observation::Condition(outside) }]);
         }
-        let current = self.run_query(tenant, spec, at_us - window, at_us).await?;
+        let (labelled, current) = self.run_query(tenant, spec, at_us - window, at_us).await?;
         let previous = match &spec.condition {
             Condition::Change { compare, .. } => {
                 let shift = match compare {
                     Compare::PreviousPeriod => window,
                     Compare::LastWeek => 7 * 86_400_000_000,
                 };
-                Some(self.run_query(tenant, spec, at_us - window - shift, at_us - shift).await?)
+                Some(self.run_query(tenant, spec, at_us - window - shift, at_us - shift).await?.1)
             }
             _ => None,
         };
-        let grouped = spec.query.group_by.is_some() || current.iter().any(|(k, _, _, _)| !k.is_empty());
+        let grouped = spec.query.group_by.is_some() || labelled;
         let mut out = Vec::new();
         if current.is_empty() && !grouped {
             let observation = match spec.condition {
@@ -393,8 +396,10 @@ impl Alerts {
         Ok(out)
     }
 
-    /// Runs the rule's SQL for `[start, end)`: (key, labels, value, count).
-    async fn run_query(&self, tenant: &str, spec: &RuleSpec, start: i64, end: i64) -> Result<Vec<(String, BTreeMap<String, String>, Option<f64>, Option<i64>)>, String> {
+    /// Runs the rule's SQL for `[start, end)`: whether the result has
+    /// label columns (a grouped rule, even with no rows), and per row
+    /// (key, labels, value, count).
+    async fn run_query(&self, tenant: &str, spec: &RuleSpec, start: i64, end: i64) -> Result<(bool, Vec<Row>), String> {
         let sql = spec.sql();
         let engine = self.engine();
         let run = async {
@@ -406,7 +411,7 @@ impl Alerts {
                 let params: Vec<ScalarValue> = [ts(start), ts(end)].into_iter().take(n).collect();
                 df = df.with_param_values(params).map_err(beacon_engine::Error::from)?;
             }
-            let (_, mut stream) = engine.start(df).await?;
+            let (schema, mut stream) = engine.start(df).await?;
             let mut batches = Vec::new();
             let mut rows = 0;
             while let Some(b) = stream.next().await {
@@ -417,14 +422,19 @@ impl Alerts {
                     break;
                 }
             }
-            Ok::<_, beacon_engine::Error>(batches)
+            Ok::<_, beacon_engine::Error>((schema, batches))
         };
-        let batches = run.await.map_err(|e| e.to_string())?;
+        let (schema, batches) = run.await.map_err(|e| e.to_string())?;
+        let metric = spec.query.metric.is_some();
+        let labelled = {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let value_col = names.iter().position(|n| *n == "value").unwrap_or(names.len().saturating_sub(1));
+            (0..names.len()).any(|i| i != value_col && !(metric && names[i] == "n"))
+        };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > self.inner.config.max_groups {
             return Err(format!("the query returned more than {} groups", self.inner.config.max_groups));
         }
-        let metric = spec.query.metric.is_some();
         let mut out = Vec::with_capacity(rows);
         for batch in &batches {
             let schema = batch.schema();
@@ -457,7 +467,7 @@ impl Alerts {
                 out.push((key, labels, value, count));
             }
         }
-        Ok(out)
+        Ok((labelled, out))
     }
 
     fn timing(spec: &RuleSpec) -> Timing {
@@ -602,8 +612,15 @@ impl Alerts {
                 !i.instance.state.alerting() && i.instance.notified.is_some_and(State::alerting) && !muted(i)
             })
             .collect();
-        let due_change = group.pending_since_us.is_some_and(|p| p + us(n.group_wait) <= now)
-            && group.last_sent_us.is_none_or(|l| l + us(n.group_interval) <= now);
+        // As in Alertmanager: a group that has nothing notified as alerting
+        // is new and waits `group_wait`; an active group sends its changes
+        // at most every `group_interval`.
+        let active = instances.iter().any(|i| i.instance.notified.is_some_and(State::alerting));
+        let due_change = match group.pending_since_us {
+            None => false,
+            Some(_) if active => group.last_sent_us.is_none_or(|l| l + us(n.group_interval) <= now),
+            Some(p) => p + us(n.group_wait) <= now,
+        };
         let due_repeat = group.pending_since_us.is_none()
             && !firing.is_empty()
             && group.last_sent_us.is_some_and(|l| l + us(n.repeat_interval) <= now);
