@@ -88,6 +88,30 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
     }
     let flagged = pts.iter().filter(|p| p["anomalous"] == true).count();
     assert_eq!(an["anomalies"].as_u64().unwrap() as usize, flagged);
+    // The same bands drive anomaly alert rules: the last complete day,
+    // its value and band, firing exactly when /v1/anomalies flags it.
+    let admin_key = after(&lines, "admin key:").to_owned();
+    let rule = json!({"name": "Orders anomaly", "query": {"metric": "orders"},
+        "condition": {"type": "anomaly", "sensitivity": "high", "direction": "both", "interval": "day"}, "schedule": {"every": "1h"}});
+    let (status, created) = call(&server, Method::POST, "/v1/alerts/rules", &admin_key, Some(rule.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, ev) = call(&server, Method::POST, &format!("/v1/alerts/rules/{}/evaluate", created["id"].as_str().unwrap()), &admin_key, None).await;
+    assert_eq!(status, 200, "{ev}");
+    let last = pts.last().unwrap();
+    let inst = &ev["instances"][0];
+    assert_eq!(f(&inst["value"]), f(&last["value"]), "{inst} vs {last}");
+    assert_eq!(inst["labels"]["band"], json!(format!("{:.2}..{:.2}", f(&last["lower"]), f(&last["upper"]))), "{inst} vs {last}");
+    assert_eq!(inst["state"] == "firing", last["anomalous"] == true, "{inst} vs {last}");
+    // Simulated over the last 20 days: it fires on flagged days only.
+    let now = chrono::Utc::now();
+    let (status, sim) = call(&server, Method::POST, "/v1/alerts/simulate", &read, Some(json!({"rule": rule, "from": (now - chrono::Duration::days(19)).to_rfc3339(), "to": now.to_rfc3339(), "step": "1d"}))).await;
+    assert_eq!(status, 200, "{sim}");
+    assert_eq!(sim["evaluations"], 20);
+    let anomalous_values: Vec<f64> = pts.iter().filter(|p| p["anomalous"] == true).map(|p| f(&p["value"])).collect();
+    for t in sim["transitions"].as_array().unwrap().iter().filter(|t| t["to"] == "firing") {
+        assert!(anomalous_values.contains(&f(&t["value"])), "{t} fired on a day /v1/anomalies does not flag");
+    }
+    assert!(sim["firing"].as_u64().unwrap() as usize <= flagged);
     for p in pts {
         if p["expected"].is_number() {
             let outside = f(&p["value"]) < f(&p["lower"]) || f(&p["value"]) > f(&p["upper"]);

@@ -262,3 +262,98 @@ async fn a_restart_mid_delivery_resends_with_the_same_id_and_loses_nothing() {
     assert_eq!(d.status, Status::Delivered);
     assert_eq!(rx.log().await["accepted"], json!({ id: 1 }));
 }
+
+struct Smtp {
+    child: Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp() -> Smtp {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
+    let mut child = Command::new(python()).arg(script).arg("smtp").stdout(Stdio::piped()).spawn().expect("start smtp");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port = lines.next().expect("port").expect("read").trim().strip_prefix("port ").expect("port line").parse().expect("port");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    Smtp { child, port, lines: rx }
+}
+
+impl Smtp {
+    fn next(&self, wait: Duration) -> Option<Value> {
+        self.lines.recv_timeout(wait).ok().map(|l| serde_json::from_str(&l).expect("json"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
+    use beacon_realtime::notify::User;
+    use beacon_realtime::notify::email::SmtpConfig;
+    use beacon_realtime::notify::prefs::{Digest, HoursRange, Preferences};
+    let server = smtp();
+    let config = NotifyConfig {
+        smtp: SmtpConfig { host: "127.0.0.1".into(), port: server.port, from: "Beacon <beacon@shop.test>".into(), ..SmtpConfig::default() },
+        ..NotifyConfig::default()
+    };
+    let f = fixture(config);
+    // 2026-12-01 23:00 UTC: inside 22:00-07:00.
+    let night = chrono::DateTime::parse_from_rfc3339("2026-12-01T23:00:00Z").expect("t").timestamp_micros();
+    f.clock.set(night);
+    let quiet = Preferences { quiet_hours: Some(HoursRange { start: "22:00".into(), end: "07:00".into(), days: vec![] }), ..Preferences::default() };
+    let digest = Preferences { digest: Digest::Daily, digest_hour: Some(8), ..Preferences::default() };
+    for (id, prefs) in [("nia", quiet), ("dev", digest)] {
+        f.notifier
+            .put_user(&f.tenant, User { id: id.into(), email: Some(format!("{id}@shop.test")), name: None, role: "staff".into(), preferences: prefs, created_at_us: 0 })
+            .expect("user");
+    }
+    let mail = |title: &str| SendRequest {
+        recipients: vec!["nia".into(), "dev".into()],
+        category: "ops".into(),
+        title: title.into(),
+        channels: Some(vec!["email".into()]),
+        ..Default::default()
+    };
+    f.notifier.send(&f.tenant, mail("Late delivery")).expect("send");
+    f.notifier.send(&f.tenant, mail("Low stock: tea")).expect("send");
+    // Nothing goes out at night.
+    assert_eq!(f.notifier.process_due().await.expect("process"), 0);
+    let ds = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries");
+    let seven = chrono::DateTime::parse_from_rfc3339("2026-12-02T07:00:00Z").expect("t").timestamp_micros();
+    let eight = chrono::DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z").expect("t").timestamp_micros();
+    for d in &ds {
+        match d.target.as_str() {
+            "nia" => assert_eq!((d.status, d.next_attempt_us, d.reason.as_deref()), (Status::Deferred, seven, Some("quiet hours"))),
+            _ => assert_eq!((d.status, d.next_attempt_us), (Status::Digest, eight)),
+        }
+    }
+    // 07:00: Nia's two emails, one by one.
+    f.clock.set(seven);
+    assert_eq!(f.notifier.process_due().await.expect("process"), 2);
+    let mut got: Vec<String> = (0..2).map(|_| server.next(Duration::from_secs(20)).expect("email")["headers"]["subject"].as_str().expect("s").to_owned()).collect();
+    got.sort();
+    assert_eq!(got, ["Late delivery", "Low stock: tea"]);
+    // 08:00: Dev's digest, one email listing both.
+    f.clock.set(eight);
+    assert_eq!(f.notifier.process_due().await.expect("process"), 2);
+    let digest = server.next(Duration::from_secs(20)).expect("digest");
+    assert_eq!(digest["rcpt_tos"], json!(["dev@shop.test"]));
+    assert_eq!(digest["headers"]["subject"], "Your daily digest: 2 notifications");
+    let text = digest["text"].as_str().expect("text");
+    assert!(text.contains("- Late delivery") && text.contains("- Low stock: tea"), "{text}");
+    assert!(server.next(Duration::from_millis(500)).is_none(), "one digest, not two emails");
+    let ds = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries");
+    assert!(ds.iter().all(|d| d.status == Status::Delivered), "{ds:?}");
+}
