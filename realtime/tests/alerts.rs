@@ -350,3 +350,29 @@ async fn cron_rules_run_at_their_occurrences() {
     tick(base + 31 * MIN).await;
     assert_eq!(evaluated(), Some(base + 30 * MIN));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_an_analytics_result_watches_funnel_conversion() {
+    let f = fixture().await;
+    let base = us(BASE);
+    let mut events = Vec::new();
+    for s in 0..4 {
+        events.push(json!({"type": "track", "messageId": format!("v{s}"), "anonymousId": format!("a{s}"), "event": "Product Viewed",
+            "timestamp": iso(base - 30 * MIN + s * MIN), "properties": {"session_id": format!("s{s}")}}));
+    }
+    events.push(json!({"type": "track", "messageId": "o0", "anonymousId": "a0", "event": "Order Completed",
+        "timestamp": iso(base - 20 * MIN), "properties": {"session_id": "s0", "revenue": 30}}));
+    f.ingest(events).await;
+    // View -> purchase conversion by session over the window (window_funnel, in SQL).
+    let rule = f
+        .rule(json!({
+            "name": "Checkout conversion",
+            "query": {"sql": "SELECT CAST(100.0 * count(*) FILTER (WHERE level >= 2) / nullif(count(*) FILTER (WHERE level >= 1), 0) AS DOUBLE) AS value FROM (SELECT session_id, window_funnel(86400, 'sequential', timestamp, event = 'Product Viewed', event = 'Order Completed') AS level FROM events WHERE session_id IS NOT NULL AND timestamp >= $1 AND timestamp < $2 GROUP BY 1)", "window": "1h"},
+            "condition": {"type": "threshold", "op": "below", "value": 50},
+            "schedule": {"every": "15m"}
+        }))
+        .await;
+    f.at(base, &rule).await;
+    let i = &f.alerts.instances(&f.tenant, Some(&rule.id)).expect("instances")[0];
+    assert_eq!((i.instance.state, i.value), (State::Firing, Some(25.0)));
+}

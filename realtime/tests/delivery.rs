@@ -357,3 +357,66 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
     let ds = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries");
     assert!(ds.iter().all(|d| d.status == Status::Delivered), "{ds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_used_and_the_certificate_is_verified() {
+    use beacon_realtime::notify::User;
+    use beacon_realtime::notify::email::{SmtpConfig, SmtpTls};
+    // A private CA and a server certificate it signed (for 127.0.0.1).
+    let certs = tempfile::tempdir().expect("dir");
+    let p = |name: &str| certs.path().join(name);
+    std::fs::write(p("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl").current_dir(certs.path()).args(args).stderr(Stdio::null()).status().expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Beacon Test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
+    openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "cert.pem"]);
+    let (cert, key, ca) = (p("cert.pem"), p("key.pem"), p("ca.pem"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
+    let mut child = Command::new(python()).arg(script).arg("smtp-starttls").arg(&cert).arg(&key).stdout(Stdio::piped()).spawn().expect("smtp");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port: u16 = lines.next().expect("port").expect("read").trim().strip_prefix("port ").expect("port").parse().expect("port");
+    let server = Smtp { child, port, lines: {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    } };
+    let smtp = |ca: &Path| SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        tls: SmtpTls::Starttls,
+        ca_file: ca.to_string_lossy().into_owned(),
+        from: "Beacon <beacon@shop.test>".into(),
+        ..SmtpConfig::default()
+    };
+    let user = User { id: "ann".into(), email: Some("ann@shop.test".into()), name: None, role: "owner".into(), preferences: Default::default(), created_at_us: 0 };
+    let request = SendRequest { recipients: vec!["ann".into()], category: "ops".into(), title: "Over TLS".into(), channels: Some(vec!["email".into()]), ..Default::default() };
+
+    // Without trusting the private CA: refused, retried later.
+    let f = fixture(NotifyConfig { smtp: smtp(Path::new("")), ..NotifyConfig::default() });
+    f.notifier.put_user(&f.tenant, user.clone()).expect("user");
+    f.notifier.send(&f.tenant, request.clone()).expect("send");
+    assert_eq!(f.notifier.process_due().await.expect("process"), 1);
+    let d = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries").remove(0);
+    assert_eq!(d.status, Status::Queued);
+    assert!(d.reason.as_deref().is_some_and(|r| r.to_lowercase().contains("certificate")), "{:?}", d.reason);
+    assert!(server.next(Duration::from_millis(500)).is_none());
+
+    // Trusting the CA: delivered over STARTTLS.
+    let f = fixture(NotifyConfig { smtp: smtp(&ca), ..NotifyConfig::default() });
+    f.notifier.put_user(&f.tenant, user).expect("user");
+    f.notifier.send(&f.tenant, request).expect("send");
+    assert_eq!(f.notifier.process_due().await.expect("process"), 1);
+    let d = f.notifier.db().deliveries(&f.tenant, None, None, 10).expect("deliveries").remove(0);
+    assert_eq!(d.status, Status::Delivered, "{:?}", d.reason);
+    let mail = server.next(Duration::from_secs(20)).expect("email");
+    assert_eq!((mail["tls"].clone(), mail["headers"]["subject"].clone()), (json!(true), json!("Over TLS")));
+}

@@ -140,9 +140,7 @@ fn effective(obs: &Observation, t: &Timing) -> Option<Observation> {
 pub fn step(inst: &mut Instance, obs: &Observation, now_us: i64, t: &Timing) -> Option<(State, State)> {
     use State::*;
     let from = inst.state;
-    let Some(obs) = effective(obs, t) else {
-        return None;
-    };
+    let obs = effective(obs, t)?;
     let elapsed = now_us - inst.since_us;
     let to = match (&obs, from) {
         (Observation::Condition(true), Normal | Resolved | NoData | Error) => {

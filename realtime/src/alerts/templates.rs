@@ -63,7 +63,7 @@ pub fn list() -> Vec<Template> {
     ]
 }
 
-fn get<'a>(params: &'a serde_json::Map<String, Value>, template: &Template, name: &str) -> Result<Value, NotifyError> {
+fn get(params: &serde_json::Map<String, Value>, template: &Template, name: &str) -> Result<Value, NotifyError> {
     Ok(params.get(name).or_else(|| template.parameters.get(name)).cloned().unwrap_or(Value::Null))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,10 @@ pub struct SmtpConfig {
     pub password: String,
     /// Sender address (`Name <address>` or `address`).
     pub from: String,
+    /// A PEM certificate (authority) to trust besides the public roots,
+    /// for a relay with a private CA or a self-signed certificate; empty:
+    /// public roots only.
+    pub ca_file: String,
     /// Longest one SMTP conversation may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -63,6 +67,7 @@ impl Default for SmtpConfig {
             username: String::new(),
             password: String::new(),
             from: "Beacon <beacon@localhost>".into(),
+            ca_file: String::new(),
             timeout: Duration::from_secs(30),
         }
     }
@@ -165,18 +170,21 @@ pub fn send(config: &SmtpConfig, brand: &Branding, to: &str, id: &str, email: &R
         .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
         .map_err(|e| format!("building the email: {e}"))?;
     let host = config.host.as_str();
-    let tls = |required: bool| -> Result<Tls, String> {
-        let params = TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS parameters: {e}"))?;
-        Ok(if required { Tls::Required(params) } else { Tls::Opportunistic(params) })
+    let params = || -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(host.to_owned());
+        if !config.ca_file.is_empty() {
+            let pem = std::fs::read(&config.ca_file).map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build().map_err(|e| format!("TLS parameters: {e}"))
     };
     let mut builder = SmtpTransport::builder_dangerous(host).port(config.port).timeout(Some(config.timeout));
     builder = match config.tls {
         SmtpTls::None => builder.tls(Tls::None),
-        SmtpTls::Opportunistic => builder.tls(tls(false)?),
-        SmtpTls::Starttls => builder.tls(tls(true)?),
-        SmtpTls::Wrapper => builder.tls(Tls::Wrapper(
-            TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS parameters: {e}"))?,
-        )),
+        SmtpTls::Opportunistic => builder.tls(Tls::Opportunistic(params()?)),
+        SmtpTls::Starttls => builder.tls(Tls::Required(params()?)),
+        SmtpTls::Wrapper => builder.tls(Tls::Wrapper(params()?)),
     };
     if !config.username.is_empty() {
         builder = builder.credentials(Credentials::new(config.username.clone(), config.password.clone()));

@@ -448,6 +448,10 @@ pub fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
 }
 
+/// Counter: delivery attempts by channel and outcome (`delivered`,
+/// `failed_attempt`).
+pub const DELIVERIES_METRIC: &str = "beacon_notify_delivery_attempts_total";
+
 /// Name of the SQL table of deliveries.
 pub const DELIVERIES_TABLE: &str = "notification_deliveries";
 
@@ -897,6 +901,8 @@ impl Notifier {
             Channel::Email => self.send_email(&d, &group).await,
         };
         let now = self.now_us();
+        let outcome_name = if outcome.is_ok() { "delivered" } else { "failed_attempt" };
+        metrics::counter!(DELIVERIES_METRIC, "channel" => d.channel.as_str(), "outcome" => outcome_name).increment(group.len() as u64);
         for (d, _) in &group {
             let result = match &outcome {
                 Ok(()) => self.inner.db.finish(&d.id, Status::Delivered, d.reason.as_deref().filter(|r| *r == "digest"), now, now),

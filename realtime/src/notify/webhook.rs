@@ -134,6 +134,27 @@ mod tests {
     }
 
     #[test]
+    fn slack_flavour_is_an_incoming_webhook_body() {
+        let m = Message {
+            id: "ntf_1".into(),
+            tenant: "ws".into(),
+            category: "alert".into(),
+            severity: "critical".into(),
+            title: "[FIRING:1] Payment failures".into(),
+            body: "payment_failures: 7.00 (firing)".into(),
+            data: json!({"kind": "firing"}),
+            recipients: vec![],
+            created_at_us: 0,
+        };
+        let b = body(Flavour::Slack, &m, "msg_1");
+        assert_eq!(b["text"], "[FIRING:1] Payment failures payment_failures: 7.00 (firing)");
+        assert_eq!(b["blocks"][0]["type"], "section");
+        assert!(b["blocks"][0]["text"]["text"].as_str().is_some_and(|t| t.starts_with(":rotating_light: *[FIRING:1]")));
+        let ce = body(Flavour::Standard, &m, "msg_1");
+        assert_eq!((ce["specversion"].as_str(), ce["type"].as_str(), ce["id"].as_str()), (Some("1.0"), Some("com.beacon.alert.firing"), Some("msg_1")));
+    }
+
+    #[test]
     fn rotated_secret_signs_until_it_expires() {
         let old = Secret { secret: new_secret(), created_at_us: 0, expires_at_us: Some(100) };
         let new = Secret { secret: new_secret(), created_at_us: 50, expires_at_us: None };

@@ -1,6 +1,7 @@
 """Real receivers for Beacon's notification tests, on 127.0.0.1 port 0.
 
     python receivers.py smtp     # aiosmtpd SMTP server
+    python receivers.py smtp-starttls CERT KEY  # the same, STARTTLS required
     python receivers.py webhook  # HTTP receiver verifying Standard Webhooks
 
 Both print "port N" first. The SMTP server then prints one JSON line per
@@ -26,7 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def smtp():
+def smtp(tls=None):
     from aiosmtpd.controller import Controller
 
     class Handler:
@@ -35,6 +36,7 @@ def smtp():
             text = msg.get_body(preferencelist=("plain",))
             html = msg.get_body(preferencelist=("html",))
             record = {
+                "tls": session.ssl is not None,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "headers": {k.lower(): str(v) for k, v in msg.items()},
@@ -51,7 +53,14 @@ def smtp():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    kwargs = {}
+    if tls:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls[0], tls[1])
+        kwargs = {"tls_context": context, "require_starttls": True}
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     print(f"port {port}", flush=True)
     while True:
@@ -130,4 +139,7 @@ def webhook():
 
 
 if __name__ == "__main__":
-    {"smtp": smtp, "webhook": webhook}[sys.argv[1]]()
+    if sys.argv[1] == "smtp-starttls":
+        smtp(tls=(sys.argv[2], sys.argv[3]))
+    else:
+        {"smtp": smtp, "webhook": webhook}[sys.argv[1]]()
