@@ -41,6 +41,11 @@ use rule::{By, Compare, Condition, Direction, RuleSpec};
 use state::{Instance, Observation, State, Timing};
 use store::{AlertDb, Group, HistoryRow, Rule, Silence, StoredInstance};
 
+/// Counter: rule evaluations by outcome (`ok`, `error`).
+pub const EVALUATIONS_METRIC: &str = "beacon_alert_evaluations_total";
+/// Counter: instance state transitions by target state.
+pub const TRANSITIONS_METRIC: &str = "beacon_alert_transitions_total";
+
 /// `[alerts]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -494,6 +499,7 @@ impl Alerts {
         let _one_at_a_time = self.inner.evaluating.lock().await;
         let now = self.now();
         let samples = self.observe(tenant, &rule.spec, now, None).await;
+        metrics::counter!(EVALUATIONS_METRIC, "outcome" => if samples.is_ok() { "ok" } else { "error" }).increment(1);
         let timing = Self::timing(&rule.spec);
         let existing: HashMap<String, StoredInstance> =
             self.db().instances(tenant, Some(&rule.id))?.into_iter().map(|i| (i.key.clone(), i)).collect();
@@ -550,6 +556,7 @@ impl Alerts {
                     Observation::Error(e) => Some(e.clone()),
                     _ => None,
                 };
+                metrics::counter!(TRANSITIONS_METRIC, "to" => to.as_str()).increment(1);
                 self.publish_transition(tenant, rule, &stored, from, to, silenced, now);
                 history.push(HistoryRow {
                     rule_id: rule.id.clone(),
