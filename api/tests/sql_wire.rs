@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{Server, after, sql};
+use common::{Server, after, python, sql};
 use serde_json::json;
 
 /// A demo server with its interfaces and keys.
@@ -160,16 +160,6 @@ async fn psql_connects_lists_tables_and_answers_like_http() {
     assert!(ok);
     assert_eq!(out.trim(), "t");
     drop(w.server);
-}
-
-fn python() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python");
-    let status = Command::new("bash")
-        .arg(dir.join("setup.sh"))
-        .status()
-        .expect("run tests/clients/python/setup.sh");
-    assert!(status.success(), "installing the Python clients failed");
-    dir.join(".venv/bin/python")
 }
 
 fn run_python(w: &Wire, which: &str) {

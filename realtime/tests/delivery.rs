@@ -33,9 +33,13 @@ impl ManualClock {
     }
 }
 
+/// A receiver of `api/tests/clients/python/receivers.py` (`webhook`,
+/// `smtp` or `smtp-starttls CERT KEY`): its port, and its stdout lines
+/// after the port line.
 struct Receiver {
     child: Child,
-    base: String,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Receiver {
@@ -52,29 +56,44 @@ fn python() -> PathBuf {
     dir.join(".venv/bin/python")
 }
 
-fn receiver() -> Receiver {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg("webhook")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the webhook receiver");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port line");
-    let port = line.trim().strip_prefix("port ").expect("port line").to_owned();
-    Receiver { child, base: format!("http://127.0.0.1:{port}") }
-}
-
 impl Receiver {
+    fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Receiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
+        let mut child = Command::new(python()).arg(script).args(args).stdout(Stdio::piped()).spawn().expect("start a receiver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let port = lines.next().expect("port line").expect("read").trim().strip_prefix("port ").expect("port line").parse().expect("port");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Receiver { child, port, lines: rx }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The next stdout line as JSON (an SMTP receiver's email).
+    fn next(&self, wait: Duration) -> Option<Value> {
+        self.lines.recv_timeout(wait).ok().map(|l| serde_json::from_str(&l).expect("json"))
+    }
+
     async fn configure(&self, config: Value) {
-        let r = reqwest::Client::new().post(format!("{}/config", self.base)).json(&config).send().await.expect("config");
+        let r = reqwest::Client::new().post(format!("{}/config", self.base())).json(&config).send().await.expect("config");
         assert!(r.status().is_success());
     }
 
     async fn log(&self) -> Value {
-        reqwest::get(format!("{}/log", self.base)).await.expect("log").json().await.expect("log json")
+        reqwest::get(format!("{}/log", self.base())).await.expect("log").json().await.expect("log json")
     }
+}
+
+fn receiver() -> Receiver {
+    Receiver::start(&["webhook"])
 }
 
 struct Fixture {
@@ -128,7 +147,7 @@ fn webhook_only(title: &str) -> SendRequest {
 async fn retries_back_off_exponentially_and_the_receiver_accepts_exactly_once() {
     let f = fixture(NotifyConfig::default());
     let rx = receiver();
-    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base()), Flavour::Standard, vec![]).expect("endpoint");
     rx.configure(json!({"secret": endpoint.secrets[0].secret, "fail_first": 3})).await;
     let receipt = f.notifier.send(&f.tenant, webhook_only("Overdue invoice")).expect("send");
     assert_eq!(receipt.deliveries.len(), 1);
@@ -184,7 +203,7 @@ async fn retries_back_off_exponentially_and_the_receiver_accepts_exactly_once() 
 async fn a_delivery_that_keeps_failing_ends_in_the_dead_letter_state() {
     let f = fixture(NotifyConfig { max_attempts: 3, ..NotifyConfig::default() });
     let rx = receiver();
-    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base()), Flavour::Standard, vec![]).expect("endpoint");
     rx.configure(json!({"secret": endpoint.secrets[0].secret, "fail_first": 100})).await;
     f.notifier.send(&f.tenant, webhook_only("Doomed")).expect("send");
     // An endpoint nobody listens on fails with a connection error.
@@ -213,7 +232,7 @@ async fn a_delivery_that_keeps_failing_ends_in_the_dead_letter_state() {
 async fn a_rotated_secret_keeps_signing_through_its_grace_period() {
     let f = fixture(NotifyConfig { secret_grace: Duration::from_secs(60), ..NotifyConfig::default() });
     let rx = receiver();
-    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base()), Flavour::Standard, vec![]).expect("endpoint");
     let old = endpoint.secrets[0].secret.clone();
     let rotated = f.notifier.rotate_secret(&f.tenant, &endpoint.id).expect("rotate");
     let new = rotated.secrets.last().expect("new").secret.clone();
@@ -245,7 +264,7 @@ async fn a_rotated_secret_keeps_signing_through_its_grace_period() {
 async fn a_restart_mid_delivery_resends_with_the_same_id_and_loses_nothing() {
     let f = fixture(NotifyConfig::default());
     let rx = receiver();
-    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base), Flavour::Standard, vec![]).expect("endpoint");
+    let endpoint = f.notifier.create_endpoint(&f.tenant, &format!("{}/hook", rx.base()), Flavour::Standard, vec![]).expect("endpoint");
     rx.configure(json!({"secret": endpoint.secrets[0].secret})).await;
     f.notifier.send(&f.tenant, webhook_only("Crash test")).expect("send");
     // The process claims the delivery and dies before recording anything.
@@ -263,47 +282,12 @@ async fn a_restart_mid_delivery_resends_with_the_same_id_and_loses_nothing() {
     assert_eq!(rx.log().await["accepted"], json!({ id: 1 }));
 }
 
-struct Smtp {
-    child: Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn smtp() -> Smtp {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
-    let mut child = Command::new(python()).arg(script).arg("smtp").stdout(Stdio::piped()).spawn().expect("start smtp");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let port = lines.next().expect("port").expect("read").trim().strip_prefix("port ").expect("port line").parse().expect("port");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    Smtp { child, port, lines: rx }
-}
-
-impl Smtp {
-    fn next(&self, wait: Duration) -> Option<Value> {
-        self.lines.recv_timeout(wait).ok().map(|l| serde_json::from_str(&l).expect("json"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
     use beacon_realtime::notify::User;
     use beacon_realtime::notify::email::SmtpConfig;
     use beacon_realtime::notify::prefs::{Digest, HoursRange, Preferences};
-    let server = smtp();
+    let server = Receiver::start(&["smtp"]);
     let config = NotifyConfig {
         smtp: SmtpConfig { host: "127.0.0.1".into(), port: server.port, from: "Beacon <beacon@shop.test>".into(), ..SmtpConfig::default() },
         ..NotifyConfig::default()
@@ -374,21 +358,7 @@ async fn starttls_is_used_and_the_certificate_is_verified() {
     openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
     openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "cert.pem"]);
     let (cert, key, ca) = (p("cert.pem"), p("key.pem"), p("ca.pem"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
-    let mut child = Command::new(python()).arg(script).arg("smtp-starttls").arg(&cert).arg(&key).stdout(Stdio::piped()).spawn().expect("smtp");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let port: u16 = lines.next().expect("port").expect("read").trim().strip_prefix("port ").expect("port").parse().expect("port");
-    let server = Smtp { child, port, lines: {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    } };
+    let server = Receiver::start(&[std::ffi::OsStr::new("smtp-starttls"), cert.as_os_str(), key.as_os_str()]);
     let smtp = |ca: &Path| SmtpConfig {
         host: "127.0.0.1".into(),
         port: server.port,

@@ -533,6 +533,7 @@ impl Alerts {
         let mut keep = Vec::new();
         let mut drop = Vec::new();
         let mut history = Vec::new();
+        let mut silenced_keys = HashSet::new();
         for s in obs {
             let mut stored = existing.get(&s.key).cloned().unwrap_or_else(|| StoredInstance {
                 rule_id: rule.id.clone(),
@@ -549,6 +550,9 @@ impl Alerts {
             stored.last_eval_us = now;
             let all = Self::all_labels(rule, &stored.labels);
             let silenced = silences.iter().any(|x| x.matches(&rule.id, &all, now));
+            if silenced {
+                silenced_keys.insert(stored.key.clone());
+            }
             let transition = state::step(&mut stored.instance, &s.observation, now, &timing);
             let settled = state::settle(&mut stored.instance, now, &timing);
             if let Some((from, to)) = transition {
@@ -581,15 +585,16 @@ impl Alerts {
                 && stored.instance.notified.is_none()
                 && !stored.instance.flapping
                 && stored.instance.flips.is_empty();
-            if idle && (s.value.is_none() || !s.key.is_empty()) && existing.contains_key(&s.key) && transition.is_none() {
-                drop.push(stored.key.clone());
-            } else if idle && !existing.contains_key(&s.key) && transition.is_none() && !s.key.is_empty() {
-                // A group that is fine and was never bad is not stored.
-            } else {
+            // A group that is fine and was never bad is not stored.
+            let known = existing.contains_key(&s.key);
+            let forget = idle && transition.is_none() && (!s.key.is_empty() || (s.value.is_none() && known));
+            if !forget {
                 keep.push(stored);
+            } else if known {
+                drop.push(stored.key.clone());
             }
         }
-        self.flush(tenant, rule, &mut keep, &silences, &mut group, now)?;
+        self.flush(tenant, rule, &mut keep, &silenced_keys, &mut group, now)?;
         let changed = !history.is_empty();
         self.db().commit_evaluation(tenant, &rule.id, &keep, &drop, &history, group)?;
         if changed {
@@ -609,9 +614,9 @@ impl Alerts {
     }
 
     /// Sends the rule's group if due (see the module docs).
-    fn flush(&self, tenant: &str, rule: &Rule, instances: &mut [StoredInstance], silences: &[Silence], group: &mut Group, now: i64) -> Result<(), NotifyError> {
+    fn flush(&self, tenant: &str, rule: &Rule, instances: &mut [StoredInstance], silenced: &HashSet<String>, group: &mut Group, now: i64) -> Result<(), NotifyError> {
         let n = &rule.spec.notify;
-        let muted = |i: &StoredInstance| silences.iter().any(|s| s.matches(&rule.id, &Self::all_labels(rule, &i.labels), now)) || i.instance.flapping;
+        let muted = |i: &StoredInstance| silenced.contains(&i.key) || i.instance.flapping;
         let firing: Vec<usize> = (0..instances.len()).filter(|&k| instances[k].instance.state.alerting() && !muted(&instances[k])).collect();
         let resolved: Vec<usize> = (0..instances.len())
             .filter(|&k| {
