@@ -27,6 +27,10 @@ use serde_json::json;
 
 use crate::config::{Config, Overrides};
 
+/// mimalloc: see the `mimalloc` entry in `api/Cargo.toml`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "beacon",

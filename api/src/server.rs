@@ -352,6 +352,14 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         ));
     }
     let hub = state.hub.clone();
+    // TCP_NODELAY: WebSocket and SSE pushes are small writes that must
+    // leave at once (the hub already batches per wake-up); with Nagle a
+    // push can wait for the client's delayed ACK (up to 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Could not set TCP_NODELAY.");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -187,14 +187,16 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Queues a non-coalesced message; false when the outbox is full.
-    fn push_message(&self, env: &Arc<Envelope>) -> bool {
+    /// Queues the messages of one publish (a batch), with one lock and one
+    /// wake-up; false (nothing queued) when they do not all fit.
+    fn push_messages(&self, envs: &[Arc<Envelope>]) -> bool {
         let mut s = self.state.lock();
-        if s.messages >= self.capacity {
+        if s.messages + envs.len() > self.capacity {
             return false;
         }
-        s.items.push_back(Item::Message(Arc::clone(env)));
-        s.messages += 1;
+        s.items
+            .extend(envs.iter().map(|e| Item::Message(Arc::clone(e))));
+        s.messages += envs.len();
         drop(s);
         self.notify.notify_one();
         true
@@ -225,18 +227,26 @@ impl Outbox {
     /// Takes everything queued: control and ordered messages first, then
     /// the latest value of each coalescing channel.
     pub fn drain(&self) -> Vec<Arc<str>> {
+        let mut out = Vec::new();
+        self.drain_into(&mut out);
+        out
+    }
+
+    /// [`Outbox::drain`] into a reused buffer (the writer's, cleared by the
+    /// caller), so a wake-up allocates nothing.
+    pub fn drain_into(&self, out: &mut Vec<Arc<str>>) {
         let mut s = self.state.lock();
-        let mut out: Vec<Arc<str>> = s
-            .items
-            .drain(..)
-            .map(|i| match i {
-                Item::Control(t) => t,
-                Item::Message(e) => Arc::clone(&e.text),
-            })
-            .collect();
+        out.extend(s.items.drain(..).map(|i| match i {
+            Item::Control(t) => t,
+            Item::Message(e) => Arc::clone(&e.text),
+        }));
         s.messages = 0;
         out.extend(s.latest.drain(..).map(|(_, e)| Arc::clone(&e.text)));
-        out
+        // A burst (a replay, a large batch) can grow the queue; give the
+        // memory back instead of holding it for the connection's life.
+        if s.items.capacity() > 64 {
+            s.items.shrink_to(16);
+        }
     }
 
     /// Waits until something is queued (returns at once if it already is).
@@ -443,53 +453,105 @@ impl Hub {
         event: Option<String>,
     ) -> Result<u64> {
         let channel = self.channel(tenant, name)?;
-        Ok(publish_on(&channel, self.inner.config.history, kind, payload, event))
+        Ok(publish_on(
+            &channel,
+            self.inner.config.history,
+            kind,
+            std::slice::from_ref(&(payload, event)),
+        ))
+    }
+
+    /// Publishes several messages on one channel as one unit: they get
+    /// consecutive sequence numbers, and each subscriber receives all of
+    /// them with one queue operation and one wake-up, so its writer sends
+    /// them in one socket write. Returns the last sequence number.
+    ///
+    /// This is how the activity feed publishes an accepted batch: fan-out
+    /// cost is dominated by the per-connection wake-up and write syscall,
+    /// so a batch of k events costs about one delivery per connection,
+    /// not k.
+    pub fn publish_many(
+        &self,
+        tenant: &str,
+        name: &str,
+        kind: &str,
+        messages: &[(&Value, Option<String>)],
+    ) -> Result<u64> {
+        let channel = self.channel(tenant, name)?;
+        Ok(publish_on(&channel, self.inner.config.history, kind, messages))
     }
 }
 
-/// Appends to the channel and hands the message to every subscriber.
+/// Appends to the channel and hands the messages to every subscriber;
+/// returns the last sequence number.
 fn publish_on(
     channel: &Channel,
     history: usize,
     kind: &str,
-    payload: &Value,
-    event: Option<String>,
+    messages: &[(&Value, Option<String>)],
 ) -> u64 {
     let mut s = channel.state.lock();
-    let seq = s.next_seq;
-    s.next_seq += 1;
-    let env = Arc::new(Envelope::new(
-        &channel.name,
-        &channel.epoch,
-        seq,
-        kind,
-        payload,
-        event,
-    ));
-    if !channel.kind.coalesces() {
-        s.history.push_back(Arc::clone(&env));
+    let first = s.next_seq;
+    let envs: Vec<Arc<Envelope>> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (payload, event))| {
+            Arc::new(Envelope::new(
+                &channel.name,
+                &channel.epoch,
+                first + i as u64,
+                kind,
+                payload,
+                event.clone(),
+            ))
+        })
+        .collect();
+    s.next_seq += envs.len() as u64;
+    let last = s.next_seq - 1;
+    let Some(newest) = envs.last() else {
+        return last;
+    };
+    if channel.kind.coalesces() {
+        s.state = messages.last().map(|(p, _)| (*p).clone());
+    } else {
+        s.history.extend(envs.iter().cloned());
         while s.history.len() > history {
             s.history.pop_front();
         }
     }
-    if channel.kind.coalesces() {
-        s.state = Some(payload.clone());
-    }
     let mut lagged = Vec::new();
+    // Per filter, the messages it lets through (subscribers mostly share
+    // a handful of filters, usually none).
+    let mut filtered: Vec<(&HashSet<String>, Vec<Arc<Envelope>>)> = Vec::new();
     for (id, sub) in &s.subscribers {
         if channel.kind.coalesces() {
-            sub.outbox.set_latest(&env);
+            sub.outbox.set_latest(newest);
             continue;
         }
-        if let (Some(filter), Some(ev)) = (&sub.events, &env.event)
-            && !filter.contains(ev)
-        {
-            continue;
-        }
-        if !sub.outbox.push_message(&env) {
+        let pushed = match &sub.events {
+            None => sub.outbox.push_messages(&envs),
+            Some(filter) => {
+                let pos = match filtered.iter().position(|(f, _)| *f == filter) {
+                    Some(pos) => pos,
+                    None => {
+                        let kept = envs
+                            .iter()
+                            .filter(|e| e.event.as_ref().is_none_or(|ev| filter.contains(ev)))
+                            .cloned()
+                            .collect();
+                        filtered.push((filter, kept));
+                        filtered.len() - 1
+                    }
+                };
+                let kept = &filtered[pos].1;
+                kept.is_empty() || sub.outbox.push_messages(kept)
+            }
+        };
+        if !pushed {
             lagged.push(*id);
         }
     }
+    drop(filtered);
     for id in lagged {
         if let Some(sub) = s.subscribers.remove(&id) {
             metrics::counter!(metric_names::LAGGED).increment(1);
@@ -499,14 +561,14 @@ fn publish_on(
                 json!({
                     "channel": &*channel.name,
                     "epoch": &*channel.epoch,
-                    "seq": seq - 1,
+                    "seq": first - 1,
                     "message": "the client fell too far behind; resume from seq to continue",
                 }),
             ));
         }
     }
-    metrics::counter!(metric_names::PUBLISHED).increment(1);
-    seq
+    metrics::counter!(metric_names::PUBLISHED).increment(envs.len() as u64);
+    last
 }
 
 /// What a subscription starts with.

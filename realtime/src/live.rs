@@ -691,7 +691,7 @@ impl Live {
     }
 }
 
-/// One `activity` message per accepted event.
+/// One `activity` message per accepted event, published as one unit per batch.
 fn publish_activity(hub: &Hub, tenant: &str, batch: &RecordBatch) {
     let Some(rows) = Rows::of(batch) else {
         return;
@@ -703,6 +703,8 @@ fn publish_activity(hub: &Hub, tenant: &str, batch: &RecordBatch) {
             .filter(|c| c.is_valid(i))
             .map_or(Value::Null, |c| json!(c.value(i)))
     };
+    let mut payloads = Vec::with_capacity(batch.num_rows());
+    let mut events = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let event = rows.event(i).map(str::to_owned);
         let ts = chrono::DateTime::from_timestamp_micros(rows.ts.value(i))
@@ -727,10 +729,14 @@ fn publish_activity(hub: &Hub, tenant: &str, batch: &RecordBatch) {
             "lead_id": text(columns::LEAD_ID, i),
             "status": text(columns::STATUS, i),
         });
-        if let Err(e) = hub.publish(tenant, channels::ACTIVITY, "event", &payload, event) {
-            tracing::warn!(%tenant, error = %e, "Publishing activity failed.");
-            return;
-        }
+        payloads.push(payload);
+        events.push(event);
+    }
+    // One publish per batch: each subscriber gets the batch's events in
+    // one queue operation and one socket write.
+    let refs: Vec<(&Value, Option<String>)> = payloads.iter().zip(events).collect();
+    if let Err(e) = hub.publish_many(tenant, channels::ACTIVITY, "event", &refs) {
+        tracing::warn!(%tenant, error = %e, "Publishing activity failed.");
     }
 }
 

@@ -136,11 +136,14 @@ pub async fn websocket(
     let token = params.token;
     let limit = state.config.realtime.max_message_bytes;
     // tungstenite's default 128 KiB read buffer per socket dominated the
-    // memory of an idle connection; frames larger than the buffer are
-    // still read (in several reads). Writes are fed and flushed per
-    // burst, so a 16 KiB write buffer batches without holding memory.
+    // memory of an idle connection. Clients send small control messages
+    // (subscribe, ping), so 256 bytes hold one; a larger frame is still
+    // read (the buffer grows to the frame's length, up to
+    // max_message_bytes).
+    // Writes are fed and flushed per burst, so a 16 KiB write buffer
+    // batches without holding memory.
     upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(256)
         .write_buffer_size(16 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -226,20 +229,26 @@ async fn run_socket(
     let closing = conn.closing();
     tokio::pin!(closing);
     let mut idle_since = Some(Instant::now());
+    let mut batch: Vec<std::sync::Arc<str>> = Vec::new();
     let outcome: Option<(u16, String)> = loop {
         tokio::select! {
             () = &mut closing => break Some((close::GOING_AWAY, "server shutting down".into())),
             () = outbox.ready() => {
                 // Queue everything drained, then one flush: one write
                 // syscall per wake-up instead of one per message.
-                let batch = outbox.drain();
+                batch.clear();
+                outbox.drain_into(&mut batch);
                 let write = async {
-                    for text in batch {
+                    for text in batch.drain(..) {
                         sink.feed(Message::Text((&*text).into())).await?;
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(config.write_timeout, write).await {
+                let written = tokio::time::timeout(config.write_timeout, write).await;
+                if batch.capacity() > 256 {
+                    batch = Vec::new();
+                }
+                match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => {
@@ -262,7 +271,10 @@ async fn run_socket(
                         break None;
                     }
                     Some(Ok(Message::Text(text))) => {
-                        handle_message(&state, &mut conn, &text).await;
+                        // Boxed: subscribing may plan a live query, a large
+                        // future that would otherwise be part of every
+                        // connection's task for its whole life.
+                        Box::pin(handle_message(&state, &mut conn, &text)).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         conn.send_control(error_message("invalid_message", "binary frames are not supported; send JSON text", None));

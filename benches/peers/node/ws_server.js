@@ -3,11 +3,14 @@
 // subscribe to channels over a WebSocket; POST /publish?channel=C with a
 // JSON array of payloads numbers each message per channel, keeps the last
 // 1024 in a history (as Beacon does for resume), serializes it once and
-// sends it to every subscriber of C. Prints "listening <port>".
+// sends it to every subscriber of C, corking each socket so that one
+// publish is one write per subscriber (--plain: one write per message).
+// Prints "listening <port>".
 'use strict';
 const http = require('http');
 const { WebSocketServer } = require('ws');
 
+const plain = process.argv.includes('--plain');
 const channels = new Map(); // name -> {seq, history, clients:Set}
 const epoch = Math.random().toString(16).slice(2, 14);
 function channel(name) {
@@ -25,12 +28,21 @@ const server = http.createServer((req, res) => {
     let payloads;
     try { payloads = JSON.parse(Buffer.concat(chunks).toString()); } catch (e) { res.statusCode = 400; res.end(); return; }
     const c = channel(url.searchParams.get('channel') || 'activity');
+    const texts = [];
     for (const payload of payloads) {
       c.seq += 1;
       const text = JSON.stringify({ channel: url.searchParams.get('channel') || 'activity', type: 'event', epoch, seq: c.seq, payload });
       c.history.push(text);
       if (c.history.length > 1024) c.history.shift();
-      for (const ws of c.clients) ws.send(text);
+      texts.push(text);
+    }
+    // One socket write per client per publish, as Beacon does per batch:
+    // cork the socket, queue every frame, uncork (one writev). With
+    // --plain: one ws.send (one write) per message, ws's default.
+    for (const ws of c.clients) {
+      if (!plain) ws._socket.cork();
+      for (const text of texts) ws.send(text);
+      if (!plain) ws._socket.uncork();
     }
     res.setHeader('content-type', 'application/json');
     res.end('{"accepted":' + payloads.length + '}');

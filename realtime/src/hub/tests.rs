@@ -226,3 +226,64 @@ fn connection_limit_and_drop_release_slots() {
     drop(b);
     assert_eq!(hub.connections(), 1);
 }
+
+#[test]
+fn a_batch_is_published_as_one_unit() {
+    let hub = hub(100, 5);
+    let mut all = hub.connect(reader("t1")).expect("connect");
+    let mut orders = hub.connect(reader("t1")).expect("connect");
+    let mut slow = hub.connect(reader("t1")).expect("connect");
+    all.subscribe("activity", plain()).expect("all");
+    orders
+        .subscribe(
+            "activity",
+            SubscribeOptions {
+                events: Some(vec!["Order Completed".into()]),
+                ..plain()
+            },
+        )
+        .expect("orders");
+    slow.subscribe("activity", plain()).expect("slow");
+    for c in [&all, &orders, &slow] {
+        drained(c);
+    }
+    let payloads: Vec<Value> = (0..4).map(|i| json!({"i": i})).collect();
+    let names = ["Product Viewed", "Order Completed", "Product Viewed", "Order Completed"];
+    let batch: Vec<(&Value, Option<String>)> = payloads
+        .iter()
+        .zip(names.map(|n| Some(n.to_owned())))
+        .collect();
+    assert_eq!(hub.publish_many("t1", "activity", "event", &batch).expect("publish"), 4);
+    // Consecutive sequence numbers, in order, filters applied.
+    let got = drained(&all);
+    assert_eq!(seqs(&got, "event"), vec![1, 2, 3, 4]);
+    assert_eq!(got[3]["payload"], json!({"i": 3}));
+    assert_eq!(seqs(&drained(&orders), "event"), vec![2, 4]);
+    // A batch that does not fit lags the client at the last sequence it
+    // got, with nothing of the batch queued (no partial batch).
+    let _ = drained(&slow);
+    assert_eq!(hub.publish_many("t1", "activity", "event", &batch).expect("publish"), 8);
+    assert_eq!(seqs(&drained(&slow), "event"), vec![5, 6, 7, 8]);
+    hub.publish_many("t1", "activity", "event", &batch[..1]).expect("publish");
+    assert_eq!(seqs(&drained(&slow), "event"), vec![9]);
+    // Fill to 4 of 5, then a batch of 4 does not fit.
+    hub.publish_many("t1", "activity", "event", &batch).expect("publish");
+    hub.publish_many("t1", "activity", "event", &batch).expect("publish");
+    let got = drained(&slow);
+    assert_eq!(seqs(&got, "event"), vec![10, 11, 12, 13]);
+    let lagged: Vec<&Value> = got.iter().filter(|m| m["type"] == "lagged").collect();
+    assert_eq!(lagged.len(), 1);
+    assert_eq!(lagged[0]["seq"], 13);
+    // The history has the whole batch for resuming.
+    let mut back = hub.connect(reader("t1")).expect("connect");
+    let epoch = hub.channel("t1", "activity").expect("c").epoch().to_owned();
+    back.subscribe(
+        "activity",
+        SubscribeOptions {
+            resume: Some(Cursor { epoch, seq: 13 }),
+            ..plain()
+        },
+    )
+    .expect("resume");
+    assert_eq!(seqs(&drained(&back), "event"), vec![14, 15, 16, 17]);
+}
