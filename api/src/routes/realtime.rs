@@ -170,12 +170,14 @@ async fn run_socket(
     key: Option<String>,
     token: Option<String>,
 ) {
-    let config = state.config.realtime.clone();
+    // The shared config (an Arc), not a copy: this future lives as long as
+    // the connection, so every byte of its state is per-connection memory.
+    let config = std::sync::Arc::clone(&state.config);
     // Credentials from the request, else the first message.
     let principal = if key.is_some() || token.is_some() {
         principal_of(&state, key.as_deref(), token.as_deref())
     } else {
-        match tokio::time::timeout(config.auth_timeout, socket.recv()).await {
+        match tokio::time::timeout(config.realtime.auth_timeout, socket.recv()).await {
             Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Auth { key, token }) => {
                     principal_of(&state, key.as_deref(), token.as_deref())
@@ -195,7 +197,7 @@ async fn run_socket(
             Err(_) => Err(Refusal {
                 code: close::UNAUTHORIZED,
                 error: "unauthorized",
-                message: format!("no credentials within {:?}", config.auth_timeout),
+                message: format!("no credentials within {:?}", config.realtime.auth_timeout),
             }),
         }
     };
@@ -216,14 +218,14 @@ async fn run_socket(
         "welcome",
         json!({
             "tenant": conn.principal().tenant,
-            "heartbeat_ms": config.heartbeat.as_millis() as u64,
-            "max_message_bytes": config.max_message_bytes,
+            "heartbeat_ms": config.realtime.heartbeat.as_millis() as u64,
+            "max_message_bytes": config.realtime.max_message_bytes,
         }),
     );
     conn.send_control(welcome);
     let (mut sink, mut stream) = socket.split();
     let outbox = std::sync::Arc::clone(conn.outbox());
-    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    let mut heartbeat = tokio::time::interval(config.realtime.heartbeat);
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
     let closing = conn.closing();
@@ -244,7 +246,7 @@ async fn run_socket(
                     }
                     sink.flush().await
                 };
-                let written = tokio::time::timeout(config.write_timeout, write).await;
+                let written = tokio::time::timeout(config.realtime.write_timeout, write).await;
                 if batch.capacity() > 256 {
                     batch = Vec::new();
                 }
@@ -266,7 +268,7 @@ async fn run_socket(
                             || e.to_string().to_ascii_lowercase().contains("too big")
                             || e.to_string().to_ascii_lowercase().contains("space limit");
                         if too_big {
-                            break Some((close::TOO_BIG, format!("messages are limited to {} bytes", config.max_message_bytes)));
+                            break Some((close::TOO_BIG, format!("messages are limited to {} bytes", config.realtime.max_message_bytes)));
                         }
                         break None;
                     }
@@ -283,18 +285,18 @@ async fn run_socket(
                 }
             }
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > config.heartbeat * 2 {
+                if last_heard.elapsed() > config.realtime.heartbeat * 2 {
                     break Some((close::DEAD, "no answer to pings".into()));
                 }
                 if conn.subscriptions() == 0 {
                     let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= config.idle_timeout {
+                    if since.elapsed() >= config.realtime.idle_timeout {
                         break Some((close::IDLE, "no subscriptions".into()));
                     }
                 } else {
                     idle_since = None;
                 }
-                let ping = tokio::time::timeout(config.write_timeout, sink.send(Message::Ping(Vec::new().into())));
+                let ping = tokio::time::timeout(config.realtime.write_timeout, sink.send(Message::Ping(Vec::new().into())));
                 if !matches!(ping.await, Ok(Ok(()))) { break None; }
             }
         }
@@ -305,7 +307,7 @@ async fn run_socket(
             reason: reason.into(),
         }));
         if matches!(
-            tokio::time::timeout(config.write_timeout, sink.send(frame)).await,
+            tokio::time::timeout(config.realtime.write_timeout, sink.send(frame)).await,
             Ok(Ok(()))
         ) {
             // The closing handshake: let the client answer (it may still
