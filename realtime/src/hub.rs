@@ -520,9 +520,18 @@ fn publish_on(
         }
     }
     let mut lagged = Vec::new();
-    // Per filter, the messages it lets through (subscribers mostly share
-    // a handful of filters, usually none).
+    // Per filter, the messages it lets through. Subscribers mostly share a
+    // handful of filters (usually none); past `MAX_CACHED_FILTERS`
+    // distinct ones each is applied on its own, so a channel where every
+    // subscriber has its own filter stays linear in subscribers.
+    const MAX_CACHED_FILTERS: usize = 16;
     let mut filtered: Vec<(&HashSet<String>, Vec<Arc<Envelope>>)> = Vec::new();
+    let keep = |filter: &HashSet<String>| -> Vec<Arc<Envelope>> {
+        envs.iter()
+            .filter(|e| e.event.as_ref().is_none_or(|ev| filter.contains(ev)))
+            .cloned()
+            .collect()
+    };
     for (id, sub) in &s.subscribers {
         if channel.kind.coalesces() {
             sub.outbox.set_latest(newest);
@@ -530,22 +539,20 @@ fn publish_on(
         }
         let pushed = match &sub.events {
             None => sub.outbox.push_messages(&envs),
-            Some(filter) => {
-                let pos = match filtered.iter().position(|(f, _)| *f == filter) {
-                    Some(pos) => pos,
-                    None => {
-                        let kept = envs
-                            .iter()
-                            .filter(|e| e.event.as_ref().is_none_or(|ev| filter.contains(ev)))
-                            .cloned()
-                            .collect();
+            Some(filter) => match filtered.iter().position(|(f, _)| *f == filter) {
+                Some(pos) => {
+                    let kept = &filtered[pos].1;
+                    kept.is_empty() || sub.outbox.push_messages(kept)
+                }
+                None => {
+                    let kept = keep(filter);
+                    let pushed = kept.is_empty() || sub.outbox.push_messages(&kept);
+                    if filtered.len() < MAX_CACHED_FILTERS {
                         filtered.push((filter, kept));
-                        filtered.len() - 1
                     }
-                };
-                let kept = &filtered[pos].1;
-                kept.is_empty() || sub.outbox.push_messages(kept)
-            }
+                    pushed
+                }
+            },
         };
         if !pushed {
             lagged.push(*id);

@@ -287,3 +287,34 @@ fn a_batch_is_published_as_one_unit() {
     .expect("resume");
     assert_eq!(seqs(&drained(&back), "event"), vec![14, 15, 16, 17]);
 }
+
+#[test]
+fn many_distinct_activity_filters_each_get_their_events() {
+    let hub = hub(100, 100);
+    let mut conns = Vec::new();
+    for k in 0..40 {
+        let mut c = hub.connect(reader("t1")).expect("connect");
+        c.subscribe(
+            "activity",
+            SubscribeOptions {
+                events: Some(vec![format!("E{}", k % 20)]),
+                ..plain()
+            },
+        )
+        .expect("subscribe");
+        drained(&c);
+        conns.push(c);
+    }
+    let payloads: Vec<Value> = (0..20).map(|i| json!({"i": i})).collect();
+    let batch: Vec<(&Value, Option<String>)> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p, Some(format!("E{i}"))))
+        .collect();
+    hub.publish_many("t1", "activity", "event", &batch)
+        .expect("publish");
+    for (k, c) in conns.iter().enumerate() {
+        let got = drained(c);
+        assert_eq!(seqs(&got, "event"), vec![(k % 20) as u64 + 1], "subscriber {k}");
+    }
+}
