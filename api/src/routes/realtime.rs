@@ -172,46 +172,14 @@ async fn run_socket(
 ) {
     // The shared config (an Arc), not a copy: this future lives as long as
     // the connection, so every byte of its state is per-connection memory.
+    // For the same reason the one-off phases (authentication, refusals,
+    // the closing handshake) run as boxed futures of their own.
     let config = std::sync::Arc::clone(&state.config);
-    // Credentials from the request, else the first message.
-    let principal = if key.is_some() || token.is_some() {
-        principal_of(&state, key.as_deref(), token.as_deref())
-    } else {
-        match tokio::time::timeout(config.realtime.auth_timeout, socket.recv()).await {
-            Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::parse(&text) {
-                Ok(ClientMessage::Auth { key, token }) => {
-                    principal_of(&state, key.as_deref(), token.as_deref())
-                }
-                Ok(_) => Err(Refusal {
-                    code: close::UNAUTHORIZED,
-                    error: "unauthorized",
-                    message: "authenticate first: {\"type\": \"auth\", \"key\": ...}".into(),
-                }),
-                Err(e) => Err(Refusal {
-                    code: close::UNAUTHORIZED,
-                    error: "unauthorized",
-                    message: format!("authenticate first: {e}"),
-                }),
-            },
-            Ok(_) => return,
-            Err(_) => Err(Refusal {
-                code: close::UNAUTHORIZED,
-                error: "unauthorized",
-                message: format!("no credentials within {:?}", config.realtime.auth_timeout),
-            }),
-        }
-    };
-    let principal = match principal {
-        Ok(p) => p,
-        Err(refusal) => {
-            let text = error_message(refusal.error, &refusal.message, None);
-            let _ = socket.send(Message::Text((&*text).into())).await;
-            close_with(&mut socket, refusal.code, &refusal.message).await;
-            return;
-        }
+    let Some(principal) = Box::pin(authenticate(&state, &mut socket, key, token)).await else {
+        return;
     };
     let Some(mut conn) = state.hub.connect(principal) else {
-        close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later").await;
+        Box::pin(close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later")).await;
         return;
     };
     let welcome = control(
@@ -302,27 +270,78 @@ async fn run_socket(
         }
     };
     if let Some((code, reason)) = outcome {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        if matches!(
-            tokio::time::timeout(config.realtime.write_timeout, sink.send(frame)).await,
-            Ok(Ok(()))
-        ) {
-            // The closing handshake: let the client answer (it may still
-            // be flushing pongs) before the socket goes away.
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(m)) = stream.next().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
+        let write_timeout = config.realtime.write_timeout;
+        Box::pin(async move {
+            let frame = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            if matches!(
+                tokio::time::timeout(write_timeout, sink.send(frame)).await,
+                Ok(Ok(()))
+            ) {
+                // The closing handshake: let the client answer (it may
+                // still be flushing pongs) before the socket goes away.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
                     }
-                }
-            })
-            .await;
-        }
+                })
+                .await;
+            }
+        })
+        .await;
     }
     drop(conn);
+}
+
+/// The connection's principal, from the request's credentials or else its
+/// first message; `None` after refusing (error message and close code).
+async fn authenticate(
+    state: &AppState,
+    socket: &mut WebSocket,
+    key: Option<String>,
+    token: Option<String>,
+) -> Option<Principal> {
+    let auth_timeout = state.config.realtime.auth_timeout;
+    let principal = if key.is_some() || token.is_some() {
+        principal_of(state, key.as_deref(), token.as_deref())
+    } else {
+        match tokio::time::timeout(auth_timeout, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::parse(&text) {
+                Ok(ClientMessage::Auth { key, token }) => {
+                    principal_of(state, key.as_deref(), token.as_deref())
+                }
+                Ok(_) => Err(Refusal {
+                    code: close::UNAUTHORIZED,
+                    error: "unauthorized",
+                    message: "authenticate first: {\"type\": \"auth\", \"key\": ...}".into(),
+                }),
+                Err(e) => Err(Refusal {
+                    code: close::UNAUTHORIZED,
+                    error: "unauthorized",
+                    message: format!("authenticate first: {e}"),
+                }),
+            },
+            Ok(_) => return None,
+            Err(_) => Err(Refusal {
+                code: close::UNAUTHORIZED,
+                error: "unauthorized",
+                message: format!("no credentials within {auth_timeout:?}"),
+            }),
+        }
+    };
+    match principal {
+        Ok(p) => Some(p),
+        Err(refusal) => {
+            let text = error_message(refusal.error, &refusal.message, None);
+            let _ = socket.send(Message::Text((&*text).into())).await;
+            close_with(socket, refusal.code, &refusal.message).await;
+            None
+        }
+    }
 }
 
 async fn handle_message(state: &AppState, conn: &mut Connection, text: &str) {
