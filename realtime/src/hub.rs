@@ -232,8 +232,8 @@ impl Outbox {
         out
     }
 
-    /// [`Outbox::drain`] into a reused buffer (the writer's, cleared by the
-    /// caller), so a wake-up allocates nothing.
+    /// [`Outbox::drain`], appended to a reused buffer (the writer's), so a
+    /// wake-up allocates nothing.
     pub fn drain_into(&self, out: &mut Vec<Arc<str>>) {
         let mut s = self.state.lock();
         out.extend(s.items.drain(..).map(|i| match i {
@@ -452,13 +452,7 @@ impl Hub {
         payload: &Value,
         event: Option<String>,
     ) -> Result<u64> {
-        let channel = self.channel(tenant, name)?;
-        Ok(publish_on(
-            &channel,
-            self.inner.config.history,
-            kind,
-            std::slice::from_ref(&(payload, event)),
-        ))
+        self.publish_many(tenant, name, kind, std::slice::from_ref(&(payload, event)))
     }
 
     /// Publishes several messages on one channel as one unit: they get
@@ -558,7 +552,6 @@ fn publish_on(
             lagged.push(*id);
         }
     }
-    drop(filtered);
     for id in lagged {
         if let Some(sub) = s.subscribers.remove(&id) {
             metrics::counter!(metric_names::LAGGED).increment(1);

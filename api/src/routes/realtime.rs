@@ -206,7 +206,8 @@ async fn run_socket(
             () = outbox.ready() => {
                 // Queue everything drained, then one flush: one write
                 // syscall per wake-up instead of one per message.
-                batch.clear();
+                // `batch` is empty here: the write below drains it, also
+                // when it is dropped on a timeout.
                 outbox.drain_into(&mut batch);
                 let write = async {
                     for text in batch.drain(..) {

@@ -6,8 +6,8 @@
 //! on the same channel) and with 100 small channels, the client publishes
 //! at increasing rates (doubling from 25k deliveries/s; Beacon: events
 //! through `POST /v1/batch`, i.e. the full durable ingest path, fanned out
-//! on the `activity` channel; Node: `POST /publish`) and measures, per step, delivered messages/s, latency
-//! from the publish request to receipt (p50/p99/max), losses, the server's
+//! on the `activity` channel; Node: `POST /publish`) and measures, per
+//! step, delivered messages/s, latency from the publish request to receipt (p50/p99/max), losses, the server's
 //! CPU seconds per million deliveries and, once connected, its memory per
 //! connection. A step passes when every message arrived and p99 <= 100 ms;
 //! the best passing step is reported. Then ingest-to-push latency: the HTTP
@@ -331,7 +331,7 @@ async fn open_connections(
 }
 
 /// One step's figures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Step {
     target: f64,
     delivered_per_s: f64,
@@ -439,7 +439,7 @@ async fn scenario(
         println!("  {} {n} conns: {:.1} KiB per connection", peer.name, per_conn / 1024.0);
     }
     if steps == 0 {
-        return Ok((None, Step { target: 0.0, delivered_per_s: 0.0, p50_ms: 0.0, p99_ms: 0.0, max_ms: 0.0, lost: 0, cpu_per_million: 0.0 }, per_conn));
+        return Ok((None, Step::default(), per_conn));
     }
     for target in LADDER.into_iter().take(steps) {
         let step = run_step(peer, n, hot, target, secs, &recorder).await?;
@@ -577,7 +577,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let partial = !args.only.is_empty() || args.steps.is_some() || args.node_plain;
     for hot in [true, false] {
-        if partial && !args.only.iter().any(|o| o == if hot { "hot" } else { "small" }) {
+        let name = if hot { "hot" } else { "small" };
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
             continue;
         }
         for &n in &args.connections {
