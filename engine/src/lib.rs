@@ -247,7 +247,13 @@ impl Engine {
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .build()?;
         runtime.cache_manager = Arc::clone(&self.cache);
-        let mut ctx = SessionContext::new_with_config_rt(config, Arc::new(runtime));
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::new(runtime))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(udf::single_phase::SinglePhaseRowAggregates))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         let calendar = match self.store.catalog().tenant(tenant) {
             Ok(t) => udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
             Err(_) => udf::time::BusinessCalendar::new("UTC", "monday"),

@@ -39,6 +39,11 @@ use chrono::{TimeZone, Utc};
 use clap::Parser;
 use serde_json::Value;
 
+/// The server's allocator (`api/src/main.rs`), so the engine is measured
+/// as it runs in `beacon`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Event counts to run, comma-separated.
@@ -59,6 +64,13 @@ struct Args {
     /// Where to build the data (a temporary directory when absent).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Reopen the data a previous run left in `--work-dir` instead of
+    /// generating it again (for profiling one query).
+    #[arg(long, requires = "work_dir")]
+    reuse: bool,
+    /// Beacon only: no peers, and RESULTS.md is left alone.
+    #[arg(long)]
+    no_peers: bool,
 }
 
 /// Which part of the suite a query belongs to.
@@ -276,56 +288,24 @@ struct Loaded {
 
 /// Generates `events` events into a store in `dir`, as the server would
 /// store them, and publishes everything as Parquet.
-async fn load(dir: &Path, events: usize) -> anyhow::Result<Loaded> {
+async fn load(dir: &Path, events: usize, reuse: bool) -> anyhow::Result<Loaded> {
     let catalog = Arc::new(Catalog::open(dir)?);
-    let (tenant, _) = catalog.create_tenant("bench")?;
+    let existing = catalog.tenants()?.into_iter().find(|t| t.name == "bench");
+    let reused = reuse && existing.is_some();
+    let tenant = match existing {
+        Some(t) if reuse => t,
+        _ => catalog.create_tenant("bench")?.0,
+    };
     let config = IngestConfig {
         sync: SyncMode::None,
         ..IngestConfig::default()
     };
     let store = Store::open(config, dir, catalog, Arc::new(SystemClock))?;
-    let end = Utc
-        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .context("end date")?;
     let started = Instant::now();
-    // The generator is synchronous; it hands day chunks to this task.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Message>>(4);
-    let producer = tokio::task::spawn_blocking(move || {
-        generate_count(42, events, end, |chunk| {
-            tx.blocking_send(chunk)
-                .map_err(|_| beacon_datasets::Error::Data("consumer stopped".into()))
-        })
-    });
-    let mut stored = 0usize;
-    while let Some(messages) = rx.recv().await {
-        let lines: Vec<String> = messages.iter().map(Message::line).collect();
-        for chunk in lines.chunks(4_096) {
-            let (decoded, rejected) = decode_lines(chunk)?;
-            if rejected > 0 {
-                bail!("{rejected} generated events were rejected");
-            }
-            loop {
-                match store.ingest(&tenant.id, decoded.clone()).await {
-                    Ok(receipt) => {
-                        stored += receipt.accepted;
-                        break;
-                    }
-                    Err(beacon_ingest::Error::Backpressure { .. }) => flush(&store).await?,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if store.flush_due() {
-                flush(&store).await?;
-            }
-        }
+    if !reused {
+        generate_into(&store, &tenant.id, events).await?;
     }
-    producer.await??;
-    flush(&store).await?;
     let load_secs = started.elapsed().as_secs_f64();
-    if stored != events {
-        bail!("stored {stored} of {events} events");
-    }
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
@@ -352,6 +332,52 @@ async fn load(dir: &Path, events: usize) -> anyhow::Result<Loaded> {
         files,
         bytes,
     })
+}
+
+/// Generates `events` events and stores them through the ingest path,
+/// flushed to Parquet.
+async fn generate_into(store: &Store, tenant: &str, events: usize) -> anyhow::Result<()> {
+    let end = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .context("end date")?;
+    // The generator is synchronous; it hands day chunks to this task.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Message>>(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        generate_count(42, events, end, |chunk| {
+            tx.blocking_send(chunk)
+                .map_err(|_| beacon_datasets::Error::Data("consumer stopped".into()))
+        })
+    });
+    let mut stored = 0usize;
+    while let Some(messages) = rx.recv().await {
+        let lines: Vec<String> = messages.iter().map(Message::line).collect();
+        for chunk in lines.chunks(4_096) {
+            let (decoded, rejected) = decode_lines(chunk)?;
+            if rejected > 0 {
+                bail!("{rejected} generated events were rejected");
+            }
+            loop {
+                match store.ingest(tenant, decoded.clone()).await {
+                    Ok(receipt) => {
+                        stored += receipt.accepted;
+                        break;
+                    }
+                    Err(beacon_ingest::Error::Backpressure { .. }) => flush(store).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if store.flush_due() {
+                flush(store).await?;
+            }
+        }
+    }
+    producer.await??;
+    flush(store).await?;
+    if stored != events {
+        bail!("stored {stored} of {events} events");
+    }
+    Ok(())
 }
 
 async fn flush(store: &Store) -> anyhow::Result<()> {
@@ -531,12 +557,12 @@ async fn main() -> anyhow::Result<()> {
 
     for &events in &args.events {
         let dir = root.join(format!("events-{events}"));
-        if dir.exists() {
+        if dir.exists() && !args.reuse {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
         println!("== {} events: generating and ingesting", human(events));
-        let loaded = load(&dir.join("data"), events).await?;
+        let loaded = load(&dir.join("data"), events, args.reuse).await?;
         println!(
             "   {} files, {:.1} MB, load {:.1} s, rollups {:.1} s",
             loaded.files.len(),
@@ -546,6 +572,9 @@ async fn main() -> anyhow::Result<()> {
         );
         // The peers read exactly the published files.
         let links = dir.join("parquet");
+        if links.exists() {
+            std::fs::remove_dir_all(&links)?;
+        }
         std::fs::create_dir_all(&links)?;
         for (i, file) in loaded.files.iter().enumerate() {
             std::os::unix::fs::symlink(file, links.join(format!("part-{i:05}.parquet")))?;
@@ -560,7 +589,8 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?;
             let batch = r.batches.first().context("no customer")?;
-            batch.column(0).as_string::<i32>().value(0).to_owned()
+            let user = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            user.as_string::<i32>().value(0).to_owned()
         };
 
         let mut beacon = BTreeMap::new();
@@ -591,6 +621,9 @@ async fn main() -> anyhow::Result<()> {
                 raw.fingerprint
             );
             beacon.insert(q.name, (raw, rolled));
+        }
+        if args.no_peers {
+            continue;
         }
         println!("   peers ...");
         let (versions, peers) = run_peers(&args, &links, &customer, &names)?;
@@ -694,6 +727,9 @@ async fn main() -> anyhow::Result<()> {
         report.clear();
     }
 
+    if args.no_peers {
+        return Ok(());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes: Vec<String> = args.events.iter().map(|n| n.to_string()).collect();
     report.push_str(&format!(

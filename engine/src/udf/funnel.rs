@@ -36,8 +36,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int64Array, ListBuilder,
-    UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int32Builder, Int64Array,
+    ListBuilder, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -47,7 +47,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::grouped::{GroupedRows, RowsAggregate, lists};
+use super::grouped::{GroupedRows, Groups, RowsAggregate};
 
 /// Most steps in one funnel.
 pub const MAX_STEPS: usize = 62;
@@ -99,7 +99,26 @@ pub fn evaluate(
     window_us: i64,
     mode: FunnelMode,
 ) -> Option<Vec<i64>> {
-    rows.sort_unstable_by_key(|r| (r.ts, lowest_step(r.mask)));
+    let mut times = Vec::new();
+    evaluate_into(rows, steps, window_us, mode, &mut times).then_some(times)
+}
+
+/// [`evaluate`] into a reused buffer: `false` when excluded, otherwise
+/// `times` holds the reached steps' times.
+fn evaluate_into(
+    rows: &mut [FunnelRow],
+    steps: usize,
+    window_us: i64,
+    mode: FunnelMode,
+    times: &mut Vec<i64>,
+) -> bool {
+    times.clear();
+    // Rows mostly arrive in time order already (files are written in
+    // arrival order and the grouping keeps it).
+    let key = |r: &FunnelRow| (r.ts, lowest_step(r.mask));
+    if !rows.is_sorted_by_key(key) {
+        rows.sort_unstable_by_key(key);
+    }
     let step_bits = if steps >= 64 {
         !EXCLUDE_BIT
     } else {
@@ -110,11 +129,11 @@ pub fn evaluate(
         _ => rows.iter().position(|r| r.mask & 1 != 0),
     };
     let Some(anchor) = anchor else {
-        return Some(Vec::new());
+        return true;
     };
     let t0 = rows[anchor].ts;
     let end = t0.saturating_add(window_us.max(0));
-    let mut times = vec![0i64];
+    times.push(0);
     match mode {
         FunnelMode::Sequential | FunnelMode::Strict => {
             for r in &rows[anchor + 1..] {
@@ -155,7 +174,7 @@ pub fn evaluate(
         .iter()
         .take_while(|r| r.ts <= exclusion_end)
         .any(|r| r.mask & EXCLUDE_BIT != 0);
-    (!excluded).then_some(times)
+    !excluded
 }
 
 /// Which face of the funnel aggregate.
@@ -428,12 +447,12 @@ impl RowsAggregate for FunnelSpec {
         self.collect(values, each)
     }
 
-    fn state(&self, groups: &[Vec<FunnelRow>]) -> Result<Vec<ArrayRef>> {
-        let ts = Int64Array::from_iter_values(groups.iter().flatten().map(|r| r.ts));
-        let mask = UInt64Array::from_iter_values(groups.iter().flatten().map(|r| r.mask));
+    fn state(&self, groups: &Groups<FunnelRow>) -> Result<Vec<ArrayRef>> {
+        let ts = Int64Array::from_iter_values(groups.all().iter().map(|r| r.ts));
+        let mask = UInt64Array::from_iter_values(groups.all().iter().map(|r| r.mask));
         Ok(vec![
-            lists(groups, DataType::Int64, Arc::new(ts)),
-            lists(groups, DataType::UInt64, Arc::new(mask)),
+            groups.lists(DataType::Int64, Arc::new(ts)),
+            groups.lists(DataType::UInt64, Arc::new(mask)),
         ])
     }
 
@@ -441,8 +460,36 @@ impl RowsAggregate for FunnelSpec {
         merge_states(states, each)
     }
 
-    fn evaluate(&self, rows: &mut Vec<FunnelRow>) -> Result<ScalarValue> {
-        Ok(self.finish(rows))
+    fn evaluate(&self, groups: &mut Groups<FunnelRow>) -> Result<ArrayRef> {
+        let mut times = Vec::new();
+        let (steps, window, mode) = (self.steps, self.window_us, self.mode);
+        Ok(match self.face {
+            Face::Level => {
+                let mut levels = Int32Builder::with_capacity(groups.len());
+                for rows in groups.iter_mut() {
+                    if evaluate_into(rows, steps, window, mode, &mut times) {
+                        levels.append_value(times.len() as i32);
+                    } else {
+                        levels.append_null();
+                    }
+                }
+                Arc::new(levels.finish())
+            }
+            Face::Steps => {
+                let mut lists = ListBuilder::new(Float64Builder::new());
+                for rows in groups.iter_mut() {
+                    if evaluate_into(rows, steps, window, mode, &mut times) {
+                        for &t in &times {
+                            lists.values().append_value(t as f64 / 1e6);
+                        }
+                        lists.append(true);
+                    } else {
+                        lists.append(false);
+                    }
+                }
+                Arc::new(lists.finish())
+            }
+        })
     }
 }
 
@@ -496,7 +543,7 @@ impl Accumulator for FunnelAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.spec
-            .state(std::slice::from_ref(&self.rows))?
+            .state(&Groups::single(self.rows.clone()))?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
@@ -528,6 +575,49 @@ mod tests {
     const B: u64 = 2;
     const C: u64 = 4;
     const X: u64 = EXCLUDE_BIT;
+
+    /// `EmitTo::First(n)` (DataFusion emits early under memory pressure or
+    /// with ordered groups) hands out the first `n` groups and renumbers
+    /// the rest from 0; rows added afterwards join the renumbered groups.
+    #[test]
+    fn grouped_rows_emit_first_groups_then_the_rest() -> Result<()> {
+        use arrow::array::Int32Array;
+        use datafusion::logical_expr::EmitTo;
+        let spec = FunnelSpec {
+            face: Face::Level,
+            steps: 2,
+            window_us: 100,
+            mode: FunnelMode::Sequential,
+        };
+        let batch = |ts: Vec<i64>, a: Vec<bool>, b: Vec<bool>| -> Vec<ArrayRef> {
+            let unused: ArrayRef = Arc::new(Int64Array::from(vec![0; ts.len()]));
+            vec![
+                Arc::clone(&unused),
+                unused,
+                Arc::new(Int64Array::from(ts)),
+                Arc::new(BooleanArray::from(a)),
+                Arc::new(BooleanArray::from(b)),
+            ]
+        };
+        let mut acc = GroupedRows::new(spec);
+        // Group 0: step 1 only; group 1: steps 1 then 2 (arriving out of
+        // order); group 2: step 1.
+        acc.update_batch(
+            &batch(vec![3, 2, 1, 4], vec![false, true, true, true], vec![true, false, false, false]),
+            &[1, 0, 1, 2],
+            None,
+            3,
+        )?;
+        let first = acc.evaluate(EmitTo::First(2))?;
+        assert_eq!(first.as_primitive::<arrow::datatypes::Int32Type>(), &Int32Array::from(vec![1, 2]));
+        // Old group 2 is now group 0; a new group 1 appears.
+        acc.update_batch(&batch(vec![5, 6], vec![false, true], vec![true, false]), &[0, 1], None, 2)?;
+        let rest = acc.evaluate(EmitTo::All)?;
+        assert_eq!(rest.as_primitive::<arrow::datatypes::Int32Type>(), &Int32Array::from(vec![2, 1]));
+        let empty = acc.evaluate(EmitTo::All)?;
+        assert_eq!(empty.len(), 0);
+        Ok(())
+    }
 
     #[test]
     fn sequential_basics() {

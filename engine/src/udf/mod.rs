@@ -3,6 +3,7 @@
 pub mod funnel;
 mod grouped;
 pub mod retention;
+pub mod single_phase;
 pub mod time;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array};
@@ -51,7 +52,13 @@ mod tests {
     /// Events of three people split over two partitions, so the aggregate's
     /// partial states are merged.
     fn context() -> SessionContext {
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
+        context_with(SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(4),
+        ))
+    }
+
+    /// The same table in `ctx`.
+    fn context_with(ctx: SessionContext) -> SessionContext {
         super::register(&ctx, super::time::BusinessCalendar::new("UTC", "monday"));
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, true),
@@ -99,6 +106,36 @@ mod tests {
             .await
             .expect("runs");
         pretty_format_batches(&batches).expect("format").to_string()
+    }
+
+    /// The engine's one-phase plan for row-collecting aggregates gives the
+    /// same answers as DataFusion's two-phase plan (which the other tests
+    /// here run, merging partial states).
+    #[tokio::test]
+    async fn single_phase_plan_same_answers() {
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(4))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(super::single_phase::SinglePhaseRowAggregates))
+            .build();
+        let one = context_with(SessionContext::new_with_state(state));
+        let two = context();
+        for sql in [
+            "SELECT user_id, window_funnel(60, 'sequential', timestamp, event = 'view', event = 'cart', event = 'buy') AS level \
+             FROM events GROUP BY user_id ORDER BY user_id",
+            "SELECT upper(user_id) AS u, funnel_steps(60, 'any', timestamp, event = 'refund', event = 'view', event = 'cart') AS s \
+             FROM events GROUP BY 1 ORDER BY 1",
+            "SELECT user_id, retention(timestamp, 'day', 'recurring', event = 'view', event <> 'view') AS r \
+             FROM events GROUP BY user_id ORDER BY user_id",
+        ] {
+            assert_eq!(run(&one, sql).await, run(&two, sql).await, "{sql}");
+            let plan = run(&one, &format!("EXPLAIN {sql}")).await;
+            assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
+            assert!(!plan.contains("mode=Partial"), "{plan}");
+        }
+        // Other aggregates keep the two-phase plan.
+        let plan = run(&one, "EXPLAIN SELECT user_id, count(*) FROM events GROUP BY user_id").await;
+        assert!(plan.contains("mode=Partial"), "{plan}");
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::grouped::{GroupedRows, RowsAggregate, lists};
+use super::grouped::{GroupedRows, Groups, RowsAggregate};
 
 use super::time::{BusinessCalendar, Unit};
 
@@ -390,12 +390,12 @@ impl RowsAggregate for RetentionAccumulator {
         self.collect(values, each)
     }
 
-    fn state(&self, groups: &[Vec<Row>]) -> Result<Vec<ArrayRef>> {
-        let all = || groups.iter().flatten();
+    fn state(&self, groups: &Groups<Row>) -> Result<Vec<ArrayRef>> {
+        let all = || groups.all().iter();
         Ok(vec![
-            lists(groups, DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.ts)))),
-            lists(groups, DataType::UInt8, Arc::new(UInt8Array::from_iter_values(all().map(|r| r.kind)))),
-            lists(groups, DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.amount)))),
+            groups.lists(DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.ts)))),
+            groups.lists(DataType::UInt8, Arc::new(UInt8Array::from_iter_values(all().map(|r| r.kind)))),
+            groups.lists(DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.amount)))),
         ])
     }
 
@@ -403,11 +403,16 @@ impl RowsAggregate for RetentionAccumulator {
         merge_rows(states, each)
     }
 
-    fn evaluate(&self, rows: &mut Vec<Row>) -> Result<ScalarValue> {
-        let mut one = RetentionAccumulator {
-            rows: std::mem::take(rows),
-            ..self.clone()
-        };
-        Accumulator::evaluate(&mut one)
+    fn evaluate(&self, groups: &mut Groups<Row>) -> Result<ArrayRef> {
+        let mut one = self.clone();
+        let values = groups
+            .iter_mut()
+            .map(|rows| {
+                one.rows.clear();
+                one.rows.extend_from_slice(rows);
+                Accumulator::evaluate(&mut one)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ScalarValue::iter_to_array(values)
     }
 }
