@@ -13,7 +13,7 @@
 //! time only counts when its fingerprint equals Beacon's.
 //!
 //! ```sh
-//! benches/peers/setup.sh && cargo build --release -p beacon-benches
+//! benches/peers/setup.sh && cargo build --release -p beacon-api -p beacon-benches
 //! target/release/dashboard_bench --events 1000000,10000000
 //! ```
 //!
@@ -733,7 +733,7 @@ async fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes: Vec<String> = args.events.iter().map(|n| n.to_string()).collect();
     report.push_str(&format!(
-        "Command: `benches/peers/setup.sh && cargo build --release -p beacon-benches && target/release/dashboard_bench --events {} --repeat {}`\n\n",
+        "Command: `benches/peers/setup.sh && cargo build --release -p beacon-api -p beacon-benches && target/release/dashboard_bench --events {} --repeat {}`\n\n",
         sizes.join(","),
         args.repeat
     ));
