@@ -132,6 +132,8 @@ mod tests {
             let plan = run(&one, &format!("EXPLAIN {sql}")).await;
             assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
             assert!(!plan.contains("mode=Partial"), "{plan}");
+            // Keys and arguments are computed once, below the repartition.
+            assert!(plan.contains("__arg"), "{plan}");
         }
         // Other aggregates keep the two-phase plan.
         let plan = run(&one, "EXPLAIN SELECT user_id, count(*) FROM events GROUP BY user_id").await;

@@ -18,7 +18,8 @@
 //! into
 //!
 //! ```text
-//! AggregateExec(SinglePartitioned, key = e) <- RepartitionExec(Hash(e)) <- input
+//! AggregateExec(SinglePartitioned, key = k) <- RepartitionExec(Hash(k))
+//!     <- ProjectionExec(k = e, the aggregates' arguments) <- input
 //! ```
 //!
 //! when every aggregate of the node is one of those: rows are sent to
@@ -32,7 +33,10 @@ use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
@@ -95,6 +99,12 @@ fn rewrite(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
     {
         return Ok(None);
     }
+    if let Some(single) = projected(partial, *partitions)? {
+        let single = single.with_limit_options(last.limit_options());
+        if single.schema() == last.schema() {
+            return Ok(Some(Arc::new(single)));
+        }
+    }
     let rows = Arc::new(RepartitionExec::try_new(
         Arc::clone(partial.input()),
         Partitioning::Hash(group_by.input_exprs(), *partitions),
@@ -112,4 +122,76 @@ fn rewrite(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
         return Ok(None);
     }
     Ok(Some(Arc::new(single)))
+}
+
+/// The one-phase aggregate over a projection of exactly what it uses: the
+/// group keys and the aggregates' non-constant arguments (a funnel's
+/// `event = '...'` conditions become booleans) are computed once, before
+/// the repartition, which then moves a key, a timestamp and a few
+/// booleans per row instead of every input column (strings included),
+/// and the aggregate does not evaluate the key again. `None` when an
+/// aggregate has a filter, an ordering or `DISTINCT` (not rewritten).
+fn projected(partial: &AggregateExec, partitions: usize) -> Result<Option<AggregateExec>> {
+    if partial.filter_expr().iter().any(Option::is_some)
+        || partial
+            .aggr_expr()
+            .iter()
+            .any(|a| a.is_distinct() || !a.order_bys().is_empty())
+    {
+        return Ok(None);
+    }
+    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+    let mut keys: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+    for (expr, name) in partial.group_expr().expr() {
+        let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(name, exprs.len()));
+        keys.push((column, name.clone()));
+        exprs.push((Arc::clone(expr), name.clone()));
+    }
+    let mut aggregates = Vec::with_capacity(partial.aggr_expr().len());
+    for aggregate in partial.aggr_expr() {
+        let mut args = Vec::new();
+        for arg in aggregate.expressions() {
+            // Constant arguments (a funnel's window and mode) stay
+            // constants: the accumulator reads them at planning time.
+            if arg.downcast_ref::<Literal>().is_some() {
+                args.push(arg);
+                continue;
+            }
+            let index = match exprs.iter().position(|(e, _)| e.eq(&arg)) {
+                Some(i) => i,
+                None => {
+                    exprs.push((Arc::clone(&arg), format!("__arg{}", exprs.len())));
+                    exprs.len() - 1
+                }
+            };
+            args.push(Arc::new(Column::new(&exprs[index].1, index)) as Arc<dyn PhysicalExpr>);
+        }
+        let Some(rewritten) = aggregate.with_new_expressions(args, Vec::new()) else {
+            return Ok(None);
+        };
+        aggregates.push(Arc::new(rewritten));
+    }
+    // Group names must not collide with the argument columns' names.
+    let mut names: Vec<&String> = exprs.iter().map(|(_, n)| n).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != exprs.len() {
+        return Ok(None);
+    }
+    let projection: Arc<dyn ExecutionPlan> =
+        Arc::new(ProjectionExec::try_new(exprs, Arc::clone(partial.input()))?);
+    let key_columns = keys.iter().map(|(e, _)| Arc::clone(e)).collect();
+    let rows = Arc::new(RepartitionExec::try_new(
+        Arc::clone(&projection),
+        Partitioning::Hash(key_columns, partitions),
+    )?);
+    let filters = vec![None; aggregates.len()];
+    Ok(Some(AggregateExec::try_new(
+        AggregateMode::SinglePartitioned,
+        PhysicalGroupBy::new_single(keys),
+        aggregates,
+        filters,
+        rows,
+        projection.schema(),
+    )?))
 }
