@@ -106,15 +106,7 @@ impl<A: RowsAggregate> GroupedRows<A> {
             EmitTo::All => self.groups,
             EmitTo::First(n) => n.min(self.groups),
         };
-        let mut offsets = vec![0usize; n + 1];
-        for &(g, _) in &self.rows {
-            if g < n {
-                offsets[g + 1] += 1;
-            }
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
+        let offsets = group_offsets(n, self.rows.iter().map(|&(g, _)| g));
         let taken = offsets[n];
         let mut rows = match self.rows.first() {
             Some(&(_, r)) => vec![r; taken],
@@ -138,6 +130,19 @@ impl<A: RowsAggregate> GroupedRows<A> {
         self.groups -= n;
         Groups { rows, offsets }
     }
+}
+
+/// Where each of groups `0..n` starts once rows are grouped: `n + 1`
+/// prefix sums of the group sizes (rows of groups `>= n` are not counted).
+fn group_offsets(n: usize, groups: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut offsets = vec![0usize; n + 1];
+    for g in groups.filter(|&g| g < n) {
+        offsets[g + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    offsets
 }
 
 impl<A: RowsAggregate> GroupsAccumulator for GroupedRows<A> {
@@ -195,13 +200,7 @@ impl<A: RowsAggregate> GroupsAccumulator for GroupedRows<A> {
             kept.push((i, row));
         })?;
         // Input rows come in order, so `kept` is already grouped.
-        let mut offsets = vec![0usize; n + 1];
-        for &(i, _) in &kept {
-            offsets[i + 1] += 1;
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
+        let offsets = group_offsets(n, kept.iter().map(|&(i, _)| i));
         let groups = Groups {
             rows: kept.into_iter().map(|(_, r)| r).collect(),
             offsets,
