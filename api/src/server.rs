@@ -39,7 +39,8 @@ pub struct AppState {
     /// The real-time hub.
     pub hub: beacon_realtime::Hub,
     /// What feeds the hub's channels.
-    pub live: beacon_realtime::Live,
+    /// Shared by reference: every WebSocket session holds one.
+    pub live: Arc<beacon_realtime::Live>,
     /// Signs and checks user session tokens.
     pub tokens: beacon_realtime::token::TokenSigner,
     /// Analyst queries in progress.
@@ -235,7 +236,10 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     )
     .context("cannot read or create the token secret")?;
     let hub = beacon_realtime::Hub::new(config.realtime.clone());
-    let (live, live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+    let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+    // Heartbeats, idle and stalled connections, shutdown: one task for all
+    // WebSocket connections (`Hub::sweep`).
+    live_jobs.push(hub.start_sweeper());
     let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
         let catalog = Arc::clone(&catalog);
         Arc::new(move |tenant: &str| catalog.tenant(tenant).map(|t| t.timezone).unwrap_or_else(|_| "UTC".into()))
@@ -261,7 +265,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         engine,
         prometheus,
         hub,
-        live,
+        live: Arc::new(live),
         tokens,
         queries: crate::queries::RunningQueries::default(),
         forecasts: crate::models::ForecastStore::default(),

@@ -667,3 +667,70 @@ async fn a_client_that_stops_answering_pings_is_closed_as_dead() {
     let (status, _) = call(&server, Method::GET, "/healthz", &read, None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_subscriptions_is_closed_as_idle_and_shutdown_says_going_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    create_tenant(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_REALTIME__HEARTBEAT", "100ms"),
+            ("BEACON_REALTIME__IDLE_TIMEOUT", "300ms"),
+        ],
+    );
+    let mut idle = connect(&server, &read).await;
+    let mut busy = connect(&server, &read).await;
+    subscribe(&mut busy, json!({"type": "subscribe", "channel": "alerts"})).await;
+    // The subscribed client keeps reading (so it answers pings) on a task
+    // of its own and reports what it sees.
+    let (mut busy_tx, mut busy_rx) = busy.split();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            let frame = tokio::time::timeout(WAIT, busy_rx.next()).await.expect("a frame in time");
+            let seen = match frame {
+                Some(Ok(Message::Ping(_))) => "ping".to_owned(),
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                    format!("{}:{}", v["type"].as_str().unwrap_or(""), v["id"])
+                }
+                Some(Ok(Message::Close(Some(f)))) => format!("close:{}", u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => format!("ended:{other:?}"),
+            };
+            let end = seen.starts_with("close") || seen.starts_with("ended");
+            let _ = seen_tx.send(seen);
+            if end {
+                return;
+            }
+        }
+    });
+    let mut expect = async |want: &str| {
+        loop {
+            let got = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("reader");
+            if got == want {
+                return;
+            }
+            assert!(!got.starts_with("close") && !got.starts_with("ended"), "wanted {want}, got {got}");
+        }
+    };
+    // The idle client reads (so it answers pings) but never subscribes:
+    // closed with 4008 once idle_timeout has passed.
+    assert_eq!(close_code(&mut idle).await, 4008);
+    // The subscribed one is pinged, answers, and is still served.
+    expect("ping").await;
+    busy_tx
+        .send(Message::text(json!({"type": "ping", "id": 7}).to_string()))
+        .await
+        .expect("send");
+    expect("pong:7").await;
+    // Shutdown: the server says so (1001) and exits cleanly.
+    let stopping = tokio::task::spawn_blocking(move || server.stop());
+    expect("close:1001").await;
+    reader.await.expect("reader");
+    let status = stopping.await.expect("join");
+    assert!(status.success(), "{status}");
+}

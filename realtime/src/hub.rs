@@ -23,16 +23,18 @@
 //! missed messages and then the live ones, with no gap and no duplicate.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use beacon_ingest::Role;
+use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use crate::RealtimeConfig;
-use crate::protocol::{Cursor, Envelope, control, error_message};
+use crate::protocol::{Cursor, Envelope, Text, control, error_message};
 use crate::{Error, Result};
 
 /// Metric names.
@@ -146,7 +148,7 @@ impl Principal {
 /// One outgoing item of a connection.
 #[derive(Debug, Clone)]
 enum Item {
-    Control(Arc<str>),
+    Control(Text),
     Message(Arc<Envelope>),
 }
 
@@ -158,33 +160,91 @@ struct OutboxState {
     messages: usize,
     /// Latest message of each coalescing channel not yet sent.
     latest: Vec<(Arc<str>, Arc<Envelope>)>,
-    /// Channels this connection is subscribed to.
-    subscribed: HashSet<Arc<str>>,
+    /// Channels this connection is subscribed to (a few: a `Vec` is
+    /// smaller than a set, and every connection has one).
+    subscribed: Vec<Arc<str>>,
     closed: bool,
 }
 
-/// The bounded queue between the hub and one connection's writer.
+/// What the hub's sweeper ([`Hub::sweep`]) tells a connection's writer,
+/// as bits of [`Outbox::take_signals`].
+pub mod signal {
+    /// A heartbeat round: send a WebSocket ping.
+    pub const PING: u8 = 1;
+    /// Nothing heard from the client for two heartbeats: close (4009).
+    pub const DEAD: u8 = 2;
+    /// No subscriptions for `idle_timeout`: close (4008).
+    pub const IDLE: u8 = 4;
+    /// A write has been blocked for `write_timeout`: drop the client.
+    pub const STALLED: u8 = 8;
+    /// The server is shutting down: close (1001).
+    pub const SHUTDOWN: u8 = 16;
+}
+
+/// `idle_since` of a connection that has subscriptions.
+const NOT_IDLE: u64 = u64::MAX;
+
+/// The bounded queue between the hub and one connection's writer, and the
+/// connection's liveness state that the hub-wide sweeper reads.
+///
+/// A connection's writer is polled, not a task with timers of its own: it
+/// registers its waker here ([`Outbox::poll_ready`]) and is woken by a
+/// publish or by a signal of the sweeper. That keeps the per-connection
+/// state to this struct and the socket (see `ARCHITECTURE.md`).
 #[derive(Debug)]
 pub struct Outbox {
     id: u64,
     capacity: usize,
     state: Mutex<OutboxState>,
-    notify: Notify,
+    waker: AtomicWaker,
+    /// Bits of [`signal`] raised and not yet taken.
+    signals: AtomicU8,
+    /// Hub clock (ms) when the client was last heard from.
+    heard: AtomicU64,
+    /// Hub clock (ms) + 1 since a write has been waiting on the socket;
+    /// 0 while not blocked.
+    writing_since: AtomicU64,
+    /// Hub clock (ms) since the connection has had no subscriptions
+    /// (as seen by the sweeper), or [`NOT_IDLE`].
+    idle_since: AtomicU64,
 }
 
 impl Outbox {
-    fn new(id: u64, capacity: usize) -> Self {
+    fn new(id: u64, capacity: usize, now_ms: u64) -> Self {
         Self {
             id,
             capacity,
             state: Mutex::new(OutboxState::default()),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            signals: AtomicU8::new(0),
+            heard: AtomicU64::new(now_ms),
+            writing_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(now_ms),
         }
     }
 
-    fn push_control(&self, text: Arc<str>) {
+    fn wake(&self) {
+        self.waker.wake();
+    }
+
+    fn raise(&self, bits: u8) {
+        self.signals.fetch_or(bits, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Takes the raised [`signal`] bits.
+    pub fn take_signals(&self) -> u8 {
+        self.signals.swap(0, Ordering::AcqRel)
+    }
+
+    /// True if a [`signal`] is raised and not taken.
+    pub fn has_signals(&self) -> bool {
+        self.signals.load(Ordering::Acquire) != 0
+    }
+
+    fn push_control(&self, text: Text) {
         self.state.lock().items.push_back(Item::Control(text));
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Queues the messages of one publish (a batch), with one lock and one
@@ -198,7 +258,7 @@ impl Outbox {
             .extend(envs.iter().map(|e| Item::Message(Arc::clone(e))));
         s.messages += envs.len();
         drop(s);
-        self.notify.notify_one();
+        self.wake();
         true
     }
 
@@ -208,7 +268,7 @@ impl Outbox {
         s.messages += envs.len();
         s.items.extend(envs.into_iter().map(Item::Message));
         drop(s);
-        self.notify.notify_one();
+        self.wake();
     }
 
     fn set_latest(&self, env: &Arc<Envelope>) {
@@ -221,12 +281,12 @@ impl Outbox {
             None => s.latest.push((Arc::clone(&env.channel), Arc::clone(env))),
         }
         drop(s);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Takes everything queued: control and ordered messages first, then
     /// the latest value of each coalescing channel.
-    pub fn drain(&self) -> Vec<Arc<str>> {
+    pub fn drain(&self) -> Vec<Text> {
         let mut out = Vec::new();
         self.drain_into(&mut out);
         out
@@ -234,14 +294,14 @@ impl Outbox {
 
     /// [`Outbox::drain`], appended to a reused buffer (the writer's), so a
     /// wake-up allocates nothing.
-    pub fn drain_into(&self, out: &mut Vec<Arc<str>>) {
+    pub fn drain_into(&self, out: &mut Vec<Text>) {
         let mut s = self.state.lock();
         out.extend(s.items.drain(..).map(|i| match i {
             Item::Control(t) => t,
-            Item::Message(e) => Arc::clone(&e.text),
+            Item::Message(e) => e.text.clone(),
         }));
         s.messages = 0;
-        out.extend(s.latest.drain(..).map(|(_, e)| Arc::clone(&e.text)));
+        out.extend(s.latest.drain(..).map(|(_, e)| e.text.clone()));
         // A burst (a replay, a large batch) can grow the queue; give the
         // memory back instead of holding it for the connection's life.
         if s.items.capacity() > 64 {
@@ -249,18 +309,25 @@ impl Outbox {
         }
     }
 
-    /// Waits until something is queued (returns at once if it already is).
-    pub async fn ready(&self) {
-        loop {
-            let notified = self.notify.notified();
-            {
-                let s = self.state.lock();
-                if !s.items.is_empty() || !s.latest.is_empty() || s.closed {
-                    return;
-                }
-            }
-            notified.await;
+    /// Ready when something is queued, a signal is raised or the
+    /// connection is closed; otherwise registers `cx`'s waker (one waker:
+    /// an outbox has one writer).
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.signals.load(Ordering::Acquire) != 0 {
+            return Poll::Ready(());
         }
+        let s = self.state.lock();
+        if !s.items.is_empty() || !s.latest.is_empty() || s.closed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Waits until [`Outbox::poll_ready`] is ready.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
     }
 
     /// Messages waiting (for tests and metrics).
@@ -278,8 +345,9 @@ impl Outbox {
 #[derive(Debug)]
 struct Subscriber {
     outbox: Arc<Outbox>,
-    /// `activity`: only these events.
-    events: Option<HashSet<String>>,
+    /// `activity`: only these events. Boxed: a channel holds one entry
+    /// per subscriber, and most have no filter.
+    events: Option<Box<HashSet<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -344,6 +412,11 @@ struct HubInner {
     next_id: AtomicU64,
     /// Set once when the server shuts down.
     closing: tokio::sync::watch::Sender<bool>,
+    shut: AtomicBool,
+    /// Connections the sweeper watches ([`Connection::watch`]).
+    watched: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// Zero of the hub clock ([`Hub::now_ms`]).
+    origin: Instant,
 }
 
 /// A snapshot for a subscriber: the current state of a coalescing channel,
@@ -360,6 +433,9 @@ impl Hub {
                 connections: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 closing: tokio::sync::watch::channel(false).0,
+                shut: AtomicBool::new(false),
+                watched: Mutex::new(HashMap::new()),
+                origin: Instant::now(),
             }),
         }
     }
@@ -371,7 +447,91 @@ impl Hub {
 
     /// Tells every connection to close (server shutdown).
     pub fn shutdown(&self) {
+        self.inner.shut.store(true, Ordering::Release);
         self.inner.closing.send_replace(true);
+        for outbox in self.inner.watched.lock().values() {
+            outbox.raise(signal::SHUTDOWN);
+        }
+    }
+
+    /// Milliseconds since the hub was made (a monotonic clock).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.origin.elapsed().as_millis() as u64
+    }
+
+    /// One round of the sweeper over the watched connections: flags
+    /// writes blocked for longer than `write_timeout` ([`signal::STALLED`])
+    /// and, on a heartbeat round, clients silent for two heartbeats
+    /// ([`signal::DEAD`]), connections without subscriptions for
+    /// `idle_timeout` ([`signal::IDLE`]), and asks every connection to
+    /// ping ([`signal::PING`]).
+    ///
+    /// One task does this for all connections (a few atomic loads each)
+    /// instead of every connection owning timers: see
+    /// [`Hub::start_sweeper`].
+    pub fn sweep(&self, heartbeat: bool) {
+        let config = &self.inner.config;
+        let millis = |d: Duration| d.as_millis() as u64;
+        let (write_ms, beat_ms, idle_ms) = (
+            millis(config.write_timeout),
+            millis(config.heartbeat),
+            millis(config.idle_timeout),
+        );
+        let now = self.now_ms();
+        for outbox in self.inner.watched.lock().values() {
+            let mut bits = 0;
+            let since = outbox.writing_since.load(Ordering::Acquire);
+            if since != 0 && now.saturating_sub(since - 1) > write_ms {
+                bits |= signal::STALLED;
+            }
+            if heartbeat {
+                if now.saturating_sub(outbox.heard.load(Ordering::Acquire)) > 2 * beat_ms {
+                    bits |= signal::DEAD;
+                }
+                if outbox.state.lock().subscribed.is_empty() {
+                    let idle = outbox.idle_since.load(Ordering::Acquire);
+                    if idle == NOT_IDLE {
+                        outbox.idle_since.store(now, Ordering::Release);
+                    } else if now.saturating_sub(idle) >= idle_ms {
+                        bits |= signal::IDLE;
+                    }
+                } else {
+                    outbox.idle_since.store(NOT_IDLE, Ordering::Release);
+                }
+                bits |= signal::PING;
+            }
+            if bits != 0 {
+                outbox.raise(bits);
+            }
+        }
+    }
+
+    /// Runs [`Hub::sweep`] on a tokio task: every quarter of the shorter
+    /// of `heartbeat` and `write_timeout` (5 ms to 1 s), with a heartbeat
+    /// round once a `heartbeat` has passed. The task ends when the hub is
+    /// dropped.
+    pub fn start_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let config = &self.inner.config;
+        let tick = (config.heartbeat.min(config.write_timeout) / 4)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let heartbeat = config.heartbeat;
+        let hub: Weak<HubInner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(tick);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_beat = Instant::now();
+            loop {
+                ticks.tick().await;
+                let Some(inner) = hub.upgrade() else {
+                    return;
+                };
+                let beat = last_beat.elapsed() >= heartbeat;
+                if beat {
+                    last_beat = Instant::now();
+                }
+                Hub { inner }.sweep(beat);
+            }
+        })
     }
 
     /// Open connections.
@@ -397,8 +557,8 @@ impl Hub {
         Some(Connection {
             hub: self.clone(),
             principal,
-            outbox: Arc::new(Outbox::new(id, self.inner.config.connection_queue)),
-            subscriptions: HashMap::new(),
+            outbox: Arc::new(Outbox::new(id, self.inner.config.connection_queue, self.now_ms())),
+            subscriptions: Vec::new(),
         })
     }
 
@@ -531,7 +691,7 @@ fn publish_on(
             sub.outbox.set_latest(newest);
             continue;
         }
-        let pushed = match &sub.events {
+        let pushed = match sub.events.as_deref() {
             None => sub.outbox.push_messages(&envs),
             Some(filter) => match filtered.iter().position(|(f, _)| *f == filter) {
                 Some(pos) => {
@@ -555,7 +715,7 @@ fn publish_on(
     for id in lagged {
         if let Some(sub) = s.subscribers.remove(&id) {
             metrics::counter!(metric_names::LAGGED).increment(1);
-            sub.outbox.state.lock().subscribed.remove(&channel.name);
+            sub.outbox.state.lock().subscribed.retain(|c| *c != channel.name);
             sub.outbox.push_control(control(
                 "lagged",
                 json!({
@@ -590,7 +750,9 @@ pub struct Connection {
     hub: Hub,
     principal: Principal,
     outbox: Arc<Outbox>,
-    subscriptions: HashMap<String, Arc<Channel>>,
+    /// The channels subscribed to (see `OutboxState::subscribed` for why
+    /// not a map).
+    subscriptions: Vec<Arc<Channel>>,
 }
 
 impl Connection {
@@ -609,6 +771,42 @@ impl Connection {
         self.outbox.state.lock().subscribed.len()
     }
 
+    /// Hands the connection to the hub's sweeper: from now on its outbox
+    /// gets [`signal`]s (pings, dead, idle, stalled, shutdown). For
+    /// WebSocket connections, whose writer acts on them; raises
+    /// [`signal::SHUTDOWN`] at once if the server is already shutting down.
+    pub fn watch(&self) {
+        self.hub
+            .inner
+            .watched
+            .lock()
+            .insert(self.outbox.id, Arc::clone(&self.outbox));
+        if self.hub.inner.shut.load(Ordering::Acquire) {
+            self.outbox.raise(signal::SHUTDOWN);
+        }
+    }
+
+    /// Records that the client was heard from (any frame).
+    pub fn heard(&self) {
+        self.outbox.heard.store(self.hub.now_ms(), Ordering::Release);
+    }
+
+    /// Records whether a write is blocked on the socket (the sweeper
+    /// raises [`signal::STALLED`] when one stays blocked for
+    /// `write_timeout`).
+    pub fn writing(&self, blocked: bool) {
+        if blocked {
+            let _ = self.outbox.writing_since.compare_exchange(
+                0,
+                self.hub.now_ms() + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        } else {
+            self.outbox.writing_since.store(0, Ordering::Release);
+        }
+    }
+
     /// Resolves when the server shuts down.
     pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.hub.inner.closing.subscribe();
@@ -625,7 +823,7 @@ impl Connection {
     }
 
     /// Queues a control message.
-    pub fn send_control(&self, text: Arc<str>) {
+    pub fn send_control(&self, text: Text) {
         self.outbox.push_control(text);
     }
 
@@ -664,7 +862,8 @@ impl Connection {
             "subscribed",
             json!({"channel": name, "epoch": &*channel.epoch, "seq": last_seq}),
         ));
-        let filter: Option<HashSet<String>> = options.events.map(|e| e.into_iter().collect());
+        let filter: Option<Box<HashSet<String>>> =
+            options.events.map(|e| Box::new(e.into_iter().collect()));
         let wanted = |e: &Envelope| match (&filter, &e.event) {
             (Some(f), Some(ev)) => f.contains(ev),
             _ => true,
@@ -705,7 +904,7 @@ impl Connection {
                     .rev()
                     .filter(|e| wanted(e))
                     .take(50)
-                    .filter_map(|e| serde_json::from_str::<Value>(&e.text).ok())
+                    .filter_map(|e| serde_json::from_slice::<Value>(e.text.bytes()).ok())
                     .map(|mut v| v["payload"].take())
                     .collect::<Vec<_>>()
                     .into_iter()
@@ -728,35 +927,40 @@ impl Connection {
             .state
             .lock()
             .subscribed
-            .insert(Arc::clone(&channel.name));
-        self.subscriptions.insert(name.to_owned(), channel);
+            .push(Arc::clone(&channel.name));
+        self.subscriptions.push(channel);
         Ok(())
     }
 
     /// Ends a subscription; true if there was one.
     pub fn unsubscribe(&mut self, name: &str) -> bool {
-        let Some(channel) = self.subscriptions.remove(name) else {
+        let Some(at) = self.subscriptions.iter().position(|c| &*c.name == name) else {
             return false;
         };
+        let channel = self.subscriptions.swap_remove(at);
         channel.state.lock().subscribers.remove(&self.outbox.id);
-        self.outbox.state.lock().subscribed.remove(&channel.name)
+        let mut s = self.outbox.state.lock();
+        let before = s.subscribed.len();
+        s.subscribed.retain(|c| *c != channel.name);
+        s.subscribed.len() < before
     }
 }
 
-fn snapshot_message(channel: &Channel, seq: u64, snapshot: &Value) -> Arc<str> {
+fn snapshot_message(channel: &Channel, seq: u64, snapshot: &Value) -> Text {
     Envelope::new(&channel.name, &channel.epoch, seq, "snapshot", snapshot, None).text
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        for (_, channel) in self.subscriptions.drain() {
+        for channel in self.subscriptions.drain(..) {
             channel.state.lock().subscribers.remove(&self.outbox.id);
         }
+        self.hub.inner.watched.lock().remove(&self.outbox.id);
         {
             let mut s = self.outbox.state.lock();
             s.closed = true;
         }
-        self.outbox.notify.notify_one();
+        self.outbox.wake();
         self.hub.inner.connections.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!(metric_names::CONNECTIONS).decrement(1.0);
     }

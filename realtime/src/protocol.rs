@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -76,6 +77,37 @@ impl ClientMessage {
     }
 }
 
+/// A message's JSON text, serialized once and shared: every subscriber's
+/// writer hands the same bytes to its socket (a reference count, no copy
+/// per delivery). Always valid UTF-8 (made only from `String`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// The bytes, for a socket.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The text. Checks the UTF-8 again (a scan, no copy): for tests and
+    /// the SSE path, not per WebSocket delivery.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A message on a channel, serialized once and shared by every subscriber.
 #[derive(Debug)]
 pub struct Envelope {
@@ -88,7 +120,7 @@ pub struct Envelope {
     /// For `activity`: the event name (subscribers may filter on it).
     pub event: Option<String>,
     /// The JSON text sent to clients.
-    pub text: Arc<str>,
+    pub text: Text,
 }
 
 impl Envelope {
@@ -120,7 +152,7 @@ impl Envelope {
 }
 
 /// A control message (not part of any channel's sequence).
-pub fn control(kind: &str, fields: Value) -> Arc<str> {
+pub fn control(kind: &str, fields: Value) -> Text {
     let mut doc = json!({ "type": kind });
     if let (Some(map), Value::Object(extra)) = (doc.as_object_mut(), fields) {
         map.extend(extra);
@@ -129,7 +161,7 @@ pub fn control(kind: &str, fields: Value) -> Arc<str> {
 }
 
 /// An `error` control message.
-pub fn error_message(code: &str, message: &str, channel: Option<&str>) -> Arc<str> {
+pub fn error_message(code: &str, message: &str, channel: Option<&str>) -> Text {
     let mut fields = json!({"code": code, "message": message});
     if let Some(c) = channel {
         fields["channel"] = json!(c);
@@ -200,7 +232,7 @@ mod tests {
             &json!({"a": 1}),
             None,
         );
-        let v: Value = serde_json::from_str(&e.text).expect("json");
+        let v: Value = serde_json::from_str(e.text.as_str()).expect("json");
         assert_eq!(
             v,
             json!({"channel": "metrics", "type": "update", "epoch": "ep", "seq": 7, "payload": {"a": 1}})

@@ -12,9 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -22,11 +25,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use beacon_ingest::Role;
-use beacon_realtime::hub::ChannelKind;
-use beacon_realtime::protocol::{ClientMessage, Cursor, close, control, error_message};
+use beacon_realtime::hub::{ChannelKind, signal};
+use beacon_realtime::protocol::{ClientMessage, Cursor, Text, close, control, error_message};
 use beacon_realtime::token::Claims;
-use beacon_realtime::{Access, Connection, Principal, SubscribeOptions};
-use futures::{SinkExt, StreamExt};
+use beacon_realtime::{Access, Connection, Live, Principal, SubscribeOptions};
+use bytes::Bytes;
+use futures::{Sink, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,7 +99,7 @@ fn principal_of(
 
 /// Subscribes `conn`, preparing the snapshot the channel needs first.
 async fn subscribe(
-    state: &AppState,
+    live: &Live,
     conn: &mut Connection,
     channel: &str,
     resume: Option<Cursor>,
@@ -110,8 +114,8 @@ async fn subscribe(
         ));
     }
     let snapshot = match &kind {
-        ChannelKind::Metrics => Some(state.live.ensure_metrics(&tenant).await?),
-        ChannelKind::Query(id) => Some(state.live.ensure_query(&tenant, id, sql.as_deref()).await?),
+        ChannelKind::Metrics => Some(live.ensure_metrics(&tenant).await?),
+        ChannelKind::Query(id) => Some(live.ensure_query(&tenant, id, sql.as_deref()).await?),
         _ => None,
     };
     conn.subscribe(
@@ -135,6 +139,8 @@ pub async fn websocket(
     let key = params.key.or(header_key);
     let token = params.token;
     let limit = state.config.realtime.max_message_bytes;
+    // Boxed: the upgrade task holds this until the socket is open.
+    let setup = Box::new(Setup { state, key, token });
     // tungstenite's default 128 KiB read buffer per socket dominated the
     // memory of an idle connection. Clients send small control messages
     // (subscribe, ping), so 256 bytes hold one; a larger frame is still
@@ -147,7 +153,7 @@ pub async fn websocket(
         .write_buffer_size(16 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| run_socket(state, socket, key, token))
+        .on_upgrade(move |socket| run_socket(setup, socket))
 }
 
 async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) {
@@ -164,138 +170,257 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
-async fn run_socket(
+/// What a WebSocket needs until it is authenticated.
+struct Setup {
     state: AppState,
-    mut socket: WebSocket,
     key: Option<String>,
     token: Option<String>,
-) {
-    // The shared config (an Arc), not a copy: this future lives as long as
-    // the connection, so every byte of its state is per-connection memory.
-    // For the same reason the one-off phases (authentication, refusals,
-    // the closing handshake) run as boxed futures of their own.
-    let config = std::sync::Arc::clone(&state.config);
-    let Some(principal) = Box::pin(authenticate(&state, &mut socket, key, token)).await else {
-        return;
+}
+
+/// The connection's task. Not an `async fn`: the future of an async fn
+/// keeps its parameters for its whole life, and this one lives as long as
+/// the connection, so every byte of it is per-connection memory. The
+/// one-off opening phase (authentication, refusals, the welcome) is a
+/// boxed future made here, so the task holds a pointer to it and then
+/// only the [`Session`].
+fn run_socket(setup: Box<Setup>, socket: WebSocket) -> impl Future<Output = ()> + Send {
+    // The session is boxed too: moved by value through async fns it would
+    // be copied into each future's state (1.7 KB per connection for a
+    // 552-byte session).
+    let open = Box::pin(open_session(setup, socket));
+    async move {
+        if let Some(session) = open.await {
+            session.run().await;
+        }
+    }
+}
+
+/// Authenticates, registers the connection with the hub (or refuses it)
+/// and queues the welcome.
+async fn open_session(setup: Box<Setup>, mut socket: WebSocket) -> Option<Box<Session>> {
+    let Setup { state, key, token } = *setup;
+    let principal = authenticate(&state, &mut socket, key, token).await?;
+    let Some(conn) = state.hub.connect(principal) else {
+        close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later").await;
+        return None;
     };
-    let Some(mut conn) = state.hub.connect(principal) else {
-        Box::pin(close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later")).await;
-        return;
-    };
-    let welcome = control(
+    let config = &state.config.realtime;
+    conn.send_control(control(
         "welcome",
         json!({
             "tenant": conn.principal().tenant,
-            "heartbeat_ms": config.realtime.heartbeat.as_millis() as u64,
-            "max_message_bytes": config.realtime.max_message_bytes,
+            "heartbeat_ms": config.heartbeat.as_millis() as u64,
+            "max_message_bytes": config.max_message_bytes,
         }),
-    );
-    conn.send_control(welcome);
-    let (mut sink, mut stream) = socket.split();
-    let outbox = std::sync::Arc::clone(conn.outbox());
-    let mut heartbeat = tokio::time::interval(config.realtime.heartbeat);
-    heartbeat.tick().await;
-    let mut last_heard = Instant::now();
-    let closing = conn.closing();
-    tokio::pin!(closing);
-    let mut idle_since = Some(Instant::now());
-    let mut batch: Vec<std::sync::Arc<str>> = Vec::new();
-    let outcome: Option<(u16, String)> = loop {
-        tokio::select! {
-            () = &mut closing => break Some((close::GOING_AWAY, "server shutting down".into())),
-            () = outbox.ready() => {
-                // Queue everything drained, then one flush: one write
-                // syscall per wake-up instead of one per message.
-                // `batch` is empty here: the write below drains it, also
-                // when it is dropped on a timeout.
-                outbox.drain_into(&mut batch);
-                let write = async {
-                    for text in batch.drain(..) {
-                        sink.feed(Message::Text((&*text).into())).await?;
-                    }
-                    sink.flush().await
-                };
-                let written = tokio::time::timeout(config.realtime.write_timeout, write).await;
-                if batch.capacity() > 256 {
-                    batch = Vec::new();
+    ));
+    conn.watch();
+    Some(Box::new(Session {
+        socket,
+        conn,
+        live: Arc::clone(&state.live),
+        batch: Vec::new(),
+        sent: 0,
+        ping: false,
+        unflushed: false,
+        max_message_bytes: config.max_message_bytes,
+        write_timeout: config.write_timeout,
+    }))
+}
+
+/// Rounds of [`Session::poll_turn`] before it yields to other tasks.
+const ROUNDS_PER_POLL: usize = 16;
+
+/// An open, authenticated WebSocket: the socket, the hub connection and
+/// what is being written. Driven by [`Session::poll_turn`] instead of a
+/// `select!` over timers: pings, dead and idle clients, stalled writes
+/// and shutdown come from the hub's sweeper as signals on the outbox
+/// (`beacon_realtime::hub::signal`), so a connection owns no timer.
+struct Session {
+    socket: WebSocket,
+    conn: Connection,
+    live: Arc<Live>,
+    /// Messages drained from the outbox; `batch[..sent]` are handed to
+    /// the socket.
+    batch: Vec<Text>,
+    sent: usize,
+    /// A ping is due.
+    ping: bool,
+    /// Frames handed to the socket and not yet flushed.
+    unflushed: bool,
+    max_message_bytes: usize,
+    write_timeout: Duration,
+}
+
+/// What a session's poll comes back with.
+enum Turn {
+    /// A text message from the client.
+    Text(Utf8Bytes),
+    /// The connection ends, with a close frame to send (or none: the
+    /// client is gone or stalled).
+    End(Option<(u16, String)>),
+}
+
+impl Session {
+    async fn run(mut self: Box<Self>) {
+        let outcome = loop {
+            match std::future::poll_fn(|cx| self.poll_turn(cx)).await {
+                // Boxed: subscribing may plan a live query, a large future
+                // that would otherwise be part of every connection's task
+                // for its whole life.
+                Turn::Text(text) => {
+                    Box::pin(handle_message(&self.live, &mut self.conn, &text)).await;
                 }
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => {
-                        tracing::warn!(tenant = %conn.principal().tenant, "Closed a stalled real-time client.");
-                        break None;
-                    }
-                }
+                Turn::End(outcome) => break outcome,
             }
-            incoming = stream.next() => {
-                last_heard = Instant::now();
-                match incoming {
-                    None | Some(Ok(Message::Close(_))) => break None,
-                    Some(Err(e)) => {
-                        let too_big = e.to_string().to_ascii_lowercase().contains("too long")
-                            || e.to_string().to_ascii_lowercase().contains("too big")
-                            || e.to_string().to_ascii_lowercase().contains("space limit");
-                        if too_big {
-                            break Some((close::TOO_BIG, format!("messages are limited to {} bytes", config.realtime.max_message_bytes)));
-                        }
-                        break None;
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        // Boxed: subscribing may plan a live query, a large
-                        // future that would otherwise be part of every
-                        // connection's task for its whole life.
-                        Box::pin(handle_message(&state, &mut conn, &text)).await;
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        conn.send_control(error_message("invalid_message", "binary frames are not supported; send JSON text", None));
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                }
+        };
+        if let Some((code, reason)) = outcome {
+            Box::pin(close_handshake(&mut self.socket, code, reason, self.write_timeout)).await;
+        }
+    }
+
+    /// Writes what is queued, reads what the client sent and acts on the
+    /// sweeper's signals until there is a client message to handle, the
+    /// connection ends, or nothing can move (then every source of work
+    /// has this task's waker: the socket's reader and writer, the outbox).
+    fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<Turn> {
+        for _ in 0..ROUNDS_PER_POLL {
+            let signals = self.conn.outbox().take_signals();
+            if signals & signal::SHUTDOWN != 0 {
+                return Poll::Ready(Turn::End(Some((close::GOING_AWAY, "server shutting down".into()))));
             }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > config.realtime.heartbeat * 2 {
-                    break Some((close::DEAD, "no answer to pings".into()));
+            if signals & signal::STALLED != 0 {
+                tracing::warn!(tenant = %self.conn.principal().tenant, "Closed a stalled real-time client.");
+                return Poll::Ready(Turn::End(None));
+            }
+            if signals & signal::DEAD != 0 {
+                return Poll::Ready(Turn::End(Some((close::DEAD, "no answer to pings".into()))));
+            }
+            if signals & signal::IDLE != 0 {
+                return Poll::Ready(Turn::End(Some((close::IDLE, "no subscriptions".into()))));
+            }
+            if signals & signal::PING != 0 {
+                self.ping = true;
+            }
+            if self.sent == self.batch.len() && !self.unflushed {
+                // Nothing in flight: take everything queued, to be written
+                // with one flush (one write syscall per wake-up, not one
+                // per message).
+                self.batch.clear();
+                self.sent = 0;
+                if self.batch.capacity() > 256 {
+                    self.batch = Vec::new();
                 }
-                if conn.subscriptions() == 0 {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= config.realtime.idle_timeout {
-                        break Some((close::IDLE, "no subscriptions".into()));
+                self.conn.outbox().drain_into(&mut self.batch);
+            }
+            let (mut progress, blocked) = match self.poll_write(cx) {
+                Poll::Ready(Ok(wrote)) => (wrote, false),
+                Poll::Ready(Err(())) => return Poll::Ready(Turn::End(None)),
+                Poll::Pending => (false, true),
+            };
+            match Pin::new(&mut self.socket).poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => {
+                    self.conn.heard();
+                    progress = true;
+                    match message {
+                        Message::Text(text) => return Poll::Ready(Turn::Text(text)),
+                        Message::Close(_) => return Poll::Ready(Turn::End(None)),
+                        Message::Binary(_) => self.conn.send_control(error_message(
+                            "invalid_message",
+                            "binary frames are not supported; send JSON text",
+                            None,
+                        )),
+                        Message::Ping(_) | Message::Pong(_) => {}
                     }
-                } else {
-                    idle_since = None;
                 }
-                let ping = tokio::time::timeout(config.realtime.write_timeout, sink.send(Message::Ping(Vec::new().into())));
-                if !matches!(ping.await, Ok(Ok(()))) { break None; }
+                Poll::Ready(Some(Err(e))) => {
+                    let e = e.to_string().to_ascii_lowercase();
+                    let too_big = ["too long", "too big", "space limit"].iter().any(|s| e.contains(s));
+                    return Poll::Ready(Turn::End(too_big.then(|| {
+                        (close::TOO_BIG, format!("messages are limited to {} bytes", self.max_message_bytes))
+                    })));
+                }
+                Poll::Ready(None) => return Poll::Ready(Turn::End(None)),
+                Poll::Pending => {}
+            }
+            if !progress {
+                let outbox = self.conn.outbox();
+                let woken = outbox.poll_ready(cx).is_ready();
+                // While a write waits on the socket, queued messages wait
+                // too; only a signal is news.
+                if !woken || (blocked && !outbox.has_signals()) {
+                    return Poll::Pending;
+                }
             }
         }
-    };
-    if let Some((code, reason)) = outcome {
-        let write_timeout = config.realtime.write_timeout;
-        Box::pin(async move {
-            let frame = Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }));
-            if matches!(
-                tokio::time::timeout(write_timeout, sink.send(frame)).await,
-                Ok(Ok(()))
-            ) {
-                // The closing handshake: let the client answer (it may
-                // still be flushing pongs) before the socket goes away.
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while let Some(Ok(m)) = stream.next().await {
-                        if matches!(m, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
+        // Still busy: let other connections run.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Hands the due ping and the drained messages to the socket and
+    /// flushes them. `Ready(Ok(true))` if something was written,
+    /// `Pending` while the socket cannot take more.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        let mut wrote = false;
+        while self.ping || self.sent < self.batch.len() {
+            match Pin::new(&mut self.socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => {
+                    self.conn.writing(true);
+                    return Poll::Pending;
+                }
+            }
+            let message = if std::mem::take(&mut self.ping) {
+                Message::Ping(Bytes::new())
+            } else {
+                self.sent += 1;
+                // A reference to the shared bytes (a UTF-8 scan, no copy).
+                match Utf8Bytes::try_from(self.batch[self.sent - 1].bytes().clone()) {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => continue,
+                }
+            };
+            if Pin::new(&mut self.socket).start_send(message).is_err() {
+                return Poll::Ready(Err(()));
+            }
+            self.unflushed = true;
+            wrote = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    self.conn.writing(false);
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => {
+                    self.conn.writing(true);
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(wrote))
+    }
+}
+
+/// Sends the close frame and lets the client answer (it may still be
+/// flushing pongs) before the socket goes away.
+async fn close_handshake(socket: &mut WebSocket, code: u16, reason: String, write_timeout: Duration) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    if matches!(tokio::time::timeout(write_timeout, socket.send(frame)).await, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(m)) = socket.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
             }
         })
         .await;
     }
-    drop(conn);
 }
 
 /// The connection's principal, from the request's credentials or else its
@@ -338,14 +463,14 @@ async fn authenticate(
         Ok(p) => Some(p),
         Err(refusal) => {
             let text = error_message(refusal.error, &refusal.message, None);
-            let _ = socket.send(Message::Text((&*text).into())).await;
+            let _ = socket.send(Message::Text(text.as_str().into())).await;
             close_with(socket, refusal.code, &refusal.message).await;
             None
         }
     }
 }
 
-async fn handle_message(state: &AppState, conn: &mut Connection, text: &str) {
+async fn handle_message(live: &Live, conn: &mut Connection, text: &str) {
     let message = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
@@ -373,7 +498,7 @@ async fn handle_message(state: &AppState, conn: &mut Connection, text: &str) {
             events,
             sql,
         } => {
-            if let Err(e) = subscribe(state, conn, &channel, resume, events, sql).await {
+            if let Err(e) = subscribe(live, conn, &channel, resume, events, sql).await {
                 if matches!(e, beacon_realtime::Error::Engine(ref inner) if !inner.is_user_error()) {
                     tracing::error!(error = %e, "Subscribing failed.");
                 }
@@ -462,15 +587,15 @@ pub async fn sse(
             seq: *seq,
         });
         let filter = (name == "activity").then(|| events.clone()).flatten();
-        subscribe(&state, &mut conn, name, resume, filter, None).await?;
+        subscribe(&state.live, &mut conn, name, resume, filter, None).await?;
     }
     let outbox = std::sync::Arc::clone(conn.outbox());
     let stream = futures::stream::unfold(
-        (conn, outbox, Vec::<std::sync::Arc<str>>::new(), false, cursors),
+        (conn, outbox, Vec::<Text>::new(), false, cursors),
         |(conn, outbox, mut pending, mut done, mut cursors)| async move {
             loop {
                 if let Some(text) = pending.pop() {
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let value: Value = serde_json::from_slice(text.bytes()).unwrap_or(Value::Null);
                     if let (Some(ch), Some(epoch), Some(seq)) = (
                         value["channel"].as_str(),
                         value["epoch"].as_str(),
@@ -482,7 +607,7 @@ pub async fn sse(
                         done = true;
                     }
                     let event = Event::default()
-                        .data(&*text)
+                        .data(text.as_str())
                         .id(encode_cursors(&cursors));
                     return Some((
                         Ok::<_, Infallible>(event),

@@ -27,7 +27,7 @@ fn drained(c: &Connection) -> Vec<Value> {
     c.outbox()
         .drain()
         .iter()
-        .map(|t| serde_json::from_str(t).expect("json"))
+        .map(|t| serde_json::from_str(t.as_str()).expect("json"))
         .collect()
 }
 
@@ -317,4 +317,82 @@ fn many_distinct_activity_filters_each_get_their_events() {
         let got = drained(c);
         assert_eq!(seqs(&got, "event"), vec![(k % 20) as u64 + 1], "subscriber {k}");
     }
+}
+
+#[test]
+fn the_sweeper_pings_and_flags_dead_idle_stalled_and_shutdown() {
+    let hub = Hub::new(RealtimeConfig {
+        heartbeat: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(200),
+        write_timeout: Duration::from_millis(100),
+        ..RealtimeConfig::default()
+    });
+    let mut busy = hub.connect(reader("t1")).expect("connect");
+    busy.subscribe("activity", plain()).expect("subscribe");
+    let idle = hub.connect(reader("t1")).expect("connect");
+    let unwatched = hub.connect(reader("t1")).expect("connect");
+    busy.watch();
+    idle.watch();
+
+    // A round that is not a heartbeat flags nothing.
+    hub.sweep(false);
+    assert!(!busy.outbox().has_signals() && !idle.outbox().has_signals());
+
+    // A heartbeat round asks both to ping; within two heartbeats nobody
+    // is dead, and the idle one is not yet idle for long enough.
+    hub.sweep(true);
+    assert_eq!(busy.outbox().take_signals(), signal::PING);
+    assert_eq!(idle.outbox().take_signals(), signal::PING);
+
+    // Past the timeouts: the busy client was heard, the idle one was not.
+    std::thread::sleep(Duration::from_millis(300));
+    busy.heard();
+    hub.sweep(true);
+    assert_eq!(busy.outbox().take_signals(), signal::PING);
+    assert_eq!(
+        idle.outbox().take_signals(),
+        signal::PING | signal::DEAD | signal::IDLE
+    );
+
+    // A write blocked for longer than write_timeout is stalled; a
+    // finished one is not.
+    busy.writing(true);
+    hub.sweep(false);
+    assert!(!busy.outbox().has_signals(), "not blocked long enough yet");
+    std::thread::sleep(Duration::from_millis(150));
+    hub.sweep(false);
+    assert_eq!(busy.outbox().take_signals(), signal::STALLED);
+    busy.writing(false);
+    hub.sweep(false);
+    assert!(!busy.outbox().has_signals());
+
+    // Shutdown reaches the watched connections and any watched later.
+    hub.shutdown();
+    assert_eq!(busy.outbox().take_signals(), signal::SHUTDOWN);
+    assert_eq!(idle.outbox().take_signals(), signal::SHUTDOWN);
+    let late = hub.connect(reader("t1")).expect("connect");
+    late.watch();
+    assert_eq!(late.outbox().take_signals(), signal::SHUTDOWN);
+    // A connection nobody watches (SSE) gets no signals.
+    assert!(!unwatched.outbox().has_signals());
+
+    // Dropped connections leave the sweeper's set.
+    drop((busy, idle, late));
+    assert_eq!(hub.inner.watched.lock().len(), 0);
+}
+
+#[tokio::test]
+async fn a_signal_wakes_the_writer() {
+    let hub = hub(10, 10);
+    let c = hub.connect(reader("t1")).expect("connect");
+    c.watch();
+    let outbox = Arc::clone(c.outbox());
+    let waiter = tokio::spawn(async move { outbox.ready().await });
+    tokio::task::yield_now().await;
+    hub.sweep(true);
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("woken")
+        .expect("task");
+    assert_eq!(c.outbox().take_signals(), signal::PING);
 }
