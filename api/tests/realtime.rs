@@ -2,7 +2,8 @@
 //! tokio-tungstenite clients and a streaming HTTP client for SSE: live
 //! metrics equal to SQL, ordering, resume, history lost, a stalled client
 //! beside a healthy one, auth and cross-tenant refusals with close codes,
-//! malformed and oversized messages, SSE resume, live SQL queries.
+//! malformed and oversized messages, bad handshakes, SSE resume, live SQL
+//! queries.
 //!
 //! Every wait is a bounded loop over received messages with a timeout;
 //! no test asserts wall-clock speed.
@@ -498,6 +499,55 @@ async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connec
     assert_eq!(scalar(&server, &read, "SELECT count(*) FROM events").await, 1);
     let status = client().get(server.url("/healthz")).send().await.expect("healthz").status();
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_handshakes_get_structured_http_errors_and_good_ones_still_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    create_tenant(&data, "Shop");
+    let read = create_read_key(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let url = server.url(&format!("/v1/ws?key={read}"));
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let good_key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+        // A plain GET (a browser tab, curl).
+        (vec![], 426, "upgrade_required"),
+        // Upgrade to something else.
+        (vec![("connection", "Upgrade"), ("upgrade", "h2c")], 426, "upgrade_required"),
+        // An old protocol version.
+        ([&upgrade[..], &[("sec-websocket-version", "8"), good_key]].concat(), 400, "unsupported_websocket_version"),
+        // No key, and a key that is not 16 bytes of base64.
+        ([&upgrade[..], &[("sec-websocket-version", "13")]].concat(), 400, "invalid_websocket_key"),
+        (
+            [&upgrade[..], &[("sec-websocket-version", "13"), ("sec-websocket-key", "short")]].concat(),
+            400,
+            "invalid_websocket_key",
+        ),
+    ];
+    for (headers, status, code) in cases {
+        let mut request = client().get(&url);
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let resp = request.send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), status, "{headers:?}");
+        if status == 426 {
+            assert_eq!(resp.headers()["upgrade"], "websocket");
+        }
+        if code == "unsupported_websocket_version" {
+            assert_eq!(resp.headers()["sec-websocket-version"], "13");
+        }
+        let body: Value = resp.json().await.expect("json error");
+        assert_eq!(body["error"]["code"], code, "{headers:?}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // The server keeps serving: a real client completes the handshake (the
+    // accept key is checked by tungstenite) and gets its welcome.
+    let mut ws = connect(&server, &read).await;
+    send(&mut ws, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(next(&mut ws).await["id"], 1);
 }
 
 /// Reads SSE events (`id`, parsed `data`) until `n` data events arrived.

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -30,7 +30,14 @@ use beacon_realtime::protocol::{ClientMessage, Cursor, Text, close, control, err
 use beacon_realtime::token::Claims;
 use beacon_realtime::{Access, Connection, Live, Principal, SubscribeOptions};
 use bytes::Bytes;
-use futures::{Sink, Stream, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,6 +45,9 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::routes::{parse_json, read_body};
 use crate::server::AppState;
+
+/// An accepted WebSocket: hyper's upgraded connection under tungstenite.
+type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Credentials and options from the query string.
 #[derive(Debug, Default, Deserialize)]
@@ -129,18 +139,29 @@ async fn subscribe(
 }
 
 /// `GET /v1/ws`.
+///
+/// Answers the opening handshake here (RFC 6455 section 4.2) and runs the
+/// socket on a task of its own, instead of axum's `WebSocketUpgrade`:
+/// that one's task keeps its handshake state (the socket configuration,
+/// the protocol header, the upgrade future) for the life of every
+/// connection, about 0.5 KB each, and it refuses bad handshakes in plain
+/// text. Only HTTP/1.1 upgrades are accepted (no WebSockets over HTTP/2).
 pub async fn websocket(
     State(state): State<AppState>,
     Query(params): Query<StreamParams>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    let header_key = auth::header_key(&headers).ok().flatten();
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal,
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return not_upgradable("this connection cannot be upgraded to a WebSocket");
+    };
+    let header_key = auth::header_key(request.headers()).ok().flatten();
     let key = params.key.or(header_key);
     let token = params.token;
     let limit = state.config.realtime.max_message_bytes;
-    // Boxed: the upgrade task holds this until the socket is open.
-    let setup = Box::new(Setup { state, key, token });
     // tungstenite's default 128 KiB read buffer per socket dominated the
     // memory of an idle connection. Clients send small control messages
     // (subscribe, ping), so 256 bytes hold one; a larger frame is still
@@ -148,12 +169,74 @@ pub async fn websocket(
     // max_message_bytes).
     // Writes are fed and flushed per burst, so a 16 KiB write buffer
     // batches without holding memory.
-    upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(256)
         .write_buffer_size(16 * 1024)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| run_socket(setup, socket))
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    // Boxed: the task holds this until the socket is open.
+    let setup = Box::new(Setup {
+        state,
+        key,
+        token,
+        on_upgrade,
+        config,
+    });
+    tokio::spawn(run_socket(setup));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The `Sec-WebSocket-Accept` answer to a WebSocket opening handshake, or
+/// the structured refusal: 426 when the request is not an upgrade to
+/// `websocket`, 400 for a version other than 13 or a malformed key.
+#[allow(clippy::result_large_err)]
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
+    let has_token = |name: HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(not_upgradable(
+            "GET /v1/ws is a WebSocket endpoint: send `Connection: Upgrade` and `Upgrade: websocket` \
+             (or use GET /v1/stream for Server-Sent Events)",
+        ));
+    }
+    let version_13 = [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let error = ApiError::bad_request(
+            "unsupported_websocket_version",
+            "only WebSocket version 13 (RFC 6455) is supported",
+        );
+        return Err((version_13, error).into_response());
+    }
+    // The key is 16 random bytes in base64: 24 characters.
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|k| k.len() == 24 && base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| b.len() == 16));
+    let Some(key) = key else {
+        return Err(ApiError::bad_request(
+            "invalid_websocket_key",
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        )
+        .into_response());
+    };
+    Ok(HeaderValue::from_str(&derive_accept_key(key)).expect("base64 is a valid header value"))
+}
+
+/// 426 Upgrade Required, naming the protocol to upgrade to.
+fn not_upgradable(message: &str) -> Response {
+    let upgrade = [(header::UPGRADE, HeaderValue::from_static("websocket"))];
+    let error = ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message);
+    (upgrade, error).into_response()
 }
 
 /// Sends a close frame; true if it was written.
@@ -165,7 +248,7 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) -> bool {
     }
     socket
         .send(Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: reason.into(),
         })))
         .await
@@ -177,6 +260,9 @@ struct Setup {
     state: AppState,
     key: Option<String>,
     token: Option<String>,
+    /// The connection, once the 101 response has gone out.
+    on_upgrade: OnUpgrade,
+    config: WebSocketConfig,
 }
 
 /// The connection's task. Not an `async fn`: the future of an async fn
@@ -185,11 +271,11 @@ struct Setup {
 /// one-off opening phase (authentication, refusals, the welcome) is a
 /// boxed future made here, so the task holds a pointer to it and then
 /// only the [`Session`].
-fn run_socket(setup: Box<Setup>, socket: WebSocket) -> impl Future<Output = ()> + Send {
+fn run_socket(setup: Box<Setup>) -> impl Future<Output = ()> + Send {
     // The session is boxed too: moved by value through async fns it would
     // be copied into each future's state (1.7 KB per connection for a
     // 528-byte session).
-    let open = Box::pin(open_session(setup, socket));
+    let open = Box::pin(open_session(setup));
     async move {
         if let Some(session) = open.await {
             session.run().await;
@@ -197,10 +283,24 @@ fn run_socket(setup: Box<Setup>, socket: WebSocket) -> impl Future<Output = ()> 
     }
 }
 
-/// Authenticates, registers the connection with the hub (or refuses it)
-/// and queues the welcome.
-async fn open_session(setup: Box<Setup>, mut socket: WebSocket) -> Option<Box<Session>> {
-    let Setup { state, key, token } = *setup;
+/// Waits for the upgraded connection, authenticates, registers the
+/// connection with the hub (or refuses it) and queues the welcome.
+async fn open_session(setup: Box<Setup>) -> Option<Box<Session>> {
+    let Setup {
+        state,
+        key,
+        token,
+        on_upgrade,
+        config,
+    } = *setup;
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(error = %e, "A WebSocket upgrade failed.");
+            return None;
+        }
+    };
+    let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
     let principal = authenticate(&state, &mut socket, key, token).await?;
     let Some(conn) = state.hub.connect(principal) else {
         close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later").await;
@@ -331,12 +431,12 @@ impl Session {
                             "binary frames are not supported; send JSON text",
                             None,
                         )),
-                        Message::Ping(_) | Message::Pong(_) => {}
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let e = e.to_string().to_ascii_lowercase();
-                    let too_big = ["too long", "too big", "space limit"].iter().any(|s| e.contains(s));
+                    // A frame or message over max_message_bytes.
+                    let too_big = matches!(e, WsError::Capacity(_));
                     return Poll::Ready(Turn::End(too_big.then(|| {
                         (close::TOO_BIG, format!("messages are limited to {} bytes", self.max_message_bytes))
                     })));
@@ -433,7 +533,7 @@ async fn authenticate(
     let principal = if key.is_some() || token.is_some() {
         principal_of(state, key.as_deref(), token.as_deref())
     } else {
-        match tokio::time::timeout(auth_timeout, socket.recv()).await {
+        match tokio::time::timeout(auth_timeout, socket.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Auth { key, token }) => {
                     principal_of(state, key.as_deref(), token.as_deref())
