@@ -356,6 +356,26 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
         scalar(&server, &other.admin_key, "SELECT COUNT(*) FROM events").await,
         0
     );
+    // Query strings and paths that do not parse get the structured body
+    // too.
+    for path in [
+        "/v1/deliveries?limit=many",
+        "/v1/inbox?unread=perhaps",
+        "/v1/alerts/history?surprise=1",
+        // Not UTF-8 once percent-decoded.
+        "/v1/alerts/rules/%FF%FE",
+    ] {
+        let resp = client()
+            .get(server.url(path))
+            .bearer_auth(&tenant.admin_key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.expect("json error");
+        let expected = if path.contains('?') { "invalid_query_string" } else { "invalid_path" };
+        assert_eq!(code(&body), expected, "{path}: {body}");
+    }
     // Still serving, and the earlier data is intact.
     let resp = client()
         .get(server.url("/healthz"))

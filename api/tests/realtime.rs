@@ -525,6 +525,14 @@ async fn bad_handshakes_get_structured_http_errors_and_good_ones_still_open() {
             400,
             "invalid_websocket_key",
         ),
+        // 24 characters of base64, but 17 bytes.
+        (
+            [&upgrade[..], &[("sec-websocket-version", "13"), ("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAA=")]].concat(),
+            400,
+            "invalid_websocket_key",
+        ),
+        // No version at all.
+        ([&upgrade[..], &[good_key]].concat(), 400, "unsupported_websocket_version"),
     ];
     for (headers, status, code) in cases {
         let mut request = client().get(&url);
@@ -542,6 +550,32 @@ async fn bad_handshakes_get_structured_http_errors_and_good_ones_still_open() {
         let body: Value = resp.json().await.expect("json error");
         assert_eq!(body["error"]["code"], code, "{headers:?}: {body}");
         assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let handshake = [&upgrade[..], &[("sec-websocket-version", "13"), good_key]].concat();
+    // A WebSocket opens with GET only (hyper would upgrade a HEAD).
+    let mut head = client().head(&url);
+    for (name, value) in &handshake {
+        head = head.header(*name, *value);
+    }
+    let resp = head.send().await.expect("head");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "GET");
+    // Firefox sends `Connection: keep-alive, Upgrade`: a token list.
+    let mut firefox = client().get(&url).header("connection", "keep-alive, Upgrade");
+    for (name, value) in &handshake[1..] {
+        firefox = firefox.header(*name, *value);
+    }
+    let resp = firefox.send().await.expect("firefox-style handshake");
+    assert_eq!(resp.status().as_u16(), 101);
+    assert_eq!(resp.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    drop(resp);
+    // A query string that does not parse is a structured 400 too, on the
+    // WebSocket and the SSE endpoint.
+    for path in ["/v1/ws?surprise=1", "/v1/stream?channels=activity&surprise=1"] {
+        let resp = client().get(server.url(path)).send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), 400, "{path}");
+        let body: Value = resp.json().await.expect("json error");
+        assert_eq!(body["error"]["code"], "invalid_query_string", "{path}: {body}");
     }
     // The server keeps serving: a real client completes the handshake (the
     // accept key is checked by tungstenite) and gets its welcome.

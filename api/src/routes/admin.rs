@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::{Role, Tenant};
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, parse_json, read_body};
 use crate::server::AppState;
 
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {

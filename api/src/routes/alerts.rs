@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::Role;
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, Query, parse_json, read_body};
 use crate::server::AppState;
 
 fn caller(state: &AppState, headers: &HeaderMap, roles: &[Role], what: &str) -> Result<Principal, ApiError> {

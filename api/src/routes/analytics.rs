@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::Role;
@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, parse_json, read_body};
 use crate::server::AppState;
 
 /// Query parameters whose value is JSON text.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use beacon_ingest::Role;
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::auth;
 use crate::error::ApiError;
 use crate::models::{self, ModelKind, SeriesRequest, StoredForecast, model_error, off_thread};
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, parse_json, read_body};
 use crate::server::AppState;
 
 /// `POST /v1/forecasts` body.

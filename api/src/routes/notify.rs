@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::Role;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, Query, parse_json, read_body};
 use crate::server::AppState;
 
 const BODY_LIMIT: usize = 256 * 1024;

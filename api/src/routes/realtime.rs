@@ -18,8 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Query, parse_json, read_body};
 use crate::server::AppState;
 
 /// An accepted WebSocket: hyper's upgraded connection under tungstenite.
@@ -151,6 +151,16 @@ pub async fn websocket(
     Query(params): Query<StreamParams>,
     mut request: Request,
 ) -> Response {
+    // The route also takes HEAD, and hyper would upgrade any method.
+    if request.method() != Method::GET {
+        let allow = [(header::ALLOW, HeaderValue::from_static("GET"))];
+        let error = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "a WebSocket opens with GET",
+        );
+        return (allow, error).into_response();
+    }
     let accept = match accept_key(request.headers()) {
         Ok(accept) => accept,
         Err(refusal) => return refusal,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::Role;
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::auth;
 use crate::error::ApiError;
 use crate::queries::QueryGuard;
-use crate::routes::{parse_json, read_body};
+use crate::routes::{Path, parse_json, read_body};
 use crate::server::AppState;
 
 /// Response header with the query's id.
