@@ -10,6 +10,18 @@ use axum::response::{IntoResponse, Response};
 use beacon_ingest::decode::BodyError;
 use serde_json::{Map, Value, json};
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request("invalid_query_string", rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        Self::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {

@@ -21,45 +21,18 @@ use crate::error::ApiError;
 
 /// `axum::extract::Query` whose rejection is an [`ApiError`]: a query
 /// string that does not parse (an unknown parameter, a bad value) gets 400
-/// `invalid_query_string` in the structured error body, not axum's plain text.
-#[derive(Debug)]
+/// `invalid_query_string` in the structured error body, not axum's plain
+/// text (the conversion is in `error.rs`).
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        match <axum::extract::Query<T> as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request("invalid_query_string", rejection.body_text())),
-        }
-    }
-}
 
 /// `axum::extract::Path` whose rejection is an [`ApiError`]: a path
 /// segment that does not decode (invalid percent-encoded UTF-8) gets 400
-/// `invalid_path` in the structured error body.
-#[derive(Debug)]
+/// `invalid_path`.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        match <axum::extract::Path<T> as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request("invalid_path", rejection.body_text())),
-        }
-    }
-}
 
 /// Longest a client may take to send a request body.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
