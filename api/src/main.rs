@@ -11,6 +11,7 @@ mod datasets;
 mod demo;
 mod error;
 mod flight;
+mod idle_memory;
 mod models;
 mod pg;
 mod queries;
@@ -156,9 +157,11 @@ fn main() -> anyhow::Result<()> {
                 tracing::warn!(%warning, "Configuration warning.");
             }
             let prometheus = telemetry::init_metrics()?;
+            idle_memory::configure().context("cannot start the idle-memory thread")?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("beacon-http")
+                .on_thread_park(idle_memory::on_park)
                 .build()
                 .context("cannot start the runtime")?;
             runtime.block_on(server::serve(config, prometheus, demo))

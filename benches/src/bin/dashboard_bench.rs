@@ -71,6 +71,13 @@ struct Args {
     /// Beacon only: no peers, and RESULTS.md is left alone.
     #[arg(long)]
     no_peers: bool,
+    /// Print each query's `EXPLAIN ANALYZE` (after its timed runs).
+    #[arg(long)]
+    explain: bool,
+    /// Time these statements on Beacon instead of the suite (repeatable;
+    /// for trying a formulation or a setting on the same data).
+    #[arg(long)]
+    sql: Vec<String>,
 }
 
 /// Which part of the suite a query belongs to.
@@ -593,10 +600,27 @@ async fn main() -> anyhow::Result<()> {
             user.as_string::<i32>().value(0).to_owned()
         };
 
+        if !args.sql.is_empty() {
+            for (i, sql) in args.sql.iter().enumerate() {
+                let m = run_beacon(&loaded, sql, false, args.repeat).await?;
+                println!("   sql{i} {:.4} s  {:?}", m.seconds, m.fingerprint);
+                if args.explain {
+                    let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
+                    println!("{}", arrow::util::pretty::pretty_format_batches(&plan.batches)?);
+                }
+            }
+            continue;
+        }
+
         let mut beacon = BTreeMap::new();
         for q in &queries {
             let sql = q.sql.replace("{customer}", &customer);
             let raw = run_beacon(&loaded, &sql, false, args.repeat).await?;
+            if args.explain {
+                let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
+                let text = arrow::util::pretty::pretty_format_batches(&plan.batches)?;
+                println!("{}\n{text}", q.name);
+            }
             let rolled = match q.rollup_sql {
                 Some(r) => Some(run_beacon(&loaded, r, true, args.repeat).await?),
                 None => None,
