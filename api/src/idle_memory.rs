@@ -18,12 +18,13 @@
 //!   what became due while the workers sleep (an idle worker parks
 //!   without a timeout and would not collect again).
 //!
-//! `mi_collect(false)` forces nothing: memory in use, or freed less than
-//! the delay ago, is untouched. A busy worker rarely parks and its own
-//! allocations purge as before. Decision recorded in ARCHITECTURE.md
+//! `mi_collect(false)` forces nothing: memory in use is untouched, and
+//! an arena purges at most once per delay after its first free (so
+//! memory freed just before that moment may go with it). A busy worker
+//! rarely parks and its own allocations purge as before. Decision recorded in ARCHITECTURE.md
 //! (Decisions).
 //!
-//! The workspace denies `unsafe`; this module is the exception: three
+//! The workspace denies `unsafe`; this module is the exception: four
 //! calls into mimalloc's C API, each with its `SAFETY` note.
 #![allow(unsafe_code)]
 
@@ -52,22 +53,35 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the background thread purges what is due.
 const JANITOR_PERIOD: Duration = Duration::from_millis(250);
 
-/// Sets the purge delay (unless `MIMALLOC_PURGE_DELAY` is set: the
-/// operator's choice wins) and starts the background thread; call once,
-/// before the runtime starts.
+/// The environment variables through which an operator sets the purge
+/// delay (mimalloc's name and its legacy one); when one is set, it wins.
+const PURGE_DELAY_ENV: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
+
+/// Sets the purge delay (unless the operator set it) and starts the
+/// background thread; call once, before the runtime starts.
 pub fn configure() -> std::io::Result<()> {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    if PURGE_DELAY_ENV
+        .iter()
+        .all(|v| std::env::var_os(v).is_none())
+    {
         set_purge_delay();
     }
     std::thread::Builder::new()
         .name("beacon-idle-memory".into())
-        .spawn(|| {
-            loop {
-                std::thread::sleep(JANITOR_PERIOD);
-                collect();
-            }
-        })?;
+        .spawn(janitor)?;
     Ok(())
+}
+
+/// The background thread: purges what fell due, every [`JANITOR_PERIOD`].
+fn janitor() {
+    // mi_collect returns at once on a thread whose mimalloc heap was
+    // never set up, and this thread would otherwise never allocate.
+    // SAFETY: initializes this thread's mimalloc heap; no arguments.
+    unsafe { libmimalloc_sys::mi_thread_init() };
+    loop {
+        std::thread::sleep(JANITOR_PERIOD);
+        collect();
+    }
 }
 
 fn set_purge_delay() {
@@ -121,7 +135,10 @@ mod tests {
         use libmimalloc_sys::mi_option_get;
         // v3's documented default, read before this process changes it:
         // a wrong index would read another option's default.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        if PURGE_DELAY_ENV
+            .iter()
+            .all(|v| std::env::var_os(v).is_none())
+        {
             assert_eq!(purge_delay_ms(), 1000);
         }
         set_purge_delay();
@@ -136,41 +153,69 @@ mod tests {
         a_freed_burst_goes_back_after_the_delay();
     }
 
-    /// Resident memory of this process, in bytes (Linux).
+    /// Resident memory of this process in bytes (Linux: `VmRSS` of
+    /// `/proc/self/status`), read without allocating, so that reading it
+    /// never frees a page (which would let mimalloc purge by itself).
     fn rss() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4096
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut file = std::fs::File::open("/proc/self/status").expect("Linux /proc");
+        let mut len = 0;
+        while len < buf.len() {
+            match file.read(&mut buf[len..]).expect("read /proc/self/status") {
+                0 => break,
+                n => len += n,
+            }
+        }
+        let text = std::str::from_utf8(&buf[..len]).expect("ASCII");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        let kib: usize = line
+            .trim_start_matches("VmRSS:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .expect("a number of kB");
+        kib * 1024
     }
 
     /// What the module is for: memory a burst freed is resident until the
-    /// thread collects; after the delay, a park hands it back.
+    /// thread that freed it collects; its park hands the pages to the
+    /// arenas, and the janitor purges them once due, while the thread
+    /// that freed them sleeps and allocates nothing.
     fn a_freed_burst_goes_back_after_the_delay() {
-        std::thread::spawn(|| {
-            set_purge_delay();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (freed_tx, freed_rx) = std::sync::mpsc::channel::<usize>();
+        let worker = std::thread::spawn(move || {
             // 64 MiB in blocks the size of a handshake's buffers, touched.
             let blocks: Vec<Vec<u8>> = (0..8192).map(|i| vec![i as u8; 8192]).collect();
             let peak = rss();
             drop(blocks);
-            // Without a collection the pages stay resident (checked by
-            // hand: RSS stays within a few MiB of the peak); a parked
-            // worker collects at most every MIN_INTERVAL, and purging
-            // waits for the delay. Bounded: at most 5 s.
-            let mut after = rss();
-            for _ in 0..50 {
-                std::thread::sleep(Duration::from_millis(100));
-                on_park();
-                after = rss();
-                if after + (32 << 20) < peak {
-                    break;
-                }
+            // A worker that runs out of work parks once, then sleeps.
+            on_park();
+            freed_tx.send(peak).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let peak = freed_rx.recv().unwrap();
+        std::thread::spawn(janitor);
+        // Without the janitor the pages stay resident (checked by hand:
+        // RSS stays within a few MiB of the peak). Bounded: at most 5 s.
+        let mut after = rss();
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            after = rss();
+            if after + (32 << 20) < peak {
+                break;
             }
-            assert!(
-                after + (32 << 20) < peak,
-                "RSS {after} after freeing 64 MiB, {peak} at the peak"
-            );
-        })
-        .join()
-        .unwrap();
+        }
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(
+            after + (32 << 20) < peak,
+            "RSS {after} after freeing 64 MiB, {peak} at the peak"
+        );
     }
 }

@@ -75,8 +75,9 @@ struct Args {
     #[arg(long)]
     explain: bool,
     /// Time these statements on Beacon instead of the suite (repeatable;
-    /// for trying a formulation or a setting on the same data).
-    #[arg(long)]
+    /// for trying a formulation on the same data; `{customer}` is
+    /// replaced). Beacon only: needs `--no-peers`.
+    #[arg(long, requires = "no_peers")]
     sql: Vec<String>,
 }
 
@@ -602,6 +603,7 @@ async fn main() -> anyhow::Result<()> {
 
         if !args.sql.is_empty() {
             for (i, sql) in args.sql.iter().enumerate() {
+                let sql = &sql.replace("{customer}", &customer);
                 let m = run_beacon(&loaded, sql, false, args.repeat).await?;
                 println!("   sql{i} {:.4} s  {:?}", m.seconds, m.fingerprint);
                 if args.explain {
