@@ -394,6 +394,12 @@ async fn flush(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `EXPLAIN ANALYZE` of `sql` on Beacon, as a table.
+async fn explain(loaded: &Loaded, sql: &str) -> anyhow::Result<String> {
+    let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
+    Ok(arrow::util::pretty::pretty_format_batches(&plan.batches)?.to_string())
+}
+
 /// One measured answer.
 #[derive(Debug, Clone)]
 struct Measured {
@@ -607,8 +613,7 @@ async fn main() -> anyhow::Result<()> {
                 let m = run_beacon(&loaded, sql, false, args.repeat).await?;
                 println!("   sql{i} {:.4} s  {:?}", m.seconds, m.fingerprint);
                 if args.explain {
-                    let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
-                    println!("{}", arrow::util::pretty::pretty_format_batches(&plan.batches)?);
+                    println!("{}", explain(&loaded, sql).await?);
                 }
             }
             continue;
@@ -619,9 +624,7 @@ async fn main() -> anyhow::Result<()> {
             let sql = q.sql.replace("{customer}", &customer);
             let raw = run_beacon(&loaded, &sql, false, args.repeat).await?;
             if args.explain {
-                let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
-                let text = arrow::util::pretty::pretty_format_batches(&plan.batches)?;
-                println!("{}\n{text}", q.name);
+                println!("{}\n{}", q.name, explain(&loaded, &sql).await?);
             }
             let rolled = match q.rollup_sql {
                 Some(r) => Some(run_beacon(&loaded, r, true, args.repeat).await?),
