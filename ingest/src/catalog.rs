@@ -9,6 +9,7 @@
 //! Keys are 32 random base62 characters (190 bits), so a plain SHA-256 is
 //! enough to make a stolen database useless (no password stretching needed).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -171,7 +172,25 @@ INSERT INTO wal_checkpoint (id, seq) VALUES (1, 0);
 pub struct Catalog {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Keys found by [`Catalog::lookup_key`], so that authenticating a
+    /// request is a hash and a map lookup instead of a SQLite query (which
+    /// was 5% of the server's CPU on a stream of small ingest requests).
+    keys: Mutex<KeyCache>,
 }
+
+/// Positive key lookups by SHA-256 of the secret (the secret itself is not
+/// kept). Exact, not a TTL: every lookup reads SQLite's `data_version`,
+/// which changes when another connection (a `beacon` command on the same
+/// data directory) commits, and this connection's own writes to keys or
+/// workspaces empty the cache, so a revoked key is refused at once.
+#[derive(Debug, Default)]
+struct KeyCache {
+    data_version: i64,
+    entries: HashMap<[u8; 32], KeyInfo>,
+}
+
+/// Most keys [`KeyCache`] holds; past it lookups go to SQLite.
+const MAX_CACHED_KEYS: usize = 10_000;
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -179,8 +198,16 @@ fn now_us() -> i64 {
 
 /// SHA-256 of a key, hex.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(key.as_bytes()).into())
+}
+
+fn hex(digest: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn random_token(len: usize) -> String {
@@ -210,6 +237,7 @@ impl Catalog {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            keys: Mutex::default(),
         })
     }
 
@@ -340,6 +368,8 @@ impl Catalog {
     /// Revokes the key with `prefix` in a workspace.
     pub fn revoke_key(&self, tenant_id: &str, prefix: &str) -> Result<()> {
         let conn = self.conn.lock();
+        // This connection's own commits leave `data_version` as it is.
+        self.keys.lock().entries.clear();
         let n = conn.execute(
             "UPDATE api_keys SET revoked_at_us = ?3 WHERE tenant_id = ?1 AND prefix = ?2 AND revoked_at_us IS NULL",
             params![tenant_id, prefix, now_us()],
@@ -355,14 +385,31 @@ impl Catalog {
         if key.len() > 128 {
             return Ok(None);
         }
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let conn = self.conn.lock();
-        Ok(conn
-            .query_row(
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        let mut cache = self.keys.lock();
+        if cache.data_version != version {
+            cache.entries.clear();
+            cache.data_version = version;
+        }
+        if let Some(info) = cache.entries.get(&digest) {
+            return Ok(Some(info.clone()));
+        }
+        let found = conn
+            .prepare_cached(
                 "SELECT prefix, tenant_id, role, created_at_us, revoked_at_us FROM api_keys WHERE key_hash = ?1 AND revoked_at_us IS NULL",
-                [hash_key(key)],
-                key_from_row,
-            )
-            .optional()?)
+            )?
+            .query_row([hex(&digest)], key_from_row)
+            .optional()?;
+        if let Some(info) = &found
+            && cache.entries.len() < MAX_CACHED_KEYS
+        {
+            cache.entries.insert(digest, info.clone());
+        }
+        Ok(found)
     }
 
     /// The WAL sequence number up to which events are in published files.
@@ -505,5 +552,30 @@ mod tests {
         drop(catalog);
         let catalog = Catalog::open(dir.path()).expect("reopen");
         assert_eq!(catalog.find_tenant("Shop").expect("by name").id, tenant.id);
+    }
+
+    /// A found key is cached, and a revocation is seen at once whether it
+    /// was made through the same catalog or by another process (another
+    /// connection to the same database, as a `beacon keys revoke` command).
+    #[test]
+    fn cached_keys_see_revocations_from_any_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Catalog::open(dir.path()).expect("open");
+        let (tenant, keys) = server.create_tenant("Shop").expect("create");
+        let (write, admin) = (&keys[0], &keys[1]);
+        for _ in 0..2 {
+            assert!(server.lookup_key(&write.key).expect("lookup").is_some());
+            assert!(server.lookup_key(&admin.key).expect("lookup").is_some());
+        }
+        assert_eq!(server.keys.lock().entries.len(), 2, "both found keys are cached");
+        let command = Catalog::open(dir.path()).expect("second connection");
+        command.revoke_key(&tenant.id, &write.prefix).expect("revoke elsewhere");
+        assert!(server.lookup_key(&write.key).expect("lookup").is_none());
+        assert!(server.lookup_key(&admin.key).expect("lookup").is_some());
+        server.revoke_key(&tenant.id, &admin.prefix).expect("revoke here");
+        assert!(server.lookup_key(&admin.key).expect("lookup").is_none());
+        // A key created elsewhere after a miss is found.
+        let late = command.create_key(&tenant.id, Role::Read).expect("new key");
+        assert!(server.lookup_key(&late.key).expect("lookup").is_some());
     }
 }
