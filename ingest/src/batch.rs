@@ -14,7 +14,7 @@ use crate::schema::{MONEY_PRECISION, MONEY_SCALE, TIME_ZONE, event_schema};
 pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
     // Sized exactly: collecting into a `StringArray` reserves at least 1 KiB
     // of values per column, so a one-event batch (a `/v1/track` call) kept
-    // ~30 KiB in the in-memory tail until the next flush, and the
+    // ~27 KiB in the in-memory tail until the next flush, and the
     // buffered-bytes accounting flushed on capacity instead of data.
     fn text<'a>(events: &'a [Event], f: impl Fn(&'a Event) -> Option<&'a str>) -> ArrayRef {
         let bytes = events.iter().filter_map(&f).map(str::len).sum();
@@ -100,9 +100,9 @@ mod tests {
         let events = batch.column(2).as_string::<i32>();
         assert_eq!(events.value(0), "Order Completed");
         assert!(batch.column(3).is_valid(0) && batch.column(4).is_null(0));
-        // 29 columns of one row: offsets, validity and a few bytes each,
-        // every buffer rounded up to 64 bytes. Collecting strings reserved
-        // 1 KiB of values per string column (~30 KiB in all).
+        // 28 columns of one row: offsets, validity bitmaps and a few bytes
+        // each (about 5 KiB). Collecting strings reserved 1 KiB of values
+        // per string column (22 of them: ~27 KiB in all).
         let bytes = batch.get_array_memory_size();
         assert!(bytes < 8 * 1024, "a one-event batch holds {bytes} bytes");
     }

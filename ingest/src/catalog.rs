@@ -173,16 +173,21 @@ pub struct Catalog {
     conn: Mutex<Connection>,
     path: PathBuf,
     /// Keys found by [`Catalog::lookup_key`], so that authenticating a
-    /// request is a hash and a map lookup instead of a SQLite query (which
-    /// was 5% of the server's CPU on a stream of small ingest requests).
+    /// request is a hash, a `PRAGMA data_version` and a map lookup instead
+    /// of hashing to hex and an indexed query (which was 5% of the
+    /// server's CPU on a stream of small ingest requests). Only ever locked
+    /// while `conn` is held.
     keys: Mutex<KeyCache>,
 }
 
 /// Positive key lookups by SHA-256 of the secret (the secret itself is not
 /// kept). Exact, not a TTL: every lookup reads SQLite's `data_version`,
 /// which changes when another connection (a `beacon` command on the same
-/// data directory) commits, and this connection's own writes to keys or
-/// workspaces empty the cache, so a revoked key is refused at once.
+/// data directory, or the notification inbox's own connection) commits,
+/// and [`Catalog::revoke_key`] empties the cache, so a revoked key is
+/// refused at once. A cached [`KeyInfo`] can only go stale by revocation
+/// today (nothing changes a key's role or workspace, nothing deletes a
+/// workspace); a method that ever does must empty the cache too.
 #[derive(Debug, Default)]
 struct KeyCache {
     data_version: i64,
