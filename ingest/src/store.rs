@@ -297,7 +297,7 @@ impl Store {
                 return Ok(());
             }
             note_ids(&dedupe, &record.tenant, &record.batch)?;
-            let bytes = record.batch.get_array_memory_size();
+            let bytes = held_bytes(&record.batch);
             buffered += bytes;
             replayed += record.batch.num_rows();
             state.append(&record.tenant, record.batch, bytes);
@@ -817,6 +817,24 @@ struct Pending {
 }
 
 /// The group-commit loop: the only writer of the WAL and of the tail.
+/// The bytes a batch read back from the WAL holds. Its columns are slices
+/// of one IPC message buffer, and `get_array_memory_size` counts that whole
+/// buffer once per column buffer (tens of times the data), which after a
+/// restart with a large tail refused ingest as if the buffer were full
+/// until a flush.
+fn held_bytes(batch: &RecordBatch) -> usize {
+    use arrow::array::Array;
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 fn writer_loop(
     inner: &Inner,
     mut rx: mpsc::Receiver<WalRequest>,

@@ -133,11 +133,19 @@ async fn unflushed_events_are_replayed_once_after_a_crash() {
         .ingest(&tenant, events(5..9, 1))
         .await
         .expect("ingest");
+    let live_bytes = store.buffered_bytes();
     // No shutdown: the process "dies" here with 4 events only in the WAL.
     let (recovered, tenant) = open(dir.path(), IngestConfig::test_config());
     let ids = ids_in(&recovered, &tenant);
     assert_eq!(ids.len(), 9, "{ids:?}");
     assert_eq!(recovered.tenant_stats(&tenant).memory_rows, 4);
+    // The replayed batch counts what it holds, not its IPC buffer once per
+    // column (which was many times what the live batch counted).
+    let replayed_bytes = recovered.buffered_bytes();
+    assert!(
+        replayed_bytes > 0 && replayed_bytes <= live_bytes,
+        "replayed {replayed_bytes} bytes, live {live_bytes}"
+    );
     drop(store);
 }
 
