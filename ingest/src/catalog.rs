@@ -170,14 +170,33 @@ INSERT INTO wal_checkpoint (id, seq) VALUES (1, 0);
 /// threads accept a short blocking section (indexed single-row statements).
 #[derive(Debug)]
 pub struct Catalog {
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     path: PathBuf,
+}
+
+/// The connection and what is cached of it, under one lock: the key cache
+/// is only consistent with the connection it was read through.
+#[derive(Debug)]
+struct Db {
+    conn: Connection,
     /// Keys found by [`Catalog::lookup_key`], so that authenticating a
     /// request is a hash, a `PRAGMA data_version` and a map lookup instead
     /// of hashing to hex and an indexed query (which was 5% of the
-    /// server's CPU on a stream of small ingest requests). Only ever locked
-    /// while `conn` is held.
-    keys: Mutex<KeyCache>,
+    /// server's CPU on a stream of small ingest requests).
+    keys: KeyCache,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 /// Positive key lookups by SHA-256 of the secret (the secret itself is not
@@ -240,9 +259,11 @@ impl Catalog {
             ))?;
         }
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Db {
+                conn,
+                keys: KeyCache::default(),
+            }),
             path,
-            keys: Mutex::default(),
         })
     }
 
@@ -372,9 +393,9 @@ impl Catalog {
 
     /// Revokes the key with `prefix` in a workspace.
     pub fn revoke_key(&self, tenant_id: &str, prefix: &str) -> Result<()> {
-        let conn = self.conn.lock();
+        let mut conn = self.conn.lock();
         // This connection's own commits leave `data_version` as it is.
-        self.keys.lock().entries.clear();
+        conn.keys.entries.clear();
         let n = conn.execute(
             "UPDATE api_keys SET revoked_at_us = ?3 WHERE tenant_id = ?1 AND prefix = ?2 AND revoked_at_us IS NULL",
             params![tenant_id, prefix, now_us()],
@@ -391,11 +412,11 @@ impl Catalog {
             return Ok(None);
         }
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        let conn = self.conn.lock();
+        let mut db = self.conn.lock();
+        let Db { conn, keys: cache } = &mut *db;
         let version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
-        let mut cache = self.keys.lock();
         if cache.data_version != version {
             cache.entries.clear();
             cache.data_version = version;
@@ -572,7 +593,7 @@ mod tests {
             assert!(server.lookup_key(&write.key).expect("lookup").is_some());
             assert!(server.lookup_key(&admin.key).expect("lookup").is_some());
         }
-        assert_eq!(server.keys.lock().entries.len(), 2, "both found keys are cached");
+        assert_eq!(server.conn.lock().keys.entries.len(), 2, "both found keys are cached");
         let command = Catalog::open(dir.path()).expect("second connection");
         command.revoke_key(&tenant.id, &write.prefix).expect("revoke elsewhere");
         assert!(server.lookup_key(&write.key).expect("lookup").is_none());

@@ -816,7 +816,6 @@ struct Pending {
     reply: oneshot::Sender<Result<u64>>,
 }
 
-/// The group-commit loop: the only writer of the WAL and of the tail.
 /// The bytes a batch read back from the WAL holds. Its columns are slices
 /// of one IPC message buffer, and `get_array_memory_size` counts that whole
 /// buffer once per column buffer (tens of times the data), which after a
@@ -835,6 +834,7 @@ fn held_bytes(batch: &RecordBatch) -> usize {
         .sum()
 }
 
+/// The group-commit loop: the only writer of the WAL and of the tail.
 fn writer_loop(
     inner: &Inner,
     mut rx: mpsc::Receiver<WalRequest>,
