@@ -113,7 +113,8 @@ pub struct FileMeta {
     pub path: String,
     /// Workspace.
     pub tenant_id: String,
-    /// UTC day of the events (`YYYY-MM-DD`).
+    /// UTC day of the events (`YYYY-MM-DD`), or UTC month (`YYYY-MM`) of a
+    /// file made by cold compaction.
     pub date: String,
     /// Rows.
     pub rows: u64,

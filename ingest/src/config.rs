@@ -27,10 +27,15 @@ pub struct IngestConfig {
     /// Most bytes held in memory (tail being written plus tail being
     /// flushed); beyond it ingest answers 503 with Retry-After.
     pub max_buffer_bytes: usize,
-    /// A day partition with at least this many files is compacted.
+    /// A day partition with at least this many files is compacted; so is a
+    /// cold month's month file with this many day files of late events.
     pub compaction_min_files: usize,
     /// Files larger than this are left alone by compaction.
     pub compaction_max_file_bytes: u64,
+    /// A UTC month this long past its end is cold: its files are merged
+    /// into one month file (`date=YYYY-MM`) instead of one file per day.
+    #[serde(with = "humantime_serde")]
+    pub compaction_cold_after: Duration,
     /// How long an accepted `messageId` is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
@@ -58,6 +63,7 @@ impl Default for IngestConfig {
             max_buffer_bytes: 512 * 1024 * 1024,
             compaction_min_files: 8,
             compaction_max_file_bytes: 256 * 1024 * 1024,
+            compaction_cold_after: Duration::from_secs(3 * 24 * 3600),
             dedupe_window: Duration::from_secs(8 * 24 * 3600),
             delete_grace: Duration::from_secs(120),
             maintenance_interval: Duration::from_secs(60),

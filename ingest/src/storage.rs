@@ -1,7 +1,9 @@
 //! Parquet files: layout, writing with atomic publication, reading back.
 //!
 //! Layout: `{data_dir}/tables/events/tenant={id}/date={YYYY-MM-DD}/{uuid7}.parquet`,
-//! one UTC day of one workspace per directory, rows sorted by event time.
+//! one UTC day of one workspace per directory, rows sorted by event time;
+//! compaction merges a cold month into `date={YYYY-MM}` (see
+//! [`crate::Store::compact`]).
 //! A file is written as `*.parquet.tmp`, `fsync`ed, renamed into place and its
 //! directory `fsync`ed; it counts as published only once the catalog says so
 //! (see [`crate::catalog`]), so a crash can leave at most unpublished orphans,
@@ -100,14 +102,33 @@ fn day_string(day: i64) -> String {
         .unwrap_or_else(|| "1970-01-01".into())
 }
 
-/// Relative directory of one workspace-day.
+/// The `YYYY-MM` month of a partition key (a day `YYYY-MM-DD` or a month).
+pub fn month_of(date: &str) -> &str {
+    date.get(..7).unwrap_or(date)
+}
+
+/// Whether a partition key is a month (`YYYY-MM`) rather than a day.
+pub fn is_month(date: &str) -> bool {
+    date.len() == 7
+}
+
+/// The first microsecond after a `YYYY-MM` month (UTC); `None` if `month`
+/// is not one.
+pub fn month_end_us(month: &str) -> Option<i64> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    Some(next.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// Relative directory of one workspace-day or, after cold compaction,
+/// workspace-month.
 pub fn partition_dir(tenant_id: &str, date: &str) -> PathBuf {
     Path::new(EVENTS_DIR)
         .join(format!("tenant={tenant_id}"))
         .join(format!("date={date}"))
 }
 
-/// Writes one file for a workspace-day from rows already sorted by time
+/// Writes one file for a workspace-day (or month) from rows already sorted by time
 /// ([`split_by_day`], [`sort_by_time`]) and makes it durable. The file is not
 /// published until the caller commits its [`FileMeta`] to the catalog.
 pub fn write_file(

@@ -615,48 +615,81 @@ impl Store {
         Ok(())
     }
 
-    /// Merges the small files of each day partition that has at least
-    /// `compaction_min_files` of them. Returns the number of files merged away.
+    /// Merges small files, in two tiers:
+    ///
+    /// - **Days.** The files of a UTC day partition are merged once it has
+    ///   `compaction_min_files` of them (flushes write one file per day
+    ///   touched, and late events add more).
+    /// - **Cold months.** A UTC month that ended at least
+    ///   `compaction_cold_after` ago has all its files merged into one
+    ///   month file (`date=YYYY-MM`), sorted by time. A year of a small
+    ///   shop is then a dozen files of full row groups rather than 365
+    ///   small ones; every engine pays per file opened and per row group,
+    ///   so a scan of the year costs less than half as much. Late events
+    ///   for a cold month land in a day file of that month again; they are
+    ///   merged into the month once `compaction_min_files` of them exist,
+    ///   so a trickle of late events does not rewrite the month every
+    ///   time.
+    ///
+    /// A merge reads at most `compaction_max_file_bytes` of files (the
+    /// smallest first), so compaction memory stays bounded, and files
+    /// larger than that are left alone. Returns the number of files
+    /// merged away.
     pub fn compact(&self) -> Result<usize> {
         let inner = &self.inner;
         let _guard = inner.maintenance.lock();
-        let groups: Vec<Vec<FileMeta>> = {
+        let cold_after_us =
+            i64::try_from(inner.config.compaction_cold_after.as_micros()).unwrap_or(i64::MAX);
+        let cold_before = inner.clock.now_us().saturating_sub(cold_after_us);
+        let groups: Vec<(String, Vec<FileMeta>)> = {
             let state = inner.state.read();
             let mut groups: HashMap<(String, String), Vec<FileMeta>> = HashMap::new();
             for files in state.files.values() {
                 for f in files {
                     if f.bytes <= inner.config.compaction_max_file_bytes {
+                        let month = storage::month_of(&f.date);
+                        let key = if storage::month_end_us(month).is_some_and(|end| end <= cold_before) {
+                            month.to_owned()
+                        } else {
+                            f.date.clone()
+                        };
                         groups
-                            .entry((f.tenant_id.clone(), f.date.clone()))
+                            .entry((f.tenant_id.clone(), key))
                             .or_default()
                             .push(f.clone());
                     }
                 }
             }
-            // Smallest files first, and at most `compaction_max_file_bytes` per
-            // merge, so compaction memory stays bounded.
             groups
-                .into_values()
-                .filter_map(|mut g| {
+                .into_iter()
+                .filter_map(|((_, key), mut g)| {
                     g.sort_by_key(|f| f.bytes);
                     let mut total = 0;
                     g.retain(|f| {
                         total += f.bytes;
                         total <= inner.config.compaction_max_file_bytes
                     });
-                    (g.len() >= inner.config.compaction_min_files).then_some(g)
+                    let due = if storage::is_month(&key) {
+                        let days = g.iter().filter(|f| !storage::is_month(&f.date)).count();
+                        g.len() >= 2
+                            && (days == g.len() || days >= inner.config.compaction_min_files)
+                    } else {
+                        g.len() >= inner.config.compaction_min_files
+                    };
+                    due.then_some((key, g))
                 })
                 .collect()
         };
         let mut merged = 0;
-        for group in groups {
+        for (key, group) in groups {
             let mut batches = Vec::new();
             for f in &group {
                 batches.extend(storage::read_file(&inner.data_dir.join(&f.path), None)?);
             }
             let all = storage::sort_by_time(&concat_batches(&event_schema(), &batches)?)?;
-            let first = &group[0];
-            let new = storage::write_file(&inner.data_dir, &first.tenant_id, &first.date, &all)?;
+            drop(batches);
+            let tenant = &group[0].tenant_id;
+            let new = storage::write_file(&inner.data_dir, tenant, &key, &all)?;
             let removed: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
             if let Err(e) = inner
                 .catalog
@@ -672,7 +705,11 @@ impl Store {
         Ok(merged)
     }
 
-    /// Unpublishes files of days older than each workspace's retention.
+    /// Unpublishes the files whose newest event is older than each
+    /// workspace's retention. Retention works on whole files: a file goes
+    /// once all its events are older than the cutoff, so a day file within
+    /// a day of its day passing the cutoff and a cold month file once its
+    /// last day does.
     pub fn apply_retention(&self) -> Result<usize> {
         let inner = &self.inner;
         let _guard = inner.maintenance.lock();
@@ -683,9 +720,6 @@ impl Store {
                 continue;
             };
             let cutoff_us = now.saturating_sub(i64::from(days).saturating_mul(86_400_000_000));
-            let cutoff = chrono::DateTime::from_timestamp_micros(cutoff_us)
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default();
             let expired: Vec<String> = {
                 let state = inner.state.read();
                 state
@@ -694,7 +728,7 @@ impl Store {
                     .map(|files| {
                         files
                             .iter()
-                            .filter(|f| f.date < cutoff)
+                            .filter(|f| f.max_ts_us < cutoff_us)
                             .map(|f| f.path.clone())
                             .collect()
                     })
@@ -705,7 +739,7 @@ impl Store {
             }
             inner.catalog.commit_files(&[], &expired, None)?;
             self.replace_files(&tenant.id, &expired, None);
-            tracing::info!(tenant = %tenant.id, files = expired.len(), %cutoff, "Applied retention.");
+            tracing::info!(tenant = %tenant.id, files = expired.len(), cutoff_us, "Applied retention.");
             removed_total += expired.len();
         }
         Ok(removed_total)

@@ -257,3 +257,112 @@ fn walk(dir: &Path) -> usize {
     }
     n
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, tenant) = open(dir.path(), IngestConfig::test_config());
+    let compact = |store: &Store| {
+        let s = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || s.compact())
+                .await
+                .expect("join")
+                .expect("compact")
+        }
+    };
+    let dates = |store: &Store| {
+        let mut d: Vec<String> = store
+            .snapshot(&tenant)
+            .files
+            .iter()
+            .map(|(_, f)| f.date.clone())
+            .collect();
+        d.sort();
+        d
+    };
+    // May 2025 ended more than `compaction_cold_after` (3 days) before NOW
+    // (2025-06-15); June has not.
+    for (ids, offset) in [(0..10, 40), (10..20, 41), (20..30, 30), (30..40, 0), (40..50, 1)] {
+        store.ingest(&tenant, events(ids, offset)).await.expect("ingest");
+    }
+    flush(&store).await;
+    assert_eq!(
+        dates(&store),
+        ["2025-05-05", "2025-05-06", "2025-05-16", "2025-06-14", "2025-06-15"]
+    );
+    // The three May days become one month file; the two June days (fewer
+    // than `compaction_min_files`) stay.
+    assert_eq!(compact(&store).await, 3);
+    assert_eq!(dates(&store), ["2025-05", "2025-06-14", "2025-06-15"]);
+    assert_eq!(ids_in(&store, &tenant).len(), 50);
+    let snap = store.snapshot(&tenant);
+    let (path, month) = snap.files.iter().find(|(_, f)| f.date == "2025-05").expect("month");
+    assert_eq!(month.rows, 30);
+    assert!(path.to_string_lossy().contains("date=2025-05/"));
+    let batches = storage::read_file(path, Some(&[columns::TIMESTAMP])).expect("read");
+    let ts: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert!(ts.is_sorted(), "a month file is sorted by time");
+    assert_eq!((month.min_ts_us, month.max_ts_us), (ts[0], ts[ts.len() - 1]));
+    // A compacted month is left alone.
+    assert_eq!(compact(&store).await, 0);
+
+    // Late events for May land in day files; one or two of them do not
+    // rewrite the month...
+    for (round, offset) in [(0, 42), (1, 43)] {
+        let ids = 100 + round * 10..110 + round * 10;
+        store.ingest(&tenant, events(ids, offset)).await.expect("ingest");
+        flush(&store).await;
+        assert_eq!(compact(&store).await, 0);
+    }
+    assert_eq!(
+        dates(&store),
+        ["2025-05", "2025-05-03", "2025-05-04", "2025-06-14", "2025-06-15"]
+    );
+    // ... the third (`compaction_min_files`) merges them into it.
+    store.ingest(&tenant, events(120..130, 44)).await.expect("ingest");
+    flush(&store).await;
+    assert_eq!(compact(&store).await, 4);
+    assert_eq!(dates(&store), ["2025-05", "2025-06-14", "2025-06-15"]);
+    assert_eq!(ids_in(&store, &tenant).len(), 80);
+    assert_eq!(walk(&dir.path().join(storage::EVENTS_DIR)), 3);
+
+    // Retention drops a month file only once all of its events are past the
+    // cutoff: its newest event is 30 days old.
+    let retain = |days: u32| {
+        let s = store.clone();
+        let mut t = s.catalog().tenant(&tenant).expect("tenant");
+        t.retention_days = Some(days);
+        s.catalog().update_tenant(&t).expect("update");
+        async move {
+            tokio::task::spawn_blocking(move || s.apply_retention())
+                .await
+                .expect("join")
+                .expect("retention")
+        }
+    };
+    assert_eq!(retain(35).await, 0);
+    assert_eq!(ids_in(&store, &tenant).len(), 80);
+    assert_eq!(retain(29).await, 1);
+    assert_eq!(dates(&store), ["2025-06-14", "2025-06-15"]);
+    assert_eq!(ids_in(&store, &tenant).len(), 20);
+}
+
+#[test]
+fn month_keys() {
+    assert_eq!(storage::month_of("2025-05-06"), "2025-05");
+    assert_eq!(storage::month_of("2025-05"), "2025-05");
+    assert!(storage::is_month("2025-05") && !storage::is_month("2025-05-06"));
+    // 2025-06-01T00:00:00Z and 2026-01-01T00:00:00Z.
+    assert_eq!(storage::month_end_us("2025-05"), Some(1_748_736_000_000_000));
+    assert_eq!(storage::month_end_us("2025-12"), Some(1_767_225_600_000_000));
+    assert_eq!(storage::month_end_us("garbage"), None);
+}
