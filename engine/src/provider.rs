@@ -38,7 +38,7 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{FileGroup, FileGroupPartitioner, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -264,9 +264,27 @@ fn pins_identity(expr: &Expr) -> bool {
     }
 }
 
-/// Splits files into at most `n` groups of about equal bytes.
-fn file_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
-    let n = n.max(1).min(files.len().max(1));
+/// Splits files into at most `n` groups of about equal bytes, so that every
+/// core has as much to scan. Many small files (a recent month's days) are
+/// dealt out whole, largest first, when no file is more than an eighth of
+/// a group's share; a few large ones (compacted months) are cut into byte
+/// ranges as DataFusion's listing tables do (the Parquet reader reads a row
+/// group in the range its start falls in). With nine month files on two
+/// cores, whole files left one core a file's worth of work alone at the
+/// end of every scan. Ranges are cut only above `min_split_bytes`.
+fn file_groups(mut files: Vec<PartitionedFile>, n: usize, min_split_bytes: usize) -> Vec<FileGroup> {
+    let n = n.max(1);
+    let total: u64 = files.iter().map(|f| f.object_meta.size).sum();
+    let largest = files.iter().map(|f| f.object_meta.size).max().unwrap_or(0);
+    if largest.saturating_mul(8 * n as u64) > total
+        && let Some(groups) = FileGroupPartitioner::new()
+            .with_target_partitions(n)
+            .with_repartition_file_min_size(min_split_bytes)
+            .repartition_file_groups(&[FileGroup::new(files.clone())])
+    {
+        return groups.into_iter().filter(|g| !g.is_empty()).collect();
+    }
+    let n = n.min(files.len().max(1));
     files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for f in files {
@@ -335,7 +353,11 @@ impl TableProvider for EventsTableProvider {
             }
             let format = ParquetFormat::default().with_options(options);
             let source = format.file_source(TableSchema::from(&self.schema));
-            let groups = file_groups(files, state.config().target_partitions());
+            let groups = file_groups(
+                files,
+                state.config().target_partitions(),
+                state.config().options().optimizer.repartition_file_min_size,
+            );
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
                 .with_file_groups(groups)
                 .with_projection_indices(projection.cloned())?
@@ -440,17 +462,32 @@ mod tests {
 
     #[test]
     fn groups_balance_bytes() {
+        let bytes = |g: &FileGroup| -> u64 { g.iter().map(|f| f.effective_size()).sum() };
+        // Many files: dealt out whole.
+        let files = (1..=40)
+            .map(|i| PartitionedFile::new(format!("f{i}"), 100 + i))
+            .collect();
+        let groups = file_groups(files, 2, 0);
+        assert_eq!(groups.len(), 2);
+        assert!(groups.iter().flat_map(|g| g.iter()).all(|f| f.range.is_none()));
+        let sizes: Vec<u64> = groups.iter().map(bytes).collect();
+        assert_eq!(sizes.iter().sum::<u64>(), 40 * 100 + 820);
+        assert!(sizes[0].abs_diff(sizes[1]) <= 140, "{sizes:?}");
+        // A few large files: cut into byte ranges of equal size.
         let files = (1..=5)
             .map(|i| PartitionedFile::new(format!("f{i}"), i * 10))
             .collect();
-        let groups = file_groups(files, 2);
-        assert_eq!(groups.len(), 2);
-        let sizes: Vec<u64> = groups
-            .iter()
-            .map(|g| g.iter().map(|f| f.object_meta.size).sum())
+        let groups = file_groups(files, 2, 0);
+        let sizes: Vec<u64> = groups.iter().map(bytes).collect();
+        assert_eq!(sizes, [75, 75]);
+        // ... unless they are too small to be worth cutting.
+        let files = (1..=5)
+            .map(|i| PartitionedFile::new(format!("f{i}"), i * 10))
             .collect();
-        assert_eq!(sizes.iter().sum::<u64>(), 150);
+        let groups = file_groups(files, 2, 1 << 20);
+        assert!(groups.iter().flat_map(|g| g.iter()).all(|f| f.range.is_none()));
+        let sizes: Vec<u64> = groups.iter().map(bytes).collect();
         assert!(sizes.iter().all(|s| *s >= 70 && *s <= 80), "{sizes:?}");
-        assert!(file_groups(Vec::new(), 4).is_empty());
+        assert!(file_groups(Vec::new(), 4, 0).is_empty());
     }
 }

@@ -9,15 +9,13 @@
 //! (see [`crate::catalog`]), so a crash can leave at most unpublished orphans,
 //! which [`remove_orphans`] deletes at startup.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, interleave_record_batch, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
@@ -59,19 +57,18 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Sorts rows by event time (stable).
+/// Sorts rows by event time; rows with equal times keep their order
+/// (arrival order on a flush). Arrow's sort kernels do not promise that,
+/// and a stable order is what lets [`merge_files`] give the same file as
+/// sorting everything at once. Rows mostly arrive in time order, which a
+/// stable merge sort handles in close to linear time.
 pub fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
-    let ts = batch
-        .column_by_name(columns::TIMESTAMP)
-        .ok_or_else(|| arrow::error::ArrowError::SchemaError("no timestamp column".into()))?;
-    let indices = lexsort_to_indices(
-        &[SortColumn {
-            values: Arc::clone(ts),
-            options: Some(SortOptions::default()),
-        }],
-        None,
-    )?;
-    Ok(take_record_batch(batch, &indices)?)
+    let ts = timestamps(batch)?;
+    let n = u32::try_from(ts.len())
+        .map_err(|_| arrow::error::ArrowError::ComputeError("batch too large to sort".into()))?;
+    let mut indices: Vec<u32> = (0..n).collect();
+    indices.sort_by_key(|&i| ts[i as usize]);
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
 }
 
 /// Sorts batches by event time and splits them into UTC days:
@@ -137,41 +134,211 @@ pub fn write_file(
     date: &str,
     sorted: &RecordBatch,
 ) -> Result<FileMeta> {
-    let rel_dir = partition_dir(tenant_id, date);
-    let dir = data_dir.join(&rel_dir);
-    create_dir_durable(data_dir, &rel_dir)?;
-    let name = format!("{}.parquet", uuid::Uuid::now_v7());
-    let final_path = dir.join(&name);
-    let tmp_path = dir.join(format!("{name}.tmp"));
-    let file = File::create(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
-    let mut writer = ArrowWriter::try_new(file, sorted.schema(), Some(writer_properties()))?;
-    writer.write(sorted)?;
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(|e| Error::io(&tmp_path, e))?;
-    let bytes = file.metadata().map_err(|e| Error::io(&tmp_path, e))?.len();
-    drop(file);
-    fs::rename(&tmp_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
-    sync_dir(&dir)?;
+    let mut out = PartitionWriter::create(data_dir, tenant_id, date)?;
+    out.write(sorted)?;
+    out.finish()
+}
 
-    let ts = sorted
+/// Rows each input of [`merge_files`] is read in.
+const MERGE_BATCH_ROWS: usize = 8 * 1024;
+
+/// Merges files that are each sorted by time into one new file of the
+/// partition `date`, sorted by time; rows with equal times keep the order
+/// of `inputs`, then of each file (what a stable sort of their
+/// concatenation gives). Streams: it holds one batch of each input and the
+/// writer's open row group, never the inputs themselves, so merging a
+/// month costs memory per file merged, not per event in the month. Made
+/// durable, not published, as [`write_file`].
+pub fn merge_files(
+    data_dir: &Path,
+    tenant_id: &str,
+    date: &str,
+    inputs: &[PathBuf],
+) -> Result<FileMeta> {
+    merge_files_in(data_dir, tenant_id, date, inputs, MERGE_BATCH_ROWS)
+}
+
+fn merge_files_in(
+    data_dir: &Path,
+    tenant_id: &str,
+    date: &str,
+    inputs: &[PathBuf],
+    batch_rows: usize,
+) -> Result<FileMeta> {
+    /// One input: its reader and the current batch's times.
+    struct Input {
+        reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+        batch: RecordBatch,
+        times: arrow::buffer::ScalarBuffer<i64>,
+        row: usize,
+    }
+    impl Input {
+        /// Moves to the next non-empty batch; `false` at the end.
+        fn advance(&mut self) -> Result<bool> {
+            for batch in self.reader.by_ref() {
+                let batch = batch?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                self.times = timestamps(&batch)?;
+                self.batch = batch;
+                self.row = 0;
+                return Ok(true);
+            }
+            Ok(false)
+        }
+    }
+
+    let mut open = Vec::with_capacity(inputs.len());
+    for path in inputs {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+            .with_batch_size(batch_rows)
+            .build()?;
+        let mut input = Input {
+            reader,
+            batch: RecordBatch::new_empty(event_schema()),
+            times: Vec::new().into(),
+            row: 0,
+        };
+        if input.advance()? {
+            open.push(input);
+        }
+    }
+    let mut out = PartitionWriter::create(data_dir, tenant_id, date)?;
+    // The next row of every input, smallest time (then input) first.
+    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = open
+        .iter()
+        .enumerate()
+        .map(|(i, input)| Reverse((input.times[0], i)))
+        .collect();
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(batch_rows);
+    let emit = |open: &[Input], picks: &mut Vec<(usize, usize)>, out: &mut PartitionWriter| {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let batches: Vec<&RecordBatch> = open.iter().map(|i| &i.batch).collect();
+        out.write(&interleave_record_batch(&batches, picks)?)?;
+        picks.clear();
+        Ok::<(), Error>(())
+    };
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let input = &mut open[i];
+        picks.push((i, input.row));
+        input.row += 1;
+        if input.row == input.batch.num_rows() {
+            // The picks point into this batch: write them before it goes.
+            emit(&open, &mut picks, &mut out)?;
+            if !open[i].advance()? {
+                continue;
+            }
+        } else if picks.len() == batch_rows {
+            emit(&open, &mut picks, &mut out)?;
+        }
+        let input = &open[i];
+        heap.push(Reverse((input.times[input.row], i)));
+    }
+    emit(&open, &mut picks, &mut out)?;
+    out.finish()
+}
+
+fn timestamps(batch: &RecordBatch) -> Result<arrow::buffer::ScalarBuffer<i64>> {
+    let ts = batch
         .column_by_name(columns::TIMESTAMP)
-        .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-    let received = sorted
-        .column_by_name(columns::RECEIVED_AT)
-        .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-    let min_ts = ts.as_ref().and_then(arrow::compute::min).unwrap_or(0);
-    let max_ts = ts.as_ref().and_then(arrow::compute::max).unwrap_or(0);
-    let max_received = received.as_ref().and_then(arrow::compute::max).unwrap_or(0);
-    Ok(FileMeta {
-        path: rel_dir.join(name).to_string_lossy().into_owned(),
-        tenant_id: tenant_id.to_owned(),
-        date: date.to_owned(),
-        rows: sorted.num_rows() as u64,
-        bytes,
-        min_ts_us: min_ts,
-        max_ts_us: max_ts,
-        max_received_us: max_received,
-    })
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError("no timestamp column".into()))?;
+    Ok(ts.as_primitive::<TimestampMicrosecondType>().values().clone())
+}
+
+/// A new file of one workspace partition being written: rows go in sorted
+/// by time, in as many batches as the caller likes; [`Self::finish`] makes
+/// it durable under its final name.
+struct PartitionWriter {
+    rel_dir: PathBuf,
+    dir: PathBuf,
+    name: String,
+    tmp_path: PathBuf,
+    writer: ArrowWriter<File>,
+    tenant_id: String,
+    date: String,
+    rows: u64,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+    max_received: Option<i64>,
+}
+
+impl PartitionWriter {
+    fn create(data_dir: &Path, tenant_id: &str, date: &str) -> Result<Self> {
+        let rel_dir = partition_dir(tenant_id, date);
+        let dir = data_dir.join(&rel_dir);
+        create_dir_durable(data_dir, &rel_dir)?;
+        let name = format!("{}.parquet", uuid::Uuid::now_v7());
+        let tmp_path = dir.join(format!("{name}.tmp"));
+        let file = File::create(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
+        let writer = ArrowWriter::try_new(file, event_schema(), Some(writer_properties()))?;
+        Ok(Self {
+            rel_dir,
+            dir,
+            name,
+            tmp_path,
+            writer,
+            tenant_id: tenant_id.to_owned(),
+            date: date.to_owned(),
+            rows: 0,
+            min_ts: None,
+            max_ts: None,
+            max_received: None,
+        })
+    }
+
+    /// Appends rows; they must not be earlier than the rows before them.
+    fn write(&mut self, sorted: &RecordBatch) -> Result<()> {
+        if sorted.num_rows() == 0 {
+            return Ok(());
+        }
+        let ts = timestamps(sorted)?;
+        self.min_ts = self.min_ts.or(ts.first().copied());
+        self.max_ts = ts.last().copied().max(self.max_ts);
+        let received = sorted
+            .column_by_name(columns::RECEIVED_AT)
+            .and_then(|c| arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()));
+        self.max_received = self.max_received.max(received);
+        self.rows += sorted.num_rows() as u64;
+        self.writer.write(sorted)?;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<FileMeta> {
+        let Self {
+            rel_dir,
+            dir,
+            name,
+            tmp_path,
+            writer,
+            tenant_id,
+            date,
+            rows,
+            min_ts,
+            max_ts,
+            max_received,
+        } = self;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(|e| Error::io(&tmp_path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&tmp_path, e))?.len();
+        drop(file);
+        let final_path = dir.join(&name);
+        fs::rename(&tmp_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        sync_dir(&dir)?;
+        Ok(FileMeta {
+            path: rel_dir.join(name).to_string_lossy().into_owned(),
+            tenant_id,
+            date,
+            rows,
+            bytes,
+            min_ts_us: min_ts.unwrap_or(0),
+            max_ts_us: max_ts.unwrap_or(0),
+            max_received_us: max_received.unwrap_or(0),
+        })
+    }
 }
 
 fn create_dir_durable(data_dir: &Path, rel: &Path) -> Result<()> {
@@ -312,6 +479,45 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+        /// A streamed merge of sorted files, read a few rows at a time, is
+        /// exactly the stable sort of their concatenation, equal times
+        /// included.
+        #[test]
+        fn merge_is_a_stable_sort(
+            files in proptest::collection::vec(proptest::collection::vec(arb_event(), 0..25), 1..5),
+            batch_rows in 1usize..7,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut inputs = Vec::new();
+            let mut all = Vec::new();
+            for (i, events) in files.into_iter().enumerate() {
+                let events: Vec<Event> = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, mut e)| {
+                        e.timestamp_us %= 4;
+                        e.message_id = format!("{i}-{j}");
+                        e
+                    })
+                    .collect();
+                let batch = sort_by_time(&events_to_batch(&events).expect("batch")).expect("sort");
+                let meta = write_file(dir.path(), "t", "2025-01-01", &batch).expect("write");
+                inputs.push(dir.path().join(&meta.path));
+                all.push(batch);
+            }
+            let expected = sort_by_time(&concat_batches(&event_schema(), &all).expect("concat")).expect("sort");
+            let meta = merge_files_in(dir.path(), "t", "2025-01", &inputs, batch_rows).expect("merge");
+            let back = read_file(&dir.path().join(&meta.path), None).expect("read");
+            let back = concat_batches(&event_schema(), &back).expect("concat");
+            prop_assert_eq!(meta.rows as usize, expected.num_rows());
+            prop_assert!(meta.path.contains("date=2025-01/"));
+            prop_assert_eq!(back, expected.clone());
+            if expected.num_rows() > 0 {
+                let ts = timestamps(&expected).expect("ts");
+                prop_assert_eq!((meta.min_ts_us, meta.max_ts_us), (ts[0], ts[ts.len() - 1]));
+            }
+        }
+
         /// Event -> Arrow -> Parquet -> Arrow keeps every value (rows come back sorted by time).
         #[test]
         fn parquet_round_trip(events in proptest::collection::vec(arb_event(), 1..40)) {

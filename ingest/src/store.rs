@@ -631,10 +631,10 @@ impl Store {
     ///   so a trickle of late events does not rewrite the month every
     ///   time.
     ///
-    /// A merge reads at most `compaction_max_file_bytes` of files (the
-    /// smallest first), so compaction memory stays bounded, and files
-    /// larger than that are left alone. Returns the number of files
-    /// merged away.
+    /// A merge takes at most `compaction_max_file_bytes` of files (the
+    /// smallest first), and files larger than that are left alone. It
+    /// streams ([`storage::merge_files`]): memory is a batch per file
+    /// merged, not the month. Returns the number of files merged away.
     pub fn compact(&self) -> Result<usize> {
         let inner = &self.inner;
         let _guard = inner.maintenance.lock();
@@ -682,14 +682,8 @@ impl Store {
         };
         let mut merged = 0;
         for (key, group) in groups {
-            let mut batches = Vec::new();
-            for f in &group {
-                batches.extend(storage::read_file(&inner.data_dir.join(&f.path), None)?);
-            }
-            let all = storage::sort_by_time(&concat_batches(&event_schema(), &batches)?)?;
-            drop(batches);
-            let tenant = &group[0].tenant_id;
-            let new = storage::write_file(&inner.data_dir, tenant, &key, &all)?;
+            let inputs: Vec<PathBuf> = group.iter().map(|f| inner.data_dir.join(&f.path)).collect();
+            let new = storage::merge_files(&inner.data_dir, &group[0].tenant_id, &key, &inputs)?;
             let removed: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
             if let Err(e) = inner
                 .catalog
