@@ -624,8 +624,8 @@ impl Store {
     ///   `compaction_cold_after` ago has all its files merged into one
     ///   month file (`date=YYYY-MM`), sorted by time. A year of a small
     ///   shop is then a dozen files of full row groups rather than 365
-    ///   small ones; every engine pays per file opened and per row group,
-    ///   so a scan of the year costs less than half as much. Late events
+    ///   small ones, and every engine pays per file opened and per row
+    ///   group decoded (ARCHITECTURE.md has the measurement). Late events
     ///   for a cold month land in a day file of that month again; they are
     ///   merged into the month once `compaction_min_files` of them exist,
     ///   so a trickle of late events does not rewrite the month every
