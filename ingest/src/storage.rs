@@ -155,7 +155,19 @@ pub fn merge_files(
     date: &str,
     inputs: &[PathBuf],
 ) -> Result<FileMeta> {
-    merge_files_in(data_dir, tenant_id, date, inputs, MERGE_BATCH_ROWS)
+    merge_files_in(data_dir, tenant_id, date, inputs, i64::MIN, MERGE_BATCH_ROWS)
+}
+
+/// [`merge_files`] without the rows before `from_us` (retention cutting a
+/// month file).
+pub fn merge_files_from(
+    data_dir: &Path,
+    tenant_id: &str,
+    date: &str,
+    inputs: &[PathBuf],
+    from_us: i64,
+) -> Result<FileMeta> {
+    merge_files_in(data_dir, tenant_id, date, inputs, from_us, MERGE_BATCH_ROWS)
 }
 
 fn merge_files_in(
@@ -163,6 +175,7 @@ fn merge_files_in(
     tenant_id: &str,
     date: &str,
     inputs: &[PathBuf],
+    from_us: i64,
     batch_rows: usize,
 ) -> Result<FileMeta> {
     /// One input: its reader and the current batch's times.
@@ -222,9 +235,11 @@ fn merge_files_in(
         picks.clear();
         Ok::<(), Error>(())
     };
-    while let Some(Reverse((_, i))) = heap.pop() {
+    while let Some(Reverse((time, i))) = heap.pop() {
         let input = &mut open[i];
-        picks.push((i, input.row));
+        if time >= from_us {
+            picks.push((i, input.row));
+        }
         input.row += 1;
         if input.row == input.batch.num_rows() {
             // The picks point into this batch: write them before it goes.
@@ -295,9 +310,17 @@ impl PartitionWriter {
         if sorted.num_rows() == 0 {
             return Ok(());
         }
-        let ts = timestamps(sorted)?;
-        self.min_ts = self.min_ts.or(ts.first().copied());
-        self.max_ts = ts.last().copied().max(self.max_ts);
+        let ts = sorted
+            .column_by_name(columns::TIMESTAMP)
+            .map(|c| c.as_primitive::<TimestampMicrosecondType>());
+        // Computed, not taken from the ends: the catalog's range prunes
+        // files, so it must hold even for rows that were not sorted.
+        let (min, max) = (ts.and_then(arrow::compute::min), ts.and_then(arrow::compute::max));
+        self.min_ts = match (self.min_ts, min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_ts = self.max_ts.max(max);
         let received = sorted
             .column_by_name(columns::RECEIVED_AT)
             .and_then(|c| arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()));
@@ -506,7 +529,7 @@ mod tests {
                 all.push(batch);
             }
             let expected = sort_by_time(&concat_batches(&event_schema(), &all).expect("concat")).expect("sort");
-            let meta = merge_files_in(dir.path(), "t", "2025-01", &inputs, batch_rows).expect("merge");
+            let meta = merge_files_in(dir.path(), "t", "2025-01", &inputs, i64::MIN, batch_rows).expect("merge");
             let back = read_file(&dir.path().join(&meta.path), None).expect("read");
             let back = concat_batches(&event_schema(), &back).expect("concat");
             prop_assert_eq!(meta.rows as usize, expected.num_rows());

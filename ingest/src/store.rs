@@ -234,7 +234,12 @@ struct Inner {
     buffered_bytes: AtomicUsize,
     poisoned: AtomicBool,
     feed: broadcast::Sender<Arc<AcceptedBatch>>,
+    /// Serializes compaction and retention (which replace files).
     maintenance: Mutex<()>,
+    /// Serializes flushes. Not `maintenance`: a flush only adds files, so
+    /// it can commit while a long compaction (every cold month of a
+    /// workspace, the first time) is merging, and ingest is not held up.
+    flushing: Mutex<()>,
     pending_deletes: Mutex<Vec<(PathBuf, Instant)>>,
     last_flush: Mutex<Instant>,
 }
@@ -328,6 +333,7 @@ impl Store {
             poisoned: AtomicBool::new(false),
             feed,
             maintenance: Mutex::new(()),
+            flushing: Mutex::new(()),
             pending_deletes: Mutex::new(Vec::new()),
             last_flush: Mutex::new(Instant::now()),
             config,
@@ -522,7 +528,7 @@ impl Store {
     /// call from a blocking thread.
     pub fn flush(&self) -> Result<FlushReport> {
         let inner = &self.inner;
-        let _guard = inner.maintenance.lock();
+        let _guard = inner.flushing.lock();
         let started = Instant::now();
         *inner.last_flush.lock() = Instant::now();
         let seal = self.seal()?;
@@ -644,15 +650,20 @@ impl Store {
         let groups: Vec<(String, Vec<FileMeta>)> = {
             let state = inner.state.read();
             let mut groups: HashMap<(String, String), Vec<FileMeta>> = HashMap::new();
+            // Cold months that already have a month file (of any size).
+            let mut compacted: HashSet<(String, String)> = HashSet::new();
             for files in state.files.values() {
                 for f in files {
+                    let month = storage::month_of(&f.date);
+                    let key = if storage::month_end_us(month).is_some_and(|end| end <= cold_before) {
+                        month.to_owned()
+                    } else {
+                        f.date.clone()
+                    };
+                    if storage::is_month(&f.date) {
+                        compacted.insert((f.tenant_id.clone(), key.clone()));
+                    }
                     if f.bytes <= inner.config.compaction_max_file_bytes {
-                        let month = storage::month_of(&f.date);
-                        let key = if storage::month_end_us(month).is_some_and(|end| end <= cold_before) {
-                            month.to_owned()
-                        } else {
-                            f.date.clone()
-                        };
                         groups
                             .entry((f.tenant_id.clone(), key))
                             .or_default()
@@ -662,21 +673,25 @@ impl Store {
             }
             groups
                 .into_iter()
-                .filter_map(|((_, key), mut g)| {
+                .filter_map(|(id, mut g)| {
                     g.sort_by_key(|f| f.bytes);
                     let mut total = 0;
                     g.retain(|f| {
                         total += f.bytes;
                         total <= inner.config.compaction_max_file_bytes
                     });
-                    let due = if storage::is_month(&key) {
+                    let due = if storage::is_month(&id.1) {
                         let days = g.iter().filter(|f| !storage::is_month(&f.date)).count();
                         g.len() >= 2
-                            && (days == g.len() || days >= inner.config.compaction_min_files)
+                            && (days >= inner.config.compaction_min_files
+                                || !compacted.contains(&id))
                     } else {
                         g.len() >= inner.config.compaction_min_files
                     };
-                    due.then_some((key, g))
+                    // Written order (uuid7 names): equal times stay in
+                    // the order they were stored.
+                    g.sort_by(|a, b| a.path.cmp(&b.path));
+                    due.then_some((id.1, g))
                 })
                 .collect()
         };
@@ -699,22 +714,28 @@ impl Store {
         Ok(merged)
     }
 
-    /// Unpublishes the files whose newest event is older than each
-    /// workspace's retention. Retention works on whole files: a file goes
-    /// once all its events are older than the cutoff, so a day file within
-    /// a day of its day passing the cutoff and a cold month file once its
-    /// last day does.
+    /// Applies each workspace's retention by UTC day, as day partitions
+    /// always did: events before the UTC day of `now - retention_days` go.
+    /// Files wholly before that day are unpublished; a month file that
+    /// straddles it is rewritten without the expired rows (at most once a
+    /// day, since the cut moves by days). Returns the number of files
+    /// dropped or cut.
     pub fn apply_retention(&self) -> Result<usize> {
+        const DAY_US: i64 = 86_400_000_000;
         let inner = &self.inner;
         let _guard = inner.maintenance.lock();
         let now = inner.clock.now_us();
-        let mut removed_total = 0;
+        let mut changed = 0;
         for tenant in inner.catalog.tenants()? {
             let Some(days) = tenant.retention_days else {
                 continue;
             };
-            let cutoff_us = now.saturating_sub(i64::from(days).saturating_mul(86_400_000_000));
-            let expired: Vec<String> = {
+            let before = changed;
+            let cutoff_us = now
+                .saturating_sub(i64::from(days).saturating_mul(DAY_US))
+                .div_euclid(DAY_US)
+                .saturating_mul(DAY_US);
+            let (expired, straddling): (Vec<FileMeta>, Vec<FileMeta>) = {
                 let state = inner.state.read();
                 state
                     .files
@@ -722,21 +743,39 @@ impl Store {
                     .map(|files| {
                         files
                             .iter()
-                            .filter(|f| f.max_ts_us < cutoff_us)
-                            .map(|f| f.path.clone())
-                            .collect()
+                            .filter(|f| f.min_ts_us < cutoff_us)
+                            .cloned()
+                            .partition(|f| f.max_ts_us < cutoff_us)
                     })
                     .unwrap_or_default()
             };
-            if expired.is_empty() {
-                continue;
+            if !expired.is_empty() {
+                let expired: Vec<String> = expired.into_iter().map(|f| f.path).collect();
+                inner.catalog.commit_files(&[], &expired, None)?;
+                self.replace_files(&tenant.id, &expired, None);
+                changed += expired.len();
             }
-            inner.catalog.commit_files(&[], &expired, None)?;
-            self.replace_files(&tenant.id, &expired, None);
-            tracing::info!(tenant = %tenant.id, files = expired.len(), cutoff_us, "Applied retention.");
-            removed_total += expired.len();
+            for f in straddling {
+                let input = [inner.data_dir.join(&f.path)];
+                let new =
+                    storage::merge_files_from(&inner.data_dir, &tenant.id, &f.date, &input, cutoff_us)?;
+                let removed = [f.path];
+                if let Err(e) =
+                    inner
+                        .catalog
+                        .commit_files(std::slice::from_ref(&new), &removed, None)
+                {
+                    let _ = std::fs::remove_file(inner.data_dir.join(&new.path));
+                    return Err(e);
+                }
+                self.replace_files(&tenant.id, &removed, Some(new));
+                changed += 1;
+            }
+            if changed > before {
+                tracing::info!(tenant = %tenant.id, files = changed - before, cutoff_us, "Applied retention.");
+            }
         }
-        Ok(removed_total)
+        Ok(changed)
     }
 
     fn replace_files(&self, tenant: &str, removed: &[String], added: Option<FileMeta>) {

@@ -335,8 +335,8 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
     assert_eq!(ids_in(&store, &tenant).len(), 80);
     assert_eq!(walk(&dir.path().join(storage::EVENTS_DIR)), 3);
 
-    // Retention drops a month file only once all of its events are past the
-    // cutoff: its newest event is 30 days old.
+    // Retention cuts by UTC day, month files included: a month file that
+    // straddles the cut is rewritten without the expired rows.
     let retain = |days: u32| {
         let s = store.clone();
         let mut t = s.catalog().tenant(&tenant).expect("tenant");
@@ -349,8 +349,19 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
                 .expect("retention")
         }
     };
+    // 35 days before NOW is 2025-05-11: May 2-6 go, May 16 stays.
+    assert_eq!(retain(35).await, 1);
+    assert_eq!(dates(&store), ["2025-05", "2025-06-14", "2025-06-15"]);
+    let mut left = ids_in(&store, &tenant);
+    left.retain(|id| id[1..].parse::<usize>().is_ok_and(|n| n < 30));
+    assert_eq!(left.len(), 10, "of May, only May 16 (m20..m29) is left");
+    assert_eq!(ids_in(&store, &tenant).len(), 30);
+    let snap = store.snapshot(&tenant);
+    let (_, month) = snap.files.iter().find(|(_, f)| f.date == "2025-05").expect("month");
+    assert_eq!(month.rows, 10);
+    assert!(month.min_ts_us >= NOW - 30 * 86_400_000_000 - 100);
+    // The cut does not move within a day: nothing to do again.
     assert_eq!(retain(35).await, 0);
-    assert_eq!(ids_in(&store, &tenant).len(), 80);
     assert_eq!(retain(29).await, 1);
     assert_eq!(dates(&store), ["2025-06-14", "2025-06-15"]);
     assert_eq!(ids_in(&store, &tenant).len(), 20);
