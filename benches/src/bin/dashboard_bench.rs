@@ -80,6 +80,11 @@ struct Args {
     /// replaced). Beacon only: needs `--no-peers`.
     #[arg(long, requires = "no_peers")]
     sql: Vec<String>,
+    /// Beacon's scan and aggregation partitions (the engine's
+    /// `target_partitions`; 0 = one per core, the server's default). For
+    /// trying a setting: needs `--no-peers`.
+    #[arg(long, default_value_t = 0, requires = "no_peers")]
+    target_partitions: usize,
 }
 
 /// Which part of the suite a query belongs to.
@@ -298,7 +303,12 @@ struct Loaded {
 
 /// Generates `events` events into a store in `dir`, as the server would
 /// store them, and publishes everything as Parquet.
-async fn load(dir: &Path, events: usize, reuse: bool) -> anyhow::Result<Loaded> {
+async fn load(
+    dir: &Path,
+    events: usize,
+    reuse: bool,
+    target_partitions: usize,
+) -> anyhow::Result<Loaded> {
     let catalog = Arc::new(Catalog::open(dir)?);
     let existing = catalog.tenants()?.into_iter().find(|t| t.name == "bench");
     let reused = reuse && existing.is_some();
@@ -328,6 +338,7 @@ async fn load(dir: &Path, events: usize, reuse: bool) -> anyhow::Result<Loaded> 
             query_memory_bytes: 8 << 30,
             query_timeout: std::time::Duration::from_secs(3600),
             max_result_rows: 10_000_000,
+            target_partitions,
             ..EngineConfig::default()
         },
     );
@@ -585,7 +596,7 @@ async fn main() -> anyhow::Result<()> {
         }
         std::fs::create_dir_all(&dir)?;
         println!("== {} events: generating and ingesting", human(events));
-        let loaded = load(&dir.join("data"), events, args.reuse).await?;
+        let loaded = load(&dir.join("data"), events, args.reuse, args.target_partitions).await?;
         println!(
             "   {} files, {:.1} MB, load {:.1} s, compaction {:.1} s, rollups {:.1} s",
             loaded.files.len(),
