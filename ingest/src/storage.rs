@@ -32,7 +32,8 @@ use crate::{Error, Result};
 
 /// Directory of all event files, relative to the data directory.
 pub const EVENTS_DIR: &str = "tables/events";
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Microseconds in a day.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// zstd level of event files: 1 keeps flushes cheap on the ingest path
 /// (level 3 was ~5% smaller and markedly slower to write here).
@@ -76,14 +77,9 @@ pub fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
 pub fn split_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<String, RecordBatch>> {
     let all = concat_batches(&event_schema(), batches)?;
     let sorted = sort_by_time(&all)?;
-    let ts = sorted
-        .column_by_name(columns::TIMESTAMP)
-        .ok_or_else(|| arrow::error::ArrowError::SchemaError("no timestamp column".into()))?
-        .as_primitive::<TimestampMicrosecondType>()
-        .clone();
+    let values = timestamps(&sorted)?;
     let mut out = BTreeMap::new();
     let mut start = 0;
-    let values = ts.values();
     while start < values.len() {
         let day = values[start].div_euclid(MICROS_PER_DAY);
         let end = values[start..].partition_point(|t| t.div_euclid(MICROS_PER_DAY) == day) + start;

@@ -721,7 +721,6 @@ impl Store {
     /// day, since the cut moves by days). Returns the number of files
     /// dropped or cut.
     pub fn apply_retention(&self) -> Result<usize> {
-        const DAY_US: i64 = 86_400_000_000;
         let inner = &self.inner;
         let _guard = inner.maintenance.lock();
         let now = inner.clock.now_us();
@@ -732,9 +731,9 @@ impl Store {
             };
             let before = changed;
             let cutoff_us = now
-                .saturating_sub(i64::from(days).saturating_mul(DAY_US))
-                .div_euclid(DAY_US)
-                .saturating_mul(DAY_US);
+                .saturating_sub(i64::from(days).saturating_mul(storage::MICROS_PER_DAY))
+                .div_euclid(storage::MICROS_PER_DAY)
+                .saturating_mul(storage::MICROS_PER_DAY);
             let (expired, straddling): (Vec<FileMeta>, Vec<FileMeta>) = {
                 let state = inner.state.read();
                 state
