@@ -300,6 +300,40 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
             "invalid_json",
         ),
         (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"SELECT business_date(timestamp, 'decade') FROM events\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            b"{\"query\": \"SELECT business_date(timestamp, event) FROM events\"}".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        // 2000 filters (111 KB) overflowed the planning thread's stack and
+        // took the server down; 51 is over the limit.
+        (
+            "/v1/analytics/revenue",
+            Some(&tenant.admin_key),
+            many_filters(2000),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/analytics/funnel",
+            Some(&tenant.admin_key),
+            json!({"steps": [{"event": "A", "filters": serde_json::from_slice::<Value>(&many_filters(51)).expect("json")["filters"]}, {"event": "B"}]}).to_string().into_bytes(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             "/v1/nope",
             key,
             vec![],
@@ -397,6 +431,14 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
         22
     );
     assert!(server.stop().success());
+}
+
+/// A revenue request with `n` filters.
+fn many_filters(n: usize) -> Vec<u8> {
+    let filters: Vec<Value> = (0..n)
+        .map(|i| json!({"property": "channel", "op": "neq", "value": format!("x{i}")}))
+        .collect();
+    json!({"range": "30d", "filters": filters}).to_string().into_bytes()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -49,6 +49,21 @@ pub const ENDPOINTS: [&str; 8] = [
 pub const MAX_RANGE_DAYS: i64 = 3660;
 /// Most rows in a top-N list or breakdown.
 pub const MAX_LIMIT: usize = 1000;
+/// Most property filters of a request, and of each of its event matchers
+/// (funnel steps, ...). Each filter is one more level of the condition the
+/// planner walks recursively: thousands of them overflowed the stack of the
+/// thread planning the query and took the server down.
+pub const MAX_FILTERS: usize = 50;
+
+fn check_filters(filters: &[Filter]) -> Result<()> {
+    if filters.len() > MAX_FILTERS {
+        return Err(Error::InvalidRequest(format!(
+            "at most {MAX_FILTERS} filters, got {}",
+            filters.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Answers one analytics request for `tenant`.
 pub async fn run(engine: &Engine, tenant: &str, endpoint: &str, request: Value) -> Result<Value> {
@@ -185,6 +200,7 @@ impl Common {
 
     /// SQL conditions of the filters, `TRUE` when there are none.
     fn filter_sql(&self) -> Result<String> {
+        check_filters(&self.filters)?;
         let mut parts = vec!["TRUE".to_owned()];
         for f in &self.filters {
             parts.push(f.to_sql()?);
@@ -195,6 +211,7 @@ impl Common {
     /// The filters over `events_rollup`, when every filter and the
     /// breakdown use rollup dimensions only.
     fn rollup_filter_sql(&self) -> Result<Option<String>> {
+        check_filters(&self.filters)?;
         let mut parts = vec!["TRUE".to_owned()];
         for f in &self.filters {
             match f.to_rollup_sql()? {
@@ -289,7 +306,14 @@ impl<'a> Session<'a> {
             let mut d = period.from;
             while d <= period.to {
                 for h in 0..24 {
-                    out.push(format!("{d}T{h:02}:00"));
+                    // The hour skipped when the clocks go forward does
+                    // not exist: no bucket for it.
+                    let exists = d.and_hms_opt(h, 0, 0).is_some_and(|t| {
+                        !matches!(self.calendar.tz.from_local_datetime(&t), LocalResult::None)
+                    });
+                    if exists {
+                        out.push(format!("{d}T{h:02}:00"));
+                    }
                 }
                 d += Duration::days(1);
             }
@@ -506,6 +530,15 @@ impl Interval {
     }
 }
 
+/// The `order_items` column of a property that line items carry.
+fn item_column(property: &str) -> Option<&'static str> {
+    match property {
+        "product" | "product_id" => Some("product_id"),
+        "category" | "product_category" => Some("category"),
+        _ => None,
+    }
+}
+
 /// A condition on a property.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -554,7 +587,38 @@ pub enum FilterOp {
 
 impl Filter {
     fn to_sql(&self) -> Result<String> {
-        self.sql_with(Property::parse(&self.property)?)
+        let own = self.sql_with(Property::parse(&self.property)?)?;
+        let Some(column) = item_column(&self.property) else {
+            return Ok(own);
+        };
+        // An order's products are its line items (`properties.products[]`),
+        // not a column of the event: `product = X` holds for an event whose
+        // product is X and for an order with a line of X; `product != X`
+        // for an event whose product is not X and that is no order with a
+        // line of X.
+        let (positive, negated) = match self.op {
+            FilterOp::Neq => (FilterOp::Eq, true),
+            FilterOp::NotIn => (FilterOp::In, true),
+            FilterOp::NotContains => (FilterOp::Contains, true),
+            FilterOp::IsNotSet => (FilterOp::IsSet, true),
+            op => (op, false),
+        };
+        let line = Filter {
+            op: positive,
+            ..self.clone()
+        }
+        .sql_with(Property {
+            text: column.to_owned(),
+            number: format!("TRY_CAST({column} AS DOUBLE)"),
+        })?;
+        let has_line = format!(
+            "(event = 'Order Completed' AND message_id IN (SELECT message_id FROM order_items WHERE {line}))"
+        );
+        Ok(if negated {
+            format!("({own} AND NOT {has_line})")
+        } else {
+            format!("({own} OR {has_line})")
+        })
     }
 
     /// The filter over `events_rollup`; `None` when its property is not a
@@ -580,11 +644,34 @@ impl Filter {
                 v => Ok(vec![v.clone()]),
             }
         };
+        // One IN list per kind of value: a list of 1000 values is one
+        // expression, not a chain of 1000 ORs for the planner to recurse into.
         let equal_any = |values: &[Value]| -> Result<String> {
-            let parts = values
-                .iter()
-                .map(|v| p.equals(v, &self.property))
-                .collect::<Result<Vec<_>>>()?;
+            let (mut texts, mut numbers, mut bools) = (Vec::new(), Vec::new(), Vec::new());
+            for v in values {
+                match v {
+                    Value::String(s) => texts.push(sql_string(s)?),
+                    Value::Number(n) => numbers.push(number_literal(n)?),
+                    Value::Bool(b) => bools.push(format!("'{b}'")),
+                    other => {
+                        return Err(Error::InvalidRequest(format!(
+                            "filter on {:?}: values must be strings, numbers or booleans, got {}",
+                            self.property,
+                            kind(other)
+                        )));
+                    }
+                }
+            }
+            let mut parts = Vec::new();
+            if !texts.is_empty() {
+                parts.push(format!("{} IN ({})", p.text, texts.join(", ")));
+            }
+            if !numbers.is_empty() {
+                parts.push(format!("{} IN ({})", p.number, numbers.join(", ")));
+            }
+            if !bools.is_empty() {
+                parts.push(format!("lower({}) IN ({})", p.text, bools.join(", ")));
+            }
             Ok(format!("({})", parts.join(" OR ")))
         };
         Ok(match self.op {
@@ -666,6 +753,11 @@ const TEXT_COLUMNS: [(&str, &str); 23] = [
 ];
 const NUMBER_COLUMNS: [&str; 3] = ["revenue", "price", "quantity"];
 
+/// True when `name` is one of the text columns (not a number to sum).
+fn is_text_column(name: &str) -> bool {
+    TEXT_COLUMNS.iter().any(|(n, _)| *n == name)
+}
+
 impl Property {
     /// Resolves a property name:
     /// - an event column or its alias (`event`, `channel`, `location` =
@@ -711,20 +803,6 @@ impl Property {
         Ok(Self {
             text: format!("json_as_text({column}, {keys})"),
             number: format!("json_get_float({column}, {keys})"),
-        })
-    }
-
-    fn equals(&self, v: &Value, name: &str) -> Result<String> {
-        Ok(match v {
-            Value::Number(n) => format!("{} = {}", self.number, number_literal(n)?),
-            Value::Bool(b) => format!("lower({}) = '{b}'", self.text),
-            Value::String(s) => format!("{} = {}", self.text, sql_string(s)?),
-            other => {
-                return Err(Error::InvalidRequest(format!(
-                    "filter on {name:?}: values must be strings, numbers or booleans, got {}",
-                    kind(other)
-                )));
-            }
         })
     }
 
@@ -802,6 +880,7 @@ impl EventMatcher {
                 "event names are 1 to 200 characters".into(),
             ));
         }
+        check_filters(&self.filters)?;
         let mut parts = vec![if self.event == "Page Viewed" {
             "(event = 'Page Viewed' OR type = 'page')".to_owned()
         } else {

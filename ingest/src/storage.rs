@@ -260,6 +260,20 @@ fn timestamps(batch: &RecordBatch) -> Result<arrow::buffer::ScalarBuffer<i64>> {
     Ok(ts.as_primitive::<TimestampMicrosecondType>().values().clone())
 }
 
+/// Deletes a file when dropped, unless disarmed (`.0 = None`): a write or
+/// merge that fails half-way leaves no `.tmp` file behind (startup would
+/// delete it too, but a failing merge retried every maintenance round
+/// would pile them up until then).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// A new file of one workspace partition being written: rows go in sorted
 /// by time, in as many batches as the caller likes; [`Self::finish`] makes
 /// it durable under its final name.
@@ -269,6 +283,8 @@ struct PartitionWriter {
     name: String,
     tmp_path: PathBuf,
     writer: ArrowWriter<File>,
+    /// Removes the `.tmp` file unless [`Self::finish`] renamed it.
+    unfinished: RemoveOnDrop,
     tenant_id: String,
     date: String,
     rows: u64,
@@ -290,6 +306,7 @@ impl PartitionWriter {
             rel_dir,
             dir,
             name,
+            unfinished: RemoveOnDrop(Some(tmp_path.clone())),
             tmp_path,
             writer,
             tenant_id: tenant_id.to_owned(),
@@ -333,6 +350,7 @@ impl PartitionWriter {
             name,
             tmp_path,
             writer,
+            mut unfinished,
             tenant_id,
             date,
             rows,
@@ -346,6 +364,7 @@ impl PartitionWriter {
         drop(file);
         let final_path = dir.join(&name);
         fs::rename(&tmp_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        unfinished.0 = None;
         sync_dir(&dir)?;
         Ok(FileMeta {
             path: rel_dir.join(name).to_string_lossy().into_owned(),
@@ -549,6 +568,47 @@ mod tests {
             prop_assert_eq!(back, sort_by_time(&batch).expect("sort"));
             prop_assert_eq!(meta.min_ts_us, events.iter().map(|e| e.timestamp_us).min().expect("min"));
         }
+    }
+
+    /// A file abandoned half-way (a merge whose input fails to read)
+    /// leaves nothing behind; a finished one is renamed into place.
+    #[test]
+    fn unfinished_files_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = |date: &str| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir.path().join(partition_dir("t", date)))
+                .expect("partition dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let batch = events_to_batch(&[Event {
+            message_id: "m".into(),
+            anonymous_id: Some("a".into()),
+            timestamp_us: 1,
+            ..Event::default()
+        }])
+        .expect("batch");
+
+        let mut out = PartitionWriter::create(dir.path(), "t", "2025-01").expect("create");
+        out.write(&batch).expect("write");
+        assert_eq!(files("2025-01").len(), 1);
+        assert!(files("2025-01")[0].ends_with(".parquet.tmp"));
+        drop(out);
+        assert_eq!(files("2025-01"), Vec::<String>::new());
+
+        // A merge whose input is not Parquet fails before writing anything.
+        let good = write_file(dir.path(), "t", "2025-01-01", &batch).expect("write");
+        let bad = dir.path().join("not-parquet.parquet");
+        fs::write(&bad, b"not parquet").expect("write");
+        assert!(merge_files(dir.path(), "t", "2025-01", &[dir.path().join(&good.path), bad]).is_err());
+        assert_eq!(files("2025-01"), Vec::<String>::new());
+
+        let mut out = PartitionWriter::create(dir.path(), "t", "2025-01").expect("create");
+        out.write(&batch).expect("write");
+        let meta = out.finish().expect("finish");
+        assert_eq!(files("2025-01"), vec![Path::new(&meta.path).file_name().expect("name").to_string_lossy().into_owned()]);
     }
 
     #[test]

@@ -82,9 +82,9 @@ async fn answer(
              SELECT count(*) AS customers, \
                     count(*) FILTER (WHERE f.first_at >= TIMESTAMP '{start}') AS new, \
                     count(*) FILTER (WHERE f.first_at < TIMESTAMP '{start}') AS returning, \
-                    sum(r.revenue) FILTER (WHERE f.first_at >= TIMESTAMP '{start}') AS new_revenue, \
-                    sum(r.revenue) FILTER (WHERE f.first_at < TIMESTAMP '{start}') AS returning_revenue, \
-                    sum(r.orders) AS orders \
+                    coalesce(sum(r.revenue) FILTER (WHERE f.first_at >= TIMESTAMP '{start}'), 0) AS new_revenue, \
+                    coalesce(sum(r.revenue) FILTER (WHERE f.first_at < TIMESTAMP '{start}'), 0) AS returning_revenue, \
+                    coalesce(sum(r.orders), 0) AS orders \
              FROM r JOIN f USING (user_id)"
         ))
         .await?
@@ -115,8 +115,8 @@ async fn answer(
     let ltv = s
         .rows(&format!(
             "SELECT count(*) AS customers, CAST(round(avg(v), 2) AS DECIMAL(20, 2)) AS average, \
-                    round(median(CAST(v AS DOUBLE)), 2) AS median, \
-                    round(percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(v AS DOUBLE)), 2) AS p90 \
+                    CAST(round(median(CAST(v AS DOUBLE)), 2) AS DECIMAL(20, 2)) AS median, \
+                    CAST(round(percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(v AS DOUBLE)), 2) AS DECIMAL(20, 2)) AS p90 \
              FROM (SELECT user_id, \
                           sum(CASE WHEN event = 'Order Completed' THEN revenue ELSE -revenue END) AS v, \
                           count(*) FILTER (WHERE event = 'Order Completed') AS orders \
@@ -148,6 +148,19 @@ pub(super) async fn customers(s: &Session<'_>, r: Request) -> Result<Value> {
     Ok(out)
 }
 
+/// The segments of [`SEGMENT`].
+const SEGMENTS: [&str; 9] = [
+    "champions",
+    "loyal",
+    "new",
+    "promising",
+    "cant_lose",
+    "at_risk",
+    "need_attention",
+    "hibernating",
+    "lost",
+];
+
 /// Segment of R and F scores.
 const SEGMENT: &str = "CASE \
     WHEN r >= 4 AND f >= 4 THEN 'champions' \
@@ -168,7 +181,10 @@ pub(super) async fn rfm(s: &Session<'_>, r: RfmRequest) -> Result<Value> {
     }
     let (period, _) = s.periods(&r.common)?;
     let filters = r.common.filter_sql()?;
-    let limit = r.common.limit.unwrap_or(100).clamp(1, super::MAX_LIMIT);
+    let limit = match r.common.limit {
+        None => 100,
+        Some(_) => r.common.limit()?,
+    };
     let end = rfc3339(period.end_us);
     let scored = format!(
         "WITH c AS (SELECT user_id, count(*) AS frequency, sum(revenue) AS monetary, max(timestamp) AS last_order_at \
@@ -182,6 +198,14 @@ pub(super) async fn rfm(s: &Session<'_>, r: RfmRequest) -> Result<Value> {
                 {SEGMENT} AS segment FROM s",
         orders_sql(&filters, &period.time_sql())
     );
+    if let Some(seg) = &r.segment
+        && !SEGMENTS.contains(&seg.as_str())
+    {
+        return Err(Error::InvalidRequest(format!(
+            "unknown segment {seg:?}; use one of {}",
+            SEGMENTS.join(", ")
+        )));
+    }
     let segment_filter = match &r.segment {
         Some(seg) => format!("WHERE segment = {}", super::sql_string(seg)?),
         None => String::new(),

@@ -9,7 +9,10 @@
 //! `conversion_from_previous = entered_i / entered_(i-1)`; `drop_off =
 //! entered_(i-1) - entered_i`; median and p90 seconds from the previous
 //! step and from the first step, over the units that reached step `i`.
-//! Excluded units count nowhere (`excluded` says how many).
+//! Excluded units count nowhere (`excluded` says how many). `summary`:
+//! `entered` (step 1), `converted` (the last step) and their ratio
+//! `conversion_rate`; with `compare`, `change` is the relative change of
+//! each of them.
 //!
 //! Breakdown attribution: `first` touch takes the property's value on the
 //! unit's first step-1 event (the anchor); `last` touch its value on the
@@ -127,6 +130,16 @@ impl Plan {
                 )));
             }
         };
+        if r.common.interval.is_some() {
+            return Err(Error::InvalidRequest(
+                "funnel has no series; interval does not apply".into(),
+            ));
+        }
+        if r.attribution.is_some() && r.common.breakdown.is_none() {
+            return Err(Error::InvalidRequest(
+                "attribution applies to a breakdown; give breakdown too".into(),
+            ));
+        }
         let attribution = match r.attribution.as_deref() {
             None | Some("first") | Some("first_touch") => "first",
             Some("last") | Some("last_touch") => "last",
@@ -263,8 +276,16 @@ async fn answer(s: &Session<'_>, r: &Request, plan: &Plan, period: &Period) -> R
         .pop()
         .and_then(|mut m| m.remove("excluded"))
         .unwrap_or(json!(0));
+    let steps = step_list(r, &rows);
+    let entered = steps.first().map_or(0.0, |s| super::num(&s["entered"]));
+    let converted = steps.last().map_or(0.0, |s| super::num(&s["entered"]));
     let mut out = json!({
-        "steps": step_list(r, &rows),
+        "summary": {
+            "entered": entered as u64,
+            "converted": converted as u64,
+            "conversion_rate": ratio(converted, entered),
+        },
+        "steps": steps,
         "excluded": excluded,
     });
     if let Some((name, p)) = r.common.breakdown()? {

@@ -3,6 +3,10 @@
 //! with a metric: `count`
 //! (events), `people` (distinct persons) or `sum` of a numeric `property`
 //! (e.g. `revenue`). Every one of the 168 cells is present (zeros filled).
+//! `by_weekday`, `by_hour` and `total` are the cells' sums, except for
+//! `people`, where they count each person once (a person seen on Monday
+//! and Tuesday is one person of the total). `compare` adds `previous` and
+//! `change.total`.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -30,8 +34,14 @@ fn metric_sql(r: &Request) -> Result<String> {
             ("people", None) => {
                 "CAST(count(DISTINCT coalesce(user_id, anonymous_id)) AS DOUBLE)".to_owned()
             }
-            ("sum", Some(p)) => {
-                let p = Property::parse(p)?;
+            ("sum", Some(name)) => {
+                let p = Property::parse(name)?;
+                if super::is_text_column(name) {
+                    return Err(Error::InvalidRequest(format!(
+                        "metric sum needs a numeric property (revenue, price, quantity or a numeric \
+                         properties field); {name:?} is text"
+                    )));
+                }
                 format!("coalesce(sum({}), 0)", p.number)
             }
             ("sum", None) => {
@@ -66,6 +76,7 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
         None => "event = 'Order Completed'".to_owned(),
     };
     let metric = metric_sql(r)?;
+    let distinct = r.metric.as_deref() == Some("people");
     let filters = r.common.filter_sql()?;
     let breakdown = r.common.breakdown()?;
     let rollup = rollup_plan(s, r)?;
@@ -88,6 +99,22 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
              FROM events_rollup WHERE {} AND {filters} AND {event} GROUP BY 1, 2{value_group}",
             period.rollup_time_sql()
         ),
+        None if distinct => {
+            // Distinct people do not add up: the weekday and hour totals
+            // and the grand total are counted as such (grouping sets).
+            let v = match &breakdown {
+                Some((_, p)) => format!(", {}", p.group_sql()),
+                None => String::new(),
+            };
+            let (wd, h) = ("business_weekday(timestamp)", "business_hour(timestamp)");
+            let only_v = v.trim_start_matches(", ");
+            format!(
+                "SELECT {wd} AS weekday, {h} AS hour, {value_select}{metric} AS value_metric \
+                 FROM events WHERE {} AND {filters} AND {event} \
+                 GROUP BY GROUPING SETS (({wd}, {h}{v}), ({wd}{v}), ({h}{v}), ({only_v}))",
+                period.time_sql()
+            )
+        }
         None => format!(
             "SELECT business_weekday(timestamp) AS weekday, business_hour(timestamp) AS hour, {value_select}{metric} AS value_metric \
              FROM events WHERE {} AND {filters} AND {event} GROUP BY 1, 2{value_group}",
@@ -95,13 +122,26 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
         ),
     };
     let rows = s.rows(&sql).await?;
+    // With grouping sets, rows with no weekday or no hour are totals.
+    let cell = |row: &Map<String, Value>| {
+        (
+            row["weekday"].as_f64().map(|d| d as usize),
+            row["hour"].as_f64().map(|h| h as usize),
+        )
+    };
     let grid = |rows: &[&Map<String, Value>]| -> Value {
         let mut m = [[0.0f64; 24]; 7];
+        let mut day_totals = [0.0f64; 7];
+        let mut hour_totals = [0.0f64; 24];
+        let mut total = 0.0f64;
         for row in rows {
-            let d = super::num(&row["weekday"]) as usize;
-            let h = super::num(&row["hour"]) as usize;
-            if (1..=7).contains(&d) && h < 24 {
-                m[d - 1][h] += super::num(&row["value_metric"]);
+            let x = super::num(&row["value_metric"]);
+            match cell(row) {
+                (Some(d), Some(h)) if (1..=7).contains(&d) && h < 24 => m[d - 1][h] += x,
+                (Some(d), None) if (1..=7).contains(&d) => day_totals[d - 1] += x,
+                (None, Some(h)) if h < 24 => hour_totals[h] += x,
+                (None, None) => total += x,
+                _ => {}
             }
         }
         // Money sums have 4 decimals: round away the float noise of adding
@@ -122,13 +162,19 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
                 }
             }
         }
-        let by_weekday: Vec<f64> = m.iter().map(|h| r4(h.iter().sum())).collect();
-        let by_hour: Vec<f64> = (0..24).map(|h| r4(m.iter().map(|d| d[h]).sum())).collect();
+        let (by_weekday, by_hour, total): (Vec<f64>, Vec<f64>, f64) = if distinct {
+            (day_totals.to_vec(), hour_totals.to_vec(), total)
+        } else {
+            let by_weekday: Vec<f64> = m.iter().map(|h| r4(h.iter().sum())).collect();
+            let by_hour: Vec<f64> = (0..24).map(|h| r4(m.iter().map(|d| d[h]).sum())).collect();
+            let total = r4(by_weekday.iter().sum::<f64>());
+            (by_weekday, by_hour, total)
+        };
         json!({
             "cells": cells,
             "by_weekday": by_weekday,
             "by_hour": by_hour,
-            "total": r4(by_weekday.iter().sum::<f64>()),
+            "total": total,
             "peak": {"weekday": peak.0, "hour": peak.1, "value": peak.2},
         })
     };
@@ -138,6 +184,10 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
         let limit = r.common.limit()?;
         let mut values: Vec<(String, f64)> = Vec::new();
         for row in &rows {
+            // A value's size: its total (people), or the sum of its cells.
+            if distinct && cell(row) != (None, None) {
+                continue;
+            }
             let v = row["value"].as_str().unwrap_or("(none)").to_owned();
             let x = super::num(&row["value_metric"]);
             match values.iter_mut().find(|(k, _)| *k == v) {
@@ -226,7 +276,9 @@ pub(super) async fn heatmap(s: &Session<'_>, r: Request) -> Result<Value> {
     out["metric"] = json!(r.metric.as_deref().unwrap_or("count"));
     if let Some(prev) = previous {
         let before = cells(s, &r, &prev).await?;
+        let (now, then) = (super::num(&out["total"]), super::num(&before["total"]));
         super::attach_previous(&mut out, before, s.range_json(&prev, None));
+        out["change"] = json!({"total": super::ratio(now - then, then)});
     }
     Ok(out)
 }

@@ -8,7 +8,9 @@
 //! `c + N`; `on_or_after` counts people with a return in `c + N` or later.
 //! `percentage` divides by the cohort's size (period 0). `revenue` (with
 //! `revenue: true`) sums the `revenue` of the return events in that period
-//! (the cohort's revenue retention; `exact` only).
+//! (the cohort's revenue retention; `exact` only). Each cohort lists every
+//! period from 0 to the last one it can have seen by the end of the range
+//! (at most `periods`), zeros included.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -56,6 +58,11 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
             "retention takes no breakdown or compare; cohorts are compared with each other".into(),
         ));
     }
+    if r.common.interval.is_some() {
+        return Err(Error::InvalidRequest(
+            "retention takes period (day, week or month), not interval".into(),
+        ));
+    }
     let (period, _) = s.periods(&r.common)?;
     let unit = match r.period.as_deref().unwrap_or("month") {
         u @ ("day" | "week" | "month") => u,
@@ -82,6 +89,11 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
             )));
         }
     };
+    if on_or_after && r.revenue {
+        return Err(Error::InvalidRequest(
+            "revenue retention counts exact periods: use counting exact with revenue".into(),
+        ));
+    }
     let person = match r.count_by.as_deref().unwrap_or("person") {
         "person" => "coalesce(user_id, anonymous_id)",
         "user" => "user_id",
@@ -117,9 +129,9 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
     let sql = if on_or_after {
         format!(
             "WITH x AS ({cells}), m AS (SELECT unit, cohort, max(period) AS last FROM x GROUP BY 1, 2), \
-                  p AS (SELECT DISTINCT period FROM x WHERE period <= {max_periods}) \
+                  p AS (SELECT value AS period FROM generate_series(0, {max_periods})) \
              SELECT CAST(m.cohort AS VARCHAR) AS cohort, p.period, count(*) AS people, CAST(NULL AS DECIMAL(28, 4)) AS revenue \
-             FROM m JOIN p ON m.last >= p.period GROUP BY 1, 2 ORDER BY 1, 2"
+             FROM m JOIN p ON CAST(m.last AS BIGINT) >= p.period GROUP BY 1, 2 ORDER BY 1, 2"
         )
     } else {
         format!(
@@ -148,9 +160,37 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
         }
         entry.2.push(Value::Object(cell));
     }
+    // Every period a cohort can have seen by the end of the range is
+    // listed, zeros included, so the table has no holes to fill.
     let cohorts_json: Vec<Value> = out
         .into_iter()
-        .map(|(c, size, periods)| json!({"cohort": c, "size": size as u64, "periods": periods}))
+        .map(|(c, size, found)| {
+            let seen = chrono::NaiveDate::parse_from_str(&c, "%Y-%m-%d")
+                .map(|start| periods_until(start, period.to, unit))
+                .unwrap_or(0);
+            let last = found
+                .iter()
+                .map(|cell| super::num(&cell["period"]) as u32)
+                .max()
+                .unwrap_or(0)
+                .max(seen.min(max_periods));
+            let periods: Vec<Value> = (0..=last)
+                .map(|n| {
+                    found
+                        .iter()
+                        .find(|cell| super::num(&cell["period"]) as u32 == n)
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            let mut cell = json!({"period": n, "people": 0, "percentage": ratio(0.0, size)});
+                            if r.revenue && !on_or_after {
+                                cell["revenue"] = json!("0.0000");
+                            }
+                            cell
+                        })
+                })
+                .collect();
+            json!({"cohort": c, "size": size as u64, "periods": periods})
+        })
         .collect();
     Ok(json!({
         "range": s.range_json(&period, None),
@@ -159,4 +199,22 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
         "counting": if on_or_after { "on_or_after" } else { "exact" },
         "cohorts": cohorts_json,
     }))
+}
+
+/// Whole periods (`day`, `week`, `month`) from the one starting on `start`
+/// to the one holding `to`: the last period number a cohort can have.
+fn periods_until(start: chrono::NaiveDate, to: chrono::NaiveDate, unit: &str) -> u32 {
+    use chrono::Datelike;
+    if to < start {
+        return 0;
+    }
+    let days = (to - start).num_days();
+    let n = match unit {
+        "day" => days,
+        "week" => days / 7,
+        _ => {
+            i64::from(to.year() - start.year()) * 12 + i64::from(to.month()) - i64::from(start.month())
+        }
+    };
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }

@@ -98,15 +98,6 @@ fn zeros() -> Map<String, Value> {
     m
 }
 
-/// True when a breakdown splits line items rather than orders.
-fn is_item_breakdown(name: &str) -> Option<&'static str> {
-    match name {
-        "product" | "product_id" => Some("product_id"),
-        "category" | "product_category" => Some("category"),
-        _ => None,
-    }
-}
-
 struct Answer {
     summary: Map<String, Value>,
     series: Vec<Value>,
@@ -156,7 +147,7 @@ async fn answer(
     let breakdown = match &common.breakdown {
         None => None,
         Some(name) => {
-            let rows = if let Some(column) = is_item_breakdown(name) {
+            let rows = if let Some(column) = super::item_column(name) {
                 item_breakdown(s, column, period, &filters, limit).await?
             } else {
                 let (_, p) = common.breakdown()?.expect("breakdown is set");
@@ -292,6 +283,11 @@ async fn products_answer(s: &Session<'_>, common: &Common, period: &Period) -> R
 }
 
 pub(super) async fn products(s: &Session<'_>, r: Request) -> Result<Value> {
+    if r.common.breakdown.is_some() || r.common.interval.is_some() {
+        return Err(crate::Error::InvalidRequest(
+            "products takes no breakdown or interval (use revenue with breakdown product)".into(),
+        ));
+    }
     let (period, previous) = s.periods(&r.common)?;
     let mut out = products_answer(s, &r.common, &period).await?;
     out["range"] = s.range_json(&period, None);

@@ -2,6 +2,7 @@
 
 pub mod funnel;
 mod grouped;
+mod percentile;
 pub mod retention;
 pub mod single_phase;
 pub mod time;
@@ -17,6 +18,7 @@ pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar) {
     ctx.register_udaf(funnel::window_funnel());
     ctx.register_udaf(funnel::funnel_steps());
     ctx.register_udaf(retention::retention(calendar));
+    ctx.register_udaf(percentile::percentile_cont());
     for f in time::functions(calendar) {
         ctx.register_udf(f);
     }
@@ -106,6 +108,38 @@ mod tests {
             .await
             .expect("runs");
         pretty_format_batches(&batches).expect("format").to_string()
+    }
+
+    /// `percentile_cont ... WITHIN GROUP` in an aggregation with so many
+    /// groups that the partial phase is skipped (every row turned into a
+    /// state): DataFusion's own accumulator panicked there.
+    #[tokio::test]
+    async fn percentile_cont_when_partial_aggregation_is_skipped() {
+        let mut config = SessionConfig::new().with_target_partitions(4);
+        config.options_mut().execution.skip_partial_aggregation_probe_rows_threshold = 1;
+        config.options_mut().execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+        let ctx = context_with(SessionContext::new_with_config(config));
+        // 1000 groups of 100 values, in batches over four partitions.
+        let sql = "SELECT count(*) AS groups, count(*) FILTER (WHERE p = m) AS equal, \
+                          sum(p90) AS p90s \
+                   FROM (SELECT k, percentile_cont(0.5) WITHIN GROUP (ORDER BY t) AS p, \
+                                percentile_cont(0.9) WITHIN GROUP (ORDER BY t) AS p90, median(t) AS m \
+                         FROM (SELECT value % 1000 AS k, CAST(value AS DOUBLE) AS t \
+                               FROM generate_series(1, 100000)) GROUP BY k)";
+        let analyzed = run(&ctx, &format!("EXPLAIN ANALYZE {sql}")).await;
+        assert!(analyzed.contains("mode=Partial"), "{analyzed}");
+        assert!(!analyzed.contains("skipped_aggregation_rows=0,"), "{analyzed}");
+        // Group k holds k, k + 1000, ..., k + 99000 (k = 0: 1000 to 100000):
+        // its 0.9 quantile is the value at rank 89.1 of 0..99, i.e.
+        // first + 89100; summed: 1000 * 89100 + (1 + ... + 999) + 1000 (k = 0 starts at 1000).
+        let expected = [
+            "+--------+-------+------------+",
+            "| groups | equal | p90s       |",
+            "+--------+-------+------------+",
+            "| 1000   | 1000  | 89600500.0 |",
+            "+--------+-------+------------+",
+        ];
+        assert_eq!(run(&ctx, sql).await, expected.join("\n"));
     }
 
     /// The engine's one-phase plan for row-collecting aggregates gives the

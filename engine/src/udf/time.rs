@@ -27,9 +27,11 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Weekday};
 use chrono_tz::Tz;
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use arrow::datatypes::FieldRef;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 /// A workspace's calendar.
@@ -137,6 +139,9 @@ pub fn functions(calendar: BusinessCalendar) -> Vec<ScalarUDF> {
         .collect()
 }
 
+const UNIT_MESSAGE: &str =
+    "business_date: the unit must be a constant 'day', 'week', 'month', 'quarter' or 'year'";
+
 /// `NaiveDate::num_days_from_ce` of 1970-01-01 (Date32 counts from there).
 pub(crate) const EPOCH_DAYS_CE: i32 = 719_163;
 
@@ -144,10 +149,10 @@ fn micros(value: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
     let array = value.to_array(rows)?;
     Ok(match array.data_type() {
         DataType::Timestamp(TimeUnit::Microsecond, _) | DataType::Int64 => array,
-        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null => {
             cast(&array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
         }
-        other => return exec_err!("business time functions take a timestamp, got {other}"),
+        other => return plan_err!("business time functions take a timestamp, got {other}"),
     })
 }
 
@@ -195,6 +200,26 @@ impl ScalarUDFImpl for BusinessTimeUdf {
         })
     }
 
+    /// Checks `business_date`'s unit when the query is planned, so a bad
+    /// unit is the caller's error (400), not a failure while running.
+    fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
+        if self.kind == Kind::Date && args.scalar_arguments.len() == 2 {
+            let valid = match args.scalar_arguments[1] {
+                Some(
+                    ScalarValue::Utf8(Some(u))
+                    | ScalarValue::Utf8View(Some(u))
+                    | ScalarValue::LargeUtf8(Some(u)),
+                ) => Unit::parse(u).is_some(),
+                _ => false,
+            };
+            if !valid {
+                return plan_err!("{UNIT_MESSAGE}");
+            }
+        }
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        Ok(Arc::new(arrow::datatypes::Field::new(self.name(), self.return_type(&types)?, true)))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let ts = micros(&args.args[0], rows)?;
@@ -217,9 +242,7 @@ impl ScalarUDFImpl for BusinessTimeUdf {
                     _ => None,
                 };
                 let Some(unit) = unit else {
-                    return exec_err!(
-                        "business_date: the unit must be a constant 'day', 'week', 'month', 'quarter' or 'year'"
-                    );
+                    return plan_err!("{UNIT_MESSAGE}");
                 };
                 let mut b = Date32Builder::with_capacity(rows);
                 for v in values {
