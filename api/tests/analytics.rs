@@ -36,7 +36,7 @@ fn events() -> Vec<Value> {
             "p1",
             "Order Completed",
             t0 + h * 2,
-            json!({"revenue": 30, "channel": "app"}),
+            json!({"revenue": 30, "channel": "app", "order_id": "ord-1"}),
         ),
         track("v2", "p2", "Product Viewed", t0, app.clone()),
         track("a2", "p2", "Product Added", t0 + h / 2, app.clone()),
@@ -64,7 +64,7 @@ fn events() -> Vec<Value> {
             "p1",
             "Order Refunded",
             t0 + h * 3,
-            json!({"revenue": 5}),
+            json!({"revenue": 5, "order_id": "ord-1"}),
         ),
     ]
 }
@@ -180,6 +180,38 @@ async fn funnel_revenue_and_errors_over_http() {
     )
     .await;
     assert_eq!(r["summary"]["gross"], json!("120.0000"), "{r}");
+    assert_eq!(r["summary"]["refunds"], json!("0.0000"), "{r}");
+    // The refund (no channel of its own) counts under its order's channel.
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "30d", "filters": [{"property": "channel", "value": "app"}]}),
+    )
+    .await;
+    assert_eq!(
+        (&r["summary"]["gross"], &r["summary"]["refunds"], &r["summary"]["net"]),
+        (&json!("30.0000"), &json!("5.0000"), &json!("25.0000")),
+        "{r}"
+    );
+    let (_, r) = post(&server, key, "revenue", json!({"range": "30d", "breakdown": "channel"})).await;
+    let rows: Vec<(String, String, String)> = r["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            let t = |k: &str| row[k].as_str().expect("text").to_owned();
+            (t("value"), t("refunds"), t("net"))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("web".to_owned(), "0.0000".to_owned(), "120.0000".to_owned()),
+            ("app".to_owned(), "5.0000".to_owned(), "25.0000".to_owned()),
+        ],
+        "{r}"
+    );
     for endpoint in [
         "products",
         "bookings",

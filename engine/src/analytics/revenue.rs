@@ -2,7 +2,9 @@
 //!
 //! Revenue: `gross` is the sum of `revenue` of `Order Completed` events,
 //! `refunds` the sum of `revenue` of `Order Refunded` events (counted when
-//! the refund happens), `net = gross - refunds`, `orders` the number of
+//! the refund happens; a refund of a known `order_id` counts under its
+//! order's channel, payment method, location, staff and properties in
+//! filters and breakdowns), `net = gross - refunds`, `orders` the number of
 //! completed orders, `aov = gross / orders` rounded half away from zero to
 //! cents, `customers` the distinct identified buyers. Money is exact (text
 //! with 4 decimals). A breakdown by `product`/`product_id` or `category`
@@ -45,6 +47,44 @@ enum Source {
     Raw,
     /// `events_rollup` (15-minute partial sums).
     Rollup,
+    /// `events`, refunds carrying their order's dimensions ([`ATTRIBUTED`]).
+    Attributed,
+}
+
+/// Orders and refunds, a refund of a known order taking that order's
+/// channel, payment method, location and staff (where the refund has none)
+/// and its properties: refunds rarely repeat the order's dimensions, and
+/// without them every refund fell under `(none)` in a breakdown and out of
+/// a filter, so net revenue by channel was wrong.
+const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location_id, staff_id, properties), \
+        CASE WHEN o.order_id IS NULL THEN e.channel ELSE coalesce(e.channel, o.channel) END AS channel, \
+        CASE WHEN o.order_id IS NULL THEN e.payment_method ELSE coalesce(e.payment_method, o.payment_method) END AS payment_method, \
+        CASE WHEN o.order_id IS NULL THEN e.location_id ELSE coalesce(e.location_id, o.location_id) END AS location_id, \
+        CASE WHEN o.order_id IS NULL THEN e.staff_id ELSE coalesce(e.staff_id, o.staff_id) END AS staff_id, \
+        CASE WHEN o.order_id IS NULL THEN e.properties ELSE o.properties END AS properties \
+    FROM events e LEFT JOIN \
+        (SELECT order_id, first_value(channel ORDER BY timestamp) AS channel, \
+                first_value(payment_method ORDER BY timestamp) AS payment_method, \
+                first_value(location_id ORDER BY timestamp) AS location_id, \
+                first_value(staff_id ORDER BY timestamp) AS staff_id, \
+                first_value(properties ORDER BY timestamp) AS properties \
+         FROM events WHERE event = 'Order Completed' AND order_id IS NOT NULL GROUP BY order_id) o \
+    ON e.event = 'Order Refunded' AND e.order_id = o.order_id \
+    WHERE e.event IN ('Order Completed', 'Order Refunded')) AS attributed";
+
+/// Properties whose value a refund has itself: filters and breakdowns on
+/// them need no attribution (and can use the rollups).
+const OWN_PROPERTIES: [&str; 3] = ["event", "type", "currency"];
+
+/// True when a filter or the breakdown reads an order dimension that a
+/// refund takes from its order.
+fn needs_attribution(common: &Common) -> bool {
+    let own = |p: &str| OWN_PROPERTIES.contains(&p);
+    common.filters.iter().any(|f| !own(&f.property))
+        || common
+            .breakdown
+            .as_deref()
+            .is_some_and(|b| !own(b) && super::item_column(b).is_none())
 }
 
 /// Aggregates of the revenue metrics, grouped by `groups` (SQL
@@ -74,6 +114,7 @@ fn metrics_sql(groups: &[(&str, &str)], where_sql: &str, source: Source) -> Stri
     let (table, count) = match source {
         Source::Raw => ("events", "count(*)"),
         Source::Rollup => ("events_rollup", "sum(events)"),
+        Source::Attributed => (ATTRIBUTED, "count(*)"),
     };
     format!(
         "SELECT {outer}gross, refunds, gross - refunds AS net, orders, \
@@ -113,12 +154,14 @@ async fn answer(
 ) -> Result<Answer> {
     let filters = common.filter_sql()?;
     let raw_where = format!("{} AND {filters}", period.time_sql());
+    let attributed = needs_attribution(common);
     let rollup = match common.rollup_filter_sql()? {
-        Some(f) if s.rollup => Some(format!("{} AND {f}", period.rollup_time_sql())),
+        Some(f) if s.rollup && !attributed => Some(format!("{} AND {f}", period.rollup_time_sql())),
         _ => None,
     };
     let (source, where_sql) = match &rollup {
         Some(w) => (Source::Rollup, w.as_str()),
+        None if attributed => (Source::Attributed, raw_where.as_str()),
         None => (Source::Raw, raw_where.as_str()),
     };
     let mut summary = s
@@ -136,7 +179,7 @@ async fn answer(
         .unwrap_or(json!(0));
     summary.insert("customers".into(), customers);
     let bucket = match source {
-        Source::Raw => interval.bucket_sql("timestamp"),
+        Source::Raw | Source::Attributed => interval.bucket_sql("timestamp"),
         Source::Rollup => interval.bucket_sql("bucket"),
     };
     let rows = s
@@ -153,7 +196,7 @@ async fn answer(
                 let (_, p) = common.breakdown()?.expect("breakdown is set");
                 let value = p.group_sql();
                 let value = match source {
-                    Source::Raw => value,
+                    Source::Raw | Source::Attributed => value,
                     Source::Rollup => Property::rollup(name)
                         .expect("rollup_filter_sql checked the breakdown")
                         .group_sql(),

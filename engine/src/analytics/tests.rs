@@ -140,7 +140,7 @@ fn properties_and_filters_are_safe_sql() {
         serde_json::from_value(json!({"property": "country", "value": "O'Brien"})).expect("f");
     assert_eq!(
         f.to_sql().expect("sql"),
-        "(json_as_text(properties, 'country') = 'O''Brien')"
+        "(json_as_text(properties, 'country') IN ('O''Brien'))"
     );
     let f: Filter =
         serde_json::from_value(json!({"property": "revenue", "op": "gte", "value": 10}))
@@ -155,7 +155,29 @@ fn properties_and_filters_are_safe_sql() {
     .expect("f");
     assert_eq!(
         f.to_sql().expect("sql"),
-        "(channel IS NULL OR NOT (channel = 'web' OR channel = 'app'))"
+        "(channel IS NULL OR NOT (channel IN ('web', 'app')))"
+    );
+    // Mixed kinds: one IN list per kind.
+    let f: Filter =
+        serde_json::from_value(json!({"property": "plan", "value": ["pro", 3, true]})).expect("f");
+    assert_eq!(
+        f.to_sql().expect("sql"),
+        "(json_as_text(properties, 'plan') IN ('pro') OR json_get_float(properties, 'plan') IN (CAST(3.0 AS DOUBLE)) OR lower(json_as_text(properties, 'plan')) IN ('true'))"
+    );
+    // Products are an order's line items too.
+    let f: Filter =
+        serde_json::from_value(json!({"property": "product", "value": "sku-1"})).expect("f");
+    assert_eq!(
+        f.to_sql().expect("sql"),
+        "((product_id IN ('sku-1')) OR (event = 'Order Completed' AND message_id IN \
+         (SELECT message_id FROM order_items WHERE (product_id IN ('sku-1')))))"
+    );
+    let f: Filter =
+        serde_json::from_value(json!({"property": "product", "op": "neq", "value": "sku-1"})).expect("f");
+    assert_eq!(
+        f.to_sql().expect("sql"),
+        "((product_id IS NULL OR NOT (product_id IN ('sku-1'))) AND NOT (event = 'Order Completed' AND \
+         message_id IN (SELECT message_id FROM order_items WHERE (product_id IN ('sku-1')))))"
     );
     for bad in [
         json!({"property": "x", "op": "gt", "value": [1]}),
