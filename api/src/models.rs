@@ -27,7 +27,9 @@ use crate::error::ApiError;
 
 /// The built-in metrics and their SQL (`{bucket}` is the period expression).
 pub const METRICS: [(&str, &str); 5] = [
-    ("revenue", "SELECT {bucket} AS period, CAST(sum(revenue) AS DOUBLE) AS value FROM orders WHERE {since} GROUP BY 1"),
+    // Sales as the analytics API counts them: orders and completed bookings.
+    ("revenue", "SELECT {bucket} AS period, CAST(sum(revenue) AS DOUBLE) AS value FROM events \
+                 WHERE event IN ('Order Completed', 'Booking Completed') AND {since} GROUP BY 1"),
     ("orders", "SELECT {bucket} AS period, CAST(count(*) AS DOUBLE) AS value FROM orders WHERE {since} GROUP BY 1"),
     ("bookings", "SELECT {bucket} AS period, CAST(count(*) AS DOUBLE) AS value FROM bookings WHERE event = 'Booking Created' AND {since} GROUP BY 1"),
     ("cancellations", "SELECT {bucket} AS period, CAST(count(*) AS DOUBLE) AS value FROM bookings WHERE event = 'Booking Cancelled' AND {since} GROUP BY 1"),

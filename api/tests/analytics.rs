@@ -350,4 +350,61 @@ async fn funnel_revenue_and_errors_over_http() {
         scalar(&server, key, "SELECT count(*) FROM events").await,
         13
     );
+
+    // A completed booking is a sale (its payment is the same money, not
+    // more); it counts under its staff and service.
+    let now = Utc::now() - Duration::hours(1);
+    let booking = |id: &str, event: &str, props: Value| {
+        let mut e = track(id, "p6", event, now, props);
+        e["properties"]["booking_id"] = json!("bk-1");
+        e
+    };
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            booking("b1", "Booking Completed", json!({"revenue": 40, "staff_id": "ann", "service_id": "cut"})),
+            booking("b2", "Payment Received", json!({"amount": 40, "payment_method": "card"})),
+        ]})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
+    let (_, r) = post(&server, key, "revenue", json!({"range": "7d"})).await;
+    assert_eq!(
+        (&r["summary"]["gross"], &r["summary"]["orders"], &r["summary"]["completed_bookings"], &r["summary"]["aov"]),
+        (&json!("90.0000"), &json!(2), &json!(1), &json!("30.00")),
+        "{r}"
+    );
+    let (_, r) = post(&server, key, "revenue", json!({"range": "7d", "breakdown": "staff"})).await;
+    let ann = r["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["value"] == "ann")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!((&ann["gross"], &ann["completed_bookings"]), (&json!("40.0000"), &json!(1)), "{r}");
+
+    // Money in another currency is listed apart, never added.
+    let mut yen = track("y1", "p7", "Order Completed", now, json!({"revenue": 1000, "currency": "JPY"}));
+    yen["properties"]["order_id"] = json!("ord-y");
+    let (status, body) =
+        call(&server, Method::POST, "/v1/batch", &tenant.write_key, Some(json!({"batch": [yen]}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, r) = post(&server, key, "revenue", json!({"range": "7d"})).await;
+    assert_eq!(r["summary"]["gross"], json!("90.0000"), "{r}");
+    assert_eq!(r["other_currencies"][0]["currency"], json!("JPY"), "{r}");
+    assert_eq!(r["other_currencies"][0]["gross"], json!("1000.0000"), "{r}");
+    assert_eq!(r["other_currencies"][0]["orders"], json!(1), "{r}");
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "7d", "filters": [{"property": "currency", "value": "JPY"}]}),
+    )
+    .await;
+    assert_eq!(r["summary"]["gross"], json!("1000.0000"), "{r}");
+    assert_eq!(r["other_currencies"], json!([]), "{r}");
 }

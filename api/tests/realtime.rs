@@ -200,6 +200,27 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
         );
         assert_eq!(p["orders"].as_i64(), Some(scalar(&server, &read, &q).await), "{period}");
     }
+
+    // A completed booking is a sale; an order in another currency is not
+    // added (the analytics API lists it apart): live and analytics agree.
+    let mut yen = order("o9", "c9", "1000");
+    yen["properties"]["currency"] = json!("JPY");
+    let mut done = track("bc1", "c5", "Booking Completed");
+    done["properties"] = json!({"booking_id": "bk1", "revenue": 10});
+    ingest(&server, &t.write_key, vec![yen, done]).await;
+    let update = until(&mut ws, 100, |m| {
+        m["channel"] == "metrics" && m["payload"]["today"]["completed_bookings"] == 1
+    })
+    .await;
+    let today = &update["payload"]["today"];
+    assert_eq!(today["revenue"], "45.0500", "{today}");
+    assert_eq!(today["orders"], 3, "{today}");
+    assert_eq!(today["aov"], "11.26", "45.05 / 4, rounded");
+    let (_, rev) = call(&server, Method::GET, "/v1/analytics/revenue?range=today", &read, None).await;
+    assert_eq!(rev["summary"]["gross"], today["revenue"], "{rev}");
+    assert_eq!(rev["summary"]["orders"], today["orders"], "{rev}");
+    assert_eq!(rev["summary"]["completed_bookings"], today["completed_bookings"], "{rev}");
+    assert_eq!(rev["other_currencies"][0]["gross"], "1000.0000", "{rev}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

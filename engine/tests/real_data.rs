@@ -44,6 +44,7 @@ async fn load(dir: &std::path::Path, dataset: Dataset, time_zone: &str) -> (Engi
     let catalog = Arc::new(Catalog::open(dir).expect("catalog"));
     let (mut tenant, _) = catalog.create_tenant(dataset.name()).expect("tenant");
     tenant.timezone = time_zone.into();
+    tenant.currency = dataset.currency().into();
     catalog.update_tenant(&tenant).expect("update");
     let store = Store::open(
         IngestConfig::test_config(),

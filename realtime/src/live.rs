@@ -15,9 +15,11 @@
 //! For today, this week and this month in the workspace's calendar (its
 //! time zone and week start, the buckets of `business_date`), over events
 //! whose `timestamp` falls in the period:
-//! `revenue` (sum of `revenue` of `Order Completed`), `refunds` (of
-//! `Order Refunded`), `net`, `orders`, `aov` (revenue / orders, 2
-//! decimals), `bookings` (`Booking Created`), `cancellations`
+//! `revenue` (sum of `revenue` of `Order Completed` and `Booking
+//! Completed`), `refunds` (of `Order Refunded`), `net`, `orders`,
+//! `completed_bookings`, `aov` (revenue / (orders + completed bookings), 2
+//! decimals): money and these counts in the workspace currency (or none),
+//! as the analytics API's `revenue`; `bookings` (`Booking Created`), `cancellations`
 //! (`Booking Cancelled`), `no_shows` (`Booking No Show`), `visitors`
 //! (distinct persons, `coalesce(user_id, anonymous_id)`, with any event),
 //! `buyers` (distinct persons with an order) and `conversion_rate`
@@ -65,6 +67,7 @@ pub mod channels {
 const ORDER: &str = "Order Completed";
 const REFUND: &str = "Order Refunded";
 const BOOKING: &str = "Booking Created";
+const COMPLETED: &str = "Booking Completed";
 const CANCELLED: &str = "Booking Cancelled";
 const NO_SHOW: &str = "Booking No Show";
 /// Window of `visitors_5m`.
@@ -80,6 +83,7 @@ struct PeriodAgg {
     revenue: i128,
     refunds: i128,
     orders: u64,
+    completed_bookings: u64,
     bookings: u64,
     cancellations: u64,
     no_shows: u64,
@@ -89,11 +93,12 @@ struct PeriodAgg {
 
 impl PeriodAgg {
     fn to_json(&self) -> Value {
-        let aov = if self.orders == 0 {
+        let sales = self.orders + self.completed_bookings;
+        let aov = if sales == 0 {
             Value::Null
         } else {
             // Rounded half away from zero to cents, as the analytics API.
-            let cents = div_round(self.revenue, self.orders as i128 * 100);
+            let cents = div_round(self.revenue, sales as i128 * 100);
             json!(format_scaled(cents, 2))
         };
         let conversion = if self.visitors.is_empty() {
@@ -107,6 +112,7 @@ impl PeriodAgg {
             "refunds": format_scaled(self.refunds, MONEY_SCALE),
             "net": format_scaled(self.revenue - self.refunds, MONEY_SCALE),
             "orders": self.orders,
+            "completed_bookings": self.completed_bookings,
             "aov": aov,
             "bookings": self.bookings,
             "cancellations": self.cancellations,
@@ -145,6 +151,8 @@ fn format_scaled(v: i128, scale: u32) -> String {
 #[derive(Debug)]
 struct TenantMetrics {
     calendar: BusinessCalendar,
+    /// The workspace currency: money in others is not added.
+    currency: String,
     /// WAL sequence number the SQL start state includes.
     seq: u64,
     /// Today, this week, this month.
@@ -191,15 +199,22 @@ impl TenantMetrics {
                 if let Some(p) = &person {
                     agg.visitors.insert(p.clone());
                 }
+                let own = rows.in_currency(i, &self.currency);
                 match event {
                     Some(ORDER) => {
-                        agg.orders += 1;
-                        agg.revenue += rows.revenue(i);
+                        if own {
+                            agg.orders += 1;
+                            agg.revenue += rows.revenue(i);
+                        }
                         if let Some(p) = &person {
                             agg.buyers.insert(p.clone());
                         }
                     }
-                    Some(REFUND) => agg.refunds += rows.revenue(i),
+                    Some(COMPLETED) if own => {
+                        agg.completed_bookings += 1;
+                        agg.revenue += rows.revenue(i);
+                    }
+                    Some(REFUND) if own => agg.refunds += rows.revenue(i),
                     Some(BOOKING) => agg.bookings += 1,
                     Some(CANCELLED) => agg.cancellations += 1,
                     Some(NO_SHOW) => agg.no_shows += 1,
@@ -236,6 +251,7 @@ struct Rows<'a> {
     user: &'a arrow::array::StringArray,
     anon: &'a arrow::array::StringArray,
     revenue: &'a arrow::array::PrimitiveArray<Decimal128Type>,
+    currency: &'a arrow::array::StringArray,
 }
 
 impl<'a> Rows<'a> {
@@ -252,7 +268,13 @@ impl<'a> Rows<'a> {
             revenue: batch
                 .column_by_name(columns::REVENUE)?
                 .as_primitive_opt()?,
+            currency: batch.column_by_name(columns::CURRENCY)?.as_string_opt()?,
         })
+    }
+
+    /// True when row `i` has no currency or `currency`.
+    fn in_currency(&self, i: usize, currency: &str) -> bool {
+        !self.currency.is_valid(i) || self.currency.value(i) == currency
     }
 
     fn person(&self, i: usize) -> Option<String> {
@@ -417,10 +439,12 @@ impl Live {
     async fn load_metrics(&self, tenant: &str, now_us: i64) -> Result<TenantMetrics> {
         let snapshot = self.engine.store().snapshot(tenant);
         let seq = snapshot.seq;
-        let calendar = match self.engine.store().catalog().tenant(tenant) {
-            Ok(t) => BusinessCalendar::new(&t.timezone, &t.week_start),
-            Err(_) => BusinessCalendar::new("UTC", "monday"),
+        let (calendar, currency) = match self.engine.store().catalog().tenant(tenant) {
+            Ok(t) => (BusinessCalendar::new(&t.timezone, &t.week_start), t.currency),
+            Err(_) => (BusinessCalendar::new("UTC", "monday"), "USD".to_owned()),
         };
+        // Currencies are upper-cased letters at ingest and in the catalog.
+        let own = format!("(currency IS NULL OR currency = '{}')", currency.replace('\'', "''"));
         let ctx = self.engine.session_for(tenant, snapshot).await?;
         let mut periods: [PeriodAgg; 3] = Default::default();
         let mut earliest: Option<NaiveDate> = None;
@@ -454,12 +478,13 @@ impl Live {
                 "timestamp >= TIMESTAMP '{lower}T00:00:00Z' AND business_date(timestamp, '{unit_name}') = DATE '{bucket}'"
             );
             let sums = format!(
-                "SELECT CAST(coalesce(sum(revenue) FILTER (WHERE event = '{ORDER}'), 0) AS DECIMAL(38, 4)) AS revenue, \
-                        CAST(coalesce(sum(revenue) FILTER (WHERE event = '{REFUND}'), 0) AS DECIMAL(38, 4)) AS refunds, \
-                        count(*) FILTER (WHERE event = '{ORDER}') AS orders, \
+                "SELECT CAST(coalesce(sum(revenue) FILTER (WHERE event IN ('{ORDER}', '{COMPLETED}') AND {own}), 0) AS DECIMAL(38, 4)) AS revenue, \
+                        CAST(coalesce(sum(revenue) FILTER (WHERE event = '{REFUND}' AND {own}), 0) AS DECIMAL(38, 4)) AS refunds, \
+                        count(*) FILTER (WHERE event = '{ORDER}' AND {own}) AS orders, \
                         count(*) FILTER (WHERE event = '{BOOKING}') AS bookings, \
                         count(*) FILTER (WHERE event = '{CANCELLED}') AS cancellations, \
-                        count(*) FILTER (WHERE event = '{NO_SHOW}') AS no_shows \
+                        count(*) FILTER (WHERE event = '{NO_SHOW}') AS no_shows, \
+                        count(*) FILTER (WHERE event = '{COMPLETED}' AND {own}) AS completed_bookings \
                  FROM events WHERE {in_period}"
             );
             let result = self.engine.execute(&ctx, &sums).await?;
@@ -482,6 +507,7 @@ impl Live {
             agg.bookings = int(3);
             agg.cancellations = int(4);
             agg.no_shows = int(5);
+            agg.completed_bookings = int(6);
             let people = format!(
                 "SELECT coalesce(user_id, anonymous_id) AS person, bool_or(event = '{ORDER}') AS bought \
                  FROM events WHERE {in_period} AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
@@ -512,6 +538,7 @@ impl Live {
         }
         Ok(TenantMetrics {
             calendar,
+            currency,
             seq,
             periods,
             recent,

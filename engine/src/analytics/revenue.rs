@@ -1,15 +1,22 @@
 //! `revenue` and `products`.
 //!
-//! Revenue: `gross` is the sum of `revenue` of `Order Completed` events,
-//! `refunds` the sum of `revenue` of `Order Refunded` events (counted when
-//! the refund happens; a refund of a known `order_id` counts under its
-//! order's channel, payment method, location, staff and properties in
-//! filters and breakdowns), `net = gross - refunds`, `orders` the number of
-//! completed orders, `aov = gross / orders` rounded half away from zero to
-//! cents, `customers` the distinct identified buyers. Money is exact (text
-//! with 4 decimals). A breakdown by `product`/`product_id` or `category`
-//! splits line items (`properties.products[]`) instead: gross is the line
-//! amount and refunds are not attributed.
+//! Revenue: `gross` is the sum of `revenue` of `Order Completed` and
+//! `Booking Completed` events (a service is sold when the appointment is
+//! completed; `Payment Received` is the cash of a sale already counted and
+//! is not added), `refunds` the sum of `revenue` of `Order Refunded` events
+//! (counted when the refund happens; a refund of a known `order_id` counts
+//! under its order's channel, payment method, location, staff and
+//! properties in filters and breakdowns), `net = gross - refunds`, `orders`
+//! and `completed_bookings` the numbers of completed orders and bookings,
+//! `aov = gross / (orders + completed_bookings)` rounded half away from zero to cents, `customers`
+//! the distinct identified buyers. Money is exact (text with 4 decimals),
+//! in the workspace currency: events in other currencies are not added to
+//! it but totalled per currency under `other_currencies` (a filter on
+//! `currency` picks the currencies itself; a breakdown by `currency` gives
+//! one row per currency). A
+//! breakdown by `product`/`product_id` or `category` splits order line
+//! items (`properties.products[]`) instead: gross is the line amount and
+//! refunds are not attributed.
 //!
 //! Products: top products by line revenue and by quantity, and the pairs
 //! most often bought in the same order (orders of at most [`MAX_BASKET`]
@@ -39,6 +46,8 @@ pub(super) struct Request {
 
 const ORDER: &str = "'Order Completed'";
 const REFUND: &str = "'Order Refunded'";
+/// Completed bookings are sales too (services), at their `revenue`.
+const BOOKING: &str = "'Booking Completed'";
 
 /// Where revenue metrics come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +79,7 @@ const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location
                 first_value(properties ORDER BY timestamp) AS properties \
          FROM events WHERE event = 'Order Completed' AND order_id IS NOT NULL GROUP BY order_id) o \
     ON e.event = 'Order Refunded' AND e.order_id = o.order_id \
-    WHERE e.event IN ('Order Completed', 'Order Refunded')) AS attributed";
+    WHERE e.event IN ('Order Completed', 'Order Refunded', 'Booking Completed')) AS attributed";
 
 /// Properties whose value a refund has itself: filters and breakdowns on
 /// them need no attribution (and can use the rollups).
@@ -117,13 +126,14 @@ fn metrics_sql(groups: &[(&str, &str)], where_sql: &str, source: Source) -> Stri
         Source::Attributed => (ATTRIBUTED, "count(*)"),
     };
     format!(
-        "SELECT {outer}gross, refunds, gross - refunds AS net, orders, \
-                CAST(round(gross / NULLIF(orders, 0), 2) AS DECIMAL(20, 2)) AS aov \
+        "SELECT {outer}gross, refunds, gross - refunds AS net, orders, completed_bookings, \
+                CAST(round(gross / NULLIF(orders + completed_bookings, 0), 2) AS DECIMAL(20, 2)) AS aov \
          FROM (SELECT {inner}\
-                 CAST(coalesce(sum(revenue) FILTER (WHERE event = {ORDER}), 0) AS DECIMAL(38, 4)) AS gross, \
+                 CAST(coalesce(sum(revenue) FILTER (WHERE event IN ({ORDER}, {BOOKING})), 0) AS DECIMAL(38, 4)) AS gross, \
                  CAST(coalesce(sum(revenue) FILTER (WHERE event = {REFUND}), 0) AS DECIMAL(38, 4)) AS refunds, \
-                 coalesce({count} FILTER (WHERE event = {ORDER}), 0) AS orders \
-               FROM {table} WHERE event IN ({ORDER}, {REFUND}) AND {where_sql} {group_by})",
+                 coalesce({count} FILTER (WHERE event = {ORDER}), 0) AS orders, \
+                 coalesce({count} FILTER (WHERE event = {BOOKING}), 0) AS completed_bookings \
+               FROM {table} WHERE event IN ({ORDER}, {REFUND}, {BOOKING}) AND {where_sql} {group_by})",
         outer = lead(&aliases),
         inner = lead(&select.iter().map(String::as_str).collect::<Vec<_>>()),
     )
@@ -135,6 +145,7 @@ fn zeros() -> Map<String, Value> {
         m.insert(k.into(), json!("0.0000"));
     }
     m.insert("orders".into(), json!(0));
+    m.insert("completed_bookings".into(), json!(0));
     m.insert("aov".into(), Value::Null);
     m
 }
@@ -144,6 +155,8 @@ struct Answer {
     series: Vec<Value>,
     breakdown: Option<Value>,
     source: Source,
+    /// Totals per currency other than the workspace's.
+    other_currencies: Vec<Map<String, Value>>,
 }
 
 async fn answer(
@@ -159,10 +172,35 @@ async fn answer(
         Some(f) if s.rollup && !attributed => Some(format!("{} AND {f}", period.rollup_time_sql())),
         _ => None,
     };
-    let (source, where_sql) = match &rollup {
-        Some(w) => (Source::Rollup, w.as_str()),
-        None if attributed => (Source::Attributed, raw_where.as_str()),
-        None => (Source::Raw, raw_where.as_str()),
+    let (source, any_currency) = match &rollup {
+        Some(w) => (Source::Rollup, w.clone()),
+        None if attributed => (Source::Attributed, raw_where.clone()),
+        None => (Source::Raw, raw_where.clone()),
+    };
+    // Amounts in different currencies are never added: the numbers are in
+    // the workspace currency (events without one are taken to be in it),
+    // unless the request filters on currency itself; the other currencies'
+    // totals are listed apart (`other_currencies`).
+    let by_currency = common.filters.iter().any(|f| f.property == "currency");
+    let own_currency = if by_currency {
+        "TRUE".to_owned()
+    } else {
+        format!("(currency IS NULL OR currency = {})", super::sql_string(&s.currency)?)
+    };
+    let where_owned = format!("{any_currency} AND {own_currency}");
+    let where_sql = where_owned.as_str();
+    let other_currencies = if by_currency {
+        Vec::new()
+    } else {
+        s.rows(&format!(
+            "{} ORDER BY currency",
+            metrics_sql(
+                &[("currency", "currency")],
+                &format!("{any_currency} AND NOT {own_currency}"),
+                source
+            )
+        ))
+        .await?
     };
     let mut summary = s
         .rows(&metrics_sql(&[], where_sql, source))
@@ -171,7 +209,7 @@ async fn answer(
         .unwrap_or_else(zeros);
     let customers = s
         .rows(&format!(
-            "SELECT count(DISTINCT user_id) AS customers FROM events WHERE event = {ORDER} AND {raw_where}"
+            "SELECT count(DISTINCT user_id) AS customers FROM events WHERE event IN ({ORDER}, {BOOKING}) AND {raw_where}"
         ))
         .await?
         .pop()
@@ -191,7 +229,15 @@ async fn answer(
         None => None,
         Some(name) => {
             let rows = if let Some(column) = super::item_column(name) {
+                let filters = format!("{filters} AND {own_currency}");
                 item_breakdown(s, column, period, &filters, limit).await?
+            } else if name == "currency" {
+                // Each row is one currency: nothing is mixed.
+                let sql = format!(
+                    "{} ORDER BY gross DESC, value LIMIT {limit}",
+                    metrics_sql(&[("coalesce(currency, '(none)')", "value")], &any_currency, source)
+                );
+                s.rows(&sql).await?
             } else {
                 let (_, p) = common.breakdown()?.expect("breakdown is set");
                 let value = p.group_sql();
@@ -215,6 +261,7 @@ async fn answer(
         series,
         breakdown,
         source,
+        other_currencies,
     })
 }
 
@@ -264,6 +311,7 @@ pub(super) async fn revenue(s: &Session<'_>, r: Request) -> Result<Value> {
         "range": s.range_json(&period, Some(interval)),
         "summary": now.summary,
         "series": now.series,
+        "other_currencies": now.other_currencies,
         "source": if now.source == Source::Rollup { "rollup" } else { "events" },
     });
     if let Some(b) = now.breakdown {

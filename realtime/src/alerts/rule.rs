@@ -17,9 +17,10 @@ use crate::notify::NotifyError;
 /// Metrics a rule can watch without SQL: `(name, events filter, value)`.
 /// Each is computed over `[now - window, now)`.
 pub const METRICS: [(&str, &str, &str); 12] = [
-    ("revenue", "event = 'Order Completed'", "coalesce(sum(revenue), 0)"),
+    // Sales as the analytics API counts them: orders and completed bookings.
+    ("revenue", "event IN ('Order Completed', 'Booking Completed')", "coalesce(sum(revenue), 0)"),
     ("orders", "event = 'Order Completed'", "count(*)"),
-    ("aov", "event = 'Order Completed'", "avg(revenue)"),
+    ("aov", "event IN ('Order Completed', 'Booking Completed')", "avg(revenue)"),
     ("refunds", "event = 'Order Refunded'", "coalesce(sum(revenue), 0)"),
     ("bookings", "event = 'Booking Created'", "count(*)"),
     ("cancellations", "event = 'Booking Cancelled'", "count(*)"),
