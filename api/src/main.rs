@@ -139,6 +139,9 @@ enum KeyCommand {
     },
 }
 
+/// Stack of each runtime thread (see where the runtime is built).
+const WORKER_STACK_BYTES: usize = 256 * 1024 * 1024;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -161,6 +164,13 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("beacon-http")
+                // Planning a query recurses once per level of its deepest
+                // expression before the engine can refuse it (at most
+                // `MAX_EXPR_DEPTH` levels run): 5000 chained conditions
+                // overflowed the default 2 MiB and aborted the server. A
+                // 1 MiB query body holds at most ~170 000; this is virtual
+                // memory, touched only by such a query.
+                .thread_stack_size(WORKER_STACK_BYTES)
                 .on_thread_park(idle_memory::on_park)
                 .build()
                 .context("cannot start the runtime")?;

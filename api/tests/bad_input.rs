@@ -315,6 +315,39 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
             StatusCode::BAD_REQUEST,
             "invalid_query",
         ),
+        // 5000 chained conditions overflowed the planning thread's stack
+        // and aborted the server; a long `1 + 1 + ...` took memory
+        // quadratic in its length.
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            sql_body(&format!(
+                "SELECT count(*) FROM events WHERE {}",
+                (0..5000).map(|i| format!("event <> 'x{i}'")).collect::<Vec<_>>().join(" AND ")
+            )),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            sql_body(&format!("SELECT {}", vec!["1"; 30000].join(" + "))),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/sql",
+            Some(&tenant.admin_key),
+            sql_body(&format!(
+                "SELECT count(*) FROM events WHERE {}",
+                (0..300).map(|i| format!("event <> 'x{i}'")).collect::<Vec<_>>().join(" OR ")
+            )),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
         // 2000 filters (111 KB) overflowed the planning thread's stack and
         // took the server down; 51 is over the limit.
         (
@@ -431,6 +464,11 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
         22
     );
     assert!(server.stop().success());
+}
+
+/// A `/v1/sql` body.
+fn sql_body(query: &str) -> Vec<u8> {
+    json!({"query": query}).to_string().into_bytes()
 }
 
 /// A revenue request with `n` filters.

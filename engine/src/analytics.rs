@@ -271,7 +271,7 @@ impl<'a> Session<'a> {
 
     /// Runs trusted SQL built by this module, rows as JSON objects.
     async fn rows(&self, sql: &str) -> Result<Vec<Map<String, Value>>> {
-        let result = self.engine.execute(&self.ctx, sql).await?;
+        let result = self.engine.execute_generated(&self.ctx, sql).await?;
         crate::json::to_objects(&result.schema, &result.batches)
     }
 

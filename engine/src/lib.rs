@@ -77,6 +77,114 @@ impl Default for EngineConfig {
 }
 
 /// The sandbox: no DDL, DML or other statements.
+/// Deepest expression a query may hold (`a AND b AND ...` is one level per
+/// operator). DataFusion plans deep expressions on a growing stack, but
+/// evaluates them recursively on the worker's: 5000 chained conditions
+/// overflowed it and aborted the server. Hand-written and BI-tool SQL stays
+/// far below this; long lists belong in `IN (...)`, which is one level.
+pub const MAX_EXPR_DEPTH: usize = 256;
+
+/// Plans `query` on `ctx` in the read-only sandbox, refusing expressions
+/// deeper than [`MAX_EXPR_DEPTH`] before anything runs them.
+async fn plan_checked(ctx: &SessionContext, query: &str, generated: bool) -> Result<DataFrame> {
+    // The analytics API writes long but shallow SQL from bounded requests
+    // (at most 50 filters per event, 30 funnel steps); only the depth
+    // limit applies to it.
+    let operators = if generated { 0 } else { operator_count(query) };
+    if operators > MAX_OPERATORS {
+        return Err(Error::Plan(format!(
+            "the query has {operators} operators; at most {MAX_OPERATORS} \
+             (use IN (...) for long lists of values)"
+        )));
+    }
+    let df = ctx.sql_with_options(query, read_only()).await?;
+    let depth = plan_expr_depth(df.logical_plan())?;
+    if depth > MAX_EXPR_DEPTH {
+        return Err(Error::Plan(format!(
+            "expressions are nested {depth} levels deep; at most {MAX_EXPR_DEPTH} \
+             (use IN (...) for long lists of values)"
+        )));
+    }
+    Ok(df)
+}
+
+/// Most binary operators (`AND`, `OR`, `+`, `=`, ...) a query may hold.
+/// The parser limits nesting, but a flat chain (`1 + 1 + ...`) parses
+/// into a tree as deep as it is long, and DataFusion names such an
+/// expression once per level: 10 000 of them took 7.7 s and 700 MB, 170 000
+/// (a 1 MiB body) exhausted the machine's memory. Counted on the tokens,
+/// before planning.
+pub const MAX_OPERATORS: usize = 2048;
+
+/// Binary operator tokens of `query` (0 when it does not tokenize: the
+/// parser then reports the syntax error).
+fn operator_count(query: &str) -> usize {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, query).tokenize() else {
+        return 0;
+    };
+    tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
+            _ => matches!(
+                t,
+                Token::DoubleEq
+                    | Token::Eq
+                    | Token::Neq
+                    | Token::Lt
+                    | Token::Gt
+                    | Token::LtEq
+                    | Token::GtEq
+                    | Token::Spaceship
+                    | Token::Plus
+                    | Token::Minus
+                    | Token::Mul
+                    | Token::Div
+                    | Token::DuckIntDiv
+                    | Token::Mod
+                    | Token::StringConcat
+                    | Token::Ampersand
+                    | Token::Pipe
+                    | Token::Caret
+                    | Token::ShiftLeft
+                    | Token::ShiftRight
+                    | Token::Arrow
+                    | Token::LongArrow
+                    | Token::HashArrow
+                    | Token::HashLongArrow
+            ),
+        })
+        .count()
+}
+
+/// The deepest expression of `plan` and its subqueries, measured without
+/// recursing on the expression (the walk over plan nodes is shallow).
+fn plan_expr_depth(plan: &datafusion::logical_expr::LogicalPlan) -> Result<usize> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut deepest = 0;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|root| {
+            let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
+            while let Some((e, d)) = stack.pop() {
+                deepest = deepest.max(d);
+                if d > MAX_EXPR_DEPTH {
+                    break;
+                }
+                e.apply_children(|c| {
+                    stack.push((c, d + 1));
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    })?;
+    Ok(deepest)
+}
+
 fn read_only() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -357,7 +465,7 @@ impl Engine {
     /// statements). Placeholders (`$1`, ...) stay unbound: the plan's
     /// parameter types and schema describe a prepared statement.
     pub async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<DataFrame> {
-        Ok(ctx.sql_with_options(query, read_only()).await?)
+        plan_checked(ctx, query, false).await
     }
 
     /// The types of a planned query's placeholders `$1` to `$n`, in order;
@@ -411,10 +519,20 @@ impl Engine {
     /// Runs one read-only query on a session from [`Engine::session`],
     /// within the sandbox and the limits.
     pub async fn execute(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
+        self.execute_with(ctx, query, false).await
+    }
+
+    /// [`Engine::execute`] for SQL the engine wrote itself (see
+    /// [`MAX_OPERATORS`]).
+    pub(crate) async fn execute_generated(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
+        self.execute_with(ctx, query, true).await
+    }
+
+    async fn execute_with(&self, ctx: &SessionContext, query: &str, generated: bool) -> Result<QueryResult> {
         let limit = self.config.query_timeout;
         let max_rows = self.config.max_result_rows;
         let run = async {
-            let df = ctx.sql_with_options(query, read_only()).await?;
+            let df = plan_checked(ctx, query, generated).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df.execute_stream().await?;
             let mut batches = Vec::new();
