@@ -177,13 +177,22 @@ impl Config {
             problems.push("alerts.tick, alerts.max_rules and alerts.max_groups must be > 0".into());
         }
         if !self.models.refit_schedule.is_empty()
-            && let Err(e) = <croner::Cron as std::str::FromStr>::from_str(&self.models.refit_schedule)
+            && let Err(e) =
+                <croner::Cron as std::str::FromStr>::from_str(&self.models.refit_schedule)
         {
-            problems.push(format!("models.refit_schedule {:?} is not a cron expression: {e}", self.models.refit_schedule));
+            problems.push(format!(
+                "models.refit_schedule {:?} is not a cron expression: {e}",
+                self.models.refit_schedule
+            ));
         }
-        for (name, addr) in [("sql.pg_listen", &self.sql.pg_listen), ("sql.flight_listen", &self.sql.flight_listen)] {
+        for (name, addr) in [
+            ("sql.pg_listen", &self.sql.pg_listen),
+            ("sql.flight_listen", &self.sql.flight_listen),
+        ] {
             if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
-                problems.push(format!("{name} must be \"\" or an address like 127.0.0.1:7432, not {addr:?}"));
+                problems.push(format!(
+                    "{name} must be \"\" or an address like 127.0.0.1:7432, not {addr:?}"
+                ));
             }
         }
         if self.sql.pg_max_connections == 0 {
@@ -252,7 +261,9 @@ mod tests {
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("invalid");
         let text = err.to_string();
         assert!(
-            text.contains("log.format") && text.contains("max_concurrent_ingest") && text.contains("models.refit_schedule"),
+            text.contains("log.format")
+                && text.contains("max_concurrent_ingest")
+                && text.contains("models.refit_schedule"),
             "{text}"
         );
     }

@@ -66,7 +66,11 @@ pub struct FlightContext {
 }
 
 /// Serves Flight SQL on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, ctx: FlightContext, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: FlightContext,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let sql_info = {
         let mut b = SqlInfoDataBuilder::new();
         b.append(SqlInfo::FlightSqlServerName, "Beacon");
@@ -99,7 +103,8 @@ struct Service {
     sql_info: Arc<SqlInfoData>,
 }
 
-type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+type DoGetStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 /// A statement ticket / prepared-statement handle: the SQL and, once bound,
 /// the parameters (one row, Arrow IPC stream).
@@ -125,11 +130,18 @@ impl Handle {
     fn decode(bytes: &[u8]) -> Result<Self, Status> {
         let bad = || Status::invalid_argument("malformed statement handle");
         let rest = bytes.strip_prefix(HANDLE_MAGIC).ok_or_else(bad)?;
-        let len_bytes: [u8; 4] = rest.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+        let len_bytes: [u8; 4] = rest
+            .get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
         let len = u32::from_le_bytes(len_bytes) as usize;
         let sql = rest.get(4..4 + len).ok_or_else(bad)?;
         let sql = String::from_utf8(sql.to_vec()).map_err(|_| bad())?;
-        let params = rest.get(4 + len..).filter(|p| !p.is_empty()).map(<[u8]>::to_vec);
+        let params = rest
+            .get(4 + len..)
+            .filter(|p| !p.is_empty())
+            .map(<[u8]>::to_vec);
         Ok(Self { sql, params })
     }
 
@@ -184,7 +196,9 @@ impl Service {
     fn tenant(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
         let value = metadata
             .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("a read key is required: authorization: Bearer <key>"))?
+            .ok_or_else(|| {
+                Status::unauthenticated("a read key is required: authorization: Bearer <key>")
+            })?
             .to_str()
             .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
         let key = value
@@ -212,17 +226,24 @@ impl Service {
 
     async fn plan(&self, tenant: &str, handle: &Handle) -> Result<DataFrame, Status> {
         let engine = &self.ctx.engine;
-        let ctx = engine.query_session(tenant, Some(&handle.sql)).await.map_err(status)?;
+        let ctx = engine
+            .query_session(tenant, Some(&handle.sql))
+            .await
+            .map_err(status)?;
         let df = engine.plan(&ctx, &handle.sql).await.map_err(status)?;
         let values = handle.values()?;
         if values.is_empty() {
             return Ok(df);
         }
-        df.with_param_values(values)
-            .map_err(|e| status(e.into()))
+        df.with_param_values(values).map_err(|e| status(e.into()))
     }
 
-    fn info(&self, schema: &arrow::datatypes::Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    fn info(
+        &self,
+        schema: &arrow::datatypes::Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
         Ok(FlightInfo::new()
             .try_with_schema(schema)
@@ -252,7 +273,9 @@ impl Service {
                     () = guard.cancel.cancelled() => None,
                 };
                 let item = match next {
-                    None => Err(fail(Status::cancelled("the query was cancelled by an administrator"))),
+                    None => Err(fail(Status::cancelled(
+                        "the query was cancelled by an administrator",
+                    ))),
                     Some(None) => return None,
                     Some(Some(Err(e))) => Err(fail(status(e))),
                     Some(Some(Ok(batch))) => {
@@ -300,12 +323,19 @@ impl Service {
         command: Vec<u8>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(request.metadata())?;
-        Ok(Response::new(self.info(schema, command, request.into_inner())?))
+        Ok(Response::new(self.info(
+            schema,
+            command,
+            request.into_inner(),
+        )?))
     }
 
     /// (schema name, table name, table type, schema) of the workspace's
     /// tables and views.
-    async fn tables(&self, tenant: &str) -> Result<Vec<(String, String, String, SchemaRef)>, Status> {
+    async fn tables(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, String, SchemaRef)>, Status> {
         let ctx = self
             .ctx
             .engine
@@ -343,7 +373,10 @@ impl FlightSqlService for Service {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
         let value = request
             .metadata()
             .get("authorization")
@@ -358,11 +391,17 @@ impl FlightSqlService for Service {
             let decoded = String::from_utf8(decoded)
                 .map_err(|_| Status::unauthenticated("malformed Basic credentials"))?;
             let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-            if password.is_empty() { user.to_owned() } else { password.to_owned() }
+            if password.is_empty() {
+                user.to_owned()
+            } else {
+                password.to_owned()
+            }
         } else if let Some(k) = value.strip_prefix("Bearer ") {
             k.trim().to_owned()
         } else {
-            return Err(Status::unauthenticated("authorization must be Basic or Bearer"));
+            return Err(Status::unauthenticated(
+                "authorization must be Basic or Bearer",
+            ));
         };
         self.check_key(&key)?;
         let token = format!("Bearer {key}");
@@ -386,13 +425,20 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let tenant = self.tenant(request.metadata())?;
-        let handle = Handle { sql: query.query, params: None };
+        let handle = Handle {
+            sql: query.query,
+            params: None,
+        };
         let df = self.plan(&tenant, &handle).await?;
         let schema = df.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode().into(),
         };
-        let info = self.info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
+        let info = self.info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -413,7 +459,10 @@ impl FlightSqlService for Service {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let tenant = self.tenant(request.metadata())?;
         let engine = &self.ctx.engine;
-        let ctx = engine.query_session(&tenant, Some(&query.query)).await.map_err(status)?;
+        let ctx = engine
+            .query_session(&tenant, Some(&query.query))
+            .await
+            .map_err(status)?;
         let df = engine.plan(&ctx, &query.query).await.map_err(status)?;
         let param_fields: Vec<arrow::datatypes::Field> = Engine::parameter_types(&df)
             .map_err(status)?
@@ -427,7 +476,10 @@ impl FlightSqlService for Service {
                 )
             })
             .collect();
-        let handle = Handle { sql: query.query, params: None };
+        let handle = Handle {
+            sql: query.query,
+            params: None,
+        };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode().into(),
             dataset_schema: schema_bytes(df.schema().as_arrow())?,
@@ -442,11 +494,14 @@ impl FlightSqlService for Service {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.tenant(request.metadata())?;
         let mut handle = Handle::decode(&query.prepared_statement_handle)?;
-        let stream = request.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
+        let stream = request
+            .into_inner()
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await
+                .map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
         let Some(batch) = batches.into_iter().find(|b| b.num_rows() > 0) else {
             handle.params = None;
             return Ok(DoPutPreparedStatementResult {
@@ -462,7 +517,8 @@ impl FlightSqlService for Service {
         {
             let mut w = StreamWriter::try_new(&mut buf, &batch.schema())
                 .map_err(|e| Status::internal(e.to_string()))?;
-            w.write(&batch).map_err(|e| Status::internal(e.to_string()))?;
+            w.write(&batch)
+                .map_err(|e| Status::internal(e.to_string()))?;
             w.finish().map_err(|e| Status::internal(e.to_string()))?;
         }
         handle.params = Some(buf);
@@ -629,9 +685,15 @@ mod tests {
 
     #[test]
     fn handles_round_trip_and_reject_garbage() {
-        let h = Handle { sql: "SELECT $1".into(), params: Some(vec![1, 2, 3]) };
+        let h = Handle {
+            sql: "SELECT $1".into(),
+            params: Some(vec![1, 2, 3]),
+        };
         assert_eq!(Handle::decode(&h.encode()).expect("decodes"), h);
-        let h = Handle { sql: "SELECT 1".into(), params: None };
+        let h = Handle {
+            sql: "SELECT 1".into(),
+            params: None,
+        };
         assert_eq!(Handle::decode(&h.encode()).expect("decodes"), h);
         assert!(Handle::decode(b"nope").is_err());
         assert!(Handle::decode(b"BCN1\xff\xff\xff\xffx").is_err());

@@ -88,7 +88,12 @@ pub struct PgContext {
 }
 
 /// Serves connections from `listener` until `stop`.
-pub async fn serve(listener: TcpListener, ctx: PgContext, max_connections: usize, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: PgContext,
+    max_connections: usize,
+    stop: CancellationToken,
+) {
     let handlers = Arc::new(Handlers::new(ctx));
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
@@ -279,10 +284,7 @@ impl Startup {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".to_owned(),
                 "28000".to_owned(),
-                format!(
-                    "a {} key cannot query; use a read key",
-                    info.role.as_str()
-                ),
+                format!("a {} key cannot query; use a read key", info.role.as_str()),
             ))));
         }
         Ok(tenant.id)
@@ -291,7 +293,11 @@ impl Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -427,8 +433,19 @@ fn show_value(name: &str) -> Option<String> {
 fn needs_pg_catalog(sql: &str) -> bool {
     let q = sql.to_ascii_lowercase();
     [
-        "pg_", "current_", "session_user", "privilege", "format_type", "quote_ident",
-        "parse_ident", "array_upper", "array_lower", "regclass", "regtype", "regproc", "oid",
+        "pg_",
+        "current_",
+        "session_user",
+        "privilege",
+        "format_type",
+        "quote_ident",
+        "parse_ident",
+        "array_upper",
+        "array_lower",
+        "regclass",
+        "regtype",
+        "regproc",
+        "oid",
         "version(",
     ]
     .iter()
@@ -442,7 +459,9 @@ fn version_udf() -> ScalarUDF {
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(|_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(VERSION.to_owned()))))
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                VERSION.to_owned(),
+            ))))
         }),
     )
 }
@@ -613,7 +632,12 @@ fn tenant_of<C: ClientInfo>(client: &C) -> PgWireResult<String> {
 impl QueryParser for Parser {
     type Statement = Statement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Statement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -635,7 +659,11 @@ impl QueryParser for Parser {
         Ok(stmt.params.clone())
     }
 
-    fn get_result_schema(&self, stmt: &Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         if !matches!(stmt.kind, Kind::Query | Kind::Show(_)) {
             return Ok(vec![]);
         }
@@ -669,7 +697,10 @@ impl Queries {
             Kind::Command(tag) => return Ok(Response::Execution(Tag::new(tag))),
             Kind::Show(name) => {
                 let value = show_value(name).ok_or_else(|| {
-                    user_error("42704", format!("unrecognized configuration parameter \"{name}\""))
+                    user_error(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
                 })?;
                 let schema = show_schema(name);
                 let batch = RecordBatch::try_new(
@@ -825,7 +856,12 @@ impl ExtendedQueryHandler for Queries {
         Arc::clone(&self.parser)
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -835,7 +871,8 @@ impl ExtendedQueryHandler for Queries {
         let tenant = tenant_of(client)?;
         let statement = &portal.statement.statement;
         let df = if matches!(statement.kind, Kind::Query) {
-            let inferred: Vec<Option<&DataType>> = statement.inferred.iter().map(Option::as_ref).collect();
+            let inferred: Vec<Option<&DataType>> =
+                statement.inferred.iter().map(Option::as_ref).collect();
             let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
             let df = self.parser.plan(&tenant, &statement.sql).await?;
             let df = if portal.parameter_len() > 0 {
@@ -867,20 +904,33 @@ mod tests {
     #[test]
     fn session_commands_are_classified_before_parsing() {
         assert!(matches!(classify("BEGIN"), Kind::Begin));
-        assert!(matches!(classify("start transaction read only"), Kind::Begin));
+        assert!(matches!(
+            classify("start transaction read only"),
+            Kind::Begin
+        ));
         assert!(matches!(classify("commit;"), Kind::End("COMMIT")));
         assert!(matches!(classify("ROLLBACK"), Kind::End("ROLLBACK")));
-        assert!(matches!(classify("SET extra_float_digits = 3"), Kind::Command("SET")));
-        assert!(matches!(classify("show transaction isolation level"), Kind::Show(n) if n == "transaction_isolation"));
+        assert!(matches!(
+            classify("SET extra_float_digits = 3"),
+            Kind::Command("SET")
+        ));
+        assert!(
+            matches!(classify("show transaction isolation level"), Kind::Show(n) if n == "transaction_isolation")
+        );
         assert!(matches!(classify("SHOW search_path;"), Kind::Show(n) if n == "search_path"));
         assert!(matches!(classify("SHOW TABLES"), Kind::Query));
         assert!(matches!(classify("select 1"), Kind::Query));
-        assert!(matches!(classify("  with x as (select 1) select * from x"), Kind::Query));
+        assert!(matches!(
+            classify("  with x as (select 1) select * from x"),
+            Kind::Query
+        ));
     }
 
     #[test]
     fn catalog_queries_are_recognised() {
-        assert!(needs_pg_catalog("SELECT n.nspname FROM pg_catalog.pg_namespace n"));
+        assert!(needs_pg_catalog(
+            "SELECT n.nspname FROM pg_catalog.pg_namespace n"
+        ));
         assert!(needs_pg_catalog("select version()"));
         assert!(needs_pg_catalog("select current_schema()"));
         assert!(!needs_pg_catalog("select count(*) from orders"));

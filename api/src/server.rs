@@ -107,7 +107,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_key),
         )
         .route("/v1/workspace/flush", post(admin::flush))
-        .route("/v1/forecasts", get(models::list_forecasts).post(models::forecast))
+        .route(
+            "/v1/forecasts",
+            get(models::list_forecasts).post(models::forecast),
+        )
         .route("/v1/anomalies", post(models::anomalies))
         .route("/v1/segments", get(models::segments))
         .route("/v1/reorder-point", post(models::reorder_point))
@@ -117,12 +120,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users", get(notify::list_users))
         .route(
             "/v1/users/{id}",
-            get(notify::get_user).put(notify::put_user).delete(notify::delete_user),
+            get(notify::get_user)
+                .put(notify::put_user)
+                .delete(notify::delete_user),
         )
-        .route("/v1/users/{id}/preferences", axum::routing::put(notify::put_preferences))
-        .route("/v1/notify/branding", get(notify::get_branding).put(notify::put_branding))
-        .route("/v1/webhooks", get(notify::list_endpoints).post(notify::create_endpoint))
-        .route("/v1/webhooks/{id}", axum::routing::delete(notify::delete_endpoint))
+        .route(
+            "/v1/users/{id}/preferences",
+            axum::routing::put(notify::put_preferences),
+        )
+        .route(
+            "/v1/notify/branding",
+            get(notify::get_branding).put(notify::put_branding),
+        )
+        .route(
+            "/v1/webhooks",
+            get(notify::list_endpoints).post(notify::create_endpoint),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            axum::routing::delete(notify::delete_endpoint),
+        )
         .route("/v1/webhooks/{id}/rotate", post(notify::rotate_endpoint))
         .route("/v1/notifications", post(notify::send))
         .route("/v1/notifications/{id}", get(notify::get_notification))
@@ -130,18 +147,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inbox", get(notify::inbox))
         .route("/v1/inbox/unread-count", get(notify::unread))
         .route("/v1/inbox/mark", post(notify::mark))
-        .route("/v1/alerts/rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route(
+            "/v1/alerts/rules",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
         .route(
             "/v1/alerts/rules/{id}",
-            get(alerts::get_rule).put(alerts::put_rule).delete(alerts::delete_rule),
+            get(alerts::get_rule)
+                .put(alerts::put_rule)
+                .delete(alerts::delete_rule),
         )
         .route("/v1/alerts/rules/{id}/evaluate", post(alerts::evaluate))
         .route("/v1/alerts/history", get(alerts::history))
         .route("/v1/alerts/simulate", post(alerts::simulate))
         .route("/v1/alerts/templates", get(alerts::list_templates))
         .route("/v1/alerts/templates/{name}", post(alerts::use_template))
-        .route("/v1/alerts/silences", get(alerts::list_silences).post(alerts::create_silence))
-        .route("/v1/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
+        .route(
+            "/v1/alerts/silences",
+            get(alerts::list_silences).post(alerts::create_silence),
+        )
+        .route(
+            "/v1/alerts/silences/{id}",
+            axum::routing::delete(alerts::delete_silence),
+        )
         .route("/v1/ws", get(realtime::websocket))
         .route("/v1/stream", get(realtime::sse))
         .route("/v1/realtime/tokens", post(realtime::create_token))
@@ -231,10 +259,9 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let tokens = beacon_realtime::token::TokenSigner::load_or_create(
-        &data_dir.join("realtime.secret"),
-    )
-    .context("cannot read or create the token secret")?;
+    let tokens =
+        beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
+            .context("cannot read or create the token secret")?;
     let hub = beacon_realtime::Hub::new(config.realtime.clone());
     let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
     // Heartbeats, idle and stalled connections, shutdown: one task for all
@@ -242,7 +269,12 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     live_jobs.push(hub.start_sweeper());
     let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
         let catalog = Arc::clone(&catalog);
-        Arc::new(move |tenant: &str| catalog.tenant(tenant).map(|t| t.timezone).unwrap_or_else(|_| "UTC".into()))
+        Arc::new(move |tenant: &str| {
+            catalog
+                .tenant(tenant)
+                .map(|t| t.timezone)
+                .unwrap_or_else(|_| "UTC".into())
+        })
     };
     let notifier = beacon_realtime::notify::Notifier::open(
         &data_dir,
@@ -257,7 +289,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         engine: engine.clone(),
         catalog: Arc::clone(&catalog),
     });
-    let alert_engine = beacon_realtime::alerts::Alerts::new(notifier.clone(), Some(bands), config.alerts.clone());
+    let alert_engine =
+        beacon_realtime::alerts::Alerts::new(notifier.clone(), Some(bands), config.alerts.clone());
     let state = AppState {
         ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
         config: Arc::new(config),
@@ -274,9 +307,13 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         notifier,
         alerts: alert_engine,
     };
-    crate::models::ForecastStore::publish_default(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
-    crate::models::ModelStore::publish_defaults(&state.engine).map_err(|e| anyhow::anyhow!(e.message()))?;
-    state.model_files.load(&state.engine, &state.forecasts, &state.models);
+    crate::models::ForecastStore::publish_default(&state.engine)
+        .map_err(|e| anyhow::anyhow!(e.message()))?;
+    crate::models::ModelStore::publish_defaults(&state.engine)
+        .map_err(|e| anyhow::anyhow!(e.message()))?;
+    state
+        .model_files
+        .load(&state.engine, &state.forecasts, &state.models);
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
     // Analyst interfaces besides HTTP: bound before anything is printed,
@@ -326,7 +363,9 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         tracing::info!(addr = %flight_addr, "Arrow Flight SQL listening.");
         #[allow(clippy::print_stdout)]
         {
-            println!("Flight SQL listening on grpc://{flight_addr} (authorization: Bearer <read key>)");
+            println!(
+                "Flight SQL listening on grpc://{flight_addr} (authorization: Bearer <read key>)"
+            );
         }
     }
     if let Some((keys, generator, now)) = demo_setup {
@@ -463,7 +502,9 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     jobs.push(tokio::spawn(state.notifier.clone().run(stop.clone())));
     jobs.push(tokio::spawn(state.alerts.clone().run(stop.clone())));
     // Model refits on the cron schedule (validated at startup).
-    if let Ok(cron) = <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule) {
+    if let Ok(cron) =
+        <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule)
+    {
         let state = state.clone();
         let stop = stop.clone();
         jobs.push(tokio::spawn(async move {
@@ -479,7 +520,14 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
                     () = tokio::time::sleep(wait) => {}
                 }
                 tracing::info!("Refitting models and forecasts.");
-                let (done, failed) = crate::models::refit_all(&state.engine, &state.forecasts, &state.models, &state.model_files, None).await;
+                let (done, failed) = crate::models::refit_all(
+                    &state.engine,
+                    &state.forecasts,
+                    &state.models,
+                    &state.model_files,
+                    None,
+                )
+                .await;
                 tracing::info!(done, failed, "Refit finished.");
             }
         }));

@@ -34,11 +34,17 @@ fn at(offset: chrono::Duration) -> String {
 }
 
 fn env(smtp: &PyReceiver) -> Vec<(&'static str, String)> {
-    let mut e: Vec<(&'static str, String)> = fast_env().into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+    let mut e: Vec<(&'static str, String)> = fast_env()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
     e.extend([
         ("BEACON_NOTIFY__SMTP__HOST", "127.0.0.1".to_owned()),
         ("BEACON_NOTIFY__SMTP__PORT", smtp.port.to_string()),
-        ("BEACON_NOTIFY__SMTP__FROM", "Beacon Alerts <alerts@beacon.test>".to_owned()),
+        (
+            "BEACON_NOTIFY__SMTP__FROM",
+            "Beacon Alerts <alerts@beacon.test>".to_owned(),
+        ),
         ("BEACON_NOTIFY__RETRY_BASE", "300ms".to_owned()),
         ("BEACON_NOTIFY__POLL_INTERVAL", "50ms".to_owned()),
         ("BEACON_ALERTS__TICK", "100ms".to_owned()),
@@ -52,10 +58,22 @@ fn start(data: &std::path::Path, env: &[(&'static str, String)]) -> Server {
 }
 
 async fn ws(server: &Server, query: &str, channel: &str) -> Ws {
-    let url = format!("{}/v1/ws{query}", server.base.replacen("http://", "ws://", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    ws.send(Message::text(json!({"type": "subscribe", "channel": channel}).to_string())).await.expect("send");
-    let sub = until(&mut ws, |m| m["type"] == "subscribed" || m["type"] == "error").await;
+    let url = format!(
+        "{}/v1/ws{query}",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channel": channel}).to_string(),
+    ))
+    .await
+    .expect("send");
+    let sub = until(&mut ws, |m| {
+        m["type"] == "subscribed" || m["type"] == "error"
+    })
+    .await;
     assert_eq!(sub["type"], "subscribed", "{sub}");
     ws
 }
@@ -63,7 +81,11 @@ async fn ws(server: &Server, query: &str, channel: &str) -> Ws {
 /// Reads messages until one matches (bounded by count and time).
 async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..500 {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("a message in time").expect("open").expect("frame");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("frame");
         if let Message::Text(t) = msg {
             let v: Value = serde_json::from_str(t.as_str()).expect("json");
             if pred(&v) {
@@ -75,7 +97,14 @@ async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
 }
 
 async fn ingest(server: &Server, key: &str, batch: Vec<Value>) {
-    let (status, body) = call(server, Method::POST, "/v1/batch", key, Some(json!({ "batch": batch }))).await;
+    let (status, body) = call(
+        server,
+        Method::POST,
+        "/v1/batch",
+        key,
+        Some(json!({ "batch": batch })),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -84,29 +113,49 @@ fn failure(id: &str, ts: &str) -> Value {
 }
 
 /// Polls `f` every 100 ms until it returns Some (at most `WAIT`).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f: impl FnMut() -> F) -> T {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn webhook_log(rx: &PyReceiver) -> Value {
-    reqwest::get(format!("{}/log", rx.base())).await.expect("log").json().await.expect("json")
+    reqwest::get(format!("{}/log", rx.base()))
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json")
 }
 
 async fn configure(rx: &PyReceiver, config: Value) {
-    let r = reqwest::Client::new().post(format!("{}/config", rx.base())).json(&config).send().await.expect("config");
+    let r = reqwest::Client::new()
+        .post(format!("{}/config", rx.base()))
+        .json(&config)
+        .send()
+        .await
+        .expect("config");
     assert!(r.status().is_success());
 }
 
 /// Quiet hours that contain now (UTC): from an hour ago to two hours on.
 fn quiet_now() -> Value {
-    let h = |d: i64| (Utc::now() + chrono::Duration::hours(d)).format("%H:00").to_string();
+    let h = |d: i64| {
+        (Utc::now() + chrono::Duration::hours(d))
+            .format("%H:00")
+            .to_string()
+    };
     json!({"start": h(-1), "end": h(2)})
 }
 
@@ -122,21 +171,51 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     let admin = t.admin_key.as_str();
 
     // Users, branding, a webhook endpoint that fails its first attempt.
-    let (s, ann) = call(&server, Method::PUT, "/v1/users/ann", admin, Some(json!({"email": "ann@shop.test", "name": "Ann", "role": "owner"}))).await;
+    let (s, ann) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/ann",
+        admin,
+        Some(json!({"email": "ann@shop.test", "name": "Ann", "role": "owner"})),
+    )
+    .await;
     assert_eq!(s, 200, "{ann}");
     let (s, bob) = call(&server, Method::PUT, "/v1/users/bob", admin, Some(json!({"email": "bob@shop.test", "role": "staff", "preferences": {"quiet_hours": quiet_now()}}))).await;
     assert_eq!(s, 200, "{bob}");
     let (s, _) = call(&server, Method::PUT, "/v1/notify/branding", admin, Some(json!({"name": "Rosa's <Shop>", "color": "#aa0000", "footer": "Rosa's Shop, 1 Main St"}))).await;
     assert_eq!(s, 200);
-    let (s, ep) = call(&server, Method::POST, "/v1/webhooks", admin, Some(json!({"url": format!("{}/hook", hook.base())}))).await;
+    let (s, ep) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        admin,
+        Some(json!({"url": format!("{}/hook", hook.base())})),
+    )
+    .await;
     assert_eq!(s, 201, "{ep}");
-    configure(&hook, json!({"secret": ep["secrets"][0]["secret"], "fail_first": 1})).await;
+    configure(
+        &hook,
+        json!({"secret": ep["secrets"][0]["secret"], "fail_first": 1}),
+    )
+    .await;
 
     // Live channels: the alert state feed and Ann's inbox.
     let mut alerts = ws(&server, &format!("?key={read}"), "alerts").await;
-    let (s, token) = call(&server, Method::POST, "/v1/realtime/tokens", admin, Some(json!({"user": "ann"}))).await;
+    let (s, token) = call(
+        &server,
+        Method::POST,
+        "/v1/realtime/tokens",
+        admin,
+        Some(json!({"user": "ann"})),
+    )
+    .await;
     assert_eq!(s, 200, "{token}");
-    let mut inbox_ws = ws(&server, &format!("?token={}", token["token"].as_str().expect("token")), "notifications:ann").await;
+    let mut inbox_ws = ws(
+        &server,
+        &format!("?token={}", token["token"].as_str().expect("token")),
+        "notifications:ann",
+    )
+    .await;
 
     // More than 2 payment failures in 10 s, held for 2 s.
     let rule = json!({
@@ -153,13 +232,26 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     assert_eq!(s, 201, "{created}");
     let rule_id = created["id"].as_str().expect("id").to_owned();
 
-    ingest(&server, &t.write_key, (0..3).map(|i| failure(&format!("pf-{i}"), &now())).collect()).await;
+    ingest(
+        &server,
+        &t.write_key,
+        (0..3)
+            .map(|i| failure(&format!("pf-{i}"), &now()))
+            .collect(),
+    )
+    .await;
 
     // The alerts channel shows Normal -> Pending -> Firing, in order.
-    let pending = until(&mut alerts, |m| m["type"] == "alert" && m["payload"]["to"] == "pending").await;
+    let pending = until(&mut alerts, |m| {
+        m["type"] == "alert" && m["payload"]["to"] == "pending"
+    })
+    .await;
     assert_eq!(pending["payload"]["from"], "normal");
     assert_eq!(pending["payload"]["value"], 3.0);
-    let firing = until(&mut alerts, |m| m["type"] == "alert" && m["payload"]["to"] != "pending").await;
+    let firing = until(&mut alerts, |m| {
+        m["type"] == "alert" && m["payload"]["to"] != "pending"
+    })
+    .await;
     assert_eq!(firing["payload"]["to"], "firing", "{firing}");
     assert!(firing["seq"].as_u64() > pending["seq"].as_u64());
 
@@ -171,22 +263,54 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     let (s, inbox) = call(&server, Method::GET, "/v1/inbox?user=ann", &read, None).await;
     assert_eq!(s, 200, "{inbox}");
     assert_eq!(inbox["unread"], 1);
-    assert_eq!(inbox["notifications"][0]["title"], "[FIRING:1] Payment failures");
-    let notification_id = inbox["notifications"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        inbox["notifications"][0]["title"],
+        "[FIRING:1] Payment failures"
+    );
+    let notification_id = inbox["notifications"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
 
     let mail = smtp.next_json(WAIT).expect("an email");
-    assert_eq!(mail["rcpt_tos"], json!(["ann@shop.test"]), "Bob is in quiet hours: {mail}");
+    assert_eq!(
+        mail["rcpt_tos"],
+        json!(["ann@shop.test"]),
+        "Bob is in quiet hours: {mail}"
+    );
     assert_eq!(mail["mail_from"], "alerts@beacon.test");
-    assert_eq!(mail["headers"]["subject"], "[Warning] [FIRING:1] Payment failures");
-    assert!(mail["headers"]["from"].as_str().expect("from").contains("alerts@beacon.test"));
-    assert!(mail["headers"]["message-id"].as_str().expect("message id").contains("@beacon"));
+    assert_eq!(
+        mail["headers"]["subject"],
+        "[Warning] [FIRING:1] Payment failures"
+    );
+    assert!(
+        mail["headers"]["from"]
+            .as_str()
+            .expect("from")
+            .contains("alerts@beacon.test")
+    );
+    assert!(
+        mail["headers"]["message-id"]
+            .as_str()
+            .expect("message id")
+            .contains("@beacon")
+    );
     assert_eq!(mail["multipart"], "multipart/alternative");
     let text = mail["text"].as_str().expect("text part");
-    assert!(text.contains("payment_failures") || text.contains("Payment failures"), "{text}");
+    assert!(
+        text.contains("payment_failures") || text.contains("Payment failures"),
+        "{text}"
+    );
     assert!(text.contains("3.00 (firing)"), "{text}");
-    assert!(text.contains("Rosa's <Shop>"), "plain text is not escaped: {text}");
+    assert!(
+        text.contains("Rosa's <Shop>"),
+        "plain text is not escaped: {text}"
+    );
     let html = mail["html"].as_str().expect("html part");
-    assert!(html.contains("#aa0000") && html.contains("Rosa&#x27;s &lt;Shop&gt;"), "branded and escaped: {html}");
+    assert!(
+        html.contains("#aa0000") && html.contains("Rosa&#x27;s &lt;Shop&gt;"),
+        "branded and escaped: {html}"
+    );
 
     let log = eventually("the webhook to be accepted", || async {
         let log = webhook_log(&hook).await;
@@ -196,22 +320,48 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     let attempts = log["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2, "one failure, one success: {log}");
     assert_eq!(attempts[0]["id"], attempts[1]["id"]);
-    assert!(attempts.iter().all(|a| a["verified"] == json!(true)), "{log}");
+    assert!(
+        attempts.iter().all(|a| a["verified"] == json!(true)),
+        "{log}"
+    );
     assert_eq!(attempts[1]["payload"]["type"], "com.beacon.alert.firing");
-    assert_eq!(attempts[1]["payload"]["data"]["notification_id"], json!(notification_id));
+    assert_eq!(
+        attempts[1]["payload"]["data"]["notification_id"],
+        json!(notification_id)
+    );
 
     // Delivery status: Bob's email waits for the end of his quiet hours.
-    let (s, n) = call(&server, Method::GET, &format!("/v1/notifications/{notification_id}"), &read, None).await;
+    let (s, n) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/notifications/{notification_id}"),
+        &read,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{n}");
     let deliveries = n["deliveries"].as_array().expect("deliveries");
-    let find = |ch: &str, target: &str| deliveries.iter().find(|d| d["channel"] == ch && d["target"] == target).cloned().expect("delivery");
+    let find = |ch: &str, target: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["channel"] == ch && d["target"] == target)
+            .cloned()
+            .expect("delivery")
+    };
     assert_eq!(find("email", "bob")["status"], "deferred");
     assert_eq!(find("email", "bob")["reason"], "quiet hours");
     assert_eq!(find("inbox", "ann")["status"], "delivered");
-    assert!(deliveries.iter().any(|d| d["channel"] == "webhook" && d["target"] == ep["id"]));
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d["channel"] == "webhook" && d["target"] == ep["id"])
+    );
 
     // The data ages out of the window: resolved, once, everywhere.
-    let resolved = until(&mut alerts, |m| m["type"] == "alert" && m["payload"]["to"] == "resolved").await;
+    let resolved = until(&mut alerts, |m| {
+        m["type"] == "alert" && m["payload"]["to"] == "resolved"
+    })
+    .await;
     assert_eq!(resolved["payload"]["from"], "firing");
     let pushed = until(&mut inbox_ws, |m| m["type"] == "notification").await;
     assert_eq!(pushed["payload"]["title"], "[RESOLVED] Payment failures");
@@ -219,24 +369,57 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     assert_eq!(mail["headers"]["subject"], "[RESOLVED] Payment failures");
     eventually("the resolved webhook", || async {
         let log = webhook_log(&hook).await;
-        log["attempts"].as_array().and_then(|a| a.iter().find(|x| x["payload"]["type"] == "com.beacon.alert.resolved").cloned())
+        log["attempts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["payload"]["type"] == "com.beacon.alert.resolved")
+                .cloned()
+        })
     })
     .await;
-    assert!(smtp.next_json(Duration::from_millis(1500)).is_none(), "no other email (Bob deferred, no repeats)");
+    assert!(
+        smtp.next_json(Duration::from_millis(1500)).is_none(),
+        "no other email (Bob deferred, no repeats)"
+    );
 
     // History through the API and SQL.
-    let (s, h) = call(&server, Method::GET, &format!("/v1/alerts/history?rule={rule_id}"), &read, None).await;
+    let (s, h) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/alerts/history?rule={rule_id}"),
+        &read,
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    let states: Vec<&str> = h["history"].as_array().expect("history").iter().rev().map(|r| r["to"].as_str().expect("to")).collect();
+    let states: Vec<&str> = h["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .rev()
+        .map(|r| r["to"].as_str().expect("to"))
+        .collect();
     assert_eq!(&states[..3], &["pending", "firing", "resolved"], "{h}");
-    let q = format!("SELECT to_state FROM alert_history WHERE rule_id = '{rule_id}' ORDER BY at LIMIT 3");
+    let q = format!(
+        "SELECT to_state FROM alert_history WHERE rule_id = '{rule_id}' ORDER BY at LIMIT 3"
+    );
     let rows = sql(&server, &read, &q).await;
     assert_eq!(rows["rows"], json!([["pending"], ["firing"], ["resolved"]]));
     assert!(scalar(&server, &read, "SELECT count(*) FROM notification_deliveries WHERE channel = 'email' AND status = 'delivered'").await >= 2);
 
     // Ann reads everything; the unread count drops to zero and is pushed.
-    let (s, m) = call(&server, Method::POST, "/v1/inbox/mark", &read, Some(json!({"user": "ann", "action": "read"}))).await;
-    assert_eq!((s, m["changed"].as_u64(), m["unread"].as_u64()), (200, Some(2), Some(0)), "{m}");
+    let (s, m) = call(
+        &server,
+        Method::POST,
+        "/v1/inbox/mark",
+        &read,
+        Some(json!({"user": "ann", "action": "read"})),
+    )
+    .await;
+    assert_eq!(
+        (s, m["changed"].as_u64(), m["unread"].as_u64()),
+        (200, Some(2), Some(0)),
+        "{m}"
+    );
     let pushed = until(&mut inbox_ws, |m| m["type"] == "inbox").await;
     assert_eq!(pushed["payload"]["unread"], 0);
     drop(server);
@@ -256,7 +439,14 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
         ("dan", json!({"categories": {"alert": {"email": false}}})),
         ("eve", json!({"quiet_hours": quiet_now()})),
     ] {
-        let (s, u) = call(&server, Method::PUT, &format!("/v1/users/{id}"), admin, Some(json!({"email": format!("{id}@bea.test"), "preferences": prefs}))).await;
+        let (s, u) = call(
+            &server,
+            Method::PUT,
+            &format!("/v1/users/{id}"),
+            admin,
+            Some(json!({"email": format!("{id}@bea.test"), "preferences": prefs})),
+        )
+        .await;
         assert_eq!(s, 200, "{u}");
     }
 
@@ -270,29 +460,75 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
         r
     };
     let cases = [
-        (with(json!({"query": {"sql": "SELEC nothing"}})), "query.sql"),
-        (with(json!({"query": {"sql": "DROP TABLE events"}})), "query.sql"),
-        (with(json!({"query": {"sql": "SELECT count(*) FROM no_such_table"}})), "query.sql"),
-        (with(json!({"schedule": {"cron": "every tuesday"}})), "schedule.cron"),
-        (with(json!({"query": {"metric": "happiness"}})), "unknown metric"),
-        (with(json!({"schedule": {"every": "1m"}, "for": "10s"})), "shorter than the evaluation interval"),
+        (
+            with(json!({"query": {"sql": "SELEC nothing"}})),
+            "query.sql",
+        ),
+        (
+            with(json!({"query": {"sql": "DROP TABLE events"}})),
+            "query.sql",
+        ),
+        (
+            with(json!({"query": {"sql": "SELECT count(*) FROM no_such_table"}})),
+            "query.sql",
+        ),
+        (
+            with(json!({"schedule": {"cron": "every tuesday"}})),
+            "schedule.cron",
+        ),
+        (
+            with(json!({"query": {"metric": "happiness"}})),
+            "unknown metric",
+        ),
+        (
+            with(json!({"schedule": {"every": "1m"}, "for": "10s"})),
+            "shorter than the evaluation interval",
+        ),
         (with(json!({"schedule": {"every": "0s"}})), "schedule.every"),
         (with(json!({"for": "400d"})), "at most 30 days"),
         (with(json!({"for": "soon"})), "invalid rule"),
-        (with(json!({"schedule": {"every": "1m", "cron": "* * * * *"}})), "exactly one"),
-        (with(json!({"notify": {"users": ["nobody"]}})), "unknown user"),
-        (with(json!({"condition": {"type": "threshold", "op": "sideways", "value": 1}})), "invalid rule"),
-        (with(json!({"condition": {"type": "anomaly"}, "query": {"metric": "payment_failures"}})), "anomaly"),
+        (
+            with(json!({"schedule": {"every": "1m", "cron": "* * * * *"}})),
+            "exactly one",
+        ),
+        (
+            with(json!({"notify": {"users": ["nobody"]}})),
+            "unknown user",
+        ),
+        (
+            with(json!({"condition": {"type": "threshold", "op": "sideways", "value": 1}})),
+            "invalid rule",
+        ),
+        (
+            with(
+                json!({"condition": {"type": "anomaly"}, "query": {"metric": "payment_failures"}}),
+            ),
+            "anomaly",
+        ),
         (with(json!({"severity": "apocalyptic"})), "severity"),
         (with(json!({"surprise": true})), "unknown field"),
     ];
     for (rule, needle) in cases {
-        let (s, e) = call(&server, Method::POST, "/v1/alerts/rules", admin, Some(rule.clone())).await;
+        let (s, e) = call(
+            &server,
+            Method::POST,
+            "/v1/alerts/rules",
+            admin,
+            Some(rule.clone()),
+        )
+        .await;
         assert_eq!(s, 400, "{rule} -> {e}");
         let msg = e["error"]["message"].as_str().expect("message");
         assert!(msg.contains(needle), "{rule}: {msg:?} lacks {needle:?}");
     }
-    let (s, _) = call(&server, Method::POST, "/v1/alerts/rules", &read, Some(base.clone())).await;
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/rules",
+        &read,
+        Some(base.clone()),
+    )
+    .await;
     assert_eq!(s, 403, "a read key cannot create rules");
     assert!(scalar(&server, &read, "SELECT count(*) FROM alert_instances").await == 0);
 
@@ -308,14 +544,35 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
     let (s, r) = call(&server, Method::POST, "/v1/alerts/rules", admin, Some(rule)).await;
     assert_eq!(s, 201, "{r}");
     let rule_id = r["id"].as_str().expect("id").to_owned();
-    let (s, sil) = call(&server, Method::POST, "/v1/alerts/silences", admin, Some(json!({"rule_id": rule_id, "duration": "1h", "comment": "known issue"}))).await;
+    let (s, sil) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/silences",
+        admin,
+        Some(json!({"rule_id": rule_id, "duration": "1h", "comment": "known issue"})),
+    )
+    .await;
     assert_eq!(s, 201, "{sil}");
     let refund = json!({"type": "track", "messageId": "rf-1", "userId": "c9", "event": "Order Refunded", "timestamp": now(), "properties": {"order_id": "o1", "total": 250}});
     ingest(&server, &t.write_key, vec![refund]).await;
-    let (s, ev) = call(&server, Method::POST, &format!("/v1/alerts/rules/{rule_id}/evaluate"), admin, None).await;
+    let (s, ev) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/alerts/rules/{rule_id}/evaluate"),
+        admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{ev}");
     assert_eq!(ev["instances"][0]["state"], "firing", "{ev}");
-    let (_, h) = call(&server, Method::GET, &format!("/v1/alerts/history?rule={rule_id}"), &read, None).await;
+    let (_, h) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/alerts/history?rule={rule_id}"),
+        &read,
+        None,
+    )
+    .await;
     assert_eq!(h["history"][0]["silenced"], true, "{h}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, inbox) = call(&server, Method::GET, "/v1/inbox?user=cat", &read, None).await;
@@ -323,22 +580,62 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
     assert!(smtp.next_json(Duration::from_millis(500)).is_none());
     // Lifting the silence lets the next change through (here: resolve + refire is not needed;
     // the still-firing instance is sent at the next group flush).
-    let (s, _) = call(&server, Method::DELETE, &format!("/v1/alerts/silences/{}", sil["id"].as_str().expect("id")), admin, None).await;
+    let (s, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/alerts/silences/{}", sil["id"].as_str().expect("id")),
+        admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&server, Method::DELETE, &format!("/v1/alerts/rules/{rule_id}"), admin, None).await;
+    let (s, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/alerts/rules/{rule_id}"),
+        admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
 
     // Preferences and quiet hours on direct notifications; critical bypasses quiet hours.
     let send = json!({"recipients": ["cat", "dan", "eve"], "category": "alert", "severity": "warning", "title": "Stock count due", "body": "Count the shelves", "idempotency_key": "stock-2026-12"});
-    let (s, first) = call(&server, Method::POST, "/v1/notifications", admin, Some(send.clone())).await;
+    let (s, first) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        admin,
+        Some(send.clone()),
+    )
+    .await;
     assert_eq!(s, 202, "{first}");
-    let (s, again) = call(&server, Method::POST, "/v1/notifications", admin, Some(send)).await;
+    let (s, again) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        admin,
+        Some(send),
+    )
+    .await;
     assert_eq!(s, 200);
-    assert_eq!((again["id"].clone(), again["duplicate"].clone()), (first["id"].clone(), json!(true)));
+    assert_eq!(
+        (again["id"].clone(), again["duplicate"].clone()),
+        (first["id"].clone(), json!(true))
+    );
     let status_of = |v: &Value, ch: &str, user: &str| {
-        v["deliveries"].as_array().expect("deliveries").iter().find(|d| d["channel"] == ch && d["target"] == user).map(|d| (d["status"].clone(), d["reason"].clone())).expect("delivery")
+        v["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .find(|d| d["channel"] == ch && d["target"] == user)
+            .map(|d| (d["status"].clone(), d["reason"].clone()))
+            .expect("delivery")
     };
-    assert_eq!(status_of(&first, "email", "dan"), (json!("suppressed"), json!("preference")));
+    assert_eq!(
+        status_of(&first, "email", "dan"),
+        (json!("suppressed"), json!("preference"))
+    );
     assert_eq!(status_of(&first, "email", "eve").0, json!("deferred"));
     assert_eq!(status_of(&first, "inbox", "dan").0, json!("delivered"));
     let mail = smtp.next_json(WAIT).expect("Cat's email");
@@ -346,69 +643,231 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
     assert_eq!(mail["headers"]["subject"], "[Warning] Stock count due");
     let (s, crit) = call(&server, Method::POST, "/v1/notifications", admin, Some(json!({"recipients": ["eve"], "category": "security", "severity": "critical", "title": "Card testing attack", "channels": ["email"]}))).await;
     assert_eq!(s, 202, "{crit}");
-    let mail = smtp.next_json(WAIT).expect("Eve's critical email despite quiet hours");
+    let mail = smtp
+        .next_json(WAIT)
+        .expect("Eve's critical email despite quiet hours");
     assert_eq!(mail["rcpt_tos"], json!(["eve@bea.test"]));
     assert_eq!(mail["headers"]["subject"], "[CRITICAL] Card testing attack");
-    assert!(smtp.next_json(Duration::from_millis(1000)).is_none(), "Eve's warning stays deferred");
+    assert!(
+        smtp.next_json(Duration::from_millis(1000)).is_none(),
+        "Eve's warning stays deferred"
+    );
 
     // Simulation over past data: three failures two hours ago would have fired then.
-    let past: Vec<Value> = (0..3).map(|i| failure(&format!("old-{i}"), &at(chrono::Duration::minutes(-120 + i)))).collect();
+    let past: Vec<Value> = (0..3)
+        .map(|i| {
+            failure(
+                &format!("old-{i}"),
+                &at(chrono::Duration::minutes(-120 + i)),
+            )
+        })
+        .collect();
     ingest(&server, &t.write_key, past).await;
     let sim_rule = json!({
         "name": "Payment failures", "query": {"metric": "payment_failures", "window": "30m"},
         "condition": {"type": "threshold", "op": "above", "value": 2}, "schedule": {"every": "10m"}, "for": "10m"
     });
-    let (s, sim) = call(&server, Method::POST, "/v1/alerts/simulate", &read, Some(json!({"rule": sim_rule, "from": at(chrono::Duration::hours(-3)), "to": now()}))).await;
+    let (s, sim) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/simulate",
+        &read,
+        Some(json!({"rule": sim_rule, "from": at(chrono::Duration::hours(-3)), "to": now()})),
+    )
+    .await;
     assert_eq!(s, 200, "{sim}");
     assert_eq!(sim["firing"], 1, "{sim}");
-    let first_firing = chrono::DateTime::parse_from_rfc3339(sim["first_firing_at"].as_str().expect("when")).expect("time");
+    let first_firing =
+        chrono::DateTime::parse_from_rfc3339(sim["first_firing_at"].as_str().expect("when"))
+            .expect("time");
     let ago = Utc::now().signed_duration_since(first_firing);
-    assert!(ago > chrono::Duration::minutes(80) && ago < chrono::Duration::minutes(125), "fired {ago} ago");
-    let kinds: Vec<&str> = sim["transitions"].as_array().expect("t").iter().map(|t| t["to"].as_str().expect("to")).collect();
+    assert!(
+        ago > chrono::Duration::minutes(80) && ago < chrono::Duration::minutes(125),
+        "fired {ago} ago"
+    );
+    let kinds: Vec<&str> = sim["transitions"]
+        .as_array()
+        .expect("t")
+        .iter()
+        .map(|t| t["to"].as_str().expect("to"))
+        .collect();
     assert_eq!(kinds, ["pending", "firing", "resolved", "normal"], "{sim}");
-    let (s, e) = call(&server, Method::POST, "/v1/alerts/simulate", &read, Some(json!({"rule": sim_rule, "from": now(), "to": at(chrono::Duration::hours(-1))}))).await;
+    let (s, e) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/simulate",
+        &read,
+        Some(json!({"rule": sim_rule, "from": now(), "to": at(chrono::Duration::hours(-1))})),
+    )
+    .await;
     assert_eq!(s, 400, "{e}");
-    assert_eq!(scalar(&server, &read, "SELECT count(*) FROM alert_history").await, 1, "simulation stores nothing");
+    assert_eq!(
+        scalar(&server, &read, "SELECT count(*) FROM alert_history").await,
+        1,
+        "simulation stores nothing"
+    );
 
     // Templates: low stock per product.
     let (s, list) = call(&server, Method::GET, "/v1/alerts/templates", &read, None).await;
     assert_eq!(s, 200);
     assert_eq!(list["templates"].as_array().map(Vec::len), Some(7));
-    let (s, low) = call(&server, Method::POST, "/v1/alerts/templates/low_stock", admin, Some(json!({"threshold": 5, "users": ["cat"]}))).await;
+    let (s, low) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/templates/low_stock",
+        admin,
+        Some(json!({"threshold": 5, "users": ["cat"]})),
+    )
+    .await;
     assert_eq!(s, 201, "{low}");
     let stock = |id: &str, p: &str, q: i64| json!({"type": "track", "messageId": id, "userId": "system", "event": "Inventory Updated", "timestamp": now(), "properties": {"product_id": p, "quantity": q}});
-    ingest(&server, &t.write_key, vec![stock("s1", "mug", 40), stock("s2", "tea", 3), stock("s3", "pot", 9)]).await;
-    let (s, ev) = call(&server, Method::POST, &format!("/v1/alerts/rules/{}/evaluate", low["id"].as_str().expect("id")), admin, None).await;
+    ingest(
+        &server,
+        &t.write_key,
+        vec![
+            stock("s1", "mug", 40),
+            stock("s2", "tea", 3),
+            stock("s3", "pot", 9),
+        ],
+    )
+    .await;
+    let (s, ev) = call(
+        &server,
+        Method::POST,
+        &format!(
+            "/v1/alerts/rules/{}/evaluate",
+            low["id"].as_str().expect("id")
+        ),
+        admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{ev}");
-    let firing: Vec<&Value> = ev["instances"].as_array().expect("instances").iter().filter(|i| i["state"] == "firing").collect();
+    let firing: Vec<&Value> = ev["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["state"] == "firing")
+        .collect();
     assert_eq!(firing.len(), 1, "{ev}");
     assert_eq!(firing[0]["labels"]["product_id"], "tea");
-    let (s, e) = call(&server, Method::POST, "/v1/alerts/templates/low_stock", admin, Some(json!({"threshold": "five"}))).await;
+    let (s, e) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/templates/low_stock",
+        admin,
+        Some(json!({"threshold": "five"})),
+    )
+    .await;
     assert_eq!(s, 400, "{e}");
-    let (s, _) = call(&server, Method::POST, "/v1/alerts/templates/teleport", admin, Some(json!({}))).await;
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/templates/teleport",
+        admin,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 404);
 
     // Hostile and malformed requests: structured errors, nothing lost.
-    let (s, e) = call(&server, Method::POST, "/v1/notifications", admin, Some(json!({"recipients": ["ghost"], "category": "x", "title": "t"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_request")), "{e}");
-    let (s, _) = call(&server, Method::POST, "/v1/notifications", admin, Some(json!({"recipients": ["cat"], "category": "x", "title": "t", "channels": ["pigeon"]}))).await;
+    let (s, e) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        admin,
+        Some(json!({"recipients": ["ghost"], "category": "x", "title": "t"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        admin,
+        Some(json!({"recipients": ["cat"], "category": "x", "title": "t", "channels": ["pigeon"]})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::POST, "/v1/notifications", admin, Some(json!({"recipients": ["cat"], "category": "x", "title": ""}))).await;
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        admin,
+        Some(json!({"recipients": ["cat"], "category": "x", "title": ""})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::POST, "/v1/webhooks", admin, Some(json!({"url": "ftp://example.com"}))).await;
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        admin,
+        Some(json!({"url": "ftp://example.com"})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::PUT, "/v1/users/bad%20id", admin, Some(json!({}))).await;
+    let (s, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/bad%20id",
+        admin,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::PUT, "/v1/users/cat", admin, Some(json!({"email": "not an address"}))).await;
+    let (s, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/cat",
+        admin,
+        Some(json!({"email": "not an address"})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::PUT, "/v1/users/cat/preferences", admin, Some(json!({"quiet_hours": {"start": "25:00", "end": "07:00"}}))).await;
+    let (s, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/cat/preferences",
+        admin,
+        Some(json!({"quiet_hours": {"start": "25:00", "end": "07:00"}})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&server, Method::POST, "/v1/inbox/mark", &read, Some(json!({"user": "cat", "action": "explode"}))).await;
+    let (s, _) = call(
+        &server,
+        Method::POST,
+        "/v1/inbox/mark",
+        &read,
+        Some(json!({"user": "cat", "action": "explode"})),
+    )
+    .await;
     assert_eq!(s, 400);
     let big = "x".repeat(300 * 1024);
-    let (s, e) = call(&server, Method::POST, "/v1/alerts/rules", admin, Some(json!({"name": big}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (413, Some("payload_too_large")));
-    let resp = common::client().post(server.url("/v1/alerts/rules")).bearer_auth(admin).header("content-type", "application/json").body("{not json").send().await.expect("send");
+    let (s, e) = call(
+        &server,
+        Method::POST,
+        "/v1/alerts/rules",
+        admin,
+        Some(json!({"name": big})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let resp = common::client()
+        .post(server.url("/v1/alerts/rules"))
+        .bearer_auth(admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 400);
     let (s, _) = call(&server, Method::GET, "/v1/inbox", &read, None).await;
     assert_eq!(s, 400, "a key needs ?user=");
@@ -417,7 +876,15 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
     // The server still serves and the data is intact.
     let (_, inbox) = call(&server, Method::GET, "/v1/inbox?user=dan", &read, None).await;
     assert_eq!(inbox["notifications"][0]["title"], "Stock count due");
-    assert_eq!(scalar(&server, &read, "SELECT count(*) FROM events WHERE event = 'Payment Failed'").await, 3);
+    assert_eq!(
+        scalar(
+            &server,
+            &read,
+            "SELECT count(*) FROM events WHERE event = 'Payment Failed'"
+        )
+        .await,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,14 +897,41 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
     let read = create_read_key(&data, "crash");
     let env = env(&smtp);
     let server = start(&data, &env);
-    let (s, ep) = call(&server, Method::POST, "/v1/webhooks", &t.admin_key, Some(json!({"url": format!("{}/hook", hook.base())}))).await;
+    let (s, ep) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        &t.admin_key,
+        Some(json!({"url": format!("{}/hook", hook.base())})),
+    )
+    .await;
     assert_eq!(s, 201);
     // The receiver holds the first request for 4 s: the sender dies meanwhile.
-    configure(&hook, json!({"secret": ep["secrets"][0]["secret"], "hold_first": 4})).await;
-    let (s, sent) = call(&server, Method::POST, "/v1/notifications", &t.admin_key, Some(json!({"category": "order", "title": "Big order", "channels": ["webhook"]}))).await;
+    configure(
+        &hook,
+        json!({"secret": ep["secrets"][0]["secret"], "hold_first": 4}),
+    )
+    .await;
+    let (s, sent) = call(
+        &server,
+        Method::POST,
+        "/v1/notifications",
+        &t.admin_key,
+        Some(json!({"category": "order", "title": "Big order", "channels": ["webhook"]})),
+    )
+    .await;
     assert_eq!(s, 202, "{sent}");
-    let id = sent["deliveries"][0]["id"].as_str().expect("delivery id").to_owned();
-    eventually("the request to arrive", || async { (webhook_log(&hook).await["held"].as_array().is_some_and(|h| !h.is_empty())).then_some(()) }).await;
+    let id = sent["deliveries"][0]["id"]
+        .as_str()
+        .expect("delivery id")
+        .to_owned();
+    eventually("the request to arrive", || async {
+        (webhook_log(&hook).await["held"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty()))
+        .then_some(())
+    })
+    .await;
     server.crash();
     let server = start(&data, &env);
     let log = eventually("the delivery after the restart", || async {
@@ -445,11 +939,33 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
         log["accepted"].get(&id).is_some().then_some(log)
     })
     .await;
-    let ids: std::collections::HashSet<&str> = log["attempts"].as_array().expect("attempts").iter().map(|a| a["id"].as_str().expect("id")).collect();
-    assert_eq!(ids.len(), 1, "every attempt carries the same webhook-id: {log}");
-    assert!(log["attempts"].as_array().expect("a").iter().all(|a| a["verified"] == json!(true)));
+    let ids: std::collections::HashSet<&str> = log["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every attempt carries the same webhook-id: {log}"
+    );
+    assert!(
+        log["attempts"]
+            .as_array()
+            .expect("a")
+            .iter()
+            .all(|a| a["verified"] == json!(true))
+    );
     let d = eventually("status delivered", || async {
-        let (_, n) = call(&server, Method::GET, &format!("/v1/notifications/{}", sent["id"].as_str().expect("id")), &read, None).await;
+        let (_, n) = call(
+            &server,
+            Method::GET,
+            &format!("/v1/notifications/{}", sent["id"].as_str().expect("id")),
+            &read,
+            None,
+        )
+        .await;
         (n["deliveries"][0]["status"] == "delivered").then_some(n)
     })
     .await;

@@ -190,11 +190,21 @@ async fn funnel_revenue_and_errors_over_http() {
     )
     .await;
     assert_eq!(
-        (&r["summary"]["gross"], &r["summary"]["refunds"], &r["summary"]["net"]),
+        (
+            &r["summary"]["gross"],
+            &r["summary"]["refunds"],
+            &r["summary"]["net"]
+        ),
         (&json!("30.0000"), &json!("5.0000"), &json!("25.0000")),
         "{r}"
     );
-    let (_, r) = post(&server, key, "revenue", json!({"range": "30d", "breakdown": "channel"})).await;
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "30d", "breakdown": "channel"}),
+    )
+    .await;
     let rows: Vec<(String, String, String)> = r["breakdown"]["rows"]
         .as_array()
         .expect("rows")
@@ -373,11 +383,22 @@ async fn funnel_revenue_and_errors_over_http() {
     assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
     let (_, r) = post(&server, key, "revenue", json!({"range": "7d"})).await;
     assert_eq!(
-        (&r["summary"]["gross"], &r["summary"]["orders"], &r["summary"]["completed_bookings"], &r["summary"]["aov"]),
+        (
+            &r["summary"]["gross"],
+            &r["summary"]["orders"],
+            &r["summary"]["completed_bookings"],
+            &r["summary"]["aov"]
+        ),
         (&json!("90.0000"), &json!(2), &json!(1), &json!("30.00")),
         "{r}"
     );
-    let (_, r) = post(&server, key, "revenue", json!({"range": "7d", "breakdown": "staff"})).await;
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "7d", "breakdown": "staff"}),
+    )
+    .await;
     let ann = r["breakdown"]["rows"]
         .as_array()
         .expect("rows")
@@ -385,13 +406,29 @@ async fn funnel_revenue_and_errors_over_http() {
         .find(|row| row["value"] == "ann")
         .cloned()
         .unwrap_or_default();
-    assert_eq!((&ann["gross"], &ann["completed_bookings"]), (&json!("40.0000"), &json!(1)), "{r}");
+    assert_eq!(
+        (&ann["gross"], &ann["completed_bookings"]),
+        (&json!("40.0000"), &json!(1)),
+        "{r}"
+    );
 
     // Money in another currency is listed apart, never added.
-    let mut yen = track("y1", "p7", "Order Completed", now, json!({"revenue": 1000, "currency": "JPY"}));
+    let mut yen = track(
+        "y1",
+        "p7",
+        "Order Completed",
+        now,
+        json!({"revenue": 1000, "currency": "JPY"}),
+    );
     yen["properties"]["order_id"] = json!("ord-y");
-    let (status, body) =
-        call(&server, Method::POST, "/v1/batch", &tenant.write_key, Some(json!({"batch": [yen]}))).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [yen]})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (_, r) = post(&server, key, "revenue", json!({"range": "7d"})).await;
     assert_eq!(r["summary"]["gross"], json!("90.0000"), "{r}");

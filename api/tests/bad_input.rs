@@ -440,7 +440,11 @@ async fn bad_input_is_refused_clearly_and_nothing_is_lost() {
             .expect("request");
         assert_eq!(resp.status(), 400, "{path}");
         let body: Value = resp.json().await.expect("json error");
-        let expected = if path.contains('?') { "invalid_query_string" } else { "invalid_path" };
+        let expected = if path.contains('?') {
+            "invalid_query_string"
+        } else {
+            "invalid_path"
+        };
         assert_eq!(code(&body), expected, "{path}: {body}");
     }
     // Still serving, and the earlier data is intact.
@@ -476,7 +480,9 @@ fn many_filters(n: usize) -> Vec<u8> {
     let filters: Vec<Value> = (0..n)
         .map(|i| json!({"property": "channel", "op": "neq", "value": format!("x{i}")}))
         .collect();
-    json!({"range": "30d", "filters": filters}).to_string().into_bytes()
+    json!({"range": "30d", "filters": filters})
+        .to_string()
+        .into_bytes()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -28,7 +28,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn ws_url(server: &Server, query: &str) -> String {
-    format!("{}/v1/ws{query}", server.base.replacen("http://", "ws://", 1))
+    format!(
+        "{}/v1/ws{query}",
+        server.base.replacen("http://", "ws://", 1)
+    )
 }
 
 async fn connect(server: &Server, key: &str) -> Ws {
@@ -74,7 +77,10 @@ async fn until<S: AsyncRead + AsyncWrite + Unpin>(
 /// The close code the server ends the connection with.
 async fn close_code(ws: &mut Ws) -> u16 {
     for _ in 0..100 {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("close in time") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close in time")
+        {
             Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
             Some(Ok(Message::Close(None))) | None => return 1005,
             Some(Ok(_)) => {}
@@ -90,7 +96,10 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, v:
 
 async fn subscribe(ws: &mut Ws, v: Value) -> Value {
     send(ws, v).await;
-    until(ws, 50, |m| m["type"] == "subscribed" || m["type"] == "error").await
+    until(ws, 50, |m| {
+        m["type"] == "subscribed" || m["type"] == "error"
+    })
+    .await
 }
 
 fn now() -> String {
@@ -187,7 +196,14 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     assert_eq!(today["aov"], "11.68", "35.05 / 3, rounded");
     assert_eq!(update["payload"]["visitors_5m"], 5);
     // And from the analytics API (today's gross revenue and orders).
-    let (status, rev) = call(&server, Method::GET, "/v1/analytics/revenue?range=today", &read, None).await;
+    let (status, rev) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/revenue?range=today",
+        &read,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{rev}");
     assert_eq!(rev["summary"]["gross"], today["revenue"], "{rev}");
     assert_eq!(rev["summary"]["orders"], today["orders"], "{rev}");
@@ -198,7 +214,11 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
             "SELECT count(*) FILTER (WHERE event = 'Order Completed') FROM events \
              WHERE business_date(timestamp, '{unit}') = business_date(now(), '{unit}')"
         );
-        assert_eq!(p["orders"].as_i64(), Some(scalar(&server, &read, &q).await), "{period}");
+        assert_eq!(
+            p["orders"].as_i64(),
+            Some(scalar(&server, &read, &q).await),
+            "{period}"
+        );
     }
 
     // A completed booking is a sale; an order in another currency is not
@@ -216,10 +236,20 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     assert_eq!(today["revenue"], "45.0500", "{today}");
     assert_eq!(today["orders"], 3, "{today}");
     assert_eq!(today["aov"], "11.26", "45.05 / 4, rounded");
-    let (_, rev) = call(&server, Method::GET, "/v1/analytics/revenue?range=today", &read, None).await;
+    let (_, rev) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/revenue?range=today",
+        &read,
+        None,
+    )
+    .await;
     assert_eq!(rev["summary"]["gross"], today["revenue"], "{rev}");
     assert_eq!(rev["summary"]["orders"], today["orders"], "{rev}");
-    assert_eq!(rev["summary"]["completed_bookings"], today["completed_bookings"], "{rev}");
+    assert_eq!(
+        rev["summary"]["completed_bookings"], today["completed_bookings"],
+        "{rev}"
+    );
     assert_eq!(rev["other_currencies"][0]["gross"], "1000.0000", "{rev}");
 }
 
@@ -248,7 +278,11 @@ async fn activity_is_ordered_resumes_exactly_and_reports_lost_history() {
             seqs.push(m["seq"].as_u64().expect("seq"));
         }
     }
-    assert_eq!(seqs, (1..=120).collect::<Vec<_>>(), "every message, in order");
+    assert_eq!(
+        seqs,
+        (1..=120).collect::<Vec<_>>(),
+        "every message, in order"
+    );
     drop(ws);
 
     // 20 more while nobody listens; resuming at 100 gets exactly 101..=140.
@@ -276,7 +310,11 @@ async fn activity_is_ordered_resumes_exactly_and_reports_lost_history() {
     // Nothing else is pending after the replay: the pong comes next.
     send(&mut ws, json!({"type": "ping", "id": 7})).await;
     let pong = next(&mut ws).await;
-    assert_eq!(pong, json!({"type": "pong", "id": 7}), "no duplicates after the replay");
+    assert_eq!(
+        pong,
+        json!({"type": "pong", "id": 7}),
+        "no duplicates after the replay"
+    );
 
     // Seq 30 is older than the 50-message history: history lost + snapshot.
     let mut ws = connect(&server, &read).await;
@@ -291,7 +329,10 @@ async fn activity_is_ordered_resumes_exactly_and_reports_lost_history() {
     let snap = next(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["seq"], 140);
-    assert_eq!(snap["payload"]["recent"].as_array().expect("recent").len(), 50);
+    assert_eq!(
+        snap["payload"]["recent"].as_array().expect("recent").len(),
+        50
+    );
     // A stale epoch (e.g. after a restart) is lost history too.
     send(
         &mut ws,
@@ -319,16 +360,33 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
     // The stalled client: a tiny receive buffer, subscribed, never reading.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().expect("addr");
+    let addr: std::net::SocketAddr = server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
     let stream = socket.connect(addr).await.expect("tcp");
-    let (mut stalled, _) = tokio_tungstenite::client_async(ws_url(&server, &format!("?key={read}")), stream)
-        .await
-        .expect("handshake");
-    send(&mut stalled, json!({"type": "subscribe", "channel": "activity"})).await;
-    send(&mut stalled, json!({"type": "subscribe", "channel": "metrics"})).await;
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(ws_url(&server, &format!("?key={read}")), stream)
+            .await
+            .expect("handshake");
+    send(
+        &mut stalled,
+        json!({"type": "subscribe", "channel": "activity"}),
+    )
+    .await;
+    send(
+        &mut stalled,
+        json!({"type": "subscribe", "channel": "metrics"}),
+    )
+    .await;
 
     let mut healthy = connect(&server, &read).await;
-    subscribe(&mut healthy, json!({"type": "subscribe", "channel": "activity"})).await;
+    subscribe(
+        &mut healthy,
+        json!({"type": "subscribe", "channel": "activity"}),
+    )
+    .await;
     let reader = tokio::spawn(async move {
         let mut seqs = Vec::new();
         loop {
@@ -375,14 +433,26 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
             break;
         }
     }
-    assert!(lagged, "the stalled client never lagged after {sent} events");
-    ingest(&server, &t.write_key, vec![track("last", "p", "Order Completed")]).await;
+    assert!(
+        lagged,
+        "the stalled client never lagged after {sent} events"
+    );
+    ingest(
+        &server,
+        &t.write_key,
+        vec![track("last", "p", "Order Completed")],
+    )
+    .await;
     sent += 1;
     let seqs = tokio::time::timeout(Duration::from_secs(120), reader)
         .await
         .expect("healthy client finished in time")
         .expect("reader");
-    assert_eq!(seqs, (1..=sent as u64).collect::<Vec<_>>(), "healthy client: all, in order");
+    assert_eq!(
+        seqs,
+        (1..=sent as u64).collect::<Vec<_>>(),
+        "healthy client: all, in order"
+    );
 
     // Now the stalled client reads: its activity ended with `lagged` (it
     // never got more than the queue beyond what the sockets held), metrics
@@ -402,7 +472,10 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
     let lag = lag.expect("a lagged message");
     assert_eq!(lag["channel"], "activity");
     let last = lag["seq"].as_u64().expect("seq");
-    assert_eq!(events, last, "every message up to the lag point, none after");
+    assert_eq!(
+        events, last,
+        "every message up to the lag point, none after"
+    );
     assert!(last < sent as u64);
     // Resume from there and get the rest from history.
     send(
@@ -410,7 +483,10 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
         json!({"type": "subscribe", "channel": "activity", "resume": {"epoch": lag["epoch"], "seq": last}}),
     )
     .await;
-    let first = until(&mut stalled, 10_000, |m| m["channel"] == "activity" && m["type"] == "event").await;
+    let first = until(&mut stalled, 10_000, |m| {
+        m["channel"] == "activity" && m["type"] == "event"
+    })
+    .await;
     assert_eq!(first["seq"].as_u64(), Some(last + 1));
 }
 
@@ -437,12 +513,18 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
         assert_eq!(close_code(&mut ws).await, code, "{query}");
     }
     // Authenticating with a first message works.
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "")).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, ""))
+        .await
+        .expect("connect");
     send(&mut ws, json!({"type": "auth", "key": read_a})).await;
     assert_eq!(next(&mut ws).await["type"], "welcome");
 
     // A read key cannot open a user's inbox; the connection stays usable.
-    let refused = subscribe(&mut ws, json!({"type": "subscribe", "channel": "notifications:ann"})).await;
+    let refused = subscribe(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "notifications:ann"}),
+    )
+    .await;
     assert_eq!(refused["type"], "error");
     assert_eq!(refused["code"], "forbidden");
     send(&mut ws, json!({"type": "ping"})).await;
@@ -450,27 +532,70 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
 
     // Tenant A's activity never shows tenant B's events.
     subscribe(&mut ws, json!({"type": "subscribe", "channel": "activity"})).await;
-    ingest(&server, &b.write_key, vec![track("b-only", "x", "Order Completed")]).await;
-    ingest(&server, &a.write_key, vec![track("a-only", "y", "Order Completed")]).await;
+    ingest(
+        &server,
+        &b.write_key,
+        vec![track("b-only", "x", "Order Completed")],
+    )
+    .await;
+    ingest(
+        &server,
+        &a.write_key,
+        vec![track("a-only", "y", "Order Completed")],
+    )
+    .await;
     let m = until(&mut ws, 10, |m| m["type"] == "event").await;
     assert_eq!(m["payload"]["message_id"], "a-only");
 
     // User tokens: minted by an admin key, good for that user's inbox only.
-    let (status, _) = call(&server, Method::POST, "/v1/realtime/tokens", &read_a, Some(json!({"user": "ann"}))).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/realtime/tokens",
+        &read_a,
+        Some(json!({"user": "ann"})),
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, err) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "ann", "ttl": "100days"}))).await;
+    let (status, err) = call(
+        &server,
+        Method::POST,
+        "/v1/realtime/tokens",
+        &a.admin_key,
+        Some(json!({"user": "ann", "ttl": "100days"})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(err["error"]["code"], "invalid_ttl");
-    let (status, err) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "a b"}))).await;
+    let (status, err) = call(
+        &server,
+        Method::POST,
+        "/v1/realtime/tokens",
+        &a.admin_key,
+        Some(json!({"user": "a b"})),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
-    let (status, tok) = call(&server, Method::POST, "/v1/realtime/tokens", &a.admin_key, Some(json!({"user": "ann", "ttl": "10m"}))).await;
+    let (status, tok) = call(
+        &server,
+        Method::POST,
+        "/v1/realtime/tokens",
+        &a.admin_key,
+        Some(json!({"user": "ann", "ttl": "10m"})),
+    )
+    .await;
     assert_eq!(status, 200, "{tok}");
     let token = tok["token"].as_str().expect("token");
-    let (mut ann, _) = tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={token}")))
-        .await
-        .expect("connect");
+    let (mut ann, _) =
+        tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={token}")))
+            .await
+            .expect("connect");
     assert_eq!(next(&mut ann).await["type"], "welcome");
-    let ok = subscribe(&mut ann, json!({"type": "subscribe", "channel": "notifications:ann"})).await;
+    let ok = subscribe(
+        &mut ann,
+        json!({"type": "subscribe", "channel": "notifications:ann"}),
+    )
+    .await;
     assert_eq!(ok["type"], "subscribed", "{ok}");
     for other in ["notifications:bob", "metrics", "activity"] {
         let no = subscribe(&mut ann, json!({"type": "subscribe", "channel": other})).await;
@@ -487,7 +612,12 @@ async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connec
     let t = create_tenant(&data, "Shop");
     let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_REALTIME__MAX_MESSAGE_BYTES", "2048")]);
-    ingest(&server, &t.write_key, vec![track("keep", "p", "Order Completed")]).await;
+    ingest(
+        &server,
+        &t.write_key,
+        vec![track("keep", "p", "Order Completed")],
+    )
+    .await;
     let mut ws = connect(&server, &read).await;
     for bad in [
         "not json".to_owned(),
@@ -502,9 +632,14 @@ async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connec
     ] {
         ws.send(Message::text(bad.clone())).await.expect("send");
         let m = until(&mut ws, 10, |m| m["type"] == "error").await;
-        assert!(m["code"].is_string() && m["message"].is_string(), "{bad}: {m}");
+        assert!(
+            m["code"].is_string() && m["message"].is_string(),
+            "{bad}: {m}"
+        );
     }
-    ws.send(Message::binary(vec![1u8, 2, 3])).await.expect("send");
+    ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
     let m = until(&mut ws, 10, |m| m["type"] == "error").await;
     assert_eq!(m["code"], "invalid_message");
     send(&mut ws, json!({"type": "ping", "id": "still here"})).await;
@@ -517,8 +652,16 @@ async fn malformed_messages_get_errors_and_oversized_ones_close_only_that_connec
     // Everyone else is fine and the data is intact.
     send(&mut ws, json!({"type": "ping", "id": 2})).await;
     assert_eq!(next(&mut ws).await["id"], 2);
-    assert_eq!(scalar(&server, &read, "SELECT count(*) FROM events").await, 1);
-    let status = client().get(server.url("/healthz")).send().await.expect("healthz").status();
+    assert_eq!(
+        scalar(&server, &read, "SELECT count(*) FROM events").await,
+        1
+    );
+    let status = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .status();
     assert_eq!(status, 200);
 }
 
@@ -536,24 +679,54 @@ async fn bad_handshakes_get_structured_http_errors_and_good_ones_still_open() {
         // A plain GET (a browser tab, curl).
         (vec![], 426, "upgrade_required"),
         // Upgrade to something else.
-        (vec![("connection", "Upgrade"), ("upgrade", "h2c")], 426, "upgrade_required"),
-        // An old protocol version.
-        ([&upgrade[..], &[("sec-websocket-version", "8"), good_key]].concat(), 400, "unsupported_websocket_version"),
-        // No key, and a key that is not 16 bytes of base64.
-        ([&upgrade[..], &[("sec-websocket-version", "13")]].concat(), 400, "invalid_websocket_key"),
         (
-            [&upgrade[..], &[("sec-websocket-version", "13"), ("sec-websocket-key", "short")]].concat(),
+            vec![("connection", "Upgrade"), ("upgrade", "h2c")],
+            426,
+            "upgrade_required",
+        ),
+        // An old protocol version.
+        (
+            [&upgrade[..], &[("sec-websocket-version", "8"), good_key]].concat(),
+            400,
+            "unsupported_websocket_version",
+        ),
+        // No key, and a key that is not 16 bytes of base64.
+        (
+            [&upgrade[..], &[("sec-websocket-version", "13")]].concat(),
+            400,
+            "invalid_websocket_key",
+        ),
+        (
+            [
+                &upgrade[..],
+                &[
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "short"),
+                ],
+            ]
+            .concat(),
             400,
             "invalid_websocket_key",
         ),
         // 24 characters of base64, but 17 bytes.
         (
-            [&upgrade[..], &[("sec-websocket-version", "13"), ("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAA=")]].concat(),
+            [
+                &upgrade[..],
+                &[
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAA="),
+                ],
+            ]
+            .concat(),
             400,
             "invalid_websocket_key",
         ),
         // No version at all.
-        ([&upgrade[..], &[good_key]].concat(), 400, "unsupported_websocket_version"),
+        (
+            [&upgrade[..], &[good_key]].concat(),
+            400,
+            "unsupported_websocket_version",
+        ),
     ];
     for (headers, status, code) in cases {
         let mut request = client().get(&url);
@@ -582,21 +755,36 @@ async fn bad_handshakes_get_structured_http_errors_and_good_ones_still_open() {
     assert_eq!(resp.status().as_u16(), 405);
     assert_eq!(resp.headers()["allow"], "GET");
     // Firefox sends `Connection: keep-alive, Upgrade`: a token list.
-    let mut firefox = client().get(&url).header("connection", "keep-alive, Upgrade");
+    let mut firefox = client()
+        .get(&url)
+        .header("connection", "keep-alive, Upgrade");
     for (name, value) in &handshake[1..] {
         firefox = firefox.header(*name, *value);
     }
     let resp = firefox.send().await.expect("firefox-style handshake");
     assert_eq!(resp.status().as_u16(), 101);
-    assert_eq!(resp.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_eq!(
+        resp.headers()["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
     drop(resp);
     // A query string that does not parse is a structured 400 too, on the
     // WebSocket and the SSE endpoint.
-    for path in ["/v1/ws?surprise=1", "/v1/stream?channels=activity&surprise=1"] {
-        let resp = client().get(server.url(path)).send().await.expect("request");
+    for path in [
+        "/v1/ws?surprise=1",
+        "/v1/stream?channels=activity&surprise=1",
+    ] {
+        let resp = client()
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(resp.status().as_u16(), 400, "{path}");
         let body: Value = resp.json().await.expect("json error");
-        assert_eq!(body["error"]["code"], "invalid_query_string", "{path}: {body}");
+        assert_eq!(
+            body["error"]["code"], "invalid_query_string",
+            "{path}: {body}"
+        );
     }
     // The server keeps serving: a real client completes the handshake (the
     // accept key is checked by tungstenite) and gets its welcome.
@@ -643,7 +831,11 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
     let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[]);
     let http = client();
-    let bad = http.get(server.url("/v1/stream?channels=activity&key=bk_r_nope")).send().await.expect("send");
+    let bad = http
+        .get(server.url("/v1/stream?channels=activity&key=bk_r_nope"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(bad.status(), 401);
     let body: Value = bad.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_key");
@@ -653,7 +845,11 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
         .await
         .expect("send");
     assert_eq!(write.status(), 403);
-    let none = http.get(server.url(&format!("/v1/stream?key={read}"))).send().await.expect("send");
+    let none = http
+        .get(server.url(&format!("/v1/stream?key={read}")))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(none.status(), 400);
     let forbidden = http
         .get(server.url(&format!("/v1/stream?channels=notifications:ann&key={read}")))
@@ -663,7 +859,9 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
     assert_eq!(forbidden.status(), 403);
 
     let mut resp = http
-        .get(server.url(&format!("/v1/stream?channels=activity&events=Order%20Completed&key={read}")))
+        .get(server.url(&format!(
+            "/v1/stream?channels=activity&events=Order%20Completed&key={read}"
+        )))
         .send()
         .await
         .expect("send");
@@ -681,7 +879,10 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
     .await;
     let got = sse_events(&mut resp, 4).await;
     assert_eq!(got[0].1["type"], "subscribed");
-    let ids: Vec<&str> = got[1..].iter().map(|(_, v)| v["payload"]["message_id"].as_str().unwrap_or("")).collect();
+    let ids: Vec<&str> = got[1..]
+        .iter()
+        .map(|(_, v)| v["payload"]["message_id"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(ids, ["s1", "s3", "s4"], "filtered by event name, in order");
     assert_eq!(got[1].1["seq"], 1);
     assert_eq!(got[2].1["seq"], 3);
@@ -690,7 +891,9 @@ async fn sse_carries_the_same_messages_and_resumes_with_last_event_id() {
     // Reconnect with the id of the second event: the third comes again.
     let resume_id = got[2].0.clone();
     let mut resp = http
-        .get(server.url(&format!("/v1/stream?channels=activity&events=Order%20Completed&key={read}")))
+        .get(server.url(&format!(
+            "/v1/stream?channels=activity&events=Order%20Completed&key={read}"
+        )))
         .header("Last-Event-ID", resume_id)
         .send()
         .await
@@ -716,28 +919,54 @@ async fn live_queries_push_new_results_only_when_they_change() {
     let server = Server::start(&data, &[("BEACON_REALTIME__QUERY_DEBOUNCE", "50ms")]);
     let mut ws = connect(&server, &read).await;
     let q = "SELECT count(*) AS orders FROM events WHERE event = 'Order Completed'";
-    let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "query:orders", "sql": q})).await;
+    let sub = subscribe(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "query:orders", "sql": q}),
+    )
+    .await;
     assert_eq!(sub["type"], "subscribed", "{sub}");
     let snap = until(&mut ws, 5, |m| m["channel"] == "query:orders").await;
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["payload"]["rows"], json!([[0]]));
 
     // Events that do not change the answer push nothing; an order does.
-    ingest(&server, &t.write_key, vec![track("v1", "p", "Product Viewed")]).await;
+    ingest(
+        &server,
+        &t.write_key,
+        vec![track("v1", "p", "Product Viewed")],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // several debounce periods
-    ingest(&server, &t.write_key, vec![track("o1", "p", "Order Completed")]).await;
+    ingest(
+        &server,
+        &t.write_key,
+        vec![track("o1", "p", "Order Completed")],
+    )
+    .await;
     let m = until(&mut ws, 10, |m| m["channel"] == "query:orders").await;
     assert_eq!(m["type"], "result");
-    assert_eq!(m["payload"]["rows"], json!([[1]]), "the first pushed result is the changed one");
+    assert_eq!(
+        m["payload"]["rows"],
+        json!([[1]]),
+        "the first pushed result is the changed one"
+    );
 
     // A second client joins the same id without SQL, or with the same SQL;
     // different SQL under that id is refused.
     let mut other = connect(&server, &read).await;
-    let joined = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:orders"})).await;
+    let joined = subscribe(
+        &mut other,
+        json!({"type": "subscribe", "channel": "query:orders"}),
+    )
+    .await;
     assert_eq!(joined["type"], "subscribed");
     let snap = until(&mut other, 5, |m| m["channel"] == "query:orders").await;
     assert_eq!(snap["payload"]["rows"], json!([[1]]));
-    let clash = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:orders", "sql": "SELECT 2"})).await;
+    let clash = subscribe(
+        &mut other,
+        json!({"type": "subscribe", "channel": "query:orders", "sql": "SELECT 2"}),
+    )
+    .await;
     assert_eq!(clash["code"], "invalid_query");
 
     for (id, bad) in [
@@ -745,11 +974,19 @@ async fn live_queries_push_new_results_only_when_they_change() {
         ("ddl", "CREATE TABLE x (a INT)"),
         ("missing", "SELECT nope FROM events"),
     ] {
-        let e = subscribe(&mut other, json!({"type": "subscribe", "channel": format!("query:{id}"), "sql": bad})).await;
+        let e = subscribe(
+            &mut other,
+            json!({"type": "subscribe", "channel": format!("query:{id}"), "sql": bad}),
+        )
+        .await;
         assert_eq!(e["type"], "error", "{bad}");
         assert_eq!(e["code"], "invalid_query", "{bad}: {e}");
     }
-    let e = subscribe(&mut other, json!({"type": "subscribe", "channel": "query:new"})).await;
+    let e = subscribe(
+        &mut other,
+        json!({"type": "subscribe", "channel": "query:new"}),
+    )
+    .await;
     assert_eq!(e["code"], "invalid_query", "a new id needs sql");
 }
 
@@ -795,7 +1032,9 @@ async fn a_connection_without_subscriptions_is_closed_as_idle_and_shutdown_says_
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
         for _ in 0..10_000 {
-            let frame = tokio::time::timeout(WAIT, busy_rx.next()).await.expect("a frame in time");
+            let frame = tokio::time::timeout(WAIT, busy_rx.next())
+                .await
+                .expect("a frame in time");
             let seen = match frame {
                 Some(Ok(Message::Ping(_))) => "ping".to_owned(),
                 Some(Ok(Message::Text(t))) => {
@@ -815,11 +1054,17 @@ async fn a_connection_without_subscriptions_is_closed_as_idle_and_shutdown_says_
     });
     let mut expect = async |want: &str| {
         loop {
-            let got = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("reader");
+            let got = tokio::time::timeout(WAIT, seen.recv())
+                .await
+                .expect("in time")
+                .expect("reader");
             if got == want {
                 return;
             }
-            assert!(!got.starts_with("close") && !got.starts_with("ended"), "wanted {want}, got {got}");
+            assert!(
+                !got.starts_with("close") && !got.starts_with("ended"),
+                "wanted {want}, got {got}"
+            );
         }
     };
     // The idle client reads (so it answers pings) but never subscribes:

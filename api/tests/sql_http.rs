@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 fn events() -> Value {
     let mut batch = Vec::new();
     for i in 0..40 {
-        let event = if i % 4 == 0 { "Order Completed" } else { "Product Viewed" };
+        let event = if i % 4 == 0 {
+            "Order Completed"
+        } else {
+            "Product Viewed"
+        };
         batch.push(json!({"type": "track", "messageId": format!("m{i}"), "userId": format!("u{}", i % 7),
                           "event": event, "timestamp": format!("2026-11-{:02}T10:00:00Z", 1 + i % 20),
                           "properties": {"revenue": i as f64 + 0.5, "channel": if i % 2 == 0 { "web" } else { "app" }}}));
@@ -27,7 +31,10 @@ const QUERY: &str = "SELECT user_id, count(*) AS n, sum(revenue) AS revenue, min
                      FROM events WHERE event = 'Order Completed' GROUP BY user_id ORDER BY user_id";
 
 async fn post(server: &Server, key: &str, body: Value, accept: Option<&str>) -> reqwest::Response {
-    let mut req = client().post(server.url("/v1/sql")).bearer_auth(key).json(&body);
+    let mut req = client()
+        .post(server.url("/v1/sql"))
+        .bearer_auth(key)
+        .json(&body);
     if let Some(a) = accept {
         req = req.header("accept", a);
     }
@@ -40,7 +47,10 @@ fn batches_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
         let fmts: Vec<_> = b
             .columns()
             .iter()
-            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()).expect("fmt"))
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .expect("fmt")
+            })
             .collect();
         for r in 0..b.num_rows() {
             out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
@@ -56,7 +66,14 @@ async fn every_format_answers_the_same_rows() {
     let t = create_tenant(&data, "Shop");
     let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[]);
-    let (status, _) = call(&server, Method::POST, "/v1/batch", &t.write_key, Some(events())).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &t.write_key,
+        Some(events()),
+    )
+    .await;
     assert_eq!(status, 200);
 
     let resp = post(&server, &read, json!({"query": QUERY}), None).await;
@@ -72,12 +89,24 @@ async fn every_format_answers_the_same_rows() {
     assert_eq!(rows[0], json!(["u0", 2, "29.0000", "2026-11-01T10:00:00Z"]));
 
     // NDJSON: one object per row, same values.
-    let resp = post(&server, &read, json!({"query": QUERY, "format": "ndjson"}), None).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": QUERY, "format": "ndjson"}),
+        None,
+    )
+    .await;
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
     let text = resp.text().await.expect("text");
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("line")).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
     assert_eq!(lines.len(), 7);
-    assert_eq!(lines[0], json!({"user_id": "u0", "n": 2, "revenue": "29.0000", "first": "2026-11-01T10:00:00Z"}));
+    assert_eq!(
+        lines[0],
+        json!({"user_id": "u0", "n": 2, "revenue": "29.0000", "first": "2026-11-01T10:00:00Z"})
+    );
 
     // CSV by Accept header.
     let resp = post(&server, &read, json!({"query": QUERY}), Some("text/csv")).await;
@@ -86,21 +115,40 @@ async fn every_format_answers_the_same_rows() {
     let csv: Vec<&str> = text.lines().collect();
     assert_eq!(csv[0], "user_id,n,revenue,first");
     assert_eq!(csv.len(), 8);
-    assert!(csv[1].starts_with("u0,2,29.0000,2026-11-01T10:00:00"), "{}", csv[1]);
+    assert!(
+        csv[1].starts_with("u0,2,29.0000,2026-11-01T10:00:00"),
+        "{}",
+        csv[1]
+    );
 
     // Arrow IPC stream and Parquet decode to the same rows.
-    let resp = post(&server, &read, json!({"query": QUERY}), Some("application/vnd.apache.arrow.stream")).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": QUERY}),
+        Some("application/vnd.apache.arrow.stream"),
+    )
+    .await;
     let bytes = resp.bytes().await.expect("bytes");
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).expect("ipc");
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .expect("ipc");
     let ipc: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
-    let resp = post(&server, &read, json!({"query": QUERY, "format": "parquet"}), None).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": QUERY, "format": "parquet"}),
+        None,
+    )
+    .await;
     let bytes = resp.bytes().await.expect("bytes");
-    let pq: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .map(|b| b.expect("batch"))
-        .collect();
+    let pq: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .map(|b| b.expect("batch"))
+            .collect();
     let a = batches_rows(&ipc);
     assert_eq!(a.len(), 7);
     assert_eq!(a, batches_rows(&pq));
@@ -109,15 +157,45 @@ async fn every_format_answers_the_same_rows() {
 
     // An empty result is still well-formed in every format.
     let empty = "SELECT user_id FROM events WHERE event = 'nothing'";
-    let doc: Value = post(&server, &read, json!({"query": empty}), None).await.json().await.expect("json");
+    let doc: Value = post(&server, &read, json!({"query": empty}), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(doc["rows"], json!([]));
-    let text = post(&server, &read, json!({"query": empty, "format": "csv"}), None).await.text().await.expect("csv");
+    let text = post(
+        &server,
+        &read,
+        json!({"query": empty, "format": "csv"}),
+        None,
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
     assert_eq!(text.trim(), "user_id");
-    let bytes = post(&server, &read, json!({"query": empty, "format": "arrow"}), None).await.bytes().await.expect("b");
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).expect("ipc");
+    let bytes = post(
+        &server,
+        &read,
+        json!({"query": empty, "format": "arrow"}),
+        None,
+    )
+    .await
+    .bytes()
+    .await
+    .expect("b");
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .expect("ipc");
     assert_eq!(reader.schema().field(0).name(), "user_id");
 
-    let resp = post(&server, &read, json!({"query": QUERY, "format": "xlsx"}), None).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": QUERY, "format": "xlsx"}),
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.expect("json");
     assert_eq!(err["error"]["code"], "invalid_format");
@@ -130,63 +208,129 @@ async fn parameters_explain_errors_and_row_limit() {
     let t = create_tenant(&data, "Shop");
     let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_ENGINE__MAX_RESULT_ROWS", "5")]);
-    let (status, _) = call(&server, Method::POST, "/v1/batch", &t.write_key, Some(events())).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &t.write_key,
+        Some(events()),
+    )
+    .await;
     assert_eq!(status, 200);
 
     let q = "SELECT count(*) FROM events WHERE event = $1 AND revenue > $2";
-    let doc: Value = post(&server, &read, json!({"query": q, "params": ["Order Completed", 20]}), None)
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(doc["rows"], json!([[5]]), "orders with revenue > 20: i = 24, 28, 32, 36 and 20.5");
+    let doc: Value = post(
+        &server,
+        &read,
+        json!({"query": q, "params": ["Order Completed", 20]}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        doc["rows"],
+        json!([[5]]),
+        "orders with revenue > 20: i = 24, 28, 32, 36 and 20.5"
+    );
     // A parameter is a value, never SQL.
-    let doc: Value = post(&server, &read, json!({"query": q, "params": ["x' OR '1'='1", 0]}), None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = post(
+        &server,
+        &read,
+        json!({"query": q, "params": ["x' OR '1'='1", 0]}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
     assert_eq!(doc["rows"], json!([[0]]));
-    for (params, code) in [(json!([{"a": 1}, 1]), "invalid_params"), (json!(["Order Completed"]), "invalid_query")] {
+    for (params, code) in [
+        (json!([{"a": 1}, 1]), "invalid_params"),
+        (json!(["Order Completed"]), "invalid_query"),
+    ] {
         let resp = post(&server, &read, json!({"query": q, "params": params}), None).await;
         assert_eq!(resp.status(), 400, "{params}");
         let err: Value = resp.json().await.expect("json");
         assert_eq!(err["error"]["code"], code, "{err}");
     }
 
-    for explain in ["EXPLAIN SELECT count(*) FROM events", "EXPLAIN ANALYZE SELECT count(*) FROM events"] {
-        let doc: Value = post(&server, &read, json!({"query": explain}), None).await.json().await.expect("json");
+    for explain in [
+        "EXPLAIN SELECT count(*) FROM events",
+        "EXPLAIN ANALYZE SELECT count(*) FROM events",
+    ] {
+        let doc: Value = post(&server, &read, json!({"query": explain}), None)
+            .await
+            .json()
+            .await
+            .expect("json");
         assert_eq!(doc["columns"][0]["name"], "plan_type", "{doc}");
         assert!(doc["rows"].to_string().contains("Exec"), "{explain}: {doc}");
     }
 
-    let resp = post(&server, &read, json!({"query": "SELECT count(*)\nFROM events WHERE (1 FROM"}), None).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": "SELECT count(*)\nFROM events WHERE (1 FROM"}),
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.expect("json");
     assert_eq!(err["error"]["code"], "sql_syntax");
     assert_eq!(err["error"]["position"]["line"], 2, "{err}");
     assert_eq!(err["error"]["position"]["column"], 22, "{err}");
-    assert!(err["error"]["position"]["column"].as_u64().is_some(), "{err}");
-    let resp = post(&server, &read, json!({"query": "SELECT nope FROM events"}), None).await;
+    assert!(
+        err["error"]["position"]["column"].as_u64().is_some(),
+        "{err}"
+    );
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": "SELECT nope FROM events"}),
+        None,
+    )
+    .await;
     let err: Value = resp.json().await.expect("json");
     assert_eq!(err["error"]["code"], "invalid_query");
     let resp = post(&server, &read, json!({"query": "DROP TABLE events"}), None).await;
     assert_eq!(resp.status(), 403);
 
     // At most max_result_rows rows, flagged in JSON, stated in a header.
-    let resp = post(&server, &read, json!({"query": "SELECT message_id FROM events"}), None).await;
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": "SELECT message_id FROM events"}),
+        None,
+    )
+    .await;
     assert_eq!(resp.headers()["beacon-row-limit"], "5");
     let doc: Value = resp.json().await.expect("json");
     assert_eq!(doc["rows"].as_array().map(Vec::len), Some(5));
     assert_eq!(doc["truncated"], true);
-    let text = post(&server, &read, json!({"query": "SELECT message_id FROM events", "format": "csv"}), None)
-        .await
-        .text()
-        .await
-        .expect("csv");
+    let text = post(
+        &server,
+        &read,
+        json!({"query": "SELECT message_id FROM events", "format": "csv"}),
+        None,
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
     assert_eq!(text.lines().count(), 6, "header and 5 rows");
     // The server is fine and the data intact.
-    let doc: Value = post(&server, &read, json!({"query": "SELECT count(*) FROM events"}), None).await.json().await.expect("json");
+    let doc: Value = post(
+        &server,
+        &read,
+        json!({"query": "SELECT count(*) FROM events"}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
     assert_eq!(doc["rows"], json!([[40]]));
 }
 
@@ -207,7 +351,14 @@ async fn running_queries_are_listed_and_cancelled() {
     let t = create_tenant(&data, "Shop");
     let read = create_read_key(&data, "Shop");
     let server = Server::start(&data, &[("BEACON_ENGINE__QUERY_TIMEOUT", "10min")]);
-    let (status, _) = call(&server, Method::POST, "/v1/batch", &t.write_key, Some(events())).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &t.write_key,
+        Some(events()),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = call(&server, Method::GET, "/v1/queries", &read, None).await;
     assert_eq!(status, 403, "listing needs an admin key");
@@ -216,7 +367,13 @@ async fn running_queries_are_listed_and_cancelled() {
     let url = server.url("/v1/sql");
     let key = read.clone();
     let slow = tokio::spawn(async move {
-        let resp = client().post(url).bearer_auth(key).json(&json!({"query": SLOW})).send().await.expect("send");
+        let resp = client()
+            .post(url)
+            .bearer_auth(key)
+            .json(&json!({"query": SLOW}))
+            .send()
+            .await
+            .expect("send");
         let status = resp.status();
         (status, resp.json::<Value>().await.expect("json"))
     });
@@ -231,11 +388,28 @@ async fn running_queries_are_listed_and_cancelled() {
     assert_eq!(listed.len(), 1, "the slow query is listed");
     assert_eq!(listed[0]["sql"], SLOW);
     let id = listed[0]["id"].as_str().expect("id").to_owned();
-    let (status, _) = call(&server, Method::DELETE, "/v1/queries/q_nope", &t.admin_key, None).await;
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        "/v1/queries/q_nope",
+        &t.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, body) = call(&server, Method::DELETE, &format!("/v1/queries/{id}"), &t.admin_key, None).await;
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/queries/{id}"),
+        &t.admin_key,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = tokio::time::timeout(Duration::from_secs(60), slow).await.expect("answered").expect("task");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), slow)
+        .await
+        .expect("answered")
+        .expect("task");
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "cancelled");
 

@@ -61,7 +61,19 @@ fn start() -> Wire {
 /// `psql` with the workspace as user and `password`; (exit ok, stdout, stderr).
 fn psql(port: u16, password: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "demo", "-d", "beacon", "-X", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "demo",
+            "-d",
+            "beacon",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
         .args(args)
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
@@ -122,8 +134,14 @@ async fn psql_connects_lists_tables_and_answers_like_http() {
         let (ok, out, err) = psql(w.pg_port, &read, &["-c", "\\d events"]);
         assert!(ok, "\\d events failed: {err}");
         assert!(out.contains("Table \"public.events\""), "{out}");
-        assert!(out.contains("message_id") && out.contains("timestamp"), "{out}");
-        assert!(!out.contains("slot_name"), "columns of another table: {out}");
+        assert!(
+            out.contains("message_id") && out.contains("timestamp"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("slot_name"),
+            "columns of another table: {out}"
+        );
     }
     let (ok, out, err) = psql(w.pg_port, &read, &["-c", "\\d orders"]);
     assert!(ok, "\\d orders failed: {err}");
@@ -136,7 +154,13 @@ async fn psql_connects_lists_tables_and_answers_like_http() {
     let (ok, out, err) = psql(
         w.pg_port,
         &read,
-        &["-At", "-c", "BEGIN; SELECT 1; COMMIT;", "-c", "SHOW transaction_isolation"],
+        &[
+            "-At",
+            "-c",
+            "BEGIN; SELECT 1; COMMIT;",
+            "-c",
+            "SHOW transaction_isolation",
+        ],
     );
     assert!(ok, "{err}");
     assert!(out.contains("read committed"), "{out}");
@@ -156,7 +180,11 @@ async fn psql_connects_lists_tables_and_answers_like_http() {
     assert!(err.contains("nope"), "{err}");
 
     // Nothing was harmed.
-    let (ok, out, _) = psql(w.pg_port, &read, &["-At", "-c", "SELECT count(*) > 0 FROM events"]);
+    let (ok, out, _) = psql(
+        w.pg_port,
+        &read,
+        &["-At", "-c", "SELECT count(*) > 0 FROM events"],
+    );
     assert!(ok);
     assert_eq!(out.trim(), "t");
     drop(w.server);
@@ -183,7 +211,10 @@ fn run_python(w: &Wire, which: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "{which} checks failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{which} checks failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 

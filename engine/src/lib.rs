@@ -35,8 +35,8 @@ use beacon_ingest::schema::event_schema;
 use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::prelude::DataFrame;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -233,7 +233,10 @@ pub struct Engine {
 pub const ALL_TENANTS: &str = "*";
 
 /// `tenant -> table name -> (schema, rows)`.
-type PublishedTables = std::collections::HashMap<String, std::collections::BTreeMap<String, (SchemaRef, Vec<RecordBatch>)>>;
+type PublishedTables = std::collections::HashMap<
+    String,
+    std::collections::BTreeMap<String, (SchemaRef, Vec<RecordBatch>)>,
+>;
 
 impl Engine {
     /// An engine over `store`.
@@ -253,7 +256,13 @@ impl Engine {
     /// a default every workspace sees until it publishes its own): every
     /// later session of the workspace sees it as a read-only in-memory table.
     /// Names of events tables and views cannot be taken.
-    pub fn publish_table(&self, tenant: &str, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+    pub fn publish_table(
+        &self,
+        tenant: &str,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
         if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
             return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
         }
@@ -376,7 +385,10 @@ impl Engine {
             .filter(|q| !q.contains("information_schema") && !q.trim_start().starts_with("show"));
         // A workspace's own table hides the default of the same name.
         let published: Vec<(String, SchemaRef, Vec<RecordBatch>)> = {
-            let all = self.published.read().expect("the published-tables lock is never held across a panic");
+            let all = self
+                .published
+                .read()
+                .expect("the published-tables lock is never held across a panic");
             let own = all.get(tenant);
             let mut out: Vec<(String, SchemaRef, Vec<RecordBatch>)> = own
                 .into_iter()
@@ -391,7 +403,13 @@ impl Engine {
             out
         };
         for (name, schema, batches) in published {
-            ctx.register_table(name.as_str(), Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches])?))?;
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(datafusion::datasource::MemTable::try_new(
+                    schema,
+                    vec![batches],
+                )?),
+            )?;
         }
         for (name, sql) in views::VIEWS {
             if lowered.as_deref().is_some_and(|q| !mentions(q, name)) {
@@ -479,7 +497,12 @@ impl Engine {
             .collect();
         let n = numbered.iter().map(|(i, _)| *i).max().unwrap_or(0);
         Ok((1..=n)
-            .map(|i| numbered.iter().find(|(j, _)| *j == i).and_then(|(_, t)| t.clone()))
+            .map(|i| {
+                numbered
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .and_then(|(_, t)| t.clone())
+            })
             .collect())
     }
 
@@ -524,11 +547,20 @@ impl Engine {
 
     /// [`Engine::execute`] for SQL the engine wrote itself (see
     /// [`MAX_OPERATORS`]).
-    pub(crate) async fn execute_generated(&self, ctx: &SessionContext, query: &str) -> Result<QueryResult> {
+    pub(crate) async fn execute_generated(
+        &self,
+        ctx: &SessionContext,
+        query: &str,
+    ) -> Result<QueryResult> {
         self.execute_with(ctx, query, true).await
     }
 
-    async fn execute_with(&self, ctx: &SessionContext, query: &str, generated: bool) -> Result<QueryResult> {
+    async fn execute_with(
+        &self,
+        ctx: &SessionContext,
+        query: &str,
+        generated: bool,
+    ) -> Result<QueryResult> {
         let limit = self.config.query_timeout;
         let max_rows = self.config.max_result_rows;
         let run = async {
@@ -569,7 +601,10 @@ mod tests {
         assert!(mentions("select * from orders", "orders"));
         assert!(mentions("select count(*) from orders,refunds", "refunds"));
         assert!(mentions("select * from \"orders\" o", "orders"));
-        assert!(!mentions("select * from events where event = 'x' -- reorders", "orders"));
+        assert!(!mentions(
+            "select * from events where event = 'x' -- reorders",
+            "orders"
+        ));
         assert!(!mentions("select order_items_x from t", "order_items"));
         assert!(!mentions("select * from events", "sessions"));
         assert!(mentions("select * from order_items", "order_items"));

@@ -38,7 +38,9 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileGroupPartitioner, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder,
+};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -272,7 +274,11 @@ fn pins_identity(expr: &Expr) -> bool {
 /// group in the range its start falls in). With nine month files on two
 /// cores, whole files left one core a file's worth of work alone at the
 /// end of every scan. Ranges are cut only above `min_split_bytes`.
-fn file_groups(mut files: Vec<PartitionedFile>, n: usize, min_split_bytes: usize) -> Vec<FileGroup> {
+fn file_groups(
+    mut files: Vec<PartitionedFile>,
+    n: usize,
+    min_split_bytes: usize,
+) -> Vec<FileGroup> {
     let n = n.max(1);
     let total: u64 = files.iter().map(|f| f.object_meta.size).sum();
     let largest = files.iter().map(|f| f.object_meta.size).max().unwrap_or(0);
@@ -439,7 +445,11 @@ mod tests {
     fn late_materialization_only_where_it_pays() {
         let schema = beacon_ingest::schema::event_schema();
         let index = |name: &str| schema.index_of(name).unwrap();
-        let narrow = vec![index(columns::EVENT), index(columns::TIMESTAMP), index(columns::USER_ID)];
+        let narrow = vec![
+            index(columns::EVENT),
+            index(columns::TIMESTAMP),
+            index(columns::USER_ID),
+        ];
         let wide = vec![index(columns::EVENT), index(columns::PROPERTIES)];
         let event_in = col(columns::EVENT).in_list(vec![lit("a"), lit("b")], false);
         let late = |p: &Vec<usize>, f: &[Expr]| late_materialization(&schema, Some(p), f);
@@ -448,15 +458,31 @@ mod tests {
         assert!(!late(&narrow, &[]));
         // A pinned identity, alone or in a conjunction; a list of them.
         assert!(late(&narrow, &[col(columns::USER_ID).eq(lit("u1"))]));
-        assert!(late(&narrow, &[event_in.clone().and(lit("s1").eq(col(columns::SESSION_ID)))]));
-        assert!(late(&narrow, &[col(columns::ORDER_ID).in_list(vec![lit("o1"), lit("o2")], false)]));
+        assert!(late(
+            &narrow,
+            &[event_in.clone().and(lit("s1").eq(col(columns::SESSION_ID)))]
+        ));
+        assert!(late(
+            &narrow,
+            &[col(columns::ORDER_ID).in_list(vec![lit("o1"), lit("o2")], false)]
+        ));
         // Not pinned: a negation, an OR with a broad side, a range.
-        assert!(!late(&narrow, &[col(columns::USER_ID).in_list(vec![lit("u1")], true)]));
-        assert!(!late(&narrow, &[col(columns::USER_ID).eq(lit("u1")).or(event_in.clone())]));
+        assert!(!late(
+            &narrow,
+            &[col(columns::USER_ID).in_list(vec![lit("u1")], true)]
+        ));
+        assert!(!late(
+            &narrow,
+            &[col(columns::USER_ID).eq(lit("u1")).or(event_in.clone())]
+        ));
         assert!(!late(&narrow, &[col(columns::USER_ID).gt(lit("u1"))]));
         // Any filter when the JSON columns are decoded.
         assert!(late(&wide, std::slice::from_ref(&event_in)));
-        assert!(late_materialization(&schema, None, std::slice::from_ref(&event_in)));
+        assert!(late_materialization(
+            &schema,
+            None,
+            std::slice::from_ref(&event_in)
+        ));
         assert!(!late(&wide, &[]));
     }
 
@@ -469,7 +495,12 @@ mod tests {
             .collect();
         let groups = file_groups(files, 2, 0);
         assert_eq!(groups.len(), 2);
-        assert!(groups.iter().flat_map(|g| g.iter()).all(|f| f.range.is_none()));
+        assert!(
+            groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .all(|f| f.range.is_none())
+        );
         let sizes: Vec<u64> = groups.iter().map(bytes).collect();
         assert_eq!(sizes.iter().sum::<u64>(), 40 * 100 + 820);
         assert!(sizes[0].abs_diff(sizes[1]) <= 140, "{sizes:?}");
@@ -485,7 +516,12 @@ mod tests {
             .map(|i| PartitionedFile::new(format!("f{i}"), i * 10))
             .collect();
         let groups = file_groups(files, 2, 1 << 20);
-        assert!(groups.iter().flat_map(|g| g.iter()).all(|f| f.range.is_none()));
+        assert!(
+            groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .all(|f| f.range.is_none())
+        );
         let sizes: Vec<u64> = groups.iter().map(bytes).collect();
         assert!(sizes.iter().all(|s| *s >= 70 && *s <= 80), "{sizes:?}");
         assert!(file_groups(Vec::new(), 4, 0).is_empty());

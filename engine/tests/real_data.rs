@@ -463,7 +463,13 @@ async fn online_retail_dashboard_answers_match_duckdb() {
         .collect();
     assert_eq!(countries, want);
 
-    let products = analytics(&engine, &tenant, "products", json!({"from": "2010-12-01", "to": "2011-12-31"})).await;
+    let products = analytics(
+        &engine,
+        &tenant,
+        "products",
+        json!({"from": "2010-12-01", "to": "2011-12-31"}),
+    )
+    .await;
     let top: Vec<Vec<String>> = products["top_by_revenue"]
         .as_array()
         .expect("top")
@@ -552,7 +558,11 @@ async fn online_retail_dashboard_answers_match_duckdb() {
                            "filters": [{"property": "country", "op": "neq", "value": "United Kingdom"}]}),
             false,
         ),
-        ("heatmap", json!({"from": "2010-12-01", "to": "2011-12-31"}), true),
+        (
+            "heatmap",
+            json!({"from": "2010-12-01", "to": "2011-12-31"}),
+            true,
+        ),
         (
             "heatmap",
             json!({"from": "2010-12-01", "to": "2011-12-31", "metric": "sum", "property": "revenue", "breakdown": "country", "limit": 1000}),
@@ -600,7 +610,12 @@ async fn online_retail_dashboard_answers_match_duckdb() {
     for (endpoint, request, rollup) in &requests {
         let a = analytics(&engine, &tenant, endpoint, request.clone()).await;
         let b = analytics(&raw, &tenant, endpoint, request.clone()).await;
-        same(&format!("late, flushed: {endpoint} {request}"), a, b, *rollup);
+        same(
+            &format!("late, flushed: {endpoint} {request}"),
+            a,
+            b,
+            *rollup,
+        );
     }
     // Enough late day files in January 2011 to merge it again: the month
     // file that was rolled up is replaced by a new one.

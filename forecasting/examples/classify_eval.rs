@@ -52,7 +52,10 @@ struct Args {
 /// Reads a gzip CSV as a header and text rows.
 pub fn read_csv_gz(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).with_context(|| path.display().to_string())?).read_to_string(&mut text)?;
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(path).with_context(|| path.display().to_string())?,
+    )
+    .read_to_string(&mut text)?;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header = reader.headers()?.iter().map(str::to_string).collect();
     let rows = reader
@@ -65,7 +68,14 @@ pub fn read_csv_gz(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>
 /// The Telco table (target `Churn` = Yes) and the leads table (target
 /// `Converted` = 1), with the same reading rules as the scikit-learn script.
 pub fn load(data: &Path, which: &str) -> anyhow::Result<(Table, Vec<bool>)> {
-    let (path, numeric, drop, missing, target, positive): (&str, &[&str], &[&str], &[&str], &str, &str) = match which {
+    let (path, numeric, drop, missing, target, positive): (
+        &str,
+        &[&str],
+        &[&str],
+        &[&str],
+        &str,
+        &str,
+    ) = match which {
         "telco" => (
             "telco_churn/Telco-Customer-Churn.csv.gz",
             &["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"],
@@ -76,7 +86,13 @@ pub fn load(data: &Path, which: &str) -> anyhow::Result<(Table, Vec<bool>)> {
         ),
         "leads" => (
             "lead_scoring/Leads.csv.gz",
-            &["TotalVisits", "Total Time Spent on Website", "Page Views Per Visit", "Asymmetrique Activity Score", "Asymmetrique Profile Score"],
+            &[
+                "TotalVisits",
+                "Total Time Spent on Website",
+                "Page Views Per Visit",
+                "Asymmetrique Activity Score",
+                "Asymmetrique Profile Score",
+            ],
             &["Prospect ID", "Lead Number"],
             &["", "Select"],
             "Converted",
@@ -102,16 +118,35 @@ fn main() -> anyhow::Result<()> {
     let peers: Option<Value> = if args.no_peers {
         None
     } else {
-        let out = Command::new(&args.python).arg("benches/peers/classify_peers.py").output().context("classify_peers.py")?;
-        anyhow::ensure!(out.status.success(), "classify_peers.py: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&args.python)
+            .arg("benches/peers/classify_peers.py")
+            .output()
+            .context("classify_peers.py")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "classify_peers.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(serde_json::from_slice(&out.stdout)?)
     };
     let mut body = String::new();
-    writeln!(body, "Command: `cargo run --release -p beacon-forecasting --example classify_eval` (after `benches/peers/setup.sh`), release build, 2 threads.")?;
-    writeln!(body, "5-fold stratified CV on fixed folds (within each class, row k goes to fold k mod 5), the same folds for both.")?;
-    writeln!(body, "Beacon's model choice (logistic regression at several L2 strengths, random forest) happens by an inner CV inside each training part; the AUC is on the held-out fold.")?;
+    writeln!(
+        body,
+        "Command: `cargo run --release -p beacon-forecasting --example classify_eval` (after `benches/peers/setup.sh`), release build, 2 threads."
+    )?;
+    writeln!(
+        body,
+        "5-fold stratified CV on fixed folds (within each class, row k goes to fold k mod 5), the same folds for both."
+    )?;
+    writeln!(
+        body,
+        "Beacon's model choice (logistic regression at several L2 strengths, random forest) happens by an inner CV inside each training part; the AUC is on the held-out fold."
+    )?;
     writeln!(body, "Options: `{}`.\n", serde_json::to_string(&opts)?)?;
-    writeln!(body, "| data | rows | Beacon AUC (mean of folds) | chosen per fold | scikit-learn LogisticRegression AUC | Beacon - sklearn | Beacon seconds | sklearn seconds |")?;
+    writeln!(
+        body,
+        "| data | rows | Beacon AUC (mean of folds) | chosen per fold | scikit-learn LogisticRegression AUC | Beacon - sklearn | Beacon seconds | sklearn seconds |"
+    )?;
     writeln!(body, "|---|---:|---:|---|---:|---:|---:|---:|")?;
     for which in args.only.iter().map(String::as_str) {
         let (table, y) = load(&args.data, which)?;
@@ -120,8 +155,14 @@ fn main() -> anyhow::Result<()> {
         let secs = start.elapsed().as_secs_f64();
         eprintln!("{which}: {cv:?}");
         let peer = peers.as_ref().and_then(|p| p.get(which));
-        let sk_auc = peer.and_then(|p| p.get("mean_auc")).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let sk_secs = peer.and_then(|p| p.get("seconds")).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let sk_auc = peer
+            .and_then(|p| p.get("mean_auc"))
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
+        let sk_secs = peer
+            .and_then(|p| p.get("seconds"))
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
         let mut chosen = cv.chosen.clone();
         chosen.dedup();
         writeln!(
@@ -133,8 +174,16 @@ fn main() -> anyhow::Result<()> {
             sk_auc,
             cv.mean_auc - sk_auc
         )?;
-        let cal: Vec<String> = cv.calibration.iter().map(|(p, r)| format!("{:.2}->{:.2}", p, r)).collect();
-        writeln!(body, "|  | | calibration (mean predicted -> observed, by decile): {} | | | | | |", cal.join(" "))?;
+        let cal: Vec<String> = cv
+            .calibration
+            .iter()
+            .map(|(p, r)| format!("{:.2}->{:.2}", p, r))
+            .collect();
+        writeln!(
+            body,
+            "|  | | calibration (mean predicted -> observed, by decile): {} | | | | | |",
+            cal.join(" ")
+        )?;
     }
     print!("{body}");
     if args.options.is_none() && args.only.len() == 2 {

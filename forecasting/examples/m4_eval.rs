@@ -21,7 +21,9 @@ use std::process::Command;
 use anyhow::Context;
 use std::io::Read;
 
-use beacon_forecasting::evaluate::{Accuracy, HeldOut, M4Set, evaluate_method, evaluate_naive2, evaluate_pipeline, parse_m4};
+use beacon_forecasting::evaluate::{
+    Accuracy, HeldOut, M4Set, evaluate_method, evaluate_naive2, evaluate_pipeline, parse_m4,
+};
 use beacon_forecasting::forecast::ForecastOptions;
 use beacon_forecasting::ts::Method;
 use clap::Parser;
@@ -62,7 +64,13 @@ fn main() -> anyhow::Result<()> {
         None => ForecastOptions::default(),
     };
     let mut body = String::new();
-    writeln!(body, "Command: `cargo run --release -p beacon-forecasting --example m4_eval` (after `benches/peers/setup.sh`), release build, {} threads.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?;
+    writeln!(
+        body,
+        "Command: `cargo run --release -p beacon-forecasting --example m4_eval` (after `benches/peers/setup.sh`), release build, {} threads.",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )?;
     writeln!(body, "Options: `{}`.\n", serde_json::to_string(&opts)?)?;
     for set_name in &args.sets {
         let set = match set_name.as_str() {
@@ -75,7 +83,10 @@ fn main() -> anyhow::Result<()> {
         if let Some(n) = args.limit {
             series.truncate(n);
         }
-        let held: Vec<HeldOut<'_>> = series.iter().map(|(train, test)| (train.as_slice(), test.as_slice())).collect();
+        let held: Vec<HeldOut<'_>> = series
+            .iter()
+            .map(|(train, test)| (train.as_slice(), test.as_slice()))
+            .collect();
         let h = set.horizon();
         let mut rows: Vec<Accuracy> = Vec::new();
         rows.push(evaluate_pipeline(&held, freq, h, &opts, reference));
@@ -90,20 +101,52 @@ fn main() -> anyhow::Result<()> {
             match run_peers(&args, set_name) {
                 Ok(v) => {
                     if let Some(methods) = v.get("methods").and_then(Value::as_object) {
-                        peers = methods.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        peers = methods
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                     }
                 }
                 Err(e) => eprintln!("statsforecast failed: {e:#}"),
             }
         }
-        writeln!(body, "### M4 {} ({} series, h = {h})\n", set.name(), held.len())?;
-        writeln!(body, "| method | sMAPE | MASE | OWA | 80% cover | 95% cover | series/s | seconds |")?;
+        writeln!(
+            body,
+            "### M4 {} ({} series, h = {h})\n",
+            set.name(),
+            held.len()
+        )?;
+        writeln!(
+            body,
+            "| method | sMAPE | MASE | OWA | 80% cover | 95% cover | series/s | seconds |"
+        )?;
         writeln!(body, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
-        let pct = |v: Option<f64>| v.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+        let pct = |v: Option<f64>| {
+            v.map(|v| format!("{:.1}%", 100.0 * v))
+                .unwrap_or_else(|| "-".into())
+        };
         for r in &rows {
-            let name = if r.name == "beacon" { "**Beacon (backtest-chosen combination)**".to_string() } else { format!("Beacon `{}` alone", r.name) };
-            let name = if r.name == "naive2" { "Naive2 (M4 reference method, this code)".to_string() } else { name };
-            writeln!(body, "| {name} | {:.3} | {:.3} | {:.3} | {} | {} | {:.1} | {:.2} |", r.smape, r.mase, r.owa, pct(r.coverage80), pct(r.coverage95), r.series_per_s, r.seconds)?;
+            let name = if r.name == "beacon" {
+                "**Beacon (backtest-chosen combination)**".to_string()
+            } else {
+                format!("Beacon `{}` alone", r.name)
+            };
+            let name = if r.name == "naive2" {
+                "Naive2 (M4 reference method, this code)".to_string()
+            } else {
+                name
+            };
+            writeln!(
+                body,
+                "| {name} | {:.3} | {:.3} | {:.3} | {} | {} | {:.1} | {:.2} |",
+                r.smape,
+                r.mase,
+                r.owa,
+                pct(r.coverage80),
+                pct(r.coverage95),
+                r.series_per_s,
+                r.seconds
+            )?;
         }
         for (name, v) in &peers {
             let f = |k: &str| v.get(k).and_then(Value::as_f64);
@@ -133,7 +176,10 @@ fn load(dir: &Path, set: M4Set) -> anyhow::Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let read = |part: &str| -> anyhow::Result<Vec<(String, Vec<f64>)>> {
         let path = dir.join(format!("{}-{part}.csv.gz", set.name()));
         let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(&path).with_context(|| path.display().to_string())?).read_to_string(&mut text)?;
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(&path).with_context(|| path.display().to_string())?,
+        )
+        .read_to_string(&mut text)?;
         Ok(parse_m4(&text)?)
     };
     let (train, test) = (read("train")?, read("test")?);
@@ -142,7 +188,11 @@ fn load(dir: &Path, set: M4Set) -> anyhow::Result<Vec<(Vec<f64>, Vec<f64>)>> {
         .into_iter()
         .zip(test)
         .map(|((id, tr), (tid, te))| {
-            anyhow::ensure!(id == tid && te.len() == set.horizon(), "series {id}: test is {tid} with {} values", te.len());
+            anyhow::ensure!(
+                id == tid && te.len() == set.horizon(),
+                "series {id}: test is {tid} with {} values",
+                te.len()
+            );
             Ok((tr, te))
         })
         .collect()
@@ -151,12 +201,20 @@ fn load(dir: &Path, set: M4Set) -> anyhow::Result<Vec<(Vec<f64>, Vec<f64>)>> {
 fn run_peers(args: &Args, set: &str) -> anyhow::Result<Value> {
     let script = Path::new("benches/peers/forecast_peers.py");
     let mut cmd = Command::new(&args.python);
-    cmd.arg(script).arg("--datasets").arg(set).arg("--data-dir").arg(&args.data);
+    cmd.arg(script)
+        .arg("--datasets")
+        .arg(set)
+        .arg("--data-dir")
+        .arg(&args.data);
     if let Some(n) = args.limit {
         cmd.arg("--limit").arg(n.to_string());
     }
     let out = cmd.output().context("running forecast_peers.py")?;
-    anyhow::ensure!(out.status.success(), "forecast_peers.py: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "forecast_peers.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).context("forecast_peers.py output")?;
     // One object per dataset, or a list of them.
     Ok(match v {

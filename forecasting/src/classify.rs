@@ -72,8 +72,13 @@ pub struct CandidateScore {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Fitted {
-    Logistic { weights: Vec<f64>, intercept: f64 },
-    Forest { trees: Vec<(DecisionTree<f64, bool>, Vec<usize>)> },
+    Logistic {
+        weights: Vec<f64>,
+        intercept: f64,
+    },
+    Forest {
+        trees: Vec<(DecisionTree<f64, bool>, Vec<usize>)>,
+    },
 }
 
 impl Fitted {
@@ -88,7 +93,10 @@ impl Fitted {
                 for (tree, feats) in trees {
                     let sub = x.select(Axis(1), feats);
                     let pred: Array1<bool> = tree.predict(&sub);
-                    votes.iter_mut().zip(pred.iter()).for_each(|(v, p)| *v += f64::from(u8::from(*p)));
+                    votes
+                        .iter_mut()
+                        .zip(pred.iter())
+                        .for_each(|(v, p)| *v += f64::from(u8::from(*p)));
                 }
                 let n = trees.len().max(1) as f64;
                 votes.iter().map(|v| v / n).collect()
@@ -133,17 +141,26 @@ impl Candidate {
             }
             Candidate::Forest => {
                 let rng = SmallRng::seed_from_u64(opts.seed);
-                let forest = EnsembleLearnerParams::new_fixed_rng(DecisionTree::params().max_depth(Some(opts.max_depth)).min_weight_leaf(5.0), rng)
-                    .ensemble_size(opts.trees)
-                    .bootstrap_proportion(1.0)
-                    .feature_proportion(opts.feature_proportion)
-                    .fit(&data)
-                    .map_err(|e| Error::Model {
-                        model: "random forest",
-                        message: e.to_string(),
-                    })?;
+                let forest = EnsembleLearnerParams::new_fixed_rng(
+                    DecisionTree::params()
+                        .max_depth(Some(opts.max_depth))
+                        .min_weight_leaf(5.0),
+                    rng,
+                )
+                .ensemble_size(opts.trees)
+                .bootstrap_proportion(1.0)
+                .feature_proportion(opts.feature_proportion)
+                .fit(&data)
+                .map_err(|e| Error::Model {
+                    model: "random forest",
+                    message: e.to_string(),
+                })?;
                 Ok(Fitted::Forest {
-                    trees: forest.models.into_iter().zip(forest.model_features).collect(),
+                    trees: forest
+                        .models
+                        .into_iter()
+                        .zip(forest.model_features)
+                        .collect(),
                 })
             }
         }
@@ -265,7 +282,14 @@ fn platt(scores: &[f64], y: &[bool]) -> (f64, f64) {
 }
 
 /// Out-of-fold raw scores of one candidate.
-fn out_of_fold(table: &Table, y: &[bool], folds: &[usize], k: usize, cand: &Candidate, opts: &ClassifierOptions) -> Result<Vec<f64>> {
+fn out_of_fold(
+    table: &Table,
+    y: &[bool],
+    folds: &[usize],
+    k: usize,
+    cand: &Candidate,
+    opts: &ClassifierOptions,
+) -> Result<Vec<f64>> {
     let parts: Vec<Result<(Vec<usize>, Vec<f64>)>> = (0..k)
         .into_par_iter()
         .map(|f| {
@@ -295,11 +319,18 @@ fn out_of_fold(table: &Table, y: &[bool], folds: &[usize], k: usize, cand: &Cand
 /// scores, and refits it on all rows.
 pub fn train(table: &Table, y: &[bool], opts: &ClassifierOptions) -> Result<Classifier> {
     if table.rows() != y.len() {
-        return Err(invalid("target", format!("{} labels for {} rows", y.len(), table.rows())));
+        return Err(invalid(
+            "target",
+            format!("{} labels for {} rows", y.len(), table.rows()),
+        ));
     }
     let positives = y.iter().filter(|v| **v).count();
     if positives == 0 || positives == y.len() {
-        return Err(Error::OneClass(if positives == 0 { "all negative".into() } else { "all positive".into() }));
+        return Err(Error::OneClass(if positives == 0 {
+            "all negative".into()
+        } else {
+            "all positive".into()
+        }));
     }
     let k = opts.folds.max(2);
     let minority = positives.min(y.len() - positives);
@@ -333,7 +364,10 @@ pub fn train(table: &Table, y: &[bool], opts: &ClassifierOptions) -> Result<Clas
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let candidates = scored
         .iter()
-        .map(|(c, auc, _)| CandidateScore { name: c.name(opts), auc: *auc })
+        .map(|(c, auc, _)| CandidateScore {
+            name: c.name(opts),
+            auc: *auc,
+        })
         .collect();
     let (best, _, oof) = scored.swap_remove(0);
     let calibration = platt(&oof, y);
@@ -345,16 +379,27 @@ pub fn train(table: &Table, y: &[bool], opts: &ClassifierOptions) -> Result<Clas
         .iter()
         .map(|c| match c {
             Column::Numeric(v) => {
-                let mut p: Vec<f64> = v.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+                let mut p: Vec<f64> = v
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|x| x.is_finite())
+                    .collect();
                 p.sort_by(f64::total_cmp);
                 TypicalValue::Numeric(p.get(p.len() / 2).copied())
             }
             Column::Text(v) => {
-                let mut counts: std::collections::BTreeMap<&Option<String>, usize> = Default::default();
+                let mut counts: std::collections::BTreeMap<&Option<String>, usize> =
+                    Default::default();
                 for x in v {
                     *counts.entry(x).or_default() += 1;
                 }
-                TypicalValue::Text(counts.into_iter().max_by_key(|(_, c)| *c).and_then(|(l, _)| l.clone()))
+                TypicalValue::Text(
+                    counts
+                        .into_iter()
+                        .max_by_key(|(_, c)| *c)
+                        .and_then(|(l, _)| l.clone()),
+                )
             }
         })
         .collect();
@@ -397,7 +442,9 @@ impl Classifier {
             };
             let mut swapped = table.clone();
             swapped.columns[pos] = match (&self.typical[ci], &table.columns[pos]) {
-                (TypicalValue::Numeric(v), Column::Numeric(c)) => Column::Numeric(vec![*v; c.len()]),
+                (TypicalValue::Numeric(v), Column::Numeric(c)) => {
+                    Column::Numeric(vec![*v; c.len()])
+                }
                 (TypicalValue::Text(v), Column::Text(c)) => Column::Text(vec![v.clone(); c.len()]),
                 _ => return Err(Error::MissingColumn(format!("{name} (of the other type)"))),
             };
@@ -434,7 +481,12 @@ pub struct CrossValidation {
 /// Cross-validates [`train`] itself on the deterministic stratified folds
 /// (the model choice happens inside each training part, so the AUC is
 /// measured on data the whole procedure never saw).
-pub fn cross_validate(table: &Table, y: &[bool], folds: usize, opts: &ClassifierOptions) -> Result<CrossValidation> {
+pub fn cross_validate(
+    table: &Table,
+    y: &[bool],
+    folds: usize,
+    opts: &ClassifierOptions,
+) -> Result<CrossValidation> {
     let assignment = stratified_folds(y, folds);
     let mut aucs = Vec::new();
     let mut chosen = Vec::new();
@@ -473,9 +525,15 @@ mod tests {
 
     #[test]
     fn auc_by_hand_and_fold_rule() {
-        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), 0.75);
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            0.75
+        );
         assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), 0.5);
-        assert_eq!(stratified_folds(&[true, false, true, true, false], 2), vec![0, 0, 1, 0, 1]);
+        assert_eq!(
+            stratified_folds(&[true, false, true, true, false], 2),
+            vec![0, 0, 1, 0, 1]
+        );
     }
 
     #[test]

@@ -24,9 +24,15 @@ pub struct Naive2Reference {
 }
 
 /// M4 Hourly: Naive2 sMAPE 18.383, MASE 2.395.
-pub const M4_HOURLY_NAIVE2: Naive2Reference = Naive2Reference { smape: 18.383, mase: 2.395 };
+pub const M4_HOURLY_NAIVE2: Naive2Reference = Naive2Reference {
+    smape: 18.383,
+    mase: 2.395,
+};
 /// M4 Weekly: Naive2 sMAPE 9.161, MASE 2.777.
-pub const M4_WEEKLY_NAIVE2: Naive2Reference = Naive2Reference { smape: 9.161, mase: 2.777 };
+pub const M4_WEEKLY_NAIVE2: Naive2Reference = Naive2Reference {
+    smape: 9.161,
+    mase: 2.777,
+};
 
 /// Accuracy of one method (or the combination) on a set.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +59,13 @@ pub struct Accuracy {
 }
 
 /// Evaluates the pipeline with `opts` on `set`.
-pub fn evaluate_pipeline(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, opts: &ForecastOptions, reference: Naive2Reference) -> Accuracy {
+pub fn evaluate_pipeline(
+    set: &[HeldOut<'_>],
+    freq: Frequency,
+    horizon: usize,
+    opts: &ForecastOptions,
+    reference: Naive2Reference,
+) -> Accuracy {
     let m = freq.mase_period();
     let start = Instant::now();
     let results: Vec<_> = set
@@ -61,7 +73,8 @@ pub fn evaluate_pipeline(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, o
         .map(|(train, _)| forecast(train, freq, horizon, opts))
         .collect();
     let seconds = start.elapsed().as_secs_f64();
-    let (mut s, mut ms, mut c80, mut c95, mut points, mut failures) = (0.0, 0.0, 0usize, 0usize, 0usize, 0usize);
+    let (mut s, mut ms, mut c80, mut c95, mut points, mut failures) =
+        (0.0, 0.0, 0usize, 0usize, 0usize, 0usize);
     for ((train, test), r) in set.iter().zip(&results) {
         match r {
             Ok(f) => {
@@ -69,7 +82,8 @@ pub fn evaluate_pipeline(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, o
                 ms += mase(train, test, &f.point, m);
                 for (k, a) in test.iter().enumerate() {
                     points += 1;
-                    c80 += usize::from(*a >= f.intervals[0].lower[k] && *a <= f.intervals[0].upper[k]);
+                    c80 +=
+                        usize::from(*a >= f.intervals[0].lower[k] && *a <= f.intervals[0].upper[k]);
                     if let Some(i95) = f.intervals.get(1) {
                         c95 += usize::from(*a >= i95.lower[k] && *a <= i95.upper[k]);
                     }
@@ -83,22 +97,59 @@ pub fn evaluate_pipeline(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, o
             }
         }
     }
-    summarise("beacon".into(), s, ms, set.len(), seconds, reference, failures)
-        .with_coverage(c80 as f64 / points.max(1) as f64, c95 as f64 / points.max(1) as f64)
+    summarise(
+        "beacon".into(),
+        s,
+        ms,
+        set.len(),
+        seconds,
+        reference,
+        failures,
+    )
+    .with_coverage(
+        c80 as f64 / points.max(1) as f64,
+        c95 as f64 / points.max(1) as f64,
+    )
 }
 
 /// Evaluates one candidate method alone (no backtest, no intervals).
-pub fn evaluate_method(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, method: Method, reference: Naive2Reference) -> Accuracy {
-    evaluate_fn(method.name(), set, freq, horizon, reference, |y| method.forecast(y, freq, horizon).ok())
+pub fn evaluate_method(
+    set: &[HeldOut<'_>],
+    freq: Frequency,
+    horizon: usize,
+    method: Method,
+    reference: Naive2Reference,
+) -> Accuracy {
+    evaluate_fn(method.name(), set, freq, horizon, reference, |y| {
+        method.forecast(y, freq, horizon).ok()
+    })
 }
 
 /// Evaluates the M4 Naive2 method itself (its OWA should be about 1).
-pub fn evaluate_naive2(set: &[HeldOut<'_>], freq: Frequency, horizon: usize, reference: Naive2Reference) -> Accuracy {
-    let m = if freq == Frequency::Weekly { 1 } else { freq.mase_period() };
-    evaluate_fn("naive2", set, freq, horizon, reference, |y| Some(naive2(y, m, horizon)))
+pub fn evaluate_naive2(
+    set: &[HeldOut<'_>],
+    freq: Frequency,
+    horizon: usize,
+    reference: Naive2Reference,
+) -> Accuracy {
+    let m = if freq == Frequency::Weekly {
+        1
+    } else {
+        freq.mase_period()
+    };
+    evaluate_fn("naive2", set, freq, horizon, reference, |y| {
+        Some(naive2(y, m, horizon))
+    })
 }
 
-fn evaluate_fn(name: &str, set: &[HeldOut<'_>], freq: Frequency, horizon: usize, reference: Naive2Reference, f: impl Fn(&[f64]) -> Option<Vec<f64>> + Sync) -> Accuracy {
+fn evaluate_fn(
+    name: &str,
+    set: &[HeldOut<'_>],
+    freq: Frequency,
+    horizon: usize,
+    reference: Naive2Reference,
+    f: impl Fn(&[f64]) -> Option<Vec<f64>> + Sync,
+) -> Accuracy {
     let m = freq.mase_period();
     let start = Instant::now();
     let results: Vec<Option<Vec<f64>>> = set.par_iter().map(|(train, _)| f(train)).collect();
@@ -118,7 +169,15 @@ fn evaluate_fn(name: &str, set: &[HeldOut<'_>], freq: Frequency, horizon: usize,
     summarise(name.into(), s, ms, set.len(), seconds, reference, failures)
 }
 
-fn summarise(name: String, s: f64, ms: f64, n: usize, seconds: f64, reference: Naive2Reference, failures: usize) -> Accuracy {
+fn summarise(
+    name: String,
+    s: f64,
+    ms: f64,
+    n: usize,
+    seconds: f64,
+    reference: Naive2Reference,
+    failures: usize,
+) -> Accuracy {
     let smape = s / n as f64;
     let mase = ms / n as f64;
     Accuracy {
@@ -196,10 +255,11 @@ pub fn parse_m4(text: &str) -> crate::Result<Vec<(String, Vec<f64>)>> {
         let values = cells
             .filter(|c| !c.is_empty())
             .map(|c| {
-                c.parse::<f64>().map_err(|e| crate::Error::InvalidParameter {
-                    name: "m4",
-                    message: format!("line {}: {c:?}: {e}", i + 1),
-                })
+                c.parse::<f64>()
+                    .map_err(|e| crate::Error::InvalidParameter {
+                        name: "m4",
+                        message: format!("line {}: {c:?}: {e}", i + 1),
+                    })
             })
             .collect::<crate::Result<Vec<f64>>>()?;
         out.push((id, values));

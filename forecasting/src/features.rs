@@ -50,15 +50,27 @@ impl Table {
     /// CSV file): `numeric` columns are parsed as numbers, `drop` columns
     /// left out, and any cell in `missing` (after trimming) is missing.
     /// A numeric cell that does not parse is missing too.
-    pub fn from_records(header: &[String], rows: &[Vec<String>], numeric: &[&str], drop: &[&str], missing: &[&str]) -> Table {
+    pub fn from_records(
+        header: &[String],
+        rows: &[Vec<String>],
+        numeric: &[&str],
+        drop: &[&str],
+        missing: &[&str],
+    ) -> Table {
         let mut table = Table::default();
         for (j, name) in header.iter().enumerate() {
             if drop.contains(&name.as_str()) {
                 continue;
             }
-            let cells = rows.iter().map(|r| r.get(j).map(|c| c.trim()).filter(|c| !missing.contains(c)));
+            let cells = rows
+                .iter()
+                .map(|r| r.get(j).map(|c| c.trim()).filter(|c| !missing.contains(c)));
             let column = if numeric.contains(&name.as_str()) {
-                Column::Numeric(cells.map(|c| c.and_then(|c| c.parse::<f64>().ok())).collect())
+                Column::Numeric(
+                    cells
+                        .map(|c| c.and_then(|c| c.parse::<f64>().ok()))
+                        .collect(),
+                )
             } else {
                 Column::Text(cells.map(|c| c.map(str::to_string)).collect())
             };
@@ -107,7 +119,10 @@ pub struct EncoderOptions {
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        Self { bins: 5, min_count: 10 }
+        Self {
+            bins: 5,
+            min_count: 10,
+        }
     }
 }
 
@@ -146,11 +161,29 @@ impl Encoder {
         for (ci, (name, col)) in table.names.iter().zip(&table.columns).enumerate() {
             match col {
                 Column::Numeric(v) => {
-                    let mut present: Vec<f64> = v.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+                    let mut present: Vec<f64> = v
+                        .iter()
+                        .flatten()
+                        .copied()
+                        .filter(|x| x.is_finite())
+                        .collect();
                     present.sort_by(f64::total_cmp);
-                    let median = if present.is_empty() { 0.0 } else { present[present.len() / 2] };
-                    let mean = if present.is_empty() { 0.0 } else { present.iter().sum::<f64>() / present.len() as f64 };
-                    let var = if present.len() > 1 { present.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (present.len() - 1) as f64 } else { 0.0 };
+                    let median = if present.is_empty() {
+                        0.0
+                    } else {
+                        present[present.len() / 2]
+                    };
+                    let mean = if present.is_empty() {
+                        0.0
+                    } else {
+                        present.iter().sum::<f64>() / present.len() as f64
+                    };
+                    let var = if present.len() > 1 {
+                        present.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+                            / (present.len() - 1) as f64
+                    } else {
+                        0.0
+                    };
                     let std = if var > 0.0 { var.sqrt() } else { 1.0 };
                     let missing_indicator = present.len() < v.len();
                     let mut edges: Vec<f64> = Vec::new();
@@ -183,7 +216,8 @@ impl Encoder {
                     });
                 }
                 Column::Text(v) => {
-                    let mut counts: std::collections::BTreeMap<Option<&str>, usize> = Default::default();
+                    let mut counts: std::collections::BTreeMap<Option<&str>, usize> =
+                        Default::default();
                     for x in v {
                         *counts.entry(x.as_deref()).or_default() += 1;
                     }
@@ -193,7 +227,8 @@ impl Encoder {
                         .map(|(l, _)| l.map(str::to_string))
                         .collect();
                     for l in &levels {
-                        feature_names.push(format!("{name} = {}", l.as_deref().unwrap_or("(missing)")));
+                        feature_names
+                            .push(format!("{name} = {}", l.as_deref().unwrap_or("(missing)")));
                         feature_column.push(ci);
                     }
                     feature_names.push(format!("{name} = (other)"));
@@ -229,7 +264,16 @@ impl Encoder {
                 .map(|i| &table.columns[i])
                 .ok_or_else(|| crate::Error::MissingColumn(name.clone()))?;
             match (enc, col) {
-                (Encoding::Numeric { median, mean, std, missing_indicator, edges }, Column::Numeric(v)) => {
+                (
+                    Encoding::Numeric {
+                        median,
+                        mean,
+                        std,
+                        missing_indicator,
+                        edges,
+                    },
+                    Column::Numeric(v),
+                ) => {
                     for (r, x) in v.iter().enumerate() {
                         let value = x.filter(|x| x.is_finite());
                         let filled = value.unwrap_or(*median);
@@ -244,7 +288,9 @@ impl Encoder {
                             out[[r, k + bin]] = 1.0;
                         }
                     }
-                    j += 1 + usize::from(*missing_indicator) + if edges.is_empty() { 0 } else { edges.len() + 1 };
+                    j += 1
+                        + usize::from(*missing_indicator)
+                        + if edges.is_empty() { 0 } else { edges.len() + 1 };
                 }
                 (Encoding::Text { levels }, Column::Text(v)) => {
                     for (r, x) in v.iter().enumerate() {
@@ -253,7 +299,11 @@ impl Encoder {
                     }
                     j += levels.len() + 1;
                 }
-                _ => return Err(crate::Error::MissingColumn(format!("{name} (of the other type)"))),
+                _ => {
+                    return Err(crate::Error::MissingColumn(format!(
+                        "{name} (of the other type)"
+                    )));
+                }
             }
         }
         Ok(out)

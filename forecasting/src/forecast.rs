@@ -105,10 +105,35 @@ pub fn normal_quantile_two_sided(level: f64) -> f64 {
 /// Inverse standard normal CDF (Acklam's rational approximation, relative
 /// error below 1.2e-9).
 pub fn inverse_normal_cdf(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let p_low = 0.02425;
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -118,14 +143,17 @@ pub fn inverse_normal_cdf(p: f64) -> f64 {
     }
     if p < p_low {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - p_low {
         let q = p - 0.5;
         let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     } else {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     }
 }
 
@@ -143,7 +171,12 @@ pub fn check_series(y: &[f64]) -> Result<()> {
 }
 
 /// Forecasts `horizon` steps after `y` (see the module docs).
-pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptions) -> Result<Forecast> {
+pub fn forecast(
+    y: &[f64],
+    freq: Frequency,
+    horizon: usize,
+    opts: &ForecastOptions,
+) -> Result<Forecast> {
     if horizon == 0 {
         return Err(invalid("horizon", "must be at least 1"));
     }
@@ -175,12 +208,16 @@ pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptio
     let m = freq.mase_period();
 
     // Backtest: forecasts[method][origin].
-    let mut per_method: Vec<(Method, Vec<Option<Vec<f64>>>)> = Vec::with_capacity(opts.methods.len());
+    let mut per_method: Vec<(Method, Vec<Option<Vec<f64>>>)> =
+        Vec::with_capacity(opts.methods.len());
     for method in &opts.methods {
         let fcs: Vec<Option<Vec<f64>>> = (1..=origins)
             .map(|o| {
                 let cut = n - o * horizon;
-                method.forecast(&y[..cut], freq, horizon).ok().filter(|f| f.iter().all(|v| v.is_finite()))
+                method
+                    .forecast(&y[..cut], freq, horizon)
+                    .ok()
+                    .filter(|f| f.iter().all(|v| v.is_finite()))
             })
             .collect();
         per_method.push((*method, fcs));
@@ -189,7 +226,12 @@ pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptio
         let cut = n - o * horizon;
         let actual = &y[cut..cut + horizon];
         let scale = mase_scale(&y[..cut], m);
-        let mae = actual.iter().zip(f).map(|(a, b)| (a - b).abs()).sum::<f64>() / horizon as f64;
+        let mae = actual
+            .iter()
+            .zip(f)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / horizon as f64;
         if scale > 0.0 { mae / scale } else { mae }
     };
     let mut scores: Vec<MethodScore> = per_method
@@ -199,7 +241,12 @@ pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptio
             for (i, f) in fcs.iter().enumerate() {
                 match f {
                     Some(f) => total += origin_error(i + 1, f),
-                    None => return MethodScore { method: *method, mase: f64::INFINITY },
+                    None => {
+                        return MethodScore {
+                            method: *method,
+                            mase: f64::INFINITY,
+                        };
+                    }
                 }
             }
             MethodScore {
@@ -264,7 +311,9 @@ pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptio
             // of the scaled absolute errors: backtest errors are often
             // heavier-tailed than normal.
             let width = (normal_quantile_two_sided(level) * rmse).max(quantile(&scaled_abs, level));
-            let half: Vec<f64> = (0..horizon).map(|s| width * ((s + 1) as f64).powf(opts.growth)).collect();
+            let half: Vec<f64> = (0..horizon)
+                .map(|s| width * ((s + 1) as f64).powf(opts.growth))
+                .collect();
             Interval {
                 level,
                 lower: point.iter().zip(&half).map(|(p, h)| p - h).collect(),
@@ -284,8 +333,16 @@ pub fn forecast(y: &[f64], freq: Frequency, horizon: usize, opts: &ForecastOptio
 }
 
 /// Forecasts many series in parallel (rayon); one result per series.
-pub fn forecast_many(series: &[Vec<f64>], freq: Frequency, horizon: usize, opts: &ForecastOptions) -> Vec<Result<Forecast>> {
-    series.par_iter().map(|y| forecast(y, freq, horizon, opts)).collect()
+pub fn forecast_many(
+    series: &[Vec<f64>],
+    freq: Frequency,
+    horizon: usize,
+    opts: &ForecastOptions,
+) -> Vec<Result<Forecast>> {
+    series
+        .par_iter()
+        .map(|y| forecast(y, freq, horizon, opts))
+        .collect()
 }
 
 /// Linear-interpolated quantile of sorted values.
@@ -355,7 +412,12 @@ impl Sensitivity {
 /// combination as [`forecast`]); the band is the forecast interval at the
 /// sensitivity's level. Points before the first full window have no band
 /// (`NaN`) and are never anomalous.
-pub fn anomaly_bands(y: &[f64], freq: Frequency, sensitivity: Sensitivity, opts: &ForecastOptions) -> Result<Bands> {
+pub fn anomaly_bands(
+    y: &[f64],
+    freq: Frequency,
+    sensitivity: Sensitivity,
+    opts: &ForecastOptions,
+) -> Result<Bands> {
     check_series(y)?;
     let window = freq.main_period().min(24).max(1);
     let n = y.len();
@@ -423,9 +485,18 @@ pub struct ReorderPoint {
 /// periods and a service level in (0, 1) (e.g. 0.95 = stock out in at most
 /// 5% of lead times). σ of lead-time demand is the root of the summed
 /// per-step variances implied by the forecast's intervals.
-pub fn reorder_point(demand: &[f64], freq: Frequency, lead_time: usize, service_level: f64, opts: &ForecastOptions) -> Result<ReorderPoint> {
+pub fn reorder_point(
+    demand: &[f64],
+    freq: Frequency,
+    lead_time: usize,
+    service_level: f64,
+    opts: &ForecastOptions,
+) -> Result<ReorderPoint> {
     if !(service_level > 0.5 && service_level < 1.0) {
-        return Err(invalid("service_level", format!("{service_level} is not in (0.5, 1)")));
+        return Err(invalid(
+            "service_level",
+            format!("{service_level} is not in (0.5, 1)"),
+        ));
     }
     let opts = ForecastOptions {
         levels: vec![0.95],
@@ -500,20 +571,48 @@ mod tests {
     #[test]
     fn bad_series_and_parameters_are_clear_errors() {
         let opts = ForecastOptions::default();
-        assert!(matches!(forecast(&[5.0; 50], Frequency::Daily, 7, &opts), Err(Error::ConstantSeries { .. })));
-        assert!(matches!(forecast(&[1.0, f64::NAN, 2.0], Frequency::Daily, 1, &opts), Err(Error::NotFinite { index: 1 })));
-        assert!(matches!(forecast(&[1.0, 2.0, 3.0], Frequency::Daily, 7, &opts), Err(Error::TooLittleHistory { .. })));
-        assert!(matches!(forecast(&noisy_daily(60, 1), Frequency::Daily, 0, &opts), Err(Error::InvalidParameter { .. })));
-        let bad_level = ForecastOptions { levels: vec![1.5], ..ForecastOptions::default() };
-        assert!(matches!(forecast(&noisy_daily(60, 1), Frequency::Daily, 7, &bad_level), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(
+            forecast(&[5.0; 50], Frequency::Daily, 7, &opts),
+            Err(Error::ConstantSeries { .. })
+        ));
+        assert!(matches!(
+            forecast(&[1.0, f64::NAN, 2.0], Frequency::Daily, 1, &opts),
+            Err(Error::NotFinite { index: 1 })
+        ));
+        assert!(matches!(
+            forecast(&[1.0, 2.0, 3.0], Frequency::Daily, 7, &opts),
+            Err(Error::TooLittleHistory { .. })
+        ));
+        assert!(matches!(
+            forecast(&noisy_daily(60, 1), Frequency::Daily, 0, &opts),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let bad_level = ForecastOptions {
+            levels: vec![1.5],
+            ..ForecastOptions::default()
+        };
+        assert!(matches!(
+            forecast(&noisy_daily(60, 1), Frequency::Daily, 7, &bad_level),
+            Err(Error::InvalidParameter { .. })
+        ));
     }
 
     #[test]
     fn anomaly_bands_flag_an_injected_spike_and_few_normal_points() {
         let mut y = noisy_daily(150, 7);
         y[120] += 400.0;
-        let b = anomaly_bands(&y, Frequency::Daily, Sensitivity::Medium, &ForecastOptions::default()).unwrap();
-        assert!(b.anomalous[120], "spike not flagged: {} not in [{}, {}]", y[120], b.lower[120], b.upper[120]);
+        let b = anomaly_bands(
+            &y,
+            Frequency::Daily,
+            Sensitivity::Medium,
+            &ForecastOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            b.anomalous[120],
+            "spike not flagged: {} not in [{}, {}]",
+            y[120], b.lower[120], b.upper[120]
+        );
         let flagged = b.anomalous.iter().filter(|a| **a).count();
         assert!(flagged <= 6, "{flagged} points flagged");
     }
@@ -522,7 +621,10 @@ mod tests {
     fn reorder_point_is_demand_plus_safety_stock() {
         let y = noisy_daily(120, 3);
         let r = reorder_point(&y, Frequency::Daily, 7, 0.95, &ForecastOptions::default()).unwrap();
-        assert!(r.lead_time_demand > 7.0 * 150.0 && r.lead_time_demand < 7.0 * 350.0, "{r:?}");
+        assert!(
+            r.lead_time_demand > 7.0 * 150.0 && r.lead_time_demand < 7.0 * 350.0,
+            "{r:?}"
+        );
         assert!(r.safety_stock > 0.0);
         assert!((r.reorder_point - r.lead_time_demand - r.safety_stock).abs() < 1e-9);
     }

@@ -19,7 +19,11 @@ pub fn smape(actual: &[f64], forecast: &[f64]) -> f64 {
         .zip(forecast)
         .map(|(y, f)| {
             let d = y.abs() + f.abs();
-            if d == 0.0 { 0.0 } else { 200.0 * (y - f).abs() / d }
+            if d == 0.0 {
+                0.0
+            } else {
+                200.0 * (y - f).abs() / d
+            }
         })
         .sum();
     sum / n as f64
@@ -49,7 +53,12 @@ pub fn mae(actual: &[f64], forecast: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    actual.iter().zip(forecast).map(|(y, f)| (y - f).abs()).sum::<f64>() / n as f64
+    actual
+        .iter()
+        .zip(forecast)
+        .map(|(y, f)| (y - f).abs())
+        .sum::<f64>()
+        / n as f64
 }
 
 /// Overall weighted average relative to Naive2.
@@ -151,7 +160,12 @@ mod tests {
 
     #[test]
     fn smape_and_mase_by_hand() {
-        assert!((smape(&[100.0, 200.0], &[110.0, 180.0]) - 0.5 * (200.0 * 10.0 / 210.0 + 200.0 * 20.0 / 380.0)).abs() < 1e-12);
+        assert!(
+            (smape(&[100.0, 200.0], &[110.0, 180.0])
+                - 0.5 * (200.0 * 10.0 / 210.0 + 200.0 * 20.0 / 380.0))
+                .abs()
+                < 1e-12
+        );
         assert_eq!(smape(&[0.0], &[0.0]), 0.0);
         // In-sample seasonal differences at lag 2: |3-1|, |4-2| -> 2.
         assert_eq!(mase_scale(&[1.0, 2.0, 3.0, 4.0], 2), 2.0);

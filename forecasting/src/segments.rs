@@ -71,14 +71,22 @@ pub fn segment(customers: &[Rfm], k: usize, seed: u64) -> Result<Segmentation> {
     }
     let raw: Vec<[f64; 3]> = customers
         .iter()
-        .map(|c| [c.recency_days.max(0.0).ln_1p(), c.frequency.max(0.0).ln_1p(), c.monetary.max(0.0).ln_1p()])
+        .map(|c| {
+            [
+                c.recency_days.max(0.0).ln_1p(),
+                c.frequency.max(0.0).ln_1p(),
+                c.monetary.max(0.0).ln_1p(),
+            ]
+        })
         .collect();
     let n = raw.len() as f64;
     let mut mean = [0.0; 3];
     let mut std = [0.0; 3];
     for j in 0..3 {
         mean[j] = raw.iter().map(|r| r[j]).sum::<f64>() / n;
-        std[j] = (raw.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt().max(1e-9);
+        std[j] = (raw.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n)
+            .sqrt()
+            .max(1e-9);
     }
     let x = Array2::from_shape_fn((raw.len(), 3), |(i, j)| (raw[i][j] - mean[j]) / std[j]);
     let data = DatasetBase::from(x.clone());
@@ -99,7 +107,10 @@ pub fn segment(customers: &[Rfm], k: usize, seed: u64) -> Result<Segmentation> {
     for (i, l) in labels.iter().enumerate() {
         size[*l] += 1;
         let c = customers[i];
-        for (j, v) in [c.recency_days, c.frequency, c.monetary].into_iter().enumerate() {
+        for (j, v) in [c.recency_days, c.frequency, c.monetary]
+            .into_iter()
+            .enumerate()
+        {
             sums[*l][j] += v;
             zsum[*l][j] += x[[i, j]];
         }
@@ -123,7 +134,11 @@ pub fn segment(customers: &[Rfm], k: usize, seed: u64) -> Result<Segmentation> {
             (false, _) => "at risk",
         };
         let same = names.iter().filter(|n| n.starts_with(base)).count();
-        let name = if same == 0 { base.to_string() } else { format!("{base} ({})", same + 1) };
+        let name = if same == 0 {
+            base.to_string()
+        } else {
+            format!("{base} ({})", same + 1)
+        };
         names.push(name.clone());
         remap[*c] = rank;
         let s = size[*c] as f64;
@@ -152,9 +167,21 @@ mod tests {
         let mut c = Vec::new();
         for i in 0..50 {
             let j = i as f64 / 50.0;
-            c.push(Rfm { recency_days: 2.0 + j, frequency: 20.0 + j, monetary: 2000.0 + 10.0 * j });
-            c.push(Rfm { recency_days: 300.0 + j, frequency: 1.0, monetary: 20.0 + j });
-            c.push(Rfm { recency_days: 200.0 + j, frequency: 15.0 + j, monetary: 1500.0 + j });
+            c.push(Rfm {
+                recency_days: 2.0 + j,
+                frequency: 20.0 + j,
+                monetary: 2000.0 + 10.0 * j,
+            });
+            c.push(Rfm {
+                recency_days: 300.0 + j,
+                frequency: 1.0,
+                monetary: 20.0 + j,
+            });
+            c.push(Rfm {
+                recency_days: 200.0 + j,
+                frequency: 15.0 + j,
+                monetary: 1500.0 + j,
+            });
         }
         let s = segment(&c, 3, 7).unwrap();
         let names: Vec<&str> = s.segments.iter().map(|s| s.name.as_str()).collect();

@@ -112,7 +112,12 @@ impl Method {
     /// The candidates tried by default: the fast ones. The two AutoETS
     /// methods cost 10-50x more to fit and were not better in the M4
     /// evaluation (benches/RESULTS.md); they can be named explicitly.
-    pub const DEFAULT: [Method; 4] = [Method::SeasonalNaive, Method::Theta, Method::MstlTheta, Method::LagRegression];
+    pub const DEFAULT: [Method; 4] = [
+        Method::SeasonalNaive,
+        Method::Theta,
+        Method::MstlTheta,
+        Method::LagRegression,
+    ];
 
     /// The name used in the API and SQL.
     pub fn name(self) -> &'static str {
@@ -211,7 +216,11 @@ fn ses(x: &[f64]) -> (f64, f64) {
 pub fn theta(y: &[f64], m: usize, horizon: usize) -> Vec<f64> {
     let n = y.len();
     let seasonal = m > 1 && y.iter().all(|v| *v > 0.0) && seasonality_test(y, m);
-    let idx = if seasonal { classical_seasonal_indices(y, m) } else { vec![1.0] };
+    let idx = if seasonal {
+        classical_seasonal_indices(y, m)
+    } else {
+        vec![1.0]
+    };
     let pos = |t: usize| if seasonal { idx[t % m] } else { 1.0 };
     let x: Vec<f64> = (0..n).map(|t| y[t] / pos(t)).collect();
     // OLS slope of x on t.
@@ -269,7 +278,12 @@ pub fn mstl_theta(y: &[f64], freq: Frequency, horizon: usize) -> Result<Vec<f64>
         .fit(y, &periods)
         .map_err(|e| model_error("mstl_theta", e))?;
     let n = y.len();
-    let adjusted: Vec<f64> = fit.trend().iter().zip(fit.remainder()).map(|(t, r)| t + r).collect();
+    let adjusted: Vec<f64> = fit
+        .trend()
+        .iter()
+        .zip(fit.remainder())
+        .map(|(t, r)| t + r)
+        .collect();
     let mut f = theta(&adjusted, 1, horizon);
     for (p, component) in periods.iter().zip(fit.seasonal()) {
         for (k, v) in f.iter_mut().enumerate() {
@@ -394,7 +408,10 @@ mod tests {
             .map(|t| {
                 let hour = (t % 24) as f64;
                 let weekday = ((t / 24) % 7) as f64;
-                100.0 + 0.05 * t as f64 + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin() + 10.0 * weekday
+                100.0
+                    + 0.05 * t as f64
+                    + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin()
+                    + 10.0 * weekday
             })
             .collect()
     }
@@ -430,7 +447,9 @@ mod tests {
 
     #[test]
     fn too_short_for_a_method_is_a_clear_error() {
-        let err = Method::MstlEts.forecast(&[1.0, 2.0], Frequency::Hourly, 3).unwrap_err();
+        let err = Method::MstlEts
+            .forecast(&[1.0, 2.0], Frequency::Hourly, 3)
+            .unwrap_err();
         assert!(matches!(err, Error::TooLittleHistory { .. }), "{err}");
     }
 }

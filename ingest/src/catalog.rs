@@ -594,12 +594,20 @@ mod tests {
             assert!(server.lookup_key(&write.key).expect("lookup").is_some());
             assert!(server.lookup_key(&admin.key).expect("lookup").is_some());
         }
-        assert_eq!(server.conn.lock().keys.entries.len(), 2, "both found keys are cached");
+        assert_eq!(
+            server.conn.lock().keys.entries.len(),
+            2,
+            "both found keys are cached"
+        );
         let command = Catalog::open(dir.path()).expect("second connection");
-        command.revoke_key(&tenant.id, &write.prefix).expect("revoke elsewhere");
+        command
+            .revoke_key(&tenant.id, &write.prefix)
+            .expect("revoke elsewhere");
         assert!(server.lookup_key(&write.key).expect("lookup").is_none());
         assert!(server.lookup_key(&admin.key).expect("lookup").is_some());
-        server.revoke_key(&tenant.id, &admin.prefix).expect("revoke here");
+        server
+            .revoke_key(&tenant.id, &admin.prefix)
+            .expect("revoke here");
         assert!(server.lookup_key(&admin.key).expect("lookup").is_none());
         // A key created elsewhere after a miss is found.
         let late = command.create_key(&tenant.id, Role::Read).expect("new key");

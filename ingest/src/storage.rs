@@ -151,7 +151,14 @@ pub fn merge_files(
     date: &str,
     inputs: &[PathBuf],
 ) -> Result<FileMeta> {
-    merge_files_in(data_dir, tenant_id, date, inputs, i64::MIN, MERGE_BATCH_ROWS)
+    merge_files_in(
+        data_dir,
+        tenant_id,
+        date,
+        inputs,
+        i64::MIN,
+        MERGE_BATCH_ROWS,
+    )
 }
 
 /// [`merge_files`] without the rows before `from_us` (retention cutting a
@@ -257,7 +264,10 @@ fn timestamps(batch: &RecordBatch) -> Result<arrow::buffer::ScalarBuffer<i64>> {
     let ts = batch
         .column_by_name(columns::TIMESTAMP)
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("no timestamp column".into()))?;
-    Ok(ts.as_primitive::<TimestampMicrosecondType>().values().clone())
+    Ok(ts
+        .as_primitive::<TimestampMicrosecondType>()
+        .values()
+        .clone())
 }
 
 /// Deletes a file when dropped, unless disarmed (`.0 = None`): a write or
@@ -328,7 +338,10 @@ impl PartitionWriter {
             .map(|c| c.as_primitive::<TimestampMicrosecondType>());
         // Computed, not taken from the ends: the catalog's range prunes
         // files, so it must hold even for rows that were not sorted.
-        let (min, max) = (ts.and_then(arrow::compute::min), ts.and_then(arrow::compute::max));
+        let (min, max) = (
+            ts.and_then(arrow::compute::min),
+            ts.and_then(arrow::compute::max),
+        );
         self.min_ts = match (self.min_ts, min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -602,13 +615,30 @@ mod tests {
         let good = write_file(dir.path(), "t", "2025-01-01", &batch).expect("write");
         let bad = dir.path().join("not-parquet.parquet");
         fs::write(&bad, b"not parquet").expect("write");
-        assert!(merge_files(dir.path(), "t", "2025-01", &[dir.path().join(&good.path), bad]).is_err());
+        assert!(
+            merge_files(
+                dir.path(),
+                "t",
+                "2025-01",
+                &[dir.path().join(&good.path), bad]
+            )
+            .is_err()
+        );
         assert_eq!(files("2025-01"), Vec::<String>::new());
 
         let mut out = PartitionWriter::create(dir.path(), "t", "2025-01").expect("create");
         out.write(&batch).expect("write");
         let meta = out.finish().expect("finish");
-        assert_eq!(files("2025-01"), vec![Path::new(&meta.path).file_name().expect("name").to_string_lossy().into_owned()]);
+        assert_eq!(
+            files("2025-01"),
+            vec![
+                Path::new(&meta.path)
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            ]
+        );
     }
 
     #[test]

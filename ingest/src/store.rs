@@ -655,7 +655,8 @@ impl Store {
             for files in state.files.values() {
                 for f in files {
                     let month = storage::month_of(&f.date);
-                    let key = if storage::month_end_us(month).is_some_and(|end| end <= cold_before) {
+                    let key = if storage::month_end_us(month).is_some_and(|end| end <= cold_before)
+                    {
                         month.to_owned()
                     } else {
                         f.date.clone()
@@ -756,8 +757,13 @@ impl Store {
             }
             for f in straddling {
                 let input = [inner.data_dir.join(&f.path)];
-                let new =
-                    storage::merge_files_from(&inner.data_dir, &tenant.id, &f.date, &input, cutoff_us)?;
+                let new = storage::merge_files_from(
+                    &inner.data_dir,
+                    &tenant.id,
+                    &f.date,
+                    &input,
+                    cutoff_us,
+                )?;
                 let removed = [f.path];
                 if let Err(e) =
                     inner

@@ -7,7 +7,9 @@ pub enum Error {
     #[error("invalid message: {0}")]
     InvalidMessage(String),
     /// The channel name is not one of the documented channels.
-    #[error("unknown channel {channel:?}: use metrics, activity, alerts, notifications:<user> or query:<id>")]
+    #[error(
+        "unknown channel {channel:?}: use metrics, activity, alerts, notifications:<user> or query:<id>"
+    )]
     UnknownChannel {
         /// The name given.
         channel: String,

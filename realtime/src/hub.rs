@@ -135,9 +135,9 @@ impl Principal {
             )),
             (Access::Key(_), _) => Ok(()),
             (Access::User(user), ChannelKind::Notifications(target)) if user == target => Ok(()),
-            (Access::User(_), ChannelKind::Notifications(_)) => {
-                Err(forbidden("a user token only opens that user's notifications"))
-            }
+            (Access::User(_), ChannelKind::Notifications(_)) => Err(forbidden(
+                "a user token only opens that user's notifications",
+            )),
             (Access::User(_), _) => Err(forbidden(
                 "a user token only opens notifications:<user>; use a read key for workspace channels",
             )),
@@ -557,7 +557,11 @@ impl Hub {
         Some(Connection {
             hub: self.clone(),
             principal,
-            outbox: Arc::new(Outbox::new(id, self.inner.config.connection_queue, self.now_ms())),
+            outbox: Arc::new(Outbox::new(
+                id,
+                self.inner.config.connection_queue,
+                self.now_ms(),
+            )),
             subscriptions: Vec::new(),
         })
     }
@@ -632,7 +636,12 @@ impl Hub {
         messages: &[(&Value, Option<String>)],
     ) -> Result<u64> {
         let channel = self.channel(tenant, name)?;
-        Ok(publish_on(&channel, self.inner.config.history, kind, messages))
+        Ok(publish_on(
+            &channel,
+            self.inner.config.history,
+            kind,
+            messages,
+        ))
     }
 }
 
@@ -715,7 +724,11 @@ fn publish_on(
     for id in lagged {
         if let Some(sub) = s.subscribers.remove(&id) {
             metrics::counter!(metric_names::LAGGED).increment(1);
-            sub.outbox.state.lock().subscribed.retain(|c| *c != channel.name);
+            sub.outbox
+                .state
+                .lock()
+                .subscribed
+                .retain(|c| *c != channel.name);
             sub.outbox.push_control(control(
                 "lagged",
                 json!({
@@ -788,7 +801,9 @@ impl Connection {
 
     /// Records that the client was heard from (any frame).
     pub fn heard(&self) {
-        self.outbox.heard.store(self.hub.now_ms(), Ordering::Release);
+        self.outbox
+            .heard
+            .store(self.hub.now_ms(), Ordering::Release);
     }
 
     /// Records whether a write is blocked on the socket (the sweeper
@@ -876,8 +891,9 @@ impl Connection {
             }
         } else if let Some(cursor) = options.resume {
             let oldest = s.history.front().map_or(s.next_seq, |e| e.seq);
-            let resumable =
-                cursor.epoch == *channel.epoch && cursor.seq <= last_seq && cursor.seq + 1 >= oldest;
+            let resumable = cursor.epoch == *channel.epoch
+                && cursor.seq <= last_seq
+                && cursor.seq + 1 >= oldest;
             if resumable {
                 let replay: Vec<Arc<Envelope>> = s
                     .history
@@ -910,7 +926,9 @@ impl Connection {
                     .into_iter()
                     .rev()
                     .collect();
-                let snapshot = options.snapshot.unwrap_or_else(|| json!({"recent": recent}));
+                let snapshot = options
+                    .snapshot
+                    .unwrap_or_else(|| json!({"recent": recent}));
                 self.outbox
                     .push_control(snapshot_message(&channel, last_seq, &snapshot));
             }
@@ -947,7 +965,15 @@ impl Connection {
 }
 
 fn snapshot_message(channel: &Channel, seq: u64, snapshot: &Value) -> Text {
-    Envelope::new(&channel.name, &channel.epoch, seq, "snapshot", snapshot, None).text
+    Envelope::new(
+        &channel.name,
+        &channel.epoch,
+        seq,
+        "snapshot",
+        snapshot,
+        None,
+    )
+    .text
 }
 
 impl Drop for Connection {

@@ -265,9 +265,7 @@ impl<'a> Rows<'a> {
             anon: batch
                 .column_by_name(columns::ANONYMOUS_ID)?
                 .as_string_opt()?,
-            revenue: batch
-                .column_by_name(columns::REVENUE)?
-                .as_primitive_opt()?,
+            revenue: batch.column_by_name(columns::REVENUE)?.as_primitive_opt()?,
             currency: batch.column_by_name(columns::CURRENCY)?.as_string_opt()?,
         })
     }
@@ -355,7 +353,10 @@ impl Live {
             match rx.recv().await {
                 Ok(accepted) => self.on_batch(&accepted).await,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "Live feed lagged; rebuilding live metrics from storage.");
+                    tracing::warn!(
+                        missed,
+                        "Live feed lagged; rebuilding live metrics from storage."
+                    );
                     self.metrics.lock().await.clear();
                     let mut q = self.queries.lock();
                     for query in q.values_mut() {
@@ -440,11 +441,17 @@ impl Live {
         let snapshot = self.engine.store().snapshot(tenant);
         let seq = snapshot.seq;
         let (calendar, currency) = match self.engine.store().catalog().tenant(tenant) {
-            Ok(t) => (BusinessCalendar::new(&t.timezone, &t.week_start), t.currency),
+            Ok(t) => (
+                BusinessCalendar::new(&t.timezone, &t.week_start),
+                t.currency,
+            ),
             Err(_) => (BusinessCalendar::new("UTC", "monday"), "USD".to_owned()),
         };
         // Currencies are upper-cased letters at ingest and in the catalog.
-        let own = format!("(currency IS NULL OR currency = '{}')", currency.replace('\'', "''"));
+        let own = format!(
+            "(currency IS NULL OR currency = '{}')",
+            currency.replace('\'', "''")
+        );
         let ctx = self.engine.session_for(tenant, snapshot).await?;
         let mut periods: [PeriodAgg; 3] = Default::default();
         let mut earliest: Option<NaiveDate> = None;
@@ -580,7 +587,11 @@ impl Live {
     /// or none.
     pub async fn ensure_query(&self, tenant: &str, id: &str, sql: Option<&str>) -> Result<Value> {
         let key = (tenant.to_owned(), id.to_owned());
-        let known = self.queries.lock().get(&key).map(|q| (q.sql.clone(), q.last.clone()));
+        let known = self
+            .queries
+            .lock()
+            .get(&key)
+            .map(|q| (q.sql.clone(), q.last.clone()));
         let bad = |message: &str| Error::Query {
             id: id.to_owned(),
             message: message.to_owned(),
@@ -642,12 +653,13 @@ impl Live {
     }
 
     async fn run_query(&self, tenant: &str, sql: &str) -> Result<Value> {
-        let permit = {
-            let mut limits = self.limits.lock();
-            Arc::clone(limits.entry(tenant.to_owned()).or_insert_with(|| {
-                Arc::new(Semaphore::new(self.hub.config().query_concurrency))
-            }))
-        };
+        let permit =
+            {
+                let mut limits = self.limits.lock();
+                Arc::clone(limits.entry(tenant.to_owned()).or_insert_with(|| {
+                    Arc::new(Semaphore::new(self.hub.config().query_concurrency))
+                }))
+            };
         let _permit = permit
             .acquire_owned()
             .await

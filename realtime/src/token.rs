@@ -96,13 +96,19 @@ impl TokenSigner {
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str, now_secs: i64) -> Result<Claims> {
         let bad = |why: &str| Error::InvalidToken(why.to_owned());
-        let body = token.strip_prefix(PREFIX).ok_or_else(|| bad("not a Beacon token"))?;
+        let body = token
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| bad("not a Beacon token"))?;
         let (payload, sig) = body.split_once('.').ok_or_else(|| bad("malformed"))?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| bad("malformed signature"))?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| bad("malformed signature"))?;
         self.mac(payload)
             .verify_slice(&sig)
             .map_err(|_| bad("bad signature"))?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad("malformed payload"))?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| bad("malformed payload"))?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| bad("malformed payload"))?;
         if claims.exp <= now_secs {
             return Err(bad("expired"));

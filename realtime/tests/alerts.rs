@@ -41,11 +41,16 @@ struct Fixture {
 const BASE: &str = "2026-11-02T12:30:00Z";
 
 fn us(t: &str) -> i64 {
-    DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc).timestamp_micros()
+    DateTime::parse_from_rfc3339(t)
+        .expect("time")
+        .with_timezone(&Utc)
+        .timestamp_micros()
 }
 
 fn iso(us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(us).expect("time").to_rfc3339()
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .expect("time")
+        .to_rfc3339()
 }
 
 const MIN: i64 = 60_000_000;
@@ -55,7 +60,13 @@ async fn fixture() -> Fixture {
     let dir = tmp.path().to_owned();
     let catalog = Arc::new(Catalog::open(&dir).expect("catalog"));
     let (tenant, _) = catalog.create_tenant("shop").expect("tenant");
-    let store = Store::open(IngestConfig::test_config(), &dir, catalog, Arc::new(SystemClock)).expect("store");
+    let store = Store::open(
+        IngestConfig::test_config(),
+        &dir,
+        catalog,
+        Arc::new(SystemClock),
+    )
+    .expect("store");
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let clock = Arc::new(ManualClock(AtomicI64::new(us(BASE))));
     let notifier = Notifier::open(
@@ -68,10 +79,26 @@ async fn fixture() -> Fixture {
     )
     .expect("notifier");
     notifier
-        .put_user(&tenant.id, User { id: "ann".into(), email: None, name: None, role: "owner".into(), preferences: Preferences::default(), created_at_us: 0 })
+        .put_user(
+            &tenant.id,
+            User {
+                id: "ann".into(),
+                email: None,
+                name: None,
+                role: "owner".into(),
+                preferences: Preferences::default(),
+                created_at_us: 0,
+            },
+        )
         .expect("user");
     let alerts = Alerts::new(notifier, None, AlertsConfig::default());
-    Fixture { _dir: tmp, tenant: tenant.id, clock, store, alerts }
+    Fixture {
+        _dir: tmp,
+        tenant: tenant.id,
+        clock,
+        store,
+        alerts,
+    }
 }
 
 impl Fixture {
@@ -79,22 +106,36 @@ impl Fixture {
         let lines: Vec<String> = events.iter().map(Value::to_string).collect();
         let (events, rejected) = decode_lines(&lines).expect("decode");
         assert_eq!(rejected, 0);
-        self.store.ingest(&self.tenant, events).await.expect("ingest");
+        self.store
+            .ingest(&self.tenant, events)
+            .await
+            .expect("ingest");
     }
 
     async fn rule(&self, spec: Value) -> beacon_realtime::alerts::store::Rule {
         let spec: RuleSpec = serde_json::from_value(spec).expect("spec");
-        self.alerts.create(&self.tenant, spec).await.expect("create")
+        self.alerts
+            .create(&self.tenant, spec)
+            .await
+            .expect("create")
     }
 
     /// Evaluates `rule` at `at` (µs).
     async fn at(&self, at: i64, rule: &beacon_realtime::alerts::store::Rule) {
         self.clock.0.store(at, Ordering::SeqCst);
-        self.alerts.evaluate(&self.tenant, rule).await.expect("evaluate");
+        self.alerts
+            .evaluate(&self.tenant, rule)
+            .await
+            .expect("evaluate");
     }
 
     fn states(&self, rule: &str) -> Vec<(String, State)> {
-        self.alerts.instances(&self.tenant, Some(rule)).expect("instances").into_iter().map(|i| (i.key, i.instance.state)).collect()
+        self.alerts
+            .instances(&self.tenant, Some(rule))
+            .expect("instances")
+            .into_iter()
+            .map(|i| (i.key, i.instance.state))
+            .collect()
     }
 
     fn inbox(&self) -> Vec<InboxItem> {
@@ -102,7 +143,14 @@ impl Fixture {
             .alerts
             .notifier()
             .db()
-            .inbox(&self.tenant, "ann", InboxFilter { limit: 100, ..Default::default() })
+            .inbox(
+                &self.tenant,
+                "ann",
+                InboxFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
             .expect("inbox");
         items.reverse();
         items
@@ -122,9 +170,24 @@ async fn instances_are_grouped_into_one_notification_and_keep_firing_for_holds_t
     let f = fixture().await;
     let base = us(BASE);
     f.ingest(vec![
-        event("r1", "Product Returned", base - 10 * MIN, json!({"product_id": "p1", "quantity": 3})),
-        event("r2", "Product Returned", base - 10 * MIN, json!({"product_id": "p2", "quantity": 5})),
-        event("r3", "Product Returned", base - 10 * MIN, json!({"product_id": "p3", "quantity": 1})),
+        event(
+            "r1",
+            "Product Returned",
+            base - 10 * MIN,
+            json!({"product_id": "p1", "quantity": 3}),
+        ),
+        event(
+            "r2",
+            "Product Returned",
+            base - 10 * MIN,
+            json!({"product_id": "p2", "quantity": 5}),
+        ),
+        event(
+            "r3",
+            "Product Returned",
+            base - 10 * MIN,
+            json!({"product_id": "p3", "quantity": 1}),
+        ),
     ])
     .await;
     let rule = f
@@ -137,8 +200,18 @@ async fn instances_are_grouped_into_one_notification_and_keep_firing_for_holds_t
         }))
         .await;
     f.at(base, &rule).await;
-    assert_eq!(f.states(&rule.id), vec![("product_id=p1".into(), State::Firing), ("product_id=p2".into(), State::Firing)], "p3 is fine and not stored");
-    assert!(f.inbox().is_empty(), "group_wait holds the first notification");
+    assert_eq!(
+        f.states(&rule.id),
+        vec![
+            ("product_id=p1".into(), State::Firing),
+            ("product_id=p2".into(), State::Firing)
+        ],
+        "p3 is fine and not stored"
+    );
+    assert!(
+        f.inbox().is_empty(),
+        "group_wait holds the first notification"
+    );
     f.at(base + MIN, &rule).await;
     assert!(f.inbox().is_empty());
     f.at(base + 2 * MIN, &rule).await;
@@ -153,20 +226,46 @@ async fn instances_are_grouped_into_one_notification_and_keep_firing_for_holds_t
     assert_eq!(f.inbox().len(), 1);
     // The returns leave the window at base+50m: Recovering for 5 minutes, then Resolved.
     f.at(base + 51 * MIN, &rule).await;
-    assert!(f.states(&rule.id).iter().all(|(_, s)| *s == State::Recovering), "{:?}", f.states(&rule.id));
+    assert!(
+        f.states(&rule.id)
+            .iter()
+            .all(|(_, s)| *s == State::Recovering),
+        "{:?}",
+        f.states(&rule.id)
+    );
     f.at(base + 55 * MIN, &rule).await;
-    assert!(f.states(&rule.id).iter().all(|(_, s)| *s == State::Recovering), "4 of 5 minutes");
+    assert!(
+        f.states(&rule.id)
+            .iter()
+            .all(|(_, s)| *s == State::Recovering),
+        "4 of 5 minutes"
+    );
     assert_eq!(f.inbox().len(), 1);
     f.at(base + 56 * MIN, &rule).await;
-    assert!(f.states(&rule.id).iter().all(|(_, s)| *s == State::Resolved));
-    assert_eq!(titles(&f.inbox()), ["[FIRING:2] Returns", "[RESOLVED] Returns"]);
+    assert!(
+        f.states(&rule.id)
+            .iter()
+            .all(|(_, s)| *s == State::Resolved)
+    );
+    assert_eq!(
+        titles(&f.inbox()),
+        ["[FIRING:2] Returns", "[RESOLVED] Returns"]
+    );
     // Quiet groups are forgotten once normal and past the flap window.
     f.at(base + 57 * MIN, &rule).await;
     assert!(f.states(&rule.id).iter().all(|(_, s)| *s == State::Normal));
     f.at(base + 120 * MIN, &rule).await;
     assert!(f.states(&rule.id).is_empty(), "{:?}", f.states(&rule.id));
-    let history = f.alerts.history(&f.tenant, Some(&rule.id), 100).expect("history");
-    let p1: Vec<String> = history.iter().rev().filter(|h| h.key == "product_id=p1").map(|h| h.to.clone()).collect();
+    let history = f
+        .alerts
+        .history(&f.tenant, Some(&rule.id), 100)
+        .expect("history");
+    let p1: Vec<String> = history
+        .iter()
+        .rev()
+        .filter(|h| h.key == "product_id=p1")
+        .map(|h| h.to.clone())
+        .collect();
     assert_eq!(p1, ["firing", "recovering", "resolved", "normal"]);
 }
 
@@ -174,7 +273,14 @@ async fn instances_are_grouped_into_one_notification_and_keep_firing_for_holds_t
 async fn a_firing_group_repeats_and_a_new_instance_joins_at_the_group_interval() {
     let f = fixture().await;
     let base = us(BASE);
-    let stock = |id: &str, p: &str, q: i64, t: i64| event(id, "Inventory Updated", t, json!({"product_id": p, "quantity": q}));
+    let stock = |id: &str, p: &str, q: i64, t: i64| {
+        event(
+            id,
+            "Inventory Updated",
+            t,
+            json!({"product_id": p, "quantity": q}),
+        )
+    };
     f.ingest(vec![stock("s1", "mug", 1, base - MIN)]).await;
     let rule = f
         .rule(json!({
@@ -193,7 +299,10 @@ async fn a_firing_group_repeats_and_a_new_instance_joins_at_the_group_interval()
     f.at(base + 2 * MIN, &rule).await;
     assert_eq!(f.inbox().len(), 1);
     f.at(base + 10 * MIN, &rule).await;
-    assert_eq!(titles(&f.inbox()), ["[FIRING:1] Low stock", "[FIRING:2] Low stock"]);
+    assert_eq!(
+        titles(&f.inbox()),
+        ["[FIRING:1] Low stock", "[FIRING:2] Low stock"]
+    );
     // Nothing changes: repeated after repeat_interval (1 h after the last send).
     f.at(base + 69 * MIN, &rule).await;
     assert_eq!(f.inbox().len(), 2);
@@ -202,11 +311,16 @@ async fn a_firing_group_repeats_and_a_new_instance_joins_at_the_group_interval()
     assert_eq!(titles(&inbox)[2], "[FIRING:2] Low stock");
     assert_eq!(inbox[2].data["repeat"], true);
     // Restocking the mug resolves only the mug.
-    f.ingest(vec![stock("s3", "mug", 40, base + 71 * MIN)]).await;
+    f.ingest(vec![stock("s3", "mug", 40, base + 71 * MIN)])
+        .await;
     f.at(base + 81 * MIN, &rule).await;
     let last = f.inbox().pop().expect("last");
     assert_eq!(last.title, "[FIRING:1] Low stock");
-    assert!(last.body.contains("Resolved: product_id=mug"), "{}", last.body);
+    assert!(
+        last.body.contains("Resolved: product_id=mug"),
+        "{}",
+        last.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,10 +330,20 @@ async fn change_against_last_week_no_data_and_query_errors() {
     let day = 24 * 60 * MIN;
     let mut events = Vec::new();
     for i in 0..10 {
-        events.push(event(&format!("lw{i}"), "Order Completed", base - 7 * day - 12 * 60 * MIN + i * MIN, json!({"revenue": 10})));
+        events.push(event(
+            &format!("lw{i}"),
+            "Order Completed",
+            base - 7 * day - 12 * 60 * MIN + i * MIN,
+            json!({"revenue": 10}),
+        ));
     }
     for i in 0..3 {
-        events.push(event(&format!("tw{i}"), "Order Completed", base - 12 * 60 * MIN + i * MIN, json!({"revenue": 10})));
+        events.push(event(
+            &format!("tw{i}"),
+            "Order Completed",
+            base - 12 * 60 * MIN + i * MIN,
+            json!({"revenue": 10}),
+        ));
     }
     events.push(event("hb", "Heartbeat", base - MIN, json!({})));
     events.push(event("weird", "Weird", base - MIN, json!({"note": "text"})));
@@ -235,8 +359,14 @@ async fn change_against_last_week_no_data_and_query_errors() {
         }))
         .await;
     f.at(base, &change).await;
-    let i = f.alerts.instances(&f.tenant, Some(&change.id)).expect("instances");
-    assert_eq!((i[0].instance.state, i[0].value), (State::Firing, Some(3.0)));
+    let i = f
+        .alerts
+        .instances(&f.tenant, Some(&change.id))
+        .expect("instances");
+    assert_eq!(
+        (i[0].instance.state, i[0].value),
+        (State::Firing, Some(3.0))
+    );
     // Against the previous day (no orders then): a percent change from 0 is not bad.
     let prev = f
         .rule(json!({
@@ -278,8 +408,17 @@ async fn change_against_last_week_no_data_and_query_errors() {
         .await;
     f.at(base, &broken).await;
     assert_eq!(f.states(&broken.id)[0].1, State::Error);
-    let h = f.alerts.history(&f.tenant, Some(&broken.id), 10).expect("history");
-    assert!(h[0].reason.as_deref().is_some_and(|r| r.to_lowercase().contains("cast")), "{:?}", h[0].reason);
+    let h = f
+        .alerts
+        .history(&f.tenant, Some(&broken.id), 10)
+        .expect("history");
+    assert!(
+        h[0].reason
+            .as_deref()
+            .is_some_and(|r| r.to_lowercase().contains("cast")),
+        "{:?}",
+        h[0].reason
+    );
     // A metric with no value (AOV without orders): the NoData state by default.
     let aov = f
         .rule(json!({
@@ -298,7 +437,16 @@ async fn a_flapping_instance_stops_notifying_until_it_is_stable() {
     let f = fixture().await;
     let base = us(BASE);
     // A failed payment in every other minute.
-    let events: Vec<Value> = (0..5).map(|k| event(&format!("pf{k}"), "Payment Failed", base + 2 * k * MIN - MIN / 2, json!({}))).collect();
+    let events: Vec<Value> = (0..5)
+        .map(|k| {
+            event(
+                &format!("pf{k}"),
+                "Payment Failed",
+                base + 2 * k * MIN - MIN / 2,
+                json!({}),
+            )
+        })
+        .collect();
     f.ingest(events).await;
     let rule = f
         .rule(json!({
@@ -312,15 +460,34 @@ async fn a_flapping_instance_stops_notifying_until_it_is_stable() {
     for k in 0..10 {
         f.at(base + k * MIN, &rule).await;
     }
-    let history = f.alerts.history(&f.tenant, Some(&rule.id), 100).expect("history");
-    assert!(history.iter().filter(|h| h.to == "firing").count() >= 5, "it flipped on every minute");
+    let history = f
+        .alerts
+        .history(&f.tenant, Some(&rule.id), 100)
+        .expect("history");
+    assert!(
+        history.iter().filter(|h| h.to == "firing").count() >= 5,
+        "it flipped on every minute"
+    );
     // Firing, resolved, firing: the fourth flip marks it flapping.
-    assert_eq!(titles(&f.inbox()), ["[FIRING:1] Payments", "[RESOLVED] Payments", "[FIRING:1] Payments"]);
-    let i = &f.alerts.instances(&f.tenant, Some(&rule.id)).expect("instances")[0];
+    assert_eq!(
+        titles(&f.inbox()),
+        [
+            "[FIRING:1] Payments",
+            "[RESOLVED] Payments",
+            "[FIRING:1] Payments"
+        ]
+    );
+    let i = &f
+        .alerts
+        .instances(&f.tenant, Some(&rule.id))
+        .expect("instances")[0];
     assert!(i.instance.flapping);
     // An hour without flips: flapping ends and the current state is told.
     f.at(base + 75 * MIN, &rule).await;
-    assert_eq!(titles(&f.inbox()).last().map(String::as_str), Some("[RESOLVED] Payments"));
+    assert_eq!(
+        titles(&f.inbox()).last().map(String::as_str),
+        Some("[RESOLVED] Payments")
+    );
     assert_eq!(f.inbox().len(), 4);
 }
 
@@ -336,7 +503,13 @@ async fn cron_rules_run_at_their_occurrences() {
             "schedule": {"cron": "0 * * * *"}
         }))
         .await;
-    let evaluated = || f.alerts.instances(&f.tenant, Some(&rule.id)).expect("instances").first().map(|i| i.last_eval_us);
+    let evaluated = || {
+        f.alerts
+            .instances(&f.tenant, Some(&rule.id))
+            .expect("instances")
+            .first()
+            .map(|i| i.last_eval_us)
+    };
     let tick = |t: i64| {
         f.clock.0.store(t, Ordering::SeqCst);
         f.alerts.tick()
@@ -360,8 +533,10 @@ async fn a_rule_on_an_analytics_result_watches_funnel_conversion() {
         events.push(json!({"type": "track", "messageId": format!("v{s}"), "anonymousId": format!("a{s}"), "event": "Product Viewed",
             "timestamp": iso(base - 30 * MIN + s * MIN), "properties": {"session_id": format!("s{s}")}}));
     }
-    events.push(json!({"type": "track", "messageId": "o0", "anonymousId": "a0", "event": "Order Completed",
-        "timestamp": iso(base - 20 * MIN), "properties": {"session_id": "s0", "revenue": 30}}));
+    events.push(
+        json!({"type": "track", "messageId": "o0", "anonymousId": "a0", "event": "Order Completed",
+        "timestamp": iso(base - 20 * MIN), "properties": {"session_id": "s0", "revenue": 30}}),
+    );
     f.ingest(events).await;
     // View -> purchase conversion by session over the window (window_funnel, in SQL).
     let rule = f
@@ -373,6 +548,9 @@ async fn a_rule_on_an_analytics_result_watches_funnel_conversion() {
         }))
         .await;
     f.at(base, &rule).await;
-    let i = &f.alerts.instances(&f.tenant, Some(&rule.id)).expect("instances")[0];
+    let i = &f
+        .alerts
+        .instances(&f.tenant, Some(&rule.id))
+        .expect("instances")[0];
     assert_eq!((i.instance.state, i.value), (State::Firing, Some(25.0)));
 }

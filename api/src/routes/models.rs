@@ -59,11 +59,23 @@ const SERIES_FIELDS: [&str; 4] = ["metric", "interval", "sql", "history_days"];
 /// `own` (serde's `deny_unknown_fields` does not combine with `flatten`).
 fn request<T: serde::de::DeserializeOwned>(v: Value, own: &[&str]) -> Result<T, ApiError> {
     let Value::Object(map) = &v else {
-        return Err(ApiError::bad_request("invalid_request", "the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the request must be a JSON object",
+        ));
     };
-    if let Some(unknown) = map.keys().find(|k| !SERIES_FIELDS.contains(&k.as_str()) && !own.contains(&k.as_str())) {
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !SERIES_FIELDS.contains(&k.as_str()) && !own.contains(&k.as_str()))
+    {
         let known: Vec<&str> = SERIES_FIELDS.iter().chain(own).copied().collect();
-        return Err(ApiError::bad_request("invalid_request", format!("unknown field {unknown:?}; expected one of {}", known.join(", "))));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "unknown field {unknown:?}; expected one of {}",
+                known.join(", ")
+            ),
+        ));
     }
     serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
 }
@@ -74,13 +86,27 @@ fn fmt(p: &chrono::NaiveDateTime) -> String {
 
 /// `POST /v1/forecasts`.
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn forecast(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn forecast(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "forecasting")?;
     tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let req: ForecastRequest = request(body_json(&headers, body).await?, &["horizon", "levels", "methods"])?;
+    let req: ForecastRequest = request(
+        body_json(&headers, body).await?,
+        &["horizon", "levels", "methods"],
+    )?;
     let opts = models::options(req.methods, req.levels)?;
-    let (series, fc, periods) = models::run_forecast(&state.engine, &principal.tenant, &req.series, req.horizon, opts).await?;
+    let (series, fc, periods) = models::run_forecast(
+        &state.engine,
+        &principal.tenant,
+        &req.series,
+        req.horizon,
+        opts,
+    )
+    .await?;
     let horizon = periods.len();
     let last = *series.periods.last().expect("a forecast has history");
     let points: Vec<Value> = periods
@@ -119,7 +145,12 @@ pub async fn forecast(State(state): State<AppState>, headers: HeaderMap, body: B
             history_days: req.series.history_days,
             forecast: fc,
         };
-        state.forecasts.keep(&state.engine, &principal.tenant, stored, Some(&state.model_files))?;
+        state.forecasts.keep(
+            &state.engine,
+            &principal.tenant,
+            stored,
+            Some(&state.model_files),
+        )?;
     }
     Ok(Json(answer))
 }
@@ -129,7 +160,10 @@ fn finite(v: f64) -> Value {
 }
 
 /// `GET /v1/forecasts`: the latest forecast per metric and interval.
-pub async fn list_forecasts(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list_forecasts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "reading forecasts")?;
     let list: Vec<Value> = state
@@ -151,19 +185,28 @@ pub async fn list_forecasts(State(state): State<AppState>, headers: HeaderMap) -
 
 /// `POST /v1/anomalies`.
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn anomalies(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn anomalies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "querying")?;
     tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let req: AnomalyRequest = request(body_json(&headers, body).await?, &["sensitivity", "last", "methods"])?;
+    let req: AnomalyRequest = request(
+        body_json(&headers, body).await?,
+        &["sensitivity", "last", "methods"],
+    )?;
     let sensitivity = models::sensitivity(req.sensitivity.as_deref())?;
     let opts = models::options(req.methods, None)?;
     let series = models::series(&state.engine, &principal.tenant, &req.series).await?;
     let values = series.values.clone();
     let freq = series.frequency;
-    let bands = off_thread(move || beacon_forecasting::forecast::anomaly_bands(&values, freq, sensitivity, &opts))
-        .await
-        .map_err(model_error)?;
+    let bands = off_thread(move || {
+        beacon_forecasting::forecast::anomaly_bands(&values, freq, sensitivity, &opts)
+    })
+    .await
+    .map_err(model_error)?;
     let last = req.last.unwrap_or(200).min(series.values.len());
     let start = series.values.len() - last;
     let points: Vec<Value> = (start..series.values.len())
@@ -190,22 +233,49 @@ pub async fn anomalies(State(state): State<AppState>, headers: HeaderMap, body: 
 
 /// `GET /v1/segments?k=5&days=365&customers=20`.
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn segments(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn segments(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "querying")?;
-    let params: BTreeMap<String, String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let params: BTreeMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         params
             .get(name)
-            .map(|v| v.parse::<usize>().map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be a whole number, not {v:?}"))))
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        format!("{name} must be a whole number, not {v:?}"),
+                    )
+                })
+            })
             .unwrap_or(Ok(default))
     };
-    if let Some(unknown) = params.keys().find(|k| !["k", "days", "customers"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request("invalid_request", format!("unknown parameter {unknown:?}; expected k, days, customers")));
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["k", "days", "customers"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("unknown parameter {unknown:?}; expected k, days, customers"),
+        ));
     }
-    let (k, days, customers) = (number("k", 5)?, number("days", 365)?, number("customers", 0)?);
+    let (k, days, customers) = (
+        number("k", 5)?,
+        number("days", 365)?,
+        number("customers", 0)?,
+    );
     if days == 0 || days > 3660 {
-        return Err(ApiError::bad_request("invalid_request", "days must be in 1..=3660"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "days must be in 1..=3660",
+        ));
     }
     let (people, rfm) = models::rfm(&state.engine, &principal.tenant, days as u32).await?;
     let seg = models::segments(rfm.clone(), k).await?;
@@ -232,27 +302,51 @@ pub async fn segments(State(state): State<AppState>, RawQuery(query): RawQuery, 
 /// trains on the workspace's events, scores, and publishes the scores
 /// (`customer_scores`, `lead_scores`).
 #[tracing::instrument(skip_all, fields(tenant, kind = %kind))]
-pub async fn train(State(state): State<AppState>, Path(kind): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn train(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Admin], "training models")?;
     tracing::Span::current().record("tenant", principal.tenant.as_str());
     let (kind, field, default) = model_kind(&kind)?;
     let bytes = read_body(&headers, body, 64 * 1024).await?;
-    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(&bytes)? };
+    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(&bytes)?
+    };
     let Value::Object(map) = &v else {
-        return Err(ApiError::bad_request("invalid_request", "the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the request must be a JSON object",
+        ));
     };
     if let Some(k) = map.keys().find(|k| k.as_str() != field) {
-        return Err(ApiError::bad_request("invalid_request", format!("unknown field {k:?}; expected {field}")));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("unknown field {k:?}; expected {field}"),
+        ));
     }
     let days = match map.get(field) {
         None => default,
-        Some(h) => h.as_u64().filter(|h| *h <= u64::from(u32::MAX)).ok_or_else(|| ApiError::bad_request("invalid_request", format!("{field} must be a whole number")))? as u32,
+        Some(h) => h
+            .as_u64()
+            .filter(|h| *h <= u64::from(u32::MAX))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_request", format!("{field} must be a whole number"))
+            })? as u32,
     };
     let version = state.models.next_version(&principal.tenant, kind);
     let (model, scores) = match kind {
-        ModelKind::Churn => models::train_churn(&state.engine, &principal.tenant, days, version).await?,
-        ModelKind::Leads => models::train_leads(&state.engine, &principal.tenant, days, version).await?,
+        ModelKind::Churn => {
+            models::train_churn(&state.engine, &principal.tenant, days, version).await?
+        }
+        ModelKind::Leads => {
+            models::train_leads(&state.engine, &principal.tenant, days, version).await?
+        }
     };
     let mut answer = json!({
         "model": kind.name(),
@@ -267,7 +361,14 @@ pub async fn train(State(state): State<AppState>, Path(kind): Path<String>, head
         "table": kind.table(),
     });
     answer[field] = json!(model.window_days);
-    state.models.keep(&state.engine, &principal.tenant, kind, model, scores, Some(&state.model_files))?;
+    state.models.keep(
+        &state.engine,
+        &principal.tenant,
+        kind,
+        model,
+        scores,
+        Some(&state.model_files),
+    )?;
     Ok(Json(answer))
 }
 
@@ -275,17 +376,27 @@ fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
     match name {
         "churn" => Ok((ModelKind::Churn, "horizon_days", 90)),
         "leads" => Ok((ModelKind::Leads, "window_days", 7)),
-        other => Err(ApiError::not_found(format!("no model {other:?}; available: churn, leads"))),
+        other => Err(ApiError::not_found(format!(
+            "no model {other:?}; available: churn, leads"
+        ))),
     }
 }
 
 /// `GET /v1/models/{kind}`: the current model's metadata.
-pub async fn model(State(state): State<AppState>, Path(kind): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn model(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "reading models")?;
     let (kind, field, _) = model_kind(&kind)?;
     let Some(m) = state.models.get(&principal.tenant, kind) else {
-        return Err(ApiError::not_found(format!("no {} model yet; train one with POST /v1/models/{}/train", kind.name(), kind.name())));
+        return Err(ApiError::not_found(format!(
+            "no {} model yet; train one with POST /v1/models/{}/train",
+            kind.name(),
+            kind.name()
+        )));
     };
     let mut answer = json!({
         "model": kind.name(), "version": m.version, "trained_at": m.trained_at.to_rfc3339(),
@@ -298,10 +409,20 @@ pub async fn model(State(state): State<AppState>, Path(kind): Path<String>, head
 
 /// `POST /v1/models/refit` (admin key): what the refit schedule does, now,
 /// for this workspace: retrain its models, remake its kept forecasts.
-pub async fn refit(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn refit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Admin], "refitting models")?;
-    let (done, failed) = models::refit_all(&state.engine, &state.forecasts, &state.models, &state.model_files, Some(&principal.tenant)).await;
+    let (done, failed) = models::refit_all(
+        &state.engine,
+        &state.forecasts,
+        &state.models,
+        &state.model_files,
+        Some(&principal.tenant),
+    )
+    .await;
     Ok(Json(json!({"refitted": done, "failed": failed})))
 }
 
@@ -323,16 +444,32 @@ struct ReorderRequest {
 /// product over the lead time, plus safety stock for the service level;
 /// with the latest `Inventory Updated` quantity, whether to reorder now.
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn reorder_point(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn reorder_point(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let principal = auth::from_headers(&state, &headers)?;
     principal.require(&[Role::Read, Role::Admin], "forecasting")?;
     tracing::Span::current().record("tenant", principal.tenant.as_str());
     let v = body_json(&headers, body).await?;
-    let req: ReorderRequest = serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let req: ReorderRequest = serde_json::from_value(v)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     if !(1..=365).contains(&req.lead_time_days) {
-        return Err(ApiError::bad_request("invalid_request", "lead_time_days must be in 1..=365"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "lead_time_days must be in 1..=365",
+        ));
     }
-    let (rp, stock) = models::reorder_point(&state.engine, &principal.tenant, &req.product_id, req.lead_time_days, req.service_level.unwrap_or(0.95), req.history_days).await?;
+    let (rp, stock) = models::reorder_point(
+        &state.engine,
+        &principal.tenant,
+        &req.product_id,
+        req.lead_time_days,
+        req.service_level.unwrap_or(0.95),
+        req.history_days,
+    )
+    .await?;
     Ok(Json(json!({
         "product_id": req.product_id,
         "lead_time_days": req.lead_time_days,

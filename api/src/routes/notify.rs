@@ -22,7 +22,10 @@ use crate::server::AppState;
 
 const BODY_LIMIT: usize = 256 * 1024;
 
-async fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
+async fn body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
     let bytes = read_body(headers, body, BODY_LIMIT).await?;
     parse_json(&bytes)
 }
@@ -52,7 +55,12 @@ pub struct UserBody {
 }
 
 /// `PUT /v1/users/{id}` (admin): creates or replaces a user.
-pub async fn put_user(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, b: Body) -> Result<Json<User>, ApiError> {
+pub async fn put_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Json<User>, ApiError> {
     let p = admin(&state, &headers, "managing users")?;
     let b: UserBody = body(&headers, b).await?;
     let user = User {
@@ -67,19 +75,37 @@ pub async fn put_user(State(state): State<AppState>, Path(id): Path<String>, hea
 }
 
 /// `GET /v1/users`.
-pub async fn list_users(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = reader(&state, &headers, "listing users")?;
-    Ok(Json(json!({"users": state.notifier.db().users(&p.tenant)?})))
+    Ok(Json(
+        json!({"users": state.notifier.db().users(&p.tenant)?}),
+    ))
 }
 
 /// `GET /v1/users/{id}`.
-pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<User>, ApiError> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<User>, ApiError> {
     let p = reader(&state, &headers, "reading users")?;
-    state.notifier.db().user(&p.tenant, &id)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
+    state
+        .notifier
+        .db()
+        .user(&p.tenant, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
 }
 
 /// `DELETE /v1/users/{id}`.
-pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     let p = admin(&state, &headers, "managing users")?;
     if state.notifier.db().delete_user(&p.tenant, &id)? {
         Ok(StatusCode::NO_CONTENT)
@@ -90,41 +116,71 @@ pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>, 
 
 /// The caller of a per-user route: an admin key (any user of its
 /// workspace) or that user's session token.
-fn user_caller(state: &AppState, headers: &HeaderMap, user: Option<&str>) -> Result<(String, String), ApiError> {
+fn user_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Option<&str>,
+) -> Result<(String, String), ApiError> {
     let key = auth::header_key(headers)?;
-    if let Some(token) = key.as_deref().filter(|k| k.starts_with(beacon_realtime::token::PREFIX)) {
+    if let Some(token) = key
+        .as_deref()
+        .filter(|k| k.starts_with(beacon_realtime::token::PREFIX))
+    {
         let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
         if user.is_some_and(|u| u != claims.user) {
-            return Err(ApiError::forbidden("a user token only opens its own user's inbox and preferences"));
+            return Err(ApiError::forbidden(
+                "a user token only opens its own user's inbox and preferences",
+            ));
         }
         return Ok((claims.tenant, claims.user));
     }
     let p = auth::authenticate(state, key.as_deref())?;
     p.require(&[Role::Read, Role::Admin], "reading an inbox")?;
-    let user = user.ok_or_else(|| ApiError::bad_request("invalid_request", "give the user (?user=<id>) or use the user's session token"))?;
+    let user = user.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            "give the user (?user=<id>) or use the user's session token",
+        )
+    })?;
     Ok((p.tenant, user.to_owned()))
 }
 
 /// `PUT /v1/users/{id}/preferences` (admin key or the user's token).
-pub async fn put_preferences(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, b: Body) -> Result<Json<User>, ApiError> {
+pub async fn put_preferences(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Json<User>, ApiError> {
     let (tenant, user) = user_caller(&state, &headers, Some(&id))?;
     if auth::header_key(&headers)?.is_some_and(|k| !k.starts_with(beacon_realtime::token::PREFIX)) {
         admin(&state, &headers, "changing a user's preferences")?;
     }
     let prefs: Preferences = body(&headers, b).await?;
-    let mut u = state.notifier.db().user(&tenant, &user)?.ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
+    let mut u = state
+        .notifier
+        .db()
+        .user(&tenant, &user)?
+        .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
     u.preferences = prefs;
     Ok(Json(state.notifier.put_user(&tenant, u)?))
 }
 
 /// `GET /v1/notify/branding`.
-pub async fn get_branding(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Branding>, ApiError> {
+pub async fn get_branding(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Branding>, ApiError> {
     let p = reader(&state, &headers, "reading branding")?;
     Ok(Json(state.notifier.db().branding(&p.tenant)?))
 }
 
 /// `PUT /v1/notify/branding` (admin).
-pub async fn put_branding(State(state): State<AppState>, headers: HeaderMap, b: Body) -> Result<Json<Branding>, ApiError> {
+pub async fn put_branding(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Json<Branding>, ApiError> {
     let p = admin(&state, &headers, "changing branding")?;
     let branding: Branding = body(&headers, b).await?;
     branding.validate()?;
@@ -162,24 +218,50 @@ fn endpoint_json(e: &beacon_realtime::notify::Endpoint, with_secrets: bool) -> V
 }
 
 /// `POST /v1/webhooks` (admin): the answer holds the signing secret.
-pub async fn create_endpoint(State(state): State<AppState>, headers: HeaderMap, b: Body) -> Result<Response, ApiError> {
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
     let p = admin(&state, &headers, "managing webhooks")?;
     let b: EndpointBody = body(&headers, b).await?;
-    let e = state.notifier.create_endpoint(&p.tenant, &b.url, b.flavour.unwrap_or(Flavour::Standard), b.categories)?;
+    let e = state.notifier.create_endpoint(
+        &p.tenant,
+        &b.url,
+        b.flavour.unwrap_or(Flavour::Standard),
+        b.categories,
+    )?;
     Ok((StatusCode::CREATED, Json(endpoint_json(&e, true))).into_response())
 }
 
 /// `GET /v1/webhooks`.
-pub async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&state, &headers, "listing webhooks")?;
-    let list: Vec<Value> = state.notifier.db().endpoints(&p.tenant)?.iter().map(|e| endpoint_json(e, false)).collect();
+    let list: Vec<Value> = state
+        .notifier
+        .db()
+        .endpoints(&p.tenant)?
+        .iter()
+        .map(|e| endpoint_json(e, false))
+        .collect();
     Ok(Json(json!({"webhooks": list})))
 }
 
 /// `DELETE /v1/webhooks/{id}`.
-pub async fn delete_endpoint(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     let p = admin(&state, &headers, "managing webhooks")?;
-    if state.notifier.db().delete_endpoint(&p.tenant, &id, state.notifier.now_us())? {
+    if state
+        .notifier
+        .db()
+        .delete_endpoint(&p.tenant, &id, state.notifier.now_us())?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no webhook endpoint {id:?}")))
@@ -188,26 +270,49 @@ pub async fn delete_endpoint(State(state): State<AppState>, Path(id): Path<Strin
 
 /// `POST /v1/webhooks/{id}/rotate`: a new secret; the old one signs too
 /// until `notify.secret_grace` has passed.
-pub async fn rotate_endpoint(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn rotate_endpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&state, &headers, "managing webhooks")?;
     let e = state.notifier.rotate_secret(&p.tenant, &id)?;
     Ok(Json(endpoint_json(&e, true)))
 }
 
 /// `POST /v1/notifications` (admin): 202 with the deliveries.
-pub async fn send(State(state): State<AppState>, headers: HeaderMap, b: Body) -> Result<Response, ApiError> {
+pub async fn send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
     let p = admin(&state, &headers, "sending notifications")?;
     let request: SendRequest = body(&headers, b).await?;
     let receipt = state.notifier.send(&p.tenant, request)?;
-    let status = if receipt.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(json!(receipt))).into_response())
 }
 
 /// `GET /v1/notifications/{id}`: the notification and its deliveries.
-pub async fn get_notification(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn get_notification(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = reader(&state, &headers, "reading notifications")?;
-    let m = state.notifier.db().message(&p.tenant, &id)?.ok_or_else(|| ApiError::not_found(format!("no notification {id:?}")))?;
-    let deliveries = state.notifier.db().deliveries(&p.tenant, Some(&id), None, 10_000)?;
+    let m = state
+        .notifier
+        .db()
+        .message(&p.tenant, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no notification {id:?}")))?;
+    let deliveries = state
+        .notifier
+        .db()
+        .deliveries(&p.tenant, Some(&id), None, 10_000)?;
     Ok(Json(json!({"notification": m, "deliveries": deliveries})))
 }
 
@@ -220,15 +325,25 @@ pub struct DeliveriesQuery {
 }
 
 /// `GET /v1/deliveries?status=&limit=`: newest first.
-pub async fn deliveries(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<DeliveriesQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
     let p = reader(&state, &headers, "reading deliveries")?;
     let status = q
         .status
         .as_deref()
-        .map(|s| Status::parse(s).ok_or_else(|| ApiError::bad_request("invalid_request", format!("unknown status {s:?}"))))
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::bad_request("invalid_request", format!("unknown status {s:?}"))
+            })
+        })
         .transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    Ok(Json(json!({"deliveries": state.notifier.db().deliveries(&p.tenant, None, status, limit)?})))
+    Ok(Json(
+        json!({"deliveries": state.notifier.db().deliveries(&p.tenant, None, status, limit)?}),
+    ))
 }
 
 /// `GET /v1/inbox` query.
@@ -246,19 +361,38 @@ pub struct InboxQuery {
 }
 
 /// `GET /v1/inbox` (user token, or read/admin key with `?user=`).
-pub async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<InboxQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn inbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<InboxQuery>,
+) -> Result<Json<Value>, ApiError> {
     let (tenant, user) = user_caller(&state, &headers, q.user.as_deref())?;
-    let filter = InboxFilter { unread: q.unread, archived: q.archived, limit: q.limit.unwrap_or(50).clamp(1, 500), before_us: q.before };
+    let filter = InboxFilter {
+        unread: q.unread,
+        archived: q.archived,
+        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        before_us: q.before,
+    };
     let items = state.notifier.db().inbox(&tenant, &user, filter)?;
     let unread = state.notifier.db().unread(&tenant, &user)?;
-    let next = (items.len() == filter.limit).then(|| items.last().map(|i| i.created_at_us)).flatten();
-    Ok(Json(json!({"user": user, "unread": unread, "notifications": items, "next_before": next})))
+    let next = (items.len() == filter.limit)
+        .then(|| items.last().map(|i| i.created_at_us))
+        .flatten();
+    Ok(Json(
+        json!({"user": user, "unread": unread, "notifications": items, "next_before": next}),
+    ))
 }
 
 /// `GET /v1/inbox/unread-count`.
-pub async fn unread(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<InboxQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn unread(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<InboxQuery>,
+) -> Result<Json<Value>, ApiError> {
     let (tenant, user) = user_caller(&state, &headers, q.user.as_deref())?;
-    Ok(Json(json!({"user": user, "unread": state.notifier.db().unread(&tenant, &user)?})))
+    Ok(Json(
+        json!({"user": user, "unread": state.notifier.db().unread(&tenant, &user)?}),
+    ))
 }
 
 /// `POST /v1/inbox/mark` body.
@@ -273,7 +407,11 @@ pub struct MarkBody {
 }
 
 /// `POST /v1/inbox/mark`: read, unread, archive or unarchive.
-pub async fn mark(State(state): State<AppState>, headers: HeaderMap, b: Body) -> Result<Json<Value>, ApiError> {
+pub async fn mark(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Json<Value>, ApiError> {
     let m: MarkBody = body(&headers, b).await?;
     let (tenant, user) = user_caller(&state, &headers, m.user.as_deref())?;
     if m.ids.len() > 1000 {

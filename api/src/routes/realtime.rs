@@ -33,13 +33,13 @@ use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::auth;
 use crate::error::ApiError;
@@ -219,8 +219,15 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
              (or use GET /v1/stream for Server-Sent Events)",
         ));
     }
-    let version_13 = [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    let version_13 = [(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    )];
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         let error = ApiError::bad_request(
             "unsupported_websocket_version",
             "only WebSocket version 13 (RFC 6455) is supported",
@@ -231,7 +238,12 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(HeaderValue::as_bytes)
-        .filter(|k| k.len() == 24 && base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| b.len() == 16));
+        .filter(|k| {
+            k.len() == 24
+                && base64::engine::general_purpose::STANDARD
+                    .decode(k)
+                    .is_ok_and(|b| b.len() == 16)
+        });
     let Some(key) = key else {
         return Err(ApiError::bad_request(
             "invalid_websocket_key",
@@ -310,10 +322,17 @@ async fn open_session(setup: Box<Setup>) -> Option<Box<Session>> {
             return None;
         }
     };
-    let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
+    let mut socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config))
+            .await;
     let principal = authenticate(&state, &mut socket, key, token).await?;
     let Some(conn) = state.hub.connect(principal) else {
-        close_with(&mut socket, close::TRY_AGAIN, "too many connections; retry later").await;
+        close_with(
+            &mut socket,
+            close::TRY_AGAIN,
+            "too many connections; retry later",
+        )
+        .await;
         return None;
     };
     let config = &state.config.realtime;
@@ -386,7 +405,13 @@ impl Session {
             }
         };
         if let Some((code, reason)) = outcome {
-            Box::pin(close_handshake(&mut self.socket, code, reason, self.write_timeout)).await;
+            Box::pin(close_handshake(
+                &mut self.socket,
+                code,
+                reason,
+                self.write_timeout,
+            ))
+            .await;
         }
     }
 
@@ -398,7 +423,10 @@ impl Session {
         for _ in 0..ROUNDS_PER_POLL {
             let signals = self.conn.outbox().take_signals();
             if signals & signal::SHUTDOWN != 0 {
-                return Poll::Ready(Turn::End(Some((close::GOING_AWAY, "server shutting down".into()))));
+                return Poll::Ready(Turn::End(Some((
+                    close::GOING_AWAY,
+                    "server shutting down".into(),
+                ))));
             }
             if signals & signal::STALLED != 0 {
                 tracing::warn!(tenant = %self.conn.principal().tenant, "Closed a stalled real-time client.");
@@ -448,7 +476,10 @@ impl Session {
                     // A frame or message over max_message_bytes.
                     let too_big = matches!(e, WsError::Capacity(_));
                     return Poll::Ready(Turn::End(too_big.then(|| {
-                        (close::TOO_BIG, format!("messages are limited to {} bytes", self.max_message_bytes))
+                        (
+                            close::TOO_BIG,
+                            format!("messages are limited to {} bytes", self.max_message_bytes),
+                        )
                     })));
                 }
                 Poll::Ready(None) => return Poll::Ready(Turn::End(None)),
@@ -518,8 +549,16 @@ impl Session {
 
 /// Sends the close frame and lets the client answer (it may still be
 /// flushing pongs) before the socket goes away.
-async fn close_handshake(socket: &mut WebSocket, code: u16, reason: String, write_timeout: Duration) {
-    if matches!(tokio::time::timeout(write_timeout, close_with(socket, code, &reason)).await, Ok(true)) {
+async fn close_handshake(
+    socket: &mut WebSocket,
+    code: u16,
+    reason: String,
+    write_timeout: Duration,
+) {
+    if matches!(
+        tokio::time::timeout(write_timeout, close_with(socket, code, &reason)).await,
+        Ok(true)
+    ) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while let Some(Ok(m)) = socket.next().await {
                 if matches!(m, Message::Close(_)) {
@@ -607,7 +646,8 @@ async fn handle_message(live: &Live, conn: &mut Connection, text: &str) {
             sql,
         } => {
             if let Err(e) = subscribe(live, conn, &channel, resume, events, sql).await {
-                if matches!(e, beacon_realtime::Error::Engine(ref inner) if !inner.is_user_error()) {
+                if matches!(e, beacon_realtime::Error::Engine(ref inner) if !inner.is_user_error())
+                {
                     tracing::error!(error = %e, "Subscribing failed.");
                 }
                 conn.send_error(&e, Some(&channel));

@@ -57,7 +57,11 @@ impl Format {
         ("json", "application/json", Format::Json),
         ("ndjson", "application/x-ndjson", Format::Ndjson),
         ("csv", "text/csv", Format::Csv),
-        ("arrow", "application/vnd.apache.arrow.stream", Format::Arrow),
+        (
+            "arrow",
+            "application/vnd.apache.arrow.stream",
+            Format::Arrow,
+        ),
         ("parquet", "application/vnd.apache.parquet", Format::Parquet),
     ];
 
@@ -84,7 +88,12 @@ impl Format {
         }
         let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or("");
         for part in accept.split(',') {
-            let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if let Some((_, _, f)) = Self::ALL.iter().find(|(_, ct, _)| *ct == media) {
                 return Ok(*f);
             }
@@ -111,7 +120,10 @@ fn scalar_params(params: &[Value]) -> Result<Vec<ScalarValue>, ApiError> {
             Value::String(s) => Ok(ScalarValue::Utf8(Some(s.clone()))),
             _ => Err(ApiError::bad_request(
                 "invalid_params",
-                format!("parameter ${} must be null, a boolean, a number or a string", i + 1),
+                format!(
+                    "parameter ${} must be null, a boolean, a number or a string",
+                    i + 1
+                ),
             )),
         })
         .collect()
@@ -136,7 +148,9 @@ fn with_position(e: beacon_engine::Error) -> ApiError {
     };
     let err: ApiError = e.into();
     match position {
-        Some((line, column)) => err.with_detail("position", json!({"line": line, "column": column})),
+        Some((line, column)) => {
+            err.with_detail("position", json!({"line": line, "column": column}))
+        }
         None => err,
     }
 }
@@ -182,7 +196,10 @@ pub async fn sql(
     let body = encode(format, schema, first, stream, max_rows, guard);
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert(QUERY_ID_HEADER, v);
     }
@@ -241,7 +258,10 @@ impl Encoder {
     }
 
     fn take_ipc(&mut self) -> Vec<u8> {
-        self.ipc.as_mut().map(|w| std::mem::take(w.get_mut())).unwrap_or_default()
+        self.ipc
+            .as_mut()
+            .map(|w| std::mem::take(w.get_mut()))
+            .unwrap_or_default()
     }
 
     fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, String> {
@@ -261,8 +281,9 @@ impl Encoder {
                 }
             }
             Format::Ndjson => {
-                let objects = beacon_engine::json::to_objects(&self.schema, std::slice::from_ref(batch))
-                    .map_err(|e| e.to_string())?;
+                let objects =
+                    beacon_engine::json::to_objects(&self.schema, std::slice::from_ref(batch))
+                        .map_err(|e| e.to_string())?;
                 for o in objects {
                     out.extend_from_slice(Value::Object(o).to_string().as_bytes());
                     out.push(b'\n');
@@ -320,7 +341,9 @@ impl Encoder {
                     // An empty result still has its header line.
                     let mut out = Vec::new();
                     let empty = RecordBatch::new_empty(Arc::clone(&self.schema));
-                    let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                    let mut w = arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(&mut out);
                     w.write(&empty).map_err(|e| e.to_string())?;
                     drop(w);
                     out
@@ -421,7 +444,8 @@ fn encode(
                             let room = s.max_rows - s.enc.rows;
                             if batch.num_rows() >= room {
                                 let cut = batch.slice(0, room);
-                                let truncated = batch.num_rows() > room || s.rest.next().await.is_some();
+                                let truncated =
+                                    batch.num_rows() > room || s.rest.next().await.is_some();
                                 let mut out = match s.enc.batch(&cut) {
                                     Ok(b) => b,
                                     Err(e) => {

@@ -163,7 +163,16 @@ pub fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
 /// `beacon keys create --tenant NAME --role read --json`: a read key.
 pub fn create_read_key(data_dir: &Path, tenant: &str) -> String {
     let out = Command::new(BIN)
-        .args(["keys", "create", "--tenant", tenant, "--role", "read", "--json", "--data-dir"])
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            tenant,
+            "--role",
+            "read",
+            "--json",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .output()
         .expect("run beacon keys create");
@@ -261,7 +270,8 @@ pub struct PyReceiver {
 
 impl PyReceiver {
     pub fn start(kind: &str) -> PyReceiver {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/receivers.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/receivers.py");
         let mut child = Command::new(python())
             .arg(script)
             .arg(kind)
@@ -270,7 +280,12 @@ impl PyReceiver {
             .expect("start receiver");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let first = lines.next().expect("port line").expect("read");
-        let port = first.trim().strip_prefix("port ").expect("port line").parse().expect("port");
+        let port = first
+            .trim()
+            .strip_prefix("port ")
+            .expect("port line")
+            .parse()
+            .expect("port");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
@@ -279,7 +294,11 @@ impl PyReceiver {
                 }
             }
         });
-        PyReceiver { child, port, lines: rx }
+        PyReceiver {
+            child,
+            port,
+            lines: rx,
+        }
     }
 
     pub fn base(&self) -> String {
@@ -288,7 +307,10 @@ impl PyReceiver {
 
     /// The next stdout line as JSON, waiting at most `wait`.
     pub fn next_json(&self, wait: std::time::Duration) -> Option<Value> {
-        self.lines.recv_timeout(wait).ok().map(|l| serde_json::from_str(&l).expect("receiver JSON line"))
+        self.lines
+            .recv_timeout(wait)
+            .ok()
+            .map(|l| serde_json::from_str(&l).expect("receiver JSON line"))
     }
 }
 

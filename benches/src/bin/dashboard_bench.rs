@@ -260,12 +260,27 @@ fn numeric_sum(col: &dyn Array) -> f64 {
         it.flatten().sum()
     }
     match col.data_type() {
-        DataType::Int64 => sum(col.as_primitive::<Int64Type>().iter().map(|v| v.map(|v| v as f64))),
-        DataType::Int32 => sum(col.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from))),
-        DataType::UInt64 => sum(col.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| v as f64))),
-        DataType::UInt32 => sum(col.as_primitive::<UInt32Type>().iter().map(|v| v.map(f64::from))),
+        DataType::Int64 => sum(col
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|v| v as f64))),
+        DataType::Int32 => sum(col
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map(f64::from))),
+        DataType::UInt64 => sum(col
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| v.map(|v| v as f64))),
+        DataType::UInt32 => sum(col
+            .as_primitive::<UInt32Type>()
+            .iter()
+            .map(|v| v.map(f64::from))),
         DataType::Float64 => sum(col.as_primitive::<Float64Type>().iter()),
-        DataType::Float32 => sum(col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from))),
+        DataType::Float32 => sum(col
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(f64::from))),
         DataType::Decimal128(_, scale) => {
             let factor = 10f64.powi(i32::from(*scale));
             sum(col
@@ -416,7 +431,10 @@ async fn flush(store: &Store) -> anyhow::Result<()> {
 
 /// `EXPLAIN ANALYZE` of `sql` on Beacon, as a table.
 async fn explain(loaded: &Loaded, sql: &str) -> anyhow::Result<String> {
-    let plan = loaded.engine.sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}")).await?;
+    let plan = loaded
+        .engine
+        .sql(&loaded.tenant, &format!("EXPLAIN ANALYZE {sql}"))
+        .await?;
     Ok(arrow::util::pretty::pretty_format_batches(&plan.batches)?.to_string())
 }
 
@@ -584,7 +602,10 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let names: Vec<&str> = queries.iter().map(|q| q.name).collect();
     let temp = tempfile::tempdir()?;
-    let root = args.work_dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let root = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_owned());
     let mut report = String::new();
     let mut peer_versions = String::new();
     let mut summaries = Vec::new();
@@ -596,7 +617,13 @@ async fn main() -> anyhow::Result<()> {
         }
         std::fs::create_dir_all(&dir)?;
         println!("== {} events: generating and ingesting", human(events));
-        let loaded = load(&dir.join("data"), events, args.reuse, args.target_partitions).await?;
+        let loaded = load(
+            &dir.join("data"),
+            events,
+            args.reuse,
+            args.target_partitions,
+        )
+        .await?;
         println!(
             "   {} files, {:.1} MB, load {:.1} s, compaction {:.1} s, rollups {:.1} s",
             loaded.files.len(),

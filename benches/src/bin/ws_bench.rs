@@ -70,7 +70,14 @@ struct Args {
 const SMALL_CHANNELS: usize = 100;
 /// Target deliveries per second of the steps.
 const LADDER: [f64; 8] = [
-    25_000.0, 50_000.0, 100_000.0, 200_000.0, 400_000.0, 800_000.0, 1_600_000.0, 3_200_000.0,
+    25_000.0,
+    50_000.0,
+    100_000.0,
+    200_000.0,
+    400_000.0,
+    800_000.0,
+    1_600_000.0,
+    3_200_000.0,
 ];
 
 /// A server under test.
@@ -175,11 +182,22 @@ fn read_line_with(child: &mut Child, prefix: &str) -> anyhow::Result<String> {
     Ok(found)
 }
 
-fn start_beacon(bin: &Path, data: &Path, channels: usize, env: &[(&str, &str)]) -> anyhow::Result<Peer> {
+fn start_beacon(
+    bin: &Path,
+    data: &Path,
+    channels: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Peer> {
     let mut keys = Vec::new();
     for i in 0..channels {
         let out = Command::new(bin)
-            .args(["tenants", "create", &format!("bench{i}"), "--json", "--data-dir"])
+            .args([
+                "tenants",
+                "create",
+                &format!("bench{i}"),
+                "--json",
+                "--data-dir",
+            ])
             .arg(data)
             .output()?;
         if !out.status.success() {
@@ -389,7 +407,11 @@ async fn run_step(
             let k = carried.floor() as usize;
             if k > 0 {
                 *carried -= k as f64;
-                let members = if hot { n } else { n / SMALL_CHANNELS + usize::from(c < n % SMALL_CHANNELS) };
+                let members = if hot {
+                    n
+                } else {
+                    n / SMALL_CHANNELS + usize::from(c < n % SMALL_CHANNELS)
+                };
                 published += (k * members) as u64;
                 sends.push(peer.publish(&http, c, hot, k, counter));
             }
@@ -410,7 +432,13 @@ async fn run_step(
     let client1 = cpu_split(std::process::id());
     let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let client = (client1.0 + client1.1) - (client0.0 + client0.1);
-    let per_million = |secs: f64| if received > 0 { secs / received as f64 * 1e6 } else { f64::NAN };
+    let per_million = |secs: f64| {
+        if received > 0 {
+            secs / received as f64 * 1e6
+        } else {
+            f64::NAN
+        }
+    };
     let mut lat = std::mem::take(&mut *recorder.latencies_us.lock());
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -457,7 +485,11 @@ async fn scenario(
     let mut last = None;
     #[allow(clippy::print_stdout)]
     {
-        println!("  {} {n} conns: {:.1} KiB per connection", peer.name, per_conn / 1024.0);
+        println!(
+            "  {} {n} conns: {:.1} KiB per connection",
+            peer.name,
+            per_conn / 1024.0
+        );
     }
     if steps == 0 {
         return Ok((None, Step::default(), per_conn));
@@ -498,11 +530,18 @@ async fn scenario(
 /// Ingest-to-push: HTTP ack of an order -> metrics update showing it.
 async fn ingest_to_push(bin: &Path, interval: &str) -> anyhow::Result<(f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let peer = start_beacon(bin, dir.path(), 1, &[("BEACON_REALTIME__METRICS_INTERVAL", interval)])?;
+    let peer = start_beacon(
+        bin,
+        dir.path(),
+        1,
+        &[("BEACON_REALTIME__METRICS_INTERVAL", interval)],
+    )?;
     let (write, read) = peer.keys[0].clone();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?key={read}", peer.ws)).await?;
-    ws.send(Message::text(json!({"type": "subscribe", "channel": "metrics"}).to_string()))
-        .await?;
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channel": "metrics"}).to_string(),
+    ))
+    .await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     tokio::spawn(async move {
         while let Some(Ok(m)) = ws.next().await {
@@ -517,7 +556,12 @@ async fn ingest_to_push(bin: &Path, interval: &str) -> anyhow::Result<(f64, f64,
     // Background load: 10k events/s in batches of 100.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (http, base, write, stop) = (reqwest::Client::new(), peer.http.clone(), write.clone(), Arc::clone(&stop));
+        let (http, base, write, stop) = (
+            reqwest::Client::new(),
+            peer.http.clone(),
+            write.clone(),
+            Arc::clone(&stop),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let mut k = 0u64;
@@ -529,7 +573,12 @@ async fn ingest_to_push(bin: &Path, interval: &str) -> anyhow::Result<(f64, f64,
                         json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("v{}", k % 5000), "messageId": format!("bg{k}")})
                     })
                     .collect();
-                let _ = http.post(format!("{base}/v1/batch")).bearer_auth(&write).json(&json!({"batch": batch})).send().await;
+                let _ = http
+                    .post(format!("{base}/v1/batch"))
+                    .bearer_auth(&write)
+                    .json(&json!({"batch": batch}))
+                    .send()
+                    .await;
             }
         })
     };
@@ -551,7 +600,8 @@ async fn ingest_to_push(bin: &Path, interval: &str) -> anyhow::Result<(f64, f64,
         }
         let deadline = acked + Duration::from_secs(5);
         while latest_seen < k {
-            let Ok(Some((orders, at))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
+            let Ok(Some((orders, at))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await
+            else {
                 bail!("no metrics update for order {k}");
             };
             if orders > latest_seen {
@@ -574,7 +624,10 @@ async fn ingest_to_push(bin: &Path, interval: &str) -> anyhow::Result<(f64, f64,
 fn raise_fd_limit() {
     // SAFETY: plain getrlimit/setrlimit syscalls on this process's own limits.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max.min(200_000);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -608,10 +661,24 @@ async fn main() -> anyhow::Result<()> {
             let dir = tempfile::tempdir()?;
             let channels = if hot { 1 } else { SMALL_CHANNELS };
             let beacon = start_beacon(&args.beacon, dir.path(), channels, &[])?;
-            let b = scenario(&beacon, n, hot, args.step_secs, args.steps.unwrap_or(LADDER.len())).await?;
+            let b = scenario(
+                &beacon,
+                n,
+                hot,
+                args.step_secs,
+                args.steps.unwrap_or(LADDER.len()),
+            )
+            .await?;
             drop(beacon);
             let node = start_node(&args.node, args.node_plain)?;
-            let nd = scenario(&node, n, hot, args.step_secs, args.steps.unwrap_or(LADDER.len())).await?;
+            let nd = scenario(
+                &node,
+                n,
+                hot,
+                args.step_secs,
+                args.steps.unwrap_or(LADDER.len()),
+            )
+            .await?;
             drop(node);
             rows.push((hot, n, b, nd));
         }
@@ -645,7 +712,14 @@ async fn main() -> anyhow::Result<()> {
             format!("{:.2} ({:.2})", b.cpu_per_million, b.sys_per_million),
             format!("{:.2}", b.client_per_million),
         ),
-        None => ("none passed".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        None => (
+            "none passed".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
     };
     let mut ratios = Vec::new();
     for (hot, n, b, nd) in &rows {
@@ -686,25 +760,40 @@ async fn main() -> anyhow::Result<()> {
         // Node's rate when both saturate the cores. Firm bound (no server
         // and no kernel cost at all): (client + Node's CPU) / client.
         let ceiling = nd.0.map(|ns| {
-            let kernel = b.0.map_or(ns.sys_per_million, |bs| bs.sys_per_million.min(ns.sys_per_million));
+            let kernel = b.0.map_or(ns.sys_per_million, |bs| {
+                bs.sys_per_million.min(ns.sys_per_million)
+            });
             let total = ns.client_per_million + ns.cpu_per_million;
-            (total / (ns.client_per_million + kernel), total / ns.client_per_million)
+            (
+                total / (ns.client_per_million + kernel),
+                total / ns.client_per_million,
+            )
         });
         ratios.push((*hot, *n, ratio, b.2 / nd.2, ceiling));
     }
     s.push_str("\nBeacon / Node ratios (targets: delivered msg/s >= 3x, memory per connection <= 0.5x). The CPU ceiling is what the shared machine allows at Node's best step, from the CPU per delivery measured there: the estimate is (load client + Node's CPU) / (load client + kernel CPU, the smaller of the two servers'), a server whose own code cost nothing; the firm bound is (load client + Node's CPU) / load client, a server costing nothing at all, kernel included. The load client's cost is Node's (with Beacon it is higher: larger messages and publish requests):\n\n");
     s.push_str("| scenario | connections | delivered msg/s ratio | CPU ceiling of the ratio on this machine: estimate (firm bound) | memory per connection ratio |\n|---|---:|---:|---:|---:|\n");
     for (hot, n, r, m, ceiling) in &ratios {
-        let ceiling = ceiling.map_or("n/a".to_owned(), |(estimate, bound)| format!("{estimate:.2} ({bound:.2})"));
+        let ceiling = ceiling.map_or("n/a".to_owned(), |(estimate, bound)| {
+            format!("{estimate:.2} ({bound:.2})")
+        });
         s.push_str(&format!(
             "| {} | {n} | {r} | {ceiling} | **{m:.2}** |\n",
-            if *hot { "one hot channel" } else { "100 small channels" }
+            if *hot {
+                "one hot channel"
+            } else {
+                "100 small channels"
+            }
         ));
     }
     s.push_str("\nIngest-to-push (HTTP ack of an order until the `metrics` update showing it arrives; 200 probes every 50 ms over 10k events/s of background ingest; target p99 < 50 ms):\n\n");
-    s.push_str("| `realtime.metrics_interval` | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|\n");
+    s.push_str(
+        "| `realtime.metrics_interval` | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|\n",
+    );
     for (interval, (p50, p99, max)) in &pushes {
-        s.push_str(&format!("| {interval} | {p50:.1} | {p99:.1} | {max:.1} |\n"));
+        s.push_str(&format!(
+            "| {interval} | {p50:.1} | {p99:.1} | {max:.1} |\n"
+        ));
     }
     println!("{s}");
     if !partial {

@@ -181,7 +181,8 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
                         .find(|cell| super::num(&cell["period"]) as u32 == n)
                         .cloned()
                         .unwrap_or_else(|| {
-                            let mut cell = json!({"period": n, "people": 0, "percentage": ratio(0.0, size)});
+                            let mut cell =
+                                json!({"period": n, "people": 0, "percentage": ratio(0.0, size)});
                             if r.revenue && !on_or_after {
                                 cell["revenue"] = json!("0.0000");
                             }
@@ -213,7 +214,8 @@ fn periods_until(start: chrono::NaiveDate, to: chrono::NaiveDate, unit: &str) ->
         "day" => days,
         "week" => days / 7,
         _ => {
-            i64::from(to.year() - start.year()) * 12 + i64::from(to.month()) - i64::from(start.month())
+            i64::from(to.year() - start.year()) * 12 + i64::from(to.month())
+                - i64::from(start.month())
         }
     };
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)

@@ -185,7 +185,10 @@ async fn answer(
     let own_currency = if by_currency {
         "TRUE".to_owned()
     } else {
-        format!("(currency IS NULL OR currency = {})", super::sql_string(&s.currency)?)
+        format!(
+            "(currency IS NULL OR currency = {})",
+            super::sql_string(&s.currency)?
+        )
     };
     let where_owned = format!("{any_currency} AND {own_currency}");
     let where_sql = where_owned.as_str();
@@ -235,7 +238,11 @@ async fn answer(
                 // Each row is one currency: nothing is mixed.
                 let sql = format!(
                     "{} ORDER BY gross DESC, value LIMIT {limit}",
-                    metrics_sql(&[("coalesce(currency, '(none)')", "value")], &any_currency, source)
+                    metrics_sql(
+                        &[("coalesce(currency, '(none)')", "value")],
+                        &any_currency,
+                        source
+                    )
                 );
                 s.rows(&sql).await?
             } else {

@@ -173,7 +173,8 @@ fn properties_and_filters_are_safe_sql() {
          (SELECT message_id FROM order_items WHERE (product_id IN ('sku-1')))))"
     );
     let f: Filter =
-        serde_json::from_value(json!({"property": "product", "op": "neq", "value": "sku-1"})).expect("f");
+        serde_json::from_value(json!({"property": "product", "op": "neq", "value": "sku-1"}))
+            .expect("f");
     assert_eq!(
         f.to_sql().expect("sql"),
         "((product_id IS NULL OR NOT (product_id IN ('sku-1'))) AND NOT (event = 'Order Completed' AND \

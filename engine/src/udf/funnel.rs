@@ -36,8 +36,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int32Builder, Int64Array,
-    ListBuilder, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int32Builder, Int64Array, ListBuilder,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -603,17 +603,32 @@ mod tests {
         // Group 0: step 1 only; group 1: steps 1 then 2 (arriving out of
         // order); group 2: step 1.
         acc.update_batch(
-            &batch(vec![3, 2, 1, 4], vec![false, true, true, true], vec![true, false, false, false]),
+            &batch(
+                vec![3, 2, 1, 4],
+                vec![false, true, true, true],
+                vec![true, false, false, false],
+            ),
             &[1, 0, 1, 2],
             None,
             3,
         )?;
         let first = acc.evaluate(EmitTo::First(2))?;
-        assert_eq!(first.as_primitive::<arrow::datatypes::Int32Type>(), &Int32Array::from(vec![1, 2]));
+        assert_eq!(
+            first.as_primitive::<arrow::datatypes::Int32Type>(),
+            &Int32Array::from(vec![1, 2])
+        );
         // Old group 2 is now group 0; a new group 1 appears.
-        acc.update_batch(&batch(vec![5, 6], vec![false, true], vec![true, false]), &[0, 1], None, 2)?;
+        acc.update_batch(
+            &batch(vec![5, 6], vec![false, true], vec![true, false]),
+            &[0, 1],
+            None,
+            2,
+        )?;
         let rest = acc.evaluate(EmitTo::All)?;
-        assert_eq!(rest.as_primitive::<arrow::datatypes::Int32Type>(), &Int32Array::from(vec![2, 1]));
+        assert_eq!(
+            rest.as_primitive::<arrow::datatypes::Int32Type>(),
+            &Int32Array::from(vec![2, 1])
+        );
         let empty = acc.evaluate(EmitTo::All)?;
         assert_eq!(empty.len(), 0);
         Ok(())
@@ -754,21 +769,34 @@ mod tests {
         };
         // (group, second, step matched: 0 none, 1..3)
         let input: Vec<(usize, i64, u8)> = vec![
-            (0, 0, 1), (1, 5, 2), (0, 10, 2), (2, 0, 1), (1, 6, 1), (0, 20, 3),
-            (2, 300, 2), (1, 7, 2), (3, 1, 0), (1, 50, 3), (2, 1, 0),
+            (0, 0, 1),
+            (1, 5, 2),
+            (0, 10, 2),
+            (2, 0, 1),
+            (1, 6, 1),
+            (0, 20, 3),
+            (2, 300, 2),
+            (1, 7, 2),
+            (3, 1, 0),
+            (1, 50, 3),
+            (2, 1, 0),
         ];
         let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from_iter_values(
             input.iter().map(|r| r.1 * S),
         ));
         let step = |k: u8| -> ArrayRef {
-            Arc::new(BooleanArray::from_iter(input.iter().map(|r| Some(r.2 == k))))
+            Arc::new(BooleanArray::from_iter(
+                input.iter().map(|r| Some(r.2 == k)),
+            ))
         };
         let window: ArrayRef = Arc::new(Int64Array::from(vec![0; input.len()]));
         let values = vec![Arc::clone(&window), window, ts, step(1), step(2), step(3)];
         let groups: Vec<usize> = input.iter().map(|r| r.0).collect();
 
         let mut partial = GroupedRows::new(spec);
-        partial.update_batch(&values, &groups, None, 4).expect("update");
+        partial
+            .update_batch(&values, &groups, None, 4)
+            .expect("update");
         let first_two = partial.state(EmitTo::First(2)).expect("state");
         let rest = partial.state(EmitTo::All).expect("state");
         let converted = partial.convert_to_state(&values, None).expect("convert");
@@ -783,7 +811,10 @@ mod tests {
                 let mut rows: Vec<FunnelRow> = input
                     .iter()
                     .filter(|r| r.0 == g && r.2 > 0)
-                    .map(|r| FunnelRow { ts: r.1 * S, mask: 1 << (r.2 - 1) })
+                    .map(|r| FunnelRow {
+                        ts: r.1 * S,
+                        mask: 1 << (r.2 - 1),
+                    })
                     .collect();
                 evaluate(&mut rows, 3, 100 * S, FunnelMode::Sequential).map(|t| t.len() as i32)
             })
@@ -791,7 +822,10 @@ mod tests {
         assert_eq!(want, vec![Some(3), Some(3), Some(1), Some(0)]);
         for acc in [&mut a, &mut b] {
             let got = acc.evaluate(EmitTo::All).expect("evaluate");
-            let got: Vec<Option<i32>> = got.as_primitive::<arrow::datatypes::Int32Type>().iter().collect();
+            let got: Vec<Option<i32>> = got
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .iter()
+                .collect();
             assert_eq!(got, want);
         }
     }

@@ -116,8 +116,14 @@ mod tests {
     #[tokio::test]
     async fn percentile_cont_when_partial_aggregation_is_skipped() {
         let mut config = SessionConfig::new().with_target_partitions(4);
-        config.options_mut().execution.skip_partial_aggregation_probe_rows_threshold = 1;
-        config.options_mut().execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_rows_threshold = 1;
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_ratio_threshold = 0.0;
         let ctx = context_with(SessionContext::new_with_config(config));
         // 1000 groups of 100 values, in batches over four partitions.
         let sql = "SELECT count(*) AS groups, count(*) FILTER (WHERE p = m) AS equal, \
@@ -128,7 +134,10 @@ mod tests {
                                FROM generate_series(1, 100000)) GROUP BY k)";
         let analyzed = run(&ctx, &format!("EXPLAIN ANALYZE {sql}")).await;
         assert!(analyzed.contains("mode=Partial"), "{analyzed}");
-        assert!(!analyzed.contains("skipped_aggregation_rows=0,"), "{analyzed}");
+        assert!(
+            !analyzed.contains("skipped_aggregation_rows=0,"),
+            "{analyzed}"
+        );
         // Group k holds k, k + 1000, ..., k + 99000 (k = 0: 1000 to 100000):
         // its 0.9 quantile is the value at rank 89.1 of 0..99, i.e.
         // first + 89100; summed: 1000 * 89100 + (1 + ... + 999) + 1000 (k = 0 starts at 1000).
@@ -170,7 +179,11 @@ mod tests {
             assert!(plan.contains("__arg"), "{plan}");
         }
         // Other aggregates keep the two-phase plan.
-        let plan = run(&one, "EXPLAIN SELECT user_id, count(*) FROM events GROUP BY user_id").await;
+        let plan = run(
+            &one,
+            "EXPLAIN SELECT user_id, count(*) FROM events GROUP BY user_id",
+        )
+        .await;
         assert!(plan.contains("mode=Partial"), "{plan}");
     }
 

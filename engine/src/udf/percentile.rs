@@ -75,7 +75,9 @@ impl AggregateUDFImpl for PercentileCont {
         &self,
         args: AccumulatorArgs<'_>,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(ValueOnly(inner().create_groups_accumulator(args)?)))
+        Ok(Box::new(ValueOnly(
+            inner().create_groups_accumulator(args)?,
+        )))
     }
 
     fn simplify(&self) -> Option<AggregateFunctionSimplification> {
@@ -128,7 +130,8 @@ impl GroupsAccumulator for ValueOnly {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        self.0.convert_to_state(&values[..values.len().min(1)], opt_filter)
+        self.0
+            .convert_to_state(&values[..values.len().min(1)], opt_filter)
     }
 
     fn size(&self) -> usize {

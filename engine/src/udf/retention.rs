@@ -393,9 +393,18 @@ impl RowsAggregate for RetentionAccumulator {
     fn state(&self, groups: &Groups<Row>) -> Result<Vec<ArrayRef>> {
         let all = || groups.all().iter();
         Ok(vec![
-            groups.lists(DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.ts)))),
-            groups.lists(DataType::UInt8, Arc::new(UInt8Array::from_iter_values(all().map(|r| r.kind)))),
-            groups.lists(DataType::Int64, Arc::new(Int64Array::from_iter_values(all().map(|r| r.amount)))),
+            groups.lists(
+                DataType::Int64,
+                Arc::new(Int64Array::from_iter_values(all().map(|r| r.ts))),
+            ),
+            groups.lists(
+                DataType::UInt8,
+                Arc::new(UInt8Array::from_iter_values(all().map(|r| r.kind))),
+            ),
+            groups.lists(
+                DataType::Int64,
+                Arc::new(Int64Array::from_iter_values(all().map(|r| r.amount))),
+            ),
         ])
     }
 

@@ -24,11 +24,11 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Date32Builder, Int32Builder, TimestampMicrosecondBuilder,
 };
 use arrow::compute::cast;
+use arrow::datatypes::FieldRef;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Weekday};
 use chrono_tz::Tz;
 use datafusion::common::{Result, ScalarValue, plan_err};
-use arrow::datatypes::FieldRef;
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -216,8 +216,16 @@ impl ScalarUDFImpl for BusinessTimeUdf {
                 return plan_err!("{UNIT_MESSAGE}");
             }
         }
-        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
-        Ok(Arc::new(arrow::datatypes::Field::new(self.name(), self.return_type(&types)?, true)))
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        Ok(Arc::new(arrow::datatypes::Field::new(
+            self.name(),
+            self.return_type(&types)?,
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

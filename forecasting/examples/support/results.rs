@@ -12,7 +12,10 @@ pub fn write_section(path: &Path, title: &str, body: &str) -> anyhow::Result<()>
     let text = match old.find(&header) {
         Some(start) => {
             let rest = &old[start + header.len()..];
-            let end = rest.find("\n## ").map(|e| start + header.len() + e + 1).unwrap_or(old.len());
+            let end = rest
+                .find("\n## ")
+                .map(|e| start + header.len() + e + 1)
+                .unwrap_or(old.len());
             format!("{}{}{}", &old[..start], section, &old[end..])
         }
         None => format!("{}\n\n{section}", old.trim_end()),

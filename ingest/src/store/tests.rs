@@ -283,13 +283,28 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
     };
     // May 2025 ended more than `compaction_cold_after` (3 days) before NOW
     // (2025-06-15); June has not.
-    for (ids, offset) in [(0..10, 40), (10..20, 41), (20..30, 30), (30..40, 0), (40..50, 1)] {
-        store.ingest(&tenant, events(ids, offset)).await.expect("ingest");
+    for (ids, offset) in [
+        (0..10, 40),
+        (10..20, 41),
+        (20..30, 30),
+        (30..40, 0),
+        (40..50, 1),
+    ] {
+        store
+            .ingest(&tenant, events(ids, offset))
+            .await
+            .expect("ingest");
     }
     flush(&store).await;
     assert_eq!(
         dates(&store),
-        ["2025-05-05", "2025-05-06", "2025-05-16", "2025-06-14", "2025-06-15"]
+        [
+            "2025-05-05",
+            "2025-05-06",
+            "2025-05-16",
+            "2025-06-14",
+            "2025-06-15"
+        ]
     );
     // The three May days become one month file; the two June days (fewer
     // than `compaction_min_files`) stay.
@@ -297,7 +312,11 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
     assert_eq!(dates(&store), ["2025-05", "2025-06-14", "2025-06-15"]);
     assert_eq!(ids_in(&store, &tenant).len(), 50);
     let snap = store.snapshot(&tenant);
-    let (path, month) = snap.files.iter().find(|(_, f)| f.date == "2025-05").expect("month");
+    let (path, month) = snap
+        .files
+        .iter()
+        .find(|(_, f)| f.date == "2025-05")
+        .expect("month");
     assert_eq!(month.rows, 30);
     assert!(path.to_string_lossy().contains("date=2025-05/"));
     let batches = storage::read_file(path, Some(&[columns::TIMESTAMP])).expect("read");
@@ -311,7 +330,10 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
         })
         .collect();
     assert!(ts.is_sorted(), "a month file is sorted by time");
-    assert_eq!((month.min_ts_us, month.max_ts_us), (ts[0], ts[ts.len() - 1]));
+    assert_eq!(
+        (month.min_ts_us, month.max_ts_us),
+        (ts[0], ts[ts.len() - 1])
+    );
     // A compacted month is left alone.
     assert_eq!(compact(&store).await, 0);
 
@@ -319,16 +341,28 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
     // rewrite the month...
     for (round, offset) in [(0, 42), (1, 43)] {
         let ids = 100 + round * 10..110 + round * 10;
-        store.ingest(&tenant, events(ids, offset)).await.expect("ingest");
+        store
+            .ingest(&tenant, events(ids, offset))
+            .await
+            .expect("ingest");
         flush(&store).await;
         assert_eq!(compact(&store).await, 0);
     }
     assert_eq!(
         dates(&store),
-        ["2025-05", "2025-05-03", "2025-05-04", "2025-06-14", "2025-06-15"]
+        [
+            "2025-05",
+            "2025-05-03",
+            "2025-05-04",
+            "2025-06-14",
+            "2025-06-15"
+        ]
     );
     // ... the third (`compaction_min_files`) merges them into it.
-    store.ingest(&tenant, events(120..130, 44)).await.expect("ingest");
+    store
+        .ingest(&tenant, events(120..130, 44))
+        .await
+        .expect("ingest");
     flush(&store).await;
     assert_eq!(compact(&store).await, 4);
     assert_eq!(dates(&store), ["2025-05", "2025-06-14", "2025-06-15"]);
@@ -357,7 +391,11 @@ async fn cold_months_merge_into_one_file_and_late_events_rejoin_it() {
     assert_eq!(left.len(), 10, "of May, only May 16 (m20..m29) is left");
     assert_eq!(ids_in(&store, &tenant).len(), 30);
     let snap = store.snapshot(&tenant);
-    let (_, month) = snap.files.iter().find(|(_, f)| f.date == "2025-05").expect("month");
+    let (_, month) = snap
+        .files
+        .iter()
+        .find(|(_, f)| f.date == "2025-05")
+        .expect("month");
     assert_eq!(month.rows, 10);
     assert!(month.min_ts_us >= NOW - 30 * 86_400_000_000 - 100);
     // The cut does not move within a day: nothing to do again.
@@ -373,7 +411,13 @@ fn month_keys() {
     assert_eq!(storage::month_of("2025-05"), "2025-05");
     assert!(storage::is_month("2025-05") && !storage::is_month("2025-05-06"));
     // 2025-06-01T00:00:00Z and 2026-01-01T00:00:00Z.
-    assert_eq!(storage::month_end_us("2025-05"), Some(1_748_736_000_000_000));
-    assert_eq!(storage::month_end_us("2025-12"), Some(1_767_225_600_000_000));
+    assert_eq!(
+        storage::month_end_us("2025-05"),
+        Some(1_748_736_000_000_000)
+    );
+    assert_eq!(
+        storage::month_end_us("2025-12"),
+        Some(1_767_225_600_000_000)
+    );
     assert_eq!(storage::month_end_us("garbage"), None);
 }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::notify::{NotifyError, Notifier, SendRequest};
+use crate::notify::{Notifier, NotifyError, SendRequest};
 use rule::{By, Compare, Condition, Direction, RuleSpec};
 use state::{Instance, Observation, State, Timing};
 use store::{AlertDb, Group, HistoryRow, Rule, Silence, StoredInstance};
@@ -61,7 +61,11 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        Self { tick: Duration::from_secs(1), max_rules: 500, max_groups: 1000 }
+        Self {
+            tick: Duration::from_secs(1),
+            max_rules: 500,
+            max_groups: 1000,
+        }
     }
 }
 
@@ -86,7 +90,13 @@ pub struct BandSeries {
 /// forecasting crate, over the same series as `/v1/anomalies`).
 pub trait BandSource: Send + Sync {
     /// The band series of `metric` by `interval` at `sensitivity`.
-    fn bands<'a>(&'a self, tenant: &'a str, metric: &'a str, interval: &'a str, sensitivity: &'a str) -> BoxFuture<'a, Result<BandSeries, String>>;
+    fn bands<'a>(
+        &'a self,
+        tenant: &'a str,
+        metric: &'a str,
+        interval: &'a str,
+        sensitivity: &'a str,
+    ) -> BoxFuture<'a, Result<BandSeries, String>>;
     /// Metrics it can band.
     fn metrics(&self) -> Vec<&'static str>;
 }
@@ -173,7 +183,11 @@ pub struct Simulation {
 
 impl Alerts {
     /// The engine on top of `notifier` (whose database holds the tables).
-    pub fn new(notifier: Notifier, bands: Option<Arc<dyn BandSource>>, config: AlertsConfig) -> Self {
+    pub fn new(
+        notifier: Notifier,
+        bands: Option<Arc<dyn BandSource>>,
+        config: AlertsConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 notifier,
@@ -212,15 +226,28 @@ impl Alerts {
         spec.validate_static()?;
         for u in &spec.notify.users {
             if self.inner.notifier.db().user(tenant, u)?.is_none() {
-                return Err(bad(format!("notify.users: unknown user {u:?}; create it first (PUT /v1/users/{{id}})")));
+                return Err(bad(format!(
+                    "notify.users: unknown user {u:?}; create it first (PUT /v1/users/{{id}})"
+                )));
             }
         }
         if let Condition::Anomaly { .. } = spec.condition {
             let metric = spec.query.metric.as_deref().unwrap_or_default();
-            let ok = self.inner.bands.as_ref().is_some_and(|b| b.metrics().contains(&metric));
+            let ok = self
+                .inner
+                .bands
+                .as_ref()
+                .is_some_and(|b| b.metrics().contains(&metric));
             if !ok {
-                let list = self.inner.bands.as_ref().map(|b| b.metrics().join(", ")).unwrap_or_default();
-                return Err(bad(format!("anomaly conditions work on the metrics {list}, not {metric:?}")));
+                let list = self
+                    .inner
+                    .bands
+                    .as_ref()
+                    .map(|b| b.metrics().join(", "))
+                    .unwrap_or_default();
+                return Err(bad(format!(
+                    "anomaly conditions work on the metrics {list}, not {metric:?}"
+                )));
             }
         }
         let sql = spec.sql();
@@ -232,10 +259,17 @@ impl Alerts {
         };
         let params = plan.await.map_err(|e| bad(format!("query.sql: {e}")))?;
         if params.len() > 2 {
-            return Err(bad("query.sql may use $1 (window start) and $2 (window end) only"));
+            return Err(bad(
+                "query.sql may use $1 (window start) and $2 (window end) only",
+            ));
         }
-        if matches!(spec.condition, Condition::Change { .. }) && spec.query.sql.is_some() && params.is_empty() {
-            return Err(bad("change conditions compare windows: the SQL must filter on $1 and $2 (window start and end)"));
+        if matches!(spec.condition, Condition::Change { .. })
+            && spec.query.sql.is_some()
+            && params.is_empty()
+        {
+            return Err(bad(
+                "change conditions compare windows: the SQL must filter on $1 and $2 (window start and end)",
+            ));
         }
         Ok(())
     }
@@ -244,22 +278,41 @@ impl Alerts {
     pub async fn create(&self, tenant: &str, spec: RuleSpec) -> Result<Rule, NotifyError> {
         self.validate(tenant, &spec).await?;
         if self.db().rules(Some(tenant))?.len() >= self.inner.config.max_rules {
-            return Err(bad(format!("a workspace has at most {} alert rules", self.inner.config.max_rules)));
+            return Err(bad(format!(
+                "a workspace has at most {} alert rules",
+                self.inner.config.max_rules
+            )));
         }
         let now = self.now();
-        let rule = Rule { id: crate::notify::new_id("rule"), spec, created_at_us: now, updated_at_us: now };
+        let rule = Rule {
+            id: crate::notify::new_id("rule"),
+            spec,
+            created_at_us: now,
+            updated_at_us: now,
+        };
         self.db().put_rule(tenant, &rule)?;
         Ok(rule)
     }
 
     /// Replaces a rule's definition (its instances keep their state).
-    pub async fn update(&self, tenant: &str, id: &str, spec: RuleSpec) -> Result<Rule, NotifyError> {
+    pub async fn update(
+        &self,
+        tenant: &str,
+        id: &str,
+        spec: RuleSpec,
+    ) -> Result<Rule, NotifyError> {
         self.validate(tenant, &spec).await?;
-        let mut rule = self.db().rule(tenant, id)?.ok_or_else(|| NotifyError::NotFound(format!("no alert rule {id:?}")))?;
+        let mut rule = self
+            .db()
+            .rule(tenant, id)?
+            .ok_or_else(|| NotifyError::NotFound(format!("no alert rule {id:?}")))?;
         rule.spec = spec;
         rule.updated_at_us = self.now();
         self.db().put_rule(tenant, &rule)?;
-        self.inner.next_due.lock().remove(&(tenant.to_owned(), id.to_owned()));
+        self.inner
+            .next_due
+            .lock()
+            .remove(&(tenant.to_owned(), id.to_owned()));
         Ok(rule)
     }
 
@@ -272,21 +325,37 @@ impl Alerts {
 
     /// One rule.
     pub fn rule(&self, tenant: &str, id: &str) -> Result<Rule, NotifyError> {
-        self.db().rule(tenant, id)?.ok_or_else(|| NotifyError::NotFound(format!("no alert rule {id:?}")))
+        self.db()
+            .rule(tenant, id)?
+            .ok_or_else(|| NotifyError::NotFound(format!("no alert rule {id:?}")))
     }
 
     /// Rules of a workspace.
     pub fn rules(&self, tenant: &str) -> Result<Vec<Rule>, NotifyError> {
-        Ok(self.db().rules(Some(tenant))?.into_iter().map(|(_, r)| r).collect())
+        Ok(self
+            .db()
+            .rules(Some(tenant))?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 
     /// Instances (of one rule).
-    pub fn instances(&self, tenant: &str, rule: Option<&str>) -> Result<Vec<StoredInstance>, NotifyError> {
+    pub fn instances(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+    ) -> Result<Vec<StoredInstance>, NotifyError> {
         self.db().instances(tenant, rule)
     }
 
     /// History, newest first.
-    pub fn history(&self, tenant: &str, rule: Option<&str>, limit: usize) -> Result<Vec<HistoryRow>, NotifyError> {
+    pub fn history(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, NotifyError> {
         self.db().history(tenant, rule, limit)
     }
 
@@ -326,24 +395,51 @@ impl Alerts {
 
     /// Runs a rule's query for the window ending at `at_us` and applies
     /// the condition.
-    pub async fn observe(&self, tenant: &str, spec: &RuleSpec, at_us: i64, bands: Option<&BandSeries>) -> Result<Vec<Sample>, String> {
+    pub async fn observe(
+        &self,
+        tenant: &str,
+        spec: &RuleSpec,
+        at_us: i64,
+        bands: Option<&BandSeries>,
+    ) -> Result<Vec<Sample>, String> {
         let window = us(spec.query.window);
-        if let Condition::Anomaly { direction, sensitivity, interval } = &spec.condition {
+        if let Condition::Anomaly {
+            direction,
+            sensitivity,
+            interval,
+        } = &spec.condition
+        {
             let owned;
             let series = match bands {
                 Some(b) => b,
                 None => {
-                    let source = self.inner.bands.as_ref().ok_or("anomaly bands are not available")?;
-                    owned = source.bands(tenant, spec.query.metric.as_deref().unwrap_or_default(), interval, sensitivity).await?;
+                    let source = self
+                        .inner
+                        .bands
+                        .as_ref()
+                        .ok_or("anomaly bands are not available")?;
+                    owned = source
+                        .bands(
+                            tenant,
+                            spec.query.metric.as_deref().unwrap_or_default(),
+                            interval,
+                            sensitivity,
+                        )
+                        .await?;
                     &owned
                 }
             };
             // The last complete period at `at_us` that has a band.
-            let i = (0..series.starts_us.len())
-                .rev()
-                .find(|&i| series.starts_us[i] + series.step_us <= at_us && series.lower[i].is_finite());
+            let i = (0..series.starts_us.len()).rev().find(|&i| {
+                series.starts_us[i] + series.step_us <= at_us && series.lower[i].is_finite()
+            });
             let Some(i) = i else {
-                return Ok(vec![Sample { key: String::new(), labels: BTreeMap::new(), value: None, observation: Observation::NoData }]);
+                return Ok(vec![Sample {
+                    key: String::new(),
+                    labels: BTreeMap::new(),
+                    value: None,
+                    observation: Observation::NoData,
+                }]);
             };
             let v = series.values[i];
             let (lo, hi) = (series.lower[i], series.upper[i]);
@@ -356,7 +452,12 @@ impl Alerts {
             labels.insert("period".into(), crate::notify::rfc3339(series.starts_us[i]));
             labels.insert("expected".into(), format!("{:.2}", series.expected[i]));
             labels.insert("band".into(), format!("{lo:.2}..{hi:.2}"));
-            return Ok(vec![Sample { key: String::new(), labels, value: Some(v), observation: Observation::Condition(outside) }]);
+            return Ok(vec![Sample {
+                key: String::new(),
+                labels,
+                value: Some(v),
+                observation: Observation::Condition(outside),
+            }]);
         }
         let (labelled, current) = self.run_query(tenant, spec, at_us - window, at_us).await?;
         let previous = match &spec.condition {
@@ -365,7 +466,11 @@ impl Alerts {
                     Compare::PreviousPeriod => window,
                     Compare::LastWeek => 7 * 86_400_000_000,
                 };
-                Some(self.run_query(tenant, spec, at_us - window - shift, at_us - shift).await?.1)
+                Some(
+                    self.run_query(tenant, spec, at_us - window - shift, at_us - shift)
+                        .await?
+                        .1,
+                )
             }
             _ => None,
         };
@@ -376,27 +481,50 @@ impl Alerts {
                 Condition::NoData => Observation::Condition(true),
                 _ => Observation::NoData,
             };
-            out.push(Sample { key: String::new(), labels: BTreeMap::new(), value: None, observation });
+            out.push(Sample {
+                key: String::new(),
+                labels: BTreeMap::new(),
+                value: None,
+                observation,
+            });
             return Ok(out);
         }
-        let prev: HashMap<&str, Option<f64>> = previous.iter().flatten().map(|(k, _, v, _)| (k.as_str(), *v)).collect();
+        let prev: HashMap<&str, Option<f64>> = previous
+            .iter()
+            .flatten()
+            .map(|(k, _, v, _)| (k.as_str(), *v))
+            .collect();
         for (key, labels, value, count) in &current {
             let empty = value.is_none() || *count == Some(0);
             let observation = match (&spec.condition, value) {
                 (Condition::NoData, _) => Observation::Condition(empty),
                 (_, None) => Observation::NoData,
-                (Condition::Threshold { op, value: t }, Some(v)) => Observation::Condition(op.holds(*v, *t)),
-                (Condition::Change { op, value: t, by, .. }, Some(v)) => match prev.get(key.as_str()).copied().flatten() {
+                (Condition::Threshold { op, value: t }, Some(v)) => {
+                    Observation::Condition(op.holds(*v, *t))
+                }
+                (
+                    Condition::Change {
+                        op, value: t, by, ..
+                    },
+                    Some(v),
+                ) => match prev.get(key.as_str()).copied().flatten() {
                     None => Observation::Condition(false),
                     Some(p) => match by {
                         By::Absolute => Observation::Condition(op.holds(v - p, *t)),
                         By::Percent if p == 0.0 => Observation::Condition(false),
-                        By::Percent => Observation::Condition(op.holds((v - p) / p.abs() * 100.0, *t)),
+                        By::Percent => {
+                            Observation::Condition(op.holds((v - p) / p.abs() * 100.0, *t))
+                        }
                     },
                 },
                 (Condition::Anomaly { .. }, Some(_)) => Observation::Condition(false),
             };
-            out.push(Sample { key: key.clone(), labels: labels.clone(), value: *value, observation });
+            out.push(Sample {
+                key: key.clone(),
+                labels: labels.clone(),
+                value: *value,
+                observation,
+            });
         }
         Ok(out)
     }
@@ -404,7 +532,13 @@ impl Alerts {
     /// Runs the rule's SQL for `[start, end)`: whether the result has
     /// label columns (a grouped rule, even with no rows), and per row
     /// (key, labels, value, count).
-    async fn run_query(&self, tenant: &str, spec: &RuleSpec, start: i64, end: i64) -> Result<(bool, Vec<Row>), String> {
+    async fn run_query(
+        &self,
+        tenant: &str,
+        spec: &RuleSpec,
+        start: i64,
+        end: i64,
+    ) -> Result<(bool, Vec<Row>), String> {
         let sql = spec.sql();
         let engine = self.engine();
         let run = async {
@@ -414,7 +548,9 @@ impl Alerts {
             if n > 0 {
                 let ts = |v: i64| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
                 let params: Vec<ScalarValue> = [ts(start), ts(end)].into_iter().take(n).collect();
-                df = df.with_param_values(params).map_err(beacon_engine::Error::from)?;
+                df = df
+                    .with_param_values(params)
+                    .map_err(beacon_engine::Error::from)?;
             }
             let (schema, mut stream) = engine.start(df).await?;
             let mut batches = Vec::new();
@@ -433,27 +569,47 @@ impl Alerts {
         let metric = spec.query.metric.is_some();
         let labelled = {
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let value_col = names.iter().position(|n| *n == "value").unwrap_or(names.len().saturating_sub(1));
+            let value_col = names
+                .iter()
+                .position(|n| *n == "value")
+                .unwrap_or(names.len().saturating_sub(1));
             (0..names.len()).any(|i| i != value_col && !(metric && names[i] == "n"))
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > self.inner.config.max_groups {
-            return Err(format!("the query returned more than {} groups", self.inner.config.max_groups));
+            return Err(format!(
+                "the query returned more than {} groups",
+                self.inner.config.max_groups
+            ));
         }
         let mut out = Vec::with_capacity(rows);
         for batch in &batches {
             let schema = batch.schema();
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let value_col = names.iter().position(|n| *n == "value").unwrap_or(names.len().saturating_sub(1));
+            let value_col = names
+                .iter()
+                .position(|n| *n == "value")
+                .unwrap_or(names.len().saturating_sub(1));
             let values = arrow::compute::cast(batch.column(value_col), &DataType::Float64)
-                .map_err(|e| format!("the value column {:?} is not a number: {e}", names[value_col]))?;
+                .map_err(|e| {
+                    format!(
+                        "the value column {:?} is not a number: {e}",
+                        names[value_col]
+                    )
+                })?;
             let values = values.as_primitive::<Float64Type>();
-            let count_col = if metric { names.iter().position(|n| *n == "n") } else { None };
+            let count_col = if metric {
+                names.iter().position(|n| *n == "n")
+            } else {
+                None
+            };
             let counts = count_col
                 .map(|i| arrow::compute::cast(batch.column(i), &DataType::Int64))
                 .transpose()
                 .map_err(|e| e.to_string())?;
-            let label_cols: Vec<usize> = (0..names.len()).filter(|i| *i != value_col && Some(*i) != count_col).collect();
+            let label_cols: Vec<usize> = (0..names.len())
+                .filter(|i| *i != value_col && Some(*i) != count_col)
+                .collect();
             let texts: Vec<_> = label_cols
                 .iter()
                 .map(|&i| arrow::compute::cast(batch.column(i), &DataType::Utf8))
@@ -463,12 +619,25 @@ impl Alerts {
                 let mut labels = BTreeMap::new();
                 for (j, &i) in label_cols.iter().enumerate() {
                     let col = texts[j].as_string::<i32>();
-                    let v = if col.is_null(r) { "".to_owned() } else { col.value(r).to_owned() };
+                    let v = if col.is_null(r) {
+                        "".to_owned()
+                    } else {
+                        col.value(r).to_owned()
+                    };
                     labels.insert(names[i].to_owned(), v);
                 }
-                let key = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-                let value = (!values.is_null(r)).then(|| values.value(r)).filter(|v| v.is_finite());
-                let count = counts.as_ref().map(|c| c.as_primitive::<arrow::datatypes::Int64Type>()).map(|c| if c.is_null(r) { 0 } else { c.value(r) });
+                let key = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let value = (!values.is_null(r))
+                    .then(|| values.value(r))
+                    .filter(|v| v.is_finite());
+                let count = counts
+                    .as_ref()
+                    .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>())
+                    .map(|c| if c.is_null(r) { 0 } else { c.value(r) });
                 out.push((key, labels, value, count));
             }
         }
@@ -501,8 +670,12 @@ impl Alerts {
         let samples = self.observe(tenant, &rule.spec, now, None).await;
         metrics::counter!(EVALUATIONS_METRIC, "outcome" => if samples.is_ok() { "ok" } else { "error" }).increment(1);
         let timing = Self::timing(&rule.spec);
-        let existing: HashMap<String, StoredInstance> =
-            self.db().instances(tenant, Some(&rule.id))?.into_iter().map(|i| (i.key.clone(), i)).collect();
+        let existing: HashMap<String, StoredInstance> = self
+            .db()
+            .instances(tenant, Some(&rule.id))?
+            .into_iter()
+            .map(|i| (i.key.clone(), i))
+            .collect();
         let silences: Vec<Silence> = self.db().silences(tenant)?;
         let mut group = self.db().group(tenant, &rule.id)?;
         // Observations per key: the query's rows; groups that vanished are
@@ -513,10 +686,20 @@ impl Alerts {
             Err(e) => {
                 let keys: Vec<&StoredInstance> = existing.values().collect();
                 if keys.is_empty() {
-                    vec![Sample { key: String::new(), labels: BTreeMap::new(), value: None, observation: Observation::Error(e.clone()) }]
+                    vec![Sample {
+                        key: String::new(),
+                        labels: BTreeMap::new(),
+                        value: None,
+                        observation: Observation::Error(e.clone()),
+                    }]
                 } else {
                     keys.iter()
-                        .map(|i| Sample { key: i.key.clone(), labels: i.labels.clone(), value: i.value, observation: Observation::Error(e.clone()) })
+                        .map(|i| Sample {
+                            key: i.key.clone(),
+                            labels: i.labels.clone(),
+                            value: i.value,
+                            observation: Observation::Error(e.clone()),
+                        })
                         .collect()
                 }
             }
@@ -526,7 +709,12 @@ impl Alerts {
             for i in existing.values() {
                 if !seen.contains(&i.key) {
                     let gone = matches!(rule.spec.condition, Condition::NoData);
-                    obs.push(Sample { key: i.key.clone(), labels: i.labels.clone(), value: None, observation: Observation::Condition(gone) });
+                    obs.push(Sample {
+                        key: i.key.clone(),
+                        labels: i.labels.clone(),
+                        value: None,
+                        observation: Observation::Condition(gone),
+                    });
                 }
             }
         }
@@ -535,18 +723,27 @@ impl Alerts {
         let mut history = Vec::new();
         let mut silenced_keys = HashSet::new();
         for s in obs {
-            let mut stored = existing.get(&s.key).cloned().unwrap_or_else(|| StoredInstance {
-                rule_id: rule.id.clone(),
-                key: s.key.clone(),
-                labels: s.labels.clone(),
-                value: None,
-                instance: Instance::new(now),
-                last_eval_us: now,
-            });
+            let mut stored = existing
+                .get(&s.key)
+                .cloned()
+                .unwrap_or_else(|| StoredInstance {
+                    rule_id: rule.id.clone(),
+                    key: s.key.clone(),
+                    labels: s.labels.clone(),
+                    value: None,
+                    instance: Instance::new(now),
+                    last_eval_us: now,
+                });
             if !s.labels.is_empty() {
                 stored.labels = s.labels.clone();
             }
-            stored.value = s.value.or(if matches!(s.observation, Observation::Error(_)) { stored.value } else { None });
+            stored.value = s
+                .value
+                .or(if matches!(s.observation, Observation::Error(_)) {
+                    stored.value
+                } else {
+                    None
+                });
             stored.last_eval_us = now;
             let all = Self::all_labels(rule, &stored.labels);
             let silenced = silences.iter().any(|x| x.matches(&rule.id, &all, now));
@@ -587,7 +784,8 @@ impl Alerts {
                 && stored.instance.flips.is_empty();
             // A group that is fine and was never bad is not stored.
             let known = existing.contains_key(&s.key);
-            let forget = idle && transition.is_none() && (!s.key.is_empty() || (s.value.is_none() && known));
+            let forget =
+                idle && transition.is_none() && (!s.key.is_empty() || (s.value.is_none() && known));
             if !forget {
                 keep.push(stored);
             } else if known {
@@ -596,7 +794,8 @@ impl Alerts {
         }
         self.flush(tenant, rule, &mut keep, &silenced_keys, &mut group, now)?;
         let changed = !history.is_empty();
-        self.db().commit_evaluation(tenant, &rule.id, &keep, &drop, &history, group)?;
+        self.db()
+            .commit_evaluation(tenant, &rule.id, &keep, &drop, &history, group)?;
         if changed {
             self.inner.dirty.lock().insert(tenant.to_owned());
         }
@@ -604,38 +803,71 @@ impl Alerts {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn publish_transition(&self, tenant: &str, rule: &Rule, i: &StoredInstance, from: State, to: State, silenced: bool, now: i64) {
+    fn publish_transition(
+        &self,
+        tenant: &str,
+        rule: &Rule,
+        i: &StoredInstance,
+        from: State,
+        to: State,
+        silenced: bool,
+        now: i64,
+    ) {
         let payload = json!({
             "rule_id": rule.id, "rule": rule.spec.name, "severity": rule.spec.severity,
             "key": i.key, "labels": i.labels, "from": from, "to": to, "value": i.value,
             "at": crate::notify::rfc3339(now), "silenced": silenced, "flapping": i.instance.flapping,
         });
-        let _ = self.inner.notifier.hub().publish(tenant, crate::live::channels::ALERTS, "alert", &payload, Some(to.as_str().to_owned()));
+        let _ = self.inner.notifier.hub().publish(
+            tenant,
+            crate::live::channels::ALERTS,
+            "alert",
+            &payload,
+            Some(to.as_str().to_owned()),
+        );
     }
 
     /// Sends the rule's group if due (see the module docs).
-    fn flush(&self, tenant: &str, rule: &Rule, instances: &mut [StoredInstance], silenced: &HashSet<String>, group: &mut Group, now: i64) -> Result<(), NotifyError> {
+    fn flush(
+        &self,
+        tenant: &str,
+        rule: &Rule,
+        instances: &mut [StoredInstance],
+        silenced: &HashSet<String>,
+        group: &mut Group,
+        now: i64,
+    ) -> Result<(), NotifyError> {
         let n = &rule.spec.notify;
         let muted = |i: &StoredInstance| silenced.contains(&i.key) || i.instance.flapping;
-        let firing: Vec<usize> = (0..instances.len()).filter(|&k| instances[k].instance.state.alerting() && !muted(&instances[k])).collect();
+        let firing: Vec<usize> = (0..instances.len())
+            .filter(|&k| instances[k].instance.state.alerting() && !muted(&instances[k]))
+            .collect();
         let resolved: Vec<usize> = (0..instances.len())
             .filter(|&k| {
                 let i = &instances[k];
-                !i.instance.state.alerting() && i.instance.notified.is_some_and(State::alerting) && !muted(i)
+                !i.instance.state.alerting()
+                    && i.instance.notified.is_some_and(State::alerting)
+                    && !muted(i)
             })
             .collect();
         // As in Alertmanager: a group that has nothing notified as alerting
         // is new and waits `group_wait`; an active group sends its changes
         // at most every `group_interval`.
-        let active = instances.iter().any(|i| i.instance.notified.is_some_and(State::alerting));
+        let active = instances
+            .iter()
+            .any(|i| i.instance.notified.is_some_and(State::alerting));
         let due_change = match group.pending_since_us {
             None => false,
-            Some(_) if active => group.last_sent_us.is_none_or(|l| l + us(n.group_interval) <= now),
+            Some(_) if active => group
+                .last_sent_us
+                .is_none_or(|l| l + us(n.group_interval) <= now),
             Some(p) => p + us(n.group_wait) <= now,
         };
         let due_repeat = group.pending_since_us.is_none()
             && !firing.is_empty()
-            && group.last_sent_us.is_some_and(|l| l + us(n.repeat_interval) <= now);
+            && group
+                .last_sent_us
+                .is_some_and(|l| l + us(n.repeat_interval) <= now);
         if !(due_change || due_repeat) {
             return Ok(());
         }
@@ -643,7 +875,11 @@ impl Alerts {
         if firing.is_empty() && resolved.is_empty() {
             return Ok(());
         }
-        let kind = if firing.is_empty() { "resolved" } else { "firing" };
+        let kind = if firing.is_empty() {
+            "resolved"
+        } else {
+            "firing"
+        };
         let title = if firing.is_empty() {
             format!("[RESOLVED] {}", rule.spec.name)
         } else {
@@ -653,14 +889,27 @@ impl Alerts {
             let what = if i.labels.is_empty() {
                 rule.spec.name.clone()
             } else {
-                i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+                i.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
-            let value = i.value.map_or_else(|| "no value".to_owned(), |v| format!("{v:.2}"));
+            let value = i
+                .value
+                .map_or_else(|| "no value".to_owned(), |v| format!("{v:.2}"));
             format!("{what}: {value} ({})", i.instance.state.as_str())
         };
         let mut lines: Vec<String> = firing.iter().map(|&k| describe(&instances[k])).collect();
         if !resolved.is_empty() {
-            lines.push(format!("Resolved: {}", resolved.iter().map(|&k| describe(&instances[k])).collect::<Vec<_>>().join("; ")));
+            lines.push(format!(
+                "Resolved: {}",
+                resolved
+                    .iter()
+                    .map(|&k| describe(&instances[k]))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
         let alerts: Vec<Value> = firing
             .iter()
@@ -674,20 +923,46 @@ impl Alerts {
         let recipients: Vec<String> = n
             .users
             .iter()
-            .filter(|u| self.inner.notifier.db().user(tenant, u).ok().flatten().is_some())
+            .filter(|u| {
+                self.inner
+                    .notifier
+                    .db()
+                    .user(tenant, u)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
             .cloned()
             .collect();
         let request = SendRequest {
             recipients: recipients.clone(),
             category: "alert".into(),
-            severity: Some(if firing.is_empty() { "info".into() } else { rule.spec.severity.clone() }),
+            severity: Some(if firing.is_empty() {
+                "info".into()
+            } else {
+                rule.spec.severity.clone()
+            }),
             title,
-            body: format!("{}{}", if rule.spec.description.is_empty() { String::new() } else { format!("{}\n", rule.spec.description) }, lines.join("\n")),
-            data: Some(json!({"kind": kind, "rule_id": rule.id, "rule": rule.spec.name, "severity": rule.spec.severity, "labels": rule.spec.labels, "alerts": alerts, "repeat": due_repeat && !due_change})),
+            body: format!(
+                "{}{}",
+                if rule.spec.description.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}\n", rule.spec.description)
+                },
+                lines.join("\n")
+            ),
+            data: Some(
+                json!({"kind": kind, "rule_id": rule.id, "rule": rule.spec.name, "severity": rule.spec.severity, "labels": rule.spec.labels, "alerts": alerts, "repeat": due_repeat && !due_change}),
+            ),
             channels: n.channels.clone(),
             idempotency_key: Some(format!("alert:{}:{}", rule.id, group.sent + 1)),
         };
-        if recipients.is_empty() && n.channels.as_ref().is_some_and(|c| !c.iter().any(|c| c == "webhook")) {
+        if recipients.is_empty()
+            && n.channels
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == "webhook"))
+        {
             tracing::debug!(rule = %rule.id, "Alert group has no recipients.");
         } else if let Err(e) = self.inner.notifier.send(tenant, request) {
             tracing::warn!(rule = %rule.id, error = %e, "Alert notification refused.");
@@ -703,7 +978,14 @@ impl Alerts {
 
     /// Runs `spec` over past data (`from..to`, at the rule's interval or
     /// `step`) without saving anything: when it would have fired.
-    pub async fn simulate(&self, tenant: &str, spec: &RuleSpec, from_us: i64, to_us: i64, step: Option<Duration>) -> Result<Simulation, NotifyError> {
+    pub async fn simulate(
+        &self,
+        tenant: &str,
+        spec: &RuleSpec,
+        from_us: i64,
+        to_us: i64,
+        step: Option<Duration>,
+    ) -> Result<Simulation, NotifyError> {
         self.validate(tenant, spec).await?;
         if to_us <= from_us {
             return Err(bad("to must be after from"));
@@ -713,14 +995,25 @@ impl Alerts {
             (Some(s), _, _) | (None, Some(s), _) => {
                 let s = us(s).max(1_000_000);
                 if (to_us - from_us) / s > 5000 {
-                    return Err(bad("the simulation would run more than 5000 evaluations; shorten the range or give a longer step"));
+                    return Err(bad(
+                        "the simulation would run more than 5000 evaluations; shorten the range or give a longer step",
+                    ));
                 }
-                (0..).map(|k| from_us + k * s).take_while(|t| *t <= to_us).collect()
+                (0..)
+                    .map(|k| from_us + k * s)
+                    .take_while(|t| *t <= to_us)
+                    .collect()
             }
             (None, None, Some(cron)) => {
-                let cron: croner::Cron = cron.parse().map_err(|e| bad(format!("schedule.cron: {e}")))?;
+                let cron: croner::Cron = cron
+                    .parse()
+                    .map_err(|e| bad(format!("schedule.cron: {e}")))?;
                 let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
-                let mut t = tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_micros(from_us).unwrap_or_default().naive_utc());
+                let mut t = tz.from_utc_datetime(
+                    &DateTime::<Utc>::from_timestamp_micros(from_us)
+                        .unwrap_or_default()
+                        .naive_utc(),
+                );
                 let mut out = Vec::new();
                 while let Ok(next) = cron.find_next_occurrence(&t, true) {
                     let u = next.timestamp_micros();
@@ -729,7 +1022,9 @@ impl Alerts {
                     }
                     out.push(u);
                     if out.len() > 5000 {
-                        return Err(bad("the simulation would run more than 5000 evaluations; shorten the range"));
+                        return Err(bad(
+                            "the simulation would run more than 5000 evaluations; shorten the range",
+                        ));
                     }
                     t = next + chrono::Duration::seconds(1);
                 }
@@ -738,15 +1033,38 @@ impl Alerts {
             (None, None, None) => {
                 let s = 60_000_000;
                 if (to_us - from_us) / s > 5000 {
-                    return Err(bad("on_ingest rules are simulated every minute: at most 5000 minutes; shorten the range or give a step"));
+                    return Err(bad(
+                        "on_ingest rules are simulated every minute: at most 5000 minutes; shorten the range or give a step",
+                    ));
                 }
-                (0..).map(|k| from_us + k * s).take_while(|t| *t <= to_us).collect()
+                (0..)
+                    .map(|k| from_us + k * s)
+                    .take_while(|t| *t <= to_us)
+                    .collect()
             }
         };
         let bands = match &spec.condition {
-            Condition::Anomaly { sensitivity, interval, .. } => {
-                let source = self.inner.bands.as_ref().ok_or_else(|| bad("anomaly bands are not available"))?;
-                Some(source.bands(tenant, spec.query.metric.as_deref().unwrap_or_default(), interval, sensitivity).await.map_err(bad)?)
+            Condition::Anomaly {
+                sensitivity,
+                interval,
+                ..
+            } => {
+                let source = self
+                    .inner
+                    .bands
+                    .as_ref()
+                    .ok_or_else(|| bad("anomaly bands are not available"))?;
+                Some(
+                    source
+                        .bands(
+                            tenant,
+                            spec.query.metric.as_deref().unwrap_or_default(),
+                            interval,
+                            sensitivity,
+                        )
+                        .await
+                        .map_err(bad)?,
+                )
             }
             _ => None,
         };
@@ -756,17 +1074,32 @@ impl Alerts {
         for &t in &times {
             let obs = match self.observe(tenant, spec, t, bands.as_ref()).await {
                 Ok(s) => s,
-                Err(e) => vec![Sample { key: String::new(), labels: BTreeMap::new(), value: None, observation: Observation::Error(e) }],
+                Err(e) => vec![Sample {
+                    key: String::new(),
+                    labels: BTreeMap::new(),
+                    value: None,
+                    observation: Observation::Error(e),
+                }],
             };
             let seen: HashSet<String> = obs.iter().map(|s| s.key.clone()).collect();
             let mut all = obs;
             for (k, (_, labels)) in &instances {
                 if !seen.contains(k) {
-                    all.push(Sample { key: k.clone(), labels: labels.clone(), value: None, observation: Observation::Condition(matches!(spec.condition, Condition::NoData)) });
+                    all.push(Sample {
+                        key: k.clone(),
+                        labels: labels.clone(),
+                        value: None,
+                        observation: Observation::Condition(matches!(
+                            spec.condition,
+                            Condition::NoData
+                        )),
+                    });
                 }
             }
             for s in all {
-                let entry = instances.entry(s.key.clone()).or_insert_with(|| (Instance::new(t), s.labels.clone()));
+                let entry = instances
+                    .entry(s.key.clone())
+                    .or_insert_with(|| (Instance::new(t), s.labels.clone()));
                 if let Some((from, to)) = state::step(&mut entry.0, &s.observation, t, &timing) {
                     transitions.push(SimulatedTransition {
                         at: crate::notify::rfc3339(t),
@@ -780,7 +1113,10 @@ impl Alerts {
                 }
             }
         }
-        let firing: Vec<&SimulatedTransition> = transitions.iter().filter(|t| t.to == State::Firing && t.notify).collect();
+        let firing: Vec<&SimulatedTransition> = transitions
+            .iter()
+            .filter(|t| t.to == State::Firing && t.notify)
+            .collect();
         Ok(Simulation {
             evaluations: times.len(),
             firing: firing.len(),
@@ -795,9 +1131,23 @@ impl Alerts {
         if let Some(every) = spec.schedule.every {
             return now + us(every);
         }
-        if let Some(cron) = spec.schedule.cron.as_deref().and_then(|c| c.parse::<croner::Cron>().ok()) {
-            let tz: chrono_tz::Tz = self.inner.notifier.timezone(tenant).parse().unwrap_or(chrono_tz::UTC);
-            let t = tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_micros(now).unwrap_or_default().naive_utc());
+        if let Some(cron) = spec
+            .schedule
+            .cron
+            .as_deref()
+            .and_then(|c| c.parse::<croner::Cron>().ok())
+        {
+            let tz: chrono_tz::Tz = self
+                .inner
+                .notifier
+                .timezone(tenant)
+                .parse()
+                .unwrap_or(chrono_tz::UTC);
+            let t = tz.from_utc_datetime(
+                &DateTime::<Utc>::from_timestamp_micros(now)
+                    .unwrap_or_default()
+                    .naive_utc(),
+            );
             if let Ok(next) = cron.find_next_occurrence(&t, false) {
                 return next.timestamp_micros();
             }
@@ -824,11 +1174,19 @@ impl Alerts {
             let due = {
                 let mut next = self.inner.next_due.lock();
                 let at = *next.entry(key.clone()).or_insert(now);
-                let due = if rule.spec.schedule.on_ingest { ingested.contains(&tenant) || at <= now } else { at <= now };
+                let due = if rule.spec.schedule.on_ingest {
+                    ingested.contains(&tenant) || at <= now
+                } else {
+                    at <= now
+                };
                 if due {
                     // on_ingest rules also run every 10 minutes, so `for`
                     // and keep_firing_for advance without new data.
-                    let next_at = if rule.spec.schedule.on_ingest { now + 600_000_000 } else { self.next_after(&tenant, &rule.spec, now) };
+                    let next_at = if rule.spec.schedule.on_ingest {
+                        now + 600_000_000
+                    } else {
+                        self.next_after(&tenant, &rule.spec, now)
+                    };
                     next.insert(key, next_at);
                 }
                 due
@@ -866,16 +1224,34 @@ impl Alerts {
 
     fn publish_table(&self, tenant: &str) {
         let engine = self.engine();
-        match self.db().history(tenant, None, 50_000).map(|h| tables::history_batch(&h)) {
+        match self
+            .db()
+            .history(tenant, None, 50_000)
+            .map(|h| tables::history_batch(&h))
+        {
             Ok(Ok(b)) => {
-                let _ = engine.publish_table(tenant, tables::HISTORY, tables::history_schema(), vec![b]);
+                let _ = engine.publish_table(
+                    tenant,
+                    tables::HISTORY,
+                    tables::history_schema(),
+                    vec![b],
+                );
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "Building alert_history failed."),
             Err(e) => tracing::warn!(error = %e, "Reading alert history failed."),
         }
-        match self.db().instances(tenant, None).map(|i| tables::instances_batch(&i)) {
+        match self
+            .db()
+            .instances(tenant, None)
+            .map(|i| tables::instances_batch(&i))
+        {
             Ok(Ok(b)) => {
-                let _ = engine.publish_table(tenant, tables::INSTANCES, tables::instances_schema(), vec![b]);
+                let _ = engine.publish_table(
+                    tenant,
+                    tables::INSTANCES,
+                    tables::instances_schema(),
+                    vec![b],
+                );
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "Building alert_instances failed."),
             Err(e) => tracing::warn!(error = %e, "Reading alert instances failed."),
@@ -884,9 +1260,23 @@ impl Alerts {
 
     fn publish_all_tables(&self) {
         let engine = self.engine();
-        let _ = engine.publish_table(beacon_engine::ALL_TENANTS, tables::HISTORY, tables::history_schema(), Vec::new());
-        let _ = engine.publish_table(beacon_engine::ALL_TENANTS, tables::INSTANCES, tables::instances_schema(), Vec::new());
-        let tenants: HashSet<String> = self.db().rules(None).map(|r| r.into_iter().map(|(t, _)| t).collect()).unwrap_or_default();
+        let _ = engine.publish_table(
+            beacon_engine::ALL_TENANTS,
+            tables::HISTORY,
+            tables::history_schema(),
+            Vec::new(),
+        );
+        let _ = engine.publish_table(
+            beacon_engine::ALL_TENANTS,
+            tables::INSTANCES,
+            tables::instances_schema(),
+            Vec::new(),
+        );
+        let tenants: HashSet<String> = self
+            .db()
+            .rules(None)
+            .map(|r| r.into_iter().map(|(t, _)| t).collect())
+            .unwrap_or_default();
         for t in tenants {
             self.publish_table(&t);
         }
@@ -905,7 +1295,10 @@ impl Alerts {
 pub mod tables {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+    use arrow::array::{
+        ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder,
+        TimestampMicrosecondBuilder,
+    };
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
     use super::store::{HistoryRow, StoredInstance};
@@ -936,8 +1329,14 @@ pub mod tables {
 
     /// Rows of [`HISTORY`].
     pub fn history_batch(rows: &[HistoryRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
-        let (mut rule, mut key, mut labels, mut from, mut to, mut reason) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut rule, mut key, mut labels, mut from, mut to, mut reason) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut value = Float64Builder::new();
         let mut silenced = BooleanBuilder::new();
@@ -981,8 +1380,15 @@ pub mod tables {
     }
 
     /// Rows of [`INSTANCES`].
-    pub fn instances_batch(rows: &[StoredInstance]) -> Result<RecordBatch, arrow::error::ArrowError> {
-        let (mut rule, mut key, mut labels, mut state) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    pub fn instances_batch(
+        rows: &[StoredInstance],
+    ) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let (mut rule, mut key, mut labels, mut state) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut since = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut last = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut value = Float64Builder::new();

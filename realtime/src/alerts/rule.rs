@@ -18,10 +18,22 @@ use crate::notify::NotifyError;
 /// Each is computed over `[now - window, now)`.
 pub const METRICS: [(&str, &str, &str); 12] = [
     // Sales as the analytics API counts them: orders and completed bookings.
-    ("revenue", "event IN ('Order Completed', 'Booking Completed')", "coalesce(sum(revenue), 0)"),
+    (
+        "revenue",
+        "event IN ('Order Completed', 'Booking Completed')",
+        "coalesce(sum(revenue), 0)",
+    ),
     ("orders", "event = 'Order Completed'", "count(*)"),
-    ("aov", "event IN ('Order Completed', 'Booking Completed')", "avg(revenue)"),
-    ("refunds", "event = 'Order Refunded'", "coalesce(sum(revenue), 0)"),
+    (
+        "aov",
+        "event IN ('Order Completed', 'Booking Completed')",
+        "avg(revenue)",
+    ),
+    (
+        "refunds",
+        "event = 'Order Refunded'",
+        "coalesce(sum(revenue), 0)",
+    ),
     ("bookings", "event = 'Booking Created'", "count(*)"),
     ("cancellations", "event = 'Booking Cancelled'", "count(*)"),
     ("no_shows", "event = 'Booking No Show'", "count(*)"),
@@ -32,7 +44,11 @@ pub const METRICS: [(&str, &str, &str); 12] = [
     ),
     ("payment_failures", "event = 'Payment Failed'", "count(*)"),
     ("leads", "event = 'Lead Created'", "count(*)"),
-    ("visitors", "(type = 'page' OR event = 'Page Viewed')", "count(DISTINCT coalesce(user_id, anonymous_id))"),
+    (
+        "visitors",
+        "(type = 'page' OR event = 'Page Viewed')",
+        "count(DISTINCT coalesce(user_id, anonymous_id))",
+    ),
     ("events", "event = {event}", "count(*)"),
 ];
 
@@ -180,7 +196,11 @@ fn default_interval() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// A fixed interval.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub every: Option<Duration>,
     /// A cron expression in the workspace's time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,7 +213,11 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self { every: Some(Duration::from_secs(60)), cron: None, on_ingest: false }
+        Self {
+            every: Some(Duration::from_secs(60)),
+            cron: None,
+            on_ingest: false,
+        }
     }
 }
 
@@ -273,7 +297,10 @@ pub struct Flap {
 
 impl Default for Flap {
     fn default() -> Self {
-        Self { threshold: 4, window: Duration::from_secs(3600) }
+        Self {
+            threshold: 4,
+            window: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -343,11 +370,16 @@ impl RuleSpec {
             return Err(bad("name must be 1-200 bytes"));
         }
         if !crate::notify::SEVERITIES.contains(&self.severity.as_str()) {
-            return Err(bad(format!("severity must be one of {}", crate::notify::SEVERITIES.join(", "))));
+            return Err(bad(format!(
+                "severity must be one of {}",
+                crate::notify::SEVERITIES.join(", ")
+            )));
         }
         let q = &self.query;
         match (&q.metric, &q.sql) {
-            (Some(_), Some(_)) | (None, None) => return Err(bad("query needs exactly one of \"metric\" or \"sql\"")),
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(bad("query needs exactly one of \"metric\" or \"sql\""));
+            }
             (Some(m), None) => {
                 let Some((_, filter, _)) = METRICS.iter().find(|(n, _, _)| n == m) else {
                     return Err(bad(format!(
@@ -365,7 +397,9 @@ impl RuleSpec {
                 if let Some(g) = &q.group_by {
                     let ok = GROUP_COLUMNS.contains(&g.as_str())
                         || g.strip_prefix("properties.").is_some_and(|k| {
-                            !k.is_empty() && k.len() <= 100 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            !k.is_empty()
+                                && k.len() <= 100
+                                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                         });
                     if !ok {
                         return Err(bad(format!(
@@ -380,7 +414,9 @@ impl RuleSpec {
                     return Err(bad("query.sql must be 1-20000 bytes"));
                 }
                 if q.event.is_some() || q.group_by.is_some() {
-                    return Err(bad("query.event and query.group_by are for metric rules; group in the SQL instead"));
+                    return Err(bad(
+                        "query.event and query.group_by are for metric rules; group in the SQL instead",
+                    ));
                 }
             }
         }
@@ -388,12 +424,20 @@ impl RuleSpec {
             return Err(bad("query.window must be more than 0 and at most 400 days"));
         }
         match &self.condition {
-            Condition::Threshold { value, .. } | Condition::Change { value, .. } if !value.is_finite() => {
+            Condition::Threshold { value, .. } | Condition::Change { value, .. }
+                if !value.is_finite() =>
+            {
                 return Err(bad("condition.value must be a finite number"));
             }
-            Condition::Anomaly { sensitivity, interval, .. } => {
+            Condition::Anomaly {
+                sensitivity,
+                interval,
+                ..
+            } => {
                 if q.metric.is_none() {
-                    return Err(bad("anomaly conditions need a metric query (revenue, orders, bookings, cancellations or visitors)"));
+                    return Err(bad(
+                        "anomaly conditions need a metric query (revenue, orders, bookings, cancellations or visitors)",
+                    ));
                 }
                 if !["low", "medium", "high"].contains(&sensitivity.as_str()) {
                     return Err(bad("condition.sensitivity must be low, medium or high"));
@@ -408,9 +452,13 @@ impl RuleSpec {
             _ => {}
         }
         let s = &self.schedule;
-        let kinds = usize::from(s.every.is_some()) + usize::from(s.cron.is_some()) + usize::from(s.on_ingest);
+        let kinds = usize::from(s.every.is_some())
+            + usize::from(s.cron.is_some())
+            + usize::from(s.on_ingest);
         if kinds != 1 {
-            return Err(bad("schedule needs exactly one of \"every\", \"cron\" or \"on_ingest\": true"));
+            return Err(bad(
+                "schedule needs exactly one of \"every\", \"cron\" or \"on_ingest\": true",
+            ));
         }
         if let Some(every) = s.every
             && (every < Duration::from_secs(1) || every > 31 * DAY)
@@ -418,7 +466,8 @@ impl RuleSpec {
             return Err(bad("schedule.every must be between 1s and 31 days"));
         }
         if let Some(cron) = &s.cron {
-            cron.parse::<croner::Cron>().map_err(|e| bad(format!("schedule.cron {cron:?}: {e}")))?;
+            cron.parse::<croner::Cron>()
+                .map_err(|e| bad(format!("schedule.cron {cron:?}: {e}")))?;
         }
         if self.for_ > 30 * DAY || self.keep_firing_for > 30 * DAY {
             return Err(bad("for and keep_firing_for must be at most 30 days"));
@@ -435,21 +484,36 @@ impl RuleSpec {
         }
         let n = &self.notify;
         if n.group_wait > DAY || n.group_interval > DAY || n.repeat_interval > 30 * DAY {
-            return Err(bad("group_wait and group_interval must be at most 1 day, repeat_interval at most 30 days"));
+            return Err(bad(
+                "group_wait and group_interval must be at most 1 day, repeat_interval at most 30 days",
+            ));
         }
         if n.group_interval.is_zero() || n.repeat_interval < n.group_interval {
-            return Err(bad("group_interval must be > 0 and repeat_interval >= group_interval"));
+            return Err(bad(
+                "group_interval must be > 0 and repeat_interval >= group_interval",
+            ));
         }
         if self.flap.threshold < 2 || self.flap.window.is_zero() || self.flap.window > 7 * DAY {
-            return Err(bad("flap.threshold must be >= 2 and flap.window between 0 and 7 days"));
+            return Err(bad(
+                "flap.threshold must be >= 2 and flap.window between 0 and 7 days",
+            ));
         }
-        if self.labels.len() > 32 || self.labels.iter().any(|(k, v)| k.is_empty() || k.len() > 100 || v.len() > 500) {
-            return Err(bad("at most 32 labels; keys 1-100 bytes, values at most 500"));
+        if self.labels.len() > 32
+            || self
+                .labels
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 100 || v.len() > 500)
+        {
+            return Err(bad(
+                "at most 32 labels; keys 1-100 bytes, values at most 500",
+            ));
         }
         if let Some(ch) = &n.channels {
             for c in ch {
                 if crate::notify::Channel::parse(c).is_none() {
-                    return Err(bad(format!("unknown channel {c:?}; use inbox, websocket, webhook or email")));
+                    return Err(bad(format!(
+                        "unknown channel {c:?}; use inbox, websocket, webhook or email"
+                    )));
                 }
             }
         }
@@ -464,12 +528,22 @@ impl RuleSpec {
             return sql.clone();
         }
         let metric = q.metric.as_deref().unwrap_or("orders");
-        let (_, filter, value) = METRICS.iter().find(|(n, _, _)| *n == metric).copied().unwrap_or(METRICS[1]);
-        let event = q.event.as_deref().map(|e| format!("'{}'", e.replace('\'', "''"))).unwrap_or_default();
+        let (_, filter, value) = METRICS
+            .iter()
+            .find(|(n, _, _)| *n == metric)
+            .copied()
+            .unwrap_or(METRICS[1]);
+        let event = q
+            .event
+            .as_deref()
+            .map(|e| format!("'{}'", e.replace('\'', "''")))
+            .unwrap_or_default();
         let filter = filter.replace("{event}", &event);
         let window = "timestamp >= $1 AND timestamp < $2";
         match &q.group_by {
-            None => format!("SELECT CAST({value} AS DOUBLE) AS value, count(*) AS n FROM events WHERE {window} AND {filter}"),
+            None => format!(
+                "SELECT CAST({value} AS DOUBLE) AS value, count(*) AS n FROM events WHERE {window} AND {filter}"
+            ),
             Some(g) => {
                 let (expr, name) = match g.strip_prefix("properties.") {
                     Some(key) => (format!("json_get_str(properties, '{key}')"), key.to_owned()),

@@ -52,14 +52,25 @@ impl State {
 
     /// Parses a name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Normal, Self::Pending, Self::Firing, Self::Recovering, Self::Resolved, Self::NoData, Self::Error]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Self::Normal,
+            Self::Pending,
+            Self::Firing,
+            Self::Recovering,
+            Self::Resolved,
+            Self::NoData,
+            Self::Error,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 
     /// Whether the instance counts as alerting (in a notification's list).
     pub fn alerting(self) -> bool {
-        matches!(self, Self::Firing | Self::Recovering | Self::NoData | Self::Error)
+        matches!(
+            self,
+            Self::Firing | Self::Recovering | Self::NoData | Self::Error
+        )
     }
 }
 
@@ -95,7 +106,13 @@ pub struct Instance {
 impl Instance {
     /// A fresh instance.
     pub fn new(now_us: i64) -> Self {
-        Self { state: State::Normal, since_us: now_us, flips: Vec::new(), flapping: false, notified: None }
+        Self {
+            state: State::Normal,
+            since_us: now_us,
+            flips: Vec::new(),
+            flapping: false,
+            notified: None,
+        }
     }
 }
 
@@ -137,7 +154,12 @@ fn effective(obs: &Observation, t: &Timing) -> Option<Observation> {
 
 /// Advances `inst` by one observation at `now_us`; returns the transition
 /// `(from, to)` if the state changed.
-pub fn step(inst: &mut Instance, obs: &Observation, now_us: i64, t: &Timing) -> Option<(State, State)> {
+pub fn step(
+    inst: &mut Instance,
+    obs: &Observation,
+    now_us: i64,
+    t: &Timing,
+) -> Option<(State, State)> {
     use State::*;
     let from = inst.state;
     let obs = effective(obs, t)?;
@@ -234,20 +256,60 @@ mod tests {
     #[test]
     fn pending_must_hold_for_before_firing() {
         let t = timing(60, 0);
-        let got = run(&t, &[(0, C(true)), (30, C(true)), (60, C(true)), (90, C(false)), (120, C(false))]);
-        assert_eq!(got, vec![(0, Normal, Pending), (60, Pending, Firing), (90, Firing, Resolved), (120, Resolved, Normal)]);
+        let got = run(
+            &t,
+            &[
+                (0, C(true)),
+                (30, C(true)),
+                (60, C(true)),
+                (90, C(false)),
+                (120, C(false)),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (0, Normal, Pending),
+                (60, Pending, Firing),
+                (90, Firing, Resolved),
+                (120, Resolved, Normal)
+            ]
+        );
         // A blip shorter than `for` never fires.
         let got = run(&t, &[(0, C(true)), (30, C(false)), (60, C(true))]);
-        assert_eq!(got, vec![(0, Normal, Pending), (30, Pending, Normal), (60, Normal, Pending)]);
+        assert_eq!(
+            got,
+            vec![
+                (0, Normal, Pending),
+                (30, Pending, Normal),
+                (60, Normal, Pending)
+            ]
+        );
     }
 
     #[test]
     fn keep_firing_for_bridges_short_recoveries() {
         let t = timing(0, 60);
-        let got = run(&t, &[(0, C(true)), (10, C(false)), (20, C(true)), (30, C(false)), (89, C(false)), (90, C(false))]);
+        let got = run(
+            &t,
+            &[
+                (0, C(true)),
+                (10, C(false)),
+                (20, C(true)),
+                (30, C(false)),
+                (89, C(false)),
+                (90, C(false)),
+            ],
+        );
         assert_eq!(
             got,
-            vec![(0, Normal, Firing), (10, Firing, Recovering), (20, Recovering, Firing), (30, Firing, Recovering), (90, Recovering, Resolved)]
+            vec![
+                (0, Normal, Firing),
+                (10, Firing, Recovering),
+                (20, Recovering, Firing),
+                (30, Firing, Recovering),
+                (90, Recovering, Resolved)
+            ]
         );
         assert!(!notable(Recovering, Firing));
         assert!(notable(Normal, Firing) && notable(Recovering, Resolved));
@@ -256,12 +318,50 @@ mod tests {
     #[test]
     fn no_data_and_error_follow_their_policies() {
         let t = timing(0, 0);
-        let got = run(&t, &[(0, Observation::NoData), (10, C(false)), (20, Observation::Error("boom".into())), (30, C(false))]);
-        assert_eq!(got, vec![(0, Normal, NoData), (10, NoData, Resolved), (20, Resolved, Error), (30, Error, Resolved)]);
-        let keep = Timing { no_data: NoDataPolicy::KeepLast, on_error: ErrorPolicy::Alerting, ..t };
-        let got = run(&keep, &[(0, C(true)), (10, Observation::NoData), (20, C(false)), (30, Observation::Error("x".into()))]);
-        assert_eq!(got, vec![(0, Normal, Firing), (20, Firing, Resolved), (30, Resolved, Firing)]);
-        let ok = Timing { no_data: NoDataPolicy::Ok, ..t };
+        let got = run(
+            &t,
+            &[
+                (0, Observation::NoData),
+                (10, C(false)),
+                (20, Observation::Error("boom".into())),
+                (30, C(false)),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (0, Normal, NoData),
+                (10, NoData, Resolved),
+                (20, Resolved, Error),
+                (30, Error, Resolved)
+            ]
+        );
+        let keep = Timing {
+            no_data: NoDataPolicy::KeepLast,
+            on_error: ErrorPolicy::Alerting,
+            ..t
+        };
+        let got = run(
+            &keep,
+            &[
+                (0, C(true)),
+                (10, Observation::NoData),
+                (20, C(false)),
+                (30, Observation::Error("x".into())),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (0, Normal, Firing),
+                (20, Firing, Resolved),
+                (30, Resolved, Firing)
+            ]
+        );
+        let ok = Timing {
+            no_data: NoDataPolicy::Ok,
+            ..t
+        };
         let got = run(&ok, &[(0, C(true)), (10, Observation::NoData)]);
         assert_eq!(got, vec![(0, Normal, Firing), (10, Firing, Resolved)]);
     }

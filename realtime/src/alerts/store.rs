@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rule::RuleSpec;
 use super::state::Instance;
-use crate::notify::store::NotifyDb;
 use crate::notify::NotifyError;
+use crate::notify::store::NotifyDb;
 
 /// DDL (idempotent).
 pub const SCHEMA: &str = "
@@ -160,7 +160,9 @@ pub struct Group {
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn text<T: Serialize>(v: &T) -> String {
@@ -215,16 +217,29 @@ impl AlertDb<'_> {
     pub fn delete_rule(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
         self.0.with(|c| {
             let tx = c.transaction()?;
-            let n = tx.execute("DELETE FROM alert_rules WHERE tenant_id = ?1 AND id = ?2", params![tenant, id])?;
-            tx.execute("DELETE FROM alert_instances WHERE tenant_id = ?1 AND rule_id = ?2", params![tenant, id])?;
-            tx.execute("DELETE FROM alert_groups WHERE tenant_id = ?1 AND rule_id = ?2", params![tenant, id])?;
+            let n = tx.execute(
+                "DELETE FROM alert_rules WHERE tenant_id = ?1 AND id = ?2",
+                params![tenant, id],
+            )?;
+            tx.execute(
+                "DELETE FROM alert_instances WHERE tenant_id = ?1 AND rule_id = ?2",
+                params![tenant, id],
+            )?;
+            tx.execute(
+                "DELETE FROM alert_groups WHERE tenant_id = ?1 AND rule_id = ?2",
+                params![tenant, id],
+            )?;
             tx.commit()?;
             Ok(n > 0)
         })
     }
 
     /// Instances of a rule (`None`: of the workspace).
-    pub fn instances(&self, tenant: &str, rule: Option<&str>) -> Result<Vec<StoredInstance>, NotifyError> {
+    pub fn instances(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+    ) -> Result<Vec<StoredInstance>, NotifyError> {
         self.0.with(|c| {
             let mut s = c.prepare(
                 "SELECT rule_id, group_key, labels, value, instance, last_eval_us FROM alert_instances
@@ -296,7 +311,12 @@ impl AlertDb<'_> {
     }
 
     /// History, newest first.
-    pub fn history(&self, tenant: &str, rule: Option<&str>, limit: usize) -> Result<Vec<HistoryRow>, NotifyError> {
+    pub fn history(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, NotifyError> {
         self.0.with(|c| {
             let mut s = c.prepare(
                 "SELECT rule_id, group_key, labels, at_us, from_state, to_state, value, reason, silenced FROM alert_history
@@ -333,13 +353,19 @@ impl AlertDb<'_> {
     /// Silences of a workspace.
     pub fn silences(&self, tenant: &str) -> Result<Vec<Silence>, NotifyError> {
         self.0.with(|c| {
-            let mut s = c.prepare("SELECT silence FROM alert_silences WHERE tenant_id = ?1 ORDER BY id")?;
+            let mut s =
+                c.prepare("SELECT silence FROM alert_silences WHERE tenant_id = ?1 ORDER BY id")?;
             s.query_map(params![tenant], |r| json(r.get(0)?))?.collect()
         })
     }
 
     /// Deletes a silence.
     pub fn delete_silence(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
-        Ok(self.0.with(|c| c.execute("DELETE FROM alert_silences WHERE tenant_id = ?1 AND id = ?2", params![tenant, id]))? > 0)
+        Ok(self.0.with(|c| {
+            c.execute(
+                "DELETE FROM alert_silences WHERE tenant_id = ?1 AND id = ?2",
+                params![tenant, id],
+            )
+        })? > 0)
     }
 }

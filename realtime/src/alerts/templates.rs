@@ -33,17 +33,29 @@ pub fn list() -> Vec<Template> {
         Template {
             name: "revenue_below_forecast",
             description: "Yesterday's (or the last hour's) revenue is below its forecast band.",
-            parameters: p(&[("interval", "day".into()), ("sensitivity", "medium".into()), ("severity", "warning".into())]),
+            parameters: p(&[
+                ("interval", "day".into()),
+                ("sensitivity", "medium".into()),
+                ("severity", "warning".into()),
+            ]),
         },
         Template {
             name: "cancellation_spike",
             description: "Booking cancellations in the last day are up by a percentage on the same day last week.",
-            parameters: p(&[("percent", 50.into()), ("window", "1d".into()), ("severity", "warning".into())]),
+            parameters: p(&[
+                ("percent", 50.into()),
+                ("window", "1d".into()),
+                ("severity", "warning".into()),
+            ]),
         },
         Template {
             name: "no_show_spike",
             description: "No-shows in the last day are up by a percentage on the same day last week.",
-            parameters: p(&[("percent", 50.into()), ("window", "1d".into()), ("severity", "warning".into())]),
+            parameters: p(&[
+                ("percent", 50.into()),
+                ("window", "1d".into()),
+                ("severity", "warning".into()),
+            ]),
         },
         Template {
             name: "high_value_order",
@@ -58,37 +70,60 @@ pub fn list() -> Vec<Template> {
         Template {
             name: "payment_failures_spike",
             description: "Payment Failed events in the last hour are above a count.",
-            parameters: p(&[("count", 5.into()), ("window", "1h".into()), ("severity", "critical".into())]),
+            parameters: p(&[
+                ("count", 5.into()),
+                ("window", "1h".into()),
+                ("severity", "critical".into()),
+            ]),
         },
     ]
 }
 
-fn get(params: &serde_json::Map<String, Value>, template: &Template, name: &str) -> Result<Value, NotifyError> {
-    Ok(params.get(name).or_else(|| template.parameters.get(name)).cloned().unwrap_or(Value::Null))
+fn get(
+    params: &serde_json::Map<String, Value>,
+    template: &Template,
+    name: &str,
+) -> Result<Value, NotifyError> {
+    Ok(params
+        .get(name)
+        .or_else(|| template.parameters.get(name))
+        .cloned()
+        .unwrap_or(Value::Null))
 }
 
 fn number(v: Value, name: &str) -> Result<f64, NotifyError> {
-    v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| NotifyError::invalid(format!("parameter {name} must be a number")))
+    v.as_f64()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| NotifyError::invalid(format!("parameter {name} must be a number")))
 }
 
 fn text(v: Value, name: &str) -> Result<String, NotifyError> {
-    v.as_str().map(str::to_owned).ok_or_else(|| NotifyError::invalid(format!("parameter {name} must be a string")))
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| NotifyError::invalid(format!("parameter {name} must be a string")))
 }
 
 fn duration(v: Value, name: &str) -> Result<Duration, NotifyError> {
-    humantime::parse_duration(&text(v, name)?).map_err(|e| NotifyError::invalid(format!("parameter {name}: {e}")))
+    humantime::parse_duration(&text(v, name)?)
+        .map_err(|e| NotifyError::invalid(format!("parameter {name}: {e}")))
 }
 
 /// The rule of template `name` with `params` (others: defaults). `users`
 /// and `channels` route its notifications.
-pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Result<RuleSpec, NotifyError> {
+pub fn instantiate(
+    name: &str,
+    params: &serde_json::Map<String, Value>,
+) -> Result<RuleSpec, NotifyError> {
     let all = list();
-    let t = all
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| NotifyError::NotFound(format!("no template {name:?}; see GET /v1/alerts/templates")))?;
+    let t = all.iter().find(|t| t.name == name).ok_or_else(|| {
+        NotifyError::NotFound(format!(
+            "no template {name:?}; see GET /v1/alerts/templates"
+        ))
+    })?;
     for k in params.keys() {
-        if !t.parameters.contains_key(k.as_str()) && !["users", "channels", "name"].contains(&k.as_str()) {
+        if !t.parameters.contains_key(k.as_str())
+            && !["users", "channels", "name"].contains(&k.as_str())
+        {
             return Err(NotifyError::invalid(format!(
                 "unknown parameter {k:?} for {name}; it takes {}, users, channels, name",
                 t.parameters.keys().copied().collect::<Vec<_>>().join(", ")
@@ -112,10 +147,30 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
         flap: Default::default(),
         enabled: true,
     };
-    let metric = |m: &str, window: Duration| Query { metric: Some(m.into()), sql: None, window, event: None, group_by: None };
-    let sql = |s: String, window: Duration| Query { metric: None, sql: Some(s), window, event: None, group_by: None };
-    let every = |s: u64| Schedule { every: Some(Duration::from_secs(s)), cron: None, on_ingest: false };
-    let on_ingest = Schedule { every: None, cron: None, on_ingest: true };
+    let metric = |m: &str, window: Duration| Query {
+        metric: Some(m.into()),
+        sql: None,
+        window,
+        event: None,
+        group_by: None,
+    };
+    let sql = |s: String, window: Duration| Query {
+        metric: None,
+        sql: Some(s),
+        window,
+        event: None,
+        group_by: None,
+    };
+    let every = |s: u64| Schedule {
+        every: Some(Duration::from_secs(s)),
+        cron: None,
+        on_ingest: false,
+    };
+    let on_ingest = Schedule {
+        every: None,
+        cron: None,
+        on_ingest: true,
+    };
     let mut spec = match name {
         "low_stock" => {
             let threshold = number(get(params, t, "threshold")?, "threshold")?;
@@ -137,7 +192,11 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
             let sensitivity = text(get(params, t, "sensitivity")?, "sensitivity")?;
             let mut s = base(
                 metric("revenue", Duration::from_secs(86_400)),
-                Condition::Anomaly { sensitivity, direction: Direction::Below, interval: interval.clone() },
+                Condition::Anomaly {
+                    sensitivity,
+                    direction: Direction::Below,
+                    interval: interval.clone(),
+                },
                 every(if interval == "hour" { 300 } else { 3600 }),
             );
             s.name = "Revenue below forecast".into();
@@ -147,13 +206,26 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
         "cancellation_spike" | "no_show_spike" => {
             let percent = number(get(params, t, "percent")?, "percent")?;
             let window = duration(get(params, t, "window")?, "window")?;
-            let m = if name == "cancellation_spike" { "cancellations" } else { "no_shows" };
+            let m = if name == "cancellation_spike" {
+                "cancellations"
+            } else {
+                "no_shows"
+            };
             let mut s = base(
                 metric(m, window),
-                Condition::Change { op: Op::Above, value: percent, compare: Compare::LastWeek, by: By::Percent },
+                Condition::Change {
+                    op: Op::Above,
+                    value: percent,
+                    compare: Compare::LastWeek,
+                    by: By::Percent,
+                },
                 every(900),
             );
-            s.name = if name == "cancellation_spike" { "Cancellation spike".into() } else { "No-show spike".into() };
+            s.name = if name == "cancellation_spike" {
+                "Cancellation spike".into()
+            } else {
+                "No-show spike".into()
+            };
             s
         }
         "high_value_order" => {
@@ -166,7 +238,10 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
                     ),
                     Duration::from_secs(3600),
                 ),
-                Condition::Threshold { op: Op::Above, value: amount },
+                Condition::Threshold {
+                    op: Op::Above,
+                    value: amount,
+                },
                 on_ingest,
             );
             s.name = format!("High-value order (above {amount})");
@@ -190,8 +265,18 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
         "payment_failures_spike" => {
             let count = number(get(params, t, "count")?, "count")?;
             let window = duration(get(params, t, "window")?, "window")?;
-            let mut s = base(metric("payment_failures", window), Condition::Threshold { op: Op::Above, value: count }, every(60));
-            s.name = format!("Payment failures spike (more than {count} in {})", humantime::format_duration(window));
+            let mut s = base(
+                metric("payment_failures", window),
+                Condition::Threshold {
+                    op: Op::Above,
+                    value: count,
+                },
+                every(60),
+            );
+            s.name = format!(
+                "Payment failures spike (more than {count} in {})",
+                humantime::format_duration(window)
+            );
             s
         }
         _ => unreachable!("listed above"),
@@ -200,10 +285,14 @@ pub fn instantiate(name: &str, params: &serde_json::Map<String, Value>) -> Resul
         spec.name = text(n.clone(), "name")?;
     }
     if let Some(u) = params.get("users") {
-        spec.notify.users = serde_json::from_value(u.clone()).map_err(|_| NotifyError::invalid("users must be a list of user ids"))?;
+        spec.notify.users = serde_json::from_value(u.clone())
+            .map_err(|_| NotifyError::invalid("users must be a list of user ids"))?;
     }
     if let Some(c) = params.get("channels") {
-        spec.notify.channels = Some(serde_json::from_value(c.clone()).map_err(|_| NotifyError::invalid("channels must be a list"))?);
+        spec.notify.channels = Some(
+            serde_json::from_value(c.clone())
+                .map_err(|_| NotifyError::invalid("channels must be a list"))?,
+        );
     }
     Ok(spec)
 }
@@ -216,7 +305,8 @@ mod tests {
     fn every_template_instantiates_with_defaults_and_validates() {
         for t in list() {
             let spec = instantiate(t.name, &serde_json::Map::new()).expect(t.name);
-            spec.validate_static().unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            spec.validate_static()
+                .unwrap_or_else(|e| panic!("{}: {e}", t.name));
         }
         let mut p = serde_json::Map::new();
         p.insert("threshold".into(), "x".into());

@@ -162,7 +162,12 @@ fn activity_filters_by_event_and_resume_respects_the_filter() {
         },
     )
     .expect("subscribe");
-    for name in ["Product Viewed", "Order Completed", "Product Viewed", "Order Completed"] {
+    for name in [
+        "Product Viewed",
+        "Order Completed",
+        "Product Viewed",
+        "Order Completed",
+    ] {
         hub.publish("t1", "activity", "event", &json!({}), Some(name.into()))
             .expect("publish");
     }
@@ -201,7 +206,8 @@ fn access_rules() {
             access: Access::User("ann".into()),
         })
         .expect("connect");
-    ann.subscribe("notifications:ann", plain()).expect("own inbox");
+    ann.subscribe("notifications:ann", plain())
+        .expect("own inbox");
     assert!(ann.subscribe("notifications:bob", plain()).is_err());
     assert!(ann.subscribe("metrics", plain()).is_err());
     // Channels are per workspace: t2's publish never reaches t1.
@@ -248,12 +254,21 @@ fn a_batch_is_published_as_one_unit() {
         drained(c);
     }
     let payloads: Vec<Value> = (0..4).map(|i| json!({"i": i})).collect();
-    let names = ["Product Viewed", "Order Completed", "Product Viewed", "Order Completed"];
+    let names = [
+        "Product Viewed",
+        "Order Completed",
+        "Product Viewed",
+        "Order Completed",
+    ];
     let batch: Vec<(&Value, Option<String>)> = payloads
         .iter()
         .zip(names.map(|n| Some(n.to_owned())))
         .collect();
-    assert_eq!(hub.publish_many("t1", "activity", "event", &batch).expect("publish"), 4);
+    assert_eq!(
+        hub.publish_many("t1", "activity", "event", &batch)
+            .expect("publish"),
+        4
+    );
     // Consecutive sequence numbers, in order, filters applied.
     let got = drained(&all);
     assert_eq!(seqs(&got, "event"), vec![1, 2, 3, 4]);
@@ -262,13 +277,20 @@ fn a_batch_is_published_as_one_unit() {
     // A batch that does not fit lags the client at the last sequence it
     // got, with nothing of the batch queued (no partial batch).
     let _ = drained(&slow);
-    assert_eq!(hub.publish_many("t1", "activity", "event", &batch).expect("publish"), 8);
+    assert_eq!(
+        hub.publish_many("t1", "activity", "event", &batch)
+            .expect("publish"),
+        8
+    );
     assert_eq!(seqs(&drained(&slow), "event"), vec![5, 6, 7, 8]);
-    hub.publish_many("t1", "activity", "event", &batch[..1]).expect("publish");
+    hub.publish_many("t1", "activity", "event", &batch[..1])
+        .expect("publish");
     assert_eq!(seqs(&drained(&slow), "event"), vec![9]);
     // Fill to 4 of 5, then a batch of 4 does not fit.
-    hub.publish_many("t1", "activity", "event", &batch).expect("publish");
-    hub.publish_many("t1", "activity", "event", &batch).expect("publish");
+    hub.publish_many("t1", "activity", "event", &batch)
+        .expect("publish");
+    hub.publish_many("t1", "activity", "event", &batch)
+        .expect("publish");
     let got = drained(&slow);
     assert_eq!(seqs(&got, "event"), vec![10, 11, 12, 13]);
     let lagged: Vec<&Value> = got.iter().filter(|m| m["type"] == "lagged").collect();
@@ -315,7 +337,11 @@ fn many_distinct_activity_filters_each_get_their_events() {
         .expect("publish");
     for (k, c) in conns.iter().enumerate() {
         let got = drained(c);
-        assert_eq!(seqs(&got, "event"), vec![(k % 20) as u64 + 1], "subscriber {k}");
+        assert_eq!(
+            seqs(&got, "event"),
+            vec![(k % 20) as u64 + 1],
+            "subscriber {k}"
+        );
     }
 }
 

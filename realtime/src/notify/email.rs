@@ -104,8 +104,10 @@ const HTML: &str = r#"<!doctype html>
 /// The built-in templates (text and HTML, auto-escaped).
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
-    env.add_template("email.txt", TEXT).expect("the text template parses");
-    env.add_template("email.html", HTML).expect("the HTML template parses");
+    env.add_template("email.txt", TEXT)
+        .expect("the text template parses");
+    env.add_template("email.html", HTML)
+        .expect("the HTML template parses");
     env
 }
 
@@ -121,8 +123,16 @@ pub struct Rendered {
 }
 
 /// Renders one notification, or a digest of several (`items`).
-pub fn render(env: &Environment<'_>, brand: &Branding, message: &Message, items: &[Message]) -> Result<Rendered, String> {
-    let items: Vec<Value> = items.iter().map(|m| json!({"title": m.title, "body": m.body})).collect();
+pub fn render(
+    env: &Environment<'_>,
+    brand: &Branding,
+    message: &Message,
+    items: &[Message],
+) -> Result<Rendered, String> {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|m| json!({"title": m.title, "body": m.body}))
+        .collect();
     let ctx = json!({
         "title": message.title,
         "body": message.body,
@@ -156,30 +166,48 @@ pub fn render(env: &Environment<'_>, brand: &Branding, message: &Message, items:
 
 /// Sends one email (blocking: call from the blocking pool). `id` becomes
 /// the Message-ID, so a receiver can spot a retried duplicate.
-pub fn send(config: &SmtpConfig, brand: &Branding, to: &str, id: &str, email: &Rendered) -> Result<(), String> {
-    let mut from: Mailbox = config.from.parse().map_err(|e| format!("notify.smtp.from {:?}: {e}", config.from))?;
+pub fn send(
+    config: &SmtpConfig,
+    brand: &Branding,
+    to: &str,
+    id: &str,
+    email: &Rendered,
+) -> Result<(), String> {
+    let mut from: Mailbox = config
+        .from
+        .parse()
+        .map_err(|e| format!("notify.smtp.from {:?}: {e}", config.from))?;
     if let Some(name) = &brand.email_from_name {
         from.name = Some(name.clone());
     }
-    let to: Mailbox = to.parse().map_err(|e| format!("recipient address {to:?}: {e}"))?;
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e| format!("recipient address {to:?}: {e}"))?;
     let message = lettre::Message::builder()
         .from(from)
         .to(to)
         .subject(&email.subject)
         .message_id(Some(format!("<{id}@beacon>")))
-        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            email.html.clone(),
+        ))
         .map_err(|e| format!("building the email: {e}"))?;
     let host = config.host.as_str();
     let params = || -> Result<TlsParameters, String> {
         let mut b = TlsParameters::builder(host.to_owned());
         if !config.ca_file.is_empty() {
-            let pem = std::fs::read(&config.ca_file).map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
+            let pem = std::fs::read(&config.ca_file)
+                .map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("notify.smtp.ca_file {:?}: {e}", config.ca_file))?;
             b = b.add_root_certificate(cert);
         }
         b.build().map_err(|e| format!("TLS parameters: {e}"))
     };
-    let mut builder = SmtpTransport::builder_dangerous(host).port(config.port).timeout(Some(config.timeout));
+    let mut builder = SmtpTransport::builder_dangerous(host)
+        .port(config.port)
+        .timeout(Some(config.timeout));
     builder = match config.tls {
         SmtpTls::None => builder.tls(Tls::None),
         SmtpTls::Opportunistic => builder.tls(Tls::Opportunistic(params()?)),
@@ -187,9 +215,16 @@ pub fn send(config: &SmtpConfig, brand: &Branding, to: &str, id: &str, email: &R
         SmtpTls::Wrapper => builder.tls(Tls::Wrapper(params()?)),
     };
     if !config.username.is_empty() {
-        builder = builder.credentials(Credentials::new(config.username.clone(), config.password.clone()));
+        builder = builder.credentials(Credentials::new(
+            config.username.clone(),
+            config.password.clone(),
+        ));
     }
-    builder.build().send(&message).map(|_| ()).map_err(|e| format!("SMTP: {e}"))
+    builder
+        .build()
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| format!("SMTP: {e}"))
 }
 
 #[cfg(test)]
@@ -199,7 +234,11 @@ mod tests {
     #[test]
     fn html_is_escaped_and_branded() {
         let env = templates();
-        let brand = Branding { name: Some("Rosa's <Shop>".into()), color: Some("#ff0000".into()), ..Default::default() };
+        let brand = Branding {
+            name: Some("Rosa's <Shop>".into()),
+            color: Some("#ff0000".into()),
+            ..Default::default()
+        };
         let m = Message {
             id: "n1".into(),
             tenant: "ws".into(),

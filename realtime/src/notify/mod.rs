@@ -27,7 +27,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use beacon_engine::Engine;
 use beacon_ingest::Clock;
@@ -83,7 +85,12 @@ pub enum Channel {
 
 impl Channel {
     /// Every channel.
-    pub const ALL: [Channel; 4] = [Channel::Inbox, Channel::Websocket, Channel::Webhook, Channel::Email];
+    pub const ALL: [Channel; 4] = [
+        Channel::Inbox,
+        Channel::Websocket,
+        Channel::Webhook,
+        Channel::Email,
+    ];
 
     /// Name.
     pub fn as_str(self) -> &'static str {
@@ -137,9 +144,17 @@ impl Status {
 
     /// Parses a name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Deferred, Self::Digest, Self::Sending, Self::Delivered, Self::Failed, Self::Suppressed]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Self::Queued,
+            Self::Deferred,
+            Self::Digest,
+            Self::Sending,
+            Self::Delivered,
+            Self::Failed,
+            Self::Suppressed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -193,25 +208,41 @@ pub struct Branding {
 impl Branding {
     /// Checks lengths and the colour.
     pub fn validate(&self) -> Result<(), NotifyError> {
-        for (name, v) in [("name", &self.name), ("logo_url", &self.logo_url), ("footer", &self.footer), ("email_from_name", &self.email_from_name)] {
+        for (name, v) in [
+            ("name", &self.name),
+            ("logo_url", &self.logo_url),
+            ("footer", &self.footer),
+            ("email_from_name", &self.email_from_name),
+        ] {
             if v.as_ref().is_some_and(|v| v.len() > 500) {
-                return Err(NotifyError::invalid(format!("branding.{name} is longer than 500 bytes")));
+                return Err(NotifyError::invalid(format!(
+                    "branding.{name} is longer than 500 bytes"
+                )));
             }
         }
         if let Some(c) = &self.color
-            && !(c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|c| c.is_ascii_hexdigit()))
+            && !(c.len() == 7
+                && c.starts_with('#')
+                && c[1..].chars().all(|c| c.is_ascii_hexdigit()))
         {
-            return Err(NotifyError::invalid(format!("branding.color {c:?} is not #rrggbb")));
+            return Err(NotifyError::invalid(format!(
+                "branding.color {c:?} is not #rrggbb"
+            )));
         }
         if let Some(u) = &self.logo_url
             && !u.starts_with("https://")
         {
-            return Err(NotifyError::invalid("branding.logo_url must be an https URL"));
+            return Err(NotifyError::invalid(
+                "branding.logo_url must be an https URL",
+            ));
         }
         if let Some(n) = &self.email_from_name
-            && n.chars().any(|c| c.is_control() || c == '<' || c == '>' || c == '"')
+            && n.chars()
+                .any(|c| c.is_control() || c == '<' || c == '>' || c == '"')
         {
-            return Err(NotifyError::invalid("branding.email_from_name may not hold control characters, quotes or angle brackets"));
+            return Err(NotifyError::invalid(
+                "branding.email_from_name may not hold control characters, quotes or angle brackets",
+            ));
         }
         Ok(())
     }
@@ -445,7 +476,10 @@ pub fn rfc3339(us: i64) -> String {
 
 /// Validates an id chosen by a workspace (users).
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
 }
 
 /// Counter: delivery attempts by channel and outcome (`delivered`,
@@ -481,7 +515,9 @@ fn deliveries_batch(rows: &[Delivery]) -> Result<RecordBatch, arrow::error::Arro
     let mut status = StringBuilder::new();
     let mut reason = StringBuilder::new();
     let mut attempts = Int64Builder::new();
-    let mut ts: Vec<TimestampMicrosecondBuilder> = (0..4).map(|_| TimestampMicrosecondBuilder::new().with_timezone("UTC")).collect();
+    let mut ts: Vec<TimestampMicrosecondBuilder> = (0..4)
+        .map(|_| TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+        .collect();
     for d in rows {
         id.append_value(&d.id);
         msg.append_value(&d.message_id);
@@ -605,12 +641,16 @@ impl Notifier {
     /// Creates or replaces a user after validation.
     pub fn put_user(&self, tenant: &str, mut user: User) -> Result<User, NotifyError> {
         if !valid_id(&user.id) {
-            return Err(NotifyError::invalid("user id must be 1-128 characters of A-Z a-z 0-9 _ - . @"));
+            return Err(NotifyError::invalid(
+                "user id must be 1-128 characters of A-Z a-z 0-9 _ - . @",
+            ));
         }
         if let Some(e) = &user.email
             && e.parse::<lettre::Address>().is_err()
         {
-            return Err(NotifyError::invalid(format!("{e:?} is not an email address")));
+            return Err(NotifyError::invalid(format!(
+                "{e:?} is not an email address"
+            )));
         }
         if user.role.is_empty() || user.role.len() > 64 {
             return Err(NotifyError::invalid("role must be 1-64 characters"));
@@ -628,13 +668,24 @@ impl Notifier {
     // Endpoints.
 
     /// Adds a webhook endpoint with a fresh secret.
-    pub fn create_endpoint(&self, tenant: &str, url: &str, flavour: Flavour, categories: Vec<String>) -> Result<Endpoint, NotifyError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| NotifyError::invalid(format!("url {url:?}: {e}")))?;
+    pub fn create_endpoint(
+        &self,
+        tenant: &str,
+        url: &str,
+        flavour: Flavour,
+        categories: Vec<String>,
+    ) -> Result<Endpoint, NotifyError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| NotifyError::invalid(format!("url {url:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(NotifyError::invalid("url must be an http or https URL with a host"));
+            return Err(NotifyError::invalid(
+                "url must be an http or https URL with a host",
+            ));
         }
         if url.len() > 2000 || categories.len() > 100 {
-            return Err(NotifyError::invalid("url is longer than 2000 bytes or more than 100 categories"));
+            return Err(NotifyError::invalid(
+                "url is longer than 2000 bytes or more than 100 categories",
+            ));
         }
         let now = self.now_us();
         let endpoint = Endpoint {
@@ -642,7 +693,11 @@ impl Notifier {
             url: url.to_owned(),
             flavour,
             categories,
-            secrets: vec![Secret { secret: webhook::new_secret(), created_at_us: now, expires_at_us: None }],
+            secrets: vec![Secret {
+                secret: webhook::new_secret(),
+                created_at_us: now,
+                expires_at_us: None,
+            }],
             enabled: true,
             created_at_us: now,
         };
@@ -660,11 +715,16 @@ impl Notifier {
             .ok_or_else(|| NotifyError::NotFound(format!("no webhook endpoint {id:?}")))?;
         let now = self.now_us();
         let grace = now + self.inner.config.secret_grace.as_micros() as i64;
-        e.secrets.retain(|s| s.expires_at_us.is_none_or(|x| x > now));
+        e.secrets
+            .retain(|s| s.expires_at_us.is_none_or(|x| x > now));
         for s in &mut e.secrets {
             s.expires_at_us = Some(s.expires_at_us.map_or(grace, |x| x.min(grace)));
         }
-        e.secrets.push(Secret { secret: webhook::new_secret(), created_at_us: now, expires_at_us: None });
+        e.secrets.push(Secret {
+            secret: webhook::new_secret(),
+            created_at_us: now,
+            expires_at_us: None,
+        });
         self.inner.db.put_endpoint(tenant, &e)?;
         Ok(e)
     }
@@ -676,10 +736,21 @@ impl Notifier {
     pub fn send(&self, tenant: &str, request: SendRequest) -> Result<SendReceipt, NotifyError> {
         let severity = request.severity.clone().unwrap_or_else(|| "info".into());
         if !SEVERITIES.contains(&severity.as_str()) {
-            return Err(NotifyError::invalid(format!("severity must be one of {}", SEVERITIES.join(", "))));
+            return Err(NotifyError::invalid(format!(
+                "severity must be one of {}",
+                SEVERITIES.join(", ")
+            )));
         }
-        if request.category.is_empty() || request.category.len() > 64 || !request.category.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-            return Err(NotifyError::invalid("category must be 1-64 characters of a-z 0-9 _ - ."));
+        if request.category.is_empty()
+            || request.category.len() > 64
+            || !request
+                .category
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(NotifyError::invalid(
+                "category must be 1-64 characters of a-z 0-9 _ - .",
+            ));
         }
         if request.title.trim().is_empty() || request.title.len() > 200 {
             return Err(NotifyError::invalid("title must be 1-200 bytes"));
@@ -694,15 +765,27 @@ impl Notifier {
         if serde_json::to_string(&data).map_or(0, |s| s.len()) > 65_536 {
             return Err(NotifyError::invalid("data is larger than 64 KiB"));
         }
-        if request.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        if request
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 200)
+        {
             return Err(NotifyError::invalid("idempotency_key must be 1-200 bytes"));
         }
         let channels: Vec<Channel> = match &request.channels {
             None => Channel::ALL.to_vec(),
-            Some(list) if list.is_empty() => return Err(NotifyError::invalid("channels may not be empty")),
+            Some(list) if list.is_empty() => {
+                return Err(NotifyError::invalid("channels may not be empty"));
+            }
             Some(list) => list
                 .iter()
-                .map(|c| Channel::parse(c).ok_or_else(|| NotifyError::invalid(format!("unknown channel {c:?}; use inbox, websocket, webhook or email"))))
+                .map(|c| {
+                    Channel::parse(c).ok_or_else(|| {
+                        NotifyError::invalid(format!(
+                            "unknown channel {c:?}; use inbox, websocket, webhook or email"
+                        ))
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         };
         if request.recipients.len() > 1000 {
@@ -714,16 +797,18 @@ impl Notifier {
             if !seen.insert(id.as_str()) {
                 continue;
             }
-            let user = self
-                .inner
-                .db
-                .user(tenant, id)?
-                .ok_or_else(|| NotifyError::invalid(format!("unknown recipient {id:?}: create the user first (PUT /v1/users/{{id}})")))?;
+            let user = self.inner.db.user(tenant, id)?.ok_or_else(|| {
+                NotifyError::invalid(format!(
+                    "unknown recipient {id:?}: create the user first (PUT /v1/users/{{id}})"
+                ))
+            })?;
             users.push(user);
         }
         let user_channels = channels.iter().any(|c| *c != Channel::Webhook);
         if users.is_empty() && user_channels && !channels.contains(&Channel::Webhook) {
-            return Err(NotifyError::invalid("no recipients: give user ids, or send on the webhook channel only"));
+            return Err(NotifyError::invalid(
+                "no recipients: give user ids, or send on the webhook channel only",
+            ));
         }
         let now = self.now_us();
         let message = Message {
@@ -742,20 +827,27 @@ impl Notifier {
         let now_dt = chrono::DateTime::from_timestamp_micros(now).unwrap_or_default();
         let mut inbox = Vec::new();
         let mut deliveries = Vec::new();
-        let mut add = |channel: Channel, target: &str, status: Status, reason: Option<&str>, at: i64| {
-            deliveries.push(NewDelivery {
-                id: new_id("msg"),
-                channel,
-                target: target.to_owned(),
-                status,
-                reason: reason.map(str::to_owned),
-                next_attempt_us: at,
-            });
-        };
+        let mut add =
+            |channel: Channel, target: &str, status: Status, reason: Option<&str>, at: i64| {
+                deliveries.push(NewDelivery {
+                    id: new_id("msg"),
+                    channel,
+                    target: target.to_owned(),
+                    status,
+                    reason: reason.map(str::to_owned),
+                    next_attempt_us: at,
+                });
+            };
         for user in &users {
             for &channel in channels.iter().filter(|c| **c != Channel::Webhook) {
                 if !user.preferences.allows(&message.category, channel) {
-                    add(channel, &user.id, Status::Suppressed, Some("preference"), now);
+                    add(
+                        channel,
+                        &user.id,
+                        Status::Suppressed,
+                        Some("preference"),
+                        now,
+                    );
                     continue;
                 }
                 match channel {
@@ -766,18 +858,40 @@ impl Notifier {
                     Channel::Websocket => add(channel, &user.id, Status::Queued, None, now),
                     Channel::Email => {
                         if user.email.is_none() {
-                            add(channel, &user.id, Status::Suppressed, Some("no email address"), now);
+                            add(
+                                channel,
+                                &user.id,
+                                Status::Suppressed,
+                                Some("no email address"),
+                                now,
+                            );
                         } else if self.inner.config.smtp.host.is_empty() {
-                            add(channel, &user.id, Status::Suppressed, Some("email_not_configured"), now);
+                            add(
+                                channel,
+                                &user.id,
+                                Status::Suppressed,
+                                Some("email_not_configured"),
+                                now,
+                            );
                         } else if critical {
                             add(channel, &user.id, Status::Queued, None, now);
                         } else if user.preferences.digest == Digest::Daily {
-                            let at = user.preferences.next_digest(now_dt, &zone).timestamp_micros();
+                            let at = user
+                                .preferences
+                                .next_digest(now_dt, &zone)
+                                .timestamp_micros();
                             add(channel, &user.id, Status::Digest, Some("daily digest"), at);
                         } else {
-                            let at = user.preferences.next_allowed(now_dt, &zone).timestamp_micros();
+                            let at = user
+                                .preferences
+                                .next_allowed(now_dt, &zone)
+                                .timestamp_micros();
                             if at > now {
-                                let why = if user.preferences.quiet_hours.as_ref().is_some() { "quiet hours" } else { "outside business hours" };
+                                let why = if user.preferences.quiet_hours.as_ref().is_some() {
+                                    "quiet hours"
+                                } else {
+                                    "outside business hours"
+                                };
                                 add(channel, &user.id, Status::Deferred, Some(why), at);
                             } else {
                                 add(channel, &user.id, Status::Queued, None, now);
@@ -790,14 +904,24 @@ impl Notifier {
         }
         if channels.contains(&Channel::Webhook) {
             for e in self.inner.db.endpoints(tenant)? {
-                if e.enabled && (e.categories.is_empty() || e.categories.contains(&message.category)) {
+                if e.enabled
+                    && (e.categories.is_empty() || e.categories.contains(&message.category))
+                {
                     add(Channel::Webhook, &e.id, Status::Queued, None, now);
                 }
             }
         }
-        let receipt = match self.inner.db.insert_message(&message, request.idempotency_key.as_deref(), &inbox, &deliveries)? {
+        let receipt = match self.inner.db.insert_message(
+            &message,
+            request.idempotency_key.as_deref(),
+            &inbox,
+            &deliveries,
+        )? {
             Inserted::New => SendReceipt {
-                deliveries: self.inner.db.deliveries(tenant, Some(&message.id), None, 10_000)?,
+                deliveries: self
+                    .inner
+                    .db
+                    .deliveries(tenant, Some(&message.id), None, 10_000)?,
                 id: message.id,
                 duplicate: false,
             },
@@ -813,8 +937,17 @@ impl Notifier {
     }
 
     /// Marks inbox rows and pushes the new unread count to the user.
-    pub fn mark(&self, tenant: &str, user: &str, ids: &[String], action: InboxAction) -> Result<(usize, u64), NotifyError> {
-        let changed = self.inner.db.mark(tenant, user, ids, action, self.now_us())?;
+    pub fn mark(
+        &self,
+        tenant: &str,
+        user: &str,
+        ids: &[String],
+        action: InboxAction,
+    ) -> Result<(usize, u64), NotifyError> {
+        let changed = self
+            .inner
+            .db
+            .mark(tenant, user, ids, action, self.now_us())?;
         let unread = self.inner.db.unread(tenant, user)?;
         if changed > 0 {
             let _ = self.inner.hub.publish(
@@ -864,8 +997,14 @@ impl Notifier {
         let mut digests: BTreeMap<(String, String), Vec<(Delivery, Message)>> = BTreeMap::new();
         let mut single = Vec::new();
         for (d, m) in due {
-            if d.reason.as_deref() == Some("digest") && d.channel == Channel::Email && d.attempts == 1 {
-                digests.entry((d.tenant.clone(), d.target.clone())).or_default().push((d, m));
+            if d.reason.as_deref() == Some("digest")
+                && d.channel == Channel::Email
+                && d.attempts == 1
+            {
+                digests
+                    .entry((d.tenant.clone(), d.target.clone()))
+                    .or_default()
+                    .push((d, m));
             } else {
                 single.push(vec![(d, m)]);
             }
@@ -882,7 +1021,9 @@ impl Notifier {
     }
 
     async fn perform(&self, group: Vec<(Delivery, Message)>) {
-        let Some((d, m)) = group.first().cloned() else { return };
+        let Some((d, m)) = group.first().cloned() else {
+            return;
+        };
         let outcome = match d.channel {
             Channel::Inbox => Ok(()),
             Channel::Websocket => {
@@ -893,7 +1034,13 @@ impl Notifier {
                 });
                 self.inner
                     .hub
-                    .publish(&d.tenant, &format!("notifications:{}", d.target), "notification", &payload, Some(m.category.clone()))
+                    .publish(
+                        &d.tenant,
+                        &format!("notifications:{}", d.target),
+                        "notification",
+                        &payload,
+                        Some(m.category.clone()),
+                    )
                     .map(|_| ())
                     .map_err(|e| (false, e.to_string()))
             }
@@ -901,21 +1048,36 @@ impl Notifier {
             Channel::Email => self.send_email(&d, &group).await,
         };
         let now = self.now_us();
-        let outcome_name = if outcome.is_ok() { "delivered" } else { "failed_attempt" };
+        let outcome_name = if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed_attempt"
+        };
         metrics::counter!(DELIVERIES_METRIC, "channel" => d.channel.as_str(), "outcome" => outcome_name).increment(group.len() as u64);
         for (d, _) in &group {
             let result = match &outcome {
-                Ok(()) => self.inner.db.finish(&d.id, Status::Delivered, d.reason.as_deref().filter(|r| *r == "digest"), now, now),
+                Ok(()) => self.inner.db.finish(
+                    &d.id,
+                    Status::Delivered,
+                    d.reason.as_deref().filter(|r| *r == "digest"),
+                    now,
+                    now,
+                ),
                 Err((permanent, reason)) => {
                     let attempts = u32::try_from(d.attempts).unwrap_or(u32::MAX);
                     if *permanent || attempts >= self.inner.config.max_attempts {
                         let why = format!("{reason} (after {attempts} attempts)");
                         tracing::warn!(delivery = %d.id, channel = d.channel.as_str(), reason = %why, "Delivery failed for good.");
-                        self.inner.db.finish(&d.id, Status::Failed, Some(&why), now, now)
+                        self.inner
+                            .db
+                            .finish(&d.id, Status::Failed, Some(&why), now, now)
                     } else {
-                        let delay = self.inner.config.backoff(attempts).as_secs_f64() * (0.8 + 0.4 * rand::random::<f64>());
+                        let delay = self.inner.config.backoff(attempts).as_secs_f64()
+                            * (0.8 + 0.4 * rand::random::<f64>());
                         let next = now + (delay * 1e6) as i64;
-                        self.inner.db.finish(&d.id, Status::Queued, Some(reason), next, now)
+                        self.inner
+                            .db
+                            .finish(&d.id, Status::Queued, Some(reason), next, now)
                     }
                 }
             };
@@ -936,7 +1098,8 @@ impl Notifier {
         if !endpoint.enabled {
             return Err((true, "endpoint disabled".into()));
         }
-        let body = serde_json::to_vec(&webhook::body(endpoint.flavour, m, &d.id)).unwrap_or_default();
+        let body =
+            serde_json::to_vec(&webhook::body(endpoint.flavour, m, &d.id)).unwrap_or_default();
         let now = self.now_us();
         let mut request = self.inner.http.post(&endpoint.url);
         match endpoint.flavour {
@@ -946,7 +1109,10 @@ impl Notifier {
                     .header("content-type", "application/cloudevents+json")
                     .header("webhook-id", &d.id)
                     .header("webhook-timestamp", ts.to_string())
-                    .header("webhook-signature", webhook::sign(&endpoint.secrets, &d.id, ts, &body, now));
+                    .header(
+                        "webhook-signature",
+                        webhook::sign(&endpoint.secrets, &d.id, ts, &body, now),
+                    );
             }
             Flavour::Slack => request = request.header("content-type", "application/json"),
         }
@@ -957,7 +1123,11 @@ impl Notifier {
         }
     }
 
-    async fn send_email(&self, d: &Delivery, group: &[(Delivery, Message)]) -> Result<(), (bool, String)> {
+    async fn send_email(
+        &self,
+        d: &Delivery,
+        group: &[(Delivery, Message)],
+    ) -> Result<(), (bool, String)> {
         let user = match self.inner.db.user(&d.tenant, &d.target) {
             Ok(Some(u)) => u,
             Ok(None) => return Err((true, "user deleted".into())),
@@ -969,7 +1139,11 @@ impl Notifier {
         let brand = self.inner.db.branding(&d.tenant).unwrap_or_default();
         let rendered = if group.len() > 1 || d.reason.as_deref() == Some("digest") {
             let head = Message {
-                title: format!("Your daily digest: {} notification{}", group.len(), if group.len() == 1 { "" } else { "s" }),
+                title: format!(
+                    "Your daily digest: {} notification{}",
+                    group.len(),
+                    if group.len() == 1 { "" } else { "s" }
+                ),
                 body: String::new(),
                 category: "digest".into(),
                 severity: "info".into(),
@@ -995,7 +1169,12 @@ impl Notifier {
         match self.inner.db.deliveries(tenant, None, None, SQL_ROWS) {
             Ok(rows) => match deliveries_batch(&rows) {
                 Ok(batch) => {
-                    if let Err(e) = self.inner.engine.publish_table(tenant, DELIVERIES_TABLE, deliveries_schema(), vec![batch]) {
+                    if let Err(e) = self.inner.engine.publish_table(
+                        tenant,
+                        DELIVERIES_TABLE,
+                        deliveries_schema(),
+                        vec![batch],
+                    ) {
                         tracing::warn!(error = %e, "Publishing notification_deliveries failed.");
                     }
                 }
@@ -1006,7 +1185,12 @@ impl Notifier {
     }
 
     fn publish_all_tables(&self) {
-        let _ = self.inner.engine.publish_table(beacon_engine::ALL_TENANTS, DELIVERIES_TABLE, deliveries_schema(), Vec::new());
+        let _ = self.inner.engine.publish_table(
+            beacon_engine::ALL_TENANTS,
+            DELIVERIES_TABLE,
+            deliveries_schema(),
+            Vec::new(),
+        );
         let tenants: Vec<String> = self
             .inner
             .db

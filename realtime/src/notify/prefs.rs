@@ -102,15 +102,21 @@ impl HoursRange {
     fn validate(&self, what: &str) -> Result<(), NotifyError> {
         for t in [&self.start, &self.end] {
             if parse_hhmm(t).is_none() {
-                return Err(NotifyError::invalid(format!("{what}: {t:?} is not a HH:MM time")));
+                return Err(NotifyError::invalid(format!(
+                    "{what}: {t:?} is not a HH:MM time"
+                )));
             }
         }
         if self.start == self.end {
-            return Err(NotifyError::invalid(format!("{what}: start and end are equal (an empty range)")));
+            return Err(NotifyError::invalid(format!(
+                "{what}: start and end are equal (an empty range)"
+            )));
         }
         for d in &self.days {
             if parse_day(d).is_none() {
-                return Err(NotifyError::invalid(format!("{what}: {d:?} is not a weekday (mon..sun)")));
+                return Err(NotifyError::invalid(format!(
+                    "{what}: {d:?} is not a weekday (mon..sun)"
+                )));
             }
         }
         Ok(())
@@ -130,14 +136,23 @@ impl HoursRange {
         } else {
             (time < end, t.date() - Duration::days(1))
         };
-        inside && (self.days.is_empty() || self.days.iter().any(|d| parse_day(d) == Some(day.weekday())))
+        inside
+            && (self.days.is_empty()
+                || self
+                    .days
+                    .iter()
+                    .any(|d| parse_day(d) == Some(day.weekday())))
     }
 }
 
 impl Preferences {
     /// Checks the times, zone and digest hour.
     pub fn validate(&self) -> Result<(), NotifyError> {
-        for ch in self.channels.keys().chain(self.categories.values().flat_map(|m| m.keys())) {
+        for ch in self
+            .channels
+            .keys()
+            .chain(self.categories.values().flat_map(|m| m.keys()))
+        {
             if Channel::parse(ch).is_none() {
                 return Err(NotifyError::invalid(format!(
                     "unknown channel {ch:?} in preferences; use inbox, websocket, webhook or email"
@@ -180,7 +195,10 @@ impl Preferences {
 
     fn blocked(&self, local: &chrono::NaiveDateTime) -> bool {
         self.quiet_hours.as_ref().is_some_and(|q| q.contains(local))
-            || self.business_hours.as_ref().is_some_and(|b| !b.contains(local))
+            || self
+                .business_hours
+                .as_ref()
+                .is_some_and(|b| !b.contains(local))
     }
 
     /// The first moment at or after `now` when a non-critical email may go
@@ -196,7 +214,9 @@ impl Preferences {
             return now;
         }
         // Step to whole minutes: ranges are given in minutes.
-        t = t - Duration::seconds(i64::from(t.second())) - Duration::nanoseconds(i64::from(t.nanosecond()))
+        t = t
+            - Duration::seconds(i64::from(t.second()))
+            - Duration::nanoseconds(i64::from(t.nanosecond()))
             + Duration::minutes(1);
         for _ in 0..(8 * 24 * 60) {
             if !self.blocked(&t.with_timezone(&tz).naive_local()) {
@@ -214,7 +234,9 @@ impl Preferences {
         let local = now.with_timezone(&tz);
         for days in 0..3 {
             let date = local.date_naive() + Duration::days(days);
-            let Some(at) = date.and_hms_opt(hour, 0, 0) else { continue };
+            let Some(at) = date.and_hms_opt(hour, 0, 0) else {
+                continue;
+            };
             // A DST gap skips the hour: take the earliest valid instant.
             if let Some(t) = tz.from_local_datetime(&at).earliest() {
                 let t = t.with_timezone(&Utc);
@@ -232,21 +254,42 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn quiet_hours_wrap_midnight_and_defer_to_their_end() {
         let p = Preferences {
-            quiet_hours: Some(HoursRange { start: "22:00".into(), end: "07:00".into(), days: vec![] }),
+            quiet_hours: Some(HoursRange {
+                start: "22:00".into(),
+                end: "07:00".into(),
+                days: vec![],
+            }),
             ..Default::default()
         };
-        assert_eq!(p.next_allowed(at("2026-12-01T21:59:00Z"), "UTC"), at("2026-12-01T21:59:00Z"));
-        assert_eq!(p.next_allowed(at("2026-12-01T23:30:10Z"), "UTC"), at("2026-12-02T07:00:00Z"));
-        assert_eq!(p.next_allowed(at("2026-12-02T03:00:00Z"), "UTC"), at("2026-12-02T07:00:00Z"));
+        assert_eq!(
+            p.next_allowed(at("2026-12-01T21:59:00Z"), "UTC"),
+            at("2026-12-01T21:59:00Z")
+        );
+        assert_eq!(
+            p.next_allowed(at("2026-12-01T23:30:10Z"), "UTC"),
+            at("2026-12-02T07:00:00Z")
+        );
+        assert_eq!(
+            p.next_allowed(at("2026-12-02T03:00:00Z"), "UTC"),
+            at("2026-12-02T07:00:00Z")
+        );
         // In the user's zone: 22:00 in Berlin (UTC+1 in December) is 21:00 UTC.
-        let berlin = Preferences { timezone: Some("Europe/Berlin".into()), ..p };
-        assert_eq!(berlin.next_allowed(at("2026-12-01T21:30:00Z"), "UTC"), at("2026-12-02T06:00:00Z"));
+        let berlin = Preferences {
+            timezone: Some("Europe/Berlin".into()),
+            ..p
+        };
+        assert_eq!(
+            berlin.next_allowed(at("2026-12-01T21:30:00Z"), "UTC"),
+            at("2026-12-02T06:00:00Z")
+        );
     }
 
     #[test]
@@ -255,13 +298,21 @@ mod tests {
             business_hours: Some(HoursRange {
                 start: "09:00".into(),
                 end: "17:00".into(),
-                days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+                days: ["mon", "tue", "wed", "thu", "fri"]
+                    .map(String::from)
+                    .to_vec(),
             }),
             ..Default::default()
         };
         // Friday 2026-12-04 18:00 -> Monday 2026-12-07 09:00.
-        assert_eq!(p.next_allowed(at("2026-12-04T18:00:00Z"), "UTC"), at("2026-12-07T09:00:00Z"));
-        assert_eq!(p.next_allowed(at("2026-12-04T10:00:00Z"), "UTC"), at("2026-12-04T10:00:00Z"));
+        assert_eq!(
+            p.next_allowed(at("2026-12-04T18:00:00Z"), "UTC"),
+            at("2026-12-07T09:00:00Z")
+        );
+        assert_eq!(
+            p.next_allowed(at("2026-12-04T10:00:00Z"), "UTC"),
+            at("2026-12-04T10:00:00Z")
+        );
     }
 
     #[test]
@@ -274,15 +325,28 @@ mod tests {
         assert!(p.allows("alert", Channel::Email));
         assert!(!p.allows("billing", Channel::Email));
         assert!(p.allows("billing", Channel::Inbox));
-        let bad: Preferences = serde_json::from_value(serde_json::json!({"quiet_hours": {"start": "25:00", "end": "07:00"}})).expect("prefs");
+        let bad: Preferences = serde_json::from_value(
+            serde_json::json!({"quiet_hours": {"start": "25:00", "end": "07:00"}}),
+        )
+        .expect("prefs");
         assert!(bad.validate().is_err());
         assert!(serde_json::from_value::<Preferences>(serde_json::json!({"quiet": 1})).is_err());
     }
 
     #[test]
     fn digest_is_next_local_hour() {
-        let p = Preferences { digest: Digest::Daily, digest_hour: Some(8), ..Default::default() };
-        assert_eq!(p.next_digest(at("2026-12-01T07:00:00Z"), "UTC"), at("2026-12-01T08:00:00Z"));
-        assert_eq!(p.next_digest(at("2026-12-01T08:00:00Z"), "UTC"), at("2026-12-02T08:00:00Z"));
+        let p = Preferences {
+            digest: Digest::Daily,
+            digest_hour: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.next_digest(at("2026-12-01T07:00:00Z"), "UTC"),
+            at("2026-12-01T08:00:00Z")
+        );
+        assert_eq!(
+            p.next_digest(at("2026-12-01T08:00:00Z"), "UTC"),
+            at("2026-12-02T08:00:00Z")
+        );
     }
 }

@@ -97,10 +97,13 @@ fn db(e: rusqlite::Error) -> NotifyError {
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
-const MESSAGE_COLS: &str = "id, tenant_id, category, severity, title, body, data, recipients, created_at_us";
+const MESSAGE_COLS: &str =
+    "id, tenant_id, category, severity, title, body, data, recipients, created_at_us";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -153,7 +156,11 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
     Ok(Endpoint {
         id: r.get(0)?,
         url: r.get(1)?,
-        flavour: if flavour == "slack" { Flavour::Slack } else { Flavour::Standard },
+        flavour: if flavour == "slack" {
+            Flavour::Slack
+        } else {
+            Flavour::Standard
+        },
         categories: json_col(r.get(3)?)?,
         secrets: json_col(r.get(4)?)?,
         enabled: r.get::<_, i64>(5)? != 0,
@@ -205,21 +212,36 @@ impl NotifyDb {
     /// deliveries left `sending` by a previous process back to `queued`.
     pub fn open(dir: &Path) -> Result<Self, NotifyError> {
         let conn = Connection::open(dir.join("beacon.sqlite")).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} {} COMMIT;", super::super::alerts::store::SCHEMA)).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} {} COMMIT;",
+            super::super::alerts::store::SCHEMA
+        ))
+        .map_err(db)?;
         let requeued = conn
             .execute("UPDATE notify_deliveries SET status = 'queued', reason = 'interrupted by a restart' WHERE status = 'sending'", [])
             .map_err(db)?;
         if requeued > 0 {
-            tracing::warn!(requeued, "Deliveries interrupted by a restart are queued again.");
+            tracing::warn!(
+                requeued,
+                "Deliveries interrupted by a restart are queued again."
+            );
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// Runs `f` on the connection (the alert tables share it).
-    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, NotifyError> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, NotifyError> {
         f(&mut self.conn.lock()).map_err(db)
     }
 
@@ -227,7 +249,8 @@ impl NotifyDb {
 
     /// Creates or replaces a user.
     pub fn put_user(&self, tenant: &str, user: &User) -> Result<(), NotifyError> {
-        let prefs = serde_json::to_string(&user.preferences).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let prefs = serde_json::to_string(&user.preferences)
+            .map_err(|e| NotifyError::Internal(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO notify_users (tenant_id, id, email, name, role, preferences, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -260,7 +283,12 @@ impl NotifyDb {
 
     /// Deletes a user (their inbox stays for the record); false if unknown.
     pub fn delete_user(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
-        Ok(self.with(|c| c.execute("DELETE FROM notify_users WHERE tenant_id = ?1 AND id = ?2", params![tenant, id]))? > 0)
+        Ok(self.with(|c| {
+            c.execute(
+                "DELETE FROM notify_users WHERE tenant_id = ?1 AND id = ?2",
+                params![tenant, id],
+            )
+        })? > 0)
     }
 
     // Branding.
@@ -268,14 +296,22 @@ impl NotifyDb {
     /// The workspace's branding.
     pub fn branding(&self, tenant: &str) -> Result<Branding, NotifyError> {
         let text: Option<String> = self.with(|c| {
-            c.query_row("SELECT branding FROM notify_branding WHERE tenant_id = ?1", params![tenant], |r| r.get(0)).optional()
+            c.query_row(
+                "SELECT branding FROM notify_branding WHERE tenant_id = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
+            .optional()
         })?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
     }
 
     /// Replaces the workspace's branding.
     pub fn set_branding(&self, tenant: &str, branding: &Branding) -> Result<(), NotifyError> {
-        let text = serde_json::to_string(branding).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let text =
+            serde_json::to_string(branding).map_err(|e| NotifyError::Internal(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO notify_branding (tenant_id, branding) VALUES (?1, ?2) ON CONFLICT (tenant_id) DO UPDATE SET branding = excluded.branding",
@@ -289,8 +325,10 @@ impl NotifyDb {
 
     /// Creates or replaces an endpoint.
     pub fn put_endpoint(&self, tenant: &str, e: &Endpoint) -> Result<(), NotifyError> {
-        let categories = serde_json::to_string(&e.categories).map_err(|e| NotifyError::Internal(e.to_string()))?;
-        let secrets = serde_json::to_string(&e.secrets).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let categories = serde_json::to_string(&e.categories)
+            .map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let secrets =
+            serde_json::to_string(&e.secrets).map_err(|e| NotifyError::Internal(e.to_string()))?;
         let flavour = match e.flavour {
             Flavour::Standard => "standard",
             Flavour::Slack => "slack",
@@ -326,7 +364,12 @@ impl NotifyDb {
     }
 
     /// Deletes an endpoint; its queued deliveries fail with a reason.
-    pub fn delete_endpoint(&self, tenant: &str, id: &str, now_us: i64) -> Result<bool, NotifyError> {
+    pub fn delete_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_us: i64,
+    ) -> Result<bool, NotifyError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM notify_endpoints WHERE tenant_id = ?1 AND id = ?2", params![tenant, id])?;
@@ -351,8 +394,10 @@ impl NotifyDb {
         inbox: &[String],
         deliveries: &[NewDelivery],
     ) -> Result<Inserted, NotifyError> {
-        let data = serde_json::to_string(&message.data).map_err(|e| NotifyError::Internal(e.to_string()))?;
-        let recipients = serde_json::to_string(&message.recipients).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let data = serde_json::to_string(&message.data)
+            .map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let recipients = serde_json::to_string(&message.recipients)
+            .map_err(|e| NotifyError::Internal(e.to_string()))?;
         self.with(|c| {
             let tx = c.transaction()?;
             if let Some(key) = idempotency_key {
@@ -415,7 +460,9 @@ impl NotifyDb {
     pub fn message(&self, tenant: &str, id: &str) -> Result<Option<Message>, NotifyError> {
         self.with(|c| {
             c.query_row(
-                &format!("SELECT {MESSAGE_COLS} FROM notify_messages WHERE tenant_id = ?1 AND id = ?2"),
+                &format!(
+                    "SELECT {MESSAGE_COLS} FROM notify_messages WHERE tenant_id = ?1 AND id = ?2"
+                ),
                 params![tenant, id],
                 message_row,
             )
@@ -426,7 +473,11 @@ impl NotifyDb {
     /// Claims up to `limit` due deliveries (-> `sending`, attempts + 1)
     /// with their messages. Digest deliveries come grouped by user in
     /// the same claim.
-    pub fn claim_due(&self, now_us: i64, limit: usize) -> Result<Vec<(Delivery, Message)>, NotifyError> {
+    pub fn claim_due(
+        &self,
+        now_us: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Message)>, NotifyError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let ids: Vec<String> = {
@@ -458,7 +509,14 @@ impl NotifyDb {
     }
 
     /// Records the outcome of an attempt.
-    pub fn finish(&self, id: &str, status: Status, reason: Option<&str>, next_attempt_us: i64, now_us: i64) -> Result<(), NotifyError> {
+    pub fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        reason: Option<&str>,
+        next_attempt_us: i64,
+        now_us: i64,
+    ) -> Result<(), NotifyError> {
         let delivered = (status == Status::Delivered).then_some(now_us);
         self.with(|c| {
             c.execute(
@@ -471,7 +529,13 @@ impl NotifyDb {
 
     /// Deliveries of a workspace, newest first, optionally of one message
     /// or with one status.
-    pub fn deliveries(&self, tenant: &str, message: Option<&str>, status: Option<Status>, limit: usize) -> Result<Vec<Delivery>, NotifyError> {
+    pub fn deliveries(
+        &self,
+        tenant: &str,
+        message: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, NotifyError> {
         self.with(|c| {
             let mut s = c.prepare(&format!(
                 "SELECT {DELIVERY_COLS} FROM notify_deliveries WHERE tenant_id = ?1 AND (?2 IS NULL OR message_id = ?2) AND (?3 IS NULL OR status = ?3)
@@ -482,7 +546,12 @@ impl NotifyDb {
     }
 
     /// A user's inbox, newest first.
-    pub fn inbox(&self, tenant: &str, user: &str, filter: InboxFilter) -> Result<Vec<InboxItem>, NotifyError> {
+    pub fn inbox(
+        &self,
+        tenant: &str,
+        user: &str,
+        filter: InboxFilter,
+    ) -> Result<Vec<InboxItem>, NotifyError> {
         self.with(|c| {
             let mut s = c.prepare(
                 "SELECT m.id, m.category, m.severity, m.title, m.body, m.data, i.created_at_us, i.read_at_us, i.archived_at_us
@@ -527,7 +596,14 @@ impl NotifyDb {
 
     /// Sets read / unread / archived / unarchived on inbox rows (`ids`
     /// empty: all of the user's); returns the rows changed.
-    pub fn mark(&self, tenant: &str, user: &str, ids: &[String], action: super::InboxAction, now_us: i64) -> Result<usize, NotifyError> {
+    pub fn mark(
+        &self,
+        tenant: &str,
+        user: &str,
+        ids: &[String],
+        action: super::InboxAction,
+        now_us: i64,
+    ) -> Result<usize, NotifyError> {
         let set = match action {
             super::InboxAction::Read => "read_at_us = coalesce(read_at_us, ?3)",
             super::InboxAction::Unread => "read_at_us = NULL",

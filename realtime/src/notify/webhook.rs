@@ -63,10 +63,15 @@ pub fn sign(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8], now_us: i
         .iter()
         .filter(|s| s.expires_at_us.is_none_or(|e| e > now_us))
         .filter_map(|s| {
-            let key = STANDARD.decode(s.secret.strip_prefix(SECRET_PREFIX)?).ok()?;
+            let key = STANDARD
+                .decode(s.secret.strip_prefix(SECRET_PREFIX)?)
+                .ok()?;
             let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
             mac.update(&signed);
-            Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+            Some(format!(
+                "v1,{}",
+                STANDARD.encode(mac.finalize().into_bytes())
+            ))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -127,9 +132,19 @@ mod tests {
     #[test]
     fn signature_matches_the_spec_example() {
         // The Standard Webhooks reference test vector.
-        let secrets = [Secret { secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(), created_at_us: 0, expires_at_us: None }];
+        let secrets = [Secret {
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            created_at_us: 0,
+            expires_at_us: None,
+        }];
         let body = br#"{"test": 2432232314}"#;
-        let sig = sign(&secrets, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, 0);
+        let sig = sign(
+            &secrets,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+            0,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -147,17 +162,39 @@ mod tests {
             created_at_us: 0,
         };
         let b = body(Flavour::Slack, &m, "msg_1");
-        assert_eq!(b["text"], "[FIRING:1] Payment failures payment_failures: 7.00 (firing)");
+        assert_eq!(
+            b["text"],
+            "[FIRING:1] Payment failures payment_failures: 7.00 (firing)"
+        );
         assert_eq!(b["blocks"][0]["type"], "section");
-        assert!(b["blocks"][0]["text"]["text"].as_str().is_some_and(|t| t.starts_with(":rotating_light: *[FIRING:1]")));
+        assert!(
+            b["blocks"][0]["text"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(":rotating_light: *[FIRING:1]"))
+        );
         let ce = body(Flavour::Standard, &m, "msg_1");
-        assert_eq!((ce["specversion"].as_str(), ce["type"].as_str(), ce["id"].as_str()), (Some("1.0"), Some("com.beacon.alert.firing"), Some("msg_1")));
+        assert_eq!(
+            (
+                ce["specversion"].as_str(),
+                ce["type"].as_str(),
+                ce["id"].as_str()
+            ),
+            (Some("1.0"), Some("com.beacon.alert.firing"), Some("msg_1"))
+        );
     }
 
     #[test]
     fn rotated_secret_signs_until_it_expires() {
-        let old = Secret { secret: new_secret(), created_at_us: 0, expires_at_us: Some(100) };
-        let new = Secret { secret: new_secret(), created_at_us: 50, expires_at_us: None };
+        let old = Secret {
+            secret: new_secret(),
+            created_at_us: 0,
+            expires_at_us: Some(100),
+        };
+        let new = Secret {
+            secret: new_secret(),
+            created_at_us: 50,
+            expires_at_us: None,
+        };
         let both = sign(&[old.clone(), new.clone()], "m", 1, b"{}", 99);
         assert_eq!(both.split(' ').count(), 2);
         let one = sign(&[old, new], "m", 1, b"{}", 100);
