@@ -29,15 +29,18 @@ use crate::error::ApiError;
 
 /// The built-in metrics and their SQL (`{bucket}` is the period expression).
 pub const METRICS: [(&str, &str); 5] = [
-    // Sales as the analytics API counts them: orders and completed bookings.
+    // Sales as the analytics API counts them: orders and completed bookings,
+    // in the workspace currency (amounts in others are never added).
     (
         "revenue",
         "SELECT {bucket} AS period, CAST(sum(revenue) AS DOUBLE) AS value FROM events \
-                 WHERE event IN ('Order Completed', 'Booking Completed') AND {since} GROUP BY 1",
+                 WHERE event IN ('Order Completed', 'Booking Completed') \
+                 AND (currency IS NULL OR currency = business_currency()) AND {since} GROUP BY 1",
     ),
     (
         "orders",
-        "SELECT {bucket} AS period, CAST(count(*) AS DOUBLE) AS value FROM orders WHERE {since} GROUP BY 1",
+        "SELECT {bucket} AS period, CAST(count(*) AS DOUBLE) AS value FROM orders \
+                 WHERE (currency IS NULL OR currency = business_currency()) AND {since} GROUP BY 1",
     ),
     (
         "bookings",
@@ -424,7 +427,8 @@ pub fn sensitivity(name: Option<&str>) -> Result<Sensitivity, ApiError> {
     }
 }
 
-/// RFM per customer with an order in the last `days` days, as of now.
+/// RFM per customer with an order in the last `days` days, as of now
+/// (monetary in the workspace currency: amounts in others are not added).
 pub async fn rfm(
     engine: &Engine,
     tenant: &str,
@@ -432,7 +436,7 @@ pub async fn rfm(
 ) -> Result<(Vec<String>, Vec<Rfm>), ApiError> {
     let query = format!(
         "SELECT person, CAST(date_part('epoch', now() - max(timestamp)) / 86400.0 AS DOUBLE) AS recency_days, \
-         CAST(count(*) AS DOUBLE) AS frequency, CAST(coalesce(sum(revenue), 0) AS DOUBLE) AS monetary \
+         CAST(count(*) AS DOUBLE) AS frequency, CAST(coalesce(sum(revenue) FILTER (WHERE currency IS NULL OR currency = business_currency()), 0) AS DOUBLE) AS monetary \
          FROM orders WHERE person IS NOT NULL AND timestamp >= now() - INTERVAL '{days} days' GROUP BY person ORDER BY person"
     );
     let result = engine.sql(tenant, &query).await?;
@@ -551,10 +555,13 @@ pub const FORECASTS_TABLE: &str = "forecasts";
 /// Churn features per customer as of `at` (a UTC instant): orders,
 /// revenue, recency, tenure, the last 90 days against the 90 before,
 /// refunds, booking cancellations and no-shows. Customers with an order in
-/// the year before `at`.
+/// the year before `at`; revenue in the workspace currency (orders in
+/// others count, their money does not).
 fn churn_features_sql(at: &str) -> String {
     format!(
-        "WITH o AS (SELECT person, timestamp, CAST(revenue AS DOUBLE) AS revenue FROM orders \
+        "WITH o AS (SELECT person, timestamp, \
+                          CAST(CASE WHEN currency IS NULL OR currency = business_currency() THEN revenue END AS DOUBLE) AS revenue \
+                   FROM orders \
                    WHERE person IS NOT NULL AND timestamp < {at} AND timestamp >= {at} - INTERVAL '365 days'), \
               r AS (SELECT person, count(*) AS refunds FROM refunds WHERE timestamp < {at} GROUP BY person), \
               b AS (SELECT person, count(*) FILTER (WHERE event = 'Booking Cancelled') AS cancellations, \

@@ -411,6 +411,43 @@ async fn funnel_revenue_and_errors_over_http() {
         (&json!("40.0000"), &json!(1)),
         "{r}"
     );
+    // Paid by card (its Payment Received says so, the completion does not).
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "7d", "breakdown": "payment_method"}),
+    )
+    .await;
+    let card = r["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["value"] == "card")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(card["completed_bookings"], json!(1), "{r}");
+
+    // What customers, RFM, bookings and the heatmap say before money in
+    // another currency arrives (the booking's customer is a customer).
+    let money = |v: &Value| -> f64 {
+        v.as_str()
+            .map(|s| s.parse().expect("decimal"))
+            .or_else(|| v.as_f64())
+            .unwrap_or_else(|| panic!("not money: {v}"))
+    };
+    let (_, customers_before) = post(&server, key, "customers", json!({"range": "7d"})).await;
+    assert!(
+        customers_before["top_by_revenue"]
+            .as_array()
+            .expect("top")
+            .iter()
+            .any(|c| c["user_id"] == "p6" && money(&c["revenue"]) == 40.0),
+        "{customers_before}"
+    );
+    let (_, bookings_before) = post(&server, key, "bookings", json!({"range": "7d"})).await;
+    let heat = json!({"range": "7d", "metric": "sum", "property": "revenue"});
+    let (_, heat_before) = post(&server, key, "heatmap", heat.clone()).await;
 
     // Money in another currency is listed apart, never added.
     let mut yen = track(
@@ -421,20 +458,98 @@ async fn funnel_revenue_and_errors_over_http() {
         json!({"revenue": 1000, "currency": "JPY"}),
     );
     yen["properties"]["order_id"] = json!("ord-y");
+    let mut yen_booking = vec![
+        booking("b3", "Booking Created", json!({})),
+        booking(
+            "b4",
+            "Booking Completed",
+            json!({"revenue": 5000, "currency": "JPY"}),
+        ),
+    ];
+    for e in &mut yen_booking {
+        e["properties"]["booking_id"] = json!("bk-2");
+    }
+    let mut batch = vec![yen];
+    batch.extend(yen_booking);
     let (status, body) = call(
         &server,
         Method::POST,
         "/v1/batch",
         &tenant.write_key,
-        Some(json!({"batch": [yen]})),
+        Some(json!({ "batch": batch })),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     let (_, r) = post(&server, key, "revenue", json!({"range": "7d"})).await;
     assert_eq!(r["summary"]["gross"], json!("90.0000"), "{r}");
     assert_eq!(r["other_currencies"][0]["currency"], json!("JPY"), "{r}");
-    assert_eq!(r["other_currencies"][0]["gross"], json!("1000.0000"), "{r}");
+    assert_eq!(r["other_currencies"][0]["gross"], json!("6000.0000"), "{r}");
     assert_eq!(r["other_currencies"][0]["orders"], json!(1), "{r}");
+    assert_eq!(
+        r["other_currencies"][0]["completed_bookings"],
+        json!(1),
+        "{r}"
+    );
+    // Customers: the yen buyer is one more customer, with no money added.
+    let (_, c) = post(&server, key, "customers", json!({"range": "7d"})).await;
+    let sum =
+        |c: &Value| money(&c["summary"]["new_revenue"]) + money(&c["summary"]["returning_revenue"]);
+    assert_eq!(sum(&c), sum(&customers_before), "{c}");
+    assert_eq!(
+        c["summary"]["customers"].as_u64(),
+        customers_before["summary"]["customers"]
+            .as_u64()
+            .map(|n| n + 1),
+        "{c}"
+    );
+    let (_, rfm) = post(&server, key, "rfm", json!({"range": "7d"})).await;
+    let p7 = rfm["rows"]
+        .as_array()
+        .expect("rfm rows")
+        .iter()
+        .find(|row| row["user_id"] == "p7")
+        .cloned()
+        .unwrap_or_else(|| panic!("p7 in {rfm}"));
+    assert_eq!(
+        (money(&p7["monetary"]), &p7["frequency"]),
+        (0.0, &json!(1)),
+        "{rfm}"
+    );
+    // A currency filter picks the currency: the yen order and the yen booking.
+    let (_, c) = post(
+        &server,
+        key,
+        "customers",
+        json!({"range": "7d", "filters": [{"property": "currency", "value": "JPY"}]}),
+    )
+    .await;
+    assert_eq!(sum(&c), 6000.0, "{c}");
+    // Bookings: one more completed, no more revenue.
+    let (_, b) = post(&server, key, "bookings", json!({"range": "7d"})).await;
+    assert_eq!(
+        money(&b["summary"]["revenue"]),
+        money(&bookings_before["summary"]["revenue"]),
+        "{b}"
+    );
+    assert_eq!(
+        b["summary"]["completed"].as_u64(),
+        bookings_before["summary"]["completed"]
+            .as_u64()
+            .map(|n| n + 1),
+        "{b}"
+    );
+    // Heatmap of revenue: unchanged; of JPY revenue: the yen order.
+    let (_, h) = post(&server, key, "heatmap", heat).await;
+    assert_eq!(h["total"], heat_before["total"], "{h}");
+    let (_, h) = post(
+        &server,
+        key,
+        "heatmap",
+        json!({"range": "7d", "metric": "sum", "property": "revenue",
+               "filters": [{"property": "currency", "value": "JPY"}]}),
+    )
+    .await;
+    assert_eq!(h["total"], json!(1000.0), "{h}");
     let (_, r) = post(
         &server,
         key,
@@ -442,6 +557,6 @@ async fn funnel_revenue_and_errors_over_http() {
         json!({"range": "7d", "filters": [{"property": "currency", "value": "JPY"}]}),
     )
     .await;
-    assert_eq!(r["summary"]["gross"], json!("1000.0000"), "{r}");
+    assert_eq!(r["summary"]["gross"], json!("6000.0000"), "{r}");
     assert_eq!(r["other_currencies"], json!([]), "{r}");
 }

@@ -198,6 +198,12 @@ impl Common {
         }
     }
 
+    /// True when a filter picks currencies: money is then summed over the
+    /// currencies it picks rather than only the workspace's.
+    fn picks_currency(&self) -> bool {
+        self.filters.iter().any(|f| f.property == "currency")
+    }
+
     /// SQL conditions of the filters, `TRUE` when there are none.
     fn filter_sql(&self) -> Result<String> {
         check_filters(&self.filters)?;
@@ -267,6 +273,24 @@ impl<'a> Session<'a> {
             currency,
             today,
         })
+    }
+
+    /// The condition that `column` (a currency code) is the workspace
+    /// currency or unknown: money is summed only where it holds (amounts
+    /// in different currencies are never added).
+    fn own_currency(&self, column: &str) -> String {
+        format!("({column} IS NULL OR {column} = business_currency())")
+    }
+
+    /// The rows whose money a request adds up: those in the workspace
+    /// currency ([`Self::own_currency`] of `column`), or every row when a
+    /// filter of the request picks currencies itself.
+    fn money_sql(&self, common: &Common, column: &str) -> String {
+        if common.picks_currency() {
+            "TRUE".to_owned()
+        } else {
+            self.own_currency(column)
+        }
     }
 
     /// Runs trusted SQL built by this module, rows as JSON objects.

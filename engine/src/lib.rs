@@ -76,7 +76,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// The sandbox: no DDL, DML or other statements.
 /// Deepest expression a query may hold (`a AND b AND ...` is one level per
 /// operator). DataFusion plans deep expressions on a growing stack, but
 /// evaluates them recursively on the worker's: 5000 chained conditions
@@ -185,6 +184,7 @@ fn plan_expr_depth(plan: &datafusion::logical_expr::LogicalPlan) -> Result<usize
     Ok(deepest)
 }
 
+/// The sandbox: no DDL, DML or other statements.
 fn read_only() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -371,11 +371,17 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(udf::single_phase::SinglePhaseRowAggregates))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
-        let calendar = match self.store.catalog().tenant(tenant) {
-            Ok(t) => udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
-            Err(_) => udf::time::BusinessCalendar::new("UTC", "monday"),
+        let (calendar, currency) = match self.store.catalog().tenant(tenant) {
+            Ok(t) => (
+                udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
+                t.currency,
+            ),
+            Err(_) => (
+                udf::time::BusinessCalendar::new("UTC", "monday"),
+                "USD".to_owned(),
+            ),
         };
-        udf::register(&ctx, calendar);
+        udf::register(&ctx, calendar, &currency);
         datafusion_functions_json::register_all(&mut ctx)?;
         let events = provider::EventsTableProvider::new(event_schema(), snapshot);
         ctx.register_table(EVENTS_TABLE, Arc::new(events))?;

@@ -12,7 +12,8 @@
 //! - `leads`: every `Lead ...` event.
 //! - `page_views`: `page` calls and `Page Viewed` tracks.
 //! - `sessions`: one row per `session_id`: person, start, end, events,
-//!   whether it ordered and its order revenue.
+//!   whether it ordered and its order revenue (in the workspace currency,
+//!   `business_currency()`; amounts in different currencies are not added).
 //!
 //! `person` is `coalesce(user_id, anonymous_id)` everywhere.
 
@@ -68,7 +69,8 @@ pub const VIEWS: [(&str, &str); 7] = [
         "SELECT session_id, first_value(coalesce(user_id, anonymous_id) ORDER BY timestamp) AS person, \
          min(timestamp) AS started_at, max(timestamp) AS ended_at, count(*) AS events, \
          bool_or(event = 'Order Completed') AS ordered, \
-         sum(revenue) FILTER (WHERE event = 'Order Completed') AS revenue \
+         sum(revenue) FILTER (WHERE event = 'Order Completed' \
+                              AND (currency IS NULL OR currency = business_currency())) AS revenue \
          FROM events WHERE session_id IS NOT NULL GROUP BY session_id",
     ),
 ];

@@ -2,7 +2,7 @@
 //! fresh workspace through `Engine::sql` (the analysts' sandboxed path).
 //!
 //! Header comments configure the workspace before the first record:
-//! `# timezone: America/New_York`, `# week_start: sunday`,
+//! `# timezone: America/New_York`, `# week_start: sunday`, `# currency: GBP`,
 //! `# events: fixture.ndjson` (Segment messages ingested first, from
 //! `engine/tests/slt/`).
 //!
@@ -119,6 +119,7 @@ async fn database(path: &Path, dir: &Path) -> BeaconDb {
     let (mut tenant, _) = catalog.create_tenant("slt").expect("tenant");
     tenant.timezone = header(path, "timezone").unwrap_or_else(|| "UTC".into());
     tenant.week_start = header(path, "week_start").unwrap_or_else(|| "monday".into());
+    tenant.currency = header(path, "currency").unwrap_or_else(|| "USD".into());
     catalog.update_tenant(&tenant).expect("update");
     let store = Store::open(
         IngestConfig::test_config(),

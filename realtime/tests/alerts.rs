@@ -345,6 +345,14 @@ async fn change_against_last_week_no_data_and_query_errors() {
             json!({"revenue": 10}),
         ));
     }
+    // An order in another currency: its money is never added to the
+    // workspace currency's, and it is no order of the workspace's numbers.
+    events.push(event(
+        "yen",
+        "Order Completed",
+        base - 12 * 60 * MIN + 5 * MIN,
+        json!({"revenue": 1000, "currency": "JPY"}),
+    ));
     events.push(event("hb", "Heartbeat", base - MIN, json!({})));
     events.push(event("weird", "Weird", base - MIN, json!({"note": "text"})));
     f.ingest(events).await;
@@ -367,6 +375,41 @@ async fn change_against_last_week_no_data_and_query_errors() {
         (i[0].instance.state, i[0].value),
         (State::Firing, Some(3.0))
     );
+    // Revenue today: 30 in the workspace currency; by currency, JPY apart.
+    let revenue = f
+        .rule(json!({
+            "name": "Revenue",
+            "query": {"metric": "revenue", "window": "1d"},
+            "condition": {"type": "threshold", "op": "above", "value": 0},
+            "schedule": {"every": "1h"}
+        }))
+        .await;
+    f.at(base, &revenue).await;
+    let i = f
+        .alerts
+        .instances(&f.tenant, Some(&revenue.id))
+        .expect("instances");
+    assert_eq!(i.len(), 1);
+    assert_eq!(i[0].value, Some(30.0));
+    let by_currency = f
+        .rule(json!({
+            "name": "Revenue by currency",
+            "query": {"metric": "revenue", "window": "1d", "group_by": "currency"},
+            "condition": {"type": "threshold", "op": "above", "value": 0},
+            "schedule": {"every": "1h"}
+        }))
+        .await;
+    f.at(base, &by_currency).await;
+    let mut values: Vec<Option<f64>> = f
+        .alerts
+        .instances(&f.tenant, Some(&by_currency.id))
+        .expect("instances")
+        .iter()
+        .map(|i| i.value)
+        .collect();
+    values.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    assert_eq!(values, [Some(30.0), Some(1000.0)]);
+
     // Against the previous day (no orders then): a percent change from 0 is not bad.
     let prev = f
         .rule(json!({

@@ -8,7 +8,8 @@
 //! Lead time is `properties.lead_time_days`, else `appointment_at` minus
 //! the booking time. Peak times are local weekday x hour of the appointment
 //! (`appointment_at`, else the booking time). Revenue is the `revenue` of
-//! completed bookings; ratings are `properties.rating` of the completion.
+//! completed bookings in the workspace currency (others add nothing, as in
+//! `revenue`); ratings are `properties.rating` of the completion.
 //! Booking conversion: people with a `Service Viewed` event in the range,
 //! and how many of them made a booking within 7 days after (a funnel).
 
@@ -29,7 +30,13 @@ pub(super) struct Request {
 const OUTCOMES: &str = "'Booking Completed', 'Booking Cancelled', 'Booking No Show'";
 
 /// One row per booking made in the period: its attributes and outcome.
-fn bookings_sql(period: &Period, filters: &str, extra: &str) -> String {
+fn bookings_sql(
+    s: &Session<'_>,
+    common: &Common,
+    period: &Period,
+    filters: &str,
+    extra: &str,
+) -> String {
     format!(
         "WITH created AS ( \
            SELECT booking_id, timestamp, coalesce(user_id, anonymous_id) AS person, service_id, staff_id, \
@@ -41,15 +48,17 @@ fn bookings_sql(period: &Period, filters: &str, extra: &str) -> String {
            SELECT booking_id, last_value(event ORDER BY timestamp) AS outcome, \
                   last_value(json_get_str(properties, 'reason') ORDER BY timestamp) AS reason, \
                   last_value(revenue ORDER BY timestamp) AS revenue, \
+                  last_value(currency ORDER BY timestamp) AS currency, \
                   last_value(json_get_float(properties, 'rating') ORDER BY timestamp) AS rating \
            FROM events WHERE event IN ({OUTCOMES}) AND booking_id IS NOT NULL AND timestamp >= TIMESTAMP '{start}' \
            GROUP BY booking_id) \
          SELECT c.*, coalesce(o.outcome, 'open') AS outcome, o.reason, \
-                CASE WHEN o.outcome = 'Booking Completed' THEN o.revenue END AS revenue, \
+                CASE WHEN o.outcome = 'Booking Completed' AND {own} THEN o.revenue END AS revenue, \
                 CASE WHEN o.outcome = 'Booking Completed' THEN o.rating END AS rating \
          FROM created c LEFT JOIN outcome o USING (booking_id)",
         time = period.time_sql(),
         start = super::rfc3339(period.start_us),
+        own = s.money_sql(common, "o.currency"),
     )
 }
 
@@ -95,7 +104,7 @@ async fn answer(
         Some((_, p)) => format!(", {} AS breakdown", p.group_sql()),
         None => String::new(),
     };
-    let base = bookings_sql(period, &filters, &extra);
+    let base = bookings_sql(s, common, period, &filters, &extra);
     let summary = s
         .rows(&format!(
             "SELECT {COUNTS}, avg(lead_days) AS avg_lead_time_days, median(lead_days) AS median_lead_time_days, \

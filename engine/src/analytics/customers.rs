@@ -1,15 +1,20 @@
 //! `customers` and `rfm`. A customer is an identified person (`user_id`)
-//! with a completed order; anonymous orders count in revenue but not here.
+//! with a sale: a completed order or a completed booking, as in `revenue`
+//! (`orders` below counts both); anonymous sales count in revenue but not
+//! here. Money (revenue, lifetime value, RFM monetary) is in the workspace
+//! currency: a sale in another currency counts as a purchase but adds no
+//! money (a filter on `currency` picks the currencies instead).
 //!
-//! - New in a bucket: the customer's first order ever (filters applied) is
+//! - New in a bucket: the customer's first sale ever (filters applied) is
 //!   in that bucket; returning: ordered in the bucket and earlier. The
 //!   summary does the same for the whole range.
 //! - Top customers by revenue and by orders in the range.
-//! - Historic lifetime value: per customer, completed order revenue minus
-//!   refunds from the first event up to the end of the range; average,
-//!   median and 90th percentile over customers with an order by then.
-//! - RFM (`rfm`): customers with orders in the range; recency in days from
-//!   the last order to the end of the range, frequency (orders), monetary
+//! - Historic lifetime value: per customer, sales revenue minus refunds
+//!   from the first event up to the end of the range; average, median and
+//!   90th percentile over customers with a sale in the workspace currency
+//!   by then.
+//! - RFM (`rfm`): customers with sales in the range; recency in days from
+//!   the last sale to the end of the range, frequency (sales), monetary
 //!   (revenue). Each scores 1-5 by percent rank (ties share a score; 5 is
 //!   most recent / most frequent / highest spend) and the R and F scores
 //!   name a segment (champions, loyal, new, promising, need_attention,
@@ -41,13 +46,21 @@ pub(super) struct RfmRequest {
     segment: Option<String>,
 }
 
-/// Completed orders of identified customers passing the filters.
-fn orders_sql(filters: &str, time: &str) -> String {
+/// Sales (completed orders and completed bookings, as in `revenue`) of
+/// identified customers passing the filters; `revenue` is NULL for a sale
+/// in another currency than the workspace's (it counts as a purchase, but
+/// its money is not added to the workspace currency's), unless a filter
+/// picks currencies.
+fn orders_sql(s: &Session<'_>, common: &Common, filters: &str, time: &str) -> String {
     format!(
-        "SELECT user_id, timestamp, revenue FROM events \
-         WHERE event = 'Order Completed' AND user_id IS NOT NULL AND {time} AND {filters}"
+        "SELECT user_id, timestamp, CASE WHEN {money} THEN revenue END AS revenue FROM events \
+         WHERE event IN ({SALES}) AND user_id IS NOT NULL AND {time} AND {filters}",
+        money = s.money_sql(common, "currency"),
     )
 }
+
+/// The events that are sales.
+const SALES: &str = "'Order Completed', 'Booking Completed'";
 
 fn zeros() -> Map<String, Value> {
     let mut m = Map::new();
@@ -72,9 +85,9 @@ async fn answer(
     let limit = common.limit()?;
     let firsts = format!(
         "SELECT user_id, min(timestamp) AS first_at FROM ({}) GROUP BY 1",
-        orders_sql(&filters, &period.until_sql())
+        orders_sql(s, common, &filters, &period.until_sql())
     );
-    let in_range = orders_sql(&filters, &period.time_sql());
+    let in_range = orders_sql(s, common, &filters, &period.time_sql());
     let start = rfc3339(period.start_us);
     let summary = s
         .rows(&format!(
@@ -105,7 +118,7 @@ async fn answer(
     let top = |order: &str| {
         format!(
             "WITH f AS ({firsts}) \
-             SELECT user_id, count(*) AS orders, sum(revenue) AS revenue, \
+             SELECT user_id, count(*) AS orders, coalesce(sum(revenue), 0) AS revenue, \
                     min(f.first_at) AS first_order_at, max(timestamp) AS last_order_at \
              FROM ({in_range}) JOIN f USING (user_id) GROUP BY 1 ORDER BY {order}, user_id LIMIT {limit}"
         )
@@ -118,11 +131,12 @@ async fn answer(
                     CAST(round(median(CAST(v AS DOUBLE)), 2) AS DECIMAL(20, 2)) AS median, \
                     CAST(round(percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(v AS DOUBLE)), 2) AS DECIMAL(20, 2)) AS p90 \
              FROM (SELECT user_id, \
-                          sum(CASE WHEN event = 'Order Completed' THEN revenue ELSE -revenue END) AS v, \
-                          count(*) FILTER (WHERE event = 'Order Completed') AS orders \
-                   FROM events WHERE event IN ('Order Completed', 'Order Refunded') AND user_id IS NOT NULL \
-                         AND revenue IS NOT NULL AND {} AND {filters} GROUP BY 1) WHERE orders > 0",
-            period.until_sql()
+                          sum(CASE WHEN event = 'Order Refunded' THEN -revenue ELSE revenue END) AS v, \
+                          count(*) FILTER (WHERE event <> 'Order Refunded') AS orders \
+                   FROM events WHERE event IN ({SALES}, 'Order Refunded') AND user_id IS NOT NULL \
+                         AND revenue IS NOT NULL AND {own} AND {} AND {filters} GROUP BY 1) WHERE orders > 0",
+            period.until_sql(),
+            own = s.money_sql(common, "currency"),
         ))
         .await?
         .pop()
@@ -187,16 +201,16 @@ pub(super) async fn rfm(s: &Session<'_>, r: RfmRequest) -> Result<Value> {
     };
     let end = rfc3339(period.end_us);
     let scored = format!(
-        "WITH c AS (SELECT user_id, count(*) AS frequency, sum(revenue) AS monetary, max(timestamp) AS last_order_at \
+        "WITH c AS (SELECT user_id, count(*) AS frequency, coalesce(sum(revenue), 0) AS monetary, max(timestamp) AS last_order_at \
                     FROM ({}) GROUP BY 1), \
               s AS (SELECT *, CAST(floor((to_unixtime(TIMESTAMP '{end}') - to_unixtime(last_order_at)) / 86400.0) AS BIGINT) AS recency_days, \
                            least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY last_order_at) * 5) AS INT)) AS r, \
                            least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY frequency) * 5) AS INT)) AS f, \
-                           least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY coalesce(monetary, 0)) * 5) AS INT)) AS m \
+                           least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY monetary) * 5) AS INT)) AS m \
                     FROM c) \
          SELECT user_id, recency_days, frequency, monetary, last_order_at, r AS r_score, f AS f_score, m AS m_score, \
                 {SEGMENT} AS segment FROM s",
-        orders_sql(&filters, &period.time_sql())
+        orders_sql(s, &r.common, &filters, &period.time_sql())
     );
     if let Some(seg) = &r.segment
         && !SEGMENTS.contains(&seg.as_str())

@@ -2,7 +2,9 @@
 //! one event (default `Order Completed`; `{"event": "*"}` for all events),
 //! with a metric: `count`
 //! (events), `people` (distinct persons) or `sum` of a numeric `property`
-//! (e.g. `revenue`). Every one of the 168 cells is present (zeros filled).
+//! (e.g. `revenue`; money, `revenue` and `price`, only in the workspace
+//! currency unless a filter picks currencies). Every one of the 168 cells
+//! is present (zeros filled).
 //! `by_weekday`, `by_hour` and `total` are the cells' sums, except for
 //! `people`, where they count each person once (a person seen on Monday
 //! and Tuesday is one person of the total). `compare` adds `previous` and
@@ -27,7 +29,26 @@ pub(super) struct Request {
     property: Option<String>,
 }
 
-fn metric_sql(r: &Request) -> Result<String> {
+/// The condition on rows whose `property` is summed: money (`revenue`,
+/// `price`) only in the workspace currency, unless the request picks
+/// currencies with a filter of its own or breaks down by currency (one
+/// grid per currency; the overall grid then adds them).
+fn money_sql(s: &Session<'_>, r: &Request) -> String {
+    let money = matches!(r.property.as_deref(), Some("revenue" | "price"));
+    let picks_currency = r.common.breakdown.as_deref() == Some("currency")
+        || r.common
+            .filters
+            .iter()
+            .chain(r.event.iter().flat_map(|e| e.filters.iter()))
+            .any(|f| f.property == "currency");
+    if money && !picks_currency {
+        s.own_currency("currency")
+    } else {
+        "TRUE".to_owned()
+    }
+}
+
+fn metric_sql(s: &Session<'_>, r: &Request) -> Result<String> {
     Ok(
         match (r.metric.as_deref().unwrap_or("count"), &r.property) {
             ("count", None) => "CAST(count(*) AS DOUBLE)".to_owned(),
@@ -42,7 +63,11 @@ fn metric_sql(r: &Request) -> Result<String> {
                          properties field); {name:?} is text"
                     )));
                 }
-                format!("coalesce(sum({}), 0)", p.number)
+                format!(
+                    "coalesce(sum({}) FILTER (WHERE {}), 0)",
+                    p.number,
+                    money_sql(s, r)
+                )
             }
             ("sum", None) => {
                 return Err(Error::InvalidRequest(
@@ -75,7 +100,7 @@ async fn cells(s: &Session<'_>, r: &Request, period: &Period) -> Result<Value> {
         Some(e) => e.to_sql()?,
         None => "event = 'Order Completed'".to_owned(),
     };
-    let metric = metric_sql(r)?;
+    let metric = metric_sql(s, r)?;
     let distinct = r.metric.as_deref() == Some("people");
     let filters = r.common.filter_sql()?;
     let breakdown = r.common.breakdown()?;
@@ -232,7 +257,10 @@ fn rollup_plan(s: &Session<'_>, r: &Request) -> Result<Option<(String, String, S
         r.property.as_deref(),
     ) {
         ("count", None) => "CAST(sum(events) AS DOUBLE)".to_owned(),
-        ("sum", Some("revenue")) => "CAST(coalesce(sum(revenue), 0) AS DOUBLE)".to_owned(),
+        ("sum", Some("revenue")) => format!(
+            "CAST(coalesce(sum(revenue) FILTER (WHERE {}), 0) AS DOUBLE)",
+            money_sql(s, r)
+        ),
         _ => return Ok(None),
     };
     let mut parts = Vec::new();

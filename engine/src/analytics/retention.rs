@@ -112,7 +112,16 @@ pub(super) async fn retention(s: &Session<'_>, r: Request) -> Result<Value> {
     let (start_sql, return_sql) = (start.to_sql()?, ret.to_sql()?);
     let max_periods = r.periods.unwrap_or(120).min(1000);
     let filters = r.common.filter_sql()?;
-    let amount = if r.revenue { ", revenue" } else { "" };
+    // Revenue retention adds money in the workspace currency only (or in
+    // the currencies a filter picks).
+    let amount = if r.revenue {
+        format!(
+            ", CASE WHEN {} THEN revenue END",
+            s.money_sql(&r.common, "currency")
+        )
+    } else {
+        String::new()
+    };
     let cells = format!(
         "WITH u AS (SELECT {person} AS unit, \
                            retention(timestamp, '{unit}', '{cohorts}', {start_sql}, {return_sql}{amount}) AS cells \

@@ -6,7 +6,9 @@
 //! is not added), `refunds` the sum of `revenue` of `Order Refunded` events
 //! (counted when the refund happens; a refund of a known `order_id` counts
 //! under its order's channel, payment method, location, staff and
-//! properties in filters and breakdowns), `net = gross - refunds`, `orders`
+//! properties in filters and breakdowns; a completed booking takes its
+//! booking's channel, location, staff and payment method, see
+//! [`ATTRIBUTED`]), `net = gross - refunds`, `orders`
 //! and `completed_bookings` the numbers of completed orders and bookings,
 //! `aov = gross / (orders + completed_bookings)` rounded half away from zero to cents, `customers`
 //! the distinct identified buyers. Money is exact (text with 4 decimals),
@@ -60,16 +62,25 @@ enum Source {
     Attributed,
 }
 
-/// Orders and refunds, a refund of a known order taking that order's
-/// channel, payment method, location and staff (where the refund has none)
-/// and its properties: refunds rarely repeat the order's dimensions, and
-/// without them every refund fell under `(none)` in a breakdown and out of
-/// a filter, so net revenue by channel was wrong.
+/// Sales and refunds with the dimensions they are reported under:
+/// - a refund of a known order takes that order's channel, payment method,
+///   location and staff (where the refund has none) and its properties:
+///   refunds rarely repeat the order's dimensions, and without them every
+///   refund fell under `(none)` in a breakdown and out of a filter, so net
+///   revenue by channel was wrong;
+/// - a completed booking takes the channel, location and staff of its
+///   `Booking Created` (where it has none) and the payment method of its
+///   `Payment Received` (the completion rarely says how it was paid).
 const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location_id, staff_id, properties), \
-        CASE WHEN o.order_id IS NULL THEN e.channel ELSE coalesce(e.channel, o.channel) END AS channel, \
-        CASE WHEN o.order_id IS NULL THEN e.payment_method ELSE coalesce(e.payment_method, o.payment_method) END AS payment_method, \
-        CASE WHEN o.order_id IS NULL THEN e.location_id ELSE coalesce(e.location_id, o.location_id) END AS location_id, \
-        CASE WHEN o.order_id IS NULL THEN e.staff_id ELSE coalesce(e.staff_id, o.staff_id) END AS staff_id, \
+        CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.channel, o.channel) \
+             WHEN b.booking_id IS NOT NULL THEN coalesce(e.channel, b.channel) ELSE e.channel END AS channel, \
+        CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.payment_method, o.payment_method) \
+             WHEN b.booking_id IS NOT NULL THEN coalesce(e.payment_method, b.paid_with, b.payment_method) \
+             ELSE e.payment_method END AS payment_method, \
+        CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.location_id, o.location_id) \
+             WHEN b.booking_id IS NOT NULL THEN coalesce(e.location_id, b.location_id) ELSE e.location_id END AS location_id, \
+        CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.staff_id, o.staff_id) \
+             WHEN b.booking_id IS NOT NULL THEN coalesce(e.staff_id, b.staff_id) ELSE e.staff_id END AS staff_id, \
         CASE WHEN o.order_id IS NULL THEN e.properties ELSE o.properties END AS properties \
     FROM events e LEFT JOIN \
         (SELECT order_id, first_value(channel ORDER BY timestamp) AS channel, \
@@ -79,14 +90,26 @@ const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location
                 first_value(properties ORDER BY timestamp) AS properties \
          FROM events WHERE event = 'Order Completed' AND order_id IS NOT NULL GROUP BY order_id) o \
     ON e.event = 'Order Refunded' AND e.order_id = o.order_id \
+    LEFT JOIN \
+        (SELECT booking_id, \
+                first_value(channel ORDER BY timestamp) FILTER (WHERE event = 'Booking Created') AS channel, \
+                first_value(payment_method ORDER BY timestamp) FILTER (WHERE event = 'Booking Created') AS payment_method, \
+                first_value(location_id ORDER BY timestamp) FILTER (WHERE event = 'Booking Created') AS location_id, \
+                first_value(staff_id ORDER BY timestamp) FILTER (WHERE event = 'Booking Created') AS staff_id, \
+                first_value(payment_method ORDER BY timestamp) \
+                    FILTER (WHERE event = 'Payment Received' AND payment_method IS NOT NULL) AS paid_with \
+         FROM events WHERE event IN ('Booking Created', 'Payment Received') AND booking_id IS NOT NULL \
+         GROUP BY booking_id) b \
+    ON e.event = 'Booking Completed' AND e.booking_id = b.booking_id \
     WHERE e.event IN ('Order Completed', 'Order Refunded', 'Booking Completed')) AS attributed";
 
-/// Properties whose value a refund has itself: filters and breakdowns on
-/// them need no attribution (and can use the rollups).
+/// Properties whose value a refund or a completed booking has itself:
+/// filters and breakdowns on them need no attribution (and can use the
+/// rollups).
 const OWN_PROPERTIES: [&str; 3] = ["event", "type", "currency"];
 
-/// True when a filter or the breakdown reads an order dimension that a
-/// refund takes from its order.
+/// True when a filter or the breakdown reads a dimension that a refund
+/// takes from its order, or a completed booking from its booking.
 fn needs_attribution(common: &Common) -> bool {
     let own = |p: &str| OWN_PROPERTIES.contains(&p);
     common.filters.iter().any(|f| !own(&f.property))
@@ -181,15 +204,8 @@ async fn answer(
     // the workspace currency (events without one are taken to be in it),
     // unless the request filters on currency itself; the other currencies'
     // totals are listed apart (`other_currencies`).
-    let by_currency = common.filters.iter().any(|f| f.property == "currency");
-    let own_currency = if by_currency {
-        "TRUE".to_owned()
-    } else {
-        format!(
-            "(currency IS NULL OR currency = {})",
-            super::sql_string(&s.currency)?
-        )
-    };
+    let by_currency = common.picks_currency();
+    let own_currency = s.money_sql(common, "currency");
     let where_owned = format!("{any_currency} AND {own_currency}");
     let where_sql = where_owned.as_str();
     let other_currencies = if by_currency {
@@ -210,9 +226,12 @@ async fn answer(
         .await?
         .pop()
         .unwrap_or_else(zeros);
+    // The buyers of the sales counted above (attributed as they are).
+    let buyers_from = if attributed { ATTRIBUTED } else { "events" };
     let customers = s
         .rows(&format!(
-            "SELECT count(DISTINCT user_id) AS customers FROM events WHERE event IN ({ORDER}, {BOOKING}) AND {raw_where}"
+            "SELECT count(DISTINCT user_id) AS customers FROM {buyers_from} \
+             WHERE event IN ({ORDER}, {BOOKING}) AND {raw_where} AND {own_currency}"
         ))
         .await?
         .pop()
@@ -342,7 +361,12 @@ pub(super) async fn revenue(s: &Session<'_>, r: Request) -> Result<Value> {
 async fn products_answer(s: &Session<'_>, common: &Common, period: &Period) -> Result<Value> {
     let filters = common.filter_sql()?;
     let limit = common.limit()?;
-    let items = items_sql(period, &filters);
+    // Line amounts in the workspace currency (or those a filter picks).
+    let items = format!(
+        "{} AND {}",
+        items_sql(period, &filters),
+        s.money_sql(common, "currency")
+    );
     let top = |order: &str| {
         format!(
             "SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \

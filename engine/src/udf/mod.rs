@@ -1,5 +1,6 @@
 //! Beacon's SQL functions, registered in every workspace session.
 
+mod currency;
 pub mod funnel;
 mod grouped;
 mod percentile;
@@ -14,7 +15,8 @@ use datafusion::common::{Result, exec_err};
 use datafusion::prelude::SessionContext;
 
 /// Registers every Beacon function in `ctx`; time functions use `calendar`.
-pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar) {
+pub fn register(ctx: &SessionContext, calendar: time::BusinessCalendar, currency: &str) {
+    ctx.register_udf(currency::business_currency(currency));
     ctx.register_udaf(funnel::window_funnel());
     ctx.register_udaf(funnel::funnel_steps());
     ctx.register_udaf(retention::retention(calendar));
@@ -61,7 +63,11 @@ mod tests {
 
     /// The same table in `ctx`.
     fn context_with(ctx: SessionContext) -> SessionContext {
-        super::register(&ctx, super::time::BusinessCalendar::new("UTC", "monday"));
+        super::register(
+            &ctx,
+            super::time::BusinessCalendar::new("UTC", "monday"),
+            "USD",
+        );
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, true),
             Field::new("event", DataType::Utf8, true),
@@ -284,7 +290,11 @@ mod tests {
     #[tokio::test]
     async fn retention_first_and_recurring() {
         let ctx = SessionContext::new();
-        super::register(&ctx, super::time::BusinessCalendar::new("UTC", "monday"));
+        super::register(
+            &ctx,
+            super::time::BusinessCalendar::new("UTC", "monday"),
+            "USD",
+        );
         const DAY: i64 = 86_400;
         let rows: [(&str, &str, i64); 6] = [
             ("ann", "buy", 0),

@@ -15,23 +15,27 @@ use serde::{Deserialize, Serialize};
 use crate::notify::NotifyError;
 
 /// Metrics a rule can watch without SQL: `(name, events filter, value)`.
-/// Each is computed over `[now - window, now)`.
+/// Each is computed over `[now - window, now)`. `{own}` stands for "in the
+/// workspace currency (or none)": money, and the orders it comes from, are
+/// counted as the analytics API and live metrics count them, never adding
+/// amounts in different currencies (a rule grouped by `currency` watches
+/// each currency apart instead).
 pub const METRICS: [(&str, &str, &str); 12] = [
     // Sales as the analytics API counts them: orders and completed bookings.
     (
         "revenue",
-        "event IN ('Order Completed', 'Booking Completed')",
+        "event IN ('Order Completed', 'Booking Completed') AND {own}",
         "coalesce(sum(revenue), 0)",
     ),
-    ("orders", "event = 'Order Completed'", "count(*)"),
+    ("orders", "event = 'Order Completed' AND {own}", "count(*)"),
     (
         "aov",
-        "event IN ('Order Completed', 'Booking Completed')",
+        "event IN ('Order Completed', 'Booking Completed') AND {own}",
         "avg(revenue)",
     ),
     (
         "refunds",
-        "event = 'Order Refunded'",
+        "event = 'Order Refunded' AND {own}",
         "coalesce(sum(revenue), 0)",
     ),
     ("bookings", "event = 'Booking Created'", "count(*)"),
@@ -538,7 +542,13 @@ impl RuleSpec {
             .as_deref()
             .map(|e| format!("'{}'", e.replace('\'', "''")))
             .unwrap_or_default();
-        let filter = filter.replace("{event}", &event);
+        let own = if q.group_by.as_deref() == Some("currency") {
+            "TRUE"
+        } else {
+            "(currency IS NULL OR currency = business_currency())"
+        };
+        // `{own}` first: an event name is data and may hold anything.
+        let filter = filter.replace("{own}", own).replace("{event}", &event);
         let window = "timestamp >= $1 AND timestamp < $2";
         match &q.group_by {
             None => format!(
