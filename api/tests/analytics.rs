@@ -559,4 +559,59 @@ async fn funnel_revenue_and_errors_over_http() {
     .await;
     assert_eq!(r["summary"]["gross"], json!("6000.0000"), "{r}");
     assert_eq!(r["other_currencies"], json!([]), "{r}");
+    // Events without a currency are in the workspace currency, for a
+    // filter on it too.
+    let (_, all) = post(&server, key, "revenue", json!({"range": "7d"})).await;
+    let own = all["range"]["currency"].clone();
+    let (_, r) = post(
+        &server,
+        key,
+        "revenue",
+        json!({"range": "7d", "filters": [{"property": "currency", "value": own}]}),
+    )
+    .await;
+    assert_eq!(r["summary"], all["summary"], "{r}");
+    // Customers read sales as revenue does: the booking paid by card is
+    // its customer's under payment_method card.
+    let (_, c) = post(
+        &server,
+        key,
+        "customers",
+        json!({"range": "7d", "filters": [{"property": "payment_method", "value": "card"}]}),
+    )
+    .await;
+    assert!(
+        c["top_by_revenue"]
+            .as_array()
+            .expect("top")
+            .iter()
+            .any(|row| row["user_id"] == "p6" && money(&row["revenue"]) == 40.0),
+        "{c}"
+    );
+    // Numeric comparisons on money are numeric, even with a string value.
+    let over = |value: Value| json!({"range": "7d", "filters": [{"property": "revenue", "op": "gt", "value": value}]});
+    let (_, by_number) = post(&server, key, "revenue", over(json!(9))).await;
+    let (_, by_text) = post(&server, key, "revenue", over(json!("9"))).await;
+    assert_eq!(by_number["summary"], by_text["summary"], "{by_text}");
+    let (status, e) = post(&server, key, "revenue", over(json!("abc"))).await;
+    assert_eq!(
+        (status, &e["error"]["code"]),
+        (400, &json!("invalid_request")),
+        "{e}"
+    );
+    // Dates the engine cannot hold are refused, not a 500.
+    for (from, to) in [("9999-12-30", "9999-12-31"), ("0001-01-01", "0001-01-02")] {
+        let (status, e) = post(
+            &server,
+            key,
+            "customers",
+            json!({"range": "custom", "from": from, "to": to}),
+        )
+        .await;
+        assert_eq!(
+            (status, &e["error"]["code"]),
+            (400, &json!("invalid_request")),
+            "{e}"
+        );
+    }
 }

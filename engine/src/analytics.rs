@@ -389,6 +389,18 @@ impl Period {
                         "a custom range needs both from and to (YYYY-MM-DD)".into(),
                     ));
                 };
+                // Times are microseconds and the engine casts them through
+                // nanoseconds (years 1677 to 2262): keep well inside, with
+                // room for the previous period of `compare`.
+                let (first, last) = (
+                    NaiveDate::from_ymd_opt(1900, 1, 1).expect("date"),
+                    NaiveDate::from_ymd_opt(2200, 12, 31).expect("date"),
+                );
+                if from < first || to > last {
+                    return Err(Error::InvalidRequest(format!(
+                        "from and to must be between {first} and {last}"
+                    )));
+                }
                 if to < from {
                     return Err(Error::InvalidRequest(format!(
                         "the range ends ({to}) before it starts ({from})"
@@ -724,6 +736,23 @@ impl Filter {
                 };
                 match &self.value {
                     Value::Number(n) => format!("{} {op} {}", p.number, number_literal(n)?),
+                    // A numeric column compares as a number: "50" is 50,
+                    // and text that is no number is the caller's mistake.
+                    Value::String(s) if NUMBER_COLUMNS.contains(&self.property.as_str()) => {
+                        let n = s
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite())
+                            .and_then(serde_json::Number::from_f64)
+                            .ok_or_else(|| {
+                                Error::InvalidRequest(format!(
+                                    "filter on {:?}: {op} needs a number, got {s:?}",
+                                    self.property
+                                ))
+                            })?;
+                        format!("{} {op} {}", p.number, number_literal(&n)?)
+                    }
                     Value::String(s) => format!("{} {op} {}", p.text, sql_string(s)?),
                     other => {
                         return Err(Error::InvalidRequest(format!(
@@ -749,6 +778,9 @@ pub(crate) struct Property {
     number: String,
 }
 
+/// The currency of an event: its own, else the workspace's.
+const CURRENCY_SQL: &str = "coalesce(currency, business_currency())";
+
 /// Event columns a property name can refer to directly, with aliases.
 const TEXT_COLUMNS: [(&str, &str); 23] = [
     ("event", "event"),
@@ -757,7 +789,9 @@ const TEXT_COLUMNS: [(&str, &str); 23] = [
     ("anonymous_id", "anonymous_id"),
     ("group_id", "group_id"),
     ("message_id", "message_id"),
-    ("currency", "currency"),
+    // An event without a currency is in the workspace currency: filters
+    // and breakdowns see it so.
+    ("currency", CURRENCY_SQL),
     ("order_id", "order_id"),
     ("product_id", "product_id"),
     ("product", "product_id"),
@@ -835,9 +869,16 @@ impl Property {
         crate::rollup::DIMENSIONS
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, column)| Self {
-                text: (*column).to_owned(),
-                number: format!("TRY_CAST({column} AS DOUBLE)"),
+            .map(|(_, column)| {
+                let column = if *column == "currency" {
+                    CURRENCY_SQL
+                } else {
+                    column
+                };
+                Self {
+                    text: column.to_owned(),
+                    number: format!("TRY_CAST({column} AS DOUBLE)"),
+                }
             })
     }
 
@@ -940,15 +981,19 @@ fn round6(x: f64) -> f64 {
 }
 
 /// Relative change of each numeric field of `current` vs `previous`
-/// (`(current - previous) / previous`; null when previous is zero).
+/// (`(current - previous) / previous`; null when previous is zero, or when
+/// either side is null, such as the `aov` of a period without sales).
 fn change(current: &Map<String, Value>, previous: &Map<String, Value>) -> Value {
+    let numeric = |v: &Value| v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok());
     let mut out = Map::new();
     for (k, v) in current {
-        if matches!(v, Value::Number(_) | Value::String(_))
-            && let Some(p) = previous.get(k)
-            && (v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()))
-        {
+        let Some(p) = previous.get(k) else {
+            continue;
+        };
+        if numeric(v) && numeric(p) {
             out.insert(k.clone(), ratio(num(v) - num(p), num(p)));
+        } else if (v.is_null() || numeric(v)) && (p.is_null() || numeric(p)) {
+            out.insert(k.clone(), Value::Null);
         }
     }
     Value::Object(out)

@@ -15,7 +15,8 @@
 //!   by then.
 //! - RFM (`rfm`): customers with sales in the range; recency in days from
 //!   the last sale to the end of the range, frequency (sales), monetary
-//!   (revenue). Each scores 1-5 by percent rank (ties share a score; 5 is
+//!   (revenue). Each scores 1-5 by percent rank (ties share a score, a tie
+//!   in recency being the same number of days; 5 is
 //!   most recent / most frequent / highest spend) and the R and F scores
 //!   name a segment (champions, loyal, new, promising, need_attention,
 //!   cant_lose, at_risk, hibernating, lost).
@@ -53,10 +54,22 @@ pub(super) struct RfmRequest {
 /// picks currencies.
 fn orders_sql(s: &Session<'_>, common: &Common, filters: &str, time: &str) -> String {
     format!(
-        "SELECT user_id, timestamp, CASE WHEN {money} THEN revenue END AS revenue FROM events \
+        "SELECT user_id, timestamp, CASE WHEN {money} THEN revenue END AS revenue FROM {} \
          WHERE event IN ({SALES}) AND user_id IS NOT NULL AND {time} AND {filters}",
+        source(common),
         money = s.money_sql(common, "currency"),
     )
+}
+
+/// Where sales and refunds are read from: with filters on a dimension that
+/// a refund takes from its order (or a completed booking from its
+/// booking), the attributed events, so these numbers agree with `revenue`.
+fn source(common: &Common) -> &'static str {
+    if super::revenue::needs_attribution(common) {
+        super::revenue::ATTRIBUTED
+    } else {
+        "events"
+    }
 }
 
 /// The events that are sales.
@@ -133,10 +146,11 @@ async fn answer(
              FROM (SELECT user_id, \
                           sum(CASE WHEN event = 'Order Refunded' THEN -revenue ELSE revenue END) AS v, \
                           count(*) FILTER (WHERE event <> 'Order Refunded') AS orders \
-                   FROM events WHERE event IN ({SALES}, 'Order Refunded') AND user_id IS NOT NULL \
+                   FROM {source} WHERE event IN ({SALES}, 'Order Refunded') AND user_id IS NOT NULL \
                          AND revenue IS NOT NULL AND {own} AND {} AND {filters} GROUP BY 1) WHERE orders > 0",
             period.until_sql(),
             own = s.money_sql(common, "currency"),
+            source = source(common),
         ))
         .await?
         .pop()
@@ -204,7 +218,8 @@ pub(super) async fn rfm(s: &Session<'_>, r: RfmRequest) -> Result<Value> {
         "WITH c AS (SELECT user_id, count(*) AS frequency, coalesce(sum(revenue), 0) AS monetary, max(timestamp) AS last_order_at \
                     FROM ({}) GROUP BY 1), \
               s AS (SELECT *, CAST(floor((to_unixtime(TIMESTAMP '{end}') - to_unixtime(last_order_at)) / 86400.0) AS BIGINT) AS recency_days, \
-                           least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY last_order_at) * 5) AS INT)) AS r, \
+                           least(5, 1 + CAST(floor(percent_rank() OVER ( \
+                               ORDER BY floor((to_unixtime(TIMESTAMP '{end}') - to_unixtime(last_order_at)) / 86400.0) DESC) * 5) AS INT)) AS r, \
                            least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY frequency) * 5) AS INT)) AS f, \
                            least(5, 1 + CAST(floor(percent_rank() OVER (ORDER BY monetary) * 5) AS INT)) AS m \
                     FROM c) \

@@ -71,7 +71,7 @@ enum Source {
 /// - a completed booking takes the channel, location and staff of its
 ///   `Booking Created` (where it has none) and the payment method of its
 ///   `Payment Received` (the completion rarely says how it was paid).
-const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location_id, staff_id, properties), \
+pub(super) const ATTRIBUTED: &str = "(SELECT e.* EXCLUDE (channel, payment_method, location_id, staff_id, properties), \
         CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.channel, o.channel) \
              WHEN b.booking_id IS NOT NULL THEN coalesce(e.channel, b.channel) ELSE e.channel END AS channel, \
         CASE WHEN o.order_id IS NOT NULL THEN coalesce(e.payment_method, o.payment_method) \
@@ -110,7 +110,7 @@ const OWN_PROPERTIES: [&str; 3] = ["event", "type", "currency"];
 
 /// True when a filter or the breakdown reads a dimension that a refund
 /// takes from its order, or a completed booking from its booking.
-fn needs_attribution(common: &Common) -> bool {
+pub(super) fn needs_attribution(common: &Common) -> bool {
     let own = |p: &str| OWN_PROPERTIES.contains(&p);
     common.filters.iter().any(|f| !own(&f.property))
         || common
@@ -258,7 +258,7 @@ async fn answer(
                 let sql = format!(
                     "{} ORDER BY gross DESC, value LIMIT {limit}",
                     metrics_sql(
-                        &[("coalesce(currency, '(none)')", "value")],
+                        &[("coalesce(currency, business_currency())", "value")],
                         &any_currency,
                         source
                     )
