@@ -187,6 +187,18 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
         Some(3),
         "{body}"
     );
+    // Three letters that are no currency: a typo would move every sale to
+    // other_currencies.
+    let resp = http
+        .patch(server.url("/v1/workspace"))
+        .bearer_auth(&tenant.admin_key)
+        .json(&json!({"currency": "XYZ"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["fields"][0]["field"], "currency", "{body}");
 
     // Keys over the API: create, list, revoke; a revoked key stops working.
     let resp = http

@@ -91,9 +91,9 @@ pub async fn patch_workspace(
         tenant.timezone = tz;
     }
     if let Some(currency) = patch.currency {
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-            problems
-                .push(json!({"field": "currency", "reason": "must be a 3-letter ISO 4217 code"}));
+        // A typo ("EUT") would move every sale to `other_currencies`.
+        if iso_currency::Currency::from_code(&currency.to_ascii_uppercase()).is_none() {
+            problems.push(json!({"field": "currency", "reason": format!("{currency:?} is not an ISO 4217 currency code")}));
         }
         tenant.currency = currency.to_ascii_uppercase();
     }
