@@ -614,4 +614,36 @@ async fn funnel_revenue_and_errors_over_http() {
             "{e}"
         );
     }
+
+    // RFM: two customers whose last sale is the same number of days before
+    // the end of the range (hours apart) share their recency score.
+    let (_, rfm) = post(&server, key, "rfm", json!({"range": "7d"})).await;
+    let end = chrono::DateTime::parse_from_rfc3339(rfm["range"]["end"].as_str().expect("end"))
+        .expect("end time")
+        .with_timezone(&Utc);
+    let midday = end - Duration::hours(3 * 24 + 12);
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            track("tie1", "q1", "Order Completed", midday, json!({"revenue": 5})),
+            track("tie2", "q2", "Order Completed", midday - Duration::hours(1), json!({"revenue": 5})),
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, rfm) = post(&server, key, "rfm", json!({"range": "7d"})).await;
+    let score = |user: &str| {
+        rfm["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|row| row["user_id"] == user)
+            .map(|row| (row["recency_days"].clone(), row["r_score"].clone()))
+            .unwrap_or_else(|| panic!("{user} in {rfm}"))
+    };
+    assert_eq!(score("q1").0, json!(3), "{rfm}");
+    assert_eq!(score("q1"), score("q2"), "{rfm}");
 }
