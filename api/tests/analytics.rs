@@ -80,6 +80,26 @@ async fn post(server: &Server, key: &str, endpoint: &str, body: Value) -> (u16, 
     .await
 }
 
+/// Last 7 days' revenue broken down by `breakdown`, and its row for
+/// `value` (empty when there is none).
+async fn revenue_row(server: &Server, key: &str, breakdown: &str, value: &str) -> (Value, Value) {
+    let (_, r) = post(
+        server,
+        key,
+        "revenue",
+        json!({"range": "7d", "breakdown": breakdown}),
+    )
+    .await;
+    let row = r["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["value"] == value)
+        .cloned()
+        .unwrap_or_default();
+    (r, row)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funnel_revenue_and_errors_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -392,40 +412,14 @@ async fn funnel_revenue_and_errors_over_http() {
         (&json!("90.0000"), &json!(2), &json!(1), &json!("30.00")),
         "{r}"
     );
-    let (_, r) = post(
-        &server,
-        key,
-        "revenue",
-        json!({"range": "7d", "breakdown": "staff"}),
-    )
-    .await;
-    let ann = r["breakdown"]["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|row| row["value"] == "ann")
-        .cloned()
-        .unwrap_or_default();
+    let (r, ann) = revenue_row(&server, key, "staff", "ann").await;
     assert_eq!(
         (&ann["gross"], &ann["completed_bookings"]),
         (&json!("40.0000"), &json!(1)),
         "{r}"
     );
     // Paid by card (its Payment Received says so, the completion does not).
-    let (_, r) = post(
-        &server,
-        key,
-        "revenue",
-        json!({"range": "7d", "breakdown": "payment_method"}),
-    )
-    .await;
-    let card = r["breakdown"]["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|row| row["value"] == "card")
-        .cloned()
-        .unwrap_or_default();
+    let (r, card) = revenue_row(&server, key, "payment_method", "card").await;
     assert_eq!(card["completed_bookings"], json!(1), "{r}");
 
     // What customers, RFM, bookings and the heatmap say before money in
