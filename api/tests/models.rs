@@ -384,7 +384,7 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
     // constant score. The demo generator's repeat purchases are memoryless,
     // so there is little to rank on here (CV AUC about 0.55); ranking
     // quality is measured on Telco churn in forecasting/tests/real_data.rs.
-    let mean = common::sql(&server, &read, "SELECT avg(churn_probability), count(DISTINCT round(churn_probability, 4)) FROM customer_scores").await;
+    let mean = common::sql(&server, &read, "SELECT avg(churn_probability), count(DISTINCT round(churn_probability, 4)), min(churn_probability), max(churn_probability) FROM customer_scores").await;
     let rate = f(&churn["positives_in_training"]) / f(&churn["training_rows"]);
     assert!(
         (f(&mean["rows"][0][0]) - rate).abs() < 0.2,
@@ -392,6 +392,14 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
         mean["rows"][0][0]
     );
     assert!(mean["rows"][0][1].as_i64().unwrap() > 1, "{mean}");
+    // A weak model's calibrated probabilities stay strictly inside (0, 1):
+    // when a forest was chosen, Platt scaling on its nearly constant
+    // out-of-fold votes used to run away and score every customer exactly
+    // 0 or 1 (with a mean that could land anywhere).
+    assert!(
+        f(&mean["rows"][0][2]) > 0.0 && f(&mean["rows"][0][3]) < 1.0,
+        "{mean}: {churn}"
+    );
     let (status, model) = call(&server, Method::GET, "/v1/models/churn", &read, None).await;
     assert_eq!(
         (status, model["version"].as_i64()),

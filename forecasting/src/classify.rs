@@ -178,6 +178,10 @@ pub struct Classifier {
     fitted: Fitted,
     /// Platt scaling of the raw score: `p = σ(a · logit(score) + b)`.
     platt: (f64, f64),
+    /// The `logit(score)` range Platt scaling was fitted on (absent in
+    /// models saved before it was kept: no clipping).
+    #[serde(default)]
+    platt_range: Option<(f64, f64)>,
     /// The typical value of each input column (for explanations).
     typical: Vec<TypicalValue>,
     /// The chosen model.
@@ -249,36 +253,79 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
+/// The ridge penalty on the Platt slope (on standardized `logit(score)`).
+const PLATT_RIDGE: f64 = 1.0;
+
 /// Platt scaling: logistic regression of the label on `logit(score)`, by
-/// Newton's method.
+/// Newton's method, with Platt's (1999) smoothed targets (`(n+ + 1) /
+/// (n+ + 2)` and `1 / (n- + 2)` instead of 1 and 0) and a small ridge
+/// penalty on the slope, fitted on standardized scores. Returns `(a, b)`
+/// of `p = σ(a · logit(score) + b)`.
+///
+/// Scores without spread (an uninformative model: a forest whose trees
+/// all vote for the majority class scores every row 1.0) and a fitted
+/// slope below zero (a ranking worse than chance) give the smoothed prior
+/// (`a = 0`). Without these guards, nearly constant scores made the 2x2
+/// Newton system almost singular and the slope ran away until every
+/// probability came out exactly 0 or 1 (seen on the demo workspace's churn
+/// model).
 fn platt(scores: &[f64], y: &[bool]) -> (f64, f64) {
-    let (mut a, mut b) = (1.0, 0.0);
-    for _ in 0..50 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
-        for (s, t) in scores.iter().zip(y) {
-            let x = logit(*s);
-            let p = sigmoid(a * x + b);
-            let r = p - f64::from(u8::from(*t));
-            let w = p * (1.0 - p);
-            ga += r * x;
+    let n = scores.len() as f64;
+    let pos = y.iter().filter(|v| **v).count() as f64;
+    let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (n - pos + 2.0));
+    let target = |t: bool| if t { t_pos } else { t_neg };
+    let prior = y.iter().map(|t| target(*t)).sum::<f64>() / n.max(1.0);
+    let constant = (0.0, (prior / (1.0 - prior)).ln());
+    let x: Vec<f64> = scores.iter().map(|s| logit(*s)).collect();
+    let mean = x.iter().sum::<f64>() / n.max(1.0);
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n.max(1.0)).sqrt();
+    if scores.is_empty() || sd.is_nan() || sd <= 1e-9 {
+        return constant;
+    }
+    let z: Vec<f64> = x.iter().map(|v| (v - mean) / sd).collect();
+    let (mut a, mut b) = (1.0, constant.1);
+    for _ in 0..100 {
+        let (mut ga, mut gb) = (PLATT_RIDGE * a, 0.0);
+        let (mut haa, mut hab, mut hbb) = (PLATT_RIDGE, 0.0, 1e-9);
+        for (zi, t) in z.iter().zip(y) {
+            let p = sigmoid(a * zi + b);
+            let r = p - target(*t);
+            let w = (p * (1.0 - p)).max(1e-12);
+            ga += r * zi;
             gb += r;
-            haa += w * x * x;
-            hab += w * x;
+            haa += w * zi * zi;
+            hab += w * zi;
             hbb += w;
         }
         let det = haa * hbb - hab * hab;
-        if det.abs() < 1e-12 {
+        if det.is_nan() || det <= 0.0 {
             break;
         }
         let da = (hbb * ga - hab * gb) / det;
         let db = (haa * gb - hab * ga) / det;
         a -= da;
         b -= db;
-        if da.abs() + db.abs() < 1e-9 {
+        if !(a.is_finite() && b.is_finite()) {
+            return constant;
+        }
+        if da.abs() + db.abs() < 1e-10 {
             break;
         }
     }
-    (a, b)
+    if a <= 0.0 {
+        return constant;
+    }
+    (a / sd, b - a * mean / sd)
+}
+
+/// The range of `logit(score)` Platt scaling was fitted on; scores are
+/// clipped to it before scaling, so a refitted model's more extreme
+/// in-sample scores (a forest's unanimous votes) are not extrapolated.
+fn score_range(scores: &[f64]) -> Option<(f64, f64)> {
+    let x = scores.iter().map(|s| logit(*s));
+    let lo = x.clone().fold(f64::INFINITY, f64::min);
+    let hi = x.fold(f64::NEG_INFINITY, f64::max);
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// Out-of-fold raw scores of one candidate.
@@ -371,6 +418,7 @@ pub fn train(table: &Table, y: &[bool], opts: &ClassifierOptions) -> Result<Clas
         .collect();
     let (best, _, oof) = scored.swap_remove(0);
     let calibration = platt(&oof, y);
+    let platt_range = score_range(&oof);
     let encoder = Encoder::fit(table, opts.encoder);
     let x = encoder.transform(table)?;
     let fitted = best.fit(&x, y, opts)?;
@@ -407,6 +455,7 @@ pub fn train(table: &Table, y: &[bool], opts: &ClassifierOptions) -> Result<Clas
         encoder,
         fitted,
         platt: calibration,
+        platt_range,
         typical,
         model: best.name(opts),
         candidates,
@@ -428,7 +477,13 @@ impl Classifier {
             .fitted
             .score(&x)
             .into_iter()
-            .map(|s| sigmoid(self.platt.0 * logit(s) + self.platt.1))
+            .map(|s| {
+                let x = match self.platt_range {
+                    Some((lo, hi)) => logit(s).clamp(lo, hi),
+                    None => logit(s),
+                };
+                sigmoid(self.platt.0 * x + self.platt.1)
+            })
             .collect())
     }
 
@@ -551,5 +606,40 @@ mod tests {
         }
         let (a, b) = platt(&scores, &y);
         assert!((a - 2.0).abs() < 0.15 && (b + 1.0).abs() < 0.15, "{a} {b}");
+    }
+
+    #[test]
+    fn platt_without_signal_gives_the_prior() {
+        // 80 positives, 20 negatives. Every score the same (a forest whose
+        // trees all vote for the majority class): the smoothed prior.
+        let y: Vec<bool> = (0..100).map(|i| i % 5 != 0).collect();
+        let (a, b) = platt(&[1.0; 100], &y);
+        assert_eq!(a, 0.0);
+        // The mean of the smoothed targets, 81/82 and 1/22.
+        let prior = (80.0 * 81.0 / 82.0 + 20.0 / 22.0) / 100.0;
+        assert!((sigmoid(b) - prior).abs() < 1e-9, "{}", sigmoid(b));
+        // Scores that rank backwards: the prior too, not an inverted ranking.
+        let s: Vec<f64> = y.iter().map(|t| if *t { 0.3 } else { 0.7 }).collect();
+        assert_eq!(platt(&s, &y).0, 0.0);
+    }
+
+    #[test]
+    fn platt_stays_finite_on_separating_scores() {
+        // Nearly every score is a unanimous 1.0; the few 0.95s are all
+        // negatives, which separates the classes completely. The unguarded
+        // fit gave probabilities of exactly 0 and 1; the smoothed targets
+        // and the ridge keep both inside (0, 1).
+        let mut scores = vec![1.0; 95];
+        let mut y = vec![true; 95];
+        scores.extend([0.95; 5]);
+        y.extend([false; 5]);
+        let (a, b) = platt(&scores, &y);
+        assert!(a.is_finite() && a > 0.0, "{a} {b}");
+        for s in [0.95, 1.0] {
+            let p = sigmoid(a * logit(s) + b);
+            assert!(p > 0.001 && p < 0.999, "{s}: {p}");
+        }
+        // The lower score still means a lower probability.
+        assert!(sigmoid(a * logit(0.95) + b) < sigmoid(a * logit(1.0) + b));
     }
 }
