@@ -490,6 +490,10 @@ struct PeerResult {
     outcome: Result<(f64, usize, f64), String>,
 }
 
+/// Runs each peer on each query in its own process, so a peer that dies
+/// (the kernel's OOM killer ended a 22 GB Python at 50M events) costs
+/// that peer that query, recorded as an error, not the whole run.
+#[allow(clippy::print_stdout)]
 fn run_peers(
     args: &Args,
     data: &Path,
@@ -502,46 +506,74 @@ fn run_peers(
             args.python.display()
         );
     }
-    let out = Command::new(&args.python)
-        .arg("benches/peers/dashboard_peers.py")
-        .arg("--data")
-        .arg(data)
-        .args(["--customer", customer])
-        .args(["--repeat", &args.repeat.to_string()])
-        .args(["--queries", &names.join(",")])
-        .output()
-        .context("running the peers")?;
-    if !out.status.success() {
-        bail!("peers failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let mut versions = String::new();
+    let mut versions = Vec::new();
     let mut results: BTreeMap<String, Vec<PeerResult>> = BTreeMap::new();
-    for line in String::from_utf8(out.stdout)?.lines() {
-        let v: Value = serde_json::from_str(line).with_context(|| format!("peer line {line}"))?;
-        if let Some(vs) = v.get("versions").and_then(Value::as_object) {
-            versions = vs
-                .iter()
-                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
-                .collect::<Vec<_>>()
-                .join(", ");
-            continue;
+    for (engine, _) in PEERS {
+        let mut version = None;
+        for name in names {
+            let out = Command::new(&args.python)
+                .arg("benches/peers/dashboard_peers.py")
+                .arg("--data")
+                .arg(data)
+                .args(["--customer", customer])
+                .args(["--repeat", &args.repeat.to_string()])
+                .args(["--engines", engine])
+                .args(["--queries", name])
+                .output()
+                .context("running the peers")?;
+            let mut answered = false;
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let v: Value =
+                    serde_json::from_str(line).with_context(|| format!("peer line {line}"))?;
+                if let Some(vs) = v.get("versions").and_then(Value::as_object) {
+                    version = vs.get(engine).and_then(Value::as_str).map(str::to_owned);
+                    continue;
+                }
+                answered = true;
+                let outcome = match v.get("error").and_then(Value::as_str) {
+                    Some(e) => Err(e.to_owned()),
+                    None => Ok((
+                        v["seconds"].as_f64().unwrap_or(f64::NAN),
+                        v["rows"].as_u64().unwrap_or(0) as usize,
+                        v["checksum"].as_f64().unwrap_or(f64::NAN),
+                    )),
+                };
+                results
+                    .entry(v["query"].as_str().unwrap_or("?").to_owned())
+                    .or_default()
+                    .push(PeerResult {
+                        engine: v["engine"].as_str().unwrap_or("?").to_owned(),
+                        variant: v["variant"].as_str().map(str::to_owned),
+                        outcome,
+                    });
+            }
+            if !out.status.success() {
+                use std::os::unix::process::ExitStatusExt;
+                let why = match out.status.signal() {
+                    Some(9) => "killed (SIGKILL: out of memory)".to_owned(),
+                    Some(sig) => format!("killed by signal {sig}"),
+                    None => {
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        let last = err.lines().rev().find(|l| !l.trim().is_empty());
+                        format!("failed: {}", last.unwrap_or("no message").trim())
+                    }
+                };
+                println!("   peer {engine} {name}: {why}");
+                if !answered || out.status.signal().is_some() {
+                    results
+                        .entry((*name).to_owned())
+                        .or_default()
+                        .push(PeerResult {
+                            engine: engine.to_owned(),
+                            variant: None,
+                            outcome: Err(why),
+                        });
+                }
+            }
         }
-        let query = v["query"].as_str().unwrap_or("?").to_owned();
-        let outcome = match v.get("error").and_then(Value::as_str) {
-            Some(e) => Err(e.to_owned()),
-            None => Ok((
-                v["seconds"].as_f64().unwrap_or(f64::NAN),
-                v["rows"].as_u64().unwrap_or(0) as usize,
-                v["checksum"].as_f64().unwrap_or(f64::NAN),
-            )),
-        };
-        results.entry(query).or_default().push(PeerResult {
-            engine: v["engine"].as_str().unwrap_or("?").to_owned(),
-            variant: v["variant"].as_str().map(str::to_owned),
-            outcome,
-        });
+        versions.push(format!("{engine} {}", version.as_deref().unwrap_or("?")));
     }
-    Ok((versions, results))
+    Ok((versions.join(", "), results))
 }
 
 /// A peer's best time for a query among its formulations whose answer
