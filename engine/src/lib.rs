@@ -19,6 +19,7 @@
 
 pub mod analytics;
 mod error;
+pub mod funnel_index;
 pub mod json;
 pub mod provider;
 pub mod rollup;
@@ -62,6 +63,10 @@ pub struct EngineConfig {
     /// Answer dashboard queries from the incremental rollups when they can
     /// (see [`rollup`]); off only to compare with raw answers.
     pub rollups: bool,
+    /// Most bytes the funnel index ([`funnel_index`]) keeps in memory for
+    /// all workspaces (20 bytes per event); 0 turns it off (funnels then
+    /// scan the events).
+    pub funnel_index_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +77,7 @@ impl Default for EngineConfig {
             max_result_rows: 100_000,
             target_partitions: 0,
             rollups: true,
+            funnel_index_bytes: 2 << 30,
         }
     }
 }
@@ -224,6 +230,8 @@ pub struct Engine {
     cache: Arc<CacheManager>,
     /// Per-file rollups ([`rollup`]).
     rollups: rollup::Rollups,
+    /// Per-file funnel sequences ([`funnel_index`]).
+    funnel_index: funnel_index::FunnelIndex,
     /// Tables other components publish per workspace (model outputs such
     /// as `forecasts`), registered in every session of that workspace.
     published: Arc<std::sync::RwLock<PublishedTables>>,
@@ -243,11 +251,13 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
         let cache = CacheManager::try_new(&CacheManagerConfig::default())
             .expect("the default cache configuration is valid");
+        let funnel_index = funnel_index::FunnelIndex::new(config.funnel_index_bytes);
         Self {
             store,
             config,
             cache,
             rollups: rollup::Rollups::default(),
+            funnel_index,
             published: Arc::default(),
         }
     }
@@ -280,6 +290,11 @@ impl Engine {
     /// The store queried.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The funnel index ([`funnel_index`]).
+    pub fn funnel_index(&self) -> &funnel_index::FunnelIndex {
+        &self.funnel_index
     }
 
     /// The limits in use.
@@ -317,10 +332,11 @@ impl Engine {
         Ok((ctx, has))
     }
 
-    /// Rolls up every workspace's new files ahead of the next dashboard
-    /// query (the server calls this after flushes and compactions).
+    /// Rolls up and indexes for funnels ([`funnel_index`]) every
+    /// workspace's new files ahead of the next dashboard query (the server
+    /// calls this after flushes and compactions).
     pub async fn warm_rollups(&self) -> Result<()> {
-        if !self.config.rollups {
+        if !self.config.rollups && !self.funnel_index.enabled() {
             return Ok(());
         }
         let tenants = self
@@ -329,9 +345,14 @@ impl Engine {
             .tenants()
             .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
         for t in tenants {
-            self.rollups
-                .warm(&t.id, &self.store.snapshot(&t.id))
-                .await?;
+            let snapshot = self.store.snapshot(&t.id);
+            if self.config.rollups {
+                self.rollups.warm(&t.id, &snapshot).await?;
+            }
+            let index = self.funnel_index.clone();
+            tokio::task::spawn_blocking(move || index.warm(&t.id, &snapshot))
+                .await
+                .map_err(|e| Error::Plan(format!("indexing funnels: {e}")))??;
         }
         Ok(())
     }
@@ -368,8 +389,16 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(Arc::new(runtime))
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(udf::single_phase::SinglePhaseRowAggregates))
-            .build();
+            .with_physical_optimizer_rule(Arc::new(udf::single_phase::SinglePhaseRowAggregates));
+        let state = if self.funnel_index.enabled() {
+            state.with_optimizer_rule(Arc::new(funnel_index::FunnelIndexRule::new(
+                self.funnel_index.clone(),
+                tenant,
+            )))
+        } else {
+            state
+        }
+        .build();
         let mut ctx = SessionContext::new_with_state(state);
         let (calendar, currency) = match self.store.catalog().tenant(tenant) {
             Ok(t) => (

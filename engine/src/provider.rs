@@ -160,6 +160,11 @@ impl EventsTableProvider {
         Self { schema, snapshot }
     }
 
+    /// The snapshot the table reads.
+    pub fn snapshot(&self) -> &TenantSnapshot {
+        &self.snapshot
+    }
+
     /// Files and in-memory batches that may hold rows in `range`.
     fn pruned(&self, range: TimeRange) -> (Vec<PartitionedFile>, Vec<RecordBatch>) {
         let files = self
@@ -444,7 +449,7 @@ mod tests {
     #[test]
     fn late_materialization_only_where_it_pays() {
         let schema = beacon_ingest::schema::event_schema();
-        let index = |name: &str| schema.index_of(name).unwrap();
+        let index = |name: &str| schema.index_of(name).expect("a column of the schema");
         let narrow = vec![
             index(columns::EVENT),
             index(columns::TIMESTAMP),

@@ -232,6 +232,161 @@ async fn clickstream_session_funnel_matches_duckdb() {
     assert_eq!(rows(&views), vec![vec![g["distinct_sessions"].to_string()]]);
 }
 
+/// The funnel index ([`beacon_engine::funnel_index`]) answers exactly what
+/// the raw aggregate over the events answers, per person or session, in
+/// every mode, with filters and time ranges, and leaves the shapes it
+/// cannot answer to the raw plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickstream_funnel_index_matches_the_raw_aggregate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, tenant) = load(dir.path(), Dataset::Clickstream, "UTC").await;
+    // Files, and a tail of the same people: a third of the events again,
+    // under new message ids.
+    let store = engine.store().clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .expect("join")
+        .expect("flush");
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(Dataset::Clickstream.default_file());
+    let lines = Dataset::Clickstream.convert(&file).expect("convert").lines;
+    let again: Vec<String> = lines[..lines.len() / 3]
+        .iter()
+        .map(|l| l.replacen("\"messageId\":\"", "\"messageId\":\"again-", 1))
+        .collect();
+    let (events, rejected) = decode_lines(&again).expect("decode");
+    assert_eq!(rejected, 0);
+    engine
+        .store()
+        .ingest(&tenant, events)
+        .await
+        .expect("ingest");
+    let snapshot = engine.store().snapshot(&tenant);
+    assert!(
+        !snapshot.files.is_empty() && !snapshot.batches.is_empty(),
+        "the answers must cover files and the in-memory tail"
+    );
+    // Half the queries find the files indexed, half index them themselves.
+    engine.warm_rollups().await.expect("warm");
+    let raw = Engine::new(
+        engine.store().clone(),
+        EngineConfig {
+            funnel_index_bytes: 0,
+            ..engine.config().clone()
+        },
+    );
+    let span = query_rows(
+        &engine,
+        &tenant,
+        "SELECT CAST(to_timestamp_micros((9 * CAST(min(timestamp) AS BIGINT) + CAST(max(timestamp) AS BIGINT)) / 10) AS VARCHAR), \
+                CAST(to_timestamp_micros((CAST(min(timestamp) AS BIGINT) + 9 * CAST(max(timestamp) AS BIGINT)) / 10) AS VARCHAR) \
+         FROM events",
+    )
+    .await;
+    let (from, to) = (&span[0][0], &span[0][1]);
+    let days = query_rows(
+        &engine,
+        &tenant,
+        "SELECT CAST(CAST(min(timestamp) AS DATE) AS VARCHAR), CAST(CAST(max(timestamp) AS DATE) AS VARCHAR) FROM events",
+    )
+    .await;
+    const STEPS: &str =
+        "event = 'Product Viewed', event = 'Product Added', event = 'Order Completed'";
+    let person = "coalesce(user_id, anonymous_id)";
+    let indexed = [
+        format!(
+            "SELECT {person} AS k, window_funnel(1209600, 'sequential', timestamp, {STEPS}) AS v \
+             FROM events WHERE event IN ('Product Viewed', 'Product Added', 'Order Completed') \
+             GROUP BY {person}"
+        ),
+        format!(
+            "SELECT session_id AS k, window_funnel(3600, 'sequential', timestamp, {STEPS}) AS v \
+             FROM events WHERE type = 'track' AND session_id IS NOT NULL AND timestamp >= TIMESTAMP '{from}' \
+               AND timestamp < TIMESTAMP '{to}' GROUP BY session_id"
+        ),
+        "SELECT session_id AS k, window_funnel(86400, 'any', timestamp, \
+                event = 'Order Completed', event LIKE 'Product%') AS v FROM events GROUP BY 1"
+            .to_owned(),
+        format!(
+            "SELECT {person} AS k, cardinality(funnel_steps(604800, 'sequential', timestamp, \
+                    event = 'Product Removed', {STEPS})) AS v \
+             FROM events e WHERE timestamp BETWEEN TIMESTAMP '{from}' AND TIMESTAMP '{to}' \
+               AND (event IN ('Product Viewed', 'Product Added', 'Order Completed', 'Product Removed')) \
+             GROUP BY {person}"
+        ),
+        format!(
+            "SELECT {person} AS k, array_to_string(funnel_steps(1209600, 'strict', timestamp, FALSE, \
+                    {STEPS}, event = 'Product Viewed'), ',') AS v FROM events GROUP BY {person}"
+        ),
+    ];
+    let not_indexed = [
+        // A step on a column the index does not keep.
+        format!(
+            "SELECT {person} AS k, window_funnel(1209600, 'sequential', timestamp, {STEPS}, price > 100) AS v \
+             FROM events GROUP BY {person}"
+        ),
+        // Two aggregates.
+        format!(
+            "SELECT {person} AS k, window_funnel(1209600, 'sequential', timestamp, {STEPS}) * 10 + count(*) AS v \
+             FROM events GROUP BY {person}"
+        ),
+        // A key the index does not have.
+        format!(
+            "SELECT product_id AS k, window_funnel(1209600, 'sequential', timestamp, {STEPS}) AS v \
+             FROM events GROUP BY product_id"
+        ),
+    ];
+    let explain = |sql: &str| {
+        let engine = engine.clone();
+        let (tenant, sql) = (tenant.clone(), format!("EXPLAIN {sql}"));
+        async move {
+            query_rows(&engine, &tenant, &sql)
+                .await
+                .iter()
+                .any(|r| r.iter().any(|c| c.contains("FunnelIndexExec")))
+        }
+    };
+    for (sql, uses_index) in indexed
+        .iter()
+        .map(|q| (q, true))
+        .chain(not_indexed.iter().map(|q| (q, false)))
+    {
+        assert_eq!(explain(sql).await, uses_index, "{sql}");
+        let sorted = format!("SELECT k, v FROM ({sql}) ORDER BY k NULLS FIRST, v");
+        let (got, want) = (
+            query_rows(&engine, &tenant, &sorted).await,
+            query_rows(&raw, &tenant, &sorted).await,
+        );
+        assert!(want.len() >= 50, "{sql}: {} groups", want.len());
+        assert!(
+            want.iter().any(|r| r[1] != want[0][1]),
+            "{sql}: every group has the same answer: {:?}",
+            want.iter().take(5).collect::<Vec<_>>()
+        );
+        assert_eq!(got, want, "{sql}");
+    }
+
+    // The analytics API's funnels (funnel_steps by person and by session).
+    for count_by in ["person", "session"] {
+        let request = json!({"from": days[0][0], "to": days[0][1], "window": "1d",
+            "count_by": count_by, "mode": "sequential",
+            "steps": [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}],
+            "exclude": [{"event": "Product Removed"}]});
+        let before = engine.funnel_index().answered();
+        let indexed = analytics(&engine, &tenant, "funnel", request.clone()).await;
+        assert!(
+            engine.funnel_index().answered() > before,
+            "{count_by}: not indexed"
+        );
+        assert_eq!(
+            indexed,
+            analytics(&raw, &tenant, "funnel", request).await,
+            "{count_by}"
+        );
+    }
+}
+
 fn golden_analytics() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/golden/analytics.json");
     serde_json::from_slice(&std::fs::read(path).expect("golden analytics")).expect("json")

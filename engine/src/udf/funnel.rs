@@ -105,7 +105,7 @@ pub fn evaluate(
 
 /// [`evaluate`] into a reused buffer: `false` when excluded, otherwise
 /// `times` holds the reached steps' times.
-fn evaluate_into(
+pub(crate) fn evaluate_into(
     rows: &mut [FunnelRow],
     steps: usize,
     window_us: i64,
@@ -210,6 +210,12 @@ pub fn funnel_steps() -> AggregateUDF {
 }
 
 impl FunnelUdaf {
+    /// True for `window_funnel` (a level), false for `funnel_steps` (a list
+    /// of times, with an exclusion condition before the steps).
+    pub(crate) fn is_level(&self) -> bool {
+        self.face == Face::Level
+    }
+
     /// Arguments before the step conditions.
     fn fixed_args(&self) -> usize {
         match self.face {
