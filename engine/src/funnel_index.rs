@@ -158,6 +158,13 @@ struct Sequences {
 }
 
 impl Sequences {
+    fn keys(&self, key: Key) -> &[u32] {
+        match key {
+            Key::Person => &self.person,
+            Key::Session => &self.session,
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.ts.len() * (3 * size_of::<u32>() + size_of::<i64>())
     }
@@ -405,7 +412,13 @@ const GROUPS_PER_BATCH: usize = 1 << 16;
 
 impl FunnelQuery {
     /// Runs the funnel (blocking).
-    fn compute(&self, reservation: &mut MemoryReservation) -> Result<Vec<RecordBatch>> {
+    /// Runs the funnel (blocking); `with_keys`: fill the key column (else
+    /// it is left NULL: the plan does not read it).
+    fn compute(
+        &self,
+        reservation: &mut MemoryReservation,
+        with_keys: bool,
+    ) -> Result<Vec<RecordBatch>> {
         self.index.answered.fetch_add(1, Ordering::Relaxed);
         let index = self.index.tenant(&self.tenant);
         let (lo, hi) = self.time;
@@ -422,47 +435,45 @@ impl FunnelQuery {
         }
         reservation.try_grow(tail.bytes())?;
         seqs.push(Arc::new(tail));
-        let (combos, names) = {
+        // Key names only when the plan reads the key column.
+        let (combos, n, names) = {
             let d = index.dicts();
-            let names = match self.key {
-                Key::Person => d.persons.names.clone(),
-                Key::Session => d.sessions.names.clone(),
+            let keys = match self.key {
+                Key::Person => &d.persons.names,
+                Key::Session => &d.sessions.names,
             };
-            (d.combos.clone(), names)
+            let names = with_keys.then(|| keys.clone());
+            (d.combos.clone(), keys.len(), names)
         };
         let (pass, masks) = self.combo_masks(&combos)?;
+        // Per combo: 0 = row filtered out, 1 = kept but matches no
+        // condition, 2 = kept and matches one.
+        let status: Vec<u8> = pass
+            .iter()
+            .zip(&masks)
+            .map(|(&p, &m)| u8::from(p) * (1 + u8::from(m != 0)))
+            .collect();
         // Slot `n` is the NULL key.
-        let n = names.len();
         reservation.try_grow((n + 1) * (size_of::<u32>() + size_of::<usize>() + 1))?;
         let mut counts = vec![0u32; n + 1];
         let mut seen = vec![false; n + 1];
-        let key_of = |s: &Sequences, i: usize| -> Option<usize> {
-            let k = match self.key {
-                Key::Person => s.person[i],
-                Key::Session => s.session[i],
-            };
-            if k != NULL_ID {
-                Some(k as usize)
-            } else if self.drop_null_key {
-                None
-            } else {
-                Some(n)
-            }
-        };
-        let wanted = |s: &Sequences, i: usize| -> bool {
-            let c = s.combo[i] as usize;
-            pass[c] && (lo..=hi).contains(&s.ts[i])
-        };
+        let null_slot = if self.drop_null_key { None } else { Some(n) };
+        let key = self.key;
         for s in &seqs {
-            for i in 0..s.ts.len() {
-                if !wanted(s, i) {
+            for ((&k, &c), &t) in s.keys(key).iter().zip(&s.combo).zip(&s.ts) {
+                let st = status[c as usize];
+                if st == 0 || t < lo || t > hi {
                     continue;
                 }
-                let Some(k) = key_of(s, i) else { continue };
+                let k = if k != NULL_ID {
+                    k as usize
+                } else if let Some(slot) = null_slot {
+                    slot
+                } else {
+                    continue;
+                };
                 seen[k] = true;
-                if masks[s.combo[i] as usize] != 0 {
-                    counts[k] += 1;
-                }
+                counts[k] += u32::from(st == 2);
             }
         }
         let mut offsets = Vec::with_capacity(n + 2);
@@ -477,13 +488,21 @@ impl FunnelQuery {
         let mut rows = vec![FunnelRow { ts: 0, mask: 0 }; total];
         let mut next = offsets.clone();
         for s in &seqs {
-            for i in 0..s.ts.len() {
-                let mask = masks[s.combo[i] as usize];
-                if mask == 0 || !wanted(s, i) {
+            for ((&k, &c), &t) in s.keys(key).iter().zip(&s.combo).zip(&s.ts) {
+                if status[c as usize] != 2 || t < lo || t > hi {
                     continue;
                 }
-                let Some(k) = key_of(s, i) else { continue };
-                rows[next[k]] = FunnelRow { ts: s.ts[i], mask };
+                let k = if k != NULL_ID {
+                    k as usize
+                } else if let Some(slot) = null_slot {
+                    slot
+                } else {
+                    continue;
+                };
+                rows[next[k]] = FunnelRow {
+                    ts: t,
+                    mask: masks[c as usize],
+                };
                 next[k] += 1;
             }
         }
@@ -502,7 +521,7 @@ impl FunnelQuery {
         }
         parts
             .into_par_iter()
-            .map(|(groups, part)| self.emit(groups, part, &offsets, &seen, &names))
+            .map(|(groups, part)| self.emit(groups, part, &offsets, &seen, n, names.as_deref()))
             .filter(|b| !matches!(b, Ok(b) if b.num_rows() == 0))
             .collect()
     }
@@ -548,7 +567,8 @@ impl FunnelQuery {
         rows: &mut [FunnelRow],
         offsets: &[usize],
         seen: &[bool],
-        names: &[Arc<str>],
+        n: usize,
+        names: Option<&[Arc<str>]>,
     ) -> Result<RecordBatch> {
         let base = offsets[groups.start];
         let mut keys = StringBuilder::new();
@@ -559,9 +579,9 @@ impl FunnelQuery {
             if !seen[k] {
                 continue;
             }
-            match names.get(k) {
-                Some(name) => keys.append_value(name),
-                None => keys.append_null(),
+            match names {
+                Some(names) if k < n => keys.append_value(&names[k]),
+                _ => keys.append_null(),
             }
             let group = &mut rows[offsets[k] - base..offsets[k + 1] - base];
             let kept = evaluate_into(group, self.steps, self.window_us, self.mode, &mut times);
@@ -691,8 +711,9 @@ impl ExecutionPlan for FunnelIndexExec {
         let mut reservation =
             MemoryConsumer::new("FunnelIndexExec").register(context.memory_pool());
         let run = async move {
+            let with_keys = projection.as_ref().is_none_or(|p| p.contains(&0));
             let batches = tokio::task::spawn_blocking(move || {
-                let out = query.compute(&mut reservation);
+                let out = query.compute(&mut reservation, with_keys);
                 drop(reservation);
                 out
             })
