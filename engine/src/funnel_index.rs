@@ -90,6 +90,9 @@ use crate::udf::funnel::{EXCLUDE_BIT, FunnelMode, FunnelRow, FunnelUdaf, evaluat
 /// Id of a missing (NULL) person, session or combo.
 const NULL_ID: u32 = u32::MAX;
 
+/// Bytes an indexed event takes.
+const ROW_BYTES: usize = 3 * size_of::<u32>() + size_of::<i64>();
+
 /// Columns a file's sequences are built from.
 const COLUMNS: [&str; 6] = [
     columns::TYPE,
@@ -111,15 +114,22 @@ struct Interner {
 }
 
 impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
+    fn id(&mut self, s: &str) -> Result<u32> {
         if let Some(&id) = self.ids.get(s) {
-            return id;
+            return Ok(id);
         }
-        let id = self.names.len() as u32;
+        let id = match u32::try_from(self.names.len()) {
+            Ok(id) if id != NULL_ID => id,
+            _ => {
+                return Err(DataFusionError::ResourcesExhausted(
+                    "funnel index: more than 4 billion distinct keys in one workspace".into(),
+                ));
+            }
+        };
         let name: Arc<str> = Arc::from(s);
         self.names.push(Arc::clone(&name));
         self.ids.insert(name, id);
-        id
+        Ok(id)
     }
 }
 
@@ -166,7 +176,15 @@ impl Sequences {
     }
 
     fn bytes(&self) -> usize {
-        self.ts.len() * (3 * size_of::<u32>() + size_of::<i64>())
+        self.ts.capacity() * ROW_BYTES
+    }
+
+    /// Frees what appending in batches over-allocated.
+    fn shrink(&mut self) {
+        self.person.shrink_to_fit();
+        self.session.shrink_to_fit();
+        self.combo.shrink_to_fit();
+        self.ts.shrink_to_fit();
     }
 
     /// Appends `batch`'s rows (it has at least [`COLUMNS`]).
@@ -206,11 +224,11 @@ impl Sequences {
                 .entry(pair)
                 .or_insert_with(|| dicts.combo(pair.0, pair.1));
             let person = match value(user, i).or_else(|| value(anonymous, i)) {
-                Some(p) => dicts.persons.id(p),
+                Some(p) => dicts.persons.id(p)?,
                 None => NULL_ID,
             };
             let session = match value(session, i) {
-                Some(s) => dicts.sessions.id(s),
+                Some(s) => dicts.sessions.id(s)?,
                 None => NULL_ID,
             };
             self.person.push(person);
@@ -248,10 +266,10 @@ impl TenantIndex {
     }
 
     /// The sequences of the file at `path`: cached, or read now (and kept
-    /// when `budget` admits them).
-    fn file(&self, path: &Path, budget: &Budget) -> Result<Arc<Sequences>> {
+    /// when `budget` admits them); the flag says whether they are kept.
+    fn file(&self, path: &Path, budget: &Budget) -> Result<(Arc<Sequences>, bool)> {
         if let Some(s) = self.cached().get(path) {
-            return Ok(Arc::clone(s));
+            return Ok((Arc::clone(s), true));
         }
         let file = std::fs::File::open(path)?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
@@ -265,12 +283,14 @@ impl TenantIndex {
             let batch = batch?;
             seq.append(&mut self.dicts(), &batch)?;
         }
+        seq.shrink();
         let seq = Arc::new(seq);
         let mut cached = self.cached();
-        if !cached.contains_key(path) && budget.take(seq.bytes()) {
+        let kept = !cached.contains_key(path) && budget.take(seq.bytes());
+        if kept {
             cached.insert(path.to_owned(), Arc::clone(&seq));
         }
-        Ok(seq)
+        Ok((seq, kept))
     }
 }
 
@@ -288,6 +308,10 @@ impl Budget {
                 (used + bytes <= self.limit).then_some(used + bytes)
             })
             .is_ok()
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        self.used.load(Ordering::Acquire).saturating_add(bytes) <= self.limit
     }
 
     fn give(&self, bytes: usize) {
@@ -358,7 +382,15 @@ impl FunnelIndex {
                 }
             }
         }
-        for (path, _) in &snapshot.files {
+        for (path, meta) in &snapshot.files {
+            // A file the budget cannot keep is left to the queries that
+            // need it (reading it here would be thrown away).
+            let estimate = usize::try_from(meta.rows)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(ROW_BYTES);
+            if !index.cached().contains_key(path) && !self.budget.fits(estimate) {
+                continue;
+            }
             index.file(path, &self.budget)?;
         }
         Ok(())
@@ -427,7 +459,12 @@ impl FunnelQuery {
             if meta.max_ts_us < lo || meta.min_ts_us > hi {
                 continue;
             }
-            seqs.push(index.file(path, &self.index.budget)?);
+            let (seq, kept) = index.file(path, &self.index.budget)?;
+            if !kept {
+                // Read for this query only: its memory is the query's.
+                reservation.try_grow(seq.bytes())?;
+            }
+            seqs.push(seq);
         }
         let mut tail = Sequences::default();
         for batch in &self.snapshot.batches {
@@ -445,6 +482,19 @@ impl FunnelQuery {
             let names = with_keys.then(|| keys.clone());
             (d.combos.clone(), keys.len(), names)
         };
+        reservation.try_grow(
+            combos.len() * (size_of::<Combo>() + 2 * size_of::<u64>())
+                + names
+                    .as_ref()
+                    .map_or(0, |n| n.len() * size_of::<Arc<str>>()),
+        )?;
+        let rows_in: usize = seqs.iter().map(|s| s.ts.len()).sum();
+        if u32::try_from(rows_in).is_err() {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "funnel index: {rows_in} events in one query; at most {}",
+                u32::MAX
+            )));
+        }
         let (pass, masks) = self.combo_masks(&combos)?;
         // Per combo: 0 = row filtered out, 1 = kept but matches no
         // condition, 2 = kept and matches one.
@@ -454,7 +504,8 @@ impl FunnelQuery {
             .map(|(&p, &m)| u8::from(p) * (1 + u8::from(m != 0)))
             .collect();
         // Slot `n` is the NULL key.
-        reservation.try_grow((n + 1) * (size_of::<u32>() + size_of::<usize>() + 1))?;
+        // counts, offsets, their working copy and `seen`.
+        reservation.try_grow((n + 1) * (size_of::<u32>() + 2 * size_of::<usize>() + 1))?;
         let mut counts = vec![0u32; n + 1];
         let mut seen = vec![false; n + 1];
         let null_slot = if self.drop_null_key { None } else { Some(n) };
@@ -531,8 +582,12 @@ impl FunnelQuery {
         let ty: StringArray = combos.iter().map(|(t, _)| t.as_deref()).collect();
         let event: StringArray = combos.iter().map(|(_, e)| e.as_deref()).collect();
         let batch = RecordBatch::try_new(combo_schema(), vec![Arc::new(ty), Arc::new(event)])?;
-        let truth = |expr: &Arc<dyn PhysicalExpr>| -> Result<BooleanArray> {
-            let value = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let truth = |expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch| -> Result<BooleanArray> {
+            let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            if value.data_type() == &DataType::Null {
+                // A NULL condition holds for no row (as in the aggregate).
+                return Ok(BooleanArray::new_null(value.len()));
+            }
             match value.as_boolean_opt() {
                 Some(b) => Ok(b.clone()),
                 None => Err(DataFusionError::Internal(format!(
@@ -543,17 +598,26 @@ impl FunnelQuery {
         let holds = |b: &BooleanArray, i: usize| b.is_valid(i) && b.value(i);
         let mut pass = vec![true; combos.len()];
         for f in &self.filters {
-            let b = truth(f)?;
+            let b = truth(f, &batch)?;
             for (i, p) in pass.iter_mut().enumerate() {
                 *p &= holds(&b, i);
             }
         }
+        // Steps are evaluated on the pairs that pass the filters only, as
+        // the aggregate sees only the rows that pass them.
+        let kept: Vec<u32> = (0..combos.len() as u32)
+            .filter(|&i| pass[i as usize])
+            .collect();
+        let kept_batch = arrow::compute::take_record_batch(
+            &batch,
+            &arrow::array::UInt32Array::from(kept.clone()),
+        )?;
         let mut masks = vec![0u64; combos.len()];
         for (bit, c) in &self.conditions {
-            let b = truth(c)?;
-            for (i, m) in masks.iter_mut().enumerate() {
-                if holds(&b, i) {
-                    *m |= bit;
+            let b = truth(c, &kept_batch)?;
+            for (j, &i) in kept.iter().enumerate() {
+                if holds(&b, j) {
+                    masks[i as usize] |= bit;
                 }
             }
         }
@@ -764,12 +828,12 @@ impl OptimizerRule for FunnelIndexRule {
     fn rewrite(
         &self,
         plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
+        config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         let LogicalPlan::Aggregate(aggregate) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        match self.rewrite_aggregate(aggregate)? {
+        match self.rewrite_aggregate(aggregate, config)? {
             Some(new) => Ok(Transformed::yes(new)),
             None => Ok(Transformed::no(plan)),
         }
@@ -924,7 +988,11 @@ fn key_not_null(e: &Expr, key: Key) -> bool {
 }
 
 impl FunnelIndexRule {
-    fn rewrite_aggregate(&self, aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+    fn rewrite_aggregate(
+        &self,
+        aggregate: &Aggregate,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Option<LogicalPlan>> {
         if aggregate.group_expr.len() != 1 || aggregate.aggr_expr.len() != 1 {
             return Ok(None);
         }
@@ -1031,7 +1099,12 @@ impl FunnelIndexRule {
             _ => return Ok(None),
         };
         let schema = DFSchema::try_from(combo_schema())?;
-        let props = datafusion::logical_expr::execution_props::ExecutionProps::new();
+        // The session's options, as the physical planner would pass them.
+        let mut props = datafusion::logical_expr::execution_props::ExecutionProps::new();
+        props.config_options = Some(config.options());
+        if let Some(start) = config.query_execution_start_time() {
+            props.query_execution_start_time = Some(start);
+        }
         let physical = |e: &Expr| -> Option<Arc<dyn PhysicalExpr>> {
             let e = unqualified(e).ok()?;
             create_physical_expr(&e, &schema, &props, &PhysicalPlanningContext::default()).ok()

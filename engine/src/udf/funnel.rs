@@ -14,7 +14,8 @@
 //!
 //! Semantics (also in `docs/analytics.md`), for the rows of one group
 //! (a person or a session) ordered by time (rows with the same time: the one
-//! matching the lower step first):
+//! matching the lower step first, then the one matching fewer of the steps
+//! above it, by the bit pattern of the steps matched):
 //!
 //! - **Anchor.** The first row matching step 1 (in `any` mode: the first row
 //!   matching any step) starts the attempt; the window is
@@ -115,7 +116,10 @@ pub(crate) fn evaluate_into(
     times.clear();
     // Rows mostly arrive in time order already (files are written in
     // arrival order and the grouping keeps it).
-    let key = |r: &FunnelRow| (r.ts, lowest_step(r.mask));
+    // A total order: rows with the same time and lowest step (possible when
+    // step conditions overlap) go by their mask, so the answer does not
+    // depend on the order rows arrived in.
+    let key = |r: &FunnelRow| (r.ts, lowest_step(r.mask), r.mask);
     if !rows.is_sorted_by_key(key) {
         rows.sort_unstable_by_key(key);
     }
@@ -581,6 +585,28 @@ mod tests {
     const B: u64 = 2;
     const C: u64 = 4;
     const X: u64 = EXCLUDE_BIT;
+
+    /// Rows tied on time and lowest step (overlapping step conditions)
+    /// give the same answer whatever order they arrive in.
+    #[test]
+    fn ties_do_not_depend_on_arrival_order() {
+        for mode in [FunnelMode::Sequential, FunnelMode::Strict, FunnelMode::Any] {
+            for spec in [[(0, A), (0, A | B), (5, C)], [(0, A | C), (0, A), (5, B)]] {
+                let mut reversed = spec;
+                reversed.reverse();
+                assert_eq!(
+                    level(&spec, 3, 60, mode),
+                    level(&reversed, 3, 60, mode),
+                    "{mode:?} {spec:?}"
+                );
+            }
+        }
+        // The row matching fewer steps comes first: A, then A|B advances.
+        assert_eq!(
+            level(&[(0, A | B), (0, A)], 2, 60, FunnelMode::Sequential),
+            Some(2)
+        );
+    }
 
     /// `EmitTo::First(n)` (DataFusion emits early under memory pressure or
     /// with ordered groups) hands out the first `n` groups and renumbers
