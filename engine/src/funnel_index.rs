@@ -510,21 +510,11 @@ impl FunnelQuery {
         let mut seen = vec![false; n + 1];
         let null_slot = if self.drop_null_key { None } else { Some(n) };
         let key = self.key;
+        let kept = |s| kept_rows(s, key, &status, (lo, hi), null_slot);
         for s in &seqs {
-            for ((&k, &c), &t) in s.keys(key).iter().zip(&s.combo).zip(&s.ts) {
-                let st = status[c as usize];
-                if st == 0 || t < lo || t > hi {
-                    continue;
-                }
-                let k = if k != NULL_ID {
-                    k as usize
-                } else if let Some(slot) = null_slot {
-                    slot
-                } else {
-                    continue;
-                };
+            for (k, c, _) in kept(s) {
                 seen[k] = true;
-                counts[k] += u32::from(st == 2);
+                counts[k] += u32::from(status[c as usize] == 2);
             }
         }
         let mut offsets = Vec::with_capacity(n + 2);
@@ -539,17 +529,7 @@ impl FunnelQuery {
         let mut rows = vec![FunnelRow { ts: 0, mask: 0 }; total];
         let mut next = offsets.clone();
         for s in &seqs {
-            for ((&k, &c), &t) in s.keys(key).iter().zip(&s.combo).zip(&s.ts) {
-                if status[c as usize] != 2 || t < lo || t > hi {
-                    continue;
-                }
-                let k = if k != NULL_ID {
-                    k as usize
-                } else if let Some(slot) = null_slot {
-                    slot
-                } else {
-                    continue;
-                };
+            for (k, c, t) in kept(s).filter(|&(_, c, _)| status[c as usize] == 2) {
                 rows[next[k]] = FunnelRow {
                     ts: t,
                     mask: masks[c as usize],
@@ -674,6 +654,29 @@ impl FunnelQuery {
             vec![Arc::new(keys.finish()), value],
         )?)
     }
+}
+
+/// The rows of `s` that pass the filters (`status` > 0) within `time`, as
+/// (group slot, combo, timestamp); NULL keys go to `null_slot` or are
+/// left out.
+fn kept_rows<'a>(
+    s: &'a Sequences,
+    key: Key,
+    status: &'a [u8],
+    (lo, hi): (i64, i64),
+    null_slot: Option<usize>,
+) -> impl Iterator<Item = (usize, u32, i64)> + 'a {
+    s.keys(key)
+        .iter()
+        .zip(&s.combo)
+        .zip(&s.ts)
+        .filter_map(move |((&k, &c), &t)| {
+            if status[c as usize] == 0 || t < lo || t > hi {
+                return None;
+            }
+            let slot = if k != NULL_ID { k as usize } else { null_slot? };
+            Some((slot, c, t))
+        })
 }
 
 /// The index as a table: one row per group, `(key, value)`.
