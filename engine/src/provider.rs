@@ -17,10 +17,16 @@
 //! - **Statistics.** Exact row count (files plus tail) and byte size, from
 //!   the catalog, without opening a file.
 //!
+//! - **Column cache.** Where the scan fits in the engine's
+//!   [`ColumnCache`] (see [`column_cache`](crate::column_cache)), the
+//!   files' columns are served decoded from memory ([`CachedScanExec`])
+//!   instead; the filters above the scan are the same.
+//!
 //! Parquet footers are cached across queries in the engine's shared
 //! [`CacheManager`](datafusion::execution::cache::cache_manager::CacheManager)
 //! (files are immutable: compaction writes new paths).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -47,6 +53,8 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProvide
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+
+use crate::column_cache::{CachedScanExec, ColumnCache};
 
 /// Inclusive bounds on `timestamp` in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,12 +160,61 @@ fn literal_us(expr: &Expr) -> Option<i64> {
 pub struct EventsTableProvider {
     schema: SchemaRef,
     snapshot: TenantSnapshot,
+    /// The column cache and the workspace's id, when the cache is on.
+    cache: Option<(ColumnCache, String)>,
 }
 
 impl EventsTableProvider {
     /// A table over `snapshot`, whose rows have `schema`.
     pub fn new(schema: SchemaRef, snapshot: TenantSnapshot) -> Self {
-        Self { schema, snapshot }
+        Self {
+            schema,
+            snapshot,
+            cache: None,
+        }
+    }
+
+    /// The same table, serving its files' columns from `cache` (the cache
+    /// of workspace `tenant`'s files) where the scan fits in it.
+    pub fn with_column_cache(mut self, cache: ColumnCache, tenant: &str) -> Self {
+        if cache.enabled() {
+            self.cache = Some((cache, tenant.to_owned()));
+        }
+        self
+    }
+
+    /// The cached scan of `files` for `projection`, when the cache is on,
+    /// the projection is one it serves and the scan fits in it (see
+    /// [`column_cache`](crate::column_cache)).
+    fn cached_scan(
+        &self,
+        files: &[(PathBuf, usize)],
+        projection: Option<&Vec<usize>>,
+        partitions: usize,
+        limit: Option<usize>,
+    ) -> Result<Option<CachedScanExec>> {
+        let Some((cache, tenant)) = &self.cache else {
+            return Ok(None);
+        };
+        let Some(columns) = projection else {
+            return Ok(None);
+        };
+        let wide = columns
+            .iter()
+            .any(|&i| WIDE.contains(&self.schema.field(i).name().as_str()));
+        if columns.is_empty() || wide || !cache.admits(&self.schema, files, columns) {
+            return Ok(None);
+        }
+        CachedScanExec::new(
+            cache.clone(),
+            tenant,
+            Arc::clone(&self.schema),
+            files.to_vec(),
+            columns.clone(),
+            partitions,
+            limit,
+        )
+        .map(Some)
     }
 
     /// The snapshot the table reads.
@@ -356,7 +413,26 @@ impl TableProvider for EventsTableProvider {
         let range = TimeRange::from_filters(filters);
         let (files, batches) = self.pruned(range);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
-        if !files.is_empty() {
+        let cached = if files.is_empty() {
+            None
+        } else {
+            let paths: Vec<(PathBuf, usize)> = self
+                .snapshot
+                .files
+                .iter()
+                .filter(|(_, meta)| range.overlaps(meta.min_ts_us, meta.max_ts_us))
+                .map(|(p, meta)| (p.clone(), usize::try_from(meta.rows).unwrap_or(usize::MAX)))
+                .collect();
+            self.cached_scan(
+                &paths,
+                projection,
+                state.config().target_partitions(),
+                limit,
+            )?
+        };
+        if let Some(cached) = cached {
+            inputs.push(Arc::new(cached));
+        } else if !files.is_empty() {
             let mut options = state.table_options().parquet.clone();
             if late_materialization(&self.schema, projection, filters) {
                 options.global.pushdown_filters = true;

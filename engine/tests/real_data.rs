@@ -942,3 +942,153 @@ async fn hotel_booking_answers_match_duckdb() {
         .collect();
     assert_eq!(cells, table(&g["heatmap"]));
 }
+
+/// The column cache answers every scan as reading the Parquet files does:
+/// on its first run (loading), from memory, within a time range that cuts
+/// a file, under LIMIT, and after compaction replaced files it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_retail_column_cache_answers_equal_reading_parquet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, tenant) = retail_engine(dir.path()).await;
+    let parquet = Engine::new(
+        engine.store().clone(),
+        EngineConfig {
+            column_cache_bytes: 0,
+            ..engine.config().clone()
+        },
+    );
+    let unkept = Engine::new(
+        engine.store().clone(),
+        EngineConfig {
+            column_cache_bytes: 1,
+            ..engine.config().clone()
+        },
+    );
+    let days = query_rows(
+        &parquet,
+        &tenant,
+        "SELECT CAST(min(timestamp) + INTERVAL '45 days' AS VARCHAR), CAST(max(timestamp) - INTERVAL '100 days' AS VARCHAR) FROM events",
+    )
+    .await;
+    let (from, to) = (&days[0][0], &days[0][1]);
+    let cached = [
+        "SELECT event, count(*), count(DISTINCT coalesce(user_id, anonymous_id)) FROM events GROUP BY event ORDER BY event".to_owned(),
+        "SELECT date_trunc('month', timestamp) AS m, currency, count(*), sum(revenue), min(revenue), max(quantity) \
+         FROM events WHERE event = 'Order Completed' GROUP BY 1, 2 ORDER BY 1, 2".to_owned(),
+        format!(
+            "SELECT user_id, count(*), sum(revenue) FROM events WHERE timestamp >= TIMESTAMP '{from}' \
+             AND timestamp < TIMESTAMP '{to}' AND user_id IS NOT NULL GROUP BY user_id ORDER BY 3 DESC, 1 LIMIT 20"
+        ),
+        "SELECT count(*), count(user_id), count(order_id), count(product_id) FROM events WHERE product_id IS NULL".to_owned(),
+        "SELECT message_id, timestamp, event, order_id FROM events ORDER BY timestamp, message_id LIMIT 7".to_owned(),
+        "SELECT timestamp, event, revenue FROM events WHERE user_id = (SELECT min(user_id) FROM events) ORDER BY timestamp, event, revenue".to_owned(),
+    ];
+    // JSON columns and `SELECT *` read Parquet.
+    let not_cached = [
+        "SELECT count(*) FROM events WHERE properties LIKE '%a%'",
+        "SELECT * FROM events ORDER BY message_id LIMIT 3",
+    ];
+    let explain = |engine: &Engine, sql: &str| {
+        let (engine, tenant, sql) = (engine.clone(), tenant.clone(), format!("EXPLAIN {sql}"));
+        async move {
+            query_rows(&engine, &tenant, &sql)
+                .await
+                .iter()
+                .any(|r| r.iter().any(|c| c.contains("CachedScanExec")))
+        }
+    };
+    let mut answers = Vec::new();
+    for sql in &cached {
+        assert!(explain(&engine, sql).await, "{sql}");
+        assert!(!explain(&parquet, sql).await, "{sql}");
+        assert!(!explain(&unkept, sql).await, "{sql}");
+        let want = query_rows(&parquet, &tenant, sql).await;
+        assert!(!want.is_empty(), "{sql}");
+        let loads = engine.column_cache().loads();
+        assert_eq!(
+            query_rows(&engine, &tenant, sql).await,
+            want,
+            "{sql} (loading)"
+        );
+        let loaded = engine.column_cache().loads();
+        assert_eq!(
+            query_rows(&engine, &tenant, sql).await,
+            want,
+            "{sql} (cached)"
+        );
+        assert_eq!(engine.column_cache().loads(), loaded, "{sql}: loaded again");
+        assert!(loaded >= loads, "{sql}");
+        assert_eq!(query_rows(&unkept, &tenant, sql).await, want, "{sql}");
+        answers.push(want);
+    }
+    assert!(engine.column_cache().loads() > 0);
+    assert!(engine.column_cache().bytes() > 0);
+    assert_eq!(unkept.column_cache().bytes(), 0);
+    for sql in not_cached {
+        assert!(!explain(&engine, sql).await, "{sql}");
+        assert_eq!(
+            query_rows(&engine, &tenant, sql).await,
+            query_rows(&parquet, &tenant, sql).await,
+            "{sql}"
+        );
+    }
+
+    // Late events of every month, then compaction: each month file is
+    // rewritten; the cache forgets the old ones and loads the new.
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/data")
+        .join(Dataset::OnlineRetail.default_file());
+    let lines = Dataset::OnlineRetail.convert(&file).expect("convert").lines;
+    let late: Vec<String> = lines
+        .iter()
+        .step_by(40)
+        .map(|l| l.replacen("\"messageId\":\"", "\"messageId\":\"late-", 1))
+        .collect();
+    let (events, rejected) = decode_lines(&late).expect("decode");
+    assert_eq!(rejected, 0);
+    engine
+        .store()
+        .ingest(&tenant, events)
+        .await
+        .expect("ingest");
+    let store = engine.store().clone();
+    tokio::task::spawn_blocking(move || {
+        store.flush()?;
+        store.compact()
+    })
+    .await
+    .expect("join")
+    .expect("flush and compact");
+    let before: Vec<PathBuf> = engine.column_cache().files();
+    engine.warm_rollups().await.expect("warm");
+    let live: Vec<PathBuf> = engine
+        .store()
+        .snapshot(&tenant)
+        .files
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        before.iter().any(|p| !live.contains(p)),
+        "compaction replaced cached files"
+    );
+    assert!(
+        engine
+            .column_cache()
+            .files()
+            .iter()
+            .all(|p| live.contains(p)),
+        "the cache holds files that left the catalog"
+    );
+    for (sql, old) in cached.iter().zip(&answers) {
+        let want = query_rows(&parquet, &tenant, sql).await;
+        assert_eq!(
+            query_rows(&engine, &tenant, sql).await,
+            want,
+            "{sql} after compaction"
+        );
+        if sql.contains("GROUP BY event") {
+            assert_ne!(&want, old, "the late events count");
+        }
+    }
+}
