@@ -473,6 +473,7 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     };
     let maintenance = {
         let store = state.store.clone();
+        let engine = state.engine.clone();
         let stop = stop.clone();
         let every = state
             .config
@@ -490,7 +491,14 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
                 }
                 let s = store.clone();
                 match tokio::task::spawn_blocking(move || s.maintain()).await {
-                    Ok(Ok(())) => {}
+                    // Compaction and retention replace files: roll up and
+                    // index the new ones, and let the column cache forget
+                    // the old.
+                    Ok(Ok(())) => {
+                        if let Err(e) = engine.warm_rollups().await {
+                            tracing::warn!(error = %e, "Rolling up compacted files failed.");
+                        }
+                    }
                     Ok(Err(e)) => tracing::error!(error = %e, "Maintenance failed."),
                     Err(e) => tracing::error!(error = %e, "Maintenance task failed."),
                 }

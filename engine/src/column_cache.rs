@@ -22,30 +22,39 @@
 //!   nothing. A scan larger than the cache would otherwise evict its own
 //!   first files to make room for its last ones, on every run.
 //! - **Least recently used columns go first** when a load needs room;
-//!   the columns of the scan being served are never evicted for it.
+//!   the columns of the scan being served (of every file it reads) are
+//!   never evicted for it, and nothing is evicted for a load that could
+//!   not fit anyway.
 //! - **Not for JSON columns, empty projections or `SELECT *`.** The JSON
 //!   columns (`properties`, `context`, `traits`) are most of a file's bytes,
 //!   and the queries over them are selective: the Parquet reader's late
 //!   materialization serves them better. A scan without columns (`count(*)`)
 //!   is answered from statistics.
 //! - **Estimates before loading.** Whether a working set fits is decided
-//!   before decoding, on bytes per row learned from earlier loads of the
-//!   same column (a default per type before the first). A load that turns
-//!   out larger than the room left is still used by its query, then
-//!   dropped.
+//!   before decoding, on the bytes per row of all earlier loads of the
+//!   same column name (a default per type before the first). A load that
+//!   turns out larger than the room left is still used by its query, then
+//!   dropped (and decoded again by the next scan that needs it).
+//! - **Chunks of 8192 rows.** A file's column is kept as the reader's
+//!   batches, not one array: DataFusion charges a batch for the whole
+//!   buffers it points into, so slices of a file-wide array would make a
+//!   sort over cached columns look a hundred times its size to the
+//!   query's memory pool.
 //!
 //! Memory held by the cache is outside the per-query memory pools and
-//! bounded by `engine.column_cache_bytes`; a column evicted while a running
-//! query still holds it is freed when that query ends.
+//! bounded by `engine.column_cache_bytes`. Not bounded by it: a column
+//! evicted while a running query still holds it (freed when that query
+//! ends), and loads in progress (each scan partition decodes at most one
+//! file at a time).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
-use arrow::compute::{cast, concat};
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
@@ -60,6 +69,12 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
+
+/// Rows per cached chunk (DataFusion's default batch size).
+pub const CHUNK_ROWS: usize = 8192;
+
+/// One file's column: its chunks in row order.
+pub type Chunks = Arc<Vec<ArrayRef>>;
 
 /// Decoded columns of published files, shared by every workspace's
 /// sessions (cheap to clone).
@@ -82,8 +97,8 @@ struct State {
     used: usize,
     tick: u64,
     files: HashMap<PathBuf, FileEntry>,
-    /// Decoded bytes per row of each column name, from the last load.
-    row_bytes: HashMap<String, f64>,
+    /// Decoded bytes and rows of every load of each column name.
+    sizes: HashMap<String, (f64, f64)>,
 }
 
 struct FileEntry {
@@ -95,9 +110,22 @@ struct FileEntry {
 }
 
 struct Cached {
-    array: ArrayRef,
+    chunks: Chunks,
     bytes: usize,
     used_at: u64,
+}
+
+/// The files and columns of one scan: what a load for it must not evict.
+#[derive(Debug)]
+pub struct ScanSet {
+    files: HashSet<PathBuf>,
+    columns: Vec<usize>,
+}
+
+impl ScanSet {
+    fn holds(&self, path: &Path, column: usize) -> bool {
+        self.columns.contains(&column) && self.files.contains(path)
+    }
 }
 
 impl fmt::Debug for ColumnCache {
@@ -147,8 +175,13 @@ impl ColumnCache {
         self.inner.loads.load(Ordering::Relaxed)
     }
 
+    /// The state; a panic while it was held leaves it consistent (every
+    /// update of `used` goes with its map change), so poisoning is ignored.
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().expect("column cache lock")
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether a scan of `columns` (indexes into `schema`) of `files`
@@ -172,11 +205,10 @@ impl ColumnCache {
                     Some(cached) => total += cached.bytes as f64,
                     None => {
                         let field = schema.field(c);
-                        let per_row = state
-                            .row_bytes
-                            .get(field.name())
-                            .copied()
-                            .unwrap_or_else(|| default_row_bytes(field.data_type()));
+                        let per_row = match state.sizes.get(field.name()) {
+                            Some((bytes, rows)) if *rows > 0.0 => bytes / rows,
+                            _ => default_row_bytes(field.data_type()),
+                        };
                         total += per_row * *rows as f64;
                     }
                 }
@@ -185,15 +217,18 @@ impl ColumnCache {
         total <= self.inner.limit as f64
     }
 
-    /// The `columns` of the file at `path` (`rows` rows), from the cache or
-    /// decoded now (and kept when they fit).
+    /// The `columns` of the file at `path`, which has `rows` rows, from the
+    /// cache or decoded now (and kept when they fit without evicting
+    /// anything of `scan`).
     pub async fn file_columns(
         &self,
         schema: &SchemaRef,
         tenant: &str,
         path: &Path,
-        columns: &[usize],
-    ) -> Result<Vec<ArrayRef>> {
+        rows: usize,
+        scan: &ScanSet,
+    ) -> Result<Vec<Chunks>> {
+        let columns = &scan.columns;
         let loading = {
             let mut state = self.state();
             if let Some(found) = state.lookup(path, columns) {
@@ -212,7 +247,7 @@ impl ColumnCache {
         let _loading = loading.lock().await;
         // Columns cached now are taken here, so that evictions for other
         // scans while this one reads cannot take them away.
-        let mut present: HashMap<usize, ArrayRef> = HashMap::new();
+        let mut present: HashMap<usize, Chunks> = HashMap::new();
         let missing: Vec<usize> = {
             let mut state = self.state();
             if let Some(found) = state.lookup(path, columns) {
@@ -224,7 +259,7 @@ impl ColumnCache {
                 .copied()
                 .filter(|c| match entry.and_then(|e| e.columns.get(c)) {
                     Some(cached) => {
-                        present.insert(*c, Arc::clone(&cached.array));
+                        present.insert(*c, Arc::clone(&cached.chunks));
                         false
                     }
                     None => true,
@@ -235,45 +270,56 @@ impl ColumnCache {
             let schema = Arc::clone(schema);
             let path = path.to_owned();
             let missing = missing.clone();
-            tokio::task::spawn_blocking(move || read_columns(&schema, &path, &missing))
+            tokio::task::spawn_blocking(move || read_columns(&schema, &path, rows, &missing))
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))??
         };
         let mut guard = self.state();
         let state = &mut *guard;
         let mut new_bytes = 0;
-        for (&c, array) in missing.iter().zip(&read) {
-            let bytes = array.get_array_memory_size();
-            if !array.is_empty() {
-                state.row_bytes.insert(
-                    schema.field(c).name().clone(),
-                    bytes as f64 / array.len() as f64,
-                );
-            }
+        for (&c, chunks) in missing.iter().zip(&read) {
+            let bytes = chunks_bytes(chunks);
+            let size = state
+                .sizes
+                .entry(schema.field(c).name().clone())
+                .or_default();
+            size.0 += bytes as f64;
+            size.1 += rows as f64;
             new_bytes += bytes;
         }
-        // The file may have left the catalog (and the cache) meanwhile.
-        let keep = state.files.contains_key(path)
-            && state.make_room(new_bytes, self.inner.limit, path, columns);
+        // Kept only into the entry this load locked: the file may have
+        // left the catalog (and the cache) meanwhile, and a new entry for
+        // it belongs to another load.
+        let same_entry = state
+            .files
+            .get(path)
+            .is_some_and(|e| Arc::ptr_eq(&e.loading, &loading));
+        let keep = same_entry && state.make_room(new_bytes, self.inner.limit, scan);
         state.tick += 1;
         let tick = state.tick;
         if keep && let Some(entry) = state.files.get_mut(path) {
-            for (&c, array) in missing.iter().zip(&read) {
-                entry.columns.insert(
-                    c,
-                    Cached {
-                        array: Arc::clone(array),
-                        bytes: array.get_array_memory_size(),
-                        used_at: tick,
-                    },
-                );
+            let mut replaced = 0;
+            for (&c, chunks) in missing.iter().zip(&read) {
+                let cached = Cached {
+                    chunks: Arc::clone(chunks),
+                    bytes: chunks_bytes(chunks),
+                    used_at: tick,
+                };
+                if let Some(old) = entry.columns.insert(c, cached) {
+                    replaced += old.bytes;
+                }
             }
-            state.used += new_bytes;
+            for (c, cached) in entry.columns.iter_mut() {
+                if present.contains_key(c) {
+                    cached.used_at = tick;
+                }
+            }
+            state.used = state.used + new_bytes - replaced;
             self.inner.loads.fetch_add(missing.len(), Ordering::Relaxed);
         }
         drop(guard);
-        for (c, array) in missing.into_iter().zip(read) {
-            present.insert(c, array);
+        for (c, chunks) in missing.into_iter().zip(read) {
+            present.insert(c, chunks);
         }
         columns
             .iter()
@@ -320,7 +366,7 @@ impl ColumnCache {
 impl State {
     /// The cached `columns` of `path`, when all are cached (marking them
     /// used).
-    fn lookup(&mut self, path: &Path, columns: &[usize]) -> Option<Vec<ArrayRef>> {
+    fn lookup(&mut self, path: &Path, columns: &[usize]) -> Option<Vec<Chunks>> {
         self.tick += 1;
         let tick = self.tick;
         let entry = self.files.get_mut(path)?;
@@ -333,33 +379,38 @@ impl State {
                 .map(|c| {
                     let cached = entry.columns.get_mut(c).expect("checked above");
                     cached.used_at = tick;
-                    Arc::clone(&cached.array)
+                    Arc::clone(&cached.chunks)
                 })
                 .collect(),
         )
     }
 
-    /// Evicts least recently used columns, other than `path`'s `keep`, until
-    /// `bytes` more fit under `limit`; false when they cannot.
-    fn make_room(&mut self, bytes: usize, limit: usize, path: &Path, keep: &[usize]) -> bool {
-        if bytes > limit {
+    /// Evicts least recently used columns outside `scan` until `bytes`
+    /// more fit under `limit`; false (and nothing evicted) when they
+    /// cannot.
+    fn make_room(&mut self, bytes: usize, limit: usize, scan: &ScanSet) -> bool {
+        if self.used + bytes <= limit {
+            return true;
+        }
+        let mut victims: Vec<(u64, PathBuf, usize, usize)> = self
+            .files
+            .iter()
+            .flat_map(|(p, e)| {
+                e.columns
+                    .iter()
+                    .filter(|(c, _)| !scan.holds(p, **c))
+                    .map(|(c, cached)| (cached.used_at, p.clone(), *c, cached.bytes))
+            })
+            .collect();
+        let evictable: usize = victims.iter().map(|v| v.3).sum();
+        if self.used - evictable + bytes > limit {
             return false;
         }
-        while self.used + bytes > limit {
-            let victim = self
-                .files
-                .iter()
-                .flat_map(|(p, e)| {
-                    e.columns
-                        .iter()
-                        .map(move |(c, cached)| (p, *c, cached.used_at))
-                })
-                .filter(|(p, c, _)| !(p.as_path() == path && keep.contains(c)))
-                .min_by_key(|(_, _, used_at)| *used_at)
-                .map(|(p, c, _)| (p.clone(), c));
-            let Some((p, c)) = victim else {
-                return false;
-            };
+        victims.sort_unstable_by_key(|v| v.0);
+        for (_, p, c, _) in victims {
+            if self.used + bytes <= limit {
+                break;
+            }
             if let Some(e) = self.files.get_mut(&p)
                 && let Some(cached) = e.columns.remove(&c)
             {
@@ -368,6 +419,10 @@ impl State {
         }
         true
     }
+}
+
+fn chunks_bytes(chunks: &[ArrayRef]) -> usize {
+    chunks.iter().map(|a| a.get_array_memory_size()).sum()
 }
 
 /// Decoded bytes per row assumed for a column never loaded.
@@ -379,15 +434,19 @@ fn default_row_bytes(t: &DataType) -> f64 {
 }
 
 /// Reads `columns` (indexes into `schema`) of the Parquet file at `path`,
-/// each as one array of the table's type. A column the file lacks (written
-/// before it existed) is all NULL.
-fn read_columns(schema: &SchemaRef, path: &Path, columns: &[usize]) -> Result<Vec<ArrayRef>> {
+/// which the catalog says has `rows` rows, each as chunks of
+/// [`CHUNK_ROWS`] rows of the table's type. A column the file lacks
+/// (written before it existed) is all NULL; a value the table's type
+/// cannot hold is an error, as in DataFusion's own schema adaptation.
+fn read_columns(
+    schema: &SchemaRef,
+    path: &Path,
+    rows: usize,
+    columns: &[usize],
+) -> Result<Vec<Chunks>> {
     let file = std::fs::File::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let file_schema = Arc::clone(builder.schema());
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).map_err(|_| {
-        DataFusionError::Execution(format!("{}: negative row count", path.display()))
-    })?;
     let in_file: Vec<Option<usize>> = columns
         .iter()
         .map(|&c| file_schema.index_of(schema.field(c).name()).ok())
@@ -396,53 +455,47 @@ fn read_columns(schema: &SchemaRef, path: &Path, columns: &[usize]) -> Result<Ve
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder
         .with_projection(mask)
-        .with_batch_size(64 * 1024)
+        .with_batch_size(CHUNK_ROWS)
         .build()?;
+    let strict = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
     let mut chunks: Vec<Vec<ArrayRef>> = vec![Vec::new(); columns.len()];
     let mut read = 0;
     for batch in reader {
         let batch = batch?;
-        read += batch.num_rows();
+        let n = batch.num_rows();
+        read += n;
         for (i, at) in in_file.iter().enumerate() {
-            if let Some(at) = at {
-                let name = file_schema.field(*at).name();
-                let column = batch.column_by_name(name).ok_or_else(|| {
-                    DataFusionError::Execution(format!(
-                        "{}: column {name} not read",
-                        path.display()
-                    ))
-                })?;
-                chunks[i].push(Arc::clone(column));
-            }
+            let want = schema.field(columns[i]).data_type();
+            let array = match at {
+                Some(at) => {
+                    let name = file_schema.field(*at).name();
+                    let column = batch.column_by_name(name).ok_or_else(|| {
+                        DataFusionError::Execution(format!(
+                            "{}: column {name} not read",
+                            path.display()
+                        ))
+                    })?;
+                    if column.data_type() == want {
+                        Arc::clone(column)
+                    } else {
+                        cast_with_options(column, want, &strict)?
+                    }
+                }
+                None => new_null_array(want, n),
+            };
+            chunks[i].push(array);
         }
     }
     if read != rows {
         return Err(DataFusionError::Execution(format!(
-            "{}: read {read} of {rows} rows",
+            "{}: the file has {read} rows, the catalog {rows}",
             path.display()
         )));
     }
-    columns
-        .iter()
-        .zip(chunks)
-        .map(|(&c, parts)| {
-            let want = schema.field(c).data_type();
-            let array = match parts.len() {
-                0 => new_null_array(want, rows),
-                1 => parts.into_iter().next().expect("one part"),
-                _ => {
-                    let refs: Vec<&dyn arrow::array::Array> =
-                        parts.iter().map(|a| a.as_ref()).collect();
-                    concat(&refs)?
-                }
-            };
-            Ok(if array.data_type() == want {
-                array
-            } else {
-                cast(&array, want)?
-            })
-        })
-        .collect()
+    Ok(chunks.into_iter().map(Arc::new).collect())
 }
 
 /// Rows `start..start + len` of one file, read by one partition.
@@ -461,8 +514,8 @@ pub struct CachedScanExec {
     cache: ColumnCache,
     tenant: String,
     table_schema: SchemaRef,
-    files: Arc<Vec<PathBuf>>,
-    columns: Arc<Vec<usize>>,
+    files: Arc<Vec<(PathBuf, usize)>>,
+    scan: Arc<ScanSet>,
     parts: Vec<Vec<Piece>>,
     properties: Arc<PlanProperties>,
 }
@@ -521,21 +574,69 @@ impl CachedScanExec {
             Boundedness::Bounded,
         ));
         cache.served();
+        let scan = ScanSet {
+            files: files.iter().map(|(p, _)| p.clone()).collect(),
+            columns,
+        };
         Ok(Self {
             cache,
             tenant: tenant.to_owned(),
             table_schema,
-            files: Arc::new(files.into_iter().map(|(p, _)| p).collect()),
-            columns: Arc::new(columns),
+            files: Arc::new(files),
+            scan: Arc::new(scan),
             parts,
             properties,
         })
     }
 }
 
+/// Batches of rows `start..start + len` of `columns` (each a file's chunks,
+/// whose boundaries may differ between columns), none crossing a chunk
+/// boundary of any column, so that every batch points into buffers of at
+/// most [`CHUNK_ROWS`] rows.
+fn batches_of(
+    schema: &SchemaRef,
+    columns: &[Chunks],
+    start: usize,
+    len: usize,
+) -> Result<Vec<RecordBatch>> {
+    // Per column: index of the chunk holding row `at`, and that chunk's
+    // first row.
+    let mut cursors: Vec<(usize, usize)> = vec![(0, 0); columns.len()];
+    let mut out = Vec::with_capacity(len.div_ceil(CHUNK_ROWS));
+    let (mut at, end) = (start, start + len);
+    while at < end {
+        let mut n = end - at;
+        for (chunks, cursor) in columns.iter().zip(cursors.iter_mut()) {
+            while cursor.0 < chunks.len() && cursor.1 + chunks[cursor.0].len() <= at {
+                cursor.1 += chunks[cursor.0].len();
+                cursor.0 += 1;
+            }
+            let chunk = chunks.get(cursor.0).ok_or_else(|| {
+                DataFusionError::Internal(format!("cached column ends before row {at}"))
+            })?;
+            n = n.min(cursor.1 + chunk.len() - at);
+        }
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .zip(&cursors)
+            .map(|(chunks, (i, first))| chunks[*i].slice(at - first, n))
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        out.push(RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            arrays,
+            &options,
+        )?);
+        at += n;
+    }
+    Ok(out)
+}
+
 impl DisplayAs for CachedScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self
+            .scan
             .columns
             .iter()
             .map(|&c| self.table_schema.field(c).name().as_str())
@@ -548,7 +649,7 @@ impl DisplayAs for CachedScanExec {
         };
         let mut files: Vec<String> = self.files[..shown]
             .iter()
-            .map(|p| {
+            .map(|(p, _)| {
                 let mut parts = p.iter().rev().take(2).collect::<Vec<_>>();
                 parts.reverse();
                 parts
@@ -601,49 +702,36 @@ impl ExecutionPlan for CachedScanExec {
     fn execute(
         &self,
         partition: usize,
-        context: Arc<TaskContext>,
+        _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let pieces = self.parts.get(partition).cloned().ok_or_else(|| {
             DataFusionError::Internal(format!("CachedScanExec has no partition {partition}"))
         })?;
-        let batch_size = context.session_config().batch_size().max(1);
         let schema = self.schema();
-        let (cache, tenant, table_schema, files, columns) = (
+        let (cache, tenant, table_schema, files, scan) = (
             self.cache.clone(),
             self.tenant.clone(),
             Arc::clone(&self.table_schema),
             Arc::clone(&self.files),
-            Arc::clone(&self.columns),
+            Arc::clone(&self.scan),
         );
         let out_schema = Arc::clone(&schema);
         let stream = futures::stream::iter(pieces)
             .then(move |piece| {
-                let (cache, tenant, table_schema, files, columns, schema) = (
+                let (cache, tenant, table_schema, files, scan, schema) = (
                     cache.clone(),
                     tenant.clone(),
                     Arc::clone(&table_schema),
                     Arc::clone(&files),
-                    Arc::clone(&columns),
+                    Arc::clone(&scan),
                     Arc::clone(&out_schema),
                 );
                 async move {
-                    let arrays = cache
-                        .file_columns(&table_schema, &tenant, &files[piece.file], &columns)
+                    let (path, rows) = &files[piece.file];
+                    let columns = cache
+                        .file_columns(&table_schema, &tenant, path, *rows, &scan)
                         .await?;
-                    let mut batches = Vec::with_capacity(piece.len.div_ceil(batch_size));
-                    let mut at = piece.start;
-                    let end = piece.start + piece.len;
-                    while at < end {
-                        let n = batch_size.min(end - at);
-                        let sliced: Vec<ArrayRef> = arrays.iter().map(|a| a.slice(at, n)).collect();
-                        let options = RecordBatchOptions::new().with_row_count(Some(n));
-                        batches.push(RecordBatch::try_new_with_options(
-                            Arc::clone(&schema),
-                            sliced,
-                            &options,
-                        )?);
-                        at += n;
-                    }
+                    let batches = batches_of(&schema, &columns, piece.start, piece.len)?;
                     Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
                 }
             })
@@ -656,6 +744,7 @@ impl ExecutionPlan for CachedScanExec {
 mod tests {
     use super::*;
     use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::compute::concat;
     use arrow::datatypes::{Field, Int64Type, Schema};
     use datafusion::parquet::arrow::ArrowWriter;
 
@@ -686,44 +775,102 @@ mod tests {
         path
     }
 
+    fn scan(files: &[&PathBuf], columns: &[usize]) -> ScanSet {
+        ScanSet {
+            files: files.iter().map(|p| (*p).clone()).collect(),
+            columns: columns.to_vec(),
+        }
+    }
+
+    fn flat(chunks: &Chunks) -> ArrayRef {
+        let refs: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
+        concat(&refs).expect("concat")
+    }
+
     #[tokio::test]
     async fn loads_once_evicts_least_recently_used_and_forgets_removed_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = write(dir.path(), "a.parquet", 100_000);
         let b = write(dir.path(), "b.parquet", 100_000);
         let schema = schema();
-        // Room for a file's `n` (800 KB) and `s`, not for both files'.
+        // Room for one file's `n` and `s` and half of another's.
         let probe = ColumnCache::new(usize::MAX);
         probe
-            .file_columns(&schema, "t", &a, &[0, 1])
+            .file_columns(&schema, "t", &a, 100_000, &scan(&[&a], &[0, 1]))
             .await
             .expect("probe");
         let one_file = probe.bytes();
         let cache = ColumnCache::new(one_file + one_file / 2);
 
         let cols = cache
-            .file_columns(&schema, "t", &a, &[0, 1, 2])
+            .file_columns(&schema, "t", &a, 100_000, &scan(&[&a], &[0, 1, 2]))
             .await
             .expect("a");
-        assert_eq!(cols[0].as_primitive::<Int64Type>().value(99_999), 99_999);
-        assert_eq!(cols[1].as_string::<i32>().value(1), "v1");
-        assert!(cols[1].is_null(0));
+        assert!(
+            cols.iter()
+                .all(|c| c.len() == 100_000usize.div_ceil(CHUNK_ROWS)),
+            "kept in chunks of {CHUNK_ROWS} rows"
+        );
+        let (n, s, later) = (flat(&cols[0]), flat(&cols[1]), flat(&cols[2]));
+        assert_eq!(n.as_primitive::<Int64Type>().value(99_999), 99_999);
+        assert_eq!(s.as_string::<i32>().value(1), "v1");
+        assert!(s.is_null(0));
         assert_eq!(
-            cols[2].null_count(),
+            later.null_count(),
             100_000,
             "a column the file lacks is NULL"
         );
         assert_eq!(cache.loads(), 3);
-        // Cached: no new load, the same arrays.
+        // Cached: no new load, the same chunks.
         let again = cache
-            .file_columns(&schema, "t", &a, &[1, 0])
+            .file_columns(&schema, "t", &a, 100_000, &scan(&[&a], &[1, 0]))
             .await
             .expect("a again");
         assert_eq!(cache.loads(), 3);
         assert!(Arc::ptr_eq(&again[1], &cols[0]));
-        // `b` needs room: `a`'s least recently used columns go.
+        // Every batch of a scan points into one chunk per column, not into
+        // the file's whole column (DataFusion charges a batch for the
+        // buffers it points into).
+        let exec = CachedScanExec::new(
+            cache.clone(),
+            "t",
+            Arc::clone(&schema),
+            vec![(a.clone(), 100_000)],
+            vec![0, 1],
+            1,
+            None,
+        )
+        .expect("exec");
+        let batches: Vec<RecordBatch> = exec
+            .execute(0, Arc::new(TaskContext::default()))
+            .expect("execute")
+            .try_collect()
+            .await
+            .expect("collect");
+        assert_eq!(cache.loads(), 3, "served from the cache");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100_000);
+        for b in &batches {
+            assert!(
+                b.get_array_memory_size() * 8 < one_file,
+                "a batch of {} rows holds {} of the file's {one_file} bytes",
+                b.num_rows(),
+                b.get_array_memory_size()
+            );
+        }
+        // A load that cannot fit without evicting its own scan's columns
+        // is served, kept nowhere, and evicts nothing.
+        let used = cache.bytes();
+        let both = scan(&[&a, &b], &[0, 1]);
+        let cols = cache
+            .file_columns(&schema, "t", &b, 100_000, &both)
+            .await
+            .expect("b, not kept");
+        assert_eq!(flat(&cols[0]).len(), 100_000);
+        assert_eq!((cache.bytes(), cache.loads()), (used, 3));
+        assert!(!cache.files().contains(&b));
+        // `b` alone needs room: `a`'s least recently used columns go.
         cache
-            .file_columns(&schema, "t", &b, &[0, 1])
+            .file_columns(&schema, "t", &b, 100_000, &scan(&[&b], &[0, 1]))
             .await
             .expect("b");
         assert!(
@@ -737,11 +884,17 @@ mod tests {
         // What does not fit is read and served, and not kept.
         let tiny = ColumnCache::new(1_000);
         let cols = tiny
-            .file_columns(&schema, "t", &a, &[0])
+            .file_columns(&schema, "t", &a, 100_000, &scan(&[&a], &[0]))
             .await
             .expect("tiny");
-        assert_eq!(cols[0].len(), 100_000);
+        assert_eq!(flat(&cols[0]).len(), 100_000);
         assert_eq!((tiny.bytes(), tiny.loads()), (0, 0));
+        // A file whose row count is not the catalog's is an error.
+        let err = tiny
+            .file_columns(&schema, "t", &a, 99_999, &scan(&[&a], &[0]))
+            .await
+            .expect_err("row count");
+        assert!(err.to_string().contains("the catalog 99999"), "{err}");
         // Files compaction removed are forgotten.
         cache.retain("other", &HashSet::new());
         assert!(cache.files().contains(&b), "another workspace's files stay");
@@ -759,9 +912,46 @@ mod tests {
         assert!(cache.admits(&schema, &files, &[0]));
         // A string column is assumed at 32 bytes per row until learned.
         assert!(!cache.admits(&schema, &files, &[0, 1]));
-        cache.state().row_bytes.insert("s".into(), 4.0);
+        // Learned over every load: a tiny file's overhead does not set it.
+        cache
+            .state()
+            .sizes
+            .insert("s".into(), (4.0 * 100_000.0 + 640.0, 100_010.0));
         assert!(cache.admits(&schema, &files, &[0, 1]));
         assert!(!ColumnCache::new(0).admits(&schema, &files, &[0]));
+    }
+
+    #[test]
+    fn batches_never_cross_a_chunk_of_any_column() {
+        let ints =
+            |r: std::ops::Range<i64>| -> ArrayRef { Arc::new(Int64Array::from_iter_values(r)) };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+        ]));
+        let a: Chunks = Arc::new(vec![ints(0..3), ints(3..8)]);
+        let b: Chunks = Arc::new(vec![ints(100..104), ints(104..108)]);
+        let batches = batches_of(&schema, &[a, b], 1, 6).expect("batches");
+        let lens: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(lens, vec![2, 1, 3]);
+        let values = |c: usize| -> Vec<i64> {
+            batches
+                .iter()
+                .flat_map(|b| b.column(c).as_primitive::<Int64Type>().values().to_vec())
+                .collect()
+        };
+        assert_eq!(values(0), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(values(1), vec![101, 102, 103, 104, 105, 106]);
+        let past = batches_of(
+            &schema,
+            &[Arc::new(vec![ints(0..3)]), Arc::new(vec![ints(0..3)])],
+            2,
+            5,
+        );
+        assert!(
+            past.is_err(),
+            "rows past the columns' end are an error, not a panic"
+        );
     }
 
     #[tokio::test]
@@ -774,7 +964,7 @@ mod tests {
             cache.clone(),
             "t",
             schema(),
-            vec![(a, 10), (b, 30)],
+            vec![(a.clone(), 10), (b.clone(), 30)],
             vec![0],
             3,
             None,
@@ -819,10 +1009,7 @@ mod tests {
             cache,
             "t",
             schema(),
-            vec![
-                (dir.path().join("a.parquet"), 10),
-                (dir.path().join("b.parquet"), 30),
-            ],
+            vec![(a, 10), (b, 30)],
             vec![0],
             1,
             Some(5),

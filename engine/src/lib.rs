@@ -358,8 +358,10 @@ impl Engine {
     }
 
     /// Rolls up and indexes for funnels ([`funnel_index`]) every
-    /// workspace's new files ahead of the next dashboard query (the server
-    /// calls this after flushes and compactions).
+    /// workspace's new files ahead of the next dashboard query, and drops
+    /// the files that left the catalog from the [`column_cache`] (the
+    /// server calls this after flushes that wrote files and after each
+    /// maintenance run: compaction and retention).
     pub async fn warm_rollups(&self) -> Result<()> {
         if !self.config.rollups && !self.funnel_index.enabled() && !self.column_cache.enabled() {
             return Ok(());
@@ -369,10 +371,18 @@ impl Engine {
             .catalog()
             .tenants()
             .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
-        for t in tenants {
-            let snapshot = self.store.snapshot(&t.id);
-            self.column_cache
-                .retain(&t.id, &snapshot.files.iter().map(|(p, _)| p).collect());
+        // Forget replaced files first: a failing warm below must not keep
+        // another workspace's dead columns in memory.
+        let snapshots: Vec<_> = tenants
+            .into_iter()
+            .map(|t| {
+                let snapshot = self.store.snapshot(&t.id);
+                self.column_cache
+                    .retain(&t.id, &snapshot.files.iter().map(|(p, _)| p).collect());
+                (t, snapshot)
+            })
+            .collect();
+        for (t, snapshot) in snapshots {
             if self.config.rollups {
                 self.rollups.warm(&t.id, &snapshot).await?;
             }
