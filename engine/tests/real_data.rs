@@ -94,6 +94,14 @@ async fn load(dir: &std::path::Path, dataset: Dataset, time_zone: &str) -> (Engi
     (Engine::new(store, config), tenant.id)
 }
 
+/// Another engine over `engine`'s store, with its configuration changed
+/// by `change` (to compare paths: rollups, funnel index, column cache).
+fn variant(engine: &Engine, change: impl FnOnce(&mut EngineConfig)) -> Engine {
+    let mut config = engine.config().clone();
+    change(&mut config);
+    Engine::new(engine.store().clone(), config)
+}
+
 async fn retail_engine(dir: &std::path::Path) -> (Engine, String) {
     load(dir, Dataset::OnlineRetail, "Europe/London").await
 }
@@ -279,21 +287,9 @@ async fn clickstream_funnel_index_matches_the_raw_aggregate() {
     );
     // Half the queries find the files indexed, half index them themselves.
     engine.warm_rollups().await.expect("warm");
-    let raw = Engine::new(
-        engine.store().clone(),
-        EngineConfig {
-            funnel_index_bytes: 0,
-            ..engine.config().clone()
-        },
-    );
+    let raw = variant(&engine, |c| c.funnel_index_bytes = 0);
     // An index over its memory budget keeps nothing and answers the same.
-    let unkept = Engine::new(
-        engine.store().clone(),
-        EngineConfig {
-            funnel_index_bytes: 1,
-            ..engine.config().clone()
-        },
-    );
+    let unkept = variant(&engine, |c| c.funnel_index_bytes = 1);
     let nulls = query_rows(
         &raw,
         &tenant,
@@ -711,13 +707,7 @@ async fn online_retail_dashboard_answers_match_duckdb() {
     assert_eq!(cells, table(&g["cohort_retention"]));
 
     // Rollups answer exactly what the raw events answer, also after late events.
-    let raw = Engine::new(
-        engine.store().clone(),
-        EngineConfig {
-            rollups: false,
-            ..engine.config().clone()
-        },
-    );
+    let raw = variant(&engine, |c| c.rollups = false);
     // (endpoint, request, whether the rollups answer it). A revenue filter
     // or breakdown on an order dimension reads the raw events (refunds take
     // their order's dimensions); event, type and currency are the refund's own.
@@ -950,20 +940,8 @@ async fn hotel_booking_answers_match_duckdb() {
 async fn online_retail_column_cache_answers_equal_reading_parquet() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (engine, tenant) = retail_engine(dir.path()).await;
-    let parquet = Engine::new(
-        engine.store().clone(),
-        EngineConfig {
-            column_cache_bytes: 0,
-            ..engine.config().clone()
-        },
-    );
-    let unkept = Engine::new(
-        engine.store().clone(),
-        EngineConfig {
-            column_cache_bytes: 1,
-            ..engine.config().clone()
-        },
-    );
+    let parquet = variant(&engine, |c| c.column_cache_bytes = 0);
+    let unkept = variant(&engine, |c| c.column_cache_bytes = 1);
     let days = query_rows(
         &parquet,
         &tenant,
@@ -1035,14 +1013,10 @@ async fn online_retail_column_cache_answers_equal_reading_parquet() {
     // into chunks, not file-wide arrays, which DataFusion would charge in
     // full for every batch).
     let small = |cache: usize| {
-        Engine::new(
-            engine.store().clone(),
-            EngineConfig {
-                column_cache_bytes: cache,
-                query_memory_bytes: 48 << 20,
-                ..engine.config().clone()
-            },
-        )
+        variant(&engine, |c| {
+            c.column_cache_bytes = cache;
+            c.query_memory_bytes = 48 << 20;
+        })
     };
     let (small_cached, small_parquet) = (small(1 << 30), small(0));
     let sort = "SELECT message_id, event, timestamp FROM events ORDER BY timestamp DESC, message_id LIMIT 20000";
