@@ -34,6 +34,7 @@ use arrow::compute::{max, min};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use async_trait::async_trait;
 use beacon_ingest::TenantSnapshot;
+use beacon_ingest::catalog::FileMeta;
 use beacon_ingest::schema::columns;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
@@ -223,16 +224,13 @@ impl EventsTableProvider {
     }
 
     /// Files and in-memory batches that may hold rows in `range`.
-    fn pruned(&self, range: TimeRange) -> (Vec<PartitionedFile>, Vec<RecordBatch>) {
+    fn pruned(&self, range: TimeRange) -> (Vec<(PathBuf, FileMeta)>, Vec<RecordBatch>) {
         let files = self
             .snapshot
             .files
             .iter()
             .filter(|(_, meta)| range.overlaps(meta.min_ts_us, meta.max_ts_us))
-            .map(|(path, meta)| {
-                let path = path.to_string_lossy();
-                PartitionedFile::new(path.trim_start_matches('/'), meta.bytes)
-            })
+            .cloned()
             .collect();
         let batches = self
             .snapshot
@@ -416,11 +414,8 @@ impl TableProvider for EventsTableProvider {
         let cached = if files.is_empty() {
             None
         } else {
-            let paths: Vec<(PathBuf, usize)> = self
-                .snapshot
-                .files
+            let paths: Vec<(PathBuf, usize)> = files
                 .iter()
-                .filter(|(_, meta)| range.overlaps(meta.min_ts_us, meta.max_ts_us))
                 .map(|(p, meta)| (p.clone(), usize::try_from(meta.rows).unwrap_or(usize::MAX)))
                 .collect();
             self.cached_scan(
@@ -440,6 +435,13 @@ impl TableProvider for EventsTableProvider {
             }
             let format = ParquetFormat::default().with_options(options);
             let source = format.file_source(TableSchema::from(&self.schema));
+            let files = files
+                .iter()
+                .map(|(path, meta)| {
+                    let path = path.to_string_lossy();
+                    PartitionedFile::new(path.trim_start_matches('/'), meta.bytes)
+                })
+                .collect();
             let groups = file_groups(
                 files,
                 state.config().target_partitions(),
