@@ -3,7 +3,7 @@
 //! precise (syntax position, unknown column, sandbox, limits), running
 //! queries are listed and cancelled by an admin or by the client leaving.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! real `beacon` binary is SIGKILLed at random moments, several rounds; after
 //! each restart every acknowledged event is present exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

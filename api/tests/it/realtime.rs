@@ -8,7 +8,7 @@
 //! Every wait is a bounded loop over received messages with a timeout;
 //! no test asserts wall-clock speed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

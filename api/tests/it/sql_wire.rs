@@ -3,7 +3,7 @@
 //! the ADBC Flight SQL driver. Each answer is compared with HTTP SQL on the
 //! demo workspace's generated data.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

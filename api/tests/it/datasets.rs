@@ -3,7 +3,7 @@
 //! count and revenue back; the generator is deterministic for a seed; the
 //! demo workspace is filled and keeps moving.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

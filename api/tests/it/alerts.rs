@@ -8,7 +8,7 @@
 //! Retry timing is asserted exactly with an injected clock in
 //! `realtime/tests/delivery.rs`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Operations: health, readiness, metrics, backpressure, admin API and CLI.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Events in through every ingest route, out through SQL, field by field;
 //! dedupe; restart.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 //! intact). The answers on real data are checked against DuckDB in
 //! `engine/tests/real_data.rs`.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use common::{Server, call, client, create_tenant, scalar};

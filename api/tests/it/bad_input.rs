@@ -1,7 +1,7 @@
 //! Hostile and malformed input: each gets the right 4xx with a structured
 //! error, the server keeps serving, and earlier data is intact.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

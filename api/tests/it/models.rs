@@ -4,7 +4,7 @@
 //! intact. Model quality is measured on real data in
 //! `forecasting/tests/real_data.rs` and `benches/run.sh forecasting churn`.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDateTime;
 use common::{Server, after, call, scalar};

@@ -3,7 +3,7 @@
 //! by this test with `npm ci` when missing) sends to
 //! the real server; every event arrives with its fields.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

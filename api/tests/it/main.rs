@@ -1,0 +1,16 @@
+//! The api crate's integration tests: one binary, one module per suite
+//! (one link of the dependency stack instead of one per file).
+
+mod common;
+mod alerts;
+mod analytics;
+mod bad_input;
+mod crash;
+mod datasets;
+mod ingest;
+mod models;
+mod ops;
+mod realtime;
+mod segment_client;
+mod sql_http;
+mod sql_wire;

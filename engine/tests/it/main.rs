@@ -1,0 +1,6 @@
+//! The engine crate's integration tests: one binary, one module per suite
+//! (one link of the dependency stack instead of one per file).
+
+mod real_data;
+mod sandbox;
+mod slt;

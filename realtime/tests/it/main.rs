@@ -1,0 +1,5 @@
+//! The realtime crate's integration tests: one binary, one module per suite
+//! (one link of the dependency stack instead of one per file).
+
+mod alerts;
+mod delivery;
