@@ -31,7 +31,7 @@
 //! Conditions on `type` and `event` are evaluated once per distinct pair,
 //! with the same physical expressions the raw plan would run, so the index
 //! answers exactly what the raw aggregate answers (tested against the raw
-//! plan on real data in `engine/tests/real_data.rs`). Groups are then
+//! plan on real data in `engine/tests/it/real_data.rs`). Groups are then
 //! formed by a counting sort on the dense ids, and each is evaluated by the
 //! aggregate's own [`evaluate_into`].
 //!

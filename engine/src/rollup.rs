@@ -15,7 +15,7 @@
 //! those of the events' timestamps. The analytics API answers from the
 //! rollup whenever its filters and breakdown use only rollup dimensions
 //! (see [`DIMENSIONS`]); results are identical to the raw answer (tested on
-//! real data in `engine/tests/real_data.rs`).
+//! real data in `engine/tests/it/real_data.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -14,16 +14,10 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use common::{PyReceiver, Server, call, create_read_key, create_tenant, fast_env, scalar, sql};
-use futures::{SinkExt, StreamExt};
+use common::ws::{self, Ws};
+use common::WAIT;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -57,43 +51,12 @@ fn start(data: &std::path::Path, env: &[(&'static str, String)]) -> Server {
     Server::start(data, &pairs)
 }
 
-async fn ws(server: &Server, query: &str, channel: &str) -> Ws {
-    let url = format!(
-        "{}/v1/ws{query}",
-        server.base.replacen("http://", "ws://", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
-    ws.send(Message::text(
-        json!({"type": "subscribe", "channel": channel}).to_string(),
-    ))
-    .await
-    .expect("send");
-    let sub = until(&mut ws, |m| {
-        m["type"] == "subscribed" || m["type"] == "error"
-    })
-    .await;
+/// A connection subscribed to `channel`.
+async fn subscribed(server: &Server, query: &str, channel: &str) -> Ws {
+    let mut conn = ws::open(&server.ws_url(query)).await;
+    let sub = ws::subscribe(&mut conn, json!({"type": "subscribe", "channel": channel})).await;
     assert_eq!(sub["type"], "subscribed", "{sub}");
-    ws
-}
-
-/// Reads messages until one matches (bounded by count and time).
-async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..500 {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(t.as_str()).expect("json");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-    panic!("no matching message");
+    conn
 }
 
 async fn ingest(server: &Server, key: &str, batch: Vec<Value>) {
@@ -130,25 +93,6 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-async fn webhook_log(rx: &PyReceiver) -> Value {
-    reqwest::get(format!("{}/log", rx.base()))
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn configure(rx: &PyReceiver, config: Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/config", rx.base()))
-        .json(&config)
-        .send()
-        .await
-        .expect("config");
-    assert!(r.status().is_success());
-}
-
 /// Quiet hours that contain now (UTC): from an hour ago to two hours on.
 fn quiet_now() -> Value {
     let h = |d: i64| {
@@ -161,8 +105,8 @@ fn quiet_now() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
-    let smtp = PyReceiver::start("smtp");
-    let hook = PyReceiver::start("webhook");
+    let smtp = PyReceiver::start(&["smtp"]);
+    let hook = PyReceiver::start(&["webhook"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "rosa");
@@ -193,14 +137,12 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     )
     .await;
     assert_eq!(s, 201, "{ep}");
-    configure(
-        &hook,
-        json!({"secret": ep["secrets"][0]["secret"], "fail_first": 1}),
+    hook.configure(json!({"secret": ep["secrets"][0]["secret"], "fail_first": 1}),
     )
     .await;
 
     // Live channels: the alert state feed and Ann's inbox.
-    let mut alerts = ws(&server, &format!("?key={read}"), "alerts").await;
+    let mut alerts = subscribed(&server, &format!("?key={read}"), "alerts").await;
     let (s, token) = call(
         &server,
         Method::POST,
@@ -210,7 +152,7 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     )
     .await;
     assert_eq!(s, 200, "{token}");
-    let mut inbox_ws = ws(
+    let mut inbox_ws = subscribed(
         &server,
         &format!("?token={}", token["token"].as_str().expect("token")),
         "notifications:ann",
@@ -242,13 +184,13 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     .await;
 
     // The alerts channel shows Normal -> Pending -> Firing, in order.
-    let pending = until(&mut alerts, |m| {
+    let pending = ws::until(&mut alerts, 500, |m| {
         m["type"] == "alert" && m["payload"]["to"] == "pending"
     })
     .await;
     assert_eq!(pending["payload"]["from"], "normal");
     assert_eq!(pending["payload"]["value"], 3.0);
-    let firing = until(&mut alerts, |m| {
+    let firing = ws::until(&mut alerts, 500, |m| {
         m["type"] == "alert" && m["payload"]["to"] != "pending"
     })
     .await;
@@ -256,7 +198,7 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     assert!(firing["seq"].as_u64() > pending["seq"].as_u64());
 
     // One grouped notification: live to Ann, in her inbox, by email and webhook.
-    let pushed = until(&mut inbox_ws, |m| m["type"] == "notification").await;
+    let pushed = ws::until(&mut inbox_ws, 500, |m| m["type"] == "notification").await;
     assert_eq!(pushed["payload"]["title"], "[FIRING:1] Payment failures");
     assert_eq!(pushed["payload"]["data"]["kind"], "firing");
     assert_eq!(pushed["payload"]["data"]["rule_id"], json!(rule_id));
@@ -313,7 +255,7 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     );
 
     let log = eventually("the webhook to be accepted", || async {
-        let log = webhook_log(&hook).await;
+        let log = hook.log().await;
         (log["accepted"].as_object().is_some_and(|a| a.len() == 1)).then_some(log)
     })
     .await;
@@ -358,17 +300,17 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     );
 
     // The data ages out of the window: resolved, once, everywhere.
-    let resolved = until(&mut alerts, |m| {
+    let resolved = ws::until(&mut alerts, 500, |m| {
         m["type"] == "alert" && m["payload"]["to"] == "resolved"
     })
     .await;
     assert_eq!(resolved["payload"]["from"], "firing");
-    let pushed = until(&mut inbox_ws, |m| m["type"] == "notification").await;
+    let pushed = ws::until(&mut inbox_ws, 500, |m| m["type"] == "notification").await;
     assert_eq!(pushed["payload"]["title"], "[RESOLVED] Payment failures");
     let mail = smtp.next_json(WAIT).expect("the resolved email");
     assert_eq!(mail["headers"]["subject"], "[RESOLVED] Payment failures");
     eventually("the resolved webhook", || async {
-        let log = webhook_log(&hook).await;
+        let log = hook.log().await;
         log["attempts"].as_array().and_then(|a| {
             a.iter()
                 .find(|x| x["payload"]["type"] == "com.beacon.alert.resolved")
@@ -420,14 +362,14 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
         (200, Some(2), Some(0)),
         "{m}"
     );
-    let pushed = until(&mut inbox_ws, |m| m["type"] == "inbox").await;
+    let pushed = ws::until(&mut inbox_ws, 500, |m| m["type"] == "inbox").await;
     assert_eq!(pushed["payload"]["unread"], 0);
     drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_preferences_templates_simulation_and_bad_input() {
-    let smtp = PyReceiver::start("smtp");
+    let smtp = PyReceiver::start(&["smtp"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "bea");
@@ -889,8 +831,8 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id() {
-    let smtp = PyReceiver::start("smtp");
-    let hook = PyReceiver::start("webhook");
+    let smtp = PyReceiver::start(&["smtp"]);
+    let hook = PyReceiver::start(&["webhook"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let t = create_tenant(&data, "crash");
@@ -907,9 +849,7 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
     .await;
     assert_eq!(s, 201);
     // The receiver holds the first request for 4 s: the sender dies meanwhile.
-    configure(
-        &hook,
-        json!({"secret": ep["secrets"][0]["secret"], "hold_first": 4}),
+    hook.configure(json!({"secret": ep["secrets"][0]["secret"], "hold_first": 4}),
     )
     .await;
     let (s, sent) = call(
@@ -926,7 +866,7 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
         .expect("delivery id")
         .to_owned();
     eventually("the request to arrive", || async {
-        (webhook_log(&hook).await["held"]
+        (hook.log().await["held"]
             .as_array()
             .is_some_and(|h| !h.is_empty()))
         .then_some(())
@@ -935,7 +875,7 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
     server.crash();
     let server = start(&data, &env);
     let log = eventually("the delivery after the restart", || async {
-        let log = webhook_log(&hook).await;
+        let log = hook.log().await;
         log["accepted"].get(&id).is_some().then_some(log)
     })
     .await;

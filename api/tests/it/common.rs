@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests: start the real `beacon` binary on
-//! 127.0.0.1:0 and talk to it over HTTP.
+//! The api suites' harness: start the real `beacon` binary on 127.0.0.1:0
+//! and talk to it over HTTP. Harness code other crates share (the manual
+//! clock, the Python receivers, the WebSocket client) is in
+//! `beacon-test-support`, re-exported here.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -7,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use serde_json::Value;
+
+pub use beacon_test_support::{PyReceiver, WAIT, python, ws};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_beacon");
 
@@ -101,6 +105,21 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `POST path` with a bearer key and a JSON body: status and JSON answer.
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        call(self, reqwest::Method::POST, path, key, Some(body)).await
+    }
+
+    /// `GET path` with a bearer key: status and JSON answer.
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        call(self, reqwest::Method::GET, path, key, None).await
+    }
+
+    /// `ws://.../v1/ws?QUERY` of this server.
+    pub fn ws_url(&self, query: &str) -> String {
+        ws::url(&self.base, query)
     }
 
     /// SIGTERM and wait: a graceful stop.
@@ -246,77 +265,4 @@ pub fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
         .find_map(|l| l.trim_start().strip_prefix(prefix))
         .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:#?}"))
         .trim()
-}
-
-/// The test Python venv (created by `tests/clients/python/setup.sh`).
-pub fn python() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python");
-    let status = Command::new("bash")
-        .arg(dir.join("setup.sh"))
-        .status()
-        .expect("run tests/clients/python/setup.sh");
-    assert!(status.success(), "installing the Python clients failed");
-    dir.join(".venv/bin/python")
-}
-
-/// A receiver of `tests/clients/python/receivers.py` (`smtp` or
-/// `webhook`) on 127.0.0.1; its stdout lines after the port arrive on
-/// `lines`.
-pub struct PyReceiver {
-    child: Child,
-    pub port: u16,
-    pub lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl PyReceiver {
-    pub fn start(kind: &str) -> PyReceiver {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/receivers.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg(kind)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start receiver");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("port line").expect("read");
-        let port = first
-            .trim()
-            .strip_prefix("port ")
-            .expect("port line")
-            .parse()
-            .expect("port");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        PyReceiver {
-            child,
-            port,
-            lines: rx,
-        }
-    }
-
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The next stdout line as JSON, waiting at most `wait`.
-    pub fn next_json(&self, wait: std::time::Duration) -> Option<Value> {
-        self.lines
-            .recv_timeout(wait)
-            .ok()
-            .map(|l| serde_json::from_str(&l).expect("receiver JSON line"))
-    }
-}
-
-impl Drop for PyReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

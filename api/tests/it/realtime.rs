@@ -13,93 +13,18 @@ use crate::common;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use common::{Server, call, client, create_read_key, create_tenant, scalar, sql};
+use common::ws::{self, Ws, close_code, next, send, subscribe, until};
+use common::{Server, WAIT, call, client, create_read_key, create_tenant, scalar, sql};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Longest wait for one expected message.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn ws_url(server: &Server, query: &str) -> String {
-    format!(
-        "{}/v1/ws{query}",
-        server.base.replacen("http://", "ws://", 1)
-    )
-}
 
 async fn connect(server: &Server, key: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(server, &format!("?key={key}")))
-        .await
-        .expect("connect");
+    let mut ws = ws::open(&server.ws_url(&format!("?key={key}"))).await;
     let welcome = next(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     ws
-}
-
-/// The next JSON message (pings are skipped); panics on close or timeout.
-async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("stream open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Reads until a message matches (at most `max` messages).
-async fn until<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    max: usize,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    for _ in 0..max {
-        let m = next(ws).await;
-        if pred(&m) {
-            return m;
-        }
-    }
-    panic!("no matching message within {max} messages");
-}
-
-/// The close code the server ends the connection with.
-async fn close_code(ws: &mut Ws) -> u16 {
-    for _ in 0..100 {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Close(None))) | None => return 1005,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("error instead of close: {e}"),
-        }
-    }
-    panic!("no close frame");
-}
-
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, v: Value) {
-    ws.send(Message::text(v.to_string())).await.expect("send");
-}
-
-async fn subscribe(ws: &mut Ws, v: Value) -> Value {
-    send(ws, v).await;
-    until(ws, 50, |m| {
-        m["type"] == "subscribed" || m["type"] == "error"
-    })
-    .await
 }
 
 fn now() -> String {
@@ -367,7 +292,7 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
         .expect("addr");
     let stream = socket.connect(addr).await.expect("tcp");
     let (mut stalled, _) =
-        tokio_tungstenite::client_async(ws_url(&server, &format!("?key={read}")), stream)
+        tokio_tungstenite::client_async(server.ws_url(&format!("?key={read}")), stream)
             .await
             .expect("handshake");
     send(
@@ -505,7 +430,7 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
         ("?token=bt_forged.sig".to_owned(), 4001),
         (String::new(), 4001), // no credentials and no auth message in time
     ] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, &query))
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&query))
             .await
             .expect("connect");
         let first = next(&mut ws).await;
@@ -513,7 +438,7 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
         assert_eq!(close_code(&mut ws).await, code, "{query}");
     }
     // Authenticating with a first message works.
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, ""))
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(""))
         .await
         .expect("connect");
     send(&mut ws, json!({"type": "auth", "key": read_a})).await;
@@ -587,7 +512,7 @@ async fn refusals_have_clear_close_codes_and_tenants_stay_apart() {
     assert_eq!(status, 200, "{tok}");
     let token = tok["token"].as_str().expect("token");
     let (mut ann, _) =
-        tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={token}")))
+        tokio_tungstenite::connect_async(server.ws_url(&format!("?token={token}")))
             .await
             .expect("connect");
     assert_eq!(next(&mut ann).await["type"], "welcome");

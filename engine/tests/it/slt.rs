@@ -6,7 +6,7 @@
 //! `# events: fixture.ndjson` (Segment messages ingested first, from
 //! `engine/tests/slt/`).
 //!
-//! `BEACON_SLT_COMPLETE=1 cargo test --workspace --test slt` rewrites the
+//! `BEACON_SLT_COMPLETE=1 cargo test -p beacon-engine --test it slt` rewrites the
 //! expected results from the engine's answers (review the diff!), as
 //! DataFusion's `--complete`.
 

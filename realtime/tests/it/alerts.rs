@@ -5,11 +5,11 @@
 //! asserted exactly. Notifications are read back from the inbox.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use beacon_datasets::output::decode_lines;
 use beacon_engine::{Engine, EngineConfig};
 use beacon_ingest::{Catalog, Clock, IngestConfig, Store, SystemClock};
+use beacon_test_support::ManualClock;
 use beacon_realtime::alerts::rule::RuleSpec;
 use beacon_realtime::alerts::state::State;
 use beacon_realtime::alerts::{Alerts, AlertsConfig};
@@ -19,15 +19,6 @@ use beacon_realtime::notify::{InboxItem, Notifier, NotifyConfig, User};
 use beacon_realtime::{Hub, RealtimeConfig};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-
-#[derive(Debug)]
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_us(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -68,7 +59,7 @@ async fn fixture() -> Fixture {
     )
     .expect("store");
     let engine = Engine::new(store.clone(), EngineConfig::default());
-    let clock = Arc::new(ManualClock(AtomicI64::new(us(BASE))));
+    let clock = Arc::new(ManualClock::new(us(BASE)));
     let notifier = Notifier::open(
         &dir,
         Hub::new(RealtimeConfig::default()),
@@ -122,7 +113,7 @@ impl Fixture {
 
     /// Evaluates `rule` at `at` (µs).
     async fn at(&self, at: i64, rule: &beacon_realtime::alerts::store::Rule) {
-        self.clock.0.store(at, Ordering::SeqCst);
+        self.clock.set(at);
         self.alerts
             .evaluate(&self.tenant, rule)
             .await
@@ -554,7 +545,7 @@ async fn cron_rules_run_at_their_occurrences() {
             .map(|i| i.last_eval_us)
     };
     let tick = |t: i64| {
-        f.clock.0.store(t, Ordering::SeqCst);
+        f.clock.set(t);
         f.alerts.tick()
     };
     tick(base).await; // first sight: evaluated at once

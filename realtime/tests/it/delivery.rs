@@ -4,130 +4,21 @@
 //! as are exactly-once acceptance by webhook-id, the dead letter, secret
 //! rotation and a restart in the middle of a delivery.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use beacon_engine::{Engine, EngineConfig};
 use beacon_ingest::{Catalog, Clock, IngestConfig, Store, SystemClock};
+use beacon_test_support::{ManualClock, PyReceiver};
 use beacon_realtime::notify::webhook::Flavour;
 use beacon_realtime::notify::{Notifier, NotifyConfig, SendRequest, Status};
 use beacon_realtime::{Hub, RealtimeConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
-#[derive(Debug)]
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_us(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl ManualClock {
-    fn set(&self, us: i64) {
-        self.0.store(us, Ordering::SeqCst);
-    }
-}
-
-/// A receiver of `api/tests/clients/python/receivers.py` (`webhook`,
-/// `smtp` or `smtp-starttls CERT KEY`): its port, and its stdout lines
-/// after the port line.
-struct Receiver {
-    child: Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python");
-    let status = Command::new("bash")
-        .arg(dir.join("setup.sh"))
-        .status()
-        .expect("run setup.sh");
-    assert!(status.success(), "installing the Python receivers failed");
-    dir.join(".venv/bin/python")
-}
-
-impl Receiver {
-    fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Receiver {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/clients/python/receivers.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start a receiver");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let port = lines
-            .next()
-            .expect("port line")
-            .expect("read")
-            .trim()
-            .strip_prefix("port ")
-            .expect("port line")
-            .parse()
-            .expect("port");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Receiver {
-            child,
-            port,
-            lines: rx,
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The next stdout line as JSON (an SMTP receiver's email).
-    fn next(&self, wait: Duration) -> Option<Value> {
-        self.lines
-            .recv_timeout(wait)
-            .ok()
-            .map(|l| serde_json::from_str(&l).expect("json"))
-    }
-
-    async fn configure(&self, config: Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/config", self.base()))
-            .json(&config)
-            .send()
-            .await
-            .expect("config");
-        assert!(r.status().is_success());
-    }
-
-    async fn log(&self) -> Value {
-        reqwest::get(format!("{}/log", self.base()))
-            .await
-            .expect("log")
-            .json()
-            .await
-            .expect("log json")
-    }
-}
-
-fn receiver() -> Receiver {
-    Receiver::start(&["webhook"])
+fn receiver() -> PyReceiver {
+    PyReceiver::start(&["webhook"])
 }
 
 struct Fixture {
@@ -181,7 +72,7 @@ fn fixture(config: NotifyConfig) -> Fixture {
     .expect("store");
     let engine = Engine::new(store, EngineConfig::default());
     let hub = Hub::new(RealtimeConfig::default());
-    let clock = Arc::new(ManualClock(AtomicI64::new(t0())));
+    let clock = Arc::new(ManualClock::new(t0()));
     let notifier = notifier(&dir, &hub, &engine, &clock, config);
     Fixture {
         _dir: tmp,
@@ -482,7 +373,7 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
     use beacon_realtime::notify::User;
     use beacon_realtime::notify::email::SmtpConfig;
     use beacon_realtime::notify::prefs::{Digest, HoursRange, Preferences};
-    let server = Receiver::start(&["smtp"]);
+    let server = PyReceiver::start(&["smtp"]);
     let config = NotifyConfig {
         smtp: SmtpConfig {
             host: "127.0.0.1".into(),
@@ -566,7 +457,7 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
     assert_eq!(f.notifier.process_due().await.expect("process"), 2);
     let mut got: Vec<String> = (0..2)
         .map(|_| {
-            server.next(Duration::from_secs(20)).expect("email")["headers"]["subject"]
+            server.next_json(Duration::from_secs(20)).expect("email")["headers"]["subject"]
                 .as_str()
                 .expect("s")
                 .to_owned()
@@ -577,7 +468,7 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
     // 08:00: Dev's digest, one email listing both.
     f.clock.set(eight);
     assert_eq!(f.notifier.process_due().await.expect("process"), 2);
-    let digest = server.next(Duration::from_secs(20)).expect("digest");
+    let digest = server.next_json(Duration::from_secs(20)).expect("digest");
     assert_eq!(digest["rcpt_tos"], json!(["dev@shop.test"]));
     assert_eq!(
         digest["headers"]["subject"],
@@ -589,7 +480,7 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
         "{text}"
     );
     assert!(
-        server.next(Duration::from_millis(500)).is_none(),
+        server.next_json(Duration::from_millis(500)).is_none(),
         "one digest, not two emails"
     );
     let ds = f
@@ -666,7 +557,7 @@ async fn starttls_is_used_and_the_certificate_is_verified() {
         "cert.pem",
     ]);
     let (cert, key, ca) = (p("cert.pem"), p("key.pem"), p("ca.pem"));
-    let server = Receiver::start(&[
+    let server = PyReceiver::start(&[
         std::ffi::OsStr::new("smtp-starttls"),
         cert.as_os_str(),
         key.as_os_str(),
@@ -717,7 +608,7 @@ async fn starttls_is_used_and_the_certificate_is_verified() {
         "{:?}",
         d.reason
     );
-    assert!(server.next(Duration::from_millis(500)).is_none());
+    assert!(server.next_json(Duration::from_millis(500)).is_none());
 
     // Trusting the CA: delivered over STARTTLS.
     let f = fixture(NotifyConfig {
@@ -734,7 +625,7 @@ async fn starttls_is_used_and_the_certificate_is_verified() {
         .expect("deliveries")
         .remove(0);
     assert_eq!(d.status, Status::Delivered, "{:?}", d.reason);
-    let mail = server.next(Duration::from_secs(20)).expect("email");
+    let mail = server.next_json(Duration::from_secs(20)).expect("email");
     assert_eq!(
         (mail["tls"].clone(), mail["headers"]["subject"].clone()),
         (json!(true), json!("Over TLS"))

@@ -2,7 +2,7 @@
 PostgreSQL wire protocol and the ADBC Flight SQL driver, every answer
 compared with POST /v1/sql (Arrow IPC) on the same data.
 
-Run by api/tests/sql_wire.rs with one JSON argument:
+Run by api/tests/it/sql_wire.rs with one JSON argument:
 {"http": "http://127.0.0.1:PORT", "pg_host": ..., "pg_port": ..., "flight": "grpc://...",
  "tenant": "demo", "read_key": ..., "write_key": ..., "admin_key": ...}
 
