@@ -713,82 +713,74 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
     assert_eq!(s, 404);
 
     // Hostile and malformed requests: structured errors, nothing lost.
-    let (s, e) = call(
-        &server,
-        Method::POST,
-        "/v1/notifications",
-        admin,
-        Some(json!({"recipients": ["ghost"], "category": "x", "title": "t"})),
-    )
-    .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (400, Some("invalid_request")),
-        "{e}"
-    );
-    let (s, _) = call(
-        &server,
-        Method::POST,
-        "/v1/notifications",
-        admin,
-        Some(json!({"recipients": ["cat"], "category": "x", "title": "t", "channels": ["pigeon"]})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::POST,
-        "/v1/notifications",
-        admin,
-        Some(json!({"recipients": ["cat"], "category": "x", "title": ""})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::POST,
-        "/v1/webhooks",
-        admin,
-        Some(json!({"url": "ftp://example.com"})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::PUT,
-        "/v1/users/bad%20id",
-        admin,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::PUT,
-        "/v1/users/cat",
-        admin,
-        Some(json!({"email": "not an address"})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::PUT,
-        "/v1/users/cat/preferences",
-        admin,
-        Some(json!({"quiet_hours": {"start": "25:00", "end": "07:00"}})),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &server,
-        Method::POST,
-        "/v1/inbox/mark",
-        &read,
-        Some(json!({"user": "cat", "action": "explode"})),
-    )
-    .await;
-    assert_eq!(s, 400);
+    // (method, path, key, body, status, error code where it is asserted)
+    type Refusal<'a> = (Method, &'a str, &'a str, Value, u16, Option<&'a str>);
+    let refusals: Vec<Refusal<'_>> = vec![
+        (
+            Method::POST,
+            "/v1/notifications",
+            admin,
+            json!({"recipients": ["ghost"], "category": "x", "title": "t"}),
+            400,
+            Some("invalid_request"),
+        ),
+        (
+            Method::POST,
+            "/v1/notifications",
+            admin,
+            json!({"recipients": ["cat"], "category": "x", "title": "t", "channels": ["pigeon"]}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/notifications",
+            admin,
+            json!({"recipients": ["cat"], "category": "x", "title": ""}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks",
+            admin,
+            json!({"url": "ftp://example.com"}),
+            400,
+            None,
+        ),
+        (Method::PUT, "/v1/users/bad%20id", admin, json!({}), 400, None),
+        (
+            Method::PUT,
+            "/v1/users/cat",
+            admin,
+            json!({"email": "not an address"}),
+            400,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/v1/users/cat/preferences",
+            admin,
+            json!({"quiet_hours": {"start": "25:00", "end": "07:00"}}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/inbox/mark",
+            &read,
+            json!({"user": "cat", "action": "explode"}),
+            400,
+            None,
+        ),
+    ];
+    for (method, path, key, body, status, code) in refusals {
+        let (s, e) = call(&server, method.clone(), path, key, Some(body.clone())).await;
+        assert_eq!(s, status, "{method} {path} {body} -> {e}");
+        if let Some(code) = code {
+            assert_eq!(e["error"]["code"].as_str(), Some(code), "{method} {path} -> {e}");
+        }
+    }
     let big = "x".repeat(300 * 1024);
     let (s, e) = call(
         &server,

@@ -12,5 +12,6 @@ mod models;
 mod ops;
 mod realtime;
 mod segment_client;
+mod snapshots;
 mod sql_http;
 mod sql_wire;
