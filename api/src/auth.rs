@@ -183,7 +183,12 @@ mod tests {
 
     #[test]
     fn schemes_are_case_insensitive() {
-        for value in ["Bearer bk_r_1", "bearer bk_r_1", "BEARER  bk_r_1 ", "bEaReR bk_r_1"] {
+        for value in [
+            "Bearer bk_r_1",
+            "bearer bk_r_1",
+            "BEARER  bk_r_1 ",
+            "bEaReR bk_r_1",
+        ] {
             assert_eq!(
                 Credentials::parse(value.as_bytes()),
                 key(None, "bk_r_1"),

@@ -23,7 +23,9 @@ use std::io::Read;
 use std::marker::PhantomData;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request};
+use axum::extract::{
+    FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use beacon_ingest::Role;
@@ -147,7 +149,10 @@ pub enum UserCaller {
 impl UserCaller {
     /// Authenticates the `Authorization` header: a session token, or a
     /// key of the class `R`.
-    pub fn from_headers<R: Access>(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub fn from_headers<R: Access>(
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
         let key = auth::header_key(headers)?;
         if let Some(token) = key
             .as_deref()

@@ -383,10 +383,9 @@ impl FlightSqlService for Service {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("authorization is required (Basic or Bearer)"))?;
+        let value = request.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("authorization is required (Basic or Bearer)")
+        })?;
         let key = credentials(value.as_bytes())?.key;
         self.check_key(&key)?;
         let token = format!("Bearer {key}");

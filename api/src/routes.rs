@@ -212,4 +212,3 @@ async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
     response
 }
-

@@ -154,10 +154,7 @@ pub async fn revoke_key(
 }
 
 /// `POST /v1/workspace/flush`: write buffered events to Parquet now.
-pub async fn flush(
-    State(state): State<AppState>,
-    _: Auth<Admin>,
-) -> Result<Response, ApiError> {
+pub async fn flush(State(state): State<AppState>, _: Auth<Admin>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let report = tokio::task::spawn_blocking(move || store.flush())
         .await

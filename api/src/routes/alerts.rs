@@ -40,10 +40,7 @@ pub async fn create_rule(
     Auth(p): Auth<Admin>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let rule = state
-        .alerts
-        .create(&p.tenant, spec(body)?)
-        .await?;
+    let rule = state.alerts.create(&p.tenant, spec(body)?).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
@@ -73,10 +70,7 @@ pub async fn put_rule(
     Auth(p): Auth<Admin>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state
-        .alerts
-        .update(&p.tenant, &id, spec(body)?)
-        .await?;
+    let rule = state.alerts.update(&p.tenant, &id, spec(body)?).await?;
     Ok(Json(json!(rule)))
 }
 

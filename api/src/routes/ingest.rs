@@ -12,8 +12,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::decode::{self, Decoded};
 use beacon_ingest::EventType;
+use beacon_ingest::decode::{self, Decoded};
 use serde_json::json;
 
 use crate::auth::{self, Principal};
