@@ -351,3 +351,39 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use beacon_ingest::Role;
+
+    use super::{Access, Admin, Reader, Writer};
+    use crate::auth::Principal;
+
+    fn key(role: Role) -> Principal {
+        Principal {
+            tenant: "shop".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn admin_keys_are_in_every_class() {
+        for roles in [Writer::ROLES, Reader::ROLES, Admin::ROLES] {
+            assert!(roles.contains(&Role::Admin), "{roles:?}");
+        }
+        assert!(!Reader::ROLES.contains(&Role::Write));
+        assert!(!Writer::ROLES.contains(&Role::Read));
+    }
+
+    #[test]
+    fn a_key_of_another_class_is_refused_naming_both_roles() {
+        let error = key(Role::Write)
+            .require(Reader::ROLES, Reader::WHAT)
+            .expect_err("a write key cannot read");
+        assert_eq!(
+            error.message(),
+            "reading workspace data needs a read or admin key; this is a write key"
+        );
+        assert!(key(Role::Admin).require(Writer::ROLES, Writer::WHAT).is_ok());
+    }
+}
