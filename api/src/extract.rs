@@ -384,6 +384,10 @@ mod tests {
             error.message(),
             "reading workspace data needs a read or admin key; this is a write key"
         );
-        assert!(key(Role::Admin).require(Writer::ROLES, Writer::WHAT).is_ok());
+        assert!(
+            key(Role::Admin)
+                .require(Writer::ROLES, Writer::WHAT)
+                .is_ok()
+        );
     }
 }
