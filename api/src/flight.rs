@@ -2,10 +2,11 @@
 //! for ADBC, pyarrow.flight, JDBC Flight SQL drivers.
 //!
 //! Decisions:
-//! - **Auth**: every call carries `authorization: Bearer <read key>`. A
-//!   Handshake with HTTP Basic (user = workspace or anything, password =
-//!   read key) answers with the same bearer token, for clients that log in
-//!   with user and password.
+//! - **Auth**: every call carries `authorization: Bearer <read key>` (or
+//!   Basic; read by [`Credentials::parse`], as on HTTP, scheme case
+//!   insensitive). A Handshake with HTTP Basic (user = workspace or
+//!   anything, password = read key) answers with the same bearer token,
+//!   for clients that log in with user and password.
 //! - **Stateless handles**: a statement ticket and a prepared-statement
 //!   handle carry the SQL (and bound parameters as an Arrow IPC batch), not
 //!   a server-side id, so nothing leaks when a client forgets to close and
@@ -41,7 +42,6 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     IpcMessage, SchemaAsIpc, Ticket,
 };
-use base64::Engine as _;
 use beacon_engine::Engine;
 use beacon_ingest::{Catalog, Role};
 use datafusion::prelude::DataFrame;
@@ -52,6 +52,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Credentials, CredentialsError};
 use crate::queries::RunningQueries;
 
 /// Everything the service needs.
@@ -191,21 +192,26 @@ fn schema_bytes(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Statu
     Ok(bytes)
 }
 
+/// The credentials of an `authorization` value ([`Credentials::parse`]).
+fn credentials(value: &[u8]) -> Result<Credentials, Status> {
+    Credentials::parse(value).map_err(|e| {
+        Status::unauthenticated(match e {
+            CredentialsError::NotText => "the authorization header is not text",
+            CredentialsError::MalformedBasic => "malformed Basic credentials",
+            CredentialsError::UnknownScheme => "authorization must be \"Bearer <key>\" or Basic",
+        })
+    })
+}
+
 impl Service {
-    /// The workspace of the bearer key in `metadata`.
+    /// The workspace of the key in `metadata`'s `authorization`
+    /// (`Bearer <key>`, as the handshake answers, or Basic).
     fn tenant(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
-        let value = metadata
-            .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated("a read key is required: authorization: Bearer <key>")
-            })?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <key>\""))?;
-        self.check_key(key.trim())
+        let value = metadata.get("authorization").ok_or_else(|| {
+            Status::unauthenticated("a read key is required: authorization: Bearer <key>")
+        })?;
+        let credentials = credentials(value.as_bytes())?;
+        self.check_key(&credentials.key)
     }
 
     fn check_key(&self, key: &str) -> Result<String, Status> {
@@ -377,32 +383,10 @@ impl FlightSqlService for Service {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("authorization is required (Basic or Bearer)"))?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?
-            .to_owned();
-        let key = if let Some(b64) = value.strip_prefix("Basic ") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| Status::unauthenticated("malformed Basic credentials"))?;
-            let decoded = String::from_utf8(decoded)
-                .map_err(|_| Status::unauthenticated("malformed Basic credentials"))?;
-            let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-            if password.is_empty() {
-                user.to_owned()
-            } else {
-                password.to_owned()
-            }
-        } else if let Some(k) = value.strip_prefix("Bearer ") {
-            k.trim().to_owned()
-        } else {
-            return Err(Status::unauthenticated(
-                "authorization must be Basic or Bearer",
-            ));
-        };
+        let value = request.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("authorization is required (Basic or Bearer)")
+        })?;
+        let key = credentials(value.as_bytes())?.key;
         self.check_key(&key)?;
         let token = format!("Bearer {key}");
         let response = HandshakeResponse {

@@ -10,6 +10,7 @@ mod config;
 mod datasets;
 mod demo;
 mod error;
+mod extract;
 mod flight;
 mod idle_memory;
 mod models;
@@ -17,6 +18,7 @@ mod pg;
 mod queries;
 mod routes;
 mod server;
+mod state;
 mod telemetry;
 
 use std::path::PathBuf;

@@ -66,6 +66,7 @@ use pgwire::types::format::FormatOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Credentials;
 use crate::queries::{QueryGuard, RunningQueries};
 
 /// What `version()` answers: PostgreSQL clients parse the leading
@@ -256,9 +257,11 @@ struct Startup {
 }
 
 impl Startup {
-    /// The workspace id when `key` is a read or admin key of the workspace
-    /// named (or with id) `user`.
-    fn verify(&self, user: &str, key: &str) -> PgWireResult<String> {
+    /// The workspace id when the credentials' key is a read or admin key
+    /// of the workspace named (or with id) by their user.
+    fn verify(&self, credentials: &Credentials) -> PgWireResult<String> {
+        let user = credentials.user.as_deref().unwrap_or_default();
+        let key = credentials.key.as_str();
         let fail = || {
             PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".to_owned(),
@@ -321,7 +324,11 @@ impl StartupHandler for Startup {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let tenant = self.verify(&user, &pwd.password)?;
+                // The user names the workspace; the password is the key.
+                let tenant = self.verify(&Credentials {
+                    user: Some(user),
+                    key: pwd.password,
+                })?;
                 let (pid, secret) = self.pids.generate(&*client);
                 self.connections
                     .inner

@@ -1,256 +1,26 @@
-//! Wiring: state, router, background jobs, serve and graceful shutdown.
+//! Serving: opens the state ([`crate::state`]), binds the listeners (HTTP,
+//! PostgreSQL wire, Flight SQL), runs the background jobs (flush,
+//! maintenance, notification delivery, alert evaluation, model refits) and
+//! shuts down gracefully. The route table is [`crate::routes::router`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use beacon_engine::Engine;
-use beacon_ingest::{Catalog, Store, SystemClock};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::routes::{admin, alerts, analytics, health, ingest, models, notify, realtime, sql};
-
-/// Shared state of all handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// Configuration.
-    pub config: Arc<Config>,
-    /// Event store.
-    pub store: Store,
-    /// Query engine.
-    pub engine: Engine,
-    /// Ingest admission permits.
-    pub ingest_permits: Arc<Semaphore>,
-    /// Prometheus renderer.
-    pub prometheus: PrometheusHandle,
-    /// The real-time hub.
-    pub hub: beacon_realtime::Hub,
-    /// What feeds the hub's channels.
-    /// Shared by reference: every WebSocket session holds one.
-    pub live: Arc<beacon_realtime::Live>,
-    /// Signs and checks user session tokens.
-    pub tokens: beacon_realtime::token::TokenSigner,
-    /// Analyst queries in progress.
-    pub queries: crate::queries::RunningQueries,
-    /// The latest forecasts (the `forecasts` SQL table).
-    pub forecasts: crate::models::ForecastStore,
-    /// The churn and lead models (scores: `customer_scores`, `lead_scores`).
-    pub models: crate::models::ModelStore,
-    /// Where models and forecasts are saved.
-    pub model_files: crate::models::ModelFiles,
-    /// Users, inbox and the delivery outbox.
-    pub notifier: beacon_realtime::notify::Notifier,
-    /// Alert rules and their evaluation.
-    pub alerts: beacon_realtime::alerts::Alerts,
-}
-
-/// Counter: HTTP requests by route, method and status.
-pub const HTTP_REQUESTS: &str = "beacon_http_requests_total";
-/// Histogram: HTTP request latency by route.
-pub const HTTP_SECONDS: &str = "beacon_http_request_duration_seconds";
-
-/// Routes a browser may call (with a write key).
-const INGEST_PATHS: [&str; 9] = [
-    "/v1/batch",
-    "/v1/import",
-    "/v1/track",
-    "/v1/identify",
-    "/v1/page",
-    "/v1/screen",
-    "/v1/group",
-    "/v1/alias",
-    "/v1/events",
-];
-
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/v1/batch", post(ingest::batch))
-        .route("/v1/import", post(ingest::batch))
-        .route("/v1/track", post(ingest::track))
-        .route("/v1/identify", post(ingest::identify))
-        .route("/v1/page", post(ingest::page))
-        .route("/v1/screen", post(ingest::screen))
-        .route("/v1/group", post(ingest::group))
-        .route("/v1/alias", post(ingest::alias))
-        .route("/v1/events", post(ingest::ndjson))
-        .route("/v1/sql", post(sql::sql))
-        .route("/v1/queries", get(sql::list))
-        .route("/v1/queries/{id}", axum::routing::delete(sql::cancel))
-        .route(
-            "/v1/analytics/{endpoint}",
-            get(analytics::get).post(analytics::post),
-        )
-        .route(
-            "/v1/workspace",
-            get(admin::get_workspace).patch(admin::patch_workspace),
-        )
-        .route(
-            "/v1/workspace/keys",
-            get(admin::list_keys).post(admin::create_key),
-        )
-        .route(
-            "/v1/workspace/keys/{prefix}",
-            axum::routing::delete(admin::revoke_key),
-        )
-        .route("/v1/workspace/flush", post(admin::flush))
-        .route(
-            "/v1/forecasts",
-            get(models::list_forecasts).post(models::forecast),
-        )
-        .route("/v1/anomalies", post(models::anomalies))
-        .route("/v1/segments", get(models::segments))
-        .route("/v1/reorder-point", post(models::reorder_point))
-        .route("/v1/models/refit", post(models::refit))
-        .route("/v1/models/{kind}", get(models::model))
-        .route("/v1/models/{kind}/train", post(models::train))
-        .route("/v1/users", get(notify::list_users))
-        .route(
-            "/v1/users/{id}",
-            get(notify::get_user)
-                .put(notify::put_user)
-                .delete(notify::delete_user),
-        )
-        .route(
-            "/v1/users/{id}/preferences",
-            axum::routing::put(notify::put_preferences),
-        )
-        .route(
-            "/v1/notify/branding",
-            get(notify::get_branding).put(notify::put_branding),
-        )
-        .route(
-            "/v1/webhooks",
-            get(notify::list_endpoints).post(notify::create_endpoint),
-        )
-        .route(
-            "/v1/webhooks/{id}",
-            axum::routing::delete(notify::delete_endpoint),
-        )
-        .route("/v1/webhooks/{id}/rotate", post(notify::rotate_endpoint))
-        .route("/v1/notifications", post(notify::send))
-        .route("/v1/notifications/{id}", get(notify::get_notification))
-        .route("/v1/deliveries", get(notify::deliveries))
-        .route("/v1/inbox", get(notify::inbox))
-        .route("/v1/inbox/unread-count", get(notify::unread))
-        .route("/v1/inbox/mark", post(notify::mark))
-        .route(
-            "/v1/alerts/rules",
-            get(alerts::list_rules).post(alerts::create_rule),
-        )
-        .route(
-            "/v1/alerts/rules/{id}",
-            get(alerts::get_rule)
-                .put(alerts::put_rule)
-                .delete(alerts::delete_rule),
-        )
-        .route("/v1/alerts/rules/{id}/evaluate", post(alerts::evaluate))
-        .route("/v1/alerts/history", get(alerts::history))
-        .route("/v1/alerts/simulate", post(alerts::simulate))
-        .route("/v1/alerts/templates", get(alerts::list_templates))
-        .route("/v1/alerts/templates/{name}", post(alerts::use_template))
-        .route(
-            "/v1/alerts/silences",
-            get(alerts::list_silences).post(alerts::create_silence),
-        )
-        .route(
-            "/v1/alerts/silences/{id}",
-            axum::routing::delete(alerts::delete_silence),
-        )
-        .route("/v1/ws", get(realtime::websocket))
-        .route("/v1/stream", get(realtime::sse))
-        .route("/v1/realtime/tokens", post(realtime::create_token))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
-    // Write keys are meant to be embedded in web pages: browsers may call the
-    // ingest routes from any origin. Query and admin routes get no CORS grant.
-    let browser_ingest = CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(|_, parts| {
-            INGEST_PATHS.contains(&parts.uri.path())
-        }))
-        .allow_methods([Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::CONTENT_ENCODING,
-        ])
-        .max_age(Duration::from_secs(86_400));
-    api.layer(middleware::from_fn(track_requests))
-        .layer(browser_ingest)
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("Handler panicked.");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal server error",
-                )
-                .into_response()
-            },
-        ))
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
-}
-
-async fn track_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
-    response
-}
+use crate::routes::router;
+use crate::state::{AppState, Storage, open_storage};
 
 /// Opens the store and serves until SIGTERM or Ctrl-C, then flushes.
 pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> anyhow::Result<()> {
-    let data_dir = config.ensure_data_dir()?.to_owned();
-    let catalog = Arc::new(Catalog::open(&data_dir).context("cannot open the metadata database")?);
-    let store_config = config.ingest.clone();
-    let store = {
-        let catalog = Arc::clone(&catalog);
-        let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            Store::open(store_config, &dir, catalog, Arc::new(SystemClock))
-        })
-        .await?
-        .context("cannot open the event store")?
-    };
-    let engine = Engine::new(store.clone(), config.engine.clone());
+    let storage = open_storage(&config).await?;
     let demo_setup = if demo {
-        let keys = crate::demo::ensure_workspace(&catalog, &data_dir)?;
-        let (generator, now) = crate::demo::backfill(&store, &keys, &config.demo).await?;
+        let keys = crate::demo::ensure_workspace(&storage.catalog, &storage.data_dir)?;
+        let (generator, now) = crate::demo::backfill(&storage.store, &keys, &config.demo).await?;
         Some((keys, generator, now))
     } else {
         None
@@ -259,61 +29,13 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let tokens =
-        beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
-            .context("cannot read or create the token secret")?;
-    let hub = beacon_realtime::Hub::new(config.realtime.clone());
-    let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
-    // Heartbeats, idle and stalled connections, shutdown: one task for all
-    // WebSocket connections (`Hub::sweep`).
-    live_jobs.push(hub.start_sweeper());
-    let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
-        let catalog = Arc::clone(&catalog);
-        Arc::new(move |tenant: &str| {
-            catalog
-                .tenant(tenant)
-                .map(|t| t.timezone)
-                .unwrap_or_else(|_| "UTC".into())
-        })
-    };
-    let notifier = beacon_realtime::notify::Notifier::open(
-        &data_dir,
-        hub.clone(),
-        engine.clone(),
-        config.notify.clone(),
-        Arc::new(SystemClock),
-        zones,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
-    let bands: Arc<dyn beacon_realtime::alerts::BandSource> = Arc::new(crate::models::ModelBands {
-        engine: engine.clone(),
-        catalog: Arc::clone(&catalog),
-    });
-    let alert_engine =
-        beacon_realtime::alerts::Alerts::new(notifier.clone(), Some(bands), config.alerts.clone());
-    let state = AppState {
-        ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
-        config: Arc::new(config),
-        store: store.clone(),
-        engine,
-        prometheus,
-        hub,
-        live: Arc::new(live),
-        tokens,
-        queries: crate::queries::RunningQueries::default(),
-        forecasts: crate::models::ForecastStore::default(),
-        models: crate::models::ModelStore::default(),
-        model_files: crate::models::ModelFiles::new(&data_dir),
-        notifier,
-        alerts: alert_engine,
-    };
-    crate::models::ForecastStore::publish_default(&state.engine)
-        .map_err(|e| anyhow::anyhow!(e.message()))?;
-    crate::models::ModelStore::publish_defaults(&state.engine)
-        .map_err(|e| anyhow::anyhow!(e.message()))?;
-    state
-        .model_files
-        .load(&state.engine, &state.forecasts, &state.models);
+    let (state, live_jobs) = AppState::build(config, prometheus, &storage)?;
+    let Storage {
+        data_dir,
+        catalog,
+        store,
+        ..
+    } = storage;
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
     // Analyst interfaces besides HTTP: bound before anything is printed,

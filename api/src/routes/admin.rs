@@ -2,39 +2,31 @@
 
 use std::str::FromStr;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use beacon_ingest::{Role, Tenant};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{Path, parse_json, read_body};
-use crate::server::AppState;
-
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let principal = auth::from_headers(state, headers)?;
-    principal.require(&[Role::Admin], "workspace administration")?;
-    Ok(principal)
-}
+use crate::extract::{Admin, AppJson, Auth, Path, SMALL_JSON_LIMIT};
+use crate::state::AppState;
 
 /// `GET /v1/workspace`: settings and data sizes.
 pub async fn get_workspace(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal): Auth<Admin>,
 ) -> Result<Response, ApiError> {
-    let principal = admin(&state, &headers)?;
     let tenant = state.store.catalog().tenant(&principal.tenant)?;
     let stats = state.store.tenant_stats(&principal.tenant);
     Ok(axum::Json(json!({"workspace": tenant, "stats": stats})).into_response())
 }
 
+/// `PATCH /v1/workspace` body: the settings to change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorkspacePatch {
+pub struct WorkspacePatch {
     name: Option<String>,
     timezone: Option<String>,
     currency: Option<String>,
@@ -68,12 +60,9 @@ const WEEKDAYS: [&str; 7] = [
 /// `PATCH /v1/workspace`: change settings. Every invalid field is reported.
 pub async fn patch_workspace(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Admin>,
+    AppJson(patch): AppJson<WorkspacePatch, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let principal = admin(&state, &headers)?;
-    let bytes = read_body(&headers, body, 64 * 1024).await?;
-    let patch: WorkspacePatch = parse_json(&bytes)?;
     let mut tenant: Tenant = state.store.catalog().tenant(&principal.tenant)?;
     let mut problems = Vec::new();
     if let Some(name) = patch.name {
@@ -125,28 +114,25 @@ pub async fn patch_workspace(
 /// `GET /v1/workspace/keys`.
 pub async fn list_keys(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal): Auth<Admin>,
 ) -> Result<Response, ApiError> {
-    let principal = admin(&state, &headers)?;
     let keys = state.store.catalog().keys(&principal.tenant)?;
     Ok(axum::Json(json!({"keys": keys})).into_response())
 }
 
+/// `POST /v1/workspace/keys` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub struct NewKey {
     role: String,
 }
 
 /// `POST /v1/workspace/keys` with `{"role": "write" | "read" | "admin"}`.
 pub async fn create_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Admin>,
+    AppJson(request): AppJson<NewKey, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let principal = admin(&state, &headers)?;
-    let bytes = read_body(&headers, body, 64 * 1024).await?;
-    let request: NewKey = parse_json(&bytes)?;
     let role = Role::parse(&request.role).ok_or_else(|| {
         ApiError::bad_request("invalid_role", "role must be write, read or admin")
     })?;
@@ -157,10 +143,9 @@ pub async fn create_key(
 /// `DELETE /v1/workspace/keys/{prefix}`.
 pub async fn revoke_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(prefix): Path<String>,
+    Auth(principal): Auth<Admin>,
 ) -> Result<Response, ApiError> {
-    let principal = admin(&state, &headers)?;
     state
         .store
         .catalog()
@@ -169,11 +154,7 @@ pub async fn revoke_key(
 }
 
 /// `POST /v1/workspace/flush`: write buffered events to Parquet now.
-pub async fn flush(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
+pub async fn flush(State(state): State<AppState>, _: Auth<Admin>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let report = tokio::task::spawn_blocking(move || store.flush())
         .await

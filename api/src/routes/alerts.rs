@@ -5,40 +5,18 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::Role;
 use beacon_realtime::alerts::rule::RuleSpec;
 use beacon_realtime::alerts::store::Silence;
 use beacon_realtime::alerts::templates;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{Path, Query, parse_json, read_body};
-use crate::server::AppState;
-
-fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    roles: &[Role],
-    what: &str,
-) -> Result<Principal, ApiError> {
-    let p = auth::from_headers(state, headers)?;
-    p.require(roles, what)?;
-    Ok(p)
-}
-
-const ADMIN: &[Role] = &[Role::Admin];
-const READ: &[Role] = &[Role::Read, Role::Admin];
-
-async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    let bytes = read_body(headers, body, 256 * 1024).await?;
-    parse_json(&bytes)
-}
+use crate::extract::{Admin, AppJson, Auth, Path, Query, Reader};
+use crate::state::AppState;
 
 fn spec(v: Value) -> Result<RuleSpec, ApiError> {
     serde_json::from_value(v)
@@ -59,23 +37,18 @@ fn time_us(s: &str, name: &str) -> Result<i64, ApiError> {
 /// `POST /v1/alerts/rules` (admin): 201 with the rule.
 pub async fn create_rule(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "creating alert rules")?;
-    let rule = state
-        .alerts
-        .create(&p.tenant, spec(json_body(&headers, body).await?)?)
-        .await?;
+    let rule = state.alerts.create(&p.tenant, spec(body)?).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
 /// `GET /v1/alerts/rules`.
 pub async fn list_rules(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, READ, "listing alert rules")?;
     Ok(Json(json!({"rules": state.alerts.rules(&p.tenant)?})))
 }
 
@@ -83,9 +56,8 @@ pub async fn list_rules(
 pub async fn get_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, READ, "reading alert rules")?;
     let rule = state.alerts.rule(&p.tenant, &id)?;
     let instances = state.alerts.instances(&p.tenant, Some(&id))?;
     Ok(Json(json!({"rule": rule, "instances": instances})))
@@ -95,14 +67,10 @@ pub async fn get_rule(
 pub async fn put_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "changing alert rules")?;
-    let rule = state
-        .alerts
-        .update(&p.tenant, &id, spec(json_body(&headers, body).await?)?)
-        .await?;
+    let rule = state.alerts.update(&p.tenant, &id, spec(body)?).await?;
     Ok(Json(json!(rule)))
 }
 
@@ -110,9 +78,8 @@ pub async fn put_rule(
 pub async fn delete_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<StatusCode, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "deleting alert rules")?;
     if state.alerts.delete(&p.tenant, &id)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -124,9 +91,8 @@ pub async fn delete_rule(
 pub async fn evaluate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "evaluating alert rules")?;
     let rule = state.alerts.rule(&p.tenant, &id)?;
     state.alerts.evaluate(&p.tenant, &rule).await?;
     state.alerts.publish_dirty();
@@ -146,10 +112,9 @@ pub struct HistoryQuery {
 /// `GET /v1/alerts/history?rule=&limit=`: state changes, newest first.
 pub async fn history(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, READ, "reading alert history")?;
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
     Ok(Json(
         json!({"history": state.alerts.history(&p.tenant, q.rule.as_deref(), limit)?}),
@@ -171,11 +136,10 @@ pub struct SimulateBody {
 /// fired over `from..to`; nothing is saved or sent.
 pub async fn simulate(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(p): Auth<Reader>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, READ, "simulating alert rules")?;
-    let b: SimulateBody = serde_json::from_value(json_body(&headers, body).await?)
+    let b: SimulateBody = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let s = spec(b.rule)?;
     let result = state
@@ -192,11 +156,7 @@ pub async fn simulate(
 }
 
 /// `GET /v1/alerts/templates`.
-pub async fn list_templates(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    caller(&state, &headers, READ, "listing alert templates")?;
+pub async fn list_templates(_: Auth<Reader>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"templates": templates::list()})))
 }
 
@@ -205,11 +165,10 @@ pub async fn list_templates(
 pub async fn use_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "creating alert rules")?;
-    let params = match json_body(&headers, body).await? {
+    let params = match body {
         Value::Object(m) => m,
         _ => {
             return Err(ApiError::bad_request(
@@ -241,11 +200,10 @@ pub struct SilenceBody {
 /// `POST /v1/alerts/silences` (admin).
 pub async fn create_silence(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "silencing alerts")?;
-    let b: SilenceBody = serde_json::from_value(json_body(&headers, body).await?)
+    let b: SilenceBody = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let starts = match &b.starts_at {
         Some(s) => time_us(s, "starts_at")?,
@@ -276,9 +234,8 @@ pub async fn create_silence(
 /// `GET /v1/alerts/silences`.
 pub async fn list_silences(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = caller(&state, &headers, READ, "listing silences")?;
     Ok(Json(json!({"silences": state.alerts.silences(&p.tenant)?})))
 }
 
@@ -286,9 +243,8 @@ pub async fn list_silences(
 pub async fn delete_silence(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<StatusCode, ApiError> {
-    let p = caller(&state, &headers, ADMIN, "removing silences")?;
     if state.alerts.unsilence(&p.tenant, &id)? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -6,17 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::Role;
 use serde_json::{Map, Value};
 
-use crate::auth;
 use crate::error::ApiError;
-use crate::routes::{Path, parse_json, read_body};
-use crate::server::AppState;
+use crate::extract::{AppJsonOrEmpty, Auth, Path, Reader};
+use crate::state::AppState;
 
 /// Query parameters whose value is JSON text.
 const JSON_PARAMS: [&str; 6] = [
@@ -38,6 +35,22 @@ const TYPED_PARAMS: [&str; 6] = [
     "window_seconds",
 ];
 
+/// The `{endpoint}` is one of [`beacon_engine::analytics::ENDPOINTS`]
+/// (404 otherwise). Taken after the caller and before the body, so an
+/// unknown endpoint is reported after the key is checked and before the
+/// body is read.
+pub struct KnownEndpoint;
+
+impl FromRequestParts<AppState> for KnownEndpoint {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        endpoint(&name)?;
+        Ok(Self)
+    }
+}
+
 fn endpoint(name: &str) -> Result<(), ApiError> {
     if beacon_engine::analytics::ENDPOINTS.contains(&name) {
         Ok(())
@@ -54,39 +67,27 @@ fn endpoint(name: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/analytics/{endpoint}`.
-#[tracing::instrument(skip_all, fields(tenant, endpoint = %name))]
+#[tracing::instrument(skip_all, fields(endpoint = %name))]
 pub async fn post(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Reader>,
+    _: KnownEndpoint,
+    AppJsonOrEmpty(request): AppJsonOrEmpty<Value>,
 ) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "querying")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    endpoint(&name)?;
-    let bytes = read_body(&headers, body, 256 * 1024).await?;
-    let request: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Map::new())
-    } else {
-        parse_json(&bytes)?
-    };
     let answer =
         beacon_engine::analytics::run(&state.engine, &principal.tenant, &name, request).await?;
     Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /v1/analytics/{endpoint}?range=7d&...`.
-#[tracing::instrument(skip_all, fields(tenant, endpoint = %name))]
+#[tracing::instrument(skip_all, fields(endpoint = %name))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Auth(principal): Auth<Reader>,
 ) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "querying")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
     endpoint(&name)?;
     let request = query_to_json(query.as_deref().unwrap_or(""))?;
     let answer =

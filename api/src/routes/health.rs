@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Liveness: the process serves HTTP.
 pub async fn healthz() -> Response {

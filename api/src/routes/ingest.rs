@@ -12,14 +12,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use beacon_ingest::EventType;
 use beacon_ingest::decode::{self, Decoded};
-use beacon_ingest::{EventType, Role};
 use serde_json::json;
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::read_body;
-use crate::server::AppState;
+use crate::extract::{Auth, Writer, read_body};
+use crate::state::AppState;
 
 /// Counter: events rejected by validation.
 pub const EVENTS_REJECTED: &str = "beacon_ingest_events_rejected_total";
@@ -31,22 +31,17 @@ enum Format {
     Ndjson,
 }
 
+/// The caller is `header` (authenticated before the body is read) or,
+/// without an `Authorization` header, the Segment body's `writeKey`: the
+/// body limit is a setting, so the body is read here rather than by an
+/// extractor.
 async fn handle(
     state: AppState,
+    header: Option<Auth<Writer>>,
     headers: HeaderMap,
     body: Body,
     format: Format,
 ) -> Result<Response, ApiError> {
-    // Authenticate before reading the body when the header carries a key.
-    let header_key = auth::header_key(&headers)?;
-    let early = match &header_key {
-        Some(key) => {
-            let principal = auth::authenticate(&state, Some(key))?;
-            principal.require(&[Role::Write, Role::Admin], "sending events")?;
-            Some(principal)
-        }
-        None => None,
-    };
     let Ok(_permit) = state.ingest_permits.clone().try_acquire_owned() else {
         return Err(ApiError::unavailable(
             "overloaded",
@@ -62,15 +57,14 @@ async fn handle(
         Format::Single(kind) => decode::decode_single(&bytes, kind, limits, now),
         Format::Ndjson => decode::decode_ndjson(&bytes, limits, now),
     };
-    let principal = match early {
-        Some(p) => p,
+    let Auth(principal) = match header {
+        Some(caller) => caller,
         None => {
             // Only Segment bodies can carry the key; parse errors still need a key first.
             let body_key = decoded.as_ref().ok().and_then(|d| d.write_key.clone());
-            auth::authenticate(&state, body_key.as_deref())?
+            Auth::check(auth::authenticate(&state, body_key.as_deref())?)?
         }
     };
-    principal.require(&[Role::Write, Role::Admin], "sending events")?;
     store(&state, &principal, decoded?).await
 }
 
@@ -106,19 +100,21 @@ async fn store(
 /// `POST /v1/batch`.
 pub async fn batch(
     State(state): State<AppState>,
+    header: Option<Auth<Writer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    handle(state, headers, body, Format::Batch).await
+    handle(state, header, headers, body, Format::Batch).await
 }
 
 /// `POST /v1/events` (NDJSON).
 pub async fn ndjson(
     State(state): State<AppState>,
+    header: Option<Auth<Writer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    handle(state, headers, body, Format::Ndjson).await
+    handle(state, header, headers, body, Format::Ndjson).await
 }
 
 macro_rules! single_route {
@@ -126,10 +122,11 @@ macro_rules! single_route {
         #[doc = $doc]
         pub async fn $name(
             State(state): State<AppState>,
+            header: Option<Auth<Writer>>,
             headers: HeaderMap,
             body: Body,
         ) -> Result<Response, ApiError> {
-            handle(state, headers, body, Format::Single($kind)).await
+            handle(state, header, headers, body, Format::Single($kind)).await
         }
     };
 }

@@ -9,18 +9,15 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
-use beacon_ingest::Role;
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth;
 use crate::error::ApiError;
+use crate::extract::{Admin, AppJson, AppJsonOrEmpty, Auth, Path, Reader, SMALL_JSON_LIMIT};
 use crate::models::{self, ModelKind, SeriesRequest, StoredForecast, model_error, off_thread};
-use crate::routes::{Path, parse_json, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/forecasts` body.
 #[derive(Debug, Deserialize)]
@@ -46,11 +43,6 @@ struct AnomalyRequest {
     last: Option<usize>,
     /// Candidate methods.
     methods: Option<Vec<String>>,
-}
-
-async fn body_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    let bytes = read_body(headers, body, 256 * 1024).await?;
-    parse_json(&bytes)
 }
 
 const SERIES_FIELDS: [&str; 4] = ["metric", "interval", "sql", "history_days"];
@@ -85,19 +77,13 @@ fn fmt(p: &chrono::NaiveDateTime) -> String {
 }
 
 /// `POST /v1/forecasts`.
-#[tracing::instrument(skip_all, fields(tenant))]
+#[tracing::instrument(skip_all)]
 pub async fn forecast(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Reader>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "forecasting")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let req: ForecastRequest = request(
-        body_json(&headers, body).await?,
-        &["horizon", "levels", "methods"],
-    )?;
+    let req: ForecastRequest = request(body, &["horizon", "levels", "methods"])?;
     let opts = models::options(req.methods, req.levels)?;
     let (series, fc, periods) = models::run_forecast(
         &state.engine,
@@ -162,10 +148,8 @@ fn finite(v: f64) -> Value {
 /// `GET /v1/forecasts`: the latest forecast per metric and interval.
 pub async fn list_forecasts(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "reading forecasts")?;
     let list: Vec<Value> = state
         .forecasts
         .list(&principal.tenant)
@@ -184,19 +168,13 @@ pub async fn list_forecasts(
 }
 
 /// `POST /v1/anomalies`.
-#[tracing::instrument(skip_all, fields(tenant))]
+#[tracing::instrument(skip_all)]
 pub async fn anomalies(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Reader>,
+    AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "querying")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let req: AnomalyRequest = request(
-        body_json(&headers, body).await?,
-        &["sensitivity", "last", "methods"],
-    )?;
+    let req: AnomalyRequest = request(body, &["sensitivity", "last", "methods"])?;
     let sensitivity = models::sensitivity(req.sensitivity.as_deref())?;
     let opts = models::options(req.methods, None)?;
     let series = models::series(&state.engine, &principal.tenant, &req.series).await?;
@@ -232,14 +210,12 @@ pub async fn anomalies(
 }
 
 /// `GET /v1/segments?k=5&days=365&customers=20`.
-#[tracing::instrument(skip_all, fields(tenant))]
+#[tracing::instrument(skip_all)]
 pub async fn segments(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Auth(principal): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "querying")?;
     let params: BTreeMap<String, String> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -301,23 +277,14 @@ pub async fn segments(
 /// `{"horizon_days": 90}`, optional) or `leads` (`{"window_days": 7}`):
 /// trains on the workspace's events, scores, and publishes the scores
 /// (`customer_scores`, `lead_scores`).
-#[tracing::instrument(skip_all, fields(tenant, kind = %kind))]
+#[tracing::instrument(skip_all, fields(kind = %name))]
 pub async fn train(
     State(state): State<AppState>,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Path(name): Path<String>,
+    Auth(principal): Auth<Admin>,
+    KnownModel(kind, field, default): KnownModel,
+    AppJsonOrEmpty(v): AppJsonOrEmpty<Value, SMALL_JSON_LIMIT>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Admin], "training models")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let (kind, field, default) = model_kind(&kind)?;
-    let bytes = read_body(&headers, body, 64 * 1024).await?;
-    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        parse_json(&bytes)?
-    };
     let Value::Object(map) = &v else {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -372,6 +339,22 @@ pub async fn train(
     Ok(Json(answer))
 }
 
+/// The `{kind}` of a model route, its settings field and that field's
+/// default: 404 for an unknown kind. Taken after the caller and before the
+/// body, so an unknown kind is reported after the key is checked and
+/// before the body is read.
+pub struct KnownModel(ModelKind, &'static str, u32);
+
+impl FromRequestParts<AppState> for KnownModel {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        let (kind, field, default) = model_kind(&name)?;
+        Ok(Self(kind, field, default))
+    }
+}
+
 fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
     match name {
         "churn" => Ok((ModelKind::Churn, "horizon_days", 90)),
@@ -386,10 +369,8 @@ fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
 pub async fn model(
     State(state): State<AppState>,
     Path(kind): Path<String>,
-    headers: HeaderMap,
+    Auth(principal): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "reading models")?;
     let (kind, field, _) = model_kind(&kind)?;
     let Some(m) = state.models.get(&principal.tenant, kind) else {
         return Err(ApiError::not_found(format!(
@@ -411,10 +392,8 @@ pub async fn model(
 /// for this workspace: retrain its models, remake its kept forecasts.
 pub async fn refit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal): Auth<Admin>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Admin], "refitting models")?;
     let (done, failed) = models::refit_all(
         &state.engine,
         &state.forecasts,
@@ -443,16 +422,12 @@ struct ReorderRequest {
 /// `POST /v1/reorder-point` (read key): forecast daily units sold of one
 /// product over the lead time, plus safety stock for the service level;
 /// with the latest `Inventory Updated` quantity, whether to reorder now.
-#[tracing::instrument(skip_all, fields(tenant))]
+#[tracing::instrument(skip_all)]
 pub async fn reorder_point(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Reader>,
+    AppJson(v): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "forecasting")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let v = body_json(&headers, body).await?;
     let req: ReorderRequest = serde_json::from_value(v)
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     if !(1..=365).contains(&req.lead_time_days) {

@@ -3,11 +3,9 @@
 //! inbox. Semantics in `docs/alerts.md` and [`beacon_realtime::notify`].
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::Role;
 use beacon_realtime::notify::prefs::Preferences;
 use beacon_realtime::notify::store::InboxFilter;
 use beacon_realtime::notify::webhook::Flavour;
@@ -15,32 +13,9 @@ use beacon_realtime::notify::{Branding, InboxAction, SendRequest, Status, User, 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::routes::{Path, Query, parse_json, read_body};
-use crate::server::AppState;
-
-const BODY_LIMIT: usize = 256 * 1024;
-
-async fn body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, BODY_LIMIT).await?;
-    parse_json(&bytes)
-}
-
-fn admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<Principal, ApiError> {
-    let p = auth::from_headers(state, headers)?;
-    p.require(&[Role::Admin], what)?;
-    Ok(p)
-}
-
-fn reader(state: &AppState, headers: &HeaderMap, what: &str) -> Result<Principal, ApiError> {
-    let p = auth::from_headers(state, headers)?;
-    p.require(&[Role::Read, Role::Admin], what)?;
-    Ok(p)
-}
+use crate::extract::{Admin, AppJson, Auth, Path, Query, Reader, UserAuth, UserCaller};
+use crate::state::AppState;
 
 /// `PUT /v1/users/{id}` body.
 #[derive(Debug, Deserialize)]
@@ -58,11 +33,9 @@ pub struct UserBody {
 pub async fn put_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(b): AppJson<UserBody>,
 ) -> Result<Json<User>, ApiError> {
-    let p = admin(&state, &headers, "managing users")?;
-    let b: UserBody = body(&headers, b).await?;
     let user = User {
         id,
         email: b.email,
@@ -77,9 +50,8 @@ pub async fn put_user(
 /// `GET /v1/users`.
 pub async fn list_users(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = reader(&state, &headers, "listing users")?;
     Ok(Json(
         json!({"users": state.notifier.db().users(&p.tenant)?}),
     ))
@@ -89,9 +61,8 @@ pub async fn list_users(
 pub async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<User>, ApiError> {
-    let p = reader(&state, &headers, "reading users")?;
     state
         .notifier
         .db()
@@ -104,9 +75,8 @@ pub async fn get_user(
 pub async fn delete_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<StatusCode, ApiError> {
-    let p = admin(&state, &headers, "managing users")?;
     if state.notifier.db().delete_user(&p.tenant, &id)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -114,49 +84,14 @@ pub async fn delete_user(
     }
 }
 
-/// The caller of a per-user route: an admin key (any user of its
-/// workspace) or that user's session token.
-fn user_caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    user: Option<&str>,
-) -> Result<(String, String), ApiError> {
-    let key = auth::header_key(headers)?;
-    if let Some(token) = key
-        .as_deref()
-        .filter(|k| k.starts_with(beacon_realtime::token::PREFIX))
-    {
-        let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
-        if user.is_some_and(|u| u != claims.user) {
-            return Err(ApiError::forbidden(
-                "a user token only opens its own user's inbox and preferences",
-            ));
-        }
-        return Ok((claims.tenant, claims.user));
-    }
-    let p = auth::authenticate(state, key.as_deref())?;
-    p.require(&[Role::Read, Role::Admin], "reading an inbox")?;
-    let user = user.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_request",
-            "give the user (?user=<id>) or use the user's session token",
-        )
-    })?;
-    Ok((p.tenant, user.to_owned()))
-}
-
 /// `PUT /v1/users/{id}/preferences` (admin key or the user's token).
 pub async fn put_preferences(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Body,
+    caller: UserAuth<Admin>,
+    AppJson(prefs): AppJson<Preferences>,
 ) -> Result<Json<User>, ApiError> {
-    let (tenant, user) = user_caller(&state, &headers, Some(&id))?;
-    if auth::header_key(&headers)?.is_some_and(|k| !k.starts_with(beacon_realtime::token::PREFIX)) {
-        admin(&state, &headers, "changing a user's preferences")?;
-    }
-    let prefs: Preferences = body(&headers, b).await?;
+    let (tenant, user) = caller.user(Some(&id))?;
     let mut u = state
         .notifier
         .db()
@@ -169,20 +104,17 @@ pub async fn put_preferences(
 /// `GET /v1/notify/branding`.
 pub async fn get_branding(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Branding>, ApiError> {
-    let p = reader(&state, &headers, "reading branding")?;
     Ok(Json(state.notifier.db().branding(&p.tenant)?))
 }
 
 /// `PUT /v1/notify/branding` (admin).
 pub async fn put_branding(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(branding): AppJson<Branding>,
 ) -> Result<Json<Branding>, ApiError> {
-    let p = admin(&state, &headers, "changing branding")?;
-    let branding: Branding = body(&headers, b).await?;
     branding.validate()?;
     state.notifier.db().set_branding(&p.tenant, &branding)?;
     Ok(Json(branding))
@@ -220,11 +152,9 @@ fn endpoint_json(e: &beacon_realtime::notify::Endpoint, with_secrets: bool) -> V
 /// `POST /v1/webhooks` (admin): the answer holds the signing secret.
 pub async fn create_endpoint(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(b): AppJson<EndpointBody>,
 ) -> Result<Response, ApiError> {
-    let p = admin(&state, &headers, "managing webhooks")?;
-    let b: EndpointBody = body(&headers, b).await?;
     let e = state.notifier.create_endpoint(
         &p.tenant,
         &b.url,
@@ -237,9 +167,8 @@ pub async fn create_endpoint(
 /// `GET /v1/webhooks`.
 pub async fn list_endpoints(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = admin(&state, &headers, "listing webhooks")?;
     let list: Vec<Value> = state
         .notifier
         .db()
@@ -254,9 +183,8 @@ pub async fn list_endpoints(
 pub async fn delete_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<StatusCode, ApiError> {
-    let p = admin(&state, &headers, "managing webhooks")?;
     if state
         .notifier
         .db()
@@ -273,9 +201,8 @@ pub async fn delete_endpoint(
 pub async fn rotate_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Admin>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = admin(&state, &headers, "managing webhooks")?;
     let e = state.notifier.rotate_secret(&p.tenant, &id)?;
     Ok(Json(endpoint_json(&e, true)))
 }
@@ -283,11 +210,9 @@ pub async fn rotate_endpoint(
 /// `POST /v1/notifications` (admin): 202 with the deliveries.
 pub async fn send(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Body,
+    Auth(p): Auth<Admin>,
+    AppJson(request): AppJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let p = admin(&state, &headers, "sending notifications")?;
-    let request: SendRequest = body(&headers, b).await?;
     let receipt = state.notifier.send(&p.tenant, request)?;
     let status = if receipt.duplicate {
         StatusCode::OK
@@ -301,9 +226,8 @@ pub async fn send(
 pub async fn get_notification(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = reader(&state, &headers, "reading notifications")?;
     let m = state
         .notifier
         .db()
@@ -327,10 +251,9 @@ pub struct DeliveriesQuery {
 /// `GET /v1/deliveries?status=&limit=`: newest first.
 pub async fn deliveries(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<DeliveriesQuery>,
+    Auth(p): Auth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = reader(&state, &headers, "reading deliveries")?;
     let status = q
         .status
         .as_deref()
@@ -363,10 +286,10 @@ pub struct InboxQuery {
 /// `GET /v1/inbox` (user token, or read/admin key with `?user=`).
 pub async fn inbox(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<InboxQuery>,
+    caller: UserAuth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, user) = user_caller(&state, &headers, q.user.as_deref())?;
+    let (tenant, user) = caller.user(q.user.as_deref())?;
     let filter = InboxFilter {
         unread: q.unread,
         archived: q.archived,
@@ -386,10 +309,10 @@ pub async fn inbox(
 /// `GET /v1/inbox/unread-count`.
 pub async fn unread(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<InboxQuery>,
+    caller: UserAuth<Reader>,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, user) = user_caller(&state, &headers, q.user.as_deref())?;
+    let (tenant, user) = caller.user(q.user.as_deref())?;
     Ok(Json(
         json!({"user": user, "unread": state.notifier.db().unread(&tenant, &user)?}),
     ))
@@ -406,14 +329,15 @@ pub struct MarkBody {
     action: InboxAction,
 }
 
-/// `POST /v1/inbox/mark`: read, unread, archive or unarchive.
+/// `POST /v1/inbox/mark`: read, unread, archive or unarchive. The user
+/// can be in the body, so the body is read before the caller is checked.
 pub async fn mark(
     State(state): State<AppState>,
     headers: HeaderMap,
-    b: Body,
+    AppJson(m): AppJson<MarkBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let m: MarkBody = body(&headers, b).await?;
-    let (tenant, user) = user_caller(&state, &headers, m.user.as_deref())?;
+    let (tenant, user) =
+        UserCaller::from_headers::<Reader>(&state, &headers)?.user(m.user.as_deref())?;
     if m.ids.len() > 1000 {
         return Err(ApiError::bad_request("invalid_request", "at most 1000 ids"));
     }

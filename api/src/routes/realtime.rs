@@ -43,8 +43,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::routes::{Query, parse_json, read_body};
-use crate::server::AppState;
+use crate::extract::{Admin, AppJson, Auth, Query, SMALL_JSON_LIMIT};
+use crate::state::AppState;
 
 /// An accepted WebSocket: hyper's upgraded connection under tungstenite.
 type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
@@ -779,9 +779,10 @@ pub async fn sse(
         .into_response())
 }
 
+/// `POST /v1/realtime/tokens` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub struct TokenRequest {
     user: String,
     #[serde(default, with = "humantime_serde")]
     ttl: Option<Duration>,
@@ -791,13 +792,9 @@ struct TokenRequest {
 /// workspace's users, for their browser to open `notifications:<user>`.
 pub async fn create_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    Auth(principal): Auth<Admin>,
+    AppJson(request): AppJson<TokenRequest, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Admin], "issuing user tokens")?;
-    let bytes = read_body(&headers, body, 64 * 1024).await?;
-    let request: TokenRequest = parse_json(&bytes)?;
     let channel = format!("notifications:{}", request.user);
     if !matches!(
         ChannelKind::parse(&channel),

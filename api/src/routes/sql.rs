@@ -14,27 +14,29 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::Role;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth;
 use crate::error::ApiError;
+use crate::extract::{Admin, AppJson, Auth, Path, Reader};
 use crate::queries::QueryGuard;
-use crate::routes::{Path, parse_json, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
+
+/// Body limit of `POST /v1/sql` (1 MiB).
+const SQL_LIMIT: usize = 1024 * 1024;
 
 /// Response header with the query's id.
 pub const QUERY_ID_HEADER: &str = "beacon-query-id";
 /// Response header with the row limit in force.
 pub const ROW_LIMIT_HEADER: &str = "beacon-row-limit";
 
+/// `POST /v1/sql` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
+pub struct SqlRequest {
     query: String,
     #[serde(default)]
     params: Vec<Value>,
@@ -156,17 +158,13 @@ fn with_position(e: beacon_engine::Error) -> ApiError {
 }
 
 /// Runs the query.
-#[tracing::instrument(skip_all, fields(tenant, query_id))]
+#[tracing::instrument(skip_all, fields(query_id))]
 pub async fn sql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Body,
+    Auth(principal): Auth<Reader>,
+    AppJson(request): AppJson<SqlRequest, SQL_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Read, Role::Admin], "querying")?;
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
-    let bytes = read_body(&headers, body, 1024 * 1024).await?;
-    let request: SqlRequest = parse_json(&bytes)?;
     if request.query.trim().is_empty() {
         return Err(ApiError::bad_request(
             "empty_query",
@@ -489,20 +487,19 @@ fn encode(
 }
 
 /// `GET /v1/queries` (admin key): the workspace's running queries.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Admin], "listing queries")?;
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth<Admin>,
+) -> Result<Response, ApiError> {
     Ok(axum::Json(json!({"queries": state.queries.list(&principal.tenant)})).into_response())
 }
 
 /// `DELETE /v1/queries/{id}` (admin key): cancels a running query.
 pub async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Auth(principal): Auth<Admin>,
 ) -> Result<Response, ApiError> {
-    let principal = auth::from_headers(&state, &headers)?;
-    principal.require(&[Role::Admin], "cancelling queries")?;
     if state.queries.cancel(&principal.tenant, &id) {
         Ok(axum::Json(json!({"cancelled": id})).into_response())
     } else {

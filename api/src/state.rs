@@ -1,0 +1,179 @@
+//! The state every handler shares ([`AppState`]) and its construction.
+//!
+//! `main -> server -> routes -> state`: the server opens the storage
+//! ([`open_storage`]), builds the state ([`AppState::build`]) and hands it
+//! to [`crate::routes::router`]; routes and extractors import this module,
+//! and this module imports neither of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use beacon_engine::Engine;
+use beacon_ingest::{Catalog, Store, SystemClock};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Event store.
+    pub store: Store,
+    /// Query engine.
+    pub engine: Engine,
+    /// Ingest admission permits.
+    pub ingest_permits: Arc<Semaphore>,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+    /// The real-time hub.
+    pub hub: beacon_realtime::Hub,
+    /// What feeds the hub's channels.
+    /// Shared by reference: every WebSocket session holds one.
+    pub live: Arc<beacon_realtime::Live>,
+    /// Signs and checks user session tokens.
+    pub tokens: beacon_realtime::token::TokenSigner,
+    /// Analyst queries in progress.
+    pub queries: crate::queries::RunningQueries,
+    /// The latest forecasts (the `forecasts` SQL table).
+    pub forecasts: crate::models::ForecastStore,
+    /// The churn and lead models (scores: `customer_scores`, `lead_scores`).
+    pub models: crate::models::ModelStore,
+    /// Where models and forecasts are saved.
+    pub model_files: crate::models::ModelFiles,
+    /// Users, inbox and the delivery outbox.
+    pub notifier: beacon_realtime::notify::Notifier,
+    /// Alert rules and their evaluation.
+    pub alerts: beacon_realtime::alerts::Alerts,
+}
+
+/// The data directory, opened: the metadata database, the event store and
+/// the query engine over it.
+pub struct Storage {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Workspaces and keys (SQLite).
+    pub catalog: Arc<Catalog>,
+    /// Event store.
+    pub store: Store,
+    /// Query engine.
+    pub engine: Engine,
+}
+
+/// Opens the data directory of `config`: catalog, event store, engine.
+pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    let data_dir = config.ensure_data_dir()?.to_owned();
+    let catalog = Arc::new(Catalog::open(&data_dir).context("cannot open the metadata database")?);
+    let store_config = config.ingest.clone();
+    let store = {
+        let catalog = Arc::clone(&catalog);
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open(store_config, &dir, catalog, Arc::new(SystemClock))
+        })
+        .await?
+        .context("cannot open the event store")?
+    };
+    let engine = Engine::new(store.clone(), config.engine.clone());
+    Ok(Storage {
+        data_dir,
+        catalog,
+        store,
+        engine,
+    })
+}
+
+impl AppState {
+    /// Builds the state over opened `storage`: the token signer, the hub
+    /// and what feeds it, notifications, alerts, and the saved models and
+    /// forecasts. Also returns the hub's own tasks (live feeds, sweeper),
+    /// for the server to stop at shutdown.
+    pub fn build(
+        config: Config,
+        prometheus: PrometheusHandle,
+        storage: &Storage,
+    ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
+        let Storage {
+            data_dir,
+            catalog,
+            store,
+            engine,
+        } = storage;
+        let tokens =
+            beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
+                .context("cannot read or create the token secret")?;
+        let hub = beacon_realtime::Hub::new(config.realtime.clone());
+        let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+        // Heartbeats, idle and stalled connections, shutdown: one task for all
+        // WebSocket connections (`Hub::sweep`).
+        live_jobs.push(hub.start_sweeper());
+        let notifier = open_notifier(&config, data_dir, &hub, engine, catalog)?;
+        let bands: Arc<dyn beacon_realtime::alerts::BandSource> =
+            Arc::new(crate::models::ModelBands {
+                engine: engine.clone(),
+                catalog: Arc::clone(catalog),
+            });
+        let alert_engine = beacon_realtime::alerts::Alerts::new(
+            notifier.clone(),
+            Some(bands),
+            config.alerts.clone(),
+        );
+        let state = AppState {
+            ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
+            config: Arc::new(config),
+            store: store.clone(),
+            engine: engine.clone(),
+            prometheus,
+            hub,
+            live: Arc::new(live),
+            tokens,
+            queries: crate::queries::RunningQueries::default(),
+            forecasts: crate::models::ForecastStore::default(),
+            models: crate::models::ModelStore::default(),
+            model_files: crate::models::ModelFiles::new(data_dir),
+            notifier,
+            alerts: alert_engine,
+        };
+        crate::models::ForecastStore::publish_default(&state.engine)
+            .map_err(|e| anyhow::anyhow!(e.message()))?;
+        crate::models::ModelStore::publish_defaults(&state.engine)
+            .map_err(|e| anyhow::anyhow!(e.message()))?;
+        state
+            .model_files
+            .load(&state.engine, &state.forecasts, &state.models);
+        Ok((state, live_jobs))
+    }
+}
+
+/// Opens users, inbox and the delivery outbox; a workspace's time zone
+/// comes from the catalog.
+fn open_notifier(
+    config: &Config,
+    data_dir: &Path,
+    hub: &beacon_realtime::Hub,
+    engine: &Engine,
+    catalog: &Arc<Catalog>,
+) -> anyhow::Result<beacon_realtime::notify::Notifier> {
+    let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
+        let catalog = Arc::clone(catalog);
+        Arc::new(move |tenant: &str| {
+            catalog
+                .tenant(tenant)
+                .map(|t| t.timezone)
+                .unwrap_or_else(|_| "UTC".into())
+        })
+    };
+    beacon_realtime::notify::Notifier::open(
+        data_dir,
+        hub.clone(),
+        engine.clone(),
+        config.notify.clone(),
+        Arc::new(SystemClock),
+        zones,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))
+}
