@@ -737,3 +737,50 @@ async fn a_breakdown_by_a_property_no_event_has_is_refused_with_the_known_ones()
         .collect();
     assert_eq!(values, ["FR", "(none)"], "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_read_appointment_at_and_ignore_one_that_is_not_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Salon");
+    let server = Server::start(&data, &[]);
+    // Booked yesterday at 08:00 UTC for two days later at 14:30 UTC (sent
+    // with a +02:00 offset), and one booking whose appointment_at is text.
+    let booked = (Utc::now() - Duration::days(1))
+        .date_naive()
+        .and_hms_opt(8, 0, 0)
+        .expect("time")
+        .and_utc();
+    let appointment = booked + Duration::days(2) + Duration::minutes(390);
+    let local = appointment
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).expect("offset"))
+        .to_rfc3339();
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            track("c1", "p1", "Booking Created", booked, json!({"booking_id": "b1", "appointment_at": local})),
+            track("c2", "p2", "Booking Created", booked, json!({"booking_id": "b2", "appointment_at": "next tuesday"})),
+        ]})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
+    let (status, b) = post(&server, &tenant.admin_key, "bookings", json!({"range": "7d"})).await;
+    assert_eq!(status, 200, "{b}");
+    // Lead time only from the booking with a time: 2 days 6.5 hours.
+    assert_eq!(b["summary"]["bookings"], json!(2), "{b}");
+    let lead = b["summary"]["avg_lead_time_days"].as_f64().expect("lead time");
+    assert!((lead - (2.0 + 6.5 / 24.0)).abs() < 1e-9, "{b}");
+    // Peak times: the appointment's hour, and the booking time for the other.
+    let peaks: Vec<(u64, u64)> = b["peak_times"]
+        .as_array()
+        .expect("peaks")
+        .iter()
+        .map(|p| (p["hour"].as_u64().expect("hour"), p["bookings"].as_u64().expect("n")))
+        .collect();
+    let mut got = peaks;
+    got.sort_unstable();
+    assert_eq!(got, [(8, 1), (14, 1)], "{b}");
+}
