@@ -278,8 +278,11 @@ mod tests {
         // A listener set explicitly (here: turned off, or a fixed port) stays.
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "[sql]\npg_listen = \"\"\nflight_listen = \"127.0.0.1:9433\"\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "[sql]\npg_listen = \"\"\nflight_listen = \"127.0.0.1:9433\"\n",
+        )
+        .expect("write");
         let config = Config::load(Some(&file), &free).expect("load");
         assert_eq!(config.sql.pg_listen, "");
         assert_eq!(config.sql.flight_listen, "127.0.0.1:9433");

@@ -144,7 +144,12 @@ mod tests {
             currency: Some("eur".into()),
             week_start: Some("someday".into()),
         };
-        let fields: Vec<_> = all.validate().unwrap_err().iter().map(|e| e.field).collect();
+        let fields: Vec<_> = all
+            .validate()
+            .expect_err("invalid")
+            .iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["timezone", "week_start"]);
     }
 }

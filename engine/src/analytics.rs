@@ -305,8 +305,7 @@ impl<'a> Session<'a> {
     /// property names the events do have. An empty workspace accepts any
     /// name.
     async fn check_breakdown(&self, name: &str) -> Result<()> {
-        if is_text_column(name) || NUMBER_COLUMNS.contains(&name) || item_column(name).is_some()
-        {
+        if is_text_column(name) || NUMBER_COLUMNS.contains(&name) || item_column(name).is_some() {
             return Ok(());
         }
         let property = Property::parse(name)?;
@@ -335,7 +334,12 @@ impl<'a> Session<'a> {
             .iter()
             .filter_map(|row| row.get("name").and_then(Value::as_str))
             .collect();
-        if keys.is_empty() && self.rows("SELECT 1 AS found FROM events LIMIT 1").await?.is_empty() {
+        if keys.is_empty()
+            && self
+                .rows("SELECT 1 AS found FROM events LIMIT 1")
+                .await?
+                .is_empty()
+        {
             return Ok(());
         }
         let prefix = if root == "properties" && !name.starts_with("properties.") {
@@ -345,7 +349,13 @@ impl<'a> Session<'a> {
         };
         let known: Vec<String> = keys
             .iter()
-            .map(|k| if prefix.is_empty() { (*k).to_owned() } else { format!("{prefix}.{k}") })
+            .map(|k| {
+                if prefix.is_empty() {
+                    (*k).to_owned()
+                } else {
+                    format!("{prefix}.{k}")
+                }
+            })
             .collect();
         let columns: Vec<&str> = TEXT_COLUMNS
             .iter()
@@ -355,7 +365,11 @@ impl<'a> Session<'a> {
         Err(Error::InvalidRequest(format!(
             "breakdown property {name:?} is set on no event of this workspace (every row would be \"(none)\"); \
              {root} seen on events: {}; event columns: {}",
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") },
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
             columns.join(", ")
         )))
     }

@@ -767,18 +767,31 @@ async fn bookings_read_appointment_at_and_ignore_one_that_is_not_a_time() {
     )
     .await;
     assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
-    let (status, b) = post(&server, &tenant.admin_key, "bookings", json!({"range": "7d"})).await;
+    let (status, b) = post(
+        &server,
+        &tenant.admin_key,
+        "bookings",
+        json!({"range": "7d"}),
+    )
+    .await;
     assert_eq!(status, 200, "{b}");
     // Lead time only from the booking with a time: 2 days 6.5 hours.
     assert_eq!(b["summary"]["bookings"], json!(2), "{b}");
-    let lead = b["summary"]["avg_lead_time_days"].as_f64().expect("lead time");
+    let lead = b["summary"]["avg_lead_time_days"]
+        .as_f64()
+        .expect("lead time");
     assert!((lead - (2.0 + 6.5 / 24.0)).abs() < 1e-9, "{b}");
     // Peak times: the appointment's hour, and the booking time for the other.
     let peaks: Vec<(u64, u64)> = b["peak_times"]
         .as_array()
         .expect("peaks")
         .iter()
-        .map(|p| (p["hour"].as_u64().expect("hour"), p["bookings"].as_u64().expect("n")))
+        .map(|p| {
+            (
+                p["hour"].as_u64().expect("hour"),
+                p["bookings"].as_u64().expect("n"),
+            )
+        })
         .collect();
     let mut got = peaks;
     got.sort_unstable();

@@ -360,7 +360,11 @@ fn tenants_create_takes_timezone_currency_and_week_start_checked_as_patch_does()
         "Sunday",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(created["timezone"], "Europe/Paris");
     assert_eq!(created["currency"], "EUR");
@@ -369,10 +373,18 @@ fn tenants_create_takes_timezone_currency_and_week_start_checked_as_patch_does()
 
     // Without flags: UTC, USD, Monday.
     let out = run(&["tenants", "create", "Default Shop", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
-        (&created["timezone"], &created["currency"], &created["week_start"]),
+        (
+            &created["timezone"],
+            &created["currency"],
+            &created["week_start"]
+        ),
         (&json!("UTC"), &json!("USD"), &json!("monday"))
     );
 

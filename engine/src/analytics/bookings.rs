@@ -31,8 +31,7 @@ pub(super) struct Request {
 /// text (without offset: UTC; a bare date: midnight UTC); NULL when it is
 /// missing, not a string or not such a time. `to_timestamp` would fail the
 /// whole request on one malformed value.
-const APPOINTMENT_AT: &str =
-    "TRY_CAST(json_get_str(properties, 'appointment_at') AS TIMESTAMP)";
+const APPOINTMENT_AT: &str = "TRY_CAST(json_get_str(properties, 'appointment_at') AS TIMESTAMP)";
 
 const OUTCOMES: &str = "'Booking Completed', 'Booking Cancelled', 'Booking No Show'";
 
