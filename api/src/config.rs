@@ -118,28 +118,50 @@ pub struct Overrides {
 impl Config {
     /// Loads and validates the configuration, reporting every problem at once.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        // What the user set (file, environment, flags), over the defaults.
+        let mut user = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
                 bail!("config file {} does not exist", file.display());
             }
-            figment = figment.merge(Toml::file(file));
+            user = user.merge(Toml::file(file));
         }
-        figment = figment
+        user = user
             .merge(Env::prefixed("BEACON_").split("__").ignore(&["config"]))
             .merge(Serialized::defaults(overrides));
-        let config: Config = match figment.extract() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(user.clone());
+        let mut config: Config = match figment.extract() {
             Ok(config) => config,
             Err(errors) => {
                 let all: Vec<String> = errors.into_iter().map(|e| format!("  - {e}")).collect();
                 bail!("invalid configuration:\n{}", all.join("\n"));
             }
         };
+        config.follow_listen_port(|key| user.contains(key));
         let problems = config.validate();
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
         Ok(config)
+    }
+
+    /// With `listen` on port 0, the PostgreSQL and Flight SQL listeners
+    /// the user did not set (`explicit(key)` is false) bind the same host
+    /// on port 0 too: `--listen 127.0.0.1:0` moves every listener, so two
+    /// servers can run side by side. Each bound address is printed.
+    fn follow_listen_port(&mut self, explicit: impl Fn(&str) -> bool) {
+        if self.listen.port() != 0 {
+            return;
+        }
+        let free = SocketAddr::new(self.listen.ip(), 0).to_string();
+        for (key, addr) in [
+            ("sql.pg_listen", &mut self.sql.pg_listen),
+            ("sql.flight_listen", &mut self.sql.flight_listen),
+        ] {
+            if !explicit(key) && !addr.is_empty() {
+                addr.clone_from(&free);
+            }
+        }
     }
 
     /// Every problem with the settings.
@@ -239,6 +261,38 @@ mod tests {
         assert_eq!(config.ingest, IngestConfig::default());
         assert_eq!(config.engine, EngineConfig::default());
         assert_eq!(config.listen.port(), 7400);
+    }
+
+    #[test]
+    fn listen_on_port_zero_moves_the_sql_listeners_left_at_their_defaults() {
+        let defaults = Config::load(None, &Overrides::default()).expect("load");
+        assert_eq!(defaults.sql.pg_listen, "127.0.0.1:7432");
+        assert_eq!(defaults.sql.flight_listen, "127.0.0.1:7433");
+        let free = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &free).expect("load");
+        assert_eq!(config.sql.pg_listen, "127.0.0.1:0");
+        assert_eq!(config.sql.flight_listen, "127.0.0.1:0");
+        // A listener set explicitly (here: turned off, or a fixed port) stays.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[sql]\npg_listen = \"\"\nflight_listen = \"127.0.0.1:9433\"\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &free).expect("load");
+        assert_eq!(config.sql.pg_listen, "");
+        assert_eq!(config.sql.flight_listen, "127.0.0.1:9433");
+        // A fixed HTTP port leaves the defaults alone.
+        let fixed = Overrides {
+            listen: Some("127.0.0.1:8400".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &fixed).expect("load");
+        assert_eq!(config.sql.pg_listen, "127.0.0.1:7432");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod pg;
 mod queries;
 mod routes;
 mod server;
+mod settings;
 mod state;
 mod telemetry;
 
@@ -61,7 +62,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Listen address, e.g. 127.0.0.1:7400 (port 0 picks a free port).
+        /// HTTP listen address, e.g. 127.0.0.1:7400. Port 0 picks a free
+        /// port, and then also for the PostgreSQL and Flight SQL listeners
+        /// not set explicitly; every bound address is printed.
         #[arg(long)]
         listen: Option<String>,
         /// Create and fill the `demo` workspace from the built-in generator
@@ -96,6 +99,15 @@ enum TenantCommand {
     Create {
         /// Display name.
         name: String,
+        /// IANA business time zone, e.g. Europe/Paris [default: UTC].
+        #[arg(long)]
+        timezone: Option<String>,
+        /// ISO 4217 business currency, e.g. EUR [default: USD].
+        #[arg(long)]
+        currency: Option<String>,
+        /// First day of the week, e.g. sunday [default: monday].
+        #[arg(long)]
+        week_start: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -203,8 +215,27 @@ fn open_catalog(common: &Common) -> anyhow::Result<Catalog> {
 #[allow(clippy::print_stdout)]
 fn tenants(catalog: &Catalog, command: TenantCommand) -> anyhow::Result<()> {
     match command {
-        TenantCommand::Create { name, json } => {
-            let (tenant, keys) = catalog.create_tenant(&name)?;
+        TenantCommand::Create {
+            name,
+            timezone,
+            currency,
+            week_start,
+            json,
+        } => {
+            // Checked before anything is created, as PATCH /v1/workspace
+            // checks them.
+            let changes = settings::Changes {
+                timezone,
+                currency,
+                week_start,
+            };
+            let changes = changes.validate().map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("invalid settings:\n  - {}", lines.join("\n  - "))
+            })?;
+            let (mut tenant, keys) = catalog.create_tenant(&name)?;
+            changes.apply_to(&mut tenant);
+            catalog.update_tenant(&tenant)?;
             let key = |role: Role| keys.iter().find(|k| k.role == role).map(|k| k.key.clone());
             if json {
                 println!(
@@ -212,12 +243,19 @@ fn tenants(catalog: &Catalog, command: TenantCommand) -> anyhow::Result<()> {
                     json!({
                         "id": tenant.id,
                         "name": tenant.name,
+                        "timezone": tenant.timezone,
+                        "currency": tenant.currency,
+                        "week_start": tenant.week_start,
                         "write_key": key(Role::Write),
                         "admin_key": key(Role::Admin),
                     })
                 );
             } else {
                 println!("Created workspace {} ({})", tenant.name, tenant.id);
+                println!(
+                    "  time zone: {}, currency: {}, week starts on {} (change with PATCH /v1/workspace)",
+                    tenant.timezone, tenant.currency, tenant.week_start
+                );
                 println!("  write key: {}", key(Role::Write).unwrap_or_default());
                 println!("  admin key: {}", key(Role::Admin).unwrap_or_default());
                 println!("Keys are shown once; store them now.");

@@ -80,6 +80,12 @@ pub async fn run(engine: &Engine, tenant: &str, endpoint: &str, request: Value) 
     // Only revenue and heatmap read rollups; the others skip building them.
     let rollups = matches!(endpoint, "revenue" | "heatmap");
     let session = Session::open(engine, tenant, rollups).await?;
+    // Endpoints that take no breakdown refuse one themselves.
+    if !matches!(endpoint, "customers" | "rfm" | "retention")
+        && let Some(name) = request.get("breakdown").and_then(Value::as_str)
+    {
+        session.check_breakdown(name).await?;
+    }
     match endpoint {
         "revenue" => revenue::revenue(&session, parse(request, revenue::FIELDS)?).await,
         "products" => revenue::products(&session, parse(request, revenue::PRODUCT_FIELDS)?).await,
@@ -291,6 +297,81 @@ impl<'a> Session<'a> {
         } else {
             self.own_currency(column)
         }
+    }
+
+    /// Refuses a breakdown by a JSON property (`properties.x`, `context.x`,
+    /// `traits.x`) that no event of the workspace has: a misspelled name
+    /// would otherwise answer one `(none)` row. The error lists the
+    /// property names the events do have. An empty workspace accepts any
+    /// name.
+    async fn check_breakdown(&self, name: &str) -> Result<()> {
+        if is_text_column(name) || NUMBER_COLUMNS.contains(&name) || item_column(name).is_some() {
+            return Ok(());
+        }
+        let property = Property::parse(name)?;
+        let found = self
+            .rows(&format!(
+                "SELECT 1 AS found FROM events WHERE {} IS NOT NULL LIMIT 1",
+                property.text
+            ))
+            .await?;
+        if !found.is_empty() {
+            return Ok(());
+        }
+        let root = match name.split_once('.') {
+            Some((root @ ("context" | "traits" | "properties"), _)) => root,
+            _ => "properties",
+        };
+        let keys = self
+            .rows(&format!(
+                "SELECT DISTINCT name FROM ( \
+                   SELECT unnest(json_object_keys({root})) AS name \
+                   FROM (SELECT {root} FROM events WHERE {root} IS NOT NULL LIMIT {KNOWN_KEYS_SAMPLE})) \
+                 ORDER BY name LIMIT {KNOWN_KEYS_SHOWN}"
+            ))
+            .await?;
+        let keys: Vec<&str> = keys
+            .iter()
+            .filter_map(|row| row.get("name").and_then(Value::as_str))
+            .collect();
+        if keys.is_empty()
+            && self
+                .rows("SELECT 1 AS found FROM events LIMIT 1")
+                .await?
+                .is_empty()
+        {
+            return Ok(());
+        }
+        let prefix = if root == "properties" && !name.starts_with("properties.") {
+            ""
+        } else {
+            root
+        };
+        let known: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                if prefix.is_empty() {
+                    (*k).to_owned()
+                } else {
+                    format!("{prefix}.{k}")
+                }
+            })
+            .collect();
+        let columns: Vec<&str> = TEXT_COLUMNS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(NUMBER_COLUMNS)
+            .collect();
+        Err(Error::InvalidRequest(format!(
+            "breakdown property {name:?} is set on no event of this workspace (every row would be \"(none)\"); \
+             {root} seen on events: {}; event columns: {}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
+            columns.join(", ")
+        )))
     }
 
     /// Runs trusted SQL built by this module, rows as JSON objects.
@@ -577,7 +658,11 @@ fn item_column(property: &str) -> Option<&'static str> {
 
 /// A condition on a property.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    // Said instead of serde's "struct Filter" when the shape is wrong.
+    expecting = r#"a filter object like {"property": "channel", "op": "eq", "value": "web"}"#
+)]
 pub struct Filter {
     /// Property name (see [`Property::parse`]).
     pub property: String,
@@ -811,6 +896,11 @@ const TEXT_COLUMNS: [(&str, &str); 23] = [
 ];
 const NUMBER_COLUMNS: [&str; 3] = ["revenue", "price", "quantity"];
 
+/// Events whose JSON keys are listed when a breakdown names a property no
+/// event has, and how many names the error shows at most.
+const KNOWN_KEYS_SAMPLE: usize = 10_000;
+const KNOWN_KEYS_SHOWN: usize = 100;
+
 /// True when `name` is one of the text columns (not a number to sum).
 fn is_text_column(name: &str) -> bool {
     TEXT_COLUMNS.iter().any(|(n, _)| *n == name)
@@ -929,7 +1019,12 @@ fn number_literal(n: &serde_json::Number) -> Result<String> {
 /// An event condition: a name and optional property filters (funnel steps,
 /// retention and heatmap events).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    // Said instead of serde's "struct EventMatcher" when the shape is wrong
+    // (a bare name such as "Signup" in `steps`).
+    expecting = r#"an event object like {"event": "Order Completed", "filters": [...]} (filters optional)"#
+)]
 pub struct EventMatcher {
     /// Event name (`track` name; `page` calls are named `Page Viewed`).
     pub event: String,

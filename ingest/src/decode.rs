@@ -5,6 +5,12 @@
 //! events become [`Event`]s, invalid ones become [`Rejection`]s carrying their
 //! index in the request and a reason, so one bad event never costs the others.
 //!
+//! # Event names
+//!
+//! A `track` name listed in [`names::ALIASES`] is stored under its
+//! canonical name: a bare `No Show` becomes `Booking No Show`, the outcome
+//! the bookings analytics, live metrics and alerts count.
+//!
 //! # Field promotion
 //!
 //! For every event the keys below are read from `properties` (first match
@@ -34,7 +40,7 @@
 //! Order Completed, Checkout Started and other `Order ...` events: `revenue`,
 //! `total`, `value`; Order Refunded: `total`, `revenue`, `amount`, `value`
 //! (the refunded amount); `Payment ...`: `amount`, `revenue`, `total`, `value`;
-//! `Booking ...` and No Show: `amount`, `price`, `revenue`, `total`, `value`;
+//! `Booking ...`: `amount`, `price`, `revenue`, `total`, `value`;
 //! `Lead ...`: `value`, `amount`, `revenue`; any other event: `revenue`.
 //!
 //! Money is accepted as a JSON number or a decimal string and stored as
@@ -489,7 +495,7 @@ fn build_event(raw: &RawEvent<'_>, ctx: &EventContext<'_>) -> Result<Event, Inva
                     "track calls need a non-empty \"event\" name",
                 )
             })?;
-            event.event = Some(name);
+            event.event = Some(names::canonical(name));
         }
         EventType::Page | EventType::Screen => event.event = text_field(raw.name, "name", limits)?,
         EventType::Group => {
@@ -728,7 +734,7 @@ fn promote(
         &["revenue", "total", "value"]
     } else if name.starts_with("Payment ") {
         &["amount", "revenue", "total", "value"]
-    } else if name.starts_with("Booking ") || name == "No Show" {
+    } else if name.starts_with("Booking ") {
         &["amount", "price", "revenue", "total", "value"]
     } else if is_lead {
         &["value", "amount", "revenue"]

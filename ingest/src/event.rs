@@ -161,4 +161,18 @@ pub mod names {
     pub const LEAD_CONVERTED: &str = "Lead Converted";
     /// A stock level changed.
     pub const INVENTORY_UPDATED: &str = "Inventory Updated";
+
+    /// `track` names stored as another, canonical name (sent, stored): a
+    /// bare `No Show` is a booking outcome that the analytics, live
+    /// metrics and alerts only count as `Booking No Show`.
+    pub const ALIASES: [(&str, &str); 1] = [("No Show", BOOKING_NO_SHOW)];
+
+    /// The name a `track` event is stored under: its canonical name for
+    /// an alias of [`ALIASES`], else `name` itself.
+    pub fn canonical(name: String) -> String {
+        match ALIASES.iter().find(|(alias, _)| *alias == name) {
+            Some((_, canonical)) => (*canonical).to_owned(),
+            None => name,
+        }
+    }
 }

@@ -1,7 +1,5 @@
 //! Workspace administration with an admin key: settings, keys, flush.
 
-use std::str::FromStr;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +9,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson, Auth, Path, SMALL_JSON_LIMIT};
+use crate::settings;
 use crate::state::AppState;
 
 /// `GET /v1/workspace`: settings and data sizes.
@@ -47,16 +46,6 @@ mod double_option {
 /// Longest retention that can be set (100 years).
 const MAX_RETENTION_DAYS: u32 = 36_500;
 
-const WEEKDAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
 /// `PATCH /v1/workspace`: change settings. Every invalid field is reported.
 pub async fn patch_workspace(
     State(state): State<AppState>,
@@ -71,29 +60,15 @@ pub async fn patch_workspace(
         }
         tenant.name = name.trim().to_owned();
     }
-    if let Some(tz) = patch.timezone {
-        if arrow::array::timezone::Tz::from_str(&tz).is_err() {
-            problems.push(
-                json!({"field": "timezone", "reason": format!("{tz:?} is not an IANA time zone")}),
-            );
-        }
-        tenant.timezone = tz;
-    }
-    if let Some(currency) = patch.currency {
-        // A typo ("EUT") would move every sale to `other_currencies`.
-        if iso_currency::Currency::from_code(&currency.to_ascii_uppercase()).is_none() {
-            problems.push(json!({"field": "currency", "reason": format!("{currency:?} is not an ISO 4217 currency code")}));
-        }
-        tenant.currency = currency.to_ascii_uppercase();
-    }
-    if let Some(day) = patch.week_start {
-        let day = day.to_ascii_lowercase();
-        if !WEEKDAYS.contains(&day.as_str()) {
-            problems.push(
-                json!({"field": "week_start", "reason": "must be a weekday name, e.g. monday"}),
-            );
-        }
-        tenant.week_start = day;
+    // The same checks as `beacon tenants create`.
+    let changes = settings::Changes {
+        timezone: patch.timezone,
+        currency: patch.currency,
+        week_start: patch.week_start,
+    };
+    match changes.validate() {
+        Ok(changes) => changes.apply_to(&mut tenant),
+        Err(invalid) => problems.extend(invalid.iter().map(settings::InvalidSetting::to_json)),
     }
     if let Some(retention) = patch.retention_days {
         if retention.is_some_and(|days| !(1..=MAX_RETENTION_DAYS).contains(&days)) {

@@ -641,3 +641,159 @@ async fn funnel_revenue_and_errors_over_http() {
     assert_eq!(score("q1").0, json!(3), "{rfm}");
     assert_eq!(score("q1"), score("q2"), "{rfm}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_no_show_event_counts_as_a_booking_no_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Salon");
+    let server = Server::start(&data, &[]);
+    let t = Utc::now() - Duration::days(1);
+    let booking = |id: &str, event: &str, booking: &str, at| {
+        track(id, "p1", event, at, json!({"booking_id": booking}))
+    };
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            booking("c1", "Booking Created", "b1", t),
+            booking("c2", "Booking Created", "b2", t),
+            booking("n1", "No Show", "b1", t + Duration::hours(2)),
+        ]})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(3)), "{body}");
+    let key = &tenant.admin_key;
+    let (status, b) = post(&server, key, "bookings", json!({"range": "7d"})).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(
+        (&b["summary"]["no_shows"], &b["summary"]["no_show_rate"]),
+        (&json!(1), &json!(0.5)),
+        "{b}"
+    );
+    // Stored under the canonical name, so SQL and the bookings view see it.
+    assert_eq!(
+        scalar(
+            &server,
+            key,
+            "SELECT count(*) FROM bookings WHERE event = 'Booking No Show'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breakdown_by_a_property_no_event_has_is_refused_with_the_known_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let key = &tenant.admin_key;
+    // An empty workspace takes any breakdown (its events may come later).
+    let (status, r) = post(&server, key, "revenue", json!({"breakdown": "country"})).await;
+    assert_eq!(status, 200, "{r}");
+    let at = Utc::now() - Duration::hours(3);
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            track("o1", "p1", "Order Completed", at, json!({"revenue": 10, "country": "FR", "plan": "pro"})),
+            track("o2", "p2", "Order Completed", at, json!({"revenue": 5, "channel": "web"})),
+        ]})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
+    for endpoint in ["revenue", "bookings", "heatmap"] {
+        let (status, r) = post(&server, key, endpoint, json!({"breakdown": "contry"})).await;
+        assert_eq!(
+            (status, r["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{endpoint}: {r}"
+        );
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("\"contry\"")
+                && message.contains("country, plan, revenue")
+                && message.contains("channel"),
+            "{endpoint}: {message}"
+        );
+    }
+    // Properties some event has, and event columns, answer as before.
+    for breakdown in ["country", "properties.plan", "channel", "staff"] {
+        let (status, r) = post(&server, key, "revenue", json!({"breakdown": breakdown})).await;
+        assert_eq!(status, 200, "{breakdown}: {r}");
+    }
+    let (_, r) = post(&server, key, "revenue", json!({"breakdown": "country"})).await;
+    let values: Vec<&str> = r["breakdown"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row["value"].as_str())
+        .collect();
+    assert_eq!(values, ["FR", "(none)"], "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_read_appointment_at_and_ignore_one_that_is_not_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Salon");
+    let server = Server::start(&data, &[]);
+    // Booked yesterday at 08:00 UTC for two days later at 14:30 UTC (sent
+    // with a +02:00 offset), and one booking whose appointment_at is text.
+    let booked = (Utc::now() - Duration::days(1))
+        .date_naive()
+        .and_hms_opt(8, 0, 0)
+        .expect("time")
+        .and_utc();
+    let appointment = booked + Duration::days(2) + Duration::minutes(390);
+    let local = appointment
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).expect("offset"))
+        .to_rfc3339();
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": [
+            track("c1", "p1", "Booking Created", booked, json!({"booking_id": "b1", "appointment_at": local})),
+            track("c2", "p2", "Booking Created", booked, json!({"booking_id": "b2", "appointment_at": "next tuesday"})),
+        ]})),
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
+    let (status, b) = post(
+        &server,
+        &tenant.admin_key,
+        "bookings",
+        json!({"range": "7d"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    // Lead time only from the booking with a time: 2 days 6.5 hours.
+    assert_eq!(b["summary"]["bookings"], json!(2), "{b}");
+    let lead = b["summary"]["avg_lead_time_days"]
+        .as_f64()
+        .expect("lead time");
+    assert!((lead - (2.0 + 6.5 / 24.0)).abs() < 1e-9, "{b}");
+    // Peak times: the appointment's hour, and the booking time for the other.
+    let peaks: Vec<(u64, u64)> = b["peak_times"]
+        .as_array()
+        .expect("peaks")
+        .iter()
+        .map(|p| {
+            (
+                p["hour"].as_u64().expect("hour"),
+                p["bookings"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    let mut got = peaks;
+    got.sort_unstable();
+    assert_eq!(got, [(8, 1), (14, 1)], "{b}");
+}

@@ -495,3 +495,45 @@ fn too_many_events(n: usize) -> Vec<u8> {
     let events: Vec<Value> = (0..n).map(|_| json!({})).collect();
     json!({"batch": events}).to_string().into_bytes()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_shapes_are_explained_by_what_to_send_not_by_rust_type_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let admin = Some(tenant.admin_key.as_str());
+    // (route, body, what the message must show)
+    let cases = [
+        (
+            "/v1/analytics/funnel",
+            json!({"steps": ["Signup", "Order Completed"]}),
+            r#"an event object like {"event": "Order Completed""#,
+        ),
+        (
+            "/v1/analytics/revenue",
+            json!({"filters": ["channel"]}),
+            r#"a filter object like {"property": "channel""#,
+        ),
+        (
+            "/v1/alerts/rules",
+            json!({"name": "r", "query": "revenue", "condition": {"type": "no_data"}}),
+            r#"a query object like {"metric": "revenue""#,
+        ),
+        (
+            "/v1/alerts/rules",
+            json!({"name": "r", "query": {"metric": "revenue"}, "condition": "above 100"}),
+            r#"a condition object like {"type": "threshold""#,
+        ),
+    ];
+    for (route, body, want) in cases {
+        let (status, answer) = post(&server, route, admin, body.to_string(), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{route} {body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{route} {body}: {message}");
+        assert!(
+            !message.contains("struct") && !message.contains("enum"),
+            "{route} {body}: {message}"
+        );
+    }
+}

@@ -248,3 +248,173 @@ async fn admin_api_and_cli_manage_keys_and_settings() {
     assert_eq!(tenants[0]["timezone"], "Europe/London");
     assert!(server.stop().success());
 }
+
+/// A child process killed when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `beacon serve --listen 127.0.0.1:0` without any SQL listener setting:
+/// prints the HTTP, PostgreSQL and Flight SQL addresses (every line up to
+/// the Flight SQL one) and keeps the child running.
+fn serve_on_free_ports(data: &std::path::Path) -> (ChildGuard, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("BEACON_SQL__PG_LISTEN")
+        .env_remove("BEACON_SQL__FLIGHT_LISTEN")
+        .env_remove("BEACON_LISTEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn beacon");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = ChildGuard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stdout line");
+        let done = line.starts_with("Flight SQL listening on ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (guard, printed)
+}
+
+/// The address printed after `prefix` (up to the first space).
+fn printed_addr(lines: &[String], prefix: &str) -> String {
+    let line = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"));
+    line.split_whitespace().next().expect("address").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_port_zero_moves_every_listener_so_two_servers_run_side_by_side() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, first) = serve_on_free_ports(&dir.path().join("a"));
+    let (_b, second) = serve_on_free_ports(&dir.path().join("b"));
+    let mut seen = std::collections::HashSet::new();
+    for lines in [&first, &second] {
+        let http = printed_addr(lines, "Beacon listening on ");
+        let pg = printed_addr(lines, "PostgreSQL listening on ");
+        let flight = printed_addr(lines, "Flight SQL listening on grpc://");
+        for addr in [&http, &pg, &flight] {
+            assert!(
+                addr.contains("127.0.0.1:") && !addr.ends_with(":0"),
+                "{lines:?}"
+            );
+            assert!(seen.insert(addr.clone()), "{addr} printed twice");
+        }
+        let resp = client()
+            .get(format!("{http}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(resp.status(), 200, "{http}");
+        // The PostgreSQL listener answers an SSLRequest with one byte.
+        let mut pg = std::net::TcpStream::connect(&pg).expect("connect pg");
+        pg.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        pg.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .expect("ssl request");
+        let mut answer = [0u8; 1];
+        pg.read_exact(&mut answer).expect("pg answers");
+        assert!(matches!(&answer, b"N" | b"S"), "{answer:?}");
+        std::net::TcpStream::connect(&flight).expect("connect flight");
+    }
+}
+
+#[test]
+fn tenants_create_takes_timezone_currency_and_week_start_checked_as_patch_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("run beacon")
+    };
+    let out = run(&[
+        "tenants",
+        "create",
+        "Paris Salon",
+        "--timezone",
+        "Europe/Paris",
+        "--currency",
+        "eur",
+        "--week-start",
+        "Sunday",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(created["timezone"], "Europe/Paris");
+    assert_eq!(created["currency"], "EUR");
+    assert_eq!(created["week_start"], "sunday");
+    assert!(created["write_key"].as_str().is_some(), "{created}");
+
+    // Without flags: UTC, USD, Monday.
+    let out = run(&["tenants", "create", "Default Shop", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            &created["timezone"],
+            &created["currency"],
+            &created["week_start"]
+        ),
+        (&json!("UTC"), &json!("USD"), &json!("monday"))
+    );
+
+    // Every invalid setting is reported and nothing is created.
+    let out = run(&[
+        "tenants",
+        "create",
+        "Typo",
+        "--timezone",
+        "Mars/Base",
+        "--currency",
+        "EUT",
+        "--week-start",
+        "someday",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for text in [
+        "\"Mars/Base\" is not an IANA time zone",
+        "\"EUT\" is not an ISO 4217 currency code",
+        "week_start: must be a weekday name",
+    ] {
+        assert!(stderr.contains(text), "{text} missing in {stderr}");
+    }
+
+    let out = run(&["tenants", "list", "--json"]);
+    let all: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let all = all.as_array().expect("list");
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0]["timezone"], "Europe/Paris");
+    assert_eq!(all[0]["currency"], "EUR");
+    assert_eq!(all[0]["week_start"], "sunday");
+}

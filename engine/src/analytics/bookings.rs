@@ -6,7 +6,7 @@
 //! it is `open`. Rates divide by all bookings made in the range.
 //!
 //! Lead time is `properties.lead_time_days`, else `appointment_at` minus
-//! the booking time. Peak times are local weekday x hour of the appointment
+//! the booking time (a malformed `appointment_at` counts as missing). Peak times are local weekday x hour of the appointment
 //! (`appointment_at`, else the booking time). Revenue is the `revenue` of
 //! completed bookings in the workspace currency (others add nothing, as in
 //! `revenue`); ratings are `properties.rating` of the completion.
@@ -27,6 +27,12 @@ pub(super) struct Request {
     common: Common,
 }
 
+/// `properties.appointment_at` as a UTC timestamp: an RFC 3339 / ISO-8601
+/// text (without offset: UTC; a bare date: midnight UTC); NULL when it is
+/// missing, not a string or not such a time. `to_timestamp` would fail the
+/// whole request on one malformed value.
+const APPOINTMENT_AT: &str = "TRY_CAST(json_get_str(properties, 'appointment_at') AS TIMESTAMP)";
+
 const OUTCOMES: &str = "'Booking Completed', 'Booking Cancelled', 'Booking No Show'";
 
 /// One row per booking made in the period: its attributes and outcome.
@@ -41,8 +47,8 @@ fn bookings_sql(
         "WITH created AS ( \
            SELECT booking_id, timestamp, coalesce(user_id, anonymous_id) AS person, service_id, staff_id, \
                   coalesce(json_get_float(properties, 'lead_time_days'), \
-                           (to_unixtime(to_timestamp(json_get_str(properties, 'appointment_at'))) - to_unixtime(timestamp)) / 86400.0) AS lead_days, \
-                  coalesce(to_timestamp(json_get_str(properties, 'appointment_at')), timestamp) AS appointment{extra} \
+                           (to_unixtime({APPOINTMENT_AT}) - to_unixtime(timestamp)) / 86400.0) AS lead_days, \
+                  coalesce({APPOINTMENT_AT}, timestamp) AS appointment{extra} \
            FROM events WHERE event = 'Booking Created' AND booking_id IS NOT NULL AND {time} AND {filters}), \
          outcome AS ( \
            SELECT booking_id, last_value(event ORDER BY timestamp) AS outcome, \

@@ -58,6 +58,20 @@ fn event_specific_amount_aliases() {
 }
 
 #[test]
+fn a_bare_no_show_is_stored_as_booking_no_show() {
+    let d = batch(json!([
+        {"type": "track", "event": "No Show", "userId": "u", "properties": {"booking_id": "b1", "amount": 40}},
+        {"type": "page", "name": "No Show", "userId": "u"}
+    ]));
+    assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+    assert_eq!(d.events[0].event.as_deref(), Some(names::BOOKING_NO_SHOW));
+    assert_eq!(d.events[0].booking_id.as_deref(), Some("b1"));
+    assert_eq!(d.events[0].revenue, Some(400_000));
+    // Only track names are aliased; a page keeps its name.
+    assert_eq!(d.events[1].event.as_deref(), Some("No Show"));
+}
+
+#[test]
 fn each_bad_event_is_rejected_with_its_index_and_the_rest_kept() {
     let d = batch(json!([
         {"type": "track", "event": "Ok", "anonymousId": "a"},

@@ -71,7 +71,10 @@ pub const GROUP_COLUMNS: [&str; 9] = [
 
 /// What a rule watches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a query object like {"metric": "revenue", "window": "1h"} or {"sql": "SELECT ..."}"#
+)]
 pub struct Query {
     /// A name of [`METRICS`] (or use `sql`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,7 +154,12 @@ pub enum Direction {
 
 /// When the watched value is bad.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    expecting = r#"a condition object like {"type": "threshold", "op": "above", "value": 100} (type: threshold, change, anomaly or no_data)"#
+)]
 pub enum Condition {
     /// `value op threshold`.
     Threshold {
@@ -197,7 +205,10 @@ fn default_interval() -> String {
 
 /// When a rule is evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a schedule object like {"every": "1m"}, {"cron": "0 9 * * *"} or {"on_ingest": true}"#
+)]
 pub struct Schedule {
     /// A fixed interval.
     #[serde(
@@ -255,7 +266,11 @@ pub enum ErrorPolicy {
 
 /// Whom to tell and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = r#"a notify object like {"users": ["ann"], "channels": ["inbox"]}"#
+)]
 pub struct NotifySpec {
     /// User ids.
     pub users: Vec<String>,
@@ -290,7 +305,11 @@ impl Default for NotifySpec {
 /// least `threshold` times within `window` is flapping; its notifications
 /// wait until it has been stable for `window`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = r#"a flap object like {"threshold": 4, "window": "1h"}"#
+)]
 pub struct Flap {
     /// Transitions.
     pub threshold: usize,
@@ -310,7 +329,10 @@ impl Default for Flap {
 
 /// A rule as given by the user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a rule object with name, query and condition"#
+)]
 pub struct RuleSpec {
     /// Name.
     pub name: String,
