@@ -267,30 +267,16 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     // Heartbeats, idle and stalled connections, shutdown: one task for all
     // WebSocket connections (`Hub::sweep`).
     live_jobs.push(hub.start_sweeper());
-    let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
-        let catalog = Arc::clone(&catalog);
-        Arc::new(move |tenant: &str| {
-            catalog
-                .tenant(tenant)
-                .map(|t| t.timezone)
-                .unwrap_or_else(|_| "UTC".into())
-        })
-    };
     let notifier = beacon_realtime::notify::Notifier::open(
         &data_dir,
         hub.clone(),
         engine.clone(),
         config.notify.clone(),
         Arc::new(SystemClock),
-        zones,
     )
     .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
-    let bands: Arc<dyn beacon_realtime::alerts::BandSource> = Arc::new(crate::models::ModelBands {
-        engine: engine.clone(),
-        catalog: Arc::clone(&catalog),
-    });
     let alert_engine =
-        beacon_realtime::alerts::Alerts::new(notifier.clone(), Some(bands), config.alerts.clone());
+        beacon_realtime::alerts::Alerts::new(notifier.clone(), config.alerts.clone());
     let state = AppState {
         ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
         config: Arc::new(config),
@@ -513,32 +499,14 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     if let Ok(cron) =
         <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule)
     {
-        let state = state.clone();
-        let stop = stop.clone();
-        jobs.push(tokio::spawn(async move {
-            loop {
-                let now = chrono::Utc::now();
-                let Ok(next) = cron.find_next_occurrence(&now, false) else {
-                    tracing::warn!("The refit schedule has no next occurrence; refits stop.");
-                    break;
-                };
-                let wait = (next - now).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                tracing::info!("Refitting models and forecasts.");
-                let (done, failed) = crate::models::refit_all(
-                    &state.engine,
-                    &state.forecasts,
-                    &state.models,
-                    &state.model_files,
-                    None,
-                )
-                .await;
-                tracing::info!(done, failed, "Refit finished.");
-            }
-        }));
+        jobs.push(tokio::spawn(crate::models::refit::run_schedule(
+            cron,
+            state.engine.clone(),
+            state.forecasts.clone(),
+            state.models.clone(),
+            state.model_files.clone(),
+            stop.clone(),
+        )));
     }
     jobs
 }

@@ -19,12 +19,15 @@
 //! `information_schema` lists only them.
 
 pub mod analytics;
+pub mod calendar;
 pub mod column_cache;
 mod error;
+pub mod features;
 pub mod funnel_index;
 pub mod json;
 pub mod provider;
 pub mod rollup;
+pub mod series;
 pub mod udf;
 pub mod views;
 
@@ -44,6 +47,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use calendar::Calendar;
 pub use error::{Error, Result};
 
 /// Name of the events table in every workspace session.
@@ -253,6 +257,8 @@ pub struct Engine {
     /// Tables other components publish per workspace (model outputs such
     /// as `forecasts`), registered in every session of that workspace.
     published: Arc<std::sync::RwLock<PublishedTables>>,
+    /// Workspace calendars, parsed once per settings ([`calendar`]).
+    calendars: calendar::Calendars,
 }
 
 /// The tenant key of [`Engine::publish_table`] defaults.
@@ -279,6 +285,7 @@ impl Engine {
             funnel_index,
             column_cache,
             published: Arc::default(),
+            calendars: calendar::Calendars::default(),
         }
     }
 
@@ -441,17 +448,8 @@ impl Engine {
         }
         .build();
         let mut ctx = SessionContext::new_with_state(state);
-        let (calendar, currency) = match self.store.catalog().tenant(tenant) {
-            Ok(t) => (
-                udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
-                t.currency,
-            ),
-            Err(_) => (
-                udf::time::BusinessCalendar::new("UTC", "monday"),
-                "USD".to_owned(),
-            ),
-        };
-        udf::register(&ctx, calendar, &currency);
+        let calendar = self.calendar(tenant);
+        udf::register(&ctx, calendar.business(), &calendar.currency);
         datafusion_functions_json::register_all(&mut ctx)?;
         let events = provider::EventsTableProvider::new(event_schema(), snapshot)
             .with_column_cache(self.column_cache.clone(), tenant);
