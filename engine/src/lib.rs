@@ -17,6 +17,13 @@
 //! functions (neither is registered), a per-query memory pool, a time limit
 //! and a row limit. A session holds exactly one workspace's tables, so
 //! `information_schema` lists only them.
+//!
+//! A workspace's time zone, week start and currency are parsed once into a
+//! [`Calendar`] ([`Engine::calendar`]); "now" is the store's clock
+//! ([`Engine::now`]). The models read their data through [`series`] (the
+//! metric series of forecasts, anomaly bands and reorder points) and
+//! [`features`] (RFM, churn and lead feature tables): SQL that the `api`
+//! and `realtime` crates do not hold themselves.
 
 pub mod analytics;
 pub mod calendar;
