@@ -151,7 +151,9 @@ impl From<beacon_engine::Error> for ApiError {
             E::Syntax(_) => Self::bad_request("sql_syntax", e.to_string()),
             E::Plan(_) => Self::bad_request("invalid_query", e.to_string()),
             E::NotAllowed(_) => Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string()),
-            E::InvalidRequest(_) => Self::bad_request("invalid_request", e.to_string()),
+            E::InvalidRequest(_) | E::ModelInput(_) => {
+                Self::bad_request("invalid_request", e.to_string())
+            }
             E::UnknownEndpoint(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             E::MemoryLimit(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -161,7 +163,7 @@ impl From<beacon_engine::Error> for ApiError {
             E::Timeout { .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "timeout", e.to_string())
             }
-            E::Execution(_) | E::Arrow(_) => Self::internal(&e),
+            E::Execution(_) | E::Arrow(_) | E::InvalidCalendar { .. } => Self::internal(&e),
         }
     }
 }

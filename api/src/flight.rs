@@ -175,13 +175,15 @@ fn status(e: beacon_engine::Error) -> Status {
     use beacon_engine::Error as E;
     let message = e.to_string();
     match e {
-        E::Syntax(_) | E::Plan(_) | E::InvalidRequest(_) | E::UnknownEndpoint(_) => {
-            Status::invalid_argument(message)
-        }
+        E::Syntax(_)
+        | E::Plan(_)
+        | E::InvalidRequest(_)
+        | E::ModelInput(_)
+        | E::UnknownEndpoint(_) => Status::invalid_argument(message),
         E::NotAllowed(_) => Status::permission_denied(message),
         E::MemoryLimit(_) => Status::resource_exhausted(message),
         E::Timeout { .. } => Status::deadline_exceeded(message),
-        E::Execution(_) | E::Arrow(_) => Status::internal(message),
+        E::Execution(_) | E::Arrow(_) | E::InvalidCalendar { .. } => Status::internal(message),
     }
 }
 

@@ -487,11 +487,11 @@ fn engine_error(e: beacon_engine::Error) -> PgWireError {
     let code = match &e {
         E::Syntax(_) => "42601",
         E::Plan(msg) if msg.contains("not found") || msg.contains("No field named") => "42703",
-        E::Plan(_) | E::InvalidRequest(_) | E::UnknownEndpoint(_) => "42000",
+        E::Plan(_) | E::InvalidRequest(_) | E::ModelInput(_) | E::UnknownEndpoint(_) => "42000",
         E::NotAllowed(_) => "25006",
         E::MemoryLimit(_) => "53200",
         E::Timeout { .. } => "57014",
-        E::Execution(_) | E::Arrow(_) => "XX000",
+        E::Execution(_) | E::Arrow(_) | E::InvalidCalendar { .. } => "XX000",
     };
     user_error(code, e.to_string())
 }

@@ -235,32 +235,14 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     if let Ok(cron) =
         <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule)
     {
-        let state = state.clone();
-        let stop = stop.clone();
-        jobs.push(tokio::spawn(async move {
-            loop {
-                let now = chrono::Utc::now();
-                let Ok(next) = cron.find_next_occurrence(&now, false) else {
-                    tracing::warn!("The refit schedule has no next occurrence; refits stop.");
-                    break;
-                };
-                let wait = (next - now).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                tracing::info!("Refitting models and forecasts.");
-                let (done, failed) = crate::models::refit_all(
-                    &state.engine,
-                    &state.forecasts,
-                    &state.models,
-                    &state.model_files,
-                    None,
-                )
-                .await;
-                tracing::info!(done, failed, "Refit finished.");
-            }
-        }));
+        jobs.push(tokio::spawn(crate::models::refit::run_schedule(
+            cron,
+            state.engine.clone(),
+            state.forecasts.clone(),
+            state.models.clone(),
+            state.model_files.clone(),
+            stop.clone(),
+        )));
     }
     jobs
 }

@@ -5,7 +5,7 @@
 //! to [`crate::routes::router`]; routes and extractors import this module,
 //! and this module imports neither of them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -99,9 +99,9 @@ impl AppState {
     ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
         let Storage {
             data_dir,
-            catalog,
             store,
             engine,
+            ..
         } = storage;
         let tokens =
             beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
@@ -111,17 +111,19 @@ impl AppState {
         // Heartbeats, idle and stalled connections, shutdown: one task for all
         // WebSocket connections (`Hub::sweep`).
         live_jobs.push(hub.start_sweeper());
-        let notifier = open_notifier(&config, data_dir, &hub, engine, catalog)?;
-        let bands: Arc<dyn beacon_realtime::alerts::BandSource> =
-            Arc::new(crate::models::ModelBands {
-                engine: engine.clone(),
-                catalog: Arc::clone(catalog),
-            });
-        let alert_engine = beacon_realtime::alerts::Alerts::new(
-            notifier.clone(),
-            Some(bands),
-            config.alerts.clone(),
-        );
+        // One clock for everything that asks the time: the store's.
+        let notifier = beacon_realtime::notify::Notifier::open(
+            data_dir,
+            hub.clone(),
+            engine.clone(),
+            config.notify.clone(),
+            Arc::clone(store.clock()),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
+        // Anomaly conditions compute their bands with the engine and
+        // forecasting themselves (`realtime/src/alerts/bands.rs`).
+        let alert_engine =
+            beacon_realtime::alerts::Alerts::new(notifier.clone(), config.alerts.clone());
         let state = AppState {
             ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
             config: Arc::new(config),
@@ -147,33 +149,4 @@ impl AppState {
             .load(&state.engine, &state.forecasts, &state.models);
         Ok((state, live_jobs))
     }
-}
-
-/// Opens users, inbox and the delivery outbox; a workspace's time zone
-/// comes from the catalog.
-fn open_notifier(
-    config: &Config,
-    data_dir: &Path,
-    hub: &beacon_realtime::Hub,
-    engine: &Engine,
-    catalog: &Arc<Catalog>,
-) -> anyhow::Result<beacon_realtime::notify::Notifier> {
-    let zones: Arc<dyn Fn(&str) -> String + Send + Sync> = {
-        let catalog = Arc::clone(catalog);
-        Arc::new(move |tenant: &str| {
-            catalog
-                .tenant(tenant)
-                .map(|t| t.timezone)
-                .unwrap_or_else(|_| "UTC".into())
-        })
-    };
-    beacon_realtime::notify::Notifier::open(
-        data_dir,
-        hub.clone(),
-        engine.clone(),
-        config.notify.clone(),
-        Arc::new(SystemClock),
-        zones,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))
 }

@@ -86,7 +86,7 @@ fn funnel(c: &mut Criterion) {
         .expect("runtime");
     let (schema, batches) = table();
     let ctx = SessionContext::new();
-    register(&ctx, BusinessCalendar::new("UTC", "monday"), "USD");
+    register(&ctx, BusinessCalendar::default(), "USD");
     let mem =
         MemTable::try_new(schema, batches.into_iter().map(|b| vec![b]).collect()).expect("table");
     ctx.register_table("events", Arc::new(mem))

@@ -262,21 +262,16 @@ pub(crate) struct Session<'a> {
 impl<'a> Session<'a> {
     async fn open(engine: &'a Engine, tenant: &str, rollups: bool) -> Result<Self> {
         let (ctx, rollup) = engine.session_with_rollups(tenant, rollups).await?;
-        let (time_zone, currency, week_start) = match engine.store().catalog().tenant(tenant) {
-            Ok(t) => (t.timezone, t.currency, t.week_start),
-            Err(_) => ("UTC".to_owned(), "USD".to_owned(), "monday".to_owned()),
-        };
-        let calendar = BusinessCalendar::new(&time_zone, &week_start);
-        let now = DateTime::from_timestamp_micros(engine.store().clock().now_us())
-            .unwrap_or_else(Utc::now);
-        let today = now.with_timezone(&calendar.tz).date_naive();
+        let workspace = engine.calendar(tenant);
+        let calendar = workspace.business();
+        let today = engine.now().with_timezone(&calendar.tz).date_naive();
         Ok(Self {
             engine,
             ctx,
             rollup,
             calendar,
-            time_zone,
-            currency,
+            time_zone: workspace.time_zone().to_owned(),
+            currency: workspace.currency,
             today,
         })
     }

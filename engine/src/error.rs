@@ -35,6 +35,18 @@ pub enum Error {
     /// No analytics endpoint has this name.
     #[error("unknown analytics endpoint {0:?}")]
     UnknownEndpoint(String),
+    /// A model series or feature table cannot be built from the request or
+    /// the workspace's data (the message says why, for the caller).
+    #[error("{0}")]
+    ModelInput(String),
+    /// A stored workspace calendar setting does not parse.
+    #[error("invalid {setting} setting {value:?}")]
+    InvalidCalendar {
+        /// `timezone`, `week_start` or `currency`.
+        setting: &'static str,
+        /// The stored value.
+        value: String,
+    },
     /// Arrow failure while formatting results.
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -74,6 +86,9 @@ fn is_sandbox_message(msg: &str) -> bool {
 impl Error {
     /// True when the client caused the failure (4xx), not the server.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Self::Execution(_) | Self::Arrow(_))
+        !matches!(
+            self,
+            Self::Execution(_) | Self::Arrow(_) | Self::InvalidCalendar { .. }
+        )
     }
 }

@@ -17,14 +17,24 @@
 //! functions (neither is registered), a per-query memory pool, a time limit
 //! and a row limit. A session holds exactly one workspace's tables, so
 //! `information_schema` lists only them.
+//!
+//! A workspace's time zone, week start and currency are parsed once into a
+//! [`Calendar`] ([`Engine::calendar`]); "now" is the store's clock
+//! ([`Engine::now`]). The models read their data through [`series`] (the
+//! metric series of forecasts, anomaly bands and reorder points) and
+//! [`features`] (RFM, churn and lead feature tables): SQL that the `api`
+//! and `realtime` crates do not hold themselves.
 
 pub mod analytics;
+pub mod calendar;
 pub mod column_cache;
 mod error;
+pub mod features;
 pub mod funnel_index;
 pub mod json;
 pub mod provider;
 pub mod rollup;
+pub mod series;
 pub mod udf;
 pub mod views;
 
@@ -44,6 +54,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use calendar::Calendar;
 pub use error::{Error, Result};
 
 /// Name of the events table in every workspace session.
@@ -253,6 +264,8 @@ pub struct Engine {
     /// Tables other components publish per workspace (model outputs such
     /// as `forecasts`), registered in every session of that workspace.
     published: Arc<std::sync::RwLock<PublishedTables>>,
+    /// Workspace calendars, parsed once per settings ([`calendar`]).
+    calendars: calendar::Calendars,
 }
 
 /// The tenant key of [`Engine::publish_table`] defaults.
@@ -279,6 +292,7 @@ impl Engine {
             funnel_index,
             column_cache,
             published: Arc::default(),
+            calendars: calendar::Calendars::default(),
         }
     }
 
@@ -441,17 +455,8 @@ impl Engine {
         }
         .build();
         let mut ctx = SessionContext::new_with_state(state);
-        let (calendar, currency) = match self.store.catalog().tenant(tenant) {
-            Ok(t) => (
-                udf::time::BusinessCalendar::new(&t.timezone, &t.week_start),
-                t.currency,
-            ),
-            Err(_) => (
-                udf::time::BusinessCalendar::new("UTC", "monday"),
-                "USD".to_owned(),
-            ),
-        };
-        udf::register(&ctx, calendar, &currency);
+        let calendar = self.calendar(tenant);
+        udf::register(&ctx, calendar.business(), &calendar.currency);
         datafusion_functions_json::register_all(&mut ctx)?;
         let events = provider::EventsTableProvider::new(event_schema(), snapshot)
             .with_column_cache(self.column_cache.clone(), tenant);

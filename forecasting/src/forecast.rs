@@ -396,6 +396,16 @@ pub enum Sensitivity {
 }
 
 impl Sensitivity {
+    /// Parses `low`, `medium` or `high`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "low" => Some(Sensitivity::Low),
+            "medium" => Some(Sensitivity::Medium),
+            "high" => Some(Sensitivity::High),
+            _ => None,
+        }
+    }
+
     /// The band's nominal coverage.
     pub fn level(self) -> f64 {
         match self {

@@ -440,13 +440,8 @@ impl Live {
     async fn load_metrics(&self, tenant: &str, now_us: i64) -> Result<TenantMetrics> {
         let snapshot = self.engine.store().snapshot(tenant);
         let seq = snapshot.seq;
-        let (calendar, currency) = match self.engine.store().catalog().tenant(tenant) {
-            Ok(t) => (
-                BusinessCalendar::new(&t.timezone, &t.week_start),
-                t.currency,
-            ),
-            Err(_) => (BusinessCalendar::new("UTC", "monday"), "USD".to_owned()),
-        };
+        let workspace = self.engine.calendar(tenant);
+        let (calendar, currency) = (workspace.business(), workspace.currency);
         // Currencies are upper-cased letters at ingest and in the catalog.
         let own = format!(
             "(currency IS NULL OR currency = '{}')",

@@ -4,7 +4,7 @@
 //! kept), `POST /v1/anomalies` (expected value and band per period of a
 //! metric's history), `GET /v1/segments` (RFM k-means segments) and
 //! `POST /v1/models/{churn,leads}/train`, `GET /v1/models/{kind}`. The
-//! semantics of series are in [`crate::models`].
+//! semantics of series are in [`beacon_engine::series`].
 
 use std::collections::BTreeMap;
 
@@ -126,7 +126,7 @@ pub async fn forecast(
         let stored = StoredForecast {
             metric: req.series.metric.clone(),
             interval: req.series.interval.clone(),
-            generated_at: chrono::Utc::now(),
+            generated_at: state.engine.now(),
             periods,
             history_days: req.series.history_days,
             forecast: fc,
@@ -179,7 +179,7 @@ pub async fn anomalies(
     let opts = models::options(req.methods, None)?;
     let series = models::series(&state.engine, &principal.tenant, &req.series).await?;
     let values = series.values.clone();
-    let freq = series.frequency;
+    let freq = models::frequency(series.interval);
     let bands = off_thread(move || {
         beacon_forecasting::forecast::anomaly_bands(&values, freq, sensitivity, &opts)
     })

@@ -63,11 +63,7 @@ mod tests {
 
     /// The same table in `ctx`.
     fn context_with(ctx: SessionContext) -> SessionContext {
-        super::register(
-            &ctx,
-            super::time::BusinessCalendar::new("UTC", "monday"),
-            "USD",
-        );
+        super::register(&ctx, super::time::BusinessCalendar::default(), "USD");
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, true),
             Field::new("event", DataType::Utf8, true),
@@ -290,11 +286,7 @@ mod tests {
     #[tokio::test]
     async fn retention_first_and_recurring() {
         let ctx = SessionContext::new();
-        super::register(
-            &ctx,
-            super::time::BusinessCalendar::new("UTC", "monday"),
-            "USD",
-        );
+        super::register(&ctx, super::time::BusinessCalendar::default(), "USD");
         const DAY: i64 = 86_400;
         let rows: [(&str, &str, i64); 6] = [
             ("ann", "buy", 0),

@@ -43,19 +43,21 @@ pub struct BusinessCalendar {
     pub week_start: Weekday,
 }
 
-impl BusinessCalendar {
-    /// From the workspace settings (`"Europe/London"`, `"monday"`); unknown
-    /// values fall back to UTC and Monday.
-    pub fn new(tz: &str, week_start: &str) -> Self {
-        let week_start = match week_start.to_ascii_lowercase().as_str() {
-            "sunday" | "sun" => Weekday::Sun,
-            "saturday" | "sat" => Weekday::Sat,
-            _ => Weekday::Mon,
-        };
+impl Default for BusinessCalendar {
+    /// UTC, weeks from Monday.
+    fn default() -> Self {
         Self {
-            tz: tz.parse().unwrap_or(chrono_tz::UTC),
-            week_start,
+            tz: chrono_tz::UTC,
+            week_start: Weekday::Mon,
         }
+    }
+}
+
+impl BusinessCalendar {
+    /// A calendar in `tz` with weeks from `week_start` (a workspace's comes
+    /// from [`crate::Engine::calendar`], which validates its settings).
+    pub fn new(tz: Tz, week_start: Weekday) -> Self {
+        Self { tz, week_start }
     }
 
     fn local(&self, us: i64) -> Option<chrono::DateTime<Tz>> {
@@ -305,7 +307,7 @@ mod tests {
 
     #[test]
     fn buckets_are_local() {
-        let london = BusinessCalendar::new("Europe/London", "monday");
+        let london = BusinessCalendar::new(chrono_tz::Europe::London, Weekday::Mon);
         // 23:30 UTC on 30 June is 00:30 on 1 July in London (BST).
         let t = us("2026-06-30T23:30:00Z");
         assert_eq!(london.bucket(t, Unit::Day), Some(date("2026-07-01")));
@@ -316,7 +318,7 @@ mod tests {
             london.bucket(us("2026-01-31T23:30:00Z"), Unit::Month),
             Some(date("2026-01-01"))
         );
-        let ny = BusinessCalendar::new("America/New_York", "sunday");
+        let ny = BusinessCalendar::new(chrono_tz::America::New_York, Weekday::Sun);
         // 2026-11-22 is a Sunday; 03:00 UTC on it is Saturday evening in New York.
         assert_eq!(
             ny.bucket(us("2026-11-22T03:00:00Z"), Unit::Week),
@@ -338,7 +340,7 @@ mod tests {
 
     #[test]
     fn dst_days() {
-        let london = BusinessCalendar::new("Europe/London", "monday");
+        let london = BusinessCalendar::new(chrono_tz::Europe::London, Weekday::Mon);
         // 2026-03-29: clocks go forward at 01:00 UTC. 00:30 UTC is 00:30 GMT, 01:30 UTC is 02:30 BST.
         assert_eq!(
             london.local(us("2026-03-29T00:30:00Z")).map(|t| t.hour()),
@@ -367,7 +369,8 @@ mod tests {
     fn units_and_fallbacks() {
         assert_eq!(Unit::parse("Weeks"), Some(Unit::Week));
         assert_eq!(Unit::parse("fortnight"), None);
-        let c = BusinessCalendar::new("Not/AZone", "whenever");
+        // Invalid settings are refused by `Calendar::parse` (see `calendar`).
+        let c = BusinessCalendar::default();
         assert_eq!((c.tz, c.week_start), (chrono_tz::UTC, Weekday::Mon));
     }
 }

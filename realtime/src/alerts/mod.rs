@@ -15,6 +15,7 @@
 //! key per group send, so a crash between sending and recording cannot
 //! send it twice.
 
+pub mod bands;
 pub mod rule;
 pub mod state;
 pub mod store;
@@ -30,13 +31,13 @@ use beacon_engine::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::notify::{Notifier, NotifyError, SendRequest};
+pub use bands::BandSeries;
 use rule::{By, Compare, Condition, Direction, RuleSpec};
 use state::{Instance, Observation, State, Timing};
 use store::{AlertDb, Group, HistoryRow, Rule, Silence, StoredInstance};
@@ -69,38 +70,6 @@ impl Default for AlertsConfig {
     }
 }
 
-/// An anomaly band series for a metric, from the forecasting models.
-#[derive(Debug, Clone, Default)]
-pub struct BandSeries {
-    /// Period starts (UTC µs) of complete periods.
-    pub starts_us: Vec<i64>,
-    /// Length of a period, µs.
-    pub step_us: i64,
-    /// Actual values.
-    pub values: Vec<f64>,
-    /// Band lower edges (NaN where no band).
-    pub lower: Vec<f64>,
-    /// Band upper edges.
-    pub upper: Vec<f64>,
-    /// Expected values.
-    pub expected: Vec<f64>,
-}
-
-/// Where anomaly bands come from (the `api` crate implements it with the
-/// forecasting crate, over the same series as `/v1/anomalies`).
-pub trait BandSource: Send + Sync {
-    /// The band series of `metric` by `interval` at `sensitivity`.
-    fn bands<'a>(
-        &'a self,
-        tenant: &'a str,
-        metric: &'a str,
-        interval: &'a str,
-        sensitivity: &'a str,
-    ) -> BoxFuture<'a, Result<BandSeries, String>>;
-    /// Metrics it can band.
-    fn metrics(&self) -> Vec<&'static str>;
-}
-
 /// A query row: group key, labels, value, matching events (metric rules).
 type Row = (String, BTreeMap<String, String>, Option<f64>, Option<i64>);
 
@@ -125,7 +94,6 @@ pub struct Alerts {
 
 struct Inner {
     notifier: Notifier,
-    bands: Option<Arc<dyn BandSource>>,
     config: AlertsConfig,
     next_due: Mutex<HashMap<(String, String), i64>>,
     ingested: Mutex<HashSet<String>>,
@@ -183,15 +151,10 @@ pub struct Simulation {
 
 impl Alerts {
     /// The engine on top of `notifier` (whose database holds the tables).
-    pub fn new(
-        notifier: Notifier,
-        bands: Option<Arc<dyn BandSource>>,
-        config: AlertsConfig,
-    ) -> Self {
+    pub fn new(notifier: Notifier, config: AlertsConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 notifier,
-                bands,
                 config,
                 next_due: Mutex::default(),
                 ingested: Mutex::default(),
@@ -233,18 +196,8 @@ impl Alerts {
         }
         if let Condition::Anomaly { .. } = spec.condition {
             let metric = spec.query.metric.as_deref().unwrap_or_default();
-            let ok = self
-                .inner
-                .bands
-                .as_ref()
-                .is_some_and(|b| b.metrics().contains(&metric));
-            if !ok {
-                let list = self
-                    .inner
-                    .bands
-                    .as_ref()
-                    .map(|b| b.metrics().join(", "))
-                    .unwrap_or_default();
+            if !bands::metrics().contains(&metric) {
+                let list = bands::metrics().join(", ");
                 return Err(bad(format!(
                     "anomaly conditions work on the metrics {list}, not {metric:?}"
                 )));
@@ -413,19 +366,14 @@ impl Alerts {
             let series = match bands {
                 Some(b) => b,
                 None => {
-                    let source = self
-                        .inner
-                        .bands
-                        .as_ref()
-                        .ok_or("anomaly bands are not available")?;
-                    owned = source
-                        .bands(
-                            tenant,
-                            spec.query.metric.as_deref().unwrap_or_default(),
-                            interval,
-                            sensitivity,
-                        )
-                        .await?;
+                    owned = bands::bands(
+                        self.engine(),
+                        tenant,
+                        spec.query.metric.as_deref().unwrap_or_default(),
+                        interval,
+                        sensitivity,
+                    )
+                    .await?;
                     &owned
                 }
             };
@@ -990,7 +938,7 @@ impl Alerts {
         if to_us <= from_us {
             return Err(bad("to must be after from"));
         }
-        let zone = self.inner.notifier.timezone(tenant);
+        let tz = self.engine().calendar(tenant).tz;
         let times: Vec<i64> = match (step, spec.schedule.every, &spec.schedule.cron) {
             (Some(s), _, _) | (None, Some(s), _) => {
                 let s = us(s).max(1_000_000);
@@ -1008,7 +956,6 @@ impl Alerts {
                 let cron: croner::Cron = cron
                     .parse()
                     .map_err(|e| bad(format!("schedule.cron: {e}")))?;
-                let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
                 let mut t = tz.from_utc_datetime(
                     &DateTime::<Utc>::from_timestamp_micros(from_us)
                         .unwrap_or_default()
@@ -1048,24 +995,17 @@ impl Alerts {
                 sensitivity,
                 interval,
                 ..
-            } => {
-                let source = self
-                    .inner
-                    .bands
-                    .as_ref()
-                    .ok_or_else(|| bad("anomaly bands are not available"))?;
-                Some(
-                    source
-                        .bands(
-                            tenant,
-                            spec.query.metric.as_deref().unwrap_or_default(),
-                            interval,
-                            sensitivity,
-                        )
-                        .await
-                        .map_err(bad)?,
+            } => Some(
+                bands::bands(
+                    self.engine(),
+                    tenant,
+                    spec.query.metric.as_deref().unwrap_or_default(),
+                    interval,
+                    sensitivity,
                 )
-            }
+                .await
+                .map_err(bad)?,
+            ),
             _ => None,
         };
         let timing = Self::timing(spec);
@@ -1137,12 +1077,7 @@ impl Alerts {
             .as_deref()
             .and_then(|c| c.parse::<croner::Cron>().ok())
         {
-            let tz: chrono_tz::Tz = self
-                .inner
-                .notifier
-                .timezone(tenant)
-                .parse()
-                .unwrap_or(chrono_tz::UTC);
+            let tz = self.engine().calendar(tenant).tz;
             let t = tz.from_utc_datetime(
                 &DateTime::<Utc>::from_timestamp_micros(now)
                     .unwrap_or_default()

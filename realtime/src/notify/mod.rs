@@ -563,7 +563,6 @@ struct Inner {
     templates: minijinja::Environment<'static>,
     wake: Notify,
     dirty: Mutex<HashSet<String>>,
-    timezones: Arc<dyn Fn(&str) -> String + Send + Sync>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -573,15 +572,13 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// Opens the notification tables in `data_dir`. `timezone` gives a
-    /// workspace's business time zone (for quiet hours and digests).
+    /// Opens the notification tables in `data_dir`.
     pub fn open(
         data_dir: &std::path::Path,
         hub: Hub,
         engine: Engine,
         config: NotifyConfig,
         clock: Arc<dyn Clock>,
-        timezone: Arc<dyn Fn(&str) -> String + Send + Sync>,
     ) -> Result<Self, NotifyError> {
         let db = NotifyDb::open(data_dir)?;
         let http = reqwest::Client::builder()
@@ -601,7 +598,6 @@ impl Notifier {
                 templates: email::templates(),
                 wake: Notify::new(),
                 dirty: Mutex::default(),
-                timezones: timezone,
             }),
         })
     }
@@ -631,9 +627,10 @@ impl Notifier {
         &self.inner.hub
     }
 
-    /// A workspace's business time zone.
-    pub fn timezone(&self, tenant: &str) -> String {
-        (self.inner.timezones)(tenant)
+    /// A workspace's business time zone (for quiet hours and digests),
+    /// from its validated calendar.
+    pub fn timezone(&self, tenant: &str) -> chrono_tz::Tz {
+        self.inner.engine.calendar(tenant).tz
     }
 
     // Users and settings.
@@ -878,13 +875,13 @@ impl Notifier {
                         } else if user.preferences.digest == Digest::Daily {
                             let at = user
                                 .preferences
-                                .next_digest(now_dt, &zone)
+                                .next_digest(now_dt, zone)
                                 .timestamp_micros();
                             add(channel, &user.id, Status::Digest, Some("daily digest"), at);
                         } else {
                             let at = user
                                 .preferences
-                                .next_allowed(now_dt, &zone)
+                                .next_allowed(now_dt, zone)
                                 .timestamp_micros();
                             if at > now {
                                 let why = if user.preferences.quiet_hours.as_ref().is_some() {

@@ -185,12 +185,12 @@ impl Preferences {
         self.channels.get(name).copied().unwrap_or(true)
     }
 
-    fn zone(&self, default: &str) -> Tz {
+    /// The user's zone (validated when set), else the workspace's.
+    fn zone(&self, workspace: Tz) -> Tz {
         self.timezone
             .as_deref()
             .and_then(|z| z.parse().ok())
-            .or_else(|| default.parse().ok())
-            .unwrap_or(Tz::UTC)
+            .unwrap_or(workspace)
     }
 
     fn blocked(&self, local: &chrono::NaiveDateTime) -> bool {
@@ -204,7 +204,7 @@ impl Preferences {
     /// The first moment at or after `now` when a non-critical email may go
     /// (`now` itself when no hours apply), searched minute by minute over
     /// at most 8 days.
-    pub fn next_allowed(&self, now: DateTime<Utc>, default_zone: &str) -> DateTime<Utc> {
+    pub fn next_allowed(&self, now: DateTime<Utc>, default_zone: Tz) -> DateTime<Utc> {
         if self.quiet_hours.is_none() && self.business_hours.is_none() {
             return now;
         }
@@ -228,7 +228,7 @@ impl Preferences {
     }
 
     /// The next daily digest time strictly after `now`.
-    pub fn next_digest(&self, now: DateTime<Utc>, default_zone: &str) -> DateTime<Utc> {
+    pub fn next_digest(&self, now: DateTime<Utc>, default_zone: Tz) -> DateTime<Utc> {
         let tz = self.zone(default_zone);
         let hour = self.digest_hour.unwrap_or(8);
         let local = now.with_timezone(&tz);
@@ -270,15 +270,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            p.next_allowed(at("2026-12-01T21:59:00Z"), "UTC"),
+            p.next_allowed(at("2026-12-01T21:59:00Z"), Tz::UTC),
             at("2026-12-01T21:59:00Z")
         );
         assert_eq!(
-            p.next_allowed(at("2026-12-01T23:30:10Z"), "UTC"),
+            p.next_allowed(at("2026-12-01T23:30:10Z"), Tz::UTC),
             at("2026-12-02T07:00:00Z")
         );
         assert_eq!(
-            p.next_allowed(at("2026-12-02T03:00:00Z"), "UTC"),
+            p.next_allowed(at("2026-12-02T03:00:00Z"), Tz::UTC),
             at("2026-12-02T07:00:00Z")
         );
         // In the user's zone: 22:00 in Berlin (UTC+1 in December) is 21:00 UTC.
@@ -287,7 +287,7 @@ mod tests {
             ..p
         };
         assert_eq!(
-            berlin.next_allowed(at("2026-12-01T21:30:00Z"), "UTC"),
+            berlin.next_allowed(at("2026-12-01T21:30:00Z"), Tz::UTC),
             at("2026-12-02T06:00:00Z")
         );
     }
@@ -306,11 +306,11 @@ mod tests {
         };
         // Friday 2026-12-04 18:00 -> Monday 2026-12-07 09:00.
         assert_eq!(
-            p.next_allowed(at("2026-12-04T18:00:00Z"), "UTC"),
+            p.next_allowed(at("2026-12-04T18:00:00Z"), Tz::UTC),
             at("2026-12-07T09:00:00Z")
         );
         assert_eq!(
-            p.next_allowed(at("2026-12-04T10:00:00Z"), "UTC"),
+            p.next_allowed(at("2026-12-04T10:00:00Z"), Tz::UTC),
             at("2026-12-04T10:00:00Z")
         );
     }
@@ -341,11 +341,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            p.next_digest(at("2026-12-01T07:00:00Z"), "UTC"),
+            p.next_digest(at("2026-12-01T07:00:00Z"), Tz::UTC),
             at("2026-12-01T08:00:00Z")
         );
         assert_eq!(
-            p.next_digest(at("2026-12-01T08:00:00Z"), "UTC"),
+            p.next_digest(at("2026-12-01T08:00:00Z"), Tz::UTC),
             at("2026-12-02T08:00:00Z")
         );
     }

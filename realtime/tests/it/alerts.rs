@@ -66,7 +66,6 @@ async fn fixture() -> Fixture {
         engine,
         NotifyConfig::default(),
         Arc::clone(&clock) as Arc<dyn Clock>,
-        Arc::new(|_: &str| "UTC".to_owned()),
     )
     .expect("notifier");
     notifier
@@ -82,7 +81,7 @@ async fn fixture() -> Fixture {
             },
         )
         .expect("user");
-    let alerts = Alerts::new(notifier, None, AlertsConfig::default());
+    let alerts = Alerts::new(notifier, AlertsConfig::default());
     Fixture {
         _dir: tmp,
         tenant: tenant.id,

@@ -47,15 +47,7 @@ fn notifier(
     config: NotifyConfig,
 ) -> Notifier {
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-    Notifier::open(
-        dir,
-        hub.clone(),
-        engine.clone(),
-        config,
-        clock,
-        Arc::new(|_: &str| "UTC".to_owned()),
-    )
-    .expect("notifier")
+    Notifier::open(dir, hub.clone(), engine.clone(), config, clock).expect("notifier")
 }
 
 fn fixture(config: NotifyConfig) -> Fixture {
