@@ -72,12 +72,11 @@ async fn hub_messages_and_api_shapes_match_their_snapshots() {
             body,
             &[
                 "/workspace/id",
-                "/workspace/created_at",
-                "/stats/buffered_bytes",
-                "/stats/buffered_rows",
+                "/workspace/created_at_us",
+                "/stats/file_bytes",
+                "/stats/file_rows",
                 "/stats/files",
-                "/stats/rows",
-                "/stats/bytes",
+                "/stats/memory_rows",
             ]
         )
     );
@@ -89,12 +88,7 @@ async fn hub_messages_and_api_shapes_match_their_snapshots() {
         "api_new_key",
         redacted(
             body,
-            &[
-                "/key/key",
-                "/key/prefix",
-                "/key/tenant_id",
-                "/key/created_at"
-            ]
+            &["/key/key", "/key/prefix"]
         )
     );
 }
