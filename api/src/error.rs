@@ -185,7 +185,7 @@ impl From<beacon_realtime::notify::NotifyError> for ApiError {
             E::Invalid(m) => Self::bad_request("invalid_request", m),
             E::NotFound(m) => Self::not_found(m),
             E::Engine(inner) => inner.into(),
-            E::Internal(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+            E::Database(_) | E::Encode { .. } | E::HttpClient(_) => Self::internal(&e),
         }
     }
 }

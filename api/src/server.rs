@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use beacon_engine::Engine;
-use beacon_ingest::{Catalog, Store, SystemClock};
+use beacon_ingest::{Catalog, Clock, Store, SystemClock};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -262,8 +262,15 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     let tokens =
         beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
             .context("cannot read or create the token secret")?;
-    let hub = beacon_realtime::Hub::new(config.realtime.clone());
-    let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+    // The hub measures timeouts (a clock without wall-clock steps); live
+    // metrics, notifications and alerts work in calendar time.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let hub = beacon_realtime::Hub::new(
+        config.realtime.clone(),
+        Arc::new(beacon_realtime::MonotonicClock::new()),
+    );
+    let (live, mut live_jobs) =
+        beacon_realtime::Live::start(hub.clone(), engine.clone(), Arc::clone(&clock));
     // Heartbeats, idle and stalled connections, shutdown: one task for all
     // WebSocket connections (`Hub::sweep`).
     live_jobs.push(hub.start_sweeper());
@@ -281,10 +288,10 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         hub.clone(),
         engine.clone(),
         config.notify.clone(),
-        Arc::new(SystemClock),
+        clock,
         zones,
     )
-    .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
+    .context("cannot open the notification tables")?;
     let bands: Arc<dyn beacon_realtime::alerts::BandSource> = Arc::new(crate::models::ModelBands {
         engine: engine.clone(),
         catalog: Arc::clone(&catalog),

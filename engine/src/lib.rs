@@ -17,6 +17,12 @@
 //! functions (neither is registered), a per-query memory pool, a time limit
 //! and a row limit. A session holds exactly one workspace's tables, so
 //! `information_schema` lists only them.
+//!
+//! Other crates add tables to every workspace's sessions in two ways:
+//! [`Engine::publish_table`] (rows computed elsewhere and handed over, such
+//! as model outputs) and [`Engine::register_system_table`] (a
+//! [`system_tables::SystemTable`] read at query time, for metadata such as
+//! alert history and notification deliveries that lives in SQLite).
 
 pub mod analytics;
 pub mod column_cache;
@@ -25,6 +31,7 @@ pub mod funnel_index;
 pub mod json;
 pub mod provider;
 pub mod rollup;
+pub mod system_tables;
 pub mod udf;
 pub mod views;
 
@@ -253,7 +260,14 @@ pub struct Engine {
     /// Tables other components publish per workspace (model outputs such
     /// as `forecasts`), registered in every session of that workspace.
     published: Arc<std::sync::RwLock<PublishedTables>>,
+    /// Tables read at query time ([`system_tables`]), by name, in every
+    /// workspace's sessions.
+    system_tables: Arc<std::sync::RwLock<SystemTables>>,
 }
+
+/// `table name -> source`.
+type SystemTables =
+    std::collections::BTreeMap<String, Arc<dyn system_tables::SystemTable>>;
 
 /// The tenant key of [`Engine::publish_table`] defaults.
 pub const ALL_TENANTS: &str = "*";
@@ -279,7 +293,27 @@ impl Engine {
             funnel_index,
             column_cache,
             published: Arc::default(),
+            system_tables: Arc::default(),
         }
+    }
+
+    /// Registers (or replaces) the system table `name`: every later session
+    /// of every workspace has it, bound to that workspace, and reads it
+    /// when a query scans it ([`system_tables`]). Names of events tables
+    /// and views cannot be taken.
+    pub fn register_system_table(
+        &self,
+        name: &str,
+        table: Arc<dyn system_tables::SystemTable>,
+    ) -> Result<()> {
+        if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
+            return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
+        }
+        self.system_tables
+            .write()
+            .expect("the system-tables lock is never held across a panic")
+            .insert(name.to_owned(), table);
+        Ok(())
     }
 
     /// Publishes (or replaces) a table `name` for `tenant` ([`ALL_TENANTS`]:
@@ -293,7 +327,14 @@ impl Engine {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
+        if name == EVENTS_TABLE
+            || views::VIEWS.iter().any(|(v, _)| *v == name)
+            || self
+                .system_tables
+                .read()
+                .expect("the system-tables lock is never held across a panic")
+                .contains_key(name)
+        {
             return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
         }
         // Checks the batches against the schema now, not at query time.
@@ -486,6 +527,19 @@ impl Engine {
                     schema,
                     vec![batches],
                 )?),
+            )?;
+        }
+        let system: Vec<(String, Arc<dyn system_tables::SystemTable>)> = self
+            .system_tables
+            .read()
+            .expect("the system-tables lock is never held across a panic")
+            .iter()
+            .map(|(n, t)| (n.clone(), Arc::clone(t)))
+            .collect();
+        for (name, table) in system {
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(system_tables::SystemTableProvider::new(table, tenant)),
             )?;
         }
         for (name, sql) in views::VIEWS {

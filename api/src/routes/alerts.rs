@@ -129,7 +129,6 @@ pub async fn evaluate(
     let p = caller(&state, &headers, ADMIN, "evaluating alert rules")?;
     let rule = state.alerts.rule(&p.tenant, &id)?;
     state.alerts.evaluate(&p.tenant, &rule).await?;
-    state.alerts.publish_dirty();
     Ok(Json(
         json!({"rule_id": id, "instances": state.alerts.instances(&p.tenant, Some(&id))?}),
     ))
