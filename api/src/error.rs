@@ -205,3 +205,36 @@ impl From<BodyError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use beacon_realtime::notify::NotifyError;
+
+    use super::*;
+
+    #[test]
+    fn a_notification_store_failure_is_a_generic_500() {
+        let source = serde_json::from_str::<Value>("{").expect_err("invalid JSON");
+        let e = ApiError::from(NotifyError::Encode {
+            what: "branding",
+            source,
+        });
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error"
+            )
+        );
+        let e = ApiError::from(NotifyError::invalid("title must be 1-200 bytes"));
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "title must be 1-200 bytes"
+            )
+        );
+    }
+}

@@ -352,6 +352,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_statement_keeps_sqlites_reason_in_the_error_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let e = db
+            .with(|c| c.execute("DELETE FROM nope", []))
+            .expect_err("no such table");
+        assert_eq!(e.to_string(), "metadata database");
+        let source = std::error::Error::source(&e).expect("source").to_string();
+        assert!(source.contains("no such table: nope"), "{source}");
+    }
+
+    #[test]
     fn a_failing_migration_leaves_the_previous_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
