@@ -187,7 +187,7 @@ impl From<beacon_realtime::notify::NotifyError> for ApiError {
             E::Invalid(m) => Self::bad_request("invalid_request", m),
             E::NotFound(m) => Self::not_found(m),
             E::Engine(inner) => inner.into(),
-            E::Internal(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+            E::Database(_) | E::Encode { .. } | E::HttpClient(_) => Self::internal(&e),
         }
     }
 }
@@ -205,5 +205,38 @@ impl From<BodyError> for ApiError {
             .with_detail("events", json!(count))
             .with_detail("limit", json!(limit)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use beacon_realtime::notify::NotifyError;
+
+    use super::*;
+
+    #[test]
+    fn a_notification_store_failure_is_a_generic_500() {
+        let source = serde_json::from_str::<Value>("{").expect_err("invalid JSON");
+        let e = ApiError::from(NotifyError::Encode {
+            what: "branding",
+            source,
+        });
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error"
+            )
+        );
+        let e = ApiError::from(NotifyError::invalid("title must be 1-200 bytes"));
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "title must be 1-200 bytes"
+            )
+        );
     }
 }

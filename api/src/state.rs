@@ -106,18 +106,26 @@ impl AppState {
         let tokens =
             beacon_realtime::token::TokenSigner::load_or_create(&data_dir.join("realtime.secret"))
                 .context("cannot read or create the token secret")?;
-        let hub = beacon_realtime::Hub::new(config.realtime.clone());
-        let (live, mut live_jobs) = beacon_realtime::Live::start(hub.clone(), engine.clone());
+        // The hub measures timeouts on a clock without wall-clock steps (an
+        // NTP step must not close healthy connections); live metrics,
+        // notifications and alerts work in calendar time on the store's
+        // clock.
+        let clock = Arc::clone(store.clock());
+        let hub = beacon_realtime::Hub::new(
+            config.realtime.clone(),
+            Arc::new(beacon_realtime::MonotonicClock::new()),
+        );
+        let (live, mut live_jobs) =
+            beacon_realtime::Live::start(hub.clone(), engine.clone(), Arc::clone(&clock));
         // Heartbeats, idle and stalled connections, shutdown: one task for all
         // WebSocket connections (`Hub::sweep`).
         live_jobs.push(hub.start_sweeper());
-        // One clock for everything that asks the time: the store's.
         let notifier = beacon_realtime::notify::Notifier::open(
             data_dir,
             hub.clone(),
             engine.clone(),
             config.notify.clone(),
-            Arc::clone(store.clock()),
+            clock,
         )
         .map_err(|e| anyhow::anyhow!("cannot open the notification tables: {e}"))?;
         // Anomaly conditions compute their bands with the engine and

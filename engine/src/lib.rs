@@ -24,6 +24,11 @@
 //! metric series of forecasts, anomaly bands and reorder points) and
 //! [`features`] (RFM, churn and lead feature tables): SQL that the `api`
 //! and `realtime` crates do not hold themselves.
+//! Other crates add tables to every workspace's sessions in two ways:
+//! [`Engine::publish_table`] (rows computed elsewhere and handed over, such
+//! as model outputs) and [`Engine::register_system_table`] (a
+//! [`system_tables::SystemTable`] read at query time, for metadata such as
+//! alert history and notification deliveries that lives in SQLite).
 
 pub mod analytics;
 pub mod calendar;
@@ -35,6 +40,7 @@ pub mod json;
 pub mod provider;
 pub mod rollup;
 pub mod series;
+pub mod system_tables;
 pub mod udf;
 pub mod views;
 
@@ -266,7 +272,14 @@ pub struct Engine {
     published: Arc<std::sync::RwLock<PublishedTables>>,
     /// Workspace calendars, parsed once per settings ([`calendar`]).
     calendars: calendar::Calendars,
+    /// Tables read at query time ([`system_tables`]), by name, in every
+    /// workspace's sessions.
+    system_tables: Arc<std::sync::RwLock<SystemTables>>,
 }
+
+/// `table name -> source`.
+type SystemTables =
+    std::collections::BTreeMap<String, Arc<dyn system_tables::SystemTable>>;
 
 /// The tenant key of [`Engine::publish_table`] defaults.
 pub const ALL_TENANTS: &str = "*";
@@ -293,7 +306,27 @@ impl Engine {
             column_cache,
             published: Arc::default(),
             calendars: calendar::Calendars::default(),
+            system_tables: Arc::default(),
         }
+    }
+
+    /// Registers (or replaces) the system table `name`: every later session
+    /// of every workspace has it, bound to that workspace, and reads it
+    /// when a query scans it ([`system_tables`]). Names of events tables
+    /// and views cannot be taken.
+    pub fn register_system_table(
+        &self,
+        name: &str,
+        table: Arc<dyn system_tables::SystemTable>,
+    ) -> Result<()> {
+        if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
+            return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
+        }
+        self.system_tables
+            .write()
+            .expect("the system-tables lock is never held across a panic")
+            .insert(name.to_owned(), table);
+        Ok(())
     }
 
     /// Publishes (or replaces) a table `name` for `tenant` ([`ALL_TENANTS`]:
@@ -307,7 +340,14 @@ impl Engine {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        if name == EVENTS_TABLE || views::VIEWS.iter().any(|(v, _)| *v == name) {
+        if name == EVENTS_TABLE
+            || views::VIEWS.iter().any(|(v, _)| *v == name)
+            || self
+                .system_tables
+                .read()
+                .expect("the system-tables lock is never held across a panic")
+                .contains_key(name)
+        {
             return Err(Error::InvalidRequest(format!("{name} is a built-in table")));
         }
         // Checks the batches against the schema now, not at query time.
@@ -491,6 +531,19 @@ impl Engine {
                     schema,
                     vec![batches],
                 )?),
+            )?;
+        }
+        let system: Vec<(String, Arc<dyn system_tables::SystemTable>)> = self
+            .system_tables
+            .read()
+            .expect("the system-tables lock is never held across a panic")
+            .iter()
+            .map(|(n, t)| (n.clone(), Arc::clone(t)))
+            .collect();
+        for (name, table) in system {
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(system_tables::SystemTableProvider::new(table, tenant)),
             )?;
         }
         for (name, sql) in views::VIEWS {

@@ -21,14 +21,19 @@
 //!
 //! Subscribing takes the channel's lock too, so a resumed client gets the
 //! missed messages and then the live ones, with no gap and no duplicate.
+//!
+//! Liveness (heartbeats, dead, idle and stalled connections) is measured
+//! with the injected clock ([`Hub::now_ms`]; in production a
+//! [`crate::MonotonicClock`]); tokio timers only pace the sweeper, so tests
+//! call [`Hub::sweep`] after advancing a manual clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use beacon_ingest::Role;
+use beacon_ingest::{Clock, Role};
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -415,8 +420,13 @@ struct HubInner {
     shut: AtomicBool,
     /// Connections the sweeper watches ([`Connection::watch`]).
     watched: Mutex<HashMap<u64, Arc<Outbox>>>,
-    /// Zero of the hub clock ([`Hub::now_ms`]).
-    origin: Instant,
+    /// Where the hub's time comes from ([`Hub::now_ms`]).
+    clock: Arc<dyn Clock>,
+    /// The clock's reading (µs) when the hub was made: zero of
+    /// [`Hub::now_ms`].
+    origin_us: i64,
+    /// The largest [`Hub::now_ms`] answered (it never goes back).
+    latest_ms: AtomicU64,
 }
 
 /// A snapshot for a subscriber: the current state of a coalescing channel,
@@ -424,8 +434,10 @@ struct HubInner {
 pub type Snapshot = Value;
 
 impl Hub {
-    /// An empty hub.
-    pub fn new(config: RealtimeConfig) -> Self {
+    /// An empty hub that measures time with `clock` (a
+    /// [`crate::MonotonicClock`] in production).
+    pub fn new(config: RealtimeConfig, clock: Arc<dyn Clock>) -> Self {
+        let origin_us = clock.now_us();
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -435,7 +447,9 @@ impl Hub {
                 closing: tokio::sync::watch::channel(false).0,
                 shut: AtomicBool::new(false),
                 watched: Mutex::new(HashMap::new()),
-                origin: Instant::now(),
+                clock,
+                origin_us,
+                latest_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -454,9 +468,17 @@ impl Hub {
         }
     }
 
-    /// Milliseconds since the hub was made (a monotonic clock).
+    /// Milliseconds of the hub's clock since the hub was made; never less
+    /// than an earlier answer, even if the clock steps back.
     pub fn now_ms(&self) -> u64 {
-        self.inner.origin.elapsed().as_millis() as u64
+        let elapsed_us = self
+            .inner
+            .clock
+            .now_us()
+            .saturating_sub(self.inner.origin_us)
+            .max(0);
+        let ms = elapsed_us as u64 / 1000;
+        self.inner.latest_ms.fetch_max(ms, Ordering::AcqRel).max(ms)
     }
 
     /// One round of the sweeper over the watched connections: flags
@@ -514,22 +536,24 @@ impl Hub {
         let config = &self.inner.config;
         let tick = (config.heartbeat.min(config.write_timeout) / 4)
             .clamp(Duration::from_millis(5), Duration::from_secs(1));
-        let heartbeat = config.heartbeat;
+        let heartbeat_ms = config.heartbeat.as_millis() as u64;
         let hub: Weak<HubInner> = Arc::downgrade(&self.inner);
+        let mut last_beat = self.now_ms();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(tick);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_beat = Instant::now();
             loop {
                 ticks.tick().await;
                 let Some(inner) = hub.upgrade() else {
                     return;
                 };
-                let beat = last_beat.elapsed() >= heartbeat;
+                let hub = Hub { inner };
+                let now = hub.now_ms();
+                let beat = now.saturating_sub(last_beat) >= heartbeat_ms;
                 if beat {
-                    last_beat = Instant::now();
+                    last_beat = now;
                 }
-                Hub { inner }.sweep(beat);
+                hub.sweep(beat);
             }
         })
     }

@@ -12,13 +12,19 @@
 //! - [`notify`]: users, preferences, the inbox and durable delivery
 //!   (live push, webhooks, email) through an outbox.
 //! - [`alerts`]: alert rules, their state machine, noise control,
-//!   simulation and templates.
+//!   simulation and templates (depends on [`notify`], not the reverse).
+//! - [`MonotonicClock`]: the hub's clock; all time is injected (see the
+//!   `clock` module), so tests advance a manual clock instead of sleeping.
+//! - [`db`]: the metadata database connection both use, with the
+//!   versioned migrations of their tables.
 //!
 //! The socket handling (WebSocket upgrade, SSE, authentication by key) is in
 //! the `api` crate; this crate knows no HTTP.
 
 pub mod alerts;
+mod clock;
 mod config;
+pub mod db;
 mod error;
 pub mod hub;
 pub mod live;
@@ -26,6 +32,7 @@ pub mod notify;
 pub mod protocol;
 pub mod token;
 
+pub use clock::MonotonicClock;
 pub use config::RealtimeConfig;
 pub use error::{Error, Result};
 pub use hub::{Access, Connection, Hub, Principal, SubscribeOptions};

@@ -32,18 +32,23 @@
 //! that number are skipped, later ones applied, so nothing counts twice or
 //! is missed. If the feed lags (a burst beyond its capacity) or a period
 //! ends, the state is rebuilt from SQL.
+//!
+//! Every "now" (the current periods, the five-minute window, the push
+//! throttle) comes from the injected clock given to [`Live::start`]; tokio
+//! timers only pace the tickers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, TimestampMicrosecondType};
 use beacon_engine::Engine;
 use beacon_engine::udf::time::{BusinessCalendar, Unit};
+use beacon_ingest::Clock;
 use beacon_ingest::schema::columns;
 use beacon_ingest::store::AcceptedBatch;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast};
@@ -162,9 +167,15 @@ struct TenantMetrics {
     last_published: Option<Value>,
     /// Rows were applied since the last evaluation.
     dirty: bool,
-    /// When the value was last computed and last published.
-    last_eval: Instant,
-    last_push: Option<Instant>,
+    /// When the value was last computed and last published (clock µs).
+    last_eval_us: i64,
+    last_push_us: Option<i64>,
+}
+
+/// True when at least `d` has passed from `since_us` to `now_us`, or the
+/// clock went back (a wall-clock step must not hold pushes back).
+fn passed(since_us: i64, now_us: i64, d: Duration) -> bool {
+    now_us < since_us || (now_us - since_us) as u128 >= d.as_micros()
 }
 
 const UNITS: [(Unit, &str); 3] = [
@@ -174,13 +185,12 @@ const UNITS: [(Unit, &str); 3] = [
 ];
 
 impl TenantMetrics {
-    fn apply(&mut self, batch: &RecordBatch) {
+    fn apply(&mut self, batch: &RecordBatch, now: i64) {
         let Some(rows) = Rows::of(batch) else {
             tracing::warn!("Accepted batch without the event columns; live metrics skip it.");
             return;
         };
         let buckets: Vec<Option<NaiveDate>> = self.periods.iter().map(|p| p.bucket).collect();
-        let now = Utc::now().timestamp_micros();
         for i in 0..batch.num_rows() {
             let ts = rows.ts.value(i);
             let person = rows.person(i);
@@ -312,6 +322,7 @@ struct LiveQuery {
 pub struct Live {
     hub: Hub,
     engine: Engine,
+    clock: Arc<dyn Clock>,
     metrics: Arc<tokio::sync::Mutex<HashMap<String, TenantMetrics>>>,
     queries: Arc<Mutex<HashMap<(String, String), LiveQuery>>>,
     limits: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
@@ -319,10 +330,12 @@ pub struct Live {
 
 impl Live {
     /// Starts the feed reader and the tickers; abort the handles to stop.
-    pub fn start(hub: Hub, engine: Engine) -> (Self, Vec<JoinHandle<()>>) {
+    /// `clock` is the wall clock (periods are calendar periods).
+    pub fn start(hub: Hub, engine: Engine, clock: Arc<dyn Clock>) -> (Self, Vec<JoinHandle<()>>) {
         let live = Self {
             hub,
             engine,
+            clock,
             metrics: Arc::default(),
             queries: Arc::default(),
             limits: Arc::default(),
@@ -378,7 +391,7 @@ impl Live {
             if let Some(m) = metrics.get_mut(tenant)
                 && accepted.seq > m.seq
             {
-                m.apply(&accepted.batch);
+                m.apply(&accepted.batch, self.clock.now_us());
                 m.dirty = true;
             }
         }
@@ -394,7 +407,7 @@ impl Live {
     /// them when they changed and returns them (the current snapshot).
     pub async fn ensure_metrics(&self, tenant: &str) -> Result<Value> {
         let mut metrics = self.metrics.lock().await;
-        let now = Utc::now().timestamp_micros();
+        let now = self.clock.now_us();
         let rebuild = metrics.get(tenant).is_none_or(|m| m.stale(now));
         if rebuild {
             let m = self.load_metrics(tenant, now).await?;
@@ -405,12 +418,12 @@ impl Live {
             .expect("inserted above when missing");
         let value = m.value(now);
         m.dirty = false;
-        m.last_eval = Instant::now();
+        m.last_eval_us = self.clock.now_us();
         if m.last_published.as_ref() != Some(&value) {
             self.hub
                 .publish(tenant, channels::METRICS, "update", &value, None)?;
             m.last_published = Some(value.clone());
-            m.last_push = Some(Instant::now());
+            m.last_push_us = Some(self.clock.now_us());
         }
         Ok(value)
     }
@@ -422,12 +435,12 @@ impl Live {
         let interval = self.hub.config().metrics_interval;
         {
             let metrics = self.metrics.lock().await;
-            let now = Utc::now().timestamp_micros();
+            let now = self.clock.now_us();
             if let Some(m) = metrics.get(tenant)
                 && !m.stale(now)
             {
-                let due = m.dirty || m.last_eval.elapsed() >= Duration::from_secs(1);
-                let allowed = m.last_push.is_none_or(|t| t.elapsed() >= interval);
+                let due = m.dirty || passed(m.last_eval_us, now, Duration::from_secs(1));
+                let allowed = m.last_push_us.is_none_or(|t| passed(t, now, interval));
                 if !(due && allowed) {
                     return Ok(());
                 }
@@ -546,8 +559,8 @@ impl Live {
             recent,
             last_published: None,
             dirty: false,
-            last_eval: Instant::now(),
-            last_push: None,
+            last_eval_us: self.clock.now_us(),
+            last_push_us: None,
         })
     }
 
@@ -786,5 +799,16 @@ mod tests {
         assert_eq!(div_round(250, 100), 3);
         assert_eq!(div_round(-250, 100), -3);
         assert_eq!(div_round(249, 100), 2);
+    }
+
+    #[test]
+    fn push_throttle_follows_the_injected_clock() {
+        let second = Duration::from_secs(1);
+        assert!(!passed(1_000_000, 1_999_999, second));
+        assert!(passed(1_000_000, 2_000_000, second));
+        assert!(
+            passed(2_000_000, 1_000_000, second),
+            "a clock that stepped back does not hold pushes back"
+        );
     }
 }

@@ -95,7 +95,6 @@ pub async fn evaluate(
 ) -> Result<Json<Value>, ApiError> {
     let rule = state.alerts.rule(&p.tenant, &id)?;
     state.alerts.evaluate(&p.tenant, &rule).await?;
-    state.alerts.publish_dirty();
     Ok(Json(
         json!({"rule_id": id, "instances": state.alerts.instances(&p.tenant, Some(&id))?}),
     ))

@@ -14,6 +14,12 @@
 //! The notification goes through [`Notifier::send`] with an idempotency
 //! key per group send, so a crash between sending and recording cannot
 //! send it twice.
+//!
+//! Alerts depend on [`crate::notify`] (they send through [`Notifier`] and
+//! answer with its [`NotifyError`]), never the reverse. Their tables are in
+//! the same metadata database ([`crate::db`], typed access in [`store`]);
+//! the SQL tables `alert_history` and `alert_instances` ([`tables`]) read
+//! them when queried.
 
 pub mod bands;
 pub mod rule;
@@ -36,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::notify::{Notifier, NotifyError, SendRequest};
+use crate::notify::{Notifier, NotifyError, SendRequest, error_chain};
 pub use bands::BandSeries;
 use rule::{By, Compare, Condition, Direction, RuleSpec};
 use state::{Instance, Observation, State, Timing};
@@ -97,7 +103,6 @@ struct Inner {
     config: AlertsConfig,
     next_due: Mutex<HashMap<(String, String), i64>>,
     ingested: Mutex<HashSet<String>>,
-    dirty: Mutex<HashSet<String>>,
     /// Evaluations run one at a time (the loop and "evaluate now" never
     /// step the same instance twice at once).
     evaluating: tokio::sync::Mutex<()>,
@@ -152,20 +157,33 @@ pub struct Simulation {
 impl Alerts {
     /// The engine on top of `notifier` (whose database holds the tables).
     pub fn new(notifier: Notifier, config: AlertsConfig) -> Self {
+        let db = Arc::clone(notifier.db().metadata());
+        for (name, table) in [
+            (
+                tables::HISTORY,
+                Arc::new(tables::HistoryTable {
+                    db: Arc::clone(&db),
+                }) as Arc<dyn beacon_engine::system_tables::SystemTable>,
+            ),
+            (tables::INSTANCES, Arc::new(tables::InstancesTable { db })),
+        ] {
+            if let Err(e) = notifier.engine().register_system_table(name, table) {
+                tracing::error!(table = name, error = %e, "Registering an alert table failed.");
+            }
+        }
         Self {
             inner: Arc::new(Inner {
                 notifier,
                 config,
                 next_due: Mutex::default(),
                 ingested: Mutex::default(),
-                dirty: Mutex::default(),
                 evaluating: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
     fn db(&self) -> AlertDb<'_> {
-        AlertDb(self.inner.notifier.db())
+        AlertDb(self.inner.notifier.db().metadata())
     }
 
     fn engine(&self) -> &Engine {
@@ -271,9 +289,7 @@ impl Alerts {
 
     /// Deletes a rule.
     pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
-        let done = self.db().delete_rule(tenant, id)?;
-        self.inner.dirty.lock().insert(tenant.to_owned());
-        Ok(done)
+        self.db().delete_rule(tenant, id)
     }
 
     /// One rule.
@@ -741,13 +757,8 @@ impl Alerts {
             }
         }
         self.flush(tenant, rule, &mut keep, &silenced_keys, &mut group, now)?;
-        let changed = !history.is_empty();
         self.db()
-            .commit_evaluation(tenant, &rule.id, &keep, &drop, &history, group)?;
-        if changed {
-            self.inner.dirty.lock().insert(tenant.to_owned());
-        }
-        Ok(())
+            .commit_evaluation(tenant, &rule.id, &keep, &drop, &history, group)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -913,7 +924,7 @@ impl Alerts {
         {
             tracing::debug!(rule = %rule.id, "Alert group has no recipients.");
         } else if let Err(e) = self.inner.notifier.send(tenant, request) {
-            tracing::warn!(rule = %rule.id, error = %e, "Alert notification refused.");
+            tracing::warn!(rule = %rule.id, error = %error_chain(&e), "Alert notification refused.");
         }
         group.sent += 1;
         group.last_sent_us = Some(now);
@@ -1095,7 +1106,7 @@ impl Alerts {
         let rules = match self.db().rules(None) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "Reading alert rules failed.");
+                tracing::error!(error = %error_chain(&e), "Reading alert rules failed.");
                 return;
             }
         };
@@ -1127,15 +1138,13 @@ impl Alerts {
                 due
             };
             if due && let Err(e) = self.evaluate(&tenant, &rule).await {
-                tracing::warn!(rule = %rule.id, error = %e, "Alert evaluation failed.");
+                tracing::warn!(rule = %rule.id, error = %error_chain(&e), "Alert evaluation failed.");
             }
         }
-        self.publish_dirty();
     }
 
     /// Evaluates rules until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
-        self.publish_all_tables();
         let mut feed = self.engine().store().subscribe();
         let mut tick = tokio::time::interval(self.inner.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1154,79 +1163,12 @@ impl Alerts {
             }
         }
     }
-
-    // SQL tables.
-
-    fn publish_table(&self, tenant: &str) {
-        let engine = self.engine();
-        match self
-            .db()
-            .history(tenant, None, 50_000)
-            .map(|h| tables::history_batch(&h))
-        {
-            Ok(Ok(b)) => {
-                let _ = engine.publish_table(
-                    tenant,
-                    tables::HISTORY,
-                    tables::history_schema(),
-                    vec![b],
-                );
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "Building alert_history failed."),
-            Err(e) => tracing::warn!(error = %e, "Reading alert history failed."),
-        }
-        match self
-            .db()
-            .instances(tenant, None)
-            .map(|i| tables::instances_batch(&i))
-        {
-            Ok(Ok(b)) => {
-                let _ = engine.publish_table(
-                    tenant,
-                    tables::INSTANCES,
-                    tables::instances_schema(),
-                    vec![b],
-                );
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "Building alert_instances failed."),
-            Err(e) => tracing::warn!(error = %e, "Reading alert instances failed."),
-        }
-    }
-
-    fn publish_all_tables(&self) {
-        let engine = self.engine();
-        let _ = engine.publish_table(
-            beacon_engine::ALL_TENANTS,
-            tables::HISTORY,
-            tables::history_schema(),
-            Vec::new(),
-        );
-        let _ = engine.publish_table(
-            beacon_engine::ALL_TENANTS,
-            tables::INSTANCES,
-            tables::instances_schema(),
-            Vec::new(),
-        );
-        let tenants: HashSet<String> = self
-            .db()
-            .rules(None)
-            .map(|r| r.into_iter().map(|(t, _)| t).collect())
-            .unwrap_or_default();
-        for t in tenants {
-            self.publish_table(&t);
-        }
-    }
-
-    /// Republishes the SQL tables of workspaces whose alerts changed.
-    pub fn publish_dirty(&self) {
-        let dirty: Vec<String> = self.inner.dirty.lock().drain().collect();
-        for t in dirty {
-            self.publish_table(&t);
-        }
-    }
 }
 
-/// The `alert_history` and `alert_instances` SQL tables.
+/// The `alert_history` and `alert_instances` SQL tables: system tables of
+/// the engine ([`beacon_engine::system_tables`]) that read the alert tables
+/// of the metadata database when a query scans them, for the querying
+/// workspace only.
 pub mod tables {
     use std::sync::Arc;
 
@@ -1235,13 +1177,58 @@ pub mod tables {
         TimestampMicrosecondBuilder,
     };
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use beacon_engine::system_tables::SystemTable;
+    use datafusion::error::DataFusionError;
 
-    use super::store::{HistoryRow, StoredInstance};
+    use super::store::{AlertDb, HistoryRow, StoredInstance};
+    use crate::db::MetaDb;
 
     /// Table name.
     pub const HISTORY: &str = "alert_history";
     /// Table name.
     pub const INSTANCES: &str = "alert_instances";
+    /// Rows of [`HISTORY`] a workspace sees (the newest, oldest first).
+    pub const HISTORY_ROWS: usize = 50_000;
+
+    /// [`HISTORY`] over the metadata database.
+    #[derive(Debug)]
+    pub struct HistoryTable {
+        /// The database.
+        pub db: Arc<MetaDb>,
+    }
+
+    impl SystemTable for HistoryTable {
+        fn schema(&self) -> SchemaRef {
+            history_schema()
+        }
+
+        fn scan(&self, tenant: &str) -> datafusion::error::Result<RecordBatch> {
+            let rows = AlertDb(&self.db)
+                .history(tenant, None, HISTORY_ROWS)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok(history_batch(&rows)?)
+        }
+    }
+
+    /// [`INSTANCES`] over the metadata database.
+    #[derive(Debug)]
+    pub struct InstancesTable {
+        /// The database.
+        pub db: Arc<MetaDb>,
+    }
+
+    impl SystemTable for InstancesTable {
+        fn schema(&self) -> SchemaRef {
+            instances_schema()
+        }
+
+        fn scan(&self, tenant: &str) -> datafusion::error::Result<RecordBatch> {
+            let rows = AlertDb(&self.db)
+                .instances(tenant, None)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok(instances_batch(&rows)?)
+        }
+    }
 
     fn ts() -> DataType {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

@@ -1,5 +1,5 @@
-//! The alert tables in the metadata database (created with the
-//! notification tables, on the same connection).
+//! Typed access to the alert tables (`alert_*`) in the metadata database;
+//! [`crate::db`] opens it and creates the tables.
 
 use std::collections::BTreeMap;
 
@@ -8,58 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rule::RuleSpec;
 use super::state::Instance;
+use crate::db::MetaDb;
 use crate::notify::NotifyError;
-use crate::notify::store::NotifyDb;
-
-/// DDL (idempotent).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS alert_rules (
-    tenant_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    created_at_us INTEGER NOT NULL,
-    updated_at_us INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE TABLE IF NOT EXISTS alert_instances (
-    tenant_id TEXT NOT NULL,
-    rule_id TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    value REAL,
-    instance TEXT NOT NULL,
-    last_eval_us INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, rule_id, group_key)
-);
-CREATE TABLE IF NOT EXISTS alert_history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
-    rule_id TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    at_us INTEGER NOT NULL,
-    from_state TEXT NOT NULL,
-    to_state TEXT NOT NULL,
-    value REAL,
-    reason TEXT,
-    silenced INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS alert_history_rule ON alert_history(tenant_id, rule_id, at_us);
-CREATE TABLE IF NOT EXISTS alert_silences (
-    tenant_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    silence TEXT NOT NULL,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE TABLE IF NOT EXISTS alert_groups (
-    tenant_id TEXT NOT NULL,
-    rule_id TEXT NOT NULL,
-    pending_since_us INTEGER,
-    last_sent_us INTEGER,
-    sent INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant_id, rule_id)
-);
-";
 
 /// A saved rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -170,12 +120,19 @@ fn text<T: Serialize>(v: &T) -> String {
 }
 
 /// Typed access to the alert tables.
-pub struct AlertDb<'a>(pub &'a NotifyDb);
+pub struct AlertDb<'a>(pub &'a MetaDb);
 
 impl AlertDb<'_> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, NotifyError> {
+        Ok(self.0.with(f)?)
+    }
+
     /// Inserts or replaces a rule.
     pub fn put_rule(&self, tenant: &str, rule: &Rule) -> Result<(), NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             c.execute(
                 "INSERT INTO alert_rules (tenant_id, id, spec, created_at_us, updated_at_us) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant_id, id) DO UPDATE SET spec = excluded.spec, updated_at_us = excluded.updated_at_us",
@@ -187,7 +144,7 @@ impl AlertDb<'_> {
 
     /// Rules of a workspace (`None`: of every workspace).
     pub fn rules(&self, tenant: Option<&str>) -> Result<Vec<(String, Rule)>, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let mut s = c.prepare(
                 "SELECT tenant_id, id, spec, created_at_us, updated_at_us FROM alert_rules WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, created_at_us, id",
             )?;
@@ -203,7 +160,7 @@ impl AlertDb<'_> {
 
     /// One rule.
     pub fn rule(&self, tenant: &str, id: &str) -> Result<Option<Rule>, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             c.query_row(
                 "SELECT id, spec, created_at_us, updated_at_us FROM alert_rules WHERE tenant_id = ?1 AND id = ?2",
                 params![tenant, id],
@@ -215,7 +172,7 @@ impl AlertDb<'_> {
 
     /// Deletes a rule with its instances and group (history stays).
     pub fn delete_rule(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute(
                 "DELETE FROM alert_rules WHERE tenant_id = ?1 AND id = ?2",
@@ -240,7 +197,7 @@ impl AlertDb<'_> {
         tenant: &str,
         rule: Option<&str>,
     ) -> Result<Vec<StoredInstance>, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let mut s = c.prepare(
                 "SELECT rule_id, group_key, labels, value, instance, last_eval_us FROM alert_instances
                  WHERE tenant_id = ?1 AND (?2 IS NULL OR rule_id = ?2) ORDER BY rule_id, group_key",
@@ -270,7 +227,7 @@ impl AlertDb<'_> {
         history: &[HistoryRow],
         group: Group,
     ) -> Result<(), NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let tx = c.transaction()?;
             for i in keep {
                 tx.execute(
@@ -299,7 +256,7 @@ impl AlertDb<'_> {
 
     /// A rule's group.
     pub fn group(&self, tenant: &str, rule_id: &str) -> Result<Group, NotifyError> {
-        let g = self.0.with(|c| {
+        let g = self.with(|c| {
             c.query_row(
                 "SELECT pending_since_us, last_sent_us, sent FROM alert_groups WHERE tenant_id = ?1 AND rule_id = ?2",
                 params![tenant, rule_id],
@@ -317,7 +274,7 @@ impl AlertDb<'_> {
         rule: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HistoryRow>, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let mut s = c.prepare(
                 "SELECT rule_id, group_key, labels, at_us, from_state, to_state, value, reason, silenced FROM alert_history
                  WHERE tenant_id = ?1 AND (?2 IS NULL OR rule_id = ?2) ORDER BY seq DESC LIMIT ?3",
@@ -341,7 +298,7 @@ impl AlertDb<'_> {
 
     /// Saves a silence.
     pub fn put_silence(&self, tenant: &str, s: &Silence) -> Result<(), NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             c.execute(
                 "INSERT INTO alert_silences (tenant_id, id, silence) VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id, id) DO UPDATE SET silence = excluded.silence",
                 params![tenant, s.id, text(s)],
@@ -352,7 +309,7 @@ impl AlertDb<'_> {
 
     /// Silences of a workspace.
     pub fn silences(&self, tenant: &str) -> Result<Vec<Silence>, NotifyError> {
-        self.0.with(|c| {
+        self.with(|c| {
             let mut s =
                 c.prepare("SELECT silence FROM alert_silences WHERE tenant_id = ?1 ORDER BY id")?;
             s.query_map(params![tenant], |r| json(r.get(0)?))?.collect()
@@ -361,7 +318,7 @@ impl AlertDb<'_> {
 
     /// Deletes a silence.
     pub fn delete_silence(&self, tenant: &str, id: &str) -> Result<bool, NotifyError> {
-        Ok(self.0.with(|c| {
+        Ok(self.with(|c| {
             c.execute(
                 "DELETE FROM alert_silences WHERE tenant_id = ?1 AND id = ?2",
                 params![tenant, id],

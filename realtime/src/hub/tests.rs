@@ -1,11 +1,16 @@
+use beacon_test_support::ManualClock;
+
 use super::*;
 
 fn hub(history: usize, queue: usize) -> Hub {
-    Hub::new(RealtimeConfig {
-        history,
-        connection_queue: queue,
-        ..RealtimeConfig::default()
-    })
+    Hub::new(
+        RealtimeConfig {
+            history,
+            connection_queue: queue,
+            ..RealtimeConfig::default()
+        },
+        Arc::new(ManualClock::default()),
+    )
 }
 
 fn reader(tenant: &str) -> Principal {
@@ -220,10 +225,13 @@ fn access_rules() {
 
 #[test]
 fn connection_limit_and_drop_release_slots() {
-    let hub = Hub::new(RealtimeConfig {
-        max_connections: 2,
-        ..RealtimeConfig::default()
-    });
+    let hub = Hub::new(
+        RealtimeConfig {
+            max_connections: 2,
+            ..RealtimeConfig::default()
+        },
+        Arc::new(ManualClock::default()),
+    );
     let a = hub.connect(reader("t")).expect("a");
     let b = hub.connect(reader("t")).expect("b");
     assert!(hub.connect(reader("t")).is_none());
@@ -347,12 +355,16 @@ fn many_distinct_activity_filters_each_get_their_events() {
 
 #[test]
 fn the_sweeper_pings_and_flags_dead_idle_stalled_and_shutdown() {
-    let hub = Hub::new(RealtimeConfig {
-        heartbeat: Duration::from_millis(100),
-        idle_timeout: Duration::from_millis(200),
-        write_timeout: Duration::from_millis(100),
-        ..RealtimeConfig::default()
-    });
+    let clock = Arc::new(ManualClock::default());
+    let hub = Hub::new(
+        RealtimeConfig {
+            heartbeat: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(200),
+            write_timeout: Duration::from_millis(100),
+            ..RealtimeConfig::default()
+        },
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    );
     let mut busy = hub.connect(reader("t1")).expect("connect");
     busy.subscribe("activity", plain()).expect("subscribe");
     let idle = hub.connect(reader("t1")).expect("connect");
@@ -371,7 +383,7 @@ fn the_sweeper_pings_and_flags_dead_idle_stalled_and_shutdown() {
     assert_eq!(idle.outbox().take_signals(), signal::PING);
 
     // Past the timeouts: the busy client was heard, the idle one was not.
-    std::thread::sleep(Duration::from_millis(300));
+    clock.advance(Duration::from_millis(300));
     busy.heard();
     hub.sweep(true);
     assert_eq!(busy.outbox().take_signals(), signal::PING);
@@ -385,7 +397,7 @@ fn the_sweeper_pings_and_flags_dead_idle_stalled_and_shutdown() {
     busy.writing(true);
     hub.sweep(false);
     assert!(!busy.outbox().has_signals(), "not blocked long enough yet");
-    std::thread::sleep(Duration::from_millis(150));
+    clock.advance(Duration::from_millis(150));
     hub.sweep(false);
     assert_eq!(busy.outbox().take_signals(), signal::STALLED);
     busy.writing(false);

@@ -17,6 +17,12 @@
 //! `retry_max`, ±20% jitter); after `max_attempts` the delivery is
 //! `failed` (the dead letter) with the last reason. The clock is injected
 //! ([`beacon_ingest::Clock`]), so tests drive retry timing exactly.
+//!
+//! The tables are in the metadata database ([`crate::db`], typed access in
+//! [`store`]). The SQL table [`DELIVERIES_TABLE`] is a system table of the
+//! engine ([`beacon_engine::system_tables`]) that reads them when queried.
+//! This module knows nothing of alerts; [`crate::alerts`] sends through
+//! [`Notifier`].
 
 pub mod email;
 pub mod prefs;
@@ -34,13 +40,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use beacon_engine::Engine;
 use beacon_ingest::Clock;
 use futures::StreamExt;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Hub;
+use crate::db::{DbError, MetaDb};
 use prefs::{Digest, Preferences};
 use store::{Inserted, NewDelivery, NotifyDb};
 use webhook::{Flavour, Secret};
@@ -57,9 +63,21 @@ pub enum NotifyError {
     /// A query failed to plan or run.
     #[error(transparent)]
     Engine(#[from] beacon_engine::Error),
-    /// Anything else (500).
-    #[error("{0}")]
-    Internal(String),
+    /// The metadata database failed (500).
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A value could not be encoded as JSON for storage (500).
+    #[error("encoding {what} as JSON")]
+    Encode {
+        /// What was encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The webhook HTTP client could not be built (500, at startup).
+    #[error("building the webhook HTTP client")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 impl NotifyError {
@@ -544,8 +562,29 @@ fn deliveries_batch(rows: &[Delivery]) -> Result<RecordBatch, arrow::error::Arro
     RecordBatch::try_new(deliveries_schema(), cols)
 }
 
-/// Rows of `notification_deliveries` kept per workspace for SQL.
+/// Rows of `notification_deliveries` a workspace sees in SQL (the newest).
 const SQL_ROWS: usize = 50_000;
+
+/// [`DELIVERIES_TABLE`]: a workspace's newest [`SQL_ROWS`] deliveries,
+/// newest first, read from the metadata database when a query scans it.
+#[derive(Debug)]
+struct DeliveriesTable {
+    db: NotifyDb,
+}
+
+impl beacon_engine::system_tables::SystemTable for DeliveriesTable {
+    fn schema(&self) -> SchemaRef {
+        deliveries_schema()
+    }
+
+    fn scan(&self, tenant: &str) -> datafusion::error::Result<RecordBatch> {
+        let rows = self
+            .db
+            .deliveries(tenant, None, None, SQL_ROWS)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(deliveries_batch(&rows)?)
+    }
+}
 
 /// The notification service (cheap to clone).
 #[derive(Clone)]
@@ -562,7 +601,6 @@ struct Inner {
     http: reqwest::Client,
     templates: minijinja::Environment<'static>,
     wake: Notify,
-    dirty: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -580,13 +618,17 @@ impl Notifier {
         config: NotifyConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, NotifyError> {
-        let db = NotifyDb::open(data_dir)?;
+        let db = NotifyDb::new(Arc::new(MetaDb::open(data_dir)?))?;
         let http = reqwest::Client::builder()
             .timeout(config.webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Beacon-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| NotifyError::Internal(format!("HTTP client: {e}")))?;
+            .map_err(NotifyError::HttpClient)?;
+        engine.register_system_table(
+            DELIVERIES_TABLE,
+            Arc::new(DeliveriesTable { db: db.clone() }),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -597,12 +639,12 @@ impl Notifier {
                 http,
                 templates: email::templates(),
                 wake: Notify::new(),
-                dirty: Mutex::default(),
             }),
         })
     }
 
-    /// The tables (the alert engine keeps its own in the same database).
+    /// The notification tables (the alert engine keeps its own in the
+    /// same database: [`NotifyDb::metadata`]).
     pub fn db(&self) -> &NotifyDb {
         &self.inner.db
     }
@@ -617,7 +659,7 @@ impl Notifier {
         &self.inner.config
     }
 
-    /// The engine (SQL tables are published through it).
+    /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -928,7 +970,6 @@ impl Notifier {
                 duplicate: true,
             },
         };
-        self.inner.dirty.lock().insert(tenant.to_owned());
         self.inner.wake.notify_one();
         Ok(receipt)
     }
@@ -962,7 +1003,6 @@ impl Notifier {
 
     /// Performs due deliveries until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
-        self.publish_all_tables();
         loop {
             if stop.is_cancelled() {
                 break;
@@ -970,9 +1010,8 @@ impl Notifier {
             match self.process_due().await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "Delivery round failed."),
+                Err(e) => tracing::error!(error = %error_chain(&e), "Delivery round failed."),
             }
-            self.publish_dirty();
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = self.inner.wake.notified() => {}
@@ -1079,10 +1118,9 @@ impl Notifier {
                 }
             };
             if let Err(e) = result {
-                tracing::error!(error = %e, delivery = %d.id, "Recording a delivery outcome failed.");
+                tracing::error!(error = %error_chain(&e), delivery = %d.id, "Recording a delivery outcome failed.");
             }
         }
-        self.inner.dirty.lock().insert(d.tenant.clone());
     }
 
     /// Err((permanent, reason)).
@@ -1090,7 +1128,7 @@ impl Notifier {
         let endpoint = match self.inner.db.endpoint(&d.tenant, &d.target) {
             Ok(Some(e)) => e,
             Ok(None) => return Err((true, "endpoint deleted".into())),
-            Err(e) => return Err((false, e.to_string())),
+            Err(e) => return Err((false, error_chain(&e))),
         };
         if !endpoint.enabled {
             return Err((true, "endpoint disabled".into()));
@@ -1128,7 +1166,7 @@ impl Notifier {
         let user = match self.inner.db.user(&d.tenant, &d.target) {
             Ok(Some(u)) => u,
             Ok(None) => return Err((true, "user deleted".into())),
-            Err(e) => return Err((false, e.to_string())),
+            Err(e) => return Err((false, error_chain(&e))),
         };
         let Some(address) = user.email.clone() else {
             return Err((true, "no email address".into()));
@@ -1159,55 +1197,6 @@ impl Notifier {
             .map_err(|e| (false, format!("email task: {e}")))?
             .map_err(|e| (false, e))
     }
-
-    // SQL.
-
-    fn publish_table(&self, tenant: &str) {
-        match self.inner.db.deliveries(tenant, None, None, SQL_ROWS) {
-            Ok(rows) => match deliveries_batch(&rows) {
-                Ok(batch) => {
-                    if let Err(e) = self.inner.engine.publish_table(
-                        tenant,
-                        DELIVERIES_TABLE,
-                        deliveries_schema(),
-                        vec![batch],
-                    ) {
-                        tracing::warn!(error = %e, "Publishing notification_deliveries failed.");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "Building notification_deliveries failed."),
-            },
-            Err(e) => tracing::warn!(error = %e, "Reading deliveries failed."),
-        }
-    }
-
-    fn publish_all_tables(&self) {
-        let _ = self.inner.engine.publish_table(
-            beacon_engine::ALL_TENANTS,
-            DELIVERIES_TABLE,
-            deliveries_schema(),
-            Vec::new(),
-        );
-        let tenants: Vec<String> = self
-            .inner
-            .db
-            .with(|c| {
-                let mut s = c.prepare("SELECT DISTINCT tenant_id FROM notify_deliveries")?;
-                s.query_map([], |r| r.get(0))?.collect()
-            })
-            .unwrap_or_default();
-        for t in tenants {
-            self.publish_table(&t);
-        }
-    }
-
-    /// Republishes the SQL table of workspaces whose deliveries changed.
-    pub fn publish_dirty(&self) {
-        let dirty: Vec<String> = self.inner.dirty.lock().drain().collect();
-        for t in dirty {
-            self.publish_table(&t);
-        }
-    }
 }
 
 fn action_name(a: InboxAction) -> &'static str {
@@ -1219,7 +1208,8 @@ fn action_name(a: InboxAction) -> &'static str {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources, joined with `: ` (for logs and delivery reasons).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

@@ -1,5 +1,5 @@
-//! The notification tables in the metadata database (`beacon.sqlite`,
-//! beside the catalog's tables, on a connection of their own).
+//! Typed access to the notification tables (`notify_*`) in the metadata
+//! database; [`crate::db`] opens it and creates the tables.
 //!
 //! A notification and every delivery it causes are written in one
 //! transaction before the caller gets an answer: the outbox. The worker
@@ -9,91 +9,24 @@
 //! [`NotifyDb::open`] puts such rows back to `queued`, so they are sent
 //! again with the same delivery id (at least once, de-duplicable).
 
-use std::path::Path;
+use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::webhook::Flavour;
+use crate::db::MetaDb;
 use super::{Branding, Delivery, Endpoint, InboxItem, Message, NotifyError, Status, User};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notify_users (
-    tenant_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    email TEXT,
-    name TEXT,
-    role TEXT NOT NULL DEFAULT 'member',
-    preferences TEXT NOT NULL DEFAULT '{}',
-    created_at_us INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE TABLE IF NOT EXISTS notify_branding (
-    tenant_id TEXT PRIMARY KEY,
-    branding TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notify_endpoints (
-    tenant_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    url TEXT NOT NULL,
-    flavour TEXT NOT NULL,
-    categories TEXT NOT NULL DEFAULT '[]',
-    secrets TEXT NOT NULL,
-    enabled INTEGER NOT NULL DEFAULT 1,
-    created_at_us INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE TABLE IF NOT EXISTS notify_messages (
-    id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    idempotency_key TEXT,
-    category TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    data TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    created_at_us INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS notify_messages_idem ON notify_messages(tenant_id, idempotency_key);
-CREATE TABLE IF NOT EXISTS notify_inbox (
-    tenant_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    message_id TEXT NOT NULL REFERENCES notify_messages(id),
-    created_at_us INTEGER NOT NULL,
-    read_at_us INTEGER,
-    archived_at_us INTEGER,
-    PRIMARY KEY (message_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS notify_inbox_user ON notify_inbox(tenant_id, user_id, created_at_us);
-CREATE TABLE IF NOT EXISTS notify_deliveries (
-    id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    message_id TEXT NOT NULL REFERENCES notify_messages(id),
-    channel TEXT NOT NULL,
-    target TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_us INTEGER NOT NULL,
-    created_at_us INTEGER NOT NULL,
-    updated_at_us INTEGER NOT NULL,
-    delivered_at_us INTEGER
-);
-CREATE INDEX IF NOT EXISTS notify_deliveries_due ON notify_deliveries(status, next_attempt_us);
-CREATE INDEX IF NOT EXISTS notify_deliveries_message ON notify_deliveries(message_id);
-CREATE INDEX IF NOT EXISTS notify_deliveries_tenant ON notify_deliveries(tenant_id, created_at_us);
-";
-
 /// Handle to the notification tables.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NotifyDb {
-    conn: Mutex<Connection>,
+    db: Arc<MetaDb>,
 }
 
-fn db(e: rusqlite::Error) -> NotifyError {
-    NotifyError::Internal(format!("metadata database: {e}"))
+/// A value stored as JSON text.
+fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, NotifyError> {
+    serde_json::to_string(value).map_err(|source| NotifyError::Encode { what, source })
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
@@ -208,49 +141,39 @@ pub struct InboxFilter {
 }
 
 impl NotifyDb {
-    /// Opens `dir/beacon.sqlite` and creates the tables if needed; puts
-    /// deliveries left `sending` by a previous process back to `queued`.
-    pub fn open(dir: &Path) -> Result<Self, NotifyError> {
-        let conn = Connection::open(dir.join("beacon.sqlite")).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} COMMIT;",
-            super::super::alerts::store::SCHEMA
-        ))
-        .map_err(db)?;
-        let requeued = conn
-            .execute("UPDATE notify_deliveries SET status = 'queued', reason = 'interrupted by a restart' WHERE status = 'sending'", [])
-            .map_err(db)?;
+    /// The notification tables of `db`; puts deliveries left `sending` by
+    /// a previous process back to `queued`.
+    pub fn new(db: Arc<MetaDb>) -> Result<Self, NotifyError> {
+        let requeued = db.with(|c| {
+            c.execute("UPDATE notify_deliveries SET status = 'queued', reason = 'interrupted by a restart' WHERE status = 'sending'", [])
+        })?;
         if requeued > 0 {
             tracing::warn!(
                 requeued,
                 "Deliveries interrupted by a restart are queued again."
             );
         }
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { db })
     }
 
-    /// Runs `f` on the connection (the alert tables share it).
+    /// The database (the alert tables share it).
+    pub fn metadata(&self) -> &Arc<MetaDb> {
+        &self.db
+    }
+
+    /// Runs `f` on the connection.
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, NotifyError> {
-        f(&mut self.conn.lock()).map_err(db)
+        Ok(self.db.with(f)?)
     }
 
     // Users.
 
     /// Creates or replaces a user.
     pub fn put_user(&self, tenant: &str, user: &User) -> Result<(), NotifyError> {
-        let prefs = serde_json::to_string(&user.preferences)
-            .map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let prefs = to_json("preferences", &user.preferences)?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO notify_users (tenant_id, id, email, name, role, preferences, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -310,8 +233,7 @@ impl NotifyDb {
 
     /// Replaces the workspace's branding.
     pub fn set_branding(&self, tenant: &str, branding: &Branding) -> Result<(), NotifyError> {
-        let text =
-            serde_json::to_string(branding).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let text = to_json("branding", branding)?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO notify_branding (tenant_id, branding) VALUES (?1, ?2) ON CONFLICT (tenant_id) DO UPDATE SET branding = excluded.branding",
@@ -325,10 +247,8 @@ impl NotifyDb {
 
     /// Creates or replaces an endpoint.
     pub fn put_endpoint(&self, tenant: &str, e: &Endpoint) -> Result<(), NotifyError> {
-        let categories = serde_json::to_string(&e.categories)
-            .map_err(|e| NotifyError::Internal(e.to_string()))?;
-        let secrets =
-            serde_json::to_string(&e.secrets).map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let categories = to_json("endpoint categories", &e.categories)?;
+        let secrets = to_json("endpoint secrets", &e.secrets)?;
         let flavour = match e.flavour {
             Flavour::Standard => "standard",
             Flavour::Slack => "slack",
@@ -394,10 +314,8 @@ impl NotifyDb {
         inbox: &[String],
         deliveries: &[NewDelivery],
     ) -> Result<Inserted, NotifyError> {
-        let data = serde_json::to_string(&message.data)
-            .map_err(|e| NotifyError::Internal(e.to_string()))?;
-        let recipients = serde_json::to_string(&message.recipients)
-            .map_err(|e| NotifyError::Internal(e.to_string()))?;
+        let data = to_json("notification data", &message.data)?;
+        let recipients = to_json("recipients", &message.recipients)?;
         self.with(|c| {
             let tx = c.transaction()?;
             if let Some(key) = idempotency_key {

@@ -62,7 +62,7 @@ async fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::new(us(BASE)));
     let notifier = Notifier::open(
         &dir,
-        Hub::new(RealtimeConfig::default()),
+        Hub::new(RealtimeConfig::default(), Arc::new(SystemClock)),
         engine,
         NotifyConfig::default(),
         Arc::clone(&clock) as Arc<dyn Clock>,

@@ -1,0 +1,390 @@
+//! The realtime tables in the metadata database: one connection, one place
+//! that opens it and migrates its schema.
+//!
+//! The notification tables (`notify_*`, see [`crate::notify::store`]) and
+//! the alert tables (`alert_*`, see [`crate::alerts::store`]) live in
+//! `beacon.sqlite`, beside the catalog's tables (workspaces, keys), on a
+//! connection of their own. [`MetaDb::open`] opens the file with the
+//! catalog's pragmas (WAL, `synchronous = FULL`, a 10 s busy timeout) and
+//! brings the realtime schema to the newest version of [`MIGRATIONS`].
+//!
+//! Migrations are numbered from 1 and applied in order, each in the same
+//! `BEGIN IMMEDIATE` transaction as the row that records it in
+//! `realtime_migrations`; a database is never left between two versions.
+//! They are tracked in that table rather than in `PRAGMA user_version`
+//! (which is how `rusqlite_migration` tracks them) because the catalog
+//! already owns `user_version` of the same file. Migration 1 is the schema
+//! the code created before migrations existed, written with `IF NOT
+//! EXISTS`, so a database made by that code is adopted as version 1
+//! unchanged. A new schema change is a new entry at the end of
+//! [`MIGRATIONS`]; an entry is never edited once released.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, params};
+
+/// Name of the metadata database file in the data directory.
+pub const FILE_NAME: &str = "beacon.sqlite";
+
+/// What failed in the metadata database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The file could not be opened or its pragmas set.
+    #[error("opening the metadata database {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A schema migration failed; the database stays at the version
+    /// before it.
+    #[error("migrating the realtime tables to version {version}")]
+    Migrate {
+        /// The version that failed.
+        version: i64,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A statement failed.
+    #[error("metadata database")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// One schema migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number (1, 2, ... in order, without gaps).
+    pub version: i64,
+    /// What it does, for the log.
+    pub name: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// The realtime schema, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "notification and alert tables",
+    sql: MIGRATION_1,
+}];
+
+/// The notification and alert tables as the code before migrations made
+/// them (idempotent, so such a database is adopted as it is).
+const MIGRATION_1: &str = "
+CREATE TABLE IF NOT EXISTS notify_users (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    email TEXT,
+    name TEXT,
+    role TEXT NOT NULL DEFAULT 'member',
+    preferences TEXT NOT NULL DEFAULT '{}',
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS notify_branding (
+    tenant_id TEXT PRIMARY KEY,
+    branding TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_endpoints (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    flavour TEXT NOT NULL,
+    categories TEXT NOT NULL DEFAULT '[]',
+    secrets TEXT NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS notify_messages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    idempotency_key TEXT,
+    category TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    data TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notify_messages_idem ON notify_messages(tenant_id, idempotency_key);
+CREATE TABLE IF NOT EXISTS notify_inbox (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL REFERENCES notify_messages(id),
+    created_at_us INTEGER NOT NULL,
+    read_at_us INTEGER,
+    archived_at_us INTEGER,
+    PRIMARY KEY (message_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS notify_inbox_user ON notify_inbox(tenant_id, user_id, created_at_us);
+CREATE TABLE IF NOT EXISTS notify_deliveries (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    message_id TEXT NOT NULL REFERENCES notify_messages(id),
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    delivered_at_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS notify_deliveries_due ON notify_deliveries(status, next_attempt_us);
+CREATE INDEX IF NOT EXISTS notify_deliveries_message ON notify_deliveries(message_id);
+CREATE INDEX IF NOT EXISTS notify_deliveries_tenant ON notify_deliveries(tenant_id, created_at_us);
+CREATE TABLE IF NOT EXISTS alert_rules (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS alert_instances (
+    tenant_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value REAL,
+    instance TEXT NOT NULL,
+    last_eval_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, rule_id, group_key)
+);
+CREATE TABLE IF NOT EXISTS alert_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    value REAL,
+    reason TEXT,
+    silenced INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS alert_history_rule ON alert_history(tenant_id, rule_id, at_us);
+CREATE TABLE IF NOT EXISTS alert_silences (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    silence TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS alert_groups (
+    tenant_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    pending_since_us INTEGER,
+    last_sent_us INTEGER,
+    sent INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, rule_id)
+);
+";
+
+/// The table that records applied migrations.
+const TRACKING: &str = "CREATE TABLE IF NOT EXISTS realtime_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at_us INTEGER NOT NULL
+)";
+
+/// The realtime connection to the metadata database.
+#[derive(Debug)]
+pub struct MetaDb {
+    conn: Mutex<Connection>,
+}
+
+impl MetaDb {
+    /// Opens `dir/beacon.sqlite` (created if missing) and applies the
+    /// pending [`MIGRATIONS`].
+    pub fn open(dir: &Path) -> Result<Self, DbError> {
+        let path = dir.join(FILE_NAME);
+        let open = |path: &Path| -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            Ok(conn)
+        };
+        let mut conn = open(&path).map_err(|source| DbError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        migrate(&mut conn, MIGRATIONS)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs `f` on the connection (one caller at a time).
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        Ok(f(&mut self.conn.lock())?)
+    }
+
+    /// The newest applied migration (0: none).
+    pub fn version(&self) -> Result<i64, DbError> {
+        self.with(|c| current_version(c))
+    }
+}
+
+fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM realtime_migrations",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Applies the migrations newer than the database's version, each in its
+/// own immediate transaction with its tracking row.
+fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), DbError> {
+    let tracking = |version| move |source| DbError::Migrate { version, source };
+    conn.execute_batch(TRACKING).map_err(tracking(0))?;
+    for m in migrations {
+        let apply = |conn: &mut Connection| -> rusqlite::Result<bool> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Read inside the write transaction: two processes opening the
+            // same file at once apply each migration once.
+            if current_version(&tx)? >= m.version {
+                return Ok(false);
+            }
+            tx.execute_batch(m.sql)?;
+            tx.execute(
+                "INSERT INTO realtime_migrations (version, name, applied_at_us) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, chrono::Utc::now().timestamp_micros()],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        };
+        if apply(conn).map_err(tracking(m.version))? {
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "Migrated the realtime tables."
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sqlite_master` rows of the realtime tables and indexes.
+    fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+        let mut s = conn
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_master
+                 WHERE name LIKE 'notify%' OR name LIKE 'alert%' ORDER BY type, name",
+            )
+            .expect("prepare");
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn a_new_database_gets_every_migration_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        assert_eq!(db.version().expect("version"), 1);
+        let tables = db.with(|c| Ok(schema(c))).expect("schema");
+        assert!(tables.iter().any(|(_, n, _)| n == "notify_deliveries"));
+        assert!(tables.iter().any(|(_, n, _)| n == "alert_history"));
+        drop(db);
+        // Reopening applies nothing again.
+        let db = MetaDb::open(dir.path()).expect("reopen");
+        let applied: i64 = db
+            .with(|c| c.query_row("SELECT count(*) FROM realtime_migrations", [], |r| r.get(0)))
+            .expect("count");
+        assert_eq!(applied, 1);
+    }
+
+    #[test]
+    fn a_database_made_before_migrations_is_adopted_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        // What the code before migrations did: the catalog's own
+        // user_version, then the realtime schema with IF NOT EXISTS, and
+        // some rows.
+        let before = {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = 1; BEGIN IMMEDIATE; {MIGRATION_1} COMMIT;"
+            ))
+            .expect("old schema");
+            conn.execute(
+                "INSERT INTO alert_rules VALUES ('ws', 'rule_1', '{}', 1, 2)",
+                [],
+            )
+            .expect("row");
+            schema(&conn)
+        };
+        let db = MetaDb::open(dir.path()).expect("open");
+        assert_eq!(db.version().expect("version"), 1);
+        let (after, rules, user_version) = db
+            .with(|c| {
+                Ok((
+                    schema(c),
+                    c.query_row("SELECT count(*) FROM alert_rules", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                    c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?,
+                ))
+            })
+            .expect("read");
+        assert_eq!(after, before, "migration 1 is exactly the old schema");
+        assert_eq!(rules, 1, "rows are kept");
+        assert_eq!(user_version, 1, "the catalog's user_version is untouched");
+    }
+
+    #[test]
+    fn a_failed_statement_keeps_sqlites_reason_in_the_error_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let e = db
+            .with(|c| c.execute("DELETE FROM nope", []))
+            .expect_err("no such table");
+        assert_eq!(e.to_string(), "metadata database");
+        let source = std::error::Error::source(&e).expect("source").to_string();
+        assert!(source.contains("no such table: nope"), "{source}");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        let broken = [
+            MIGRATIONS[0],
+            Migration {
+                version: 2,
+                name: "broken",
+                sql: "CREATE TABLE alert_extra (a INTEGER); SELECT nope FROM nowhere;",
+            },
+        ];
+        let e = migrate(&mut conn, &broken).expect_err("fails");
+        assert!(matches!(e, DbError::Migrate { version: 2, .. }), "{e:?}");
+        assert_eq!(current_version(&conn).expect("version"), 1);
+        let extra: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'alert_extra'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(extra, 0, "the failed migration's statements were rolled back");
+    }
+}
