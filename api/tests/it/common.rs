@@ -206,7 +206,9 @@ pub fn create_read_key(data_dir: &Path, tenant: &str) -> String {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
+        // Model training answers within a minute on a quiet machine; a busy
+        // one gets three before a call fails.
+        .timeout(std::time::Duration::from_secs(180))
         .build()
         .expect("client")
 }

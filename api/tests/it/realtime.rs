@@ -312,6 +312,11 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
         json!({"type": "subscribe", "channel": "activity"}),
     )
     .await;
+    // How many events the healthy client has read: the producer waits for
+    // it after each batch, so "healthy" means "reads what it is sent", not
+    // "is scheduled often enough to stay within the queue while a fast
+    // producer runs" (which made the test flaky on a busy machine).
+    let (read_tx, mut read_rx) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         let mut seqs = Vec::new();
         loop {
@@ -321,6 +326,7 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
             }
             if m["type"] == "event" {
                 seqs.push(m["seq"].as_u64().expect("seq"));
+                let _ = read_tx.send(seqs.len());
             }
             if m["type"] == "event" && m["payload"]["message_id"] == "last" {
                 return seqs;
@@ -342,6 +348,10 @@ async fn a_stalled_client_lags_alone_and_the_healthy_one_gets_everything() {
             .collect();
         sent += batch.len();
         ingest(&server, &t.write_key, batch).await;
+        tokio::time::timeout(WAIT, read_rx.wait_for(|n| *n >= sent))
+            .await
+            .expect("the healthy client reads each batch in time")
+            .expect("reader running");
         let metrics = client()
             .get(server.url("/metrics"))
             .send()
