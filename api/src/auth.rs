@@ -8,25 +8,10 @@
 //! user (the workspace) and password (the key). HTTP ingest routes also
 //! take a Segment body's `writeKey`.
 //!
-//! [`authenticate`] turns a key into a [`Principal`]; the extractors in
-//! [`crate::extract`] check its role for each route.
+//! [`crate::access::authenticate_secret`] turns the key into a caller;
+//! [`crate::access::gate`] checks it against each route's class.
 
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
-use beacon_ingest::Role;
-
-use crate::error::ApiError;
-use crate::state::AppState;
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// Workspace id.
-    pub tenant: String,
-    /// Role of the key.
-    pub role: Role,
-}
 
 /// Credentials a client presents: an API key, with the user name it came
 /// with, if any.
@@ -96,55 +81,6 @@ impl Credentials {
                 key: password.to_owned(),
             }
         }
-    }
-}
-
-/// The key in the `Authorization` header, if any.
-pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(None);
-    };
-    match Credentials::parse(value.as_bytes()) {
-        Ok(credentials) => Ok(Some(credentials.key)),
-        Err(_) => Err(ApiError::unauthorized(
-            "invalid_authorization",
-            "Authorization header must be \"Basic <base64(key:)>\" or \"Bearer <key>\"",
-        )),
-    }
-}
-
-/// Authenticates `key` (from the header, or a Segment body's `writeKey`).
-pub fn authenticate(state: &AppState, key: Option<&str>) -> Result<Principal, ApiError> {
-    let Some(key) = key.filter(|k| !k.is_empty()) else {
-        return Err(ApiError::unauthorized(
-            "missing_credentials",
-            "an API key is required (HTTP Basic with the key as user name, or Bearer)",
-        ));
-    };
-    match state.store.catalog().lookup_key(key)? {
-        Some(info) => Ok(Principal {
-            tenant: info.tenant_id,
-            role: info.role,
-        }),
-        None => Err(ApiError::unauthorized(
-            "invalid_key",
-            "unknown or revoked API key",
-        )),
-    }
-}
-
-impl Principal {
-    /// Fails with 403 unless the key has one of `roles`.
-    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
-        if roles.contains(&self.role) {
-            return Ok(());
-        }
-        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(ApiError::forbidden(format!(
-            "{what} needs a {} key; this is a {} key",
-            allowed.join(" or "),
-            self.role.as_str()
-        )))
     }
 }
 

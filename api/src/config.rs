@@ -43,6 +43,45 @@ pub struct Config {
     pub alerts: beacon_realtime::alerts::AlertsConfig,
     /// The demo workspace of `beacon serve --demo`.
     pub demo: DemoConfig,
+    /// Sign-in, sessions, audit log, rate limits.
+    pub access: AccessConfig,
+}
+
+/// People and access (`[access]`; `api/src/access`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// A session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: std::time::Duration,
+    /// A session ends this long after sign-in, however active.
+    #[serde(with = "humantime_serde")]
+    pub session_absolute: std::time::Duration,
+    /// Session cookies are `Secure` even without TLS on this listener
+    /// (behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy).
+    pub trust_forwarded_for: bool,
+    /// How long an invitation link works.
+    #[serde(with = "humantime_serde")]
+    pub invitation_ttl: std::time::Duration,
+    /// How long a password reset link works.
+    #[serde(with = "humantime_serde")]
+    pub reset_ttl: std::time::Duration,
+    /// The address people open Beacon at, for links in emails ("": the
+    /// listen address).
+    pub public_url: String,
+    /// How long audit rows are kept.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: std::time::Duration,
+    /// Failed sign-ins (per account and address) before sign-in slows
+    /// down.
+    pub login_free_failures: u32,
+    /// Longest wait after failed sign-ins.
+    #[serde(with = "humantime_serde")]
+    pub login_max_backoff: std::time::Duration,
+    /// Requests per minute per caller.
+    pub limits: crate::access::limits::LimitsConfig,
 }
 
 /// `beacon serve --demo`: a workspace filled by the built-in generator.
@@ -102,6 +141,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Ingest requests in progress at once.
     pub max_concurrent_ingest: usize,
+    /// HTTP connections (WebSockets included) open at once; more wait.
+    pub max_connections: usize,
 }
 
 /// Command-line overrides.
@@ -177,6 +218,12 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             problems.push("http.max_body_bytes must be at least 1024".into());
         }
+        if self.http.max_connections < self.realtime.max_connections {
+            problems.push(format!(
+                "http.max_connections ({}) must be at least realtime.max_connections ({})",
+                self.http.max_connections, self.realtime.max_connections
+            ));
+        }
         if self.http.max_concurrent_ingest == 0 {
             problems.push("http.max_concurrent_ingest must be at least 1".into());
         }
@@ -194,6 +241,12 @@ impl Config {
         }
         if let Err(e) = self.notify.validate() {
             problems.push(e);
+        }
+        if self.access.session_idle.is_zero() || self.access.session_absolute < self.access.session_idle {
+            problems.push("access.session_idle must be > 0 and at most access.session_absolute".into());
+        }
+        if self.access.invitation_ttl.is_zero() || self.access.reset_ttl.is_zero() {
+            problems.push("access.invitation_ttl and access.reset_ttl must be > 0".into());
         }
         if self.alerts.tick.is_zero() || self.alerts.max_rules == 0 || self.alerts.max_groups == 0 {
             problems.push("alerts.tick, alerts.max_rules and alerts.max_groups must be > 0".into());

@@ -36,6 +36,52 @@ pub struct DemoKeys {
     pub read_key: String,
     /// Admin key.
     pub admin_key: String,
+    /// The demo owner's sign-in email.
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    /// The demo owner's password (a demo convenience, like the keys).
+    #[serde(default)]
+    pub owner_password: Option<String>,
+}
+
+/// The demo owner's sign-in email.
+pub const DEMO_OWNER: &str = "owner@demo.example";
+
+/// Makes sure the demo workspace has an owner who can sign in (created
+/// once with a generated password, kept in `demo-keys.json`).
+pub async fn ensure_owner(
+    state: &crate::state::AppState,
+    data_dir: &Path,
+    keys: &mut DemoKeys,
+) -> anyhow::Result<()> {
+    let exists = state.notifier.db().user(&keys.tenant, DEMO_OWNER)?;
+    let has_password = state
+        .access
+        .credentials(&keys.tenant, DEMO_OWNER)?
+        .is_some_and(|c| c.password_hash.is_some());
+    if exists.is_some() && has_password && keys.owner_password.is_some() {
+        return Ok(());
+    }
+    let password = crate::access::password::generate();
+    let user = beacon_realtime::notify::User {
+        id: DEMO_OWNER.into(),
+        email: Some(DEMO_OWNER.into()),
+        name: Some("Demo Owner".into()),
+        role: beacon_ingest::UserRole::Owner,
+        preferences: Default::default(),
+        created_at_us: 0,
+        has_password: false,
+        totp_enabled: false,
+        last_login_at_us: None,
+    };
+    state.notifier.put_user(&keys.tenant, user)?;
+    let hash = crate::access::password::hash(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message()))?;
+    state.access.set_password(&keys.tenant, DEMO_OWNER, &hash)?;
+    keys.owner_email = Some(DEMO_OWNER.into());
+    keys.owner_password = Some(password);
+    save(&data_dir.join("demo-keys.json"), keys)
 }
 
 /// Creates (or finds) the demo workspace and its keys.
@@ -55,6 +101,8 @@ pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<De
             write_key: catalog.create_key(&tenant.id, Role::Write)?.key,
             read_key: catalog.create_key(&tenant.id, Role::Read)?.key,
             admin_key: catalog.create_key(&tenant.id, Role::Admin)?.key,
+            owner_email: None,
+            owner_password: None,
         };
         save(&file, &keys)?;
         return Ok(keys);
@@ -66,7 +114,7 @@ pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<De
     let key = |role: Role| {
         issued
             .iter()
-            .find(|k| k.role == role)
+            .find(|k| k.scopes == role.scopes())
             .map(|k| k.key.clone())
     };
     let keys = DemoKeys {
@@ -74,6 +122,8 @@ pub fn ensure_workspace(catalog: &Catalog, data_dir: &Path) -> anyhow::Result<De
         write_key: key(Role::Write).context("demo write key")?,
         read_key: catalog.create_key(&tenant.id, Role::Read)?.key,
         admin_key: key(Role::Admin).context("demo admin key")?,
+        owner_email: None,
+        owner_password: None,
     };
     save(&file, &keys)?;
     Ok(keys)

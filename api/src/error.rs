@@ -84,6 +84,13 @@ impl ApiError {
         e
     }
 
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.retry_after_secs = Some(retry_after_secs.max(1));
+        e
+    }
+
     /// 500; the cause is logged, not shown.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = cause.to_string();
@@ -177,6 +184,12 @@ impl From<beacon_realtime::Error> for ApiError {
             E::InvalidToken(_) => Self::unauthorized("invalid_token", e.to_string()),
             other => Self::bad_request(other.code(), other.to_string()),
         }
+    }
+}
+
+impl From<beacon_realtime::db::DbError> for ApiError {
+    fn from(e: beacon_realtime::db::DbError) -> Self {
+        Self::internal(&e)
     }
 }
 

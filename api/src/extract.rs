@@ -1,41 +1,32 @@
 //! Extractors: what a handler's signature says about its caller and body.
 //!
-//! - [`Auth<R>`]: the caller's key, from the `Authorization` header
-//!   ([`crate::auth::Credentials`]), of a role in the class `R`
-//!   ([`Writer`], [`Reader`], [`Admin`]): 401 without a valid key, 403 with
-//!   a key of another role. It records the caller's `workspace` on the
-//!   request span. `Option<Auth<R>>` is `None` without an `Authorization`
-//!   header (ingest then looks for a Segment body's `writeKey`).
-//! - [`UserAuth<R>`]: per-user routes (inbox, preferences): a user's
-//!   session token, or a key of class `R` naming the user.
+//! - [`crate::access::Caller`]: who is calling, authenticated and checked
+//!   against the route's class by [`crate::access::gate::authorize`];
+//!   `Option<Caller>` is `None` on ingest and real-time routes called
+//!   without credentials in the headers (their handlers read a body's
+//!   `writeKey` or a first message).
+//! - [`crate::access::audit::RequestMeta`]: the client's address and user
+//!   agent, for the audit log.
 //! - [`AppJson<T, LIMIT>`]: a JSON body of at most `LIMIT` bytes (after
 //!   gzip), read by [`read_body`], with Beacon's error shape;
 //!   [`AppJsonOrEmpty`] takes an empty body as `{}`.
 //! - [`Path`] and [`Query`]: axum's, with Beacon's error shape.
 //!
-//! Error precedence is argument order: axum runs the parts extractors in
-//! order, then the one body extractor. Handlers list `Path`/`Query` first,
-//! then the caller, then the body, so a bad path or query string is
-//! reported before the key, and the key before the body is read (as the
-//! handlers did before extractors).
+//! The caller is checked before any extractor runs (the gate is a route
+//! layer); then axum runs the parts extractors in argument order and the
+//! one body extractor last, so a bad path or query string is reported
+//! before the body is read.
 
 use std::io::Read;
-use std::marker::PhantomData;
 
 use axum::body::Body;
-use axum::extract::{
-    FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request,
-};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
-use beacon_ingest::Role;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// `axum::extract::Query` whose rejection is an [`ApiError`]: a query
 /// string that does not parse (an unknown parameter, a bad value) gets 400
@@ -51,189 +42,6 @@ pub struct Query<T>(pub T);
 #[derive(Debug, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
-
-/// A class of keys that may call a route.
-pub trait Access: Send + Sync + 'static {
-    /// The roles of the class.
-    const ROLES: &'static [Role];
-    /// What the class's routes do, for the 403 message
-    /// ("{WHAT} needs a ... key; this is a ... key").
-    const WHAT: &'static str;
-    /// Always [`Principal`]: named here so that `Auth<R>` is a one-field
-    /// tuple, `Auth(caller): Auth<Admin>`.
-    type Caller;
-}
-
-/// Write or admin keys: sending events.
-#[derive(Debug)]
-pub enum Writer {}
-
-/// Read or admin keys: queries, analytics, models, reading settings.
-#[derive(Debug)]
-pub enum Reader {}
-
-/// Admin keys: settings, keys, users, webhooks, alert rules, training.
-#[derive(Debug)]
-pub enum Admin {}
-
-impl Access for Writer {
-    const ROLES: &'static [Role] = &[Role::Write, Role::Admin];
-    const WHAT: &'static str = "sending events";
-    type Caller = Principal;
-}
-
-impl Access for Reader {
-    const ROLES: &'static [Role] = &[Role::Read, Role::Admin];
-    const WHAT: &'static str = "reading workspace data";
-    type Caller = Principal;
-}
-
-impl Access for Admin {
-    const ROLES: &'static [Role] = &[Role::Admin];
-    const WHAT: &'static str = "workspace administration";
-    type Caller = Principal;
-}
-
-/// The caller, by the key in the `Authorization` header, with a role of
-/// the class `R`.
-#[derive(Debug)]
-pub struct Auth<R: Access<Caller = Principal>>(pub R::Caller);
-
-impl<R: Access<Caller = Principal>> Auth<R> {
-    /// Checks `principal` against the class `R` and records its workspace
-    /// on the current span.
-    pub fn check(principal: Principal) -> Result<Self, ApiError> {
-        principal.require(R::ROLES, R::WHAT)?;
-        tracing::Span::current().record("workspace", principal.tenant.as_str());
-        Ok(Self(principal))
-    }
-}
-
-impl<R: Access<Caller = Principal>> FromRequestParts<AppState> for Auth<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = auth::header_key(&parts.headers)?;
-        Self::check(auth::authenticate(state, key.as_deref())?)
-    }
-}
-
-impl<R: Access<Caller = Principal>> OptionalFromRequestParts<AppState> for Auth<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, ApiError> {
-        match auth::header_key(&parts.headers)? {
-            None => Ok(None),
-            Some(key) => Self::check(auth::authenticate(state, Some(&key))?).map(Some),
-        }
-    }
-}
-
-/// The caller of a per-user route.
-#[derive(Debug)]
-pub enum UserCaller {
-    /// A user's session token: that user of its workspace.
-    Token {
-        /// Workspace id.
-        tenant: String,
-        /// The user.
-        user: String,
-    },
-    /// A key: any user of its workspace, named by the request.
-    Key(Principal),
-}
-
-impl UserCaller {
-    /// Authenticates the `Authorization` header: a session token, or a
-    /// key of the class `R`.
-    pub fn from_headers<R: Access>(
-        state: &AppState,
-        headers: &HeaderMap,
-    ) -> Result<Self, ApiError> {
-        let key = auth::header_key(headers)?;
-        if let Some(token) = key
-            .as_deref()
-            .filter(|k| k.starts_with(beacon_realtime::token::PREFIX))
-        {
-            let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
-            tracing::Span::current().record("workspace", claims.tenant.as_str());
-            return Ok(Self::Token {
-                tenant: claims.tenant,
-                user: claims.user,
-            });
-        }
-        let principal = auth::authenticate(state, key.as_deref())?;
-        principal.require(R::ROLES, R::WHAT)?;
-        tracing::Span::current().record("workspace", principal.tenant.as_str());
-        Ok(Self::Key(principal))
-    }
-
-    /// The workspace and user the request acts on: a token's own user
-    /// (403 if the request names another), or the user the request names
-    /// with a key (400 if none).
-    pub fn user(self, named: Option<&str>) -> Result<(String, String), ApiError> {
-        match self {
-            Self::Token { tenant, user } => {
-                if named.is_some_and(|u| u != user) {
-                    return Err(ApiError::forbidden(
-                        "a user token only opens its own user's inbox and preferences",
-                    ));
-                }
-                Ok((tenant, user))
-            }
-            Self::Key(principal) => {
-                let user = named.ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_request",
-                        "give the user (?user=<id>) or use the user's session token",
-                    )
-                })?;
-                Ok((principal.tenant, user.to_owned()))
-            }
-        }
-    }
-}
-
-/// The caller of a per-user route: a user's session token, or a key of the
-/// class `R`. On a route with a `{id}` user segment a token opens only its
-/// own user (403 before the body is read); [`UserAuth::user`] names the
-/// user otherwise.
-#[derive(Debug)]
-pub struct UserAuth<R> {
-    caller: UserCaller,
-    class: PhantomData<R>,
-}
-
-impl<R> UserAuth<R> {
-    /// See [`UserCaller::user`].
-    pub fn user(self, named: Option<&str>) -> Result<(String, String), ApiError> {
-        self.caller.user(named)
-    }
-}
-
-impl<R: Access> FromRequestParts<AppState> for UserAuth<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = UserCaller::from_headers::<R>(state, &parts.headers)?;
-        if let UserCaller::Token { user, .. } = &caller
-            && let Ok(params) = RawPathParams::from_request_parts(parts, state).await
-            && let Some((_, id)) = params.iter().find(|(name, _)| *name == "id")
-            && id != user
-        {
-            return Err(ApiError::forbidden(
-                "a user token only opens its own user's inbox and preferences",
-            ));
-        }
-        Ok(Self {
-            caller,
-            class: PhantomData,
-        })
-    }
-}
 
 /// Body limit of most JSON requests (256 KiB).
 pub const JSON_LIMIT: usize = 256 * 1024;
@@ -350,44 +158,4 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use beacon_ingest::Role;
-
-    use super::{Access, Admin, Reader, Writer};
-    use crate::auth::Principal;
-
-    fn key(role: Role) -> Principal {
-        Principal {
-            tenant: "shop".into(),
-            role,
-        }
-    }
-
-    #[test]
-    fn admin_keys_are_in_every_class() {
-        for roles in [Writer::ROLES, Reader::ROLES, Admin::ROLES] {
-            assert!(roles.contains(&Role::Admin), "{roles:?}");
-        }
-        assert!(!Reader::ROLES.contains(&Role::Write));
-        assert!(!Writer::ROLES.contains(&Role::Read));
-    }
-
-    #[test]
-    fn a_key_of_another_class_is_refused_naming_both_roles() {
-        let error = key(Role::Write)
-            .require(Reader::ROLES, Reader::WHAT)
-            .expect_err("a write key cannot read");
-        assert_eq!(
-            error.message(),
-            "reading workspace data needs a read or admin key; this is a write key"
-        );
-        assert!(
-            key(Role::Admin)
-                .require(Writer::ROLES, Writer::WHAT)
-                .is_ok()
-        );
-    }
 }

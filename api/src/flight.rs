@@ -43,7 +43,6 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use beacon_engine::Engine;
-use beacon_ingest::{Catalog, Role};
 use datafusion::prelude::DataFrame;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -52,6 +51,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::audit::{QueryRecord, RequestMeta};
+use crate::access::{Caller, Class};
 use crate::auth::{Credentials, CredentialsError};
 use crate::queries::RunningQueries;
 
@@ -60,10 +61,10 @@ use crate::queries::RunningQueries;
 pub struct FlightContext {
     /// The engine (sessions, sandbox, limits).
     pub engine: Engine,
-    /// Keys.
-    pub catalog: Arc<Catalog>,
     /// The admin list of running queries.
     pub queries: RunningQueries,
+    /// Authentication (keys, their scopes and owners) and the audit log.
+    pub state: crate::state::AppState,
 }
 
 /// Serves Flight SQL on `listener` until `stop`.
@@ -209,27 +210,25 @@ impl Service {
     /// The workspace of the key in `metadata`'s `authorization`
     /// (`Bearer <key>`, as the handshake answers, or Basic).
     fn tenant(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+        Ok(self.caller(metadata)?.tenant)
+    }
+
+    /// The caller of the key in `metadata`'s `authorization`.
+    fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
         let value = metadata.get("authorization").ok_or_else(|| {
-            Status::unauthenticated("a read key is required: authorization: Bearer <key>")
+            Status::unauthenticated("a key with the query scope is required: authorization: Bearer <key>")
         })?;
         let credentials = credentials(value.as_bytes())?;
         self.check_key(&credentials.key)
     }
 
-    fn check_key(&self, key: &str) -> Result<String, Status> {
-        let info = self
-            .ctx
-            .catalog
-            .lookup_key(key)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| Status::unauthenticated("unknown or revoked API key"))?;
-        if !matches!(info.role, Role::Read | Role::Admin) {
-            return Err(Status::permission_denied(format!(
-                "a {} key cannot query; use a read key",
-                info.role.as_str()
-            )));
-        }
-        Ok(info.tenant_id)
+    fn check_key(&self, key: &str) -> Result<Caller, Status> {
+        let caller = crate::access::authenticate_secret(&self.ctx.state, key)
+            .map_err(|e| Status::unauthenticated(e.message()))?;
+        caller
+            .require(Class::Query)
+            .map_err(|e| Status::permission_denied(e.message()))?;
+        Ok(caller)
     }
 
     async fn plan(&self, tenant: &str, handle: &Handle) -> Result<DataFrame, Status> {
@@ -263,7 +262,9 @@ impl Service {
     }
 
     /// Runs a statement and streams it as Flight data.
-    async fn execute(&self, tenant: &str, handle: &Handle) -> Result<DoGetStream, Status> {
+    async fn execute(&self, caller: &Caller, handle: &Handle) -> Result<DoGetStream, Status> {
+        let tenant = caller.tenant.as_str();
+        let record = QueryRecord::new(&self.ctx.state.audit, caller, RequestMeta::default(), &handle.sql, "flight");
         let guard = self.ctx.queries.start(tenant, &handle.sql, "flight");
         tracing::debug!(query_id = %guard.id, sql = %handle.sql, "Flight SQL query started.");
         let df = self.plan(tenant, handle).await?;
@@ -271,8 +272,8 @@ impl Service {
         let max_rows = self.ctx.engine.config().max_result_rows;
         let fail = |s: Status| FlightError::Tonic(Box::new(s));
         let batches = futures::stream::unfold(
-            (stream, guard, 0usize, false),
-            move |(mut stream, guard, mut rows, done)| async move {
+            (stream, guard, 0usize, false, record),
+            move |(mut stream, guard, mut rows, done, mut record)| async move {
                 if done {
                     return None;
                 }
@@ -284,10 +285,15 @@ impl Service {
                     None => Err(fail(Status::cancelled(
                         "the query was cancelled by an administrator",
                     ))),
-                    Some(None) => return None,
+                    Some(None) => {
+                        record.complete = true;
+                        drop(record);
+                        return None;
+                    }
                     Some(Some(Err(e))) => Err(fail(status(e))),
                     Some(Some(Ok(batch))) => {
                         rows += batch.num_rows();
+                        record.rows = rows;
                         if rows > max_rows {
                             Err(fail(Status::resource_exhausted(format!(
                                 "the result has more than {max_rows} rows (engine.max_result_rows); add a LIMIT or aggregate"
@@ -298,7 +304,7 @@ impl Service {
                     }
                 };
                 let done = item.is_err();
-                Some((item, (stream, guard, rows, done)))
+                Some((item, (stream, guard, rows, done, record)))
             },
         );
         let data = FlightDataEncoderBuilder::new()
@@ -433,9 +439,9 @@ impl FlightSqlService for Service {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let caller = self.caller(request.metadata())?;
         let handle = Handle::decode(&ticket.statement_handle)?;
-        Ok(Response::new(self.execute(&tenant, &handle).await?))
+        Ok(Response::new(self.execute(&caller, &handle).await?))
     }
 
     async fn do_action_create_prepared_statement(
@@ -531,9 +537,9 @@ impl FlightSqlService for Service {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let caller = self.caller(request.metadata())?;
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
-        Ok(Response::new(self.execute(&tenant, &handle).await?))
+        Ok(Response::new(self.execute(&caller, &handle).await?))
     }
 
     async fn do_action_close_prepared_statement(

@@ -5,6 +5,7 @@
 //! `beacon keys ...` administer the same data directory, also while the
 //! server runs, and print JSON with `--json` for scripts.
 
+mod access;
 mod auth;
 mod config;
 mod datasets;
@@ -13,6 +14,7 @@ mod error;
 mod extract;
 mod flight;
 mod idle_memory;
+mod listener;
 mod models;
 mod pg;
 mod queries;
@@ -90,6 +92,19 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Manage the people of a workspace (who can sign in, their roles).
+    Users {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: access::cli::UsersCommand,
+    },
+    /// Print every HTTP route, its access class and who may call it.
+    Routes {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -199,6 +214,16 @@ fn main() -> anyhow::Result<()> {
             let catalog = open_catalog(&common)?;
             keys(&catalog, command)
         }
+        Command::Users { common, command } => {
+            let catalog = open_catalog(&common)?;
+            let dir = catalog
+                .path()
+                .parent()
+                .context("the metadata database has a directory")?
+                .to_owned();
+            access::cli::users(&catalog, &dir, command)
+        }
+        Command::Routes { json } => access::cli::routes(json),
     }
 }
 
@@ -236,7 +261,11 @@ fn tenants(catalog: &Catalog, command: TenantCommand) -> anyhow::Result<()> {
             let (mut tenant, keys) = catalog.create_tenant(&name)?;
             changes.apply_to(&mut tenant);
             catalog.update_tenant(&tenant)?;
-            let key = |role: Role| keys.iter().find(|k| k.role == role).map(|k| k.key.clone());
+            let key = |role: Role| {
+                keys.iter()
+                    .find(|k| k.scopes == role.scopes())
+                    .map(|k| k.key.clone())
+            };
             if json {
                 println!(
                     "{}",
@@ -285,7 +314,7 @@ fn keys(catalog: &Catalog, command: KeyCommand) -> anyhow::Result<()> {
             if json {
                 println!(
                     "{}",
-                    json!({"tenant": tenant.id, "role": role, "key": key.key, "prefix": key.prefix})
+                    json!({"tenant": tenant.id, "role": role, "scopes": key.scopes, "key": key.key, "prefix": key.prefix})
                 );
             } else {
                 println!("{}", key.key);
@@ -303,7 +332,12 @@ fn keys(catalog: &Catalog, command: KeyCommand) -> anyhow::Result<()> {
                     } else {
                         "active"
                     };
-                    println!("{}\t{}\t{}", k.prefix, k.role.as_str(), state);
+                    let state = if k.expires_at_us.is_some_and(|at| at <= chrono::Utc::now().timestamp_micros()) {
+                        "expired"
+                    } else {
+                        state
+                    };
+                    println!("{}\t{}\t{}", k.prefix, beacon_ingest::Scope::join(&k.scopes), state);
                 }
             }
         }

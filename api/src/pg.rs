@@ -34,7 +34,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use beacon_engine::Engine;
-use beacon_ingest::{Catalog, Role};
+use beacon_ingest::Catalog;
 use datafusion::catalog::SchemaProvider;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -66,6 +66,8 @@ use pgwire::types::format::FormatOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::audit::{QueryRecord, RequestMeta};
+use crate::access::{Caller, Class};
 use crate::auth::Credentials;
 use crate::queries::{QueryGuard, RunningQueries};
 
@@ -86,6 +88,8 @@ pub struct PgContext {
     pub catalog: Arc<Catalog>,
     /// The admin list of running queries.
     pub queries: RunningQueries,
+    /// Authentication (keys, their scopes and owners) and the audit log.
+    pub state: crate::state::AppState,
 }
 
 /// Serves connections from `listener` until `stop`.
@@ -144,6 +148,7 @@ impl Handlers {
         Self {
             startup: Arc::new(Startup {
                 catalog: Arc::clone(&ctx.catalog),
+                state: ctx.state.clone(),
                 parameters: server_parameters(),
                 pids: RandomPidSecretKeyGenerator::default(),
                 connections: Arc::clone(&connections),
@@ -211,8 +216,8 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// The authenticated workspace of a connection.
-struct Workspace(String);
+/// The authenticated workspace of a connection, and who it is.
+struct Workspace(String, Caller);
 
 impl Connections {
     /// Makes `token` the one a CancelRequest for `pid` cancels.
@@ -251,15 +256,16 @@ impl CancelHandler for Cancel {
 
 struct Startup {
     catalog: Arc<Catalog>,
+    state: crate::state::AppState,
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<Connections>,
 }
 
 impl Startup {
-    /// The workspace id when the credentials' key is a read or admin key
-    /// of the workspace named (or with id) by their user.
-    fn verify(&self, credentials: &Credentials) -> PgWireResult<String> {
+    /// The caller when the credentials' key may query (SQL class) in the
+    /// workspace named (or with id) by their user.
+    fn verify(&self, credentials: &Credentials) -> PgWireResult<Caller> {
         let user = credentials.user.as_deref().unwrap_or_default();
         let key = credentials.key.as_str();
         let fail = || {
@@ -267,30 +273,26 @@ impl Startup {
                 "FATAL".to_owned(),
                 "28P01".to_owned(),
                 format!(
-                    "password authentication failed for user \"{user}\" (the user is the workspace, the password a read key)"
+                    "password authentication failed for user \"{user}\" (the user is the workspace, the password a key with the query scope)"
                 ),
             )))
         };
-        let info = self
-            .catalog
-            .lookup_key(key)
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?
-            .ok_or_else(fail)?;
+        let caller = crate::access::authenticate_secret(&self.state, key).map_err(|_| fail())?;
         let tenant = self
             .catalog
-            .tenant(&info.tenant_id)
+            .tenant(&caller.tenant)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         if user != tenant.id && user != tenant.name {
             return Err(fail());
         }
-        if !matches!(info.role, Role::Read | Role::Admin) {
+        if let Err(e) = caller.require(Class::Query) {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".to_owned(),
                 "28000".to_owned(),
-                format!("a {} key cannot query; use a read key", info.role.as_str()),
+                e.message(),
             ))));
         }
-        Ok(tenant.id)
+        Ok(caller)
     }
 }
 
@@ -325,7 +327,7 @@ impl StartupHandler for Startup {
                     .cloned()
                     .unwrap_or_default();
                 // The user names the workspace; the password is the key.
-                let tenant = self.verify(&Credentials {
+                let caller = self.verify(&Credentials {
                     user: Some(user),
                     key: pwd.password,
                 })?;
@@ -339,7 +341,9 @@ impl StartupHandler for Startup {
                     pid,
                     connections: Arc::clone(&self.connections),
                 });
-                client.session_extensions().insert(Workspace(tenant));
+                client
+                    .session_extensions()
+                    .insert(Workspace(caller.tenant.clone(), caller));
                 finish_authentication(client, &self.parameters).await?;
             }
             _ => {}
@@ -635,6 +639,13 @@ fn tenant_of<C: ClientInfo>(client: &C) -> PgWireResult<String> {
         .ok_or_else(|| user_error("28000", "not authenticated"))
 }
 
+fn caller_of<C: ClientInfo>(client: &C) -> Option<Caller> {
+    client
+        .session_extensions()
+        .get::<Workspace>()
+        .map(|w| w.1.clone())
+}
+
 #[async_trait]
 impl QueryParser for Parser {
     type Statement = Statement;
@@ -749,7 +760,10 @@ impl Queries {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
         let max_rows = self.ctx.engine.config().max_result_rows;
-        let rows = data_rows(Arc::clone(&fields), first, stream, guard, max_rows);
+        let record = caller_of(client).map(|caller| {
+            QueryRecord::new(&self.ctx.state.audit, &caller, RequestMeta::default(), sql, "postgres")
+        });
+        let rows = data_rows(Arc::clone(&fields), first, stream, guard, max_rows, record);
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
 }
@@ -762,6 +776,7 @@ fn data_rows(
     stream: futures::stream::BoxStream<'static, beacon_engine::Result<RecordBatch>>,
     guard: QueryGuard,
     max_rows: usize,
+    record: Option<QueryRecord>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     struct State {
         first: Option<RecordBatch>,
@@ -769,6 +784,7 @@ fn data_rows(
         guard: QueryGuard,
         rows: usize,
         done: bool,
+        record: Option<QueryRecord>,
     }
     let state = State {
         first,
@@ -776,6 +792,7 @@ fn data_rows(
         guard,
         rows: 0,
         done: false,
+        record,
     };
     futures::stream::unfold(state, move |mut st| {
         let fields = Arc::clone(&fields);
@@ -795,7 +812,12 @@ fn data_rows(
                     st.done = true;
                     vec![Err(cancelled())]
                 }
-                Some(None) => return None,
+                Some(None) => {
+                    if let Some(r) = st.record.as_mut() {
+                        r.complete = true;
+                    }
+                    return None;
+                }
                 Some(Some(Err(e))) => {
                     st.done = true;
                     vec![Err(engine_error(e))]
@@ -811,6 +833,9 @@ fn data_rows(
                         ))]
                     } else {
                         st.rows += batch.num_rows();
+                        if let Some(r) = st.record.as_mut() {
+                            r.rows = st.rows;
+                        }
                         encode_recordbatch(fields, batch).collect()
                     }
                 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod analytics;
+pub mod auth;
 pub mod health;
 pub mod ingest;
 pub mod models;
@@ -13,14 +14,22 @@ pub mod notify;
 pub mod realtime;
 pub mod sql;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
+use tower_sessions::SessionManagerLayer;
+use tower_sessions_rusqlite_store::RusqliteStore;
+
+use crate::access::Class;
+use crate::access::gate::{self, Gate};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
@@ -46,107 +55,158 @@ const INGEST_PATHS: [&str; 9] = [
     "/v1/events",
 ];
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/v1/batch", post(ingest::batch))
-        .route("/v1/import", post(ingest::batch))
-        .route("/v1/track", post(ingest::track))
-        .route("/v1/identify", post(ingest::identify))
-        .route("/v1/page", post(ingest::page))
-        .route("/v1/screen", post(ingest::screen))
-        .route("/v1/group", post(ingest::group))
-        .route("/v1/alias", post(ingest::alias))
-        .route("/v1/events", post(ingest::ndjson))
-        .route("/v1/sql", post(sql::sql))
-        .route("/v1/queries", get(sql::list))
-        .route("/v1/queries/{id}", axum::routing::delete(sql::cancel))
-        .route(
-            "/v1/analytics/{endpoint}",
-            get(analytics::get).post(analytics::post),
-        )
-        .route(
-            "/v1/workspace",
-            get(admin::get_workspace).patch(admin::patch_workspace),
-        )
-        .route(
-            "/v1/workspace/keys",
-            get(admin::list_keys).post(admin::create_key),
-        )
-        .route(
-            "/v1/workspace/keys/{prefix}",
-            axum::routing::delete(admin::revoke_key),
-        )
-        .route("/v1/workspace/flush", post(admin::flush))
-        .route(
-            "/v1/forecasts",
-            get(models::list_forecasts).post(models::forecast),
-        )
-        .route("/v1/anomalies", post(models::anomalies))
-        .route("/v1/segments", get(models::segments))
-        .route("/v1/reorder-point", post(models::reorder_point))
-        .route("/v1/models/refit", post(models::refit))
-        .route("/v1/models/{kind}", get(models::model))
-        .route("/v1/models/{kind}/train", post(models::train))
-        .route("/v1/users", get(notify::list_users))
-        .route(
-            "/v1/users/{id}",
-            get(notify::get_user)
-                .put(notify::put_user)
-                .delete(notify::delete_user),
-        )
-        .route(
-            "/v1/users/{id}/preferences",
-            axum::routing::put(notify::put_preferences),
-        )
-        .route(
-            "/v1/notify/branding",
-            get(notify::get_branding).put(notify::put_branding),
-        )
-        .route(
-            "/v1/webhooks",
-            get(notify::list_endpoints).post(notify::create_endpoint),
-        )
-        .route(
-            "/v1/webhooks/{id}",
-            axum::routing::delete(notify::delete_endpoint),
-        )
-        .route("/v1/webhooks/{id}/rotate", post(notify::rotate_endpoint))
-        .route("/v1/notifications", post(notify::send))
-        .route("/v1/notifications/{id}", get(notify::get_notification))
-        .route("/v1/deliveries", get(notify::deliveries))
-        .route("/v1/inbox", get(notify::inbox))
-        .route("/v1/inbox/unread-count", get(notify::unread))
-        .route("/v1/inbox/mark", post(notify::mark))
-        .route(
-            "/v1/alerts/rules",
-            get(alerts::list_rules).post(alerts::create_rule),
-        )
-        .route(
-            "/v1/alerts/rules/{id}",
-            get(alerts::get_rule)
-                .put(alerts::put_rule)
-                .delete(alerts::delete_rule),
-        )
-        .route("/v1/alerts/rules/{id}/evaluate", post(alerts::evaluate))
-        .route("/v1/alerts/history", get(alerts::history))
-        .route("/v1/alerts/simulate", post(alerts::simulate))
-        .route("/v1/alerts/templates", get(alerts::list_templates))
-        .route("/v1/alerts/templates/{name}", post(alerts::use_template))
-        .route(
-            "/v1/alerts/silences",
-            get(alerts::list_silences).post(alerts::create_silence),
-        )
-        .route(
-            "/v1/alerts/silences/{id}",
-            axum::routing::delete(alerts::delete_silence),
-        )
-        .route("/v1/ws", get(realtime::websocket))
-        .route("/v1/stream", get(realtime::sse))
-        .route("/v1/realtime/tokens", post(realtime::create_token))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+/// Every route and its access class, built together: a route cannot exist
+/// without a class, and `beacon routes` lists exactly what is served.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    classes: HashMap<(Method, String), Class>,
+    order: Vec<(Method, &'static str, Class)>,
+}
+
+impl Routes {
+    /// Adds `method path` with its class.
+    fn add<H, T>(mut self, method: Method, path: &'static str, class: Class, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+        self.router = self.router.route(path, on(filter, handler));
+        let previous = self.classes.insert((method.clone(), path.to_owned()), class);
+        assert!(previous.is_none(), "{method} {path} is routed twice");
+        self.order.push((method, path, class));
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, class: Class, h: H) -> Self {
+        self.add(Method::GET, path, class, h)
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, class: Class, h: H) -> Self {
+        self.add(Method::POST, path, class, h)
+    }
+
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, class: Class, h: H) -> Self {
+        self.add(Method::PUT, path, class, h)
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, class: Class, h: H) -> Self {
+        self.add(Method::PATCH, path, class, h)
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, class: Class, h: H) -> Self {
+        self.add(Method::DELETE, path, class, h)
+    }
+
+    /// Every route: method, path pattern, class, in routing order.
+    pub fn list(&self) -> &[(Method, &'static str, Class)] {
+        &self.order
+    }
+}
+
+/// The routes (what each class may do: [`crate::access::ACCESS`]).
+pub fn routes() -> Routes {
+    use Class::*;
+    let mut r = Routes::default();
+    for path in INGEST_PATHS {
+        r = match path {
+            "/v1/batch" | "/v1/import" => r.post(path, Ingest, ingest::batch),
+            "/v1/track" => r.post(path, Ingest, ingest::track),
+            "/v1/identify" => r.post(path, Ingest, ingest::identify),
+            "/v1/page" => r.post(path, Ingest, ingest::page),
+            "/v1/screen" => r.post(path, Ingest, ingest::screen),
+            "/v1/group" => r.post(path, Ingest, ingest::group),
+            "/v1/alias" => r.post(path, Ingest, ingest::alias),
+            _ => r.post(path, Ingest, ingest::ndjson),
+        };
+    }
+    r.post("/v1/auth/login", SignIn, auth::login)
+        .post("/v1/auth/invitations/accept", SignIn, auth::accept_invitation)
+        .post("/v1/auth/password-reset", SignIn, auth::request_reset)
+        .post("/v1/auth/password-reset/confirm", SignIn, auth::confirm_reset)
+        .get("/v1/auth/me", Account, auth::me)
+        .post("/v1/auth/logout", Account, auth::logout)
+        .post("/v1/auth/logout-everywhere", Account, auth::logout_everywhere)
+        .put("/v1/auth/password", Account, auth::change_password)
+        .post("/v1/auth/totp", Account, auth::totp_setup)
+        .post("/v1/auth/totp/confirm", Account, auth::totp_confirm)
+        .delete("/v1/auth/totp", Account, auth::totp_disable)
+        .get("/v1/auth/keys", Account, auth::list_own_keys)
+        .post("/v1/auth/keys", Account, auth::create_own_key)
+        .delete("/v1/auth/keys/{prefix}", Account, auth::revoke_own_key)
+        .post("/v1/sql", Query, sql::sql)
+        .get("/v1/queries", Query, sql::list)
+        .delete("/v1/queries/{id}", Query, sql::cancel)
+        .get("/v1/analytics/{endpoint}", View, analytics::get)
+        .post("/v1/analytics/{endpoint}", Query, analytics::post)
+        .get("/v1/workspace", View, admin::get_workspace)
+        .patch("/v1/workspace", Admin, admin::patch_workspace)
+        .get("/v1/workspace/keys", Admin, admin::list_keys)
+        .post("/v1/workspace/keys", Admin, admin::create_key)
+        .delete("/v1/workspace/keys/{prefix}", Admin, admin::revoke_key)
+        .post("/v1/workspace/keys/{prefix}/rotate", Admin, admin::rotate_key)
+        .post("/v1/workspace/flush", Admin, admin::flush)
+        .get("/v1/audit", Admin, admin::audit)
+        .get("/v1/forecasts", View, models::list_forecasts)
+        .post("/v1/forecasts", Query, models::forecast)
+        .post("/v1/anomalies", Query, models::anomalies)
+        .get("/v1/segments", View, models::segments)
+        .post("/v1/reorder-point", Query, models::reorder_point)
+        .post("/v1/models/refit", Admin, models::refit)
+        .get("/v1/models/{kind}", View, models::model)
+        .post("/v1/models/{kind}/train", Admin, models::train)
+        .get("/v1/users", View, notify::list_users)
+        .get("/v1/users/{id}", View, notify::get_user)
+        .put("/v1/users/{id}", Admin, notify::put_user)
+        .delete("/v1/users/{id}", Admin, notify::delete_user)
+        .post("/v1/users/{id}/invite", Admin, auth::invite)
+        .put("/v1/users/{id}/preferences", Inbox, notify::put_preferences)
+        .get("/v1/notify/branding", View, notify::get_branding)
+        .put("/v1/notify/branding", Admin, notify::put_branding)
+        .get("/v1/webhooks", Admin, notify::list_endpoints)
+        .post("/v1/webhooks", Admin, notify::create_endpoint)
+        .delete("/v1/webhooks/{id}", Admin, notify::delete_endpoint)
+        .post("/v1/webhooks/{id}/rotate", Admin, notify::rotate_endpoint)
+        .post("/v1/notifications", Admin, notify::send)
+        .get("/v1/notifications/{id}", Admin, notify::get_notification)
+        .get("/v1/deliveries", Admin, notify::deliveries)
+        .get("/v1/inbox", Inbox, notify::inbox)
+        .get("/v1/inbox/unread-count", Inbox, notify::unread)
+        .post("/v1/inbox/mark", Inbox, notify::mark)
+        .get("/v1/alerts/rules", View, alerts::list_rules)
+        .post("/v1/alerts/rules", Rules, alerts::create_rule)
+        .get("/v1/alerts/rules/{id}", View, alerts::get_rule)
+        .put("/v1/alerts/rules/{id}", Rules, alerts::put_rule)
+        .delete("/v1/alerts/rules/{id}", Rules, alerts::delete_rule)
+        .post("/v1/alerts/rules/{id}/evaluate", Rules, alerts::evaluate)
+        .get("/v1/alerts/history", View, alerts::history)
+        .post("/v1/alerts/simulate", Query, alerts::simulate)
+        .get("/v1/alerts/templates", View, alerts::list_templates)
+        .post("/v1/alerts/templates/{name}", Rules, alerts::use_template)
+        .get("/v1/alerts/silences", View, alerts::list_silences)
+        .post("/v1/alerts/silences", Rules, alerts::create_silence)
+        .delete("/v1/alerts/silences/{id}", Rules, alerts::delete_silence)
+        .get("/v1/ws", Realtime, realtime::websocket)
+        .get("/v1/stream", Realtime, realtime::sse)
+        .post("/v1/realtime/tokens", Admin, realtime::create_token)
+        .get("/healthz", Public, health::healthz)
+        .get("/readyz", Public, health::readyz)
+        .get("/metrics", Public, health::metrics)
+}
+
+/// Builds the router: the routes behind the access gate, sessions, CORS for
+/// browser ingest, metrics and panics.
+pub fn router(state: AppState, sessions: SessionManagerLayer<RusqliteStore>) -> Router {
+    let Routes {
+        router, classes, ..
+    } = routes();
+    let gate = Gate {
+        state: state.clone(),
+        classes: Arc::new(classes),
+    };
+    let api = router
+        .route_layer(middleware::from_fn_with_state(gate, gate::authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Write keys are meant to be embedded in web pages: browsers may call the
@@ -162,7 +222,8 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_ENCODING,
         ])
         .max_age(Duration::from_secs(86_400));
-    api.layer(middleware::from_fn(track_requests))
+    api.layer(sessions)
+        .layer(middleware::from_fn(track_requests))
         .layer(browser_ingest)
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {

@@ -57,6 +57,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             engine: state.engine.clone(),
             catalog: Arc::clone(&catalog),
             queries: state.queries.clone(),
+            state: state.clone(),
         };
         jobs.push(tokio::spawn(crate::pg::serve(
             listener,
@@ -73,8 +74,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     if let Some((listener, flight_addr)) = flight {
         let ctx = crate::flight::FlightContext {
             engine: state.engine.clone(),
-            catalog: Arc::clone(&catalog),
             queries: state.queries.clone(),
+            state: state.clone(),
         };
         let stop = stop.clone();
         jobs.push(tokio::spawn(async move {
@@ -90,7 +91,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             );
         }
     }
-    if let Some((keys, generator, now)) = demo_setup {
+    if let Some((mut keys, generator, now)) = demo_setup {
+        crate::demo::ensure_owner(&state, &data_dir, &mut keys).await?;
         #[allow(clippy::print_stdout)]
         {
             println!(
@@ -101,6 +103,9 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             println!("  write key: {}", keys.write_key);
             println!("  read key:  {}", keys.read_key);
             println!("  admin key: {}", keys.admin_key);
+            if let (Some(email), Some(password)) = (&keys.owner_email, &keys.owner_password) {
+                println!("  sign in:   {email} / {password}  (POST /v1/auth/login)");
+            }
             println!(
                 "  try: curl -s -u {}: http://{addr}/v1/sql -H 'content-type: application/json' -d '{{\"query\":\"SELECT event, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"}}'",
                 keys.read_key
@@ -117,15 +122,13 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         ));
     }
     let hub = state.hub.clone();
-    // TCP_NODELAY: WebSocket and SSE pushes are small writes that must
-    // leave at once (the hub already batches per wake-up); with Nagle a
-    // push can wait for the client's delayed ACK (up to 40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "Could not set TCP_NODELAY.");
-        }
-    });
-    axum::serve(listener, router(state))
+    let listener = crate::listener::Bounded::new(listener, state.config.http.max_connections);
+    let (sessions, session_sweeper) =
+        crate::access::session::layer(&data_dir, &state.config.access, false).await?;
+    jobs.push(session_sweeper);
+    let app = router(state, sessions)
+        .into_make_service_with_connect_info::<crate::listener::Peer>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             hub.shutdown();
@@ -228,6 +231,35 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
         })
     };
     let mut jobs = vec![flusher, maintenance];
+    // Rate-limit memory and audit retention.
+    jobs.push({
+        let limits = Arc::clone(&state.limits);
+        let audit = state.audit.clone();
+        let retention = state.config.access.audit_retention;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut minutes = 0u64;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                limits.sweep();
+                if minutes % 60 == 0 {
+                    let before = chrono::Utc::now().timestamp_micros()
+                        - retention.as_micros().min(i64::MAX as u128) as i64;
+                    let audit = audit.clone();
+                    match tokio::task::spawn_blocking(move || audit.purge(before)).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "Audit rows past retention deleted."),
+                        Ok(Err(e)) => tracing::error!(error = %e, "Audit retention failed."),
+                        _ => {}
+                    }
+                }
+                minutes += 1;
+            }
+        })
+    });
     // Notification delivery and alert evaluation.
     jobs.push(tokio::spawn(state.notifier.clone().run(stop.clone())));
     jobs.push(tokio::spawn(state.alerts.clone().run(stop.clone())));

@@ -49,6 +49,12 @@ pub struct AppState {
     pub notifier: beacon_realtime::notify::Notifier,
     /// Alert rules and their evaluation.
     pub alerts: beacon_realtime::alerts::Alerts,
+    /// Credentials, one-time links, sign-in failures.
+    pub access: crate::access::store::AccessStore,
+    /// The audit log.
+    pub audit: crate::access::audit::Audit,
+    /// Rate limits.
+    pub limits: Arc<crate::access::limits::Limits>,
 }
 
 /// The data directory, opened: the metadata database, the event store and
@@ -132,7 +138,15 @@ impl AppState {
         // forecasting themselves (`realtime/src/alerts/bands.rs`).
         let alert_engine =
             beacon_realtime::alerts::Alerts::new(notifier.clone(), config.alerts.clone());
+        let metadata = std::sync::Arc::clone(notifier.db().metadata());
+        let audit = crate::access::audit::Audit::new(Arc::clone(&metadata));
+        engine
+            .register_system_table(crate::access::audit::TABLE, Arc::new(audit.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot register the audit_log table: {e}"))?;
         let state = AppState {
+            access: crate::access::store::AccessStore::new(metadata),
+            audit,
+            limits: Arc::new(crate::access::limits::Limits::new(&config.access.limits)),
             ingest_permits: Arc::new(Semaphore::new(config.http.max_concurrent_ingest)),
             config: Arc::new(config),
             store: store.clone(),

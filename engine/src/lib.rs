@@ -533,11 +533,13 @@ impl Engine {
                 )?),
             )?;
         }
+        let privileged = system_tables::privileged_now();
         let system: Vec<(String, Arc<dyn system_tables::SystemTable>)> = self
             .system_tables
             .read()
             .expect("the system-tables lock is never held across a panic")
             .iter()
+            .filter(|(_, t)| privileged || !t.privileged())
             .map(|(n, t)| (n.clone(), Arc::clone(t)))
             .collect();
         for (name, table) in system {

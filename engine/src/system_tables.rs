@@ -36,6 +36,29 @@ pub trait SystemTable: Send + Sync + fmt::Debug + 'static {
     /// blocking I/O (SQLite) is fine; a failure fails the query as an
     /// internal error (wrap it in [`DataFusionError::External`]).
     fn scan(&self, tenant: &str) -> Result<RecordBatch>;
+
+    /// Whether only sessions made inside [`privileged`] with `true` have
+    /// the table (the audit log: owners and admins only).
+    fn privileged(&self) -> bool {
+        false
+    }
+}
+
+tokio::task_local! {
+    static PRIVILEGED: bool;
+}
+
+/// Runs `fut` with the privileged system tables in the sessions it makes
+/// when `allowed` (the caller has checked the right to read them).
+/// Sessions made anywhere else do not have them: a query naming one fails
+/// as for any unknown table.
+pub async fn privileged<F: std::future::Future>(allowed: bool, fut: F) -> F::Output {
+    PRIVILEGED.scope(allowed, fut).await
+}
+
+/// Whether the current task may see privileged tables.
+pub(crate) fn privileged_now() -> bool {
+    PRIVILEGED.try_with(|p| *p).unwrap_or(false)
 }
 
 /// A [`SystemTable`] bound to one workspace, as a session sees it.

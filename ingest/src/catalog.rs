@@ -20,20 +20,22 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// What a key may do.
+/// The key presets of `beacon keys create --role` and of the keys made
+/// with a workspace: `write` (ingest), `read` (query and realtime),
+/// `admin`. Stored as [`Scope`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Send events only. Safe to embed in a web page.
     Write,
-    /// Query only.
+    /// Query and subscribe.
     Read,
-    /// Everything for its workspace: settings, keys, queries.
+    /// Everything for its workspace but managing owners.
     Admin,
 }
 
 impl Role {
-    /// Name as stored and shown.
+    /// Name as given on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Write => "write",
@@ -52,12 +54,158 @@ impl Role {
         }
     }
 
-    fn key_prefix(self) -> &'static str {
+    /// The scopes of the preset.
+    pub fn scopes(self) -> Vec<Scope> {
         match self {
-            Self::Write => "bk_w_",
-            Self::Read => "bk_r_",
-            Self::Admin => "bk_a_",
+            Self::Write => vec![Scope::Ingest],
+            Self::Read => vec![Scope::Query, Scope::Realtime],
+            Self::Admin => vec![Scope::Admin],
         }
+    }
+}
+
+/// What a person may do in a workspace, least to most. What each role
+/// may call is the access table of the API (`api/src/access/mod.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserRole {
+    /// Dashboards and their own inbox.
+    Viewer,
+    /// Also SQL, analytics, exports, their own alert rules.
+    Analyst,
+    /// Also settings, users, keys, webhooks, every alert rule, reports.
+    Admin,
+    /// Everything, including managing owners.
+    Owner,
+}
+
+impl UserRole {
+    /// Every role, least to most.
+    pub const ALL: [Self; 4] = [Self::Viewer, Self::Analyst, Self::Admin, Self::Owner];
+
+    /// Name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Analyst => "analyst",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    /// Parses a role name (case insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl std::fmt::Display for UserRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for UserRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown role {s:?}: use viewer, analyst, admin or owner"
+            ))
+        })
+    }
+}
+
+/// What a key may do: `ingest` (send events), `query` (SQL, analytics,
+/// exports), `realtime` (WebSocket/SSE channels, users' inboxes), `admin`
+/// (everything but managing owners), or `role:<role>` (what a person of
+/// that role may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Send events.
+    Ingest,
+    /// SQL, analytics, exports, dashboards.
+    Query,
+    /// Real-time channels and users' inboxes.
+    Realtime,
+    /// Workspace administration (and ingest).
+    Admin,
+    /// What a person of the role may do.
+    Role(UserRole),
+}
+
+impl Scope {
+    /// Parses `ingest`, `query`, `realtime`, `admin` or `role:<role>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "ingest" => Some(Self::Ingest),
+            "query" => Some(Self::Query),
+            "realtime" => Some(Self::Realtime),
+            "admin" => Some(Self::Admin),
+            other => other
+                .strip_prefix("role:")
+                .and_then(UserRole::parse)
+                .map(Self::Role),
+        }
+    }
+
+    /// Name as stored and shown.
+    pub fn name(self) -> String {
+        match self {
+            Self::Ingest => "ingest".into(),
+            Self::Query => "query".into(),
+            Self::Realtime => "realtime".into(),
+            Self::Admin => "admin".into(),
+            Self::Role(r) => format!("role:{}", r.as_str()),
+        }
+    }
+
+    /// Parses a stored, comma-separated list (unknown names are dropped:
+    /// they grant nothing).
+    pub fn parse_list(s: &str) -> Vec<Self> {
+        s.split(',').filter_map(Self::parse).collect()
+    }
+
+    /// The stored form of a list.
+    pub fn join(scopes: &[Self]) -> String {
+        scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown scope {s:?}: use ingest, query, realtime, admin or role:<viewer|analyst|admin|owner>"
+            ))
+        })
+    }
+}
+
+fn key_prefix(scopes: &[Scope]) -> &'static str {
+    if scopes == [Scope::Ingest] {
+        "bk_w_"
+    } else if scopes
+        .iter()
+        .any(|s| matches!(s, Scope::Admin | Scope::Role(UserRole::Admin | UserRole::Owner)))
+    {
+        "bk_a_"
+    } else {
+        "bk_r_"
     }
 }
 
@@ -87,12 +235,43 @@ pub struct KeyInfo {
     pub prefix: String,
     /// Workspace.
     pub tenant_id: String,
-    /// Role.
-    pub role: Role,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// What it is for, as its creator wrote.
+    pub label: Option<String>,
+    /// The user it belongs to (revoked with the user; never more than the
+    /// user's role allows), or none for a workspace key.
+    pub user_id: Option<String>,
     /// Creation time, microseconds since the epoch.
     pub created_at_us: i64,
+    /// When it stops working, if it expires.
+    pub expires_at_us: Option<i64>,
+    /// When it was last used (to the minute).
+    pub last_used_at_us: Option<i64>,
     /// Revocation time, if revoked.
     pub revoked_at_us: Option<i64>,
+}
+
+/// What a new key is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewKey {
+    /// Its scopes (at least one).
+    pub scopes: Vec<Scope>,
+    /// A label.
+    pub label: Option<String>,
+    /// The user it belongs to.
+    pub user_id: Option<String>,
+    /// When it expires.
+    pub expires_at_us: Option<i64>,
+}
+
+impl From<Role> for NewKey {
+    fn from(role: Role) -> Self {
+        Self {
+            scopes: role.scopes(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A freshly created key: the only time the secret is visible.
@@ -102,8 +281,10 @@ pub struct IssuedKey {
     pub key: String,
     /// Its listing prefix.
     pub prefix: String,
-    /// Role.
-    pub role: Role,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// When it expires.
+    pub expires_at_us: Option<i64>,
 }
 
 /// One published Parquet file.
@@ -128,7 +309,7 @@ pub struct FileMeta {
     pub max_received_us: i64,
 }
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 const MIGRATION_1: &str = "
 CREATE TABLE tenants (
@@ -165,6 +346,19 @@ CREATE TABLE wal_checkpoint (
     seq INTEGER NOT NULL
 );
 INSERT INTO wal_checkpoint (id, seq) VALUES (1, 0);
+";
+
+/// Keys get scopes, a label, an owner, an expiry and a last-used time;
+/// the keys made before keep what their role allowed (`write`: ingest;
+/// `read`: query and realtime; `admin`: admin).
+const MIGRATION_2: &str = "
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN label TEXT;
+ALTER TABLE api_keys ADD COLUMN user_id TEXT;
+ALTER TABLE api_keys ADD COLUMN expires_at_us INTEGER;
+ALTER TABLE api_keys ADD COLUMN last_used_at_us INTEGER;
+UPDATE api_keys SET scopes = CASE role WHEN 'write' THEN 'ingest' WHEN 'read' THEN 'query,realtime' ELSE 'admin' END;
+CREATE INDEX api_keys_user ON api_keys(tenant_id, user_id);
 ";
 
 /// Handle to the metadata database. Cheap operations only; callers on async
@@ -214,6 +408,13 @@ struct KeyCache {
     entries: HashMap<[u8; 32], KeyInfo>,
 }
 
+/// How often a key's `last_used_at_us` is written: once a minute at most,
+/// so that authenticating a stream of requests stays a map lookup.
+const LAST_USED_RESOLUTION_US: i64 = 60_000_000;
+
+/// The columns [`key_from_row`] reads.
+const KEY_COLUMNS: &str = "prefix, tenant_id, scopes, label, user_id, created_at_us, expires_at_us, last_used_at_us, revoked_at_us";
+
 /// Most keys [`KeyCache`] holds; past it lookups go to SQLite.
 const MAX_CACHED_KEYS: usize = 10_000;
 
@@ -256,8 +457,28 @@ impl Catalog {
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < 1 {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {MIGRATION_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {MIGRATION_1} PRAGMA user_version = 1; COMMIT;"
             ))?;
+        }
+        if version < 2 {
+            // Re-read inside the write transaction: two processes opening
+            // the same file at once apply it once.
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let now: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let applied = if now < 2 {
+                conn.execute_batch(&format!(
+                    "{MIGRATION_2} PRAGMA user_version = {SCHEMA_VERSION};"
+                ))
+            } else {
+                Ok(())
+            };
+            match applied {
+                Ok(()) => conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
         }
         Ok(Self {
             conn: Mutex::new(Db {
@@ -299,7 +520,7 @@ impl Catalog {
         )?;
         let mut keys = Vec::new();
         for role in [Role::Write, Role::Admin] {
-            keys.push(insert_key(&tx, &tenant.id, role)?);
+            keys.push(insert_key(&tx, &tenant.id, &role.into())?);
         }
         tx.commit()?;
         Ok((tenant, keys))
@@ -364,8 +585,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Issues a new key.
+    /// Issues a new key of a preset.
     pub fn create_key(&self, tenant_id: &str, role: Role) -> Result<IssuedKey> {
+        self.create_scoped_key(tenant_id, &role.into())
+    }
+
+    /// Issues a new key.
+    pub fn create_scoped_key(&self, tenant_id: &str, new: &NewKey) -> Result<IssuedKey> {
+        if new.scopes.is_empty() {
+            return Err(Error::InvalidSetting {
+                name: "scopes".into(),
+                reason: "a key needs at least one scope".into(),
+            });
+        }
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let exists: bool = tx
@@ -377,7 +609,7 @@ impl Catalog {
         if !exists {
             return Err(Error::UnknownTenant(tenant_id.to_owned()));
         }
-        let key = insert_key(&tx, tenant_id, role)?;
+        let key = insert_key(&tx, tenant_id, new)?;
         tx.commit()?;
         Ok(key)
     }
@@ -385,11 +617,23 @@ impl Catalog {
     /// Keys of a workspace (including revoked ones).
     pub fn keys(&self, tenant_id: &str) -> Result<Vec<KeyInfo>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare(
-            "SELECT prefix, tenant_id, role, created_at_us, revoked_at_us FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at_us",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at_us"
+        ))?;
         let rows = stmt.query_map([tenant_id], key_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One key of a workspace by its prefix.
+    pub fn key(&self, tenant_id: &str, prefix: &str) -> Result<KeyInfo> {
+        let conn = self.conn.lock();
+        conn.query_row(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 AND prefix = ?2"),
+            params![tenant_id, prefix],
+            key_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::UnknownKey(prefix.to_owned()))
     }
 
     /// Revokes the key with `prefix` in a workspace.
@@ -407,12 +651,61 @@ impl Catalog {
         Ok(())
     }
 
-    /// Looks a secret key up; `None` if unknown or revoked.
+    /// Revokes every key of a user; returns how many.
+    pub fn revoke_user_keys(&self, tenant_id: &str, user_id: &str) -> Result<usize> {
+        let mut conn = self.conn.lock();
+        conn.keys.entries.clear();
+        Ok(conn.execute(
+            "UPDATE api_keys SET revoked_at_us = ?3 WHERE tenant_id = ?1 AND user_id = ?2 AND revoked_at_us IS NULL",
+            params![tenant_id, user_id, now_us()],
+        )?)
+    }
+
+    /// Rotates a key: issues a new key like it (scopes, label, user,
+    /// expiry) and lets the old one work for `overlap_us` more (or until
+    /// its own expiry, if sooner), so that clients can switch over.
+    pub fn rotate_key(&self, tenant_id: &str, prefix: &str, overlap_us: i64) -> Result<IssuedKey> {
+        let mut conn = self.conn.lock();
+        conn.keys.entries.clear();
+        let tx = conn.transaction()?;
+        let now = now_us();
+        let old = tx
+            .query_row(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 AND prefix = ?2 AND revoked_at_us IS NULL AND (expires_at_us IS NULL OR expires_at_us > ?3)"
+                ),
+                params![tenant_id, prefix, now],
+                key_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::UnknownKey(prefix.to_owned()))?;
+        let key = insert_key(
+            &tx,
+            tenant_id,
+            &NewKey {
+                scopes: old.scopes.clone(),
+                label: old.label.clone(),
+                user_id: old.user_id.clone(),
+                expires_at_us: old.expires_at_us,
+            },
+        )?;
+        let until = now.saturating_add(overlap_us.max(0));
+        tx.execute(
+            "UPDATE api_keys SET expires_at_us = min(coalesce(expires_at_us, ?3), ?3) WHERE tenant_id = ?1 AND prefix = ?2",
+            params![tenant_id, prefix, until],
+        )?;
+        tx.commit()?;
+        Ok(key)
+    }
+
+    /// Looks a secret key up; `None` if unknown, revoked or expired. Notes
+    /// the key's use, at most once a minute.
     pub fn lookup_key(&self, key: &str) -> Result<Option<KeyInfo>> {
         if key.len() > 128 {
             return Ok(None);
         }
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let now = now_us();
         let mut db = self.conn.lock();
         let Db { conn, keys: cache } = &mut *db;
         let version: i64 = conn
@@ -422,21 +715,38 @@ impl Catalog {
             cache.entries.clear();
             cache.data_version = version;
         }
-        if let Some(info) = cache.entries.get(&digest) {
-            return Ok(Some(info.clone()));
+        let found = match cache.entries.get(&digest) {
+            Some(info) => Some(info.clone()),
+            None => {
+                let found = conn
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1 AND revoked_at_us IS NULL"
+                    ))?
+                    .query_row([hex(&digest)], key_from_row)
+                    .optional()?;
+                if let Some(info) = &found
+                    && cache.entries.len() < MAX_CACHED_KEYS
+                {
+                    cache.entries.insert(digest, info.clone());
+                }
+                found
+            }
+        };
+        let Some(mut info) = found else {
+            return Ok(None);
+        };
+        if info.expires_at_us.is_some_and(|at| at <= now) {
+            return Ok(None);
         }
-        let found = conn
-            .prepare_cached(
-                "SELECT prefix, tenant_id, role, created_at_us, revoked_at_us FROM api_keys WHERE key_hash = ?1 AND revoked_at_us IS NULL",
-            )?
-            .query_row([hex(&digest)], key_from_row)
-            .optional()?;
-        if let Some(info) = &found
-            && cache.entries.len() < MAX_CACHED_KEYS
-        {
-            cache.entries.insert(digest, info.clone());
+        if info.last_used_at_us.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_US) {
+            conn.prepare_cached("UPDATE api_keys SET last_used_at_us = ?2 WHERE key_hash = ?1")?
+                .execute(params![hex(&digest), now])?;
+            info.last_used_at_us = Some(now);
+            if let Some(cached) = cache.entries.get_mut(&digest) {
+                cached.last_used_at_us = Some(now);
+            }
         }
-        Ok(found)
+        Ok(Some(info))
     }
 
     /// The WAL sequence number up to which events are in published files.
@@ -511,14 +821,29 @@ impl Catalog {
     }
 }
 
-fn insert_key(tx: &rusqlite::Transaction<'_>, tenant_id: &str, role: Role) -> Result<IssuedKey> {
-    let key = format!("{}{}", role.key_prefix(), random_token(32));
+fn insert_key(tx: &rusqlite::Transaction<'_>, tenant_id: &str, new: &NewKey) -> Result<IssuedKey> {
+    let key = format!("{}{}", key_prefix(&new.scopes), random_token(32));
     let prefix = key[..12].to_owned();
+    // `role` is the pre-scopes column (NOT NULL); new keys say `scoped`.
     tx.execute(
-        "INSERT INTO api_keys (key_hash, prefix, tenant_id, role, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![hash_key(&key), prefix, tenant_id, role.as_str(), now_us()],
+        "INSERT INTO api_keys (key_hash, prefix, tenant_id, role, created_at_us, scopes, label, user_id, expires_at_us) VALUES (?1, ?2, ?3, 'scoped', ?4, ?5, ?6, ?7, ?8)",
+        params![
+            hash_key(&key),
+            prefix,
+            tenant_id,
+            now_us(),
+            Scope::join(&new.scopes),
+            new.label,
+            new.user_id,
+            new.expires_at_us
+        ],
     )?;
-    Ok(IssuedKey { key, prefix, role })
+    Ok(IssuedKey {
+        key,
+        prefix,
+        scopes: new.scopes.clone(),
+        expires_at_us: new.expires_at_us,
+    })
 }
 
 fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
@@ -534,13 +859,17 @@ fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 }
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
-    let role: String = r.get(2)?;
+    let scopes: String = r.get(2)?;
     Ok(KeyInfo {
         prefix: r.get(0)?,
         tenant_id: r.get(1)?,
-        role: Role::parse(&role).unwrap_or(Role::Read),
-        created_at_us: r.get(3)?,
-        revoked_at_us: r.get(4)?,
+        scopes: Scope::parse_list(&scopes),
+        label: r.get(3)?,
+        user_id: r.get(4)?,
+        created_at_us: r.get(5)?,
+        expires_at_us: r.get(6)?,
+        last_used_at_us: r.get(7)?,
+        revoked_at_us: r.get(8)?,
     })
 }
 
@@ -561,7 +890,8 @@ mod tests {
             .expect("lookup")
             .expect("found");
         assert_eq!(info.tenant_id, tenant.id);
-        assert_eq!(info.role, Role::Write);
+        assert_eq!(info.scopes, vec![Scope::Ingest]);
+        assert!(info.last_used_at_us.is_some(), "a lookup notes the use");
         assert!(catalog.lookup_key("bk_w_nope").expect("lookup").is_none());
         // The secret itself is not stored.
         let mut raw = Vec::new();
@@ -612,5 +942,73 @@ mod tests {
         // A key created elsewhere after a miss is found.
         let late = command.create_key(&tenant.id, Role::Read).expect("new key");
         assert!(server.lookup_key(&late.key).expect("lookup").is_some());
+    }
+
+    /// A database made before scopes keeps its keys, each with what its
+    /// role allowed.
+    #[test]
+    fn keys_made_before_scopes_keep_their_powers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("beacon.sqlite");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&format!(
+                "BEGIN; {MIGRATION_1} PRAGMA user_version = 1; COMMIT;"
+            ))
+            .expect("version 1 schema");
+            conn.execute("INSERT INTO tenants (id, name, created_at_us) VALUES ('ws_1', 'Shop', 1)", [])
+                .expect("tenant");
+            for (key, role) in [("bk_w_old", "write"), ("bk_r_old", "read"), ("bk_a_old", "admin")] {
+                conn.execute(
+                    "INSERT INTO api_keys (key_hash, prefix, tenant_id, role, created_at_us) VALUES (?1, ?2, 'ws_1', ?3, 1)",
+                    params![hash_key(key), key, role],
+                )
+                .expect("key");
+            }
+        }
+        let catalog = Catalog::open(dir.path()).expect("upgrade");
+        let scopes = |key: &str| catalog.lookup_key(key).expect("lookup").expect("found").scopes;
+        assert_eq!(scopes("bk_w_old"), vec![Scope::Ingest]);
+        assert_eq!(scopes("bk_r_old"), vec![Scope::Query, Scope::Realtime]);
+        assert_eq!(scopes("bk_a_old"), vec![Scope::Admin]);
+        drop(catalog);
+        assert!(Catalog::open(dir.path()).is_ok(), "reopening migrates nothing again");
+    }
+
+    #[test]
+    fn expired_keys_fail_and_rotation_overlaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path()).expect("open");
+        let (tenant, _) = catalog.create_tenant("Shop").expect("create");
+        let expired = catalog
+            .create_scoped_key(
+                &tenant.id,
+                &NewKey {
+                    scopes: vec![Scope::Query],
+                    expires_at_us: Some(now_us() - 1),
+                    ..NewKey::default()
+                },
+            )
+            .expect("key");
+        assert!(catalog.lookup_key(&expired.key).expect("lookup").is_none());
+        let old = catalog
+            .create_scoped_key(
+                &tenant.id,
+                &NewKey {
+                    scopes: vec![Scope::Role(UserRole::Analyst)],
+                    label: Some("notebook".into()),
+                    ..NewKey::default()
+                },
+            )
+            .expect("key");
+        assert!(old.key.starts_with("bk_r_"));
+        let new = catalog.rotate_key(&tenant.id, &old.prefix, 3_600_000_000).expect("rotate");
+        let info = catalog.lookup_key(&new.key).expect("lookup").expect("new works");
+        assert_eq!(info.label.as_deref(), Some("notebook"));
+        let old_info = catalog.lookup_key(&old.key).expect("lookup").expect("old works for the overlap");
+        assert!(old_info.expires_at_us.expect("now expires") <= now_us() + 3_600_000_000);
+        catalog.rotate_key(&tenant.id, &old.prefix, 0).expect("rotate with no overlap");
+        assert!(catalog.lookup_key(&old.key).expect("lookup").is_none(), "expired at once");
+        assert!(catalog.create_scoped_key(&tenant.id, &NewKey::default()).is_err(), "no scopes");
     }
 }

@@ -24,7 +24,7 @@ pub mod storage;
 pub mod store;
 pub mod wal;
 
-pub use catalog::{Catalog, FileMeta, Role, Tenant};
+pub use catalog::{Catalog, FileMeta, NewKey, Role, Scope, Tenant, UserRole};
 pub use config::IngestConfig;
 pub use error::{Error, Result};
 pub use event::{Event, EventType};

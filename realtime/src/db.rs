@@ -67,11 +67,80 @@ pub struct Migration {
 }
 
 /// The realtime schema, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "notification and alert tables",
-    sql: MIGRATION_1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "notification and alert tables",
+        sql: MIGRATION_1,
+    },
+    Migration {
+        version: 2,
+        name: "people and access: credentials, one-time links, login throttle, audit log, rule owners",
+        sql: MIGRATION_2,
+    },
+];
+
+/// Recipients become workspace users: a role from a fixed set (the free
+/// text of before maps `owner` and `admin` to themselves, `analyst` to
+/// itself, anything else to `viewer`), credentials (an argon2id hash, a
+/// TOTP seed and hashed recovery codes), a session epoch (raised to log
+/// the user out everywhere) and a login time. One-time links (invitations,
+/// password resets) and login failures get tables; the audit log is
+/// append-only (triggers refuse UPDATE and DELETE; retention deletes
+/// through [`AUDIT_RETENTION_WINDOW`]). Alert rules record who made them.
+const MIGRATION_2: &str = "
+UPDATE notify_users SET role = CASE lower(trim(role))
+    WHEN 'owner' THEN 'owner' WHEN 'admin' THEN 'admin' WHEN 'analyst' THEN 'analyst'
+    ELSE 'viewer' END;
+ALTER TABLE notify_users ADD COLUMN password_hash TEXT;
+ALTER TABLE notify_users ADD COLUMN totp_secret TEXT;
+ALTER TABLE notify_users ADD COLUMN totp_enabled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE notify_users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE notify_users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE notify_users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE notify_users ADD COLUMN last_login_at_us INTEGER;
+CREATE INDEX notify_users_email ON notify_users(lower(email));
+ALTER TABLE alert_rules ADD COLUMN created_by TEXT;
+CREATE TABLE access_links (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    expires_at_us INTEGER NOT NULL,
+    used_at_us INTEGER
+);
+CREATE TABLE access_login_failures (
+    scope TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_us INTEGER NOT NULL,
+    blocked_until_us INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    ip TEXT,
+    user_agent TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_tenant ON audit_log(tenant_id, at_us);
+CREATE TABLE audit_retention_window (open INTEGER);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+WHEN (SELECT count(*) FROM audit_retention_window) = 0
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+/// How retention deletes old audit rows past the append-only trigger: in
+/// one transaction it inserts a row into `audit_retention_window`, deletes,
+/// and removes the row again. Nothing else writes that table.
+pub const AUDIT_RETENTION_WINDOW: &str = "audit_retention_window";
 
 /// The notification and alert tables as the code before migrations made
 /// them (idempotent, so such a database is adopted as it is).
@@ -300,7 +369,7 @@ mod tests {
     fn a_new_database_gets_every_migration_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
-        assert_eq!(db.version().expect("version"), 1);
+        assert_eq!(db.version().expect("version"), MIGRATIONS.len() as i64);
         let tables = db.with(|c| Ok(schema(c))).expect("schema");
         assert!(tables.iter().any(|(_, n, _)| n == "notify_deliveries"));
         assert!(tables.iter().any(|(_, n, _)| n == "alert_history"));
@@ -310,7 +379,7 @@ mod tests {
         let applied: i64 = db
             .with(|c| c.query_row("SELECT count(*) FROM realtime_migrations", [], |r| r.get(0)))
             .expect("count");
-        assert_eq!(applied, 1);
+        assert_eq!(applied, MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -333,8 +402,12 @@ mod tests {
             .expect("row");
             schema(&conn)
         };
-        let db = MetaDb::open(dir.path()).expect("open");
-        assert_eq!(db.version().expect("version"), 1);
+        let mut conn = Connection::open(&path).expect("open");
+        migrate(&mut conn, &MIGRATIONS[..1]).expect("migration 1");
+        assert_eq!(current_version(&conn).expect("version"), 1);
+        let db = MetaDb {
+            conn: Mutex::new(conn),
+        };
         let (after, rules, user_version) = db
             .with(|c| {
                 Ok((
@@ -349,6 +422,58 @@ mod tests {
         assert_eq!(after, before, "migration 1 is exactly the old schema");
         assert_eq!(rules, 1, "rows are kept");
         assert_eq!(user_version, 1, "the catalog's user_version is untouched");
+        drop(db);
+        // And the newest migrations apply on top, keeping the rows.
+        let db = MetaDb::open(dir.path()).expect("open");
+        assert_eq!(db.version().expect("version"), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn recipients_become_users_with_a_known_role() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        migrate(&mut conn, &MIGRATIONS[..1]).expect("migration 1");
+        for (id, role) in [("ann", "owner"), ("bob", "Manager"), ("cy", "member"), ("di", "ADMIN")] {
+            conn.execute(
+                "INSERT INTO notify_users (tenant_id, id, email, role, created_at_us) VALUES ('ws', ?1, ?1 || '@x.example', ?2, 1)",
+                params![id, role],
+            )
+            .expect("user");
+        }
+        migrate(&mut conn, MIGRATIONS).expect("all");
+        let roles: Vec<(String, String)> = conn
+            .prepare("SELECT id, role FROM notify_users ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let want = [("ann", "owner"), ("bob", "viewer"), ("cy", "viewer"), ("di", "admin")];
+        assert_eq!(
+            roles,
+            want.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
+        );
+    }
+
+    #[test]
+    fn the_audit_log_refuses_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        db.with(|c| {
+            c.execute(
+                "INSERT INTO audit_log (tenant_id, at_us, actor, action, outcome) VALUES ('ws', 1, 'user:ann', 'login', 'success')",
+                [],
+            )
+        })
+        .expect("append");
+        for sql in [
+            "UPDATE audit_log SET action = 'nothing'",
+            "DELETE FROM audit_log",
+        ] {
+            let e = db.with(|c| c.execute(sql, [])).expect_err(sql);
+            let source = std::error::Error::source(&e).expect("source").to_string();
+            assert!(source.contains("append-only"), "{source}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use beacon_ingest::{Clock, Role};
+use beacon_ingest::Clock;
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -110,10 +110,17 @@ impl ChannelKind {
 /// Who a connection belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
-    /// An API key of the workspace (read or admin): every workspace
-    /// channel except other users' inboxes.
-    Key(Role),
-    /// A user session token: that user's inbox only.
+    /// A member of the workspace, signed in or by a key (the API has
+    /// checked that it may use the real-time channels): the workspace
+    /// channels, live SQL (`query:<id>`) when `sql`, and the
+    /// notifications of `user` when it is a person.
+    Member {
+        /// The person, if any.
+        user: Option<String>,
+        /// May run live SQL.
+        sql: bool,
+    },
+    /// A user session token (embedded portals): that user's inbox only.
     User(String),
 }
 
@@ -134,11 +141,19 @@ impl Principal {
             reason: reason.to_owned(),
         };
         match (&self.access, kind) {
-            (Access::Key(Role::Write), _) => Err(forbidden("write keys can only send events")),
-            (Access::Key(_), ChannelKind::Notifications(_)) => Err(forbidden(
-                "a user's notifications need that user's session token",
+            (Access::Member { user, .. }, ChannelKind::Notifications(target)) => {
+                if user.as_deref() == Some(target.as_str()) {
+                    Ok(())
+                } else {
+                    Err(forbidden(
+                        "a user's notifications need that user's sign-in or session token",
+                    ))
+                }
+            }
+            (Access::Member { sql: false, .. }, ChannelKind::Query(_)) => Err(forbidden(
+                "live SQL needs the analyst role or a key with the query scope",
             )),
-            (Access::Key(_), _) => Ok(()),
+            (Access::Member { .. }, _) => Ok(()),
             (Access::User(user), ChannelKind::Notifications(target)) if user == target => Ok(()),
             (Access::User(_), ChannelKind::Notifications(_)) => Err(forbidden(
                 "a user token only opens that user's notifications",

@@ -1,21 +1,23 @@
-//! Workspace administration with an admin key: settings, keys, flush.
+//! Workspace administration: settings, keys, flush, the audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use beacon_ingest::{Role, Tenant};
+use beacon_ingest::{NewKey, Role, Scope, Tenant, UserRole};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, Auth, Path, SMALL_JSON_LIMIT};
+use crate::access::audit::RequestMeta;
+use crate::access::{Caller, Class};
+use crate::extract::{AppJson, AppJsonOrEmpty, Path, Query, SMALL_JSON_LIMIT};
 use crate::settings;
 use crate::state::AppState;
 
 /// `GET /v1/workspace`: settings and data sizes.
 pub async fn get_workspace(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
 ) -> Result<Response, ApiError> {
     let tenant = state.store.catalog().tenant(&principal.tenant)?;
     let stats = state.store.tenant_stats(&principal.tenant);
@@ -49,7 +51,8 @@ const MAX_RETENTION_DAYS: u32 = 36_500;
 /// `PATCH /v1/workspace`: change settings. Every invalid field is reported.
 pub async fn patch_workspace(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
+    meta: RequestMeta,
     AppJson(patch): AppJson<WorkspacePatch, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
     let mut tenant: Tenant = state.store.catalog().tenant(&principal.tenant)?;
@@ -82,54 +85,258 @@ pub async fn patch_workspace(
                 .with_detail("fields", json!(problems)),
         );
     }
+    let before = state.store.catalog().tenant(&principal.tenant)?;
     state.store.catalog().update_tenant(&tenant)?;
+    state.audit.record(
+        &principal,
+        &meta,
+        "settings_change",
+        None,
+        json!({"before": before, "after": tenant}),
+    );
     Ok(axum::Json(json!({"workspace": tenant})).into_response())
 }
 
 /// `GET /v1/workspace/keys`.
 pub async fn list_keys(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
 ) -> Result<Response, ApiError> {
     let keys = state.store.catalog().keys(&principal.tenant)?;
     Ok(axum::Json(json!({"keys": keys})).into_response())
 }
 
-/// `POST /v1/workspace/keys` body.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/workspace/keys` and `POST /v1/auth/keys` body: a preset
+/// `role` (`write`, `read`, `admin`) or `scopes`, and optionally a label,
+/// an expiry (`expires_in`, e.g. "90days", or `expires_at`, RFC 3339) and
+/// the user it belongs to (admins only; own keys belong to their maker).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewKey {
-    role: String,
+pub struct KeyRequest {
+    role: Option<String>,
+    scopes: Option<Vec<Scope>>,
+    label: Option<String>,
+    expires_in: Option<String>,
+    expires_at: Option<String>,
+    user: Option<String>,
 }
 
-/// `POST /v1/workspace/keys` with `{"role": "write" | "read" | "admin"}`.
+impl KeyRequest {
+    /// The key to make, checked: 400 for a bad field.
+    pub fn to_new_key(&self, now_us: i64) -> Result<NewKey, ApiError> {
+        let scopes = match (&self.role, &self.scopes) {
+            (Some(role), None) => Role::parse(role)
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_role", "role must be write, read or admin")
+                })?
+                .scopes(),
+            (None, Some(scopes)) if !scopes.is_empty() && scopes.len() <= 8 => {
+                let mut unique = scopes.clone();
+                unique.dedup();
+                unique
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::bad_request("invalid_scopes", "give 1 to 8 scopes"));
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "give either role (write, read, admin) or scopes (ingest, query, realtime, admin, role:<role>)",
+                ));
+            }
+        };
+        if let Some(label) = &self.label
+            && (label.trim().is_empty() || label.chars().count() > 200)
+        {
+            return Err(ApiError::bad_request("invalid_label", "a label has 1 to 200 characters"));
+        }
+        let expires_at_us = match (&self.expires_in, &self.expires_at) {
+            (None, None) => None,
+            (Some(d), None) => {
+                let d = humantime::parse_duration(d).map_err(|e| {
+                    ApiError::bad_request("invalid_expiry", format!("expires_in {d:?}: {e}"))
+                })?;
+                if d.is_zero() || d > std::time::Duration::from_secs(10 * 366 * 86_400) {
+                    return Err(ApiError::bad_request("invalid_expiry", "expires_in must be more than 0 and at most 10 years"));
+                }
+                Some(now_us + d.as_micros() as i64)
+            }
+            (None, Some(t)) => {
+                let at = chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| ApiError::bad_request("invalid_expiry", format!("expires_at {t:?}: {e}")))?
+                    .timestamp_micros();
+                if at <= now_us {
+                    return Err(ApiError::bad_request("invalid_expiry", "expires_at is in the past"));
+                }
+                Some(at)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("invalid_expiry", "give expires_in or expires_at, not both"));
+            }
+        };
+        Ok(NewKey {
+            scopes,
+            label: self.label.as_ref().map(|l| l.trim().to_owned()),
+            user_id: self.user.clone(),
+            expires_at_us,
+        })
+    }
+}
+
+/// 403 unless `caller` may itself do what every scope grants (nobody
+/// hands out more than they have).
+pub fn check_grantable(caller: &Caller, scopes: &[Scope]) -> Result<(), ApiError> {
+    for scope in scopes {
+        let needed = match scope {
+            Scope::Ingest => Class::Ingest,
+            Scope::Query => Class::Query,
+            Scope::Realtime => Class::Realtime,
+            Scope::Admin => Class::Admin,
+            Scope::Role(UserRole::Owner) => Class::Owner,
+            Scope::Role(UserRole::Admin) => Class::Admin,
+            Scope::Role(UserRole::Analyst) => Class::Query,
+            Scope::Role(UserRole::Viewer) => Class::View,
+        };
+        if !caller.may(needed) {
+            return Err(ApiError::forbidden(format!(
+                "you cannot make a key with scope {}: {}",
+                scope.name(),
+                caller.describe()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a key after the checks; audited.
+pub fn issue_key(
+    state: &AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    new: &NewKey,
+) -> Result<Response, ApiError> {
+    if let Some(user) = &new.user_id
+        && state.notifier.db().user(&caller.tenant, user)?.is_none()
+    {
+        return Err(ApiError::bad_request("invalid_user", format!("no user {user:?}")));
+    }
+    let key = state.store.catalog().create_scoped_key(&caller.tenant, new)?;
+    state.audit.record(
+        caller,
+        meta,
+        "key_create",
+        Some(&key.prefix),
+        json!({"scopes": key.scopes, "label": new.label, "user": new.user_id, "expires_at_us": key.expires_at_us}),
+    );
+    Ok((StatusCode::CREATED, axum::Json(json!({"key": key}))).into_response())
+}
+
+/// `POST /v1/workspace/keys`: 201 with the secret (shown this once).
 pub async fn create_key(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
-    AppJson(request): AppJson<NewKey, SMALL_JSON_LIMIT>,
+    principal: Caller,
+    meta: RequestMeta,
+    AppJson(request): AppJson<KeyRequest, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&request.role).ok_or_else(|| {
-        ApiError::bad_request("invalid_role", "role must be write, read or admin")
-    })?;
-    let key = state.store.catalog().create_key(&principal.tenant, role)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"key": key}))).into_response())
+    let new = request.to_new_key(chrono::Utc::now().timestamp_micros())?;
+    check_grantable(&principal, &new.scopes)?;
+    issue_key(&state, &principal, &meta, &new)
 }
 
 /// `DELETE /v1/workspace/keys/{prefix}`.
 pub async fn revoke_key(
     State(state): State<AppState>,
     Path(prefix): Path<String>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
+    meta: RequestMeta,
 ) -> Result<Response, ApiError> {
     state
         .store
         .catalog()
         .revoke_key(&principal.tenant, &prefix)?;
+    state.audit.record(&principal, &meta, "key_revoke", Some(&prefix), json!({}));
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /v1/workspace/keys/{prefix}/rotate` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working (default 24h, at most 30 days).
+    overlap: Option<String>,
+}
+
+/// `POST /v1/workspace/keys/{prefix}/rotate`: a new key like the old one
+/// (201 with its secret); the old one works for the overlap more.
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Path(prefix): Path<String>,
+    principal: Caller,
+    meta: RequestMeta,
+    AppJsonOrEmpty(request): AppJsonOrEmpty<RotateRequest, SMALL_JSON_LIMIT>,
+) -> Result<Response, ApiError> {
+    let overlap = match &request.overlap {
+        None => std::time::Duration::from_secs(86_400),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            ApiError::bad_request("invalid_overlap", format!("overlap {text:?}: {e}"))
+        })?,
+    };
+    if overlap > std::time::Duration::from_secs(30 * 86_400) {
+        return Err(ApiError::bad_request("invalid_overlap", "overlap is at most 30 days"));
+    }
+    let old = state.store.catalog().key(&principal.tenant, &prefix)?;
+    check_grantable(&principal, &old.scopes)?;
+    let key = state
+        .store
+        .catalog()
+        .rotate_key(&principal.tenant, &prefix, overlap.as_micros() as i64)?;
+    state.audit.record(
+        &principal,
+        &meta,
+        "key_rotate",
+        Some(&prefix),
+        json!({"new_prefix": key.prefix, "overlap_s": overlap.as_secs()}),
+    );
+    Ok((StatusCode::CREATED, axum::Json(json!({"key": key, "old_key_expires_in_s": overlap.as_secs()}))).into_response())
+}
+
+/// `GET /v1/audit` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// RFC 3339: rows at or after.
+    since: Option<String>,
+    /// Rows before this `seq` (paging: the last row's `seq`).
+    before: Option<i64>,
+    action: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit`: the workspace's audit log, newest first.
+pub async fn audit(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+    principal: Caller,
+) -> Result<Response, ApiError> {
+    let since = q
+        .since
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| ApiError::bad_request("invalid_request", format!("since {t:?}: {e}")))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let rows = state
+        .audit
+        .list(&principal.tenant, since, q.before, q.action.as_deref(), limit)?;
+    let next = (rows.len() == limit).then(|| rows.last().map(|r| r.seq)).flatten();
+    Ok(axum::Json(json!({"entries": rows, "next_before": next})).into_response())
+}
+
 /// `POST /v1/workspace/flush`: write buffered events to Parquet now.
-pub async fn flush(State(state): State<AppState>, _: Auth<Admin>) -> Result<Response, ApiError> {
+pub async fn flush(State(state): State<AppState>, _: Caller) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let report = tokio::task::spawn_blocking(move || store.flush())
         .await

@@ -15,12 +15,31 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, Auth, Path, Query, Reader};
+use crate::access::audit::RequestMeta;
+use crate::access::{Caller, Class};
+use crate::extract::{AppJson, Path, Query};
 use crate::state::AppState;
 
 fn spec(v: Value) -> Result<RuleSpec, ApiError> {
     serde_json::from_value(v)
         .map_err(|e| ApiError::bad_request("invalid_rule", format!("invalid rule: {e}")))
+}
+
+/// Admins change any rule; analysts only the rules they made (404 for a
+/// rule that does not exist).
+fn may_change(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if caller.may(Class::Admin) {
+        return Ok(());
+    }
+    let rule = state.alerts.rule(&caller.tenant, id)?;
+    if rule.created_by.is_some() && rule.created_by.as_deref() == caller.user() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "an analyst changes only the alert rules they made; rule {id:?} was made by {}",
+            rule.created_by.as_deref().unwrap_or("a key")
+        )))
+    }
 }
 
 fn time_us(s: &str, name: &str) -> Result<i64, ApiError> {
@@ -37,17 +56,19 @@ fn time_us(s: &str, name: &str) -> Result<i64, ApiError> {
 /// `POST /v1/alerts/rules` (admin): 201 with the rule.
 pub async fn create_rule(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let rule = state.alerts.create(&p.tenant, spec(body)?).await?;
+    let rule = state.alerts.create(&p.tenant, spec(body)?, p.user()).await?;
+    state.audit.record(&p, &meta, "rule_create", Some(&rule.id), json!({"name": rule.spec.name}));
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
 /// `GET /v1/alerts/rules`.
 pub async fn list_rules(
     State(state): State<AppState>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"rules": state.alerts.rules(&p.tenant)?})))
 }
@@ -56,7 +77,7 @@ pub async fn list_rules(
 pub async fn get_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let rule = state.alerts.rule(&p.tenant, &id)?;
     let instances = state.alerts.instances(&p.tenant, Some(&id))?;
@@ -67,10 +88,13 @@ pub async fn get_rule(
 pub async fn put_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    may_change(&state, &p, &id)?;
     let rule = state.alerts.update(&p.tenant, &id, spec(body)?).await?;
+    state.audit.record(&p, &meta, "rule_update", Some(&id), json!({"name": rule.spec.name}));
     Ok(Json(json!(rule)))
 }
 
@@ -78,9 +102,12 @@ pub async fn put_rule(
 pub async fn delete_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
 ) -> Result<StatusCode, ApiError> {
+    may_change(&state, &p, &id)?;
     if state.alerts.delete(&p.tenant, &id)? {
+        state.audit.record(&p, &meta, "rule_delete", Some(&id), json!({}));
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no alert rule {id:?}")))
@@ -91,8 +118,9 @@ pub async fn delete_rule(
 pub async fn evaluate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    may_change(&state, &p, &id)?;
     let rule = state.alerts.rule(&p.tenant, &id)?;
     state.alerts.evaluate(&p.tenant, &rule).await?;
     Ok(Json(
@@ -112,7 +140,7 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     Query(q): Query<HistoryQuery>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
     Ok(Json(
@@ -135,7 +163,7 @@ pub struct SimulateBody {
 /// fired over `from..to`; nothing is saved or sent.
 pub async fn simulate(
     State(state): State<AppState>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let b: SimulateBody = serde_json::from_value(body)
@@ -155,7 +183,7 @@ pub async fn simulate(
 }
 
 /// `GET /v1/alerts/templates`.
-pub async fn list_templates(_: Auth<Reader>) -> Result<Json<Value>, ApiError> {
+pub async fn list_templates(_: Caller) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"templates": templates::list()})))
 }
 
@@ -164,7 +192,8 @@ pub async fn list_templates(_: Auth<Reader>) -> Result<Json<Value>, ApiError> {
 pub async fn use_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
     let params = match body {
@@ -177,7 +206,8 @@ pub async fn use_template(
         }
     };
     let spec = templates::instantiate(&name, &params)?;
-    let rule = state.alerts.create(&p.tenant, spec).await?;
+    let rule = state.alerts.create(&p.tenant, spec, p.user()).await?;
+    state.audit.record(&p, &meta, "rule_create", Some(&rule.id), json!({"template": name}));
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
@@ -199,7 +229,7 @@ pub struct SilenceBody {
 /// `POST /v1/alerts/silences` (admin).
 pub async fn create_silence(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
     let b: SilenceBody = serde_json::from_value(body)
@@ -233,7 +263,7 @@ pub async fn create_silence(
 /// `GET /v1/alerts/silences`.
 pub async fn list_silences(
     State(state): State<AppState>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"silences": state.alerts.silences(&p.tenant)?})))
 }
@@ -242,7 +272,7 @@ pub async fn list_silences(
 pub async fn delete_silence(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
 ) -> Result<StatusCode, ApiError> {
     if state.alerts.unsilence(&p.tenant, &id)? {
         Ok(StatusCode::NO_CONTENT)

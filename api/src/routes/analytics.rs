@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::extract::{AppJsonOrEmpty, Auth, Path, Reader};
+use crate::access::Caller;
+use crate::extract::{AppJsonOrEmpty, Path};
 use crate::state::AppState;
 
 /// Query parameters whose value is JSON text.
@@ -71,7 +72,7 @@ fn endpoint(name: &str) -> Result<(), ApiError> {
 pub async fn post(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
     _: KnownEndpoint,
     AppJsonOrEmpty(request): AppJsonOrEmpty<Value>,
 ) -> Result<Response, ApiError> {
@@ -86,7 +87,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
 ) -> Result<Response, ApiError> {
     endpoint(&name)?;
     let request = query_to_json(query.as_deref().unwrap_or(""))?;

@@ -16,9 +16,9 @@ use beacon_ingest::EventType;
 use beacon_ingest::decode::{self, Decoded};
 use serde_json::json;
 
-use crate::auth::{self, Principal};
+use crate::access::{self, Caller, Class};
 use crate::error::ApiError;
-use crate::extract::{Auth, Writer, read_body};
+use crate::extract::read_body;
 use crate::state::AppState;
 
 /// Counter: events rejected by validation.
@@ -37,7 +37,7 @@ enum Format {
 /// extractor.
 async fn handle(
     state: AppState,
-    header: Option<Auth<Writer>>,
+    header: Option<Caller>,
     headers: HeaderMap,
     body: Body,
     format: Format,
@@ -57,12 +57,15 @@ async fn handle(
         Format::Single(kind) => decode::decode_single(&bytes, kind, limits, now),
         Format::Ndjson => decode::decode_ndjson(&bytes, limits, now),
     };
-    let Auth(principal) = match header {
+    let principal = match header {
         Some(caller) => caller,
         None => {
             // Only Segment bodies can carry the key; parse errors still need a key first.
             let body_key = decoded.as_ref().ok().and_then(|d| d.write_key.clone());
-            Auth::check(auth::authenticate(&state, body_key.as_deref())?)?
+            let caller = access::authenticate_secret(&state, body_key.as_deref().unwrap_or(""))?;
+            caller.require(Class::Ingest)?;
+            tracing::Span::current().record("workspace", caller.tenant.as_str());
+            caller
         }
     };
     store(&state, &principal, decoded?).await
@@ -70,7 +73,7 @@ async fn handle(
 
 async fn store(
     state: &AppState,
-    principal: &Principal,
+    principal: &Caller,
     decoded: Decoded,
 ) -> Result<Response, ApiError> {
     let Decoded {
@@ -100,7 +103,7 @@ async fn store(
 /// `POST /v1/batch`.
 pub async fn batch(
     State(state): State<AppState>,
-    header: Option<Auth<Writer>>,
+    header: Option<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -110,7 +113,7 @@ pub async fn batch(
 /// `POST /v1/events` (NDJSON).
 pub async fn ndjson(
     State(state): State<AppState>,
-    header: Option<Auth<Writer>>,
+    header: Option<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -122,7 +125,7 @@ macro_rules! single_route {
         #[doc = $doc]
         pub async fn $name(
             State(state): State<AppState>,
-            header: Option<Auth<Writer>>,
+            header: Option<Caller>,
             headers: HeaderMap,
             body: Body,
         ) -> Result<Response, ApiError> {

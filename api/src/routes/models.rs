@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, AppJsonOrEmpty, Auth, Path, Reader, SMALL_JSON_LIMIT};
+use crate::access::Caller;
+use crate::extract::{AppJson, AppJsonOrEmpty, Path, SMALL_JSON_LIMIT};
 use crate::models::{self, ModelKind, SeriesRequest, StoredForecast, model_error, off_thread};
 use crate::state::AppState;
 
@@ -80,7 +81,7 @@ fn fmt(p: &chrono::NaiveDateTime) -> String {
 #[tracing::instrument(skip_all)]
 pub async fn forecast(
     State(state): State<AppState>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let req: ForecastRequest = request(body, &["horizon", "levels", "methods"])?;
@@ -148,7 +149,7 @@ fn finite(v: f64) -> Value {
 /// `GET /v1/forecasts`: the latest forecast per metric and interval.
 pub async fn list_forecasts(
     State(state): State<AppState>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = state
         .forecasts
@@ -171,7 +172,7 @@ pub async fn list_forecasts(
 #[tracing::instrument(skip_all)]
 pub async fn anomalies(
     State(state): State<AppState>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let req: AnomalyRequest = request(body, &["sensitivity", "last", "methods"])?;
@@ -214,7 +215,7 @@ pub async fn anomalies(
 pub async fn segments(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let params: BTreeMap<String, String> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -281,7 +282,7 @@ pub async fn segments(
 pub async fn train(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
     KnownModel(kind, field, default): KnownModel,
     AppJsonOrEmpty(v): AppJsonOrEmpty<Value, SMALL_JSON_LIMIT>,
 ) -> Result<Json<Value>, ApiError> {
@@ -369,7 +370,7 @@ fn model_kind(name: &str) -> Result<(ModelKind, &'static str, u32), ApiError> {
 pub async fn model(
     State(state): State<AppState>,
     Path(kind): Path<String>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let (kind, field, _) = model_kind(&kind)?;
     let Some(m) = state.models.get(&principal.tenant, kind) else {
@@ -392,7 +393,7 @@ pub async fn model(
 /// for this workspace: retrain its models, remake its kept forecasts.
 pub async fn refit(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let (done, failed) = models::refit_all(
         &state.engine,
@@ -425,7 +426,7 @@ struct ReorderRequest {
 #[tracing::instrument(skip_all)]
 pub async fn reorder_point(
     State(state): State<AppState>,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
     AppJson(v): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let req: ReorderRequest = serde_json::from_value(v)

@@ -4,7 +4,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use beacon_ingest::UserRole;
 use axum::response::{IntoResponse, Response};
 use beacon_realtime::notify::prefs::Preferences;
 use beacon_realtime::notify::store::InboxFilter;
@@ -14,7 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, Auth, Path, Query, Reader, UserAuth, UserCaller};
+use crate::access::audit::RequestMeta;
+use crate::access::{Caller, Class, Who};
+use crate::extract::{AppJson, Path, Query};
 use crate::state::AppState;
 
 /// `PUT /v1/users/{id}` body.
@@ -24,33 +27,99 @@ pub struct UserBody {
     email: Option<String>,
     name: Option<String>,
     #[serde(default)]
-    role: Option<String>,
+    role: Option<UserRole>,
     #[serde(default)]
     preferences: Option<Preferences>,
 }
 
-/// `PUT /v1/users/{id}` (admin): creates or replaces a user.
+/// `PUT /v1/users/{id}` (admin): creates or replaces a user. Only owners
+/// make owners or change an owner (an admin makes a workspace's first
+/// owner); the last owner stays an owner. A
+/// changed role takes effect on the user's next request.
 pub async fn put_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(b): AppJson<UserBody>,
 ) -> Result<Json<User>, ApiError> {
+    let existing = state.notifier.db().user(&p.tenant, &id)?;
+    let role = b
+        .role
+        .or(existing.as_ref().map(|u| u.role))
+        .unwrap_or(UserRole::Viewer);
+    let was = existing.as_ref().map(|u| u.role);
+    let has_owner = || -> Result<bool, ApiError> {
+        Ok(state
+            .notifier
+            .db()
+            .users(&p.tenant)?
+            .iter()
+            .any(|u| u.role == UserRole::Owner))
+    };
+    // Owners manage owners; a workspace without one (made before roles,
+    // or by `beacon tenants create`) gets its first from an admin.
+    if (role == UserRole::Owner || was == Some(UserRole::Owner)) && has_owner()? {
+        p.require(Class::Owner)?;
+    }
+    if was == Some(UserRole::Owner) && role != UserRole::Owner {
+        keep_an_owner(&state, &p.tenant, &id)?;
+    }
     let user = User {
-        id,
+        id: id.clone(),
         email: b.email,
         name: b.name,
-        role: b.role.unwrap_or_else(|| "member".into()),
-        preferences: b.preferences.unwrap_or_default(),
+        role,
+        preferences: b
+            .preferences
+            .or(existing.as_ref().map(|u| u.preferences.clone()))
+            .unwrap_or_default(),
         created_at_us: 0,
+        has_password: false,
+        totp_enabled: false,
+        last_login_at_us: None,
     };
-    Ok(Json(state.notifier.put_user(&p.tenant, user)?))
+    let saved = state.notifier.put_user(&p.tenant, user)?;
+    let action = match was {
+        None => "user_create",
+        Some(old) if old != role => "role_change",
+        Some(_) => "user_update",
+    };
+    state.audit.record(
+        &p,
+        &meta,
+        action,
+        Some(&id),
+        json!({"role": role, "previous_role": was, "email": saved.email}),
+    );
+    // The stored row has the credential flags.
+    let saved = state.notifier.db().user(&p.tenant, &id)?.unwrap_or(saved);
+    Ok(Json(saved))
+}
+
+/// 409 when `user` is the workspace's last owner.
+fn keep_an_owner(state: &AppState, tenant: &str, user: &str) -> Result<(), ApiError> {
+    let others = state
+        .notifier
+        .db()
+        .users(tenant)?
+        .iter()
+        .filter(|u| u.role == UserRole::Owner && u.id != user)
+        .count();
+    if others == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_owner",
+            "a workspace keeps at least one owner: make someone else owner first",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /v1/users`.
 pub async fn list_users(
     State(state): State<AppState>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({"users": state.notifier.db().users(&p.tenant)?}),
@@ -61,7 +130,7 @@ pub async fn list_users(
 pub async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<User>, ApiError> {
     state
         .notifier
@@ -71,27 +140,47 @@ pub async fn get_user(
         .ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
 }
 
-/// `DELETE /v1/users/{id}`.
+/// `DELETE /v1/users/{id}`: the user's keys are revoked and sessions end
+/// (their inbox stays for the record). Only owners remove owners; the
+/// last owner cannot be removed.
 pub async fn delete_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
 ) -> Result<StatusCode, ApiError> {
-    if state.notifier.db().delete_user(&p.tenant, &id)? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no user {id:?}")))
+    let Some(user) = state.notifier.db().user(&p.tenant, &id)? else {
+        return Err(ApiError::not_found(format!("no user {id:?}")));
+    };
+    if user.role == UserRole::Owner {
+        p.require(Class::Owner)?;
+        keep_an_owner(&state, &p.tenant, &id)?;
     }
+    let keys = state.store.catalog().revoke_user_keys(&p.tenant, &id)?;
+    state.access.end_sessions(&p.tenant, &id)?;
+    state.notifier.db().delete_user(&p.tenant, &id)?;
+    state.audit.record(
+        &p,
+        &meta,
+        "user_delete",
+        Some(&id),
+        json!({"role": user.role, "keys_revoked": keys}),
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PUT /v1/users/{id}/preferences` (admin key or the user's token).
+/// `PUT /v1/users/{id}/preferences`: the user themself (signed in, or by
+/// their session token), or an admin.
 pub async fn put_preferences(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    caller: UserAuth<Admin>,
+    caller: Caller,
     AppJson(prefs): AppJson<Preferences>,
 ) -> Result<Json<User>, ApiError> {
-    let (tenant, user) = caller.user(Some(&id))?;
+    if matches!(caller.who, Who::Key { .. }) {
+        caller.require(Class::Admin)?;
+    }
+    let (tenant, user) = caller.user_for(Some(&id))?;
     let mut u = state
         .notifier
         .db()
@@ -104,7 +193,7 @@ pub async fn put_preferences(
 /// `GET /v1/notify/branding`.
 pub async fn get_branding(
     State(state): State<AppState>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Branding>, ApiError> {
     Ok(Json(state.notifier.db().branding(&p.tenant)?))
 }
@@ -112,11 +201,13 @@ pub async fn get_branding(
 /// `PUT /v1/notify/branding` (admin).
 pub async fn put_branding(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(branding): AppJson<Branding>,
 ) -> Result<Json<Branding>, ApiError> {
     branding.validate()?;
     state.notifier.db().set_branding(&p.tenant, &branding)?;
+    state.audit.record(&p, &meta, "branding_change", None, json!(branding));
     Ok(Json(branding))
 }
 
@@ -152,7 +243,8 @@ fn endpoint_json(e: &beacon_realtime::notify::Endpoint, with_secrets: bool) -> V
 /// `POST /v1/webhooks` (admin): the answer holds the signing secret.
 pub async fn create_endpoint(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
     AppJson(b): AppJson<EndpointBody>,
 ) -> Result<Response, ApiError> {
     let e = state.notifier.create_endpoint(
@@ -161,13 +253,14 @@ pub async fn create_endpoint(
         b.flavour.unwrap_or(Flavour::Standard),
         b.categories,
     )?;
+    state.audit.record(&p, &meta, "webhook_create", Some(&e.id), json!({"url": e.url}));
     Ok((StatusCode::CREATED, Json(endpoint_json(&e, true))).into_response())
 }
 
 /// `GET /v1/webhooks`.
 pub async fn list_endpoints(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = state
         .notifier
@@ -183,13 +276,15 @@ pub async fn list_endpoints(
 pub async fn delete_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
 ) -> Result<StatusCode, ApiError> {
     if state
         .notifier
         .db()
         .delete_endpoint(&p.tenant, &id, state.notifier.now_us())?
     {
+        state.audit.record(&p, &meta, "webhook_delete", Some(&id), json!({}));
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no webhook endpoint {id:?}")))
@@ -201,16 +296,18 @@ pub async fn delete_endpoint(
 pub async fn rotate_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
+    meta: RequestMeta,
 ) -> Result<Json<Value>, ApiError> {
     let e = state.notifier.rotate_secret(&p.tenant, &id)?;
+    state.audit.record(&p, &meta, "webhook_rotate", Some(&id), json!({}));
     Ok(Json(endpoint_json(&e, true)))
 }
 
 /// `POST /v1/notifications` (admin): 202 with the deliveries.
 pub async fn send(
     State(state): State<AppState>,
-    Auth(p): Auth<Admin>,
+    p: Caller,
     AppJson(request): AppJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let receipt = state.notifier.send(&p.tenant, request)?;
@@ -226,7 +323,7 @@ pub async fn send(
 pub async fn get_notification(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let m = state
         .notifier
@@ -252,7 +349,7 @@ pub struct DeliveriesQuery {
 pub async fn deliveries(
     State(state): State<AppState>,
     Query(q): Query<DeliveriesQuery>,
-    Auth(p): Auth<Reader>,
+    p: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let status = q
         .status
@@ -287,9 +384,9 @@ pub struct InboxQuery {
 pub async fn inbox(
     State(state): State<AppState>,
     Query(q): Query<InboxQuery>,
-    caller: UserAuth<Reader>,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, user) = caller.user(q.user.as_deref())?;
+    let (tenant, user) = caller.user_for(q.user.as_deref())?;
     let filter = InboxFilter {
         unread: q.unread,
         archived: q.archived,
@@ -310,9 +407,9 @@ pub async fn inbox(
 pub async fn unread(
     State(state): State<AppState>,
     Query(q): Query<InboxQuery>,
-    caller: UserAuth<Reader>,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, user) = caller.user(q.user.as_deref())?;
+    let (tenant, user) = caller.user_for(q.user.as_deref())?;
     Ok(Json(
         json!({"user": user, "unread": state.notifier.db().unread(&tenant, &user)?}),
     ))
@@ -329,15 +426,13 @@ pub struct MarkBody {
     action: InboxAction,
 }
 
-/// `POST /v1/inbox/mark`: read, unread, archive or unarchive. The user
-/// can be in the body, so the body is read before the caller is checked.
+/// `POST /v1/inbox/mark`: read, unread, archive or unarchive.
 pub async fn mark(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     AppJson(m): AppJson<MarkBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, user) =
-        UserCaller::from_headers::<Reader>(&state, &headers)?.user(m.user.as_deref())?;
+    let (tenant, user) = caller.user_for(m.user.as_deref())?;
     if m.ids.len() > 1000 {
         return Err(ApiError::bad_request("invalid_request", "at most 1000 ids"));
     }

@@ -24,11 +24,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use beacon_ingest::Role;
 use beacon_realtime::hub::{ChannelKind, signal};
 use beacon_realtime::protocol::{ClientMessage, Cursor, Text, close, control, error_message};
 use beacon_realtime::token::Claims;
-use beacon_realtime::{Access, Connection, Live, Principal, SubscribeOptions};
+use beacon_realtime::{Connection, Live, Principal, SubscribeOptions};
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -41,9 +40,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::auth;
+use crate::access::{self, Caller, Class};
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, Auth, Query, SMALL_JSON_LIMIT};
+use crate::extract::{AppJson, Query, SMALL_JSON_LIMIT};
 use crate::state::AppState;
 
 /// An accepted WebSocket: hyper's upgraded connection under tungstenite.
@@ -73,8 +72,12 @@ struct Refusal {
     message: String,
 }
 
+/// The hub principal of a caller the gate authenticated (headers or
+/// session), or of a key or token from the query string or the first
+/// message: it must be allowed the real-time channels.
 fn principal_of(
     state: &AppState,
+    caller: Option<Caller>,
     key: Option<&str>,
     token: Option<&str>,
 ) -> Result<Principal, Refusal> {
@@ -83,27 +86,21 @@ fn principal_of(
         error: "unauthorized",
         message,
     };
-    if let Some(token) = token.filter(|t| !t.is_empty()) {
-        let claims = state
-            .tokens
-            .verify(token, chrono::Utc::now().timestamp())
-            .map_err(|e| unauthorized(e.to_string()))?;
-        return Ok(Principal {
-            tenant: claims.tenant,
-            access: Access::User(claims.user),
-        });
-    }
-    let principal = auth::authenticate(state, key).map_err(|e| unauthorized(e.message()))?;
-    if principal.role == Role::Write {
-        return Err(Refusal {
-            code: close::FORBIDDEN,
-            error: "forbidden",
-            message: "write keys can only send events; use a read key or a user token".into(),
-        });
-    }
+    let caller = match caller {
+        Some(caller) => caller,
+        None => {
+            let secret = token.filter(|t| !t.is_empty()).or(key).unwrap_or("");
+            access::authenticate_secret(state, secret).map_err(|e| unauthorized(e.message()))?
+        }
+    };
+    caller.require(Class::Realtime).map_err(|e| Refusal {
+        code: close::FORBIDDEN,
+        error: "forbidden",
+        message: e.message(),
+    })?;
     Ok(Principal {
-        tenant: principal.tenant,
-        access: Access::Key(principal.role),
+        access: caller.hub_access(),
+        tenant: caller.tenant,
     })
 }
 
@@ -149,6 +146,7 @@ async fn subscribe(
 pub async fn websocket(
     State(state): State<AppState>,
     Query(params): Query<StreamParams>,
+    caller: Option<Caller>,
     mut request: Request,
 ) -> Response {
     // The route also takes HEAD, and hyper would upgrade any method.
@@ -168,8 +166,7 @@ pub async fn websocket(
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return not_upgradable("this connection cannot be upgraded to a WebSocket");
     };
-    let header_key = auth::header_key(request.headers()).ok().flatten();
-    let key = params.key.or(header_key);
+    let key = params.key;
     let token = params.token;
     let limit = state.config.realtime.max_message_bytes;
     // tungstenite's default 128 KiB read buffer per socket dominated the
@@ -187,6 +184,7 @@ pub async fn websocket(
     // Boxed: the task holds this until the socket is open.
     let setup = Box::new(Setup {
         state,
+        caller,
         key,
         token,
         on_upgrade,
@@ -280,6 +278,8 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) -> bool {
 /// What a WebSocket needs until it is authenticated.
 struct Setup {
     state: AppState,
+    /// Authenticated by the gate (headers, session), if so.
+    caller: Option<Caller>,
     key: Option<String>,
     token: Option<String>,
     /// The connection, once the 101 response has gone out.
@@ -310,6 +310,7 @@ fn run_socket(setup: Box<Setup>) -> impl Future<Output = ()> + Send {
 async fn open_session(setup: Box<Setup>) -> Option<Box<Session>> {
     let Setup {
         state,
+        caller,
         key,
         token,
         on_upgrade,
@@ -325,7 +326,7 @@ async fn open_session(setup: Box<Setup>) -> Option<Box<Session>> {
     let mut socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config))
             .await;
-    let principal = authenticate(&state, &mut socket, key, token).await?;
+    let principal = authenticate(&state, &mut socket, caller, key, token).await?;
     let Some(conn) = state.hub.connect(principal) else {
         close_with(
             &mut socket,
@@ -575,17 +576,18 @@ async fn close_handshake(
 async fn authenticate(
     state: &AppState,
     socket: &mut WebSocket,
+    caller: Option<Caller>,
     key: Option<String>,
     token: Option<String>,
 ) -> Option<Principal> {
     let auth_timeout = state.config.realtime.auth_timeout;
-    let principal = if key.is_some() || token.is_some() {
-        principal_of(state, key.as_deref(), token.as_deref())
+    let principal = if caller.is_some() || key.is_some() || token.is_some() {
+        principal_of(state, caller, key.as_deref(), token.as_deref())
     } else {
         match tokio::time::timeout(auth_timeout, socket.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Auth { key, token }) => {
-                    principal_of(state, key.as_deref(), token.as_deref())
+                    principal_of(state, None, key.as_deref(), token.as_deref())
                 }
                 Ok(_) => Err(Refusal {
                     code: close::UNAUTHORIZED,
@@ -683,11 +685,10 @@ fn decode_cursors(s: &str) -> Result<Cursors, ApiError> {
 pub async fn sse(
     State(state): State<AppState>,
     Query(params): Query<StreamParams>,
+    caller: Option<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let header_key = auth::header_key(&headers)?;
-    let key = params.key.clone().or(header_key);
-    let principal = principal_of(&state, key.as_deref(), params.token.as_deref()).map_err(|r| {
+    let principal = principal_of(&state, caller, params.key.as_deref(), params.token.as_deref()).map_err(|r| {
         if r.code == close::FORBIDDEN {
             ApiError::forbidden(r.message)
         } else {
@@ -792,7 +793,7 @@ pub struct TokenRequest {
 /// workspace's users, for their browser to open `notifications:<user>`.
 pub async fn create_token(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
     AppJson(request): AppJson<TokenRequest, SMALL_JSON_LIMIT>,
 ) -> Result<Response, ApiError> {
     let channel = format!("notifications:{}", request.user);

@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AppJson, Auth, Path, Reader};
+use crate::access::Caller;
+use crate::access::audit::{QueryRecord, RequestMeta};
+use crate::extract::{AppJson, Path};
 use crate::queries::QueryGuard;
 use crate::state::AppState;
 
@@ -162,7 +164,8 @@ fn with_position(e: beacon_engine::Error) -> ApiError {
 pub async fn sql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Auth(principal): Auth<Reader>,
+    principal: Caller,
+    meta: RequestMeta,
     AppJson(request): AppJson<SqlRequest, SQL_LIMIT>,
 ) -> Result<Response, ApiError> {
     if request.query.trim().is_empty() {
@@ -180,7 +183,10 @@ pub async fn sql(
     tracing::debug!(sql = %request.query, "Query started.");
     let cancelled = guard.cancel.clone();
     let started = tokio::select! {
-        r = state.engine.stream(&principal.tenant, &request.query, params) => r.map_err(with_position)?,
+        r = beacon_engine::system_tables::privileged(
+            principal.is_admin(),
+            state.engine.stream(&principal.tenant, &request.query, params),
+        ) => r.map_err(with_position)?,
         () = cancelled.cancelled() => return Err(cancelled_error()),
     };
     let (schema, mut stream) = started;
@@ -191,7 +197,9 @@ pub async fn sql(
     };
     let max_rows = state.engine.config().max_result_rows;
     let id = guard.id.clone();
-    let body = encode(format, schema, first, stream, max_rows, guard);
+    let mut audit = QueryRecord::new(&state.audit, &principal, meta, &request.query, "http");
+    audit.bytes = Some(0);
+    let body = encode(format, schema, first, stream, max_rows, guard, audit);
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(
@@ -382,6 +390,7 @@ fn encode(
     rest: BoxStream<'static, beacon_engine::Result<RecordBatch>>,
     max_rows: usize,
     guard: QueryGuard,
+    audit: QueryRecord,
 ) -> BodyStream {
     struct State {
         enc: Encoder,
@@ -390,6 +399,7 @@ fn encode(
         guard: QueryGuard,
         phase: u8,
         max_rows: usize,
+        audit: QueryRecord,
     }
     let state = State {
         enc: Encoder {
@@ -405,6 +415,7 @@ fn encode(
         guard,
         phase: 0,
         max_rows,
+        audit,
     };
     let io = |m: String| std::io::Error::other(m);
     Box::pin(futures::stream::unfold(state, move |mut s| async move {
@@ -469,7 +480,11 @@ fn encode(
                     }
                     match bytes {
                         Ok(b) if b.is_empty() => continue,
-                        Ok(b) => return Some((Ok(Bytes::from(b)), s)),
+                        Ok(b) => {
+                            s.audit.rows = s.enc.rows;
+                            s.audit.bytes = Some(s.audit.bytes.unwrap_or(0) + b.len() as u64);
+                            return Some((Ok(Bytes::from(b)), s));
+                        }
                         Err(e) => {
                             s.phase = 3;
                             return Some((Err(io(e)), s));
@@ -478,6 +493,9 @@ fn encode(
                 }
                 2 => {
                     tracing::debug!(query_id = %s.guard.id, rows = s.enc.rows, "Query finished.");
+                    s.audit.rows = s.enc.rows;
+                    s.audit.complete = true;
+                    drop(s);
                     return None;
                 }
                 _ => return None,
@@ -489,7 +507,7 @@ fn encode(
 /// `GET /v1/queries` (admin key): the workspace's running queries.
 pub async fn list(
     State(state): State<AppState>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(json!({"queries": state.queries.list(&principal.tenant)})).into_response())
 }
@@ -498,7 +516,7 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Auth(principal): Auth<Admin>,
+    principal: Caller,
 ) -> Result<Response, ApiError> {
     if state.queries.cancel(&principal.tenant, &id) {
         Ok(axum::Json(json!({"cancelled": id})).into_response())

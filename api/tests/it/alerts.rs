@@ -124,7 +124,7 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
     )
     .await;
     assert_eq!(s, 200, "{ann}");
-    let (s, bob) = call(&server, Method::PUT, "/v1/users/bob", admin, Some(json!({"email": "bob@shop.test", "role": "staff", "preferences": {"quiet_hours": quiet_now()}}))).await;
+    let (s, bob) = call(&server, Method::PUT, "/v1/users/bob", admin, Some(json!({"email": "bob@shop.test", "role": "viewer", "preferences": {"quiet_hours": quiet_now()}}))).await;
     assert_eq!(s, 200, "{bob}");
     let (s, _) = call(&server, Method::PUT, "/v1/notify/branding", admin, Some(json!({"name": "Rosa's <Shop>", "color": "#aa0000", "footer": "Rosa's Shop, 1 Main St"}))).await;
     assert_eq!(s, 200);

@@ -2,6 +2,7 @@
 //! (one link of the dependency stack instead of one per file).
 
 mod common;
+mod access;
 mod alerts;
 mod analytics;
 mod bad_input;

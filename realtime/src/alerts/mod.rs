@@ -245,8 +245,13 @@ impl Alerts {
         Ok(())
     }
 
-    /// Creates a rule.
-    pub async fn create(&self, tenant: &str, spec: RuleSpec) -> Result<Rule, NotifyError> {
+    /// Creates a rule, made by `created_by` (a user) if given.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        spec: RuleSpec,
+        created_by: Option<&str>,
+    ) -> Result<Rule, NotifyError> {
         self.validate(tenant, &spec).await?;
         if self.db().rules(Some(tenant))?.len() >= self.inner.config.max_rules {
             return Err(bad(format!(
@@ -260,6 +265,7 @@ impl Alerts {
             spec,
             created_at_us: now,
             updated_at_us: now,
+            created_by: created_by.map(str::to_owned),
         };
         self.db().put_rule(tenant, &rule)?;
         Ok(rule)

@@ -23,6 +23,9 @@ pub struct Rule {
     pub created_at_us: i64,
     /// Last change, µs.
     pub updated_at_us: i64,
+    /// The user who made it (`None`: made with a key, or before rules
+    /// had owners). Analysts change only their own rules.
+    pub created_by: Option<String>,
 }
 
 /// A stored instance.
@@ -134,9 +137,9 @@ impl AlertDb<'_> {
     pub fn put_rule(&self, tenant: &str, rule: &Rule) -> Result<(), NotifyError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO alert_rules (tenant_id, id, spec, created_at_us, updated_at_us) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO alert_rules (tenant_id, id, spec, created_at_us, updated_at_us, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (tenant_id, id) DO UPDATE SET spec = excluded.spec, updated_at_us = excluded.updated_at_us",
-                params![tenant, rule.id, text(&rule.spec), rule.created_at_us, rule.updated_at_us],
+                params![tenant, rule.id, text(&rule.spec), rule.created_at_us, rule.updated_at_us, rule.created_by],
             )
         })?;
         Ok(())
@@ -146,12 +149,12 @@ impl AlertDb<'_> {
     pub fn rules(&self, tenant: Option<&str>) -> Result<Vec<(String, Rule)>, NotifyError> {
         self.with(|c| {
             let mut s = c.prepare(
-                "SELECT tenant_id, id, spec, created_at_us, updated_at_us FROM alert_rules WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, created_at_us, id",
+                "SELECT tenant_id, id, spec, created_at_us, updated_at_us, created_by FROM alert_rules WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, created_at_us, id",
             )?;
             s.query_map(params![tenant], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    Rule { id: r.get(1)?, spec: json(r.get(2)?)?, created_at_us: r.get(3)?, updated_at_us: r.get(4)? },
+                    Rule { id: r.get(1)?, spec: json(r.get(2)?)?, created_at_us: r.get(3)?, updated_at_us: r.get(4)?, created_by: r.get(5)? },
                 ))
             })?
             .collect()
@@ -162,9 +165,9 @@ impl AlertDb<'_> {
     pub fn rule(&self, tenant: &str, id: &str) -> Result<Option<Rule>, NotifyError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, spec, created_at_us, updated_at_us FROM alert_rules WHERE tenant_id = ?1 AND id = ?2",
+                "SELECT id, spec, created_at_us, updated_at_us, created_by FROM alert_rules WHERE tenant_id = ?1 AND id = ?2",
                 params![tenant, id],
-                |r| Ok(Rule { id: r.get(0)?, spec: json(r.get(1)?)?, created_at_us: r.get(2)?, updated_at_us: r.get(3)? }),
+                |r| Ok(Rule { id: r.get(0)?, spec: json(r.get(1)?)?, created_at_us: r.get(2)?, updated_at_us: r.get(3)?, created_by: r.get(4)? }),
             )
             .optional()
         })

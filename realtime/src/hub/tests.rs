@@ -16,7 +16,7 @@ fn hub(history: usize, queue: usize) -> Hub {
 fn reader(tenant: &str) -> Principal {
     Principal {
         tenant: tenant.into(),
-        access: Access::Key(Role::Read),
+        access: Access::Member { user: None, sql: true },
     }
 }
 
@@ -182,14 +182,26 @@ fn activity_filters_by_event_and_resume_respects_the_filter() {
 #[test]
 fn access_rules() {
     let hub = hub(10, 10);
-    let mut writer = hub
+    // A viewer: workspace channels and their own inbox, no live SQL.
+    let mut viewer = hub
         .connect(Principal {
             tenant: "t1".into(),
-            access: Access::Key(Role::Write),
+            access: Access::Member {
+                user: Some("vic".into()),
+                sql: false,
+            },
         })
         .expect("connect");
+    viewer.subscribe("metrics", plain()).expect("metrics");
+    viewer
+        .subscribe("notifications:vic", plain())
+        .expect("own inbox");
     assert!(matches!(
-        writer.subscribe("metrics", plain()),
+        viewer.subscribe("notifications:ann", plain()),
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        viewer.subscribe("query:q1", plain()),
         Err(Error::Forbidden { .. })
     ));
     let mut reader = hub.connect(reader("t1")).expect("connect");

@@ -275,12 +275,22 @@ pub struct User {
     pub email: Option<String>,
     /// Display name.
     pub name: Option<String>,
-    /// Role (free text: `owner`, `manager`, `staff`, ...).
-    pub role: String,
+    /// What the user may do in the workspace.
+    pub role: beacon_ingest::UserRole,
     /// Preferences.
     pub preferences: Preferences,
     /// Creation, µs.
     pub created_at_us: i64,
+    /// Whether the user can sign in with a password (set by the user
+    /// through an invitation or reset link, or by the CLI).
+    #[serde(default)]
+    pub has_password: bool,
+    /// Whether sign-in asks for a TOTP code.
+    #[serde(default)]
+    pub totp_enabled: bool,
+    /// Last successful sign-in, µs.
+    #[serde(default)]
+    pub last_login_at_us: Option<i64>,
 }
 
 /// A webhook endpoint.
@@ -690,9 +700,6 @@ impl Notifier {
             return Err(NotifyError::invalid(format!(
                 "{e:?} is not an email address"
             )));
-        }
-        if user.role.is_empty() || user.role.len() > 64 {
-            return Err(NotifyError::invalid("role must be 1-64 characters"));
         }
         user.preferences.validate()?;
         if let Some(existing) = self.inner.db.user(tenant, &user.id)? {

@@ -78,9 +78,13 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
         id: r.get(0)?,
         email: r.get(1)?,
         name: r.get(2)?,
-        role: r.get(3)?,
+        role: beacon_ingest::UserRole::parse(&r.get::<_, String>(3)?)
+            .unwrap_or(beacon_ingest::UserRole::Viewer),
         preferences: json_col(r.get(4)?)?,
         created_at_us: r.get(5)?,
+        has_password: r.get::<_, Option<String>>(6)?.is_some(),
+        totp_enabled: r.get::<_, i64>(7)? != 0,
+        last_login_at_us: r.get(8)?,
     })
 }
 
@@ -178,7 +182,7 @@ impl NotifyDb {
             c.execute(
                 "INSERT INTO notify_users (tenant_id, id, email, name, role, preferences, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (tenant_id, id) DO UPDATE SET email = excluded.email, name = excluded.name, role = excluded.role, preferences = excluded.preferences",
-                params![tenant, user.id, user.email, user.name, user.role, prefs, user.created_at_us],
+                params![tenant, user.id, user.email, user.name, user.role.as_str(), prefs, user.created_at_us],
             )
         })?;
         Ok(())
@@ -188,7 +192,7 @@ impl NotifyDb {
     pub fn user(&self, tenant: &str, id: &str) -> Result<Option<User>, NotifyError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, email, name, role, preferences, created_at_us FROM notify_users WHERE tenant_id = ?1 AND id = ?2",
+                "SELECT id, email, name, role, preferences, created_at_us, password_hash, totp_enabled, last_login_at_us FROM notify_users WHERE tenant_id = ?1 AND id = ?2",
                 params![tenant, id],
                 user_row,
             )
@@ -199,7 +203,7 @@ impl NotifyDb {
     /// Every user of a workspace.
     pub fn users(&self, tenant: &str) -> Result<Vec<User>, NotifyError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT id, email, name, role, preferences, created_at_us FROM notify_users WHERE tenant_id = ?1 ORDER BY id")?;
+            let mut s = c.prepare("SELECT id, email, name, role, preferences, created_at_us, password_hash, totp_enabled, last_login_at_us FROM notify_users WHERE tenant_id = ?1 ORDER BY id")?;
             s.query_map(params![tenant], user_row)?.collect()
         })
     }

@@ -75,9 +75,12 @@ async fn fixture() -> Fixture {
                 id: "ann".into(),
                 email: None,
                 name: None,
-                role: "owner".into(),
+                role: beacon_ingest::UserRole::Owner,
                 preferences: Preferences::default(),
                 created_at_us: 0,
+                has_password: false,
+                totp_enabled: false,
+                last_login_at_us: None,
             },
         )
         .expect("user");
@@ -105,7 +108,7 @@ impl Fixture {
     async fn rule(&self, spec: Value) -> beacon_realtime::alerts::store::Rule {
         let spec: RuleSpec = serde_json::from_value(spec).expect("spec");
         self.alerts
-            .create(&self.tenant, spec)
+            .create(&self.tenant, spec, None)
             .await
             .expect("create")
     }

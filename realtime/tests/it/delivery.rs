@@ -401,9 +401,12 @@ async fn quiet_hours_defer_email_and_the_daily_digest_collects_it() {
                     id: id.into(),
                     email: Some(format!("{id}@shop.test")),
                     name: None,
-                    role: "staff".into(),
+                    role: beacon_ingest::UserRole::Viewer,
                     preferences: prefs,
                     created_at_us: 0,
+                    has_password: false,
+                    totp_enabled: false,
+                    last_login_at_us: None,
                 },
             )
             .expect("user");
@@ -565,9 +568,12 @@ async fn starttls_is_used_and_the_certificate_is_verified() {
         id: "ann".into(),
         email: Some("ann@shop.test".into()),
         name: None,
-        role: "owner".into(),
+        role: beacon_ingest::UserRole::Owner,
         preferences: Default::default(),
         created_at_us: 0,
+        has_password: false,
+        totp_enabled: false,
+        last_login_at_us: None,
     };
     let request = SendRequest {
         recipients: vec!["ann".into()],
