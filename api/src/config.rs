@@ -45,6 +45,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Sign-in, sessions, audit log, rate limits.
     pub access: AccessConfig,
+    /// TLS on every listener.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// People and access (`[access]`; `api/src/access`).
@@ -242,6 +244,7 @@ impl Config {
         if let Err(e) = self.notify.validate() {
             problems.push(e);
         }
+        problems.extend(self.tls.problems());
         if self.access.session_idle.is_zero() || self.access.session_absolute < self.access.session_idle {
             problems.push("access.session_idle must be > 0 and at most access.session_absolute".into());
         }

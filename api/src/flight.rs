@@ -67,10 +67,11 @@ pub struct FlightContext {
     pub state: crate::state::AppState,
 }
 
-/// Serves Flight SQL on `listener` until `stop`.
+/// Serves Flight SQL on `listener` until `stop` (gRPC over TLS with `tls`).
 pub async fn serve(
     listener: TcpListener,
     ctx: FlightContext,
+    tls: Option<Arc<crate::tls::Tls>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let sql_info = {
@@ -89,13 +90,29 @@ pub async fn serve(
         ctx,
         sql_info: Arc::new(sql_info),
     };
-    tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::new(service).max_decoding_message_size(16 * 1024 * 1024))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.cancelled_owned(),
-        )
-        .await?;
+    let server = tonic::transport::Server::builder()
+        .add_service(FlightServiceServer::new(service).max_decoding_message_size(16 * 1024 * 1024));
+    match tls {
+        None => {
+            server
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop.cancelled_owned(),
+                )
+                .await?
+        }
+        Some(tls) => {
+            // The HTTP listener's TLS accept loop (handshakes on their own
+            // tasks, the certificate reloadable).
+            let incoming = futures::stream::unfold(
+                crate::listener::Bounded::new(listener, 4096, Some(tls)),
+                |mut l| async move { Some((Ok::<_, std::io::Error>(l.next().await), l)) },
+            );
+            server
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await?
+        }
+    }
     Ok(())
 }
 

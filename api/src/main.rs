@@ -23,6 +23,7 @@ mod server;
 mod settings;
 mod state;
 mod telemetry;
+mod tls;
 
 use std::path::PathBuf;
 

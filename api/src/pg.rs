@@ -97,9 +97,10 @@ pub async fn serve(
     listener: TcpListener,
     ctx: PgContext,
     max_connections: usize,
+    tls: Option<Arc<crate::tls::Tls>>,
     stop: CancellationToken,
 ) {
-    let handlers = Arc::new(Handlers::new(ctx));
+    let handlers = Arc::new(Handlers::new(ctx, tls.is_some()));
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
         let (socket, addr) = tokio::select! {
@@ -120,11 +121,12 @@ pub async fn serve(
         };
         let handlers = Arc::clone(&handlers);
         let stop = stop.clone();
+        let acceptor = tls.as_ref().map(|t| t.pg());
         tokio::spawn(async move {
             let _permit = permit;
             let _ = socket.set_nodelay(true);
             tokio::select! {
-                r = pgwire::tokio::process_socket(socket, None, handlers) => {
+                r = pgwire::tokio::process_socket(socket, acceptor, handlers) => {
                     if let Err(e) = r {
                         tracing::debug!(%addr, error = %e, "PostgreSQL connection ended with an error.");
                     }
@@ -143,12 +145,13 @@ struct Handlers {
 }
 
 impl Handlers {
-    fn new(ctx: PgContext) -> Self {
+    fn new(ctx: PgContext, require_tls: bool) -> Self {
         let connections = Arc::new(Connections::default());
         Self {
             startup: Arc::new(Startup {
                 catalog: Arc::clone(&ctx.catalog),
                 state: ctx.state.clone(),
+                require_tls,
                 parameters: server_parameters(),
                 pids: RandomPidSecretKeyGenerator::default(),
                 connections: Arc::clone(&connections),
@@ -257,6 +260,8 @@ impl CancelHandler for Cancel {
 struct Startup {
     catalog: Arc<Catalog>,
     state: crate::state::AppState,
+    /// With TLS configured, a connection that did not ask for it is refused.
+    require_tls: bool,
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<Connections>,
@@ -289,7 +294,7 @@ impl Startup {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".to_owned(),
                 "28000".to_owned(),
-                e.message(),
+                format!("this key cannot query: {}", e.message()),
             ))));
         }
         Ok(caller)
@@ -310,6 +315,14 @@ impl StartupHandler for Startup {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.require_tls && !client.is_secure() {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".to_owned(),
+                        "28000".to_owned(),
+                        "this server requires TLS: connect with sslmode=require (or verify-full)"
+                            .to_owned(),
+                    ))));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);

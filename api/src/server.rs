@@ -29,7 +29,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (state, live_jobs) = AppState::build(config, prometheus, &storage)?;
+    let (state, mut live_jobs) = AppState::build(config, prometheus, &storage)?;
     let Storage {
         data_dir,
         catalog,
@@ -38,6 +38,10 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     } = storage;
     let stop = CancellationToken::new();
     let mut jobs = spawn_jobs(&state, &stop);
+    let tls = crate::tls::Tls::load(&state.config.tls)?;
+    if let Some(tls) = &tls {
+        jobs.push(Arc::clone(tls).spawn_reloader(stop.clone()));
+    }
     // Analyst interfaces besides HTTP: bound before anything is printed,
     // so a taken port fails startup instead of being discovered later.
     let pg = bind_optional(&state.config.sql.pg_listen)
@@ -49,7 +53,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
     #[allow(clippy::print_stdout)]
     {
-        println!("Beacon listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("Beacon listening on {scheme}://{addr}");
         println!("Data directory: {}", data_dir.display());
     }
     if let Some((listener, pg_addr)) = pg {
@@ -63,12 +68,14 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             listener,
             ctx,
             state.config.sql.pg_max_connections,
+            tls.clone(),
             stop.clone(),
         )));
         tracing::info!(addr = %pg_addr, "PostgreSQL wire protocol listening.");
         #[allow(clippy::print_stdout)]
         {
-            println!("PostgreSQL listening on {pg_addr} (user: workspace, password: read key)");
+            let ssl = if tls.is_some() { ", sslmode=require" } else { "" };
+            println!("PostgreSQL listening on {pg_addr} (user: workspace, password: read key{ssl})");
         }
     }
     if let Some((listener, flight_addr)) = flight {
@@ -78,8 +85,9 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             state: state.clone(),
         };
         let stop = stop.clone();
+        let flight_tls = tls.clone();
         jobs.push(tokio::spawn(async move {
-            if let Err(e) = crate::flight::serve(listener, ctx, stop).await {
+            if let Err(e) = crate::flight::serve(listener, ctx, flight_tls, stop).await {
                 tracing::error!(error = %e, "Flight SQL server failed.");
             }
         }));
@@ -87,7 +95,8 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         #[allow(clippy::print_stdout)]
         {
             println!(
-                "Flight SQL listening on grpc://{flight_addr} (authorization: Bearer <read key>)"
+                "Flight SQL listening on {}://{flight_addr} (authorization: Bearer <read key>)",
+                if tls.is_some() { "grpc+tls" } else { "grpc" }
             );
         }
     }
@@ -122,10 +131,15 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         ));
     }
     let hub = state.hub.clone();
-    let listener = crate::listener::Bounded::new(listener, state.config.http.max_connections);
+    let listener = crate::listener::Bounded::new(
+        listener,
+        state.config.http.max_connections,
+        tls.clone(),
+    );
     let (sessions, session_sweeper) =
-        crate::access::session::layer(&data_dir, &state.config.access, false).await?;
-    jobs.push(session_sweeper);
+        crate::access::session::layer(&data_dir, &state.config.access, tls.is_some()).await?;
+    // Loops until aborted (it has no stop signal of its own).
+    live_jobs.push(session_sweeper);
     let app = router(state, sessions)
         .into_make_service_with_connect_info::<crate::listener::Peer>();
     axum::serve(listener, app)

@@ -131,6 +131,12 @@ impl Server {
         self.child.wait().expect("wait")
     }
 
+    /// Sends SIGHUP (the server reloads its TLS certificate).
+    pub fn hangup(&self) {
+        let rc = unsafe_kill(self.child.id() as libc::pid_t, libc::SIGHUP);
+        assert_eq!(rc, 0, "kill failed");
+    }
+
     /// SIGKILL and wait: a crash.
     pub fn crash(mut self) {
         self.child.kill().expect("kill");

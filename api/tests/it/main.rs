@@ -14,5 +14,6 @@ mod ops;
 mod realtime;
 mod segment_client;
 mod snapshots;
+mod tls;
 mod sql_http;
 mod sql_wire;
