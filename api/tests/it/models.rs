@@ -7,7 +7,7 @@
 use crate::common;
 
 use chrono::NaiveDateTime;
-use common::{Server, after, call, scalar};
+use common::{Server, after, call, client, scalar};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -32,12 +32,24 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
             ("BEACON_DEMO__LIVE_INTERVAL", "0s"),
         ],
         &["--demo"],
-        Some("admin key:"),
+        Some("sign in:"),
     );
     let read = after(&lines, "read key:").to_owned();
     let write = after(&lines, "write key:").to_owned();
     let events = scalar(&server, &read, "SELECT count(*) FROM events").await;
     assert!(events > 1000, "{events} demo events");
+    // The demo owner signs in with the printed password.
+    let sign_in = after(&lines, "sign in:");
+    let (email, rest) = sign_in.split_once(" / ").expect("email / password");
+    let password = rest.split_whitespace().next().expect("password");
+    assert_eq!(email, "owner@demo.example");
+    let login = client()
+        .post(server.url("/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
 
     // The forecasts table exists, empty, before any forecast.
     assert_eq!(
