@@ -284,7 +284,7 @@ impl Service {
         let record = QueryRecord::new(&self.ctx.state.audit, caller, RequestMeta::default(), &handle.sql, "flight");
         let guard = self.ctx.queries.start(tenant, &handle.sql, "flight");
         tracing::debug!(query_id = %guard.id, sql = %handle.sql, "Flight SQL query started.");
-        let df = self.plan(tenant, handle).await?;
+        let df = beacon_engine::system_tables::privileged(caller.is_admin(), self.plan(tenant, handle)).await?;
         let (schema, stream) = self.ctx.engine.start(df).await.map_err(status)?;
         let max_rows = self.ctx.engine.config().max_result_rows;
         let fail = |s: Status| FlightError::Tonic(Box::new(s));
@@ -433,12 +433,12 @@ impl FlightSqlService for Service {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let caller = self.caller(request.metadata())?;
         let handle = Handle {
             sql: query.query,
             params: None,
         };
-        let df = self.plan(&tenant, &handle).await?;
+        let df = beacon_engine::system_tables::privileged(caller.is_admin(), self.plan(&caller.tenant, &handle)).await?;
         let schema = df.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode().into(),
@@ -541,9 +541,9 @@ impl FlightSqlService for Service {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let caller = self.caller(request.metadata())?;
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
-        let df = self.plan(&tenant, &handle).await?;
+        let df = beacon_engine::system_tables::privileged(caller.is_admin(), self.plan(&caller.tenant, &handle)).await?;
         let schema = df.schema().as_arrow().clone();
         let info = self.info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))

@@ -683,7 +683,11 @@ impl QueryParser for Parser {
         let Some((sql, kind)) = statements.pop() else {
             return Ok(None);
         };
-        Ok(Some(self.describe(&tenant, sql, kind).await?))
+        let admin = caller_of(client).is_some_and(|c| c.is_admin());
+        Ok(Some(
+            beacon_engine::system_tables::privileged(admin, self.describe(&tenant, sql, kind))
+                .await?,
+        ))
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
@@ -749,6 +753,7 @@ impl Queries {
             Kind::Query => {}
         }
         let guard = self.ctx.queries.start(tenant, sql, "postgres");
+        let admin = caller_of(client).is_some_and(|c| c.is_admin());
         let (pid, _) = client.pid_and_secret_key();
         self.connections.running(pid, &guard.cancel);
         tracing::debug!(query_id = %guard.id, %sql, "PostgreSQL query started.");
@@ -756,7 +761,10 @@ impl Queries {
         let started = async {
             let df = match df {
                 Some(df) => df,
-                None => self.parser.plan(tenant, sql).await?,
+                None => {
+                    beacon_engine::system_tables::privileged(admin, self.parser.plan(tenant, sql))
+                        .await?
+                }
             };
             self.ctx.engine.start(df).await.map_err(engine_error)
         };
@@ -919,7 +927,12 @@ impl ExtendedQueryHandler for Queries {
             let inferred: Vec<Option<&DataType>> =
                 statement.inferred.iter().map(Option::as_ref).collect();
             let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
-            let df = self.parser.plan(&tenant, &statement.sql).await?;
+            let admin = caller_of(client).is_some_and(|c| c.is_admin());
+            let df = beacon_engine::system_tables::privileged(
+                admin,
+                self.parser.plan(&tenant, &statement.sql),
+            )
+            .await?;
             let df = if portal.parameter_len() > 0 {
                 df.with_param_values(values)
                     .map_err(|e| engine_error(e.into()))?

@@ -9,9 +9,9 @@
 //! `access.audit_retention`, run hourly) is the one deletion, through the
 //! trigger's window. Owners and admins read it with `GET /v1/audit` and as
 //! the SQL table `audit_log`: it is a privileged system table, in the
-//! sessions of queries run inside `beacon_engine::system_tables::privileged`
-//! for an admin only (HTTP, PostgreSQL wire, Flight SQL); other callers'
-//! sessions do not have it.
+//! sessions of queries planned inside `beacon_engine::system_tables::privileged`
+//! for an admin (HTTP SQL, PostgreSQL wire, Flight SQL); other callers'
+//! sessions do not have it (live SQL never does).
 //!
 //! Recording never fails the request it records: a failed insert is
 //! logged as an error (the action has happened by then).

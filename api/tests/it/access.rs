@@ -509,7 +509,8 @@ async fn the_audit_log_records_changes_and_cannot_be_changed() {
     let data = dir.path().join("data");
     let t = create_tenant(&data, "Shop");
     create_user(&data, "Shop", "gus@shop.test", "analyst", PASSWORD);
-    let server = Server::start(&data, &relaxed_limits());
+    let read = create_read_key(&data, "Shop");
+    let (server, lines) = Server::start_with(&data, &relaxed_limits(), &[], Some("PostgreSQL listening on"));
     let admin = &t.admin_key;
     let gus = sign_in(&server, "gus@shop.test", PASSWORD).await;
     // Audited actions.
@@ -550,6 +551,21 @@ async fn the_audit_log_records_changes_and_cannot_be_changed() {
     assert_eq!(s, 400, "{v}");
     assert!(v["error"]["message"].as_str().expect("message").contains("audit_log"), "{v}");
     assert_eq!(send(&server, &gus, Method::GET, "/v1/audit", None).await.0, 403);
+    // The same over the PostgreSQL wire: admins have the table, others not.
+    let pg_port = after(&lines, "PostgreSQL listening on").split(' ').next().expect("addr").rsplit(':').next().expect("port").to_owned();
+    let psql = |key: &str| {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &pg_port, "-U", "Shop", "-d", "beacon", "-At", "-c", "SELECT count(*) > 0 FROM audit_log"])
+            .env("PGPASSWORD", key)
+            .output()
+            .expect("psql");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, out, err) = psql(admin);
+    assert!(ok, "{err}");
+    assert_eq!(out, "t");
+    let (ok, _, err) = psql(&read);
+    assert!(!ok && err.contains("audit_log"), "{err}");
     // Nothing changes it: SQL is read-only, and no route writes it.
     for statement in ["DELETE FROM audit_log", "UPDATE audit_log SET action = 'x'", "DROP TABLE audit_log", "INSERT INTO audit_log VALUES (1)"] {
         let (s, v) = server.post("/v1/sql", admin, json!({"query": statement})).await;
