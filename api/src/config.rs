@@ -123,6 +123,8 @@ pub struct SqlConfig {
     pub flight_listen: String,
     /// PostgreSQL connections open at once; more are refused.
     pub pg_max_connections: usize,
+    /// Flight SQL connections open at once; more wait.
+    pub flight_max_connections: usize,
 }
 
 /// Logging settings.

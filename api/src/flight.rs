@@ -67,10 +67,12 @@ pub struct FlightContext {
     pub state: crate::state::AppState,
 }
 
-/// Serves Flight SQL on `listener` until `stop` (gRPC over TLS with `tls`).
+/// Serves Flight SQL on `listener` until `stop`: at most `max_connections`
+/// open, gRPC over TLS with `tls`.
 pub async fn serve(
     listener: TcpListener,
     ctx: FlightContext,
+    max_connections: usize,
     tls: Option<Arc<crate::tls::Tls>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -92,27 +94,15 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .add_service(FlightServiceServer::new(service).max_decoding_message_size(16 * 1024 * 1024));
-    match tls {
-        None => {
-            server
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    stop.cancelled_owned(),
-                )
-                .await?
-        }
-        Some(tls) => {
-            // The HTTP listener's TLS accept loop (handshakes on their own
-            // tasks, the certificate reloadable).
-            let incoming = futures::stream::unfold(
-                crate::listener::Bounded::new(listener, 4096, Some(tls)),
-                |mut l| async move { Some((Ok::<_, std::io::Error>(l.next().await), l)) },
-            );
-            server
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await?
-        }
-    }
+    // One accept loop for both: at most `max_connections` open, TLS
+    // handshakes on their own tasks when configured.
+    let incoming = futures::stream::unfold(
+        crate::listener::Bounded::new(listener, max_connections, tls),
+        |mut l| async move { Some((Ok::<_, std::io::Error>(l.next().await), l)) },
+    );
+    server
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+        .await?;
     Ok(())
 }
 

@@ -86,8 +86,9 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         };
         let stop = stop.clone();
         let flight_tls = tls.clone();
+        let max = state.config.sql.flight_max_connections;
         jobs.push(tokio::spawn(async move {
-            if let Err(e) = crate::flight::serve(listener, ctx, flight_tls, stop).await {
+            if let Err(e) = crate::flight::serve(listener, ctx, max, flight_tls, stop).await {
                 tracing::error!(error = %e, "Flight SQL server failed.");
             }
         }));
