@@ -436,7 +436,9 @@ fn hex(digest: &[u8; 32]) -> String {
     out
 }
 
-fn random_token(len: usize) -> String {
+/// A random secret of `len` base62 characters (5.95 bits each): keys here,
+/// and the API's link tokens, recovery codes and CSRF tokens.
+pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     (0..len)

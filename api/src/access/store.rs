@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use beacon_realtime::db::{DbError, MetaDb};
 use rusqlite::{OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 /// A user's sign-in credentials.
 #[derive(Debug, Clone, Default)]
@@ -63,26 +62,7 @@ pub struct AccessStore {
     db: Arc<MetaDb>,
 }
 
-/// SHA-256 of a secret, hex.
-pub fn sha256_hex(secret: &str) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// A random secret of `len` base62 characters (5.95 bits each).
-pub fn random_secret(len: usize) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
+pub use beacon_ingest::catalog::{hash_key as sha256_hex, random_token as random_secret};
 
 impl AccessStore {
     /// The access tables of `db`.

@@ -237,6 +237,22 @@ fn session_user(caller: &Caller) -> Result<(String, String, String), ApiError> {
     }
 }
 
+/// 403 `wrong` unless `password` is the signed-in user's own.
+async fn check_own_password(
+    state: &AppState,
+    tenant: &str,
+    user: &str,
+    password: String,
+    wrong: &str,
+) -> Result<(), ApiError> {
+    let stored = state.access.credentials(tenant, user)?.and_then(|c| c.password_hash);
+    if password::verify(password, stored).await {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(wrong.to_owned()))
+    }
+}
+
 /// `GET /v1/auth/me`: who is signed in, and the CSRF token.
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let (tenant, user, csrf) = session_user(&caller)?;
@@ -303,10 +319,7 @@ pub async fn change_password(
     AppJson(body): AppJson<PasswordChange, SMALL_JSON_LIMIT>,
 ) -> Result<Json<Value>, ApiError> {
     let (tenant, user, _) = session_user(&caller)?;
-    let stored = state.access.credentials(&tenant, &user)?.and_then(|c| c.password_hash);
-    if !password::verify(body.current, stored).await {
-        return Err(ApiError::forbidden("the current password is wrong"));
-    }
+    check_own_password(&state, &tenant, &user, body.current, "the current password is wrong").await?;
     let u = state.notifier.db().user(&tenant, &user)?.ok_or_else(|| ApiError::not_found("no such user"))?;
     password::check_policy(&body.new, u.email.as_deref(), u.name.as_deref())?;
     let hash = password::hash(body.new).await?;
@@ -378,10 +391,7 @@ pub async fn totp_disable(
     AppJson(body): AppJson<TotpDisable, SMALL_JSON_LIMIT>,
 ) -> Result<StatusCode, ApiError> {
     let (tenant, user, _) = session_user(&caller)?;
-    let stored = state.access.credentials(&tenant, &user)?.and_then(|c| c.password_hash);
-    if !password::verify(body.password, stored).await {
-        return Err(ApiError::forbidden("the password is wrong"));
-    }
+    check_own_password(&state, &tenant, &user, body.password, "the password is wrong").await?;
     state.access.set_totp_secret(&tenant, &user, None)?;
     state.audit.record(&caller, &meta, "totp_disabled", Some(&user), json!({}));
     Ok(StatusCode::NO_CONTENT)

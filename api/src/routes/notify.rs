@@ -49,21 +49,16 @@ pub async fn put_user(
         .or(existing.as_ref().map(|u| u.role))
         .unwrap_or(UserRole::Viewer);
     let was = existing.as_ref().map(|u| u.role);
-    let has_owner = || -> Result<bool, ApiError> {
-        Ok(state
-            .notifier
-            .db()
-            .users(&p.tenant)?
-            .iter()
-            .any(|u| u.role == UserRole::Owner))
-    };
     // Owners manage owners; a workspace without one (made before roles,
     // or by `beacon tenants create`) gets its first from an admin.
-    if (role == UserRole::Owner || was == Some(UserRole::Owner)) && has_owner()? {
-        p.require(Class::Owner)?;
-    }
-    if was == Some(UserRole::Owner) && role != UserRole::Owner {
-        keep_an_owner(&state, &p.tenant, &id)?;
+    if role == UserRole::Owner || was == Some(UserRole::Owner) {
+        let owners = owners(&state, &p.tenant)?;
+        if !owners.is_empty() {
+            p.require(Class::Owner)?;
+        }
+        if was == Some(UserRole::Owner) && role != UserRole::Owner {
+            keep_an_owner(&owners, &id)?;
+        }
     }
     let user = User {
         id: id.clone(),
@@ -97,16 +92,21 @@ pub async fn put_user(
     Ok(Json(saved))
 }
 
-/// 409 when `user` is the workspace's last owner.
-fn keep_an_owner(state: &AppState, tenant: &str, user: &str) -> Result<(), ApiError> {
-    let others = state
+/// The ids of a workspace's owners.
+fn owners(state: &AppState, tenant: &str) -> Result<Vec<String>, ApiError> {
+    Ok(state
         .notifier
         .db()
         .users(tenant)?
-        .iter()
-        .filter(|u| u.role == UserRole::Owner && u.id != user)
-        .count();
-    if others == 0 {
+        .into_iter()
+        .filter(|u| u.role == UserRole::Owner)
+        .map(|u| u.id)
+        .collect())
+}
+
+/// 409 when `user` is the last of `owners`.
+fn keep_an_owner(owners: &[String], user: &str) -> Result<(), ApiError> {
+    if owners.iter().all(|o| o == user) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "last_owner",
@@ -154,7 +154,7 @@ pub async fn delete_user(
     };
     if user.role == UserRole::Owner {
         p.require(Class::Owner)?;
-        keep_an_owner(&state, &p.tenant, &id)?;
+        keep_an_owner(&owners(&state, &p.tenant)?, &id)?;
     }
     let keys = state.store.catalog().revoke_user_keys(&p.tenant, &id)?;
     state.access.end_sessions(&p.tenant, &id)?;
