@@ -2,7 +2,9 @@
 //!
 //! - [`convert`]: the public datasets (Online Retail, hotel bookings, the
 //!   REES46 clickstream, Telco churn, lead scoring) as Segment messages, with
-//!   the mapping documented in `datasets/README.md`.
+//!   the mapping documented in `datasets/README.md`. The CSV reading (polars)
+//!   is the `convert` feature, on by default; the `beacon` binary's release
+//!   build leaves it out, so the server does not carry polars.
 //! - [`generate`]: the built-in generator behind `beacon serve --demo` and
 //!   `beacon datasets generate`, deterministic for a seed and calibrated on
 //!   the real datasets (`datasets/calibration.json`).
@@ -16,6 +18,7 @@ pub mod generate;
 pub mod message;
 pub mod output;
 pub mod replay;
+#[cfg(feature = "convert")]
 mod table;
 
 /// Errors of this crate.
@@ -44,6 +47,9 @@ pub enum Error {
     /// Ingest (decoding, batches).
     #[error(transparent)]
     Ingest(#[from] beacon_ingest::Error),
+    /// A capability this build was compiled without.
+    #[error("{0}")]
+    NotBuilt(&'static str),
     /// HTTP while replaying.
     #[error("replay: {0}")]
     Replay(String),

@@ -7,10 +7,15 @@
 //! derived from the data, so converting twice and replaying both files
 //! stores every event once.
 
+#[cfg(feature = "convert")]
 mod clickstream;
+#[cfg(feature = "convert")]
 mod hotel;
+#[cfg(feature = "convert")]
 mod leads;
+#[cfg(feature = "convert")]
 mod online_retail;
+#[cfg(feature = "convert")]
 mod telco;
 
 use std::collections::BTreeMap;
@@ -21,6 +26,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::Result;
+#[cfg(feature = "convert")]
 use crate::message::Message;
 
 /// A dataset Beacon can convert.
@@ -90,6 +96,20 @@ impl Dataset {
     }
 
     /// Converts the file at `path`.
+    ///
+    /// Without the crate's `convert` feature (the CSV reader, polars) this
+    /// answers [`Error::NotBuilt`](crate::Error::NotBuilt): the shipped
+    /// `beacon` binary leaves it out (ARCHITECTURE.md, datasets).
+    #[cfg(not(feature = "convert"))]
+    pub fn convert(self, _path: &Path) -> Result<Conversion> {
+        Err(crate::Error::NotBuilt(
+            "this build has no dataset converters; build with \
+             `cargo build --release --bin beacon --features beacon-datasets/convert`",
+        ))
+    }
+
+    /// Converts the file at `path`.
+    #[cfg(feature = "convert")]
     pub fn convert(self, path: &Path) -> Result<Conversion> {
         match self {
             Dataset::OnlineRetail => online_retail::convert(path),
@@ -131,6 +151,7 @@ pub struct Conversion {
     pub report: Report,
 }
 
+#[cfg(feature = "convert")]
 impl Conversion {
     pub(crate) fn push(&mut self, message: Message, name: &str) {
         self.lines.push(message.line());
