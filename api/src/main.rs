@@ -24,6 +24,7 @@ mod settings;
 mod state;
 mod telemetry;
 mod tls;
+mod web;
 
 use std::path::PathBuf;
 

@@ -92,6 +92,13 @@ impl RunningQueries {
         v
     }
 
+    /// Cancels every query of a workspace; returns how many.
+    pub fn cancel_all(&self, tenant: &str) -> usize {
+        let queries = self.inner.lock();
+        let mine = queries.values().filter(|q| q.tenant == tenant);
+        mine.map(|q| q.cancel.cancel()).count()
+    }
+
     /// Cancels one of the workspace's queries; false if there is none.
     pub fn cancel(&self, tenant: &str, id: &str) -> bool {
         match self.inner.lock().get(id) {

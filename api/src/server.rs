@@ -55,6 +55,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     {
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("Beacon listening on {scheme}://{addr}");
+        println!("Web app: {scheme}://{addr}/");
         println!("Data directory: {}", data_dir.display());
     }
     if let Some((listener, pg_addr)) = pg {
@@ -114,7 +115,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
             println!("  read key:  {}", keys.read_key);
             println!("  admin key: {}", keys.admin_key);
             if let (Some(email), Some(password)) = (&keys.owner_email, &keys.owner_password) {
-                println!("  sign in:   {email} / {password}  (POST /v1/auth/login)");
+                println!("  sign in:   {email} / {password}  (the web app at /, or POST /v1/auth/login)");
             }
             println!(
                 "  try: curl -s -u {}: http://{addr}/v1/sql -H 'content-type: application/json' -d '{{\"query\":\"SELECT event, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"}}'",

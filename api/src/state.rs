@@ -166,9 +166,78 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!(e.message()))?;
         crate::models::ModelStore::publish_defaults(&state.engine)
             .map_err(|e| anyhow::anyhow!(e.message()))?;
+        state.finish_deletions()?;
         state
             .model_files
             .load(&state.engine, &state.forecasts, &state.models);
         Ok((state, live_jobs))
+    }
+
+    /// Deletes a workspace and everything Beacon holds for it
+    /// (`DELETE /v1/workspace`). In this order, so that a crash at any
+    /// point leaves it deleted and [`AppState::finish_deletions`] completes
+    /// it at the next start:
+    ///
+    /// 1. the catalog transaction (`Store::delete_tenant`): tombstone,
+    ///    keys, settings and file manifest; the tail and dedupe ids; the WAL
+    ///    checkpointed past its records; its files deleted after
+    ///    `delete_grace`;
+    /// 2. the engine's rollups, funnel index, cached columns and published
+    ///    tables; its running queries cancelled;
+    /// 3. the hub's channels (its WebSockets closed with 4004) and live
+    ///    metrics;
+    /// 4. its rows in the metadata database (users, credentials, links,
+    ///    notifications, inbox, deliveries, webhooks, alert rules and
+    ///    their state), the audit log excepted;
+    /// 5. its models and forecasts, in memory and in `models/<id>/`.
+    pub async fn delete_workspace(
+        &self,
+        tenant: &str,
+        deleted_by: &str,
+    ) -> Result<beacon_ingest::store::TenantStats, crate::error::ApiError> {
+        let engine = self.engine.clone();
+        let (id, by) = (tenant.to_owned(), deleted_by.to_owned());
+        let stats = tokio::task::spawn_blocking(move || engine.delete_tenant(&id, Some(&by)))
+            .await
+            .map_err(|e| crate::error::ApiError::internal(&e))??;
+        self.queries.cancel_all(tenant);
+        self.hub.delete_tenant(tenant);
+        self.live.delete_tenant(tenant).await;
+        self.forecasts.forget(tenant);
+        self.models.forget(tenant);
+        let (state, id) = (self.clone(), tenant.to_owned());
+        tokio::task::spawn_blocking(move || state.delete_workspace_metadata(&id))
+            .await
+            .map_err(|e| crate::error::ApiError::internal(&e))?
+            .map_err(|e| crate::error::ApiError::internal(&*e))?;
+        Ok(stats)
+    }
+
+    /// Steps 4 and 5 of [`AppState::delete_workspace`].
+    fn delete_workspace_metadata(&self, tenant: &str) -> anyhow::Result<()> {
+        let rows = self
+            .notifier
+            .db()
+            .metadata()
+            .delete_tenant(tenant)
+            .with_context(|| format!("deleting the metadata of workspace {tenant}"))?;
+        self.model_files
+            .delete(tenant)
+            .with_context(|| format!("deleting the models of workspace {tenant}"))?;
+        if rows > 0 {
+            tracing::info!(tenant, rows, "Deleted a workspace's metadata and models.");
+        }
+        Ok(())
+    }
+
+    /// Completes deletions a crash interrupted: the metadata rows and saved
+    /// models of every deleted workspace (a no-op for those already gone).
+    /// The events need nothing: the catalog no longer lists their files
+    /// (the store deletes them as orphans) and WAL replay skips them.
+    fn finish_deletions(&self) -> anyhow::Result<()> {
+        for tenant in self.store.catalog().deleted_tenants()? {
+            self.delete_workspace_metadata(&tenant)?;
+        }
+        Ok(())
     }
 }

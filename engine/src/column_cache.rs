@@ -357,6 +357,11 @@ impl ColumnCache {
         }
     }
 
+    /// Forgets every file of a deleted workspace.
+    pub fn forget(&self, tenant: &str) {
+        self.retain(tenant, &HashSet::new());
+    }
+
     /// Counts a scan served by the cache.
     fn served(&self) {
         self.inner.scans.fetch_add(1, Ordering::Relaxed);

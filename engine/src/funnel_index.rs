@@ -360,6 +360,16 @@ impl FunnelIndex {
         Arc::clone(tenants.entry(tenant.to_owned()).or_default())
     }
 
+    /// Forgets a deleted workspace's index.
+    pub fn forget(&self, tenant: &str) {
+        let index = self.tenants.lock().expect("funnel index lock").remove(tenant);
+        if let Some(index) = index {
+            for (_, s) in index.cached().drain() {
+                self.budget.give(s.bytes());
+            }
+        }
+    }
+
     /// Indexes the files of `snapshot` not indexed yet and forgets files no
     /// longer in it (blocking: reads Parquet; the server calls it after
     /// flushes and compactions).

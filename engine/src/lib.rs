@@ -361,6 +361,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes a workspace's events ([`Store::delete_tenant`]) and drops
+    /// what the engine keeps of them: rollups, funnel index, cached
+    /// columns, published tables. Blocking (the store flushes).
+    pub fn delete_tenant(
+        &self,
+        tenant: &str,
+        deleted_by: Option<&str>,
+    ) -> beacon_ingest::Result<beacon_ingest::store::TenantStats> {
+        let stats = self.store.delete_tenant(tenant, deleted_by)?;
+        self.rollups.forget(tenant);
+        self.funnel_index.forget(tenant);
+        self.column_cache.forget(tenant);
+        self.published
+            .write()
+            .expect("the published-tables lock is never held across a panic")
+            .remove(tenant);
+        Ok(stats)
+    }
+
     /// The store queried.
     pub fn store(&self) -> &Store {
         &self.store

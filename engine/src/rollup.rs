@@ -85,6 +85,11 @@ async fn aggregate(table: Arc<dyn datafusion::catalog::TableProvider>) -> Result
 }
 
 impl Rollups {
+    /// Forgets a deleted workspace's rollups.
+    pub fn forget(&self, tenant: &str) {
+        self.files.lock().expect("rollup cache lock").remove(tenant);
+    }
+
     /// Rolls up the files of `snapshot` not seen yet and forgets files no
     /// longer in it; returns the rollups of exactly its files.
     pub async fn files(&self, tenant: &str, snapshot: &TenantSnapshot) -> Result<Vec<RecordBatch>> {

@@ -9,7 +9,7 @@
 //! Keys are 32 random base62 characters (190 bits), so a plain SHA-256 is
 //! enough to make a stolen database useless (no password stretching needed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -309,7 +309,7 @@ pub struct FileMeta {
     pub max_received_us: i64,
 }
 
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 const MIGRATION_1: &str = "
 CREATE TABLE tenants (
@@ -361,6 +361,22 @@ UPDATE api_keys SET scopes = CASE role WHEN 'write' THEN 'ingest' WHEN 'read' TH
 CREATE INDEX api_keys_user ON api_keys(tenant_id, user_id);
 ";
 
+/// Deleted workspaces: the id is never given again (ids are random), and
+/// the write-ahead log's records of a deleted workspace are skipped on
+/// replay (they stay in segments until the next flush checkpoints past
+/// them).
+const MIGRATION_3: &str = "
+CREATE TABLE deleted_tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    deleted_at_us INTEGER NOT NULL,
+    deleted_by TEXT
+);
+";
+
+/// The migrations after the first, by the `user_version` they bring.
+const MIGRATIONS: &[(i32, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3)];
+
 /// Handle to the metadata database. Cheap operations only; callers on async
 /// threads accept a short blocking section (indexed single-row statements).
 #[derive(Debug)]
@@ -400,8 +416,9 @@ impl std::ops::DerefMut for Db {
 /// data directory, or the notification inbox's own connection) commits,
 /// and [`Catalog::revoke_key`] empties the cache, so a revoked key is
 /// refused at once. A cached [`KeyInfo`] can only go stale by revocation
-/// today (nothing changes a key's role or workspace, nothing deletes a
-/// workspace); a method that ever does must empty the cache too.
+/// or by deleting its workspace (nothing changes a key's
+/// role or workspace); both empty the cache, as any new method that
+/// changes a key must.
 #[derive(Debug, Default)]
 struct KeyCache {
     data_version: i64,
@@ -462,15 +479,16 @@ impl Catalog {
                 "BEGIN IMMEDIATE; {MIGRATION_1} PRAGMA user_version = 1; COMMIT;"
             ))?;
         }
-        if version < 2 {
+        for &(target, migration) in MIGRATIONS {
+            if version >= target {
+                continue;
+            }
             // Re-read inside the write transaction: two processes opening
             // the same file at once apply it once.
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let now: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            let applied = if now < 2 {
-                conn.execute_batch(&format!(
-                    "{MIGRATION_2} PRAGMA user_version = {SCHEMA_VERSION};"
-                ))
+            let applied = if now < target {
+                conn.execute_batch(&format!("{migration} PRAGMA user_version = {target};"))
             } else {
                 Ok(())
             };
@@ -482,6 +500,7 @@ impl Catalog {
                 }
             }
         }
+        debug_assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
         Ok(Self {
             conn: Mutex::new(Db {
                 conn,
@@ -820,6 +839,45 @@ impl Catalog {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Deletes a workspace from the catalog in one transaction: its keys,
+    /// its settings and its file manifest go, and a tombstone stays
+    /// ([`Catalog::deleted_tenants`]). Returns the paths of the files it
+    /// held (no longer published: the caller deletes them). The workspace
+    /// is gone for every lookup once this returns.
+    pub fn delete_tenant(&self, id: &str, deleted_by: Option<&str>) -> Result<Vec<String>> {
+        let mut conn = self.conn.lock();
+        conn.keys.entries.clear();
+        let tx = conn.transaction()?;
+        let name: String = tx
+            .query_row("SELECT name FROM tenants WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| Error::UnknownTenant(id.to_owned()))?;
+        let paths: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT path FROM files WHERE tenant_id = ?1")?;
+            stmt.query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute("DELETE FROM files WHERE tenant_id = ?1", [id])?;
+        tx.execute("DELETE FROM api_keys WHERE tenant_id = ?1", [id])?;
+        tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
+        tx.execute(
+            "INSERT INTO deleted_tenants (id, name, deleted_at_us, deleted_by) VALUES (?1, ?2, ?3, ?4)",
+            params![id, name, now_us(), deleted_by],
+        )?;
+        tx.commit()?;
+        Ok(paths)
+    }
+
+    /// The ids of deleted workspaces.
+    pub fn deleted_tenants(&self) -> Result<HashSet<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT id FROM deleted_tenants")?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
     }
 }
 

@@ -113,6 +113,11 @@ impl Deduper {
         }
     }
 
+    /// Forgets every id of a deleted workspace.
+    pub fn forget(&self, tenant: &str) {
+        self.tenants.lock().remove(tenant);
+    }
+
     /// Drops committed ids received before `cutoff_us`; returns how many.
     pub fn evict(&self, cutoff_us: i64) -> usize {
         let mut tenants = self.tenants.lock();

@@ -121,6 +121,13 @@ pub fn partition_dir(tenant_id: &str, date: &str) -> PathBuf {
         .join(format!("date={date}"))
 }
 
+/// The workspace id in a file path of the layout above.
+pub fn tenant_of_path(path: &Path) -> Option<&str> {
+    path.components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .find_map(|c| c.strip_prefix("tenant="))
+}
+
 /// Writes one file for a workspace-day (or month) from rows already sorted by time
 /// ([`split_by_day`], [`sort_by_time`]) and makes it durable. The file is not
 /// published until the caller commits its [`FileMeta`] to the catalog.
@@ -422,12 +429,18 @@ pub fn read_file(path: &Path, projection: Option<&[&str]>) -> Result<Vec<RecordB
 
 /// Deletes Parquet files under the events directory that the catalog does not
 /// list (left by a crash between write and commit, or by a compaction whose
-/// old files were not yet deleted), and leftover `.tmp` files.
+/// old files were not yet deleted, or a deleted workspace's), leftover
+/// `.tmp` files, and the directories this leaves empty. Startup only: a
+/// flush may be creating a directory at any other time.
 pub fn remove_orphans(data_dir: &Path, published: &HashSet<String>) -> Result<usize> {
     let root = data_dir.join(EVENTS_DIR);
     let mut removed = 0;
-    let mut stack = vec![root];
+    let mut stack = vec![root.clone()];
+    let mut dirs = Vec::new();
     while let Some(dir) = stack.pop() {
+        if dir != root {
+            dirs.push(dir.clone());
+        }
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -450,6 +463,10 @@ pub fn remove_orphans(data_dir: &Path, published: &HashSet<String>) -> Result<us
                 removed += 1;
             }
         }
+    }
+    // Children were pushed after their parents: deepest first.
+    for dir in dirs.iter().rev() {
+        let _ = fs::remove_dir(dir);
     }
     Ok(removed)
 }

@@ -242,6 +242,9 @@ struct Inner {
     flushing: Mutex<()>,
     pending_deletes: Mutex<Vec<(PathBuf, Instant)>>,
     last_flush: Mutex<Instant>,
+    /// Deleted workspaces ([`Store::delete_tenant`]): the writer refuses
+    /// their appends, so nothing queued behind a deletion comes back.
+    deleted: RwLock<HashSet<String>>,
 }
 
 /// The event store. Cheap to clone.
@@ -295,10 +298,11 @@ impl Store {
                 .push(file);
         }
         let checkpoint = catalog.checkpoint()?;
+        let deleted = catalog.deleted_tenants()?;
         let mut buffered = 0usize;
         let mut replayed = 0usize;
         let last_seq = wal::replay(&wal_dir, |record| {
-            if record.seq <= checkpoint {
+            if record.seq <= checkpoint || deleted.contains(&record.tenant) {
                 return Ok(());
             }
             note_ids(&dedupe, &record.tenant, &record.batch)?;
@@ -336,6 +340,7 @@ impl Store {
             flushing: Mutex::new(()),
             pending_deletes: Mutex::new(Vec::new()),
             last_flush: Mutex::new(Instant::now()),
+            deleted: RwLock::new(deleted),
             config,
         });
         let writer_inner = Arc::clone(&inner);
@@ -804,6 +809,7 @@ impl Store {
     fn delete_expired_files(&self) {
         let now = Instant::now();
         let mut pending = self.inner.pending_deletes.lock();
+        let deleted = self.inner.deleted.read();
         pending.retain(|(path, due)| {
             if *due > now {
                 return true;
@@ -813,8 +819,60 @@ impl Store {
                     tracing::warn!(path = %path.display(), error = %e, "Could not delete a replaced file.");
                     return true;
                 }
+            // A deleted workspace's directories go with its last files
+            // (only theirs: a live workspace's flush may be creating one).
+            if storage::tenant_of_path(path).is_some_and(|t| deleted.contains(t)) {
+                for dir in path.ancestors().skip(1).take(2) {
+                    if std::fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                }
+            }
             false
         });
+    }
+
+    /// Deletes a workspace's events: the catalog tombstones it and drops
+    /// its keys and file manifest in one transaction (from then on it does
+    /// not exist for any lookup, and a restart does not bring it back);
+    /// its in-memory tail and dedupe ids are dropped, appends still queued
+    /// for it are refused, its files are deleted after `delete_grace`
+    /// (queries already running keep reading them), and a flush
+    /// checkpoints past its records so that the WAL segments holding them
+    /// are deleted before this returns. Blocking.
+    pub fn delete_tenant(&self, tenant: &str, deleted_by: Option<&str>) -> Result<TenantStats> {
+        let inner = &self.inner;
+        let stats = self.tenant_stats(tenant);
+        {
+            let _maintenance = inner.maintenance.lock();
+            let _flushing = inner.flushing.lock();
+            let paths = inner.catalog.delete_tenant(tenant, deleted_by)?;
+            inner.deleted.write().insert(tenant.to_owned());
+            let freed = {
+                let mut state = inner.state.write();
+                state.files.remove(tenant);
+                match state.tails.remove(tenant) {
+                    Some(tail) => {
+                        state.active_bytes -= tail.active_bytes;
+                        state.flushing_bytes -= tail.flushing_bytes;
+                        tail.active_bytes + tail.flushing_bytes
+                    }
+                    None => 0,
+                }
+            };
+            inner.buffered_bytes.fetch_sub(freed, Ordering::AcqRel);
+            inner.dedupe.forget(tenant);
+            let due = Instant::now() + inner.config.delete_grace;
+            inner
+                .pending_deletes
+                .lock()
+                .extend(paths.iter().map(|p| (inner.data_dir.join(p), due)));
+        }
+        self.delete_expired_files();
+        self.flush()?;
+        self.update_gauges();
+        tracing::info!(tenant, files = stats.files, rows = stats.file_rows + stats.memory_rows as u64, "Deleted a workspace's events.");
+        Ok(stats)
     }
 
     /// Flushes everything and stops the WAL writer. Blocking.
@@ -940,6 +998,8 @@ fn writer_loop(
                 } => {
                     let rejected = if inner.poisoned.load(Ordering::Acquire) {
                         Some(Error::WalPoisoned)
+                    } else if inner.deleted.read().contains(&tenant) {
+                        Some(Error::UnknownTenant(tenant.clone()))
                     } else if failure.is_some() {
                         Some(Error::WalClosed)
                     } else {
@@ -985,12 +1045,26 @@ fn writer_loop(
                     metrics::histogram!(metric_names::WAL_SYNC_SECONDS)
                         .record(started.elapsed().as_secs_f64());
                 }
+                let gone: Vec<Pending>;
                 {
+                    // Checked again under the state lock: a deletion that
+                    // began after the check above removes the tail under
+                    // this lock too, so a batch is either removed with it
+                    // or refused here.
+                    let deleted = inner.deleted.read();
                     let mut state = inner.state.write();
+                    (pending, gone) = std::mem::take(&mut pending)
+                        .into_iter()
+                        .partition(|p| !deleted.contains(&p.tenant));
                     for p in &pending {
                         state.append(&p.tenant, p.batch.clone(), p.bytes);
                         state.applied_seq = state.applied_seq.max(p.seq);
                     }
+                }
+                for p in gone {
+                    inner.dedupe.release(&p.tenant, &p.hashes);
+                    inner.buffered_bytes.fetch_sub(p.bytes, Ordering::AcqRel);
+                    let _ = p.reply.send(Err(Error::UnknownTenant(p.tenant)));
                 }
                 for p in pending {
                     inner.dedupe.commit(&p.tenant, &p.hashes, p.received_us);

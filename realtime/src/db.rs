@@ -258,6 +258,23 @@ CREATE TABLE IF NOT EXISTS alert_groups (
 );
 ";
 
+/// Every table with a workspace's rows (`tenant_id`), but the audit log;
+/// rows that reference others first (foreign keys are enforced).
+const WORKSPACE_TABLES: &[&str] = &[
+    "notify_inbox",
+    "notify_deliveries",
+    "notify_messages",
+    "notify_users",
+    "notify_branding",
+    "notify_endpoints",
+    "alert_rules",
+    "alert_instances",
+    "alert_history",
+    "alert_silences",
+    "alert_groups",
+    "access_links",
+];
+
 /// The table that records applied migrations.
 const TRACKING: &str = "CREATE TABLE IF NOT EXISTS realtime_migrations (
     version INTEGER PRIMARY KEY,
@@ -299,6 +316,25 @@ impl MetaDb {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, DbError> {
         Ok(f(&mut self.conn.lock())?)
+    }
+
+    /// Deletes every row a deleted workspace has here (users and their
+    /// credentials, links, endpoints, branding, notifications, inbox,
+    /// deliveries, alert rules, instances, history, silences and groups)
+    /// in one transaction; returns the number of rows. The audit log keeps
+    /// its rows, the deletion's among them, until its retention. Safe to
+    /// repeat: the server runs it again at startup for every deleted
+    /// workspace, finishing a deletion a crash interrupted.
+    pub fn delete_tenant(&self, tenant: &str) -> Result<usize, DbError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let mut rows = 0;
+            for table in WORKSPACE_TABLES {
+                rows += tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [tenant])?;
+            }
+            tx.commit()?;
+            Ok(rows)
+        })
     }
 
     /// The newest applied migration (0: none).
@@ -350,6 +386,45 @@ fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), DbErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deleting a workspace reaches every table with its rows: a table
+    /// added later with a `tenant_id` fails this until it is listed.
+    #[test]
+    fn workspace_tables_are_every_table_with_a_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let mut tables: Vec<String> = db
+            .with(|c| {
+                c.prepare(
+                    "SELECT m.name FROM sqlite_master m JOIN pragma_table_info(m.name) c
+                     WHERE m.type = 'table' AND c.name = 'tenant_id' AND m.name <> 'audit_log'",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect()
+            })
+            .expect("tables");
+        tables.sort();
+        let mut listed: Vec<String> = WORKSPACE_TABLES.iter().map(|t| (*t).to_owned()).collect();
+        listed.sort();
+        assert_eq!(tables, listed);
+        db.with(|c| {
+            c.execute_batch(
+                "INSERT INTO alert_silences (tenant_id, id, silence) VALUES ('ws_a', 's', '{}'), ('ws_b', 's', '{}');
+                 INSERT INTO notify_messages (id, tenant_id, category, severity, title, body, data, recipients, created_at_us)
+                     VALUES ('m', 'ws_a', 'c', 'info', 't', '', '{}', '[]', 0);
+                 INSERT INTO notify_inbox (tenant_id, user_id, message_id, created_at_us) VALUES ('ws_a', 'u', 'm', 0);
+                 INSERT INTO notify_deliveries (id, tenant_id, message_id, channel, target, status, next_attempt_us, created_at_us, updated_at_us)
+                     VALUES ('d', 'ws_a', 'm', 'inbox', 'u', 'delivered', 0, 0, 0);",
+            )
+        })
+        .expect("insert");
+        assert_eq!(db.delete_tenant("ws_a").expect("delete"), 4);
+        assert_eq!(db.delete_tenant("ws_a").expect("again"), 0);
+        let left: i64 = db
+            .with(|c| c.query_row("SELECT count(*) FROM alert_silences", [], |r| r.get(0)))
+            .expect("count");
+        assert_eq!(left, 1);
+    }
 
     /// `sqlite_master` rows of the realtime tables and indexes.
     fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {

@@ -199,6 +199,8 @@ pub mod signal {
     pub const STALLED: u8 = 8;
     /// The server is shutting down: close (1001).
     pub const SHUTDOWN: u8 = 16;
+    /// The connection's workspace was deleted: close (4004).
+    pub const DELETED: u8 = 32;
 }
 
 /// `idle_since` of a connection that has subscriptions.
@@ -418,6 +420,9 @@ struct TenantChannels {
     channels: HashMap<String, Arc<Channel>>,
 }
 
+/// A watched connection: its workspace and its outbox.
+type Watched = (Arc<str>, Arc<Outbox>);
+
 /// The hub: every workspace's channels and the open connections.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -434,7 +439,7 @@ struct HubInner {
     closing: tokio::sync::watch::Sender<bool>,
     shut: AtomicBool,
     /// Connections the sweeper watches ([`Connection::watch`]).
-    watched: Mutex<HashMap<u64, Arc<Outbox>>>,
+    watched: Mutex<HashMap<u64, Watched>>,
     /// Where the hub's time comes from ([`Hub::now_ms`]).
     clock: Arc<dyn Clock>,
     /// The clock's reading (µs) when the hub was made: zero of
@@ -478,7 +483,7 @@ impl Hub {
     pub fn shutdown(&self) {
         self.inner.shut.store(true, Ordering::Release);
         self.inner.closing.send_replace(true);
-        for outbox in self.inner.watched.lock().values() {
+        for (_, outbox) in self.inner.watched.lock().values() {
             outbox.raise(signal::SHUTDOWN);
         }
     }
@@ -515,7 +520,7 @@ impl Hub {
             millis(config.idle_timeout),
         );
         let now = self.now_ms();
-        for outbox in self.inner.watched.lock().values() {
+        for (_, outbox) in self.inner.watched.lock().values() {
             let mut bits = 0;
             let since = outbox.writing_since.load(Ordering::Acquire);
             if since != 0 && now.saturating_sub(since - 1) > write_ms {
@@ -571,6 +576,17 @@ impl Hub {
                 hub.sweep(beat);
             }
         })
+    }
+
+    /// Forgets a deleted workspace: its channels (their state and
+    /// history) go, and its watched connections are closed (4004).
+    pub fn delete_tenant(&self, tenant: &str) {
+        self.inner.tenants.lock().remove(tenant);
+        for (of, outbox) in self.inner.watched.lock().values() {
+            if &**of == tenant {
+                outbox.raise(signal::DELETED);
+            }
+        }
     }
 
     /// Open connections.
@@ -832,7 +848,10 @@ impl Connection {
             .inner
             .watched
             .lock()
-            .insert(self.outbox.id, Arc::clone(&self.outbox));
+            .insert(
+                self.outbox.id,
+                (Arc::from(self.principal.tenant.as_str()), Arc::clone(&self.outbox)),
+            );
         if self.hub.inner.shut.load(Ordering::Acquire) {
             self.outbox.raise(signal::SHUTDOWN);
         }

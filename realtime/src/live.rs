@@ -403,6 +403,13 @@ impl Live {
         }
     }
 
+    /// Forgets a deleted workspace's live metrics and live queries.
+    pub async fn delete_tenant(&self, tenant: &str) {
+        self.metrics.lock().await.remove(tenant);
+        self.queries.lock().retain(|(t, _), _| t != tenant);
+        self.limits.lock().remove(tenant);
+    }
+
     /// Builds the workspace's metrics from storage if needed, publishes
     /// them when they changed and returns them (the current snapshot).
     pub async fn ensure_metrics(&self, tenant: &str) -> Result<Value> {

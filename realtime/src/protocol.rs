@@ -185,6 +185,8 @@ pub mod close {
     pub const DEAD: u16 = 4009;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// The connection's workspace was deleted.
+    pub const WORKSPACE_DELETED: u16 = 4004;
 }
 
 #[cfg(test)]

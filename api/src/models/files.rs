@@ -76,6 +76,14 @@ impl ModelFiles {
         )
     }
 
+    /// Deletes what is saved for a deleted workspace.
+    pub fn delete(&self, tenant: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.dir(tenant)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads everything saved, republishing it to the engine. A file that
     /// cannot be read is logged and skipped (the model is retrained at the
     /// next refit or on demand), never fatal.

@@ -165,6 +165,14 @@ impl ForecastStore {
         Ok(())
     }
 
+    /// Forgets a deleted workspace's forecasts.
+    pub fn forget(&self, tenant: &str) {
+        self.inner
+            .lock()
+            .expect("the forecast store lock is never held across a panic")
+            .remove(tenant);
+    }
+
     /// Every workspace's kept forecasts.
     pub fn all(&self) -> Vec<(String, StoredForecast)> {
         let all = self

@@ -254,6 +254,14 @@ impl ModelStore {
         Ok(())
     }
 
+    /// Forgets a deleted workspace's models.
+    pub fn forget(&self, tenant: &str) {
+        self.inner
+            .lock()
+            .expect("the model store lock is never held across a panic")
+            .retain(|(t, _), _| t != tenant);
+    }
+
     /// Every (workspace, kind, window) with a model.
     pub fn all(&self) -> Vec<(String, ModelKind, u32)> {
         let all = self

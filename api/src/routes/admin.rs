@@ -1,4 +1,4 @@
-//! Workspace administration: settings, keys, flush, the audit log.
+//! Workspace administration: settings, deletion, keys, flush, the audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -95,6 +95,65 @@ pub async fn patch_workspace(
         json!({"before": before, "after": tenant}),
     );
     Ok(axum::Json(json!({"workspace": tenant})).into_response())
+}
+
+/// `DELETE /v1/workspace` body: the workspace's id, typed again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWorkspace {
+    confirm: String,
+}
+
+/// `DELETE /v1/workspace` (owners, signed in): deletes the workspace and
+/// everything Beacon holds for it ([`AppState::delete_workspace`]). Only
+/// the audit log keeps its rows, this deletion's among them, until its
+/// retention. The id is never given again.
+pub async fn delete_workspace(
+    State(state): State<AppState>,
+    principal: Caller,
+    meta: RequestMeta,
+    AppJson(body): AppJson<DeleteWorkspace, SMALL_JSON_LIMIT>,
+) -> Result<Response, ApiError> {
+    let tenant = state.store.catalog().tenant(&principal.tenant)?;
+    if body.confirm != tenant.id {
+        return Err(ApiError::bad_request(
+            "confirmation_mismatch",
+            "to delete the workspace, send its id in `confirm`",
+        )
+        .with_detail("workspace", json!(tenant.id)));
+    }
+    let actor = principal.actor();
+    match state.delete_workspace(&tenant.id, &actor).await {
+        Ok(stats) => {
+            let deleted = json!({
+                "workspace": tenant.id,
+                "name": tenant.name,
+                "events": stats.file_rows + stats.memory_rows as u64,
+                "files": stats.files,
+                "bytes": stats.file_bytes,
+            });
+            state.audit.record(
+                &principal,
+                &meta,
+                "workspace_delete",
+                Some(&tenant.id),
+                deleted.clone(),
+            );
+            Ok(axum::Json(json!({"deleted": deleted})).into_response())
+        }
+        Err(e) => {
+            state.audit.append(
+                &tenant.id,
+                &actor,
+                &meta,
+                "workspace_delete",
+                Some(&tenant.id),
+                "failure",
+                json!({"error": e.message()}),
+            );
+            Err(e)
+        }
+    }
 }
 
 /// `GET /v1/workspace/keys`.

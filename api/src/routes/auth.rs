@@ -275,6 +275,24 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     })))
 }
 
+/// `GET /v1/auth/session`: whether this browser is signed in, and as whom:
+/// `{"signed_in": false}`, or `/v1/auth/me`'s answer with `"signed_in":
+/// true`. Always 200 (public): the web app asks it on every load, and a
+/// signed-out visitor is not an error.
+pub async fn session_state(
+    State(state): State<AppState>,
+    browser: Session,
+) -> Result<Json<Value>, ApiError> {
+    match session::current(&state, &browser).await? {
+        None => Ok(Json(json!({"signed_in": false}))),
+        Some(caller) => {
+            let Json(mut answer) = me(State(state), caller).await?;
+            answer["signed_in"] = json!(true);
+            Ok(Json(answer))
+        }
+    }
+}
+
 /// `POST /v1/auth/logout`: ends this session.
 pub async fn logout(
     State(state): State<AppState>,

@@ -429,6 +429,12 @@ impl Session {
                     "server shutting down".into(),
                 ))));
             }
+            if signals & signal::DELETED != 0 {
+                return Poll::Ready(Turn::End(Some((
+                    close::WORKSPACE_DELETED,
+                    "workspace deleted".into(),
+                ))));
+            }
             if signals & signal::STALLED != 0 {
                 tracing::warn!(tenant = %self.conn.principal().tenant, "Closed a stalled real-time client.");
                 return Poll::Ready(Turn::End(None));

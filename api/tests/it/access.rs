@@ -2,7 +2,8 @@
 //! (from `beacon routes --json`) with every role and key kind, sessions
 //! (cookies, CSRF, sign-out, expiry), invitations and resets through a
 //! real SMTP server (aiosmtpd), TOTP, rate limits and sign-in brute force,
-//! the audit log, and upgrading a data directory made before roles.
+//! the audit log, upgrading a data directory made before roles, and an
+//! owner deleting the workspace.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -222,7 +223,9 @@ async fn use_classes_of_every_route(server: &Server, principals: Vec<Principal>)
                 .replace("{endpoint}", "revenue")
                 .replace("{kind}", "churn")
                 .replace("{prefix}", "bk_nope")
-                .replace("{name}", "nope");
+                .replace("{name}", "nope")
+                .replace("{build}", "x")
+                .replace("{*path}", "app.js");
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
             let (status, v, _) = send(server, &p.who, method.clone(), &path, body).await;
             let open = class == "public" || class == "sign_in";
@@ -240,7 +243,7 @@ async fn use_classes_of_every_route(server: &Server, principals: Vec<Principal>)
             *seen.entry(class.to_owned()).or_insert(0) += 1;
         }
     }
-    for class in ["public", "sign_in", "account", "ingest", "view", "query", "realtime", "inbox", "rules", "admin"] {
+    for class in ["public", "sign_in", "account", "ingest", "view", "query", "realtime", "inbox", "rules", "admin", "owner"] {
         assert!(seen.contains_key(class), "no route of class {class}");
     }
 }
@@ -601,4 +604,157 @@ async fn a_data_directory_from_before_roles_keeps_its_keys_and_recipients() {
     assert_eq!(roles.get("ann").map(String::as_str), Some("owner"));
     assert_eq!(roles.get("bob").map(String::as_str), Some("viewer"), "a free-text role becomes viewer");
     assert_eq!(users["users"][0]["has_password"], false);
+}
+
+/// Events for `user`, each with its own message id.
+fn orders(prefix: &str, n: usize) -> Value {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "track", "event": "Order Completed", "userId": format!("{prefix}-{i}"), "messageId": format!("{prefix}-{i}"), "timestamp": "2026-11-02T10:00:00Z", "properties": {"revenue": "10.50", "currency": "USD"}}))
+        .collect();
+    json!({"batch": batch})
+}
+
+/// Files, directories and WAL bytes that mention `needle`.
+fn traces_on_disk(data: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![data.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            let name = path.to_string_lossy().into_owned();
+            if name.contains(needle) {
+                found.push(name.clone());
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.contains("/wal/") && std::fs::read(&path).expect("read").windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{name} (bytes)"));
+            }
+        }
+    }
+    found
+}
+
+/// Rows of the metadata database that belong to `tenant`, by table (the
+/// audit log aside).
+fn metadata_rows(data: &Path, tenant: &str) -> BTreeMap<String, i64> {
+    let db = rusqlite::Connection::open(data.join("beacon.sqlite")).expect("open");
+    let tables: Vec<String> = db
+        .prepare("SELECT m.name FROM sqlite_master m JOIN pragma_table_info(m.name) c WHERE m.type = 'table' AND c.name = 'tenant_id' AND m.name <> 'audit_log'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(tables.len() >= 13, "{tables:?}");
+    let mut rows = BTreeMap::new();
+    for table in tables {
+        let n: i64 = db.query_row(&format!("SELECT count(*) FROM {table} WHERE tenant_id = ?1"), [tenant], |r| r.get(0)).expect("count");
+        if n > 0 {
+            rows.insert(table, n);
+        }
+    }
+    for (table, column) in [("tenants", "id"), ("deleted_tenants", "id")] {
+        let n: i64 = db.query_row(&format!("SELECT count(*) FROM {table} WHERE {column} = ?1"), [tenant], |r| r.get(0)).expect("count");
+        rows.insert(table.to_owned(), n);
+    }
+    rows
+}
+
+#[tokio::test]
+async fn an_owner_deletes_the_workspace_and_nothing_of_it_remains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let shop = create_tenant(&data, "Shop");
+    let other = create_tenant(&data, "Other");
+    create_user(&data, "Shop", "owner@shop.test", "owner", PASSWORD);
+    create_user(&data, "Shop", "admin@shop.test", "admin", PASSWORD);
+    let mut env = relaxed_limits();
+    env.push(("BEACON_INGEST__DELETE_GRACE", "0s"));
+    // Flushes only when asked: the tail and the WAL keep what is not.
+    env.push(("BEACON_INGEST__FLUSH_INTERVAL", "1h"));
+    let server = Server::start(&data, &env);
+    let admin = shop.admin_key.as_str();
+
+    // Events in files, in the tail and the WAL; the other workspace's too.
+    assert_eq!(server.post("/v1/batch", &shop.write_key, orders("shop-a", 50)).await.0, 200);
+    assert_eq!(server.post("/v1/batch", &other.write_key, orders("other-a", 30)).await.0, 200);
+    assert_eq!(server.post("/v1/workspace/flush", admin, json!({})).await.0, 200);
+    assert_eq!(server.post("/v1/batch", &shop.write_key, orders("shop-b", 20)).await.0, 200);
+    assert_eq!(server.post("/v1/batch", &other.write_key, orders("other-b", 10)).await.0, 200);
+    // Metadata: a webhook, an alert rule, a notification in an inbox.
+    assert_eq!(server.post("/v1/webhooks", admin, json!({"url": "http://127.0.0.1:9/hook"})).await.0, 201);
+    let rule = json!({"name": "Orders", "query": {"metric": "orders", "window": "1h"}, "condition": {"type": "threshold", "op": "above", "value": 1000}, "schedule": {"every": "1h"}, "severity": "info"});
+    assert_eq!(server.post("/v1/alerts/rules", admin, rule).await.0, 201);
+    let (s, v) = server.post("/v1/notifications", admin, json!({"recipients": ["admin@shop.test"], "category": "ops", "title": "Hello", "channels": ["inbox"]})).await;
+    assert!(s == 200 || s == 201 || s == 202, "{s} {v}");
+    assert_eq!(scalar(&server, admin, "SELECT count(*) FROM events").await, 70);
+    let before = metadata_rows(&data, &shop.id);
+    for table in ["notify_users", "notify_endpoints", "alert_rules", "notify_inbox"] {
+        assert!(before.contains_key(table), "{table} in {before:?}");
+    }
+    // A live subscriber of the workspace.
+    let (s, token) = server.post("/v1/realtime/tokens", admin, json!({"user": "admin@shop.test"})).await;
+    assert_eq!(s, 200, "{token}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url(&format!("?token={}", token["token"].as_str().expect("token")))).await.expect("connect");
+    let reply = ws::subscribe(&mut socket, json!({"type": "subscribe", "channel": "notifications:admin@shop.test"})).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+
+    // Only a signed-in owner, and only with the id typed again.
+    let owner = sign_in(&server, "owner@shop.test", PASSWORD).await;
+    let admin_user = sign_in(&server, "admin@shop.test", PASSWORD).await;
+    let confirm = json!({"confirm": shop.id});
+    assert_eq!(send(&server, &Who::Bearer(shop.admin_key.clone()), Method::DELETE, "/v1/workspace", Some(confirm.clone())).await.0, 403);
+    assert_eq!(send(&server, &admin_user, Method::DELETE, "/v1/workspace", Some(confirm.clone())).await.0, 403);
+    let (s, v, _) = send(&server, &owner, Method::DELETE, "/v1/workspace", Some(json!({"confirm": "Shop"}))).await;
+    assert_eq!((s, &v["error"]["code"]), (400, &json!("confirmation_mismatch")), "{v}");
+    let (s, v, _) = send(&server, &owner, Method::DELETE, "/v1/workspace", None).await;
+    assert!(matches!(s, 400 | 415), "no body: {s} {v}");
+    assert_eq!(scalar(&server, admin, "SELECT count(*) FROM events").await, 70, "nothing deleted yet");
+
+    let (s, v, _) = send(&server, &owner, Method::DELETE, "/v1/workspace", Some(confirm.clone())).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["deleted"]["workspace"], shop.id.as_str());
+    assert_eq!(v["deleted"]["events"], 70, "{v}");
+    assert_eq!(ws::close_code(&mut socket).await, 4004);
+
+    // Gone for every caller; the other workspace untouched.
+    for key in [&shop.admin_key, &shop.write_key] {
+        let (s, v) = server.get("/v1/workspace", key).await;
+        assert_eq!(s, 401, "{v}");
+    }
+    assert_eq!(send(&server, &owner, Method::GET, "/v1/auth/me", None).await.0, 401, "the session ended with its user");
+    let (s, v) = server.post("/v1/batch", &shop.write_key, orders("shop-c", 1)).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(scalar(&server, &other.admin_key, "SELECT count(*) FROM events").await, 40);
+    assert_eq!(server.post("/v1/batch", &other.write_key, orders("other-c", 5)).await.0, 200);
+
+    // Nothing of it on disk (files, directories, WAL records, models) or in
+    // the metadata but the tombstone; the deletion is in the audit log.
+    assert_eq!(traces_on_disk(&data, &shop.id), Vec::<String>::new());
+    let after = metadata_rows(&data, &shop.id);
+    assert_eq!(after, BTreeMap::from([("deleted_tenants".to_owned(), 1), ("tenants".to_owned(), 0)]));
+    let db = rusqlite::Connection::open(data.join("beacon.sqlite")).expect("open");
+    let (actor, detail): (String, String) = db
+        .query_row("SELECT actor, detail FROM audit_log WHERE tenant_id = ?1 AND action = 'workspace_delete'", [&shop.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("the deletion is audited");
+    assert_eq!(actor, "user:owner@shop.test");
+    assert!(detail.contains("\"events\":70"), "{detail}");
+    drop(db);
+
+    // A restart brings nothing back, and finishes a deletion a crash cut
+    // short (metadata rows and saved models left behind).
+    server.stop();
+    let db = rusqlite::Connection::open(data.join("beacon.sqlite")).expect("open");
+    db.execute("INSERT INTO alert_rules (tenant_id, id, spec, created_at_us, updated_at_us) VALUES (?1, 'left', '{}', 0, 0)", [&shop.id]).expect("insert");
+    drop(db);
+    std::fs::create_dir_all(data.join("models").join(&shop.id)).expect("models dir");
+    std::fs::write(data.join("models").join(&shop.id).join("forecasts.json"), "[]").expect("write");
+    let server = Server::start(&data, &env);
+    assert_eq!(traces_on_disk(&data, &shop.id), Vec::<String>::new());
+    assert_eq!(metadata_rows(&data, &shop.id), after);
+    assert_eq!(server.get("/v1/workspace", &shop.admin_key).await.0, 401);
+    assert_eq!(scalar(&server, &other.admin_key, "SELECT count(*) FROM events").await, 45);
+    let out = Command::new(BIN).args(["tenants", "list", "--json", "--data-dir"]).arg(&data).output().expect("tenants list");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&shop.id), "{}", String::from_utf8_lossy(&out.stdout));
 }

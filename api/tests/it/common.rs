@@ -274,3 +274,17 @@ pub fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:#?}"))
         .trim()
 }
+
+/// Installs the npm packages pinned by `dir/package-lock.json` (`npm ci`)
+/// unless `dir/node_modules/<marker>` is there already.
+pub fn npm_ci(dir: &Path, marker: &str) {
+    if dir.join("node_modules").join(marker).is_dir() {
+        return;
+    }
+    let status = Command::new("npm")
+        .current_dir(dir)
+        .args(["ci", "--no-audit", "--no-fund"])
+        .status()
+        .expect("npm is installed (.ci/run installs Node.js and npm)");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}

@@ -17,3 +17,4 @@ mod snapshots;
 mod tls;
 mod sql_http;
 mod sql_wire;
+mod web;

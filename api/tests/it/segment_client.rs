@@ -14,18 +14,7 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segment_analytics_node_events_arrive_intact() {
     let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/segment-node");
-    if !client_dir
-        .join("node_modules/@segment/analytics-node")
-        .is_dir()
-    {
-        // Install the pinned client (package-lock.json) from the npm registry.
-        let status = Command::new("npm")
-            .current_dir(&client_dir)
-            .args(["ci", "--no-audit", "--no-fund"])
-            .status()
-            .expect("npm is installed (.ci/run installs Node.js and npm)");
-        assert!(status.success(), "npm ci failed");
-    }
+    common::npm_ci(&client_dir, "@segment/analytics-node");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let tenant = create_tenant(&data, "Node shop");

@@ -421,3 +421,69 @@ fn month_keys() {
     );
     assert_eq!(storage::month_end_us("garbage"), None);
 }
+
+/// Two workspaces, each with 6 events in a file and 4 in the tail: the
+/// store, the one kept and the one to delete.
+async fn two_workspaces(dir: &Path) -> (Store, String, String) {
+    let (store, keep) = open(dir, IngestConfig::test_config());
+    let gone = store.catalog().create_tenant("gone").expect("tenant").0.id;
+    for tenant in [&keep, &gone] {
+        store.ingest(tenant, events(0..6, 1)).await.expect("ingest");
+    }
+    flush(&store).await;
+    for tenant in [&keep, &gone] {
+        store.ingest(tenant, events(6..10, 0)).await.expect("ingest");
+    }
+    (store, keep, gone)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_workspace_leaves_nothing_and_stays_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, keep, gone) = two_workspaces(dir.path()).await;
+    let kept_bytes = {
+        let s = store.clone();
+        let g = gone.clone();
+        tokio::task::spawn_blocking(move || {
+            let stats = s.delete_tenant(&g, Some("user:owner")).expect("delete");
+            assert_eq!((stats.files, stats.file_rows, stats.memory_rows), (1, 6, 4));
+            s.buffered_bytes()
+        })
+        .await
+        .expect("join")
+    };
+    // The delete flushed: the kept workspace's tail is in files now.
+    assert_eq!(kept_bytes, 0);
+    assert_eq!(ids_in(&store, &keep).len(), 10);
+    assert!(ids_in(&store, &gone).is_empty());
+    assert!(matches!(
+        store.ingest(&gone, events(10..11, 0)).await,
+        Err(Error::UnknownTenant(_))
+    ));
+    assert!(matches!(store.catalog().tenant(&gone), Err(Error::UnknownTenant(_))));
+    assert!(
+        !dir.path().join(storage::EVENTS_DIR).join(format!("tenant={gone}")).exists(),
+        "its directory goes with its last file"
+    );
+    // A restart brings nothing back.
+    drop(store);
+    let (store, _) = open(dir.path(), IngestConfig::test_config());
+    assert!(ids_in(&store, &gone).is_empty());
+    assert_eq!(ids_in(&store, &keep).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_catalog_deleted_a_workspace_loses_it_at_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, keep, gone) = two_workspaces(dir.path()).await;
+    // The catalog's transaction, then the process dies: the files and WAL
+    // records of the workspace are still on disk.
+    store.catalog().delete_tenant(&gone, None).expect("catalog");
+    drop(store);
+    let (store, _) = open(dir.path(), IngestConfig::test_config());
+    assert!(ids_in(&store, &gone).is_empty());
+    assert_eq!(store.tenant_stats(&gone).memory_rows, 0);
+    assert_eq!(ids_in(&store, &keep).len(), 10);
+    assert!(!dir.path().join(storage::EVENTS_DIR).join(format!("tenant={gone}")).exists());
+    assert_eq!(store.catalog().deleted_tenants().expect("tombstones"), HashSet::from([gone]));
+}

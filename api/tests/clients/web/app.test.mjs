@@ -1,0 +1,213 @@
+// The web app in a real browser (Debian's chromium, driven by
+// playwright-core) against a real Beacon that api/tests/it/web.rs starts.
+// The browser reaches Beacon through a TCP proxy in this process, so a
+// test can cut its connections as a network failure would.
+//
+// Environment: BEACON_URL, BEACON_WRITE_KEY, BEACON_OWNER, BEACON_VIEWER
+// (email:password), BEACON_ARTIFACTS (screenshots), CHROMIUM (default
+// /usr/bin/chromium).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { createRequire } from 'node:module';
+
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const target = new URL(process.env.BEACON_URL);
+const writeKey = process.env.BEACON_WRITE_KEY;
+const [ownerEmail, ownerPassword] = process.env.BEACON_OWNER.split(/:(.*)/s);
+const [viewerEmail, viewerPassword] = process.env.BEACON_VIEWER.split(/:(.*)/s);
+const artifacts = process.env.BEACON_ARTIFACTS;
+mkdirSync(artifacts, { recursive: true });
+
+/** A TCP proxy to Beacon whose connections can be cut. */
+function proxy() {
+  const open = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    open.add(client);
+    open.add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        cut: () => {
+          for (const s of open) s.destroy();
+          open.clear();
+        },
+        close: () => server.close(),
+      });
+    });
+  });
+}
+
+async function ingest(events) {
+  const response = await fetch(`${target.origin}/v1/batch`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${writeKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ batch: events }),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+function order(id, revenue) {
+  return {
+    type: 'track',
+    event: 'Order Completed',
+    userId: `cust-${id}`,
+    messageId: `web-${id}`,
+    properties: { order_id: `o-${id}`, revenue, currency: 'EUR', products: [{ product_id: 'p1', name: 'Espresso beans', price: revenue, quantity: 1 }] },
+  };
+}
+
+let browser;
+let front;
+const problems = [];
+
+before(async () => {
+  front = await proxy();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  front?.close();
+});
+
+/** A new page that records console errors and failed requests. */
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  return page;
+}
+
+async function signIn(page, email, password) {
+  await page.goto(front.url + '/');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  // The feed shows events from its subscription on.
+  await page.locator('[data-channel="activity"][data-subscribed="yes"]').waitFor();
+}
+
+async function axe(page, name) {
+  // Evaluated over the DevTools protocol: the page's CSP (rightly) refuses
+  // an injected inline script.
+  await page.evaluate(AXE);
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`),
+    [],
+    `accessibility of ${name}`,
+  );
+}
+
+const tile = (page, metric) => page.locator(`.tile[data-metric="${metric}"] .tile-value`);
+
+test('a wrong password is said in place; the owner signs in to a live overview', async () => {
+  const page = await newPage();
+  await page.goto(front.url + '/');
+  await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
+  await axe(page, 'the sign-in page');
+  await page.getByLabel('Email').fill(ownerEmail);
+  await page.getByLabel('Password').fill('not the password at all');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+  assert.match(await page.getByRole('alert').innerText(), /password|credentials/i);
+  problems.length = 0; // the refused sign-in's 401 is expected
+
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.locator('.live[data-status="live"]').waitFor();
+  await page.waitForFunction(() => !document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent.includes('…'));
+  const before = await tile(page, 'revenue').innerText();
+  const ordersBefore = Number((await tile(page, 'orders').innerText()).replace(/\D/g, ''));
+
+  // An order through the API moves the tiles, without a reload.
+  await ingest([order('live-1', '12.50')]);
+  await page.waitForFunction(
+    (b) => document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent !== b,
+    before,
+  );
+  const ordersAfter = Number((await tile(page, 'orders').innerText()).replace(/\D/g, ''));
+  assert.equal(ordersAfter, ordersBefore + 1);
+  await page.locator('.feed li[data-message-id="web-live-1"]').waitFor();
+  await axe(page, 'the overview');
+  await page.screenshot({ path: `${artifacts}/overview-desktop.png`, fullPage: true });
+  await page.context().close();
+
+  // On a phone, 360 px wide: nothing wider than the screen.
+  const phone = await newPage({ width: 360, height: 780 });
+  await signIn(phone, ownerEmail, ownerPassword);
+  await phone.waitForFunction(() => !document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent.includes('…'));
+  await phone.locator('.chart canvas').waitFor();
+  await phone.screenshot({ path: `${artifacts}/overview-phone.png`, fullPage: true });
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the overview fits 360 px (overflows by ${overflow} px)`);
+  await axe(phone, 'the overview on a phone');
+  await phone.context().close();
+});
+
+test('a cut connection shows reconnecting, then resumes with no duplicate and no gap', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.locator('.live[data-status="live"]').waitFor();
+  await ingest([order('cut-1', '5.00')]);
+  await page.locator('.feed li[data-message-id="web-cut-1"]').waitFor();
+
+  front.cut();
+  await page.locator('.live[data-status="reconnecting"]').waitFor();
+  // Sent while the page is cut off.
+  await ingest([order('cut-2', '6.00'), order('cut-3', '7.00')]);
+  await page.locator('.live[data-status="live"]').waitFor({ timeout: 20000 });
+  await page.locator('.feed li[data-message-id="web-cut-3"]').waitFor();
+  await ingest([order('cut-4', '8.00')]);
+  await page.locator('.feed li[data-message-id="web-cut-4"]').waitFor();
+  const ids = await page.locator('.feed li').evaluateAll((items) => items.map((li) => li.dataset.messageId));
+  const mine = ids.filter((id) => id.startsWith('web-cut-'));
+  assert.deepEqual(mine, ['web-cut-4', 'web-cut-3', 'web-cut-2', 'web-cut-1']);
+  await page.context().close();
+});
+
+test('a signed-out browser goes to the sign-in page; a viewer sees the overview only', async () => {
+  const page = await newPage();
+  await signIn(page, viewerEmail, viewerPassword);
+  const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText();
+  assert.equal(nav.trim(), 'Overview');
+  await page.goto(front.url + '/#/nowhere');
+  await page.getByRole('heading', { name: 'Not available' }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
+  // The session cookie is gone: a reload stays on the sign-in page.
+  await page.reload();
+  await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
+  await page.context().close();
+});
+
+test('no console errors on any page', () => {
+  assert.deepEqual(problems, []);
+});

@@ -1,0 +1,104 @@
+// The Beacon web app: the shell (session, navigation, live status) and
+// the router. Pages live in pages/, each a Preact component taking
+// `{ app }`: the signed-in user, the workspace and the client.
+//
+// Routing is by the URL's fragment (`#/overview`), so the server serves
+// one page and the browser never sends a route (or a token in it) to it.
+import { html, render, useEffect, useState } from './vendor/preact-htm.mjs';
+
+import { BeaconClient } from './lib/client.js';
+import { Login } from './pages/login.js';
+import { Overview } from './pages/overview.js';
+
+/** The pages in the navigation: path, title, component, roles allowed. */
+export const PAGES = [
+  { path: 'overview', title: 'Overview', component: Overview, roles: ['viewer', 'analyst', 'admin', 'owner'] },
+];
+
+function currentRoute() {
+  const path = location.hash.replace(/^#\/?/, '').split('?')[0];
+  return path || 'overview';
+}
+
+function useRoute() {
+  const [route, setRoute] = useState(currentRoute());
+  useEffect(() => {
+    const onChange = () => setRoute(currentRoute());
+    addEventListener('hashchange', onChange);
+    return () => removeEventListener('hashchange', onChange);
+  }, []);
+  return route;
+}
+
+/** The live status of the hub connection, as a badge. */
+function LiveBadge({ client }) {
+  const [status, setStatus] = useState(client.status);
+  useEffect(() => client.onStatus(setStatus), [client]);
+  const label = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', closed: 'Offline' }[status];
+  return html`<span class="live live-${status}" role="status" aria-live="polite" data-status=${status}>${label}</span>`;
+}
+
+function Shell({ me, onSignOut }) {
+  const route = useRoute();
+  const [client] = useState(() => new BeaconClient({ csrf: me.csrf_token }));
+  useEffect(() => {
+    client.onRefused = () => onSignOut();
+    return () => client.close();
+  }, [client]);
+  const app = { me, client, workspace: me.workspace, role: me.role };
+  const page = PAGES.find((p) => p.path === route);
+  const allowed = page && page.roles.includes(me.role);
+  const signOut = async () => {
+    try {
+      await client.post('/v1/auth/logout');
+    } catch {
+      // Signed out already.
+    }
+    onSignOut();
+  };
+  return html`
+    <header class="top">
+      <a class="brand" href="#/overview">Beacon</a>
+      <span class="workspace">${me.workspace.name}</span>
+      <nav aria-label="Pages">
+        ${PAGES.filter((p) => p.roles.includes(me.role)).map(
+          (p) => html`<a href=${'#/' + p.path} aria-current=${p.path === route ? 'page' : undefined}>${p.title}</a>`,
+        )}
+      </nav>
+      <${LiveBadge} client=${client} />
+      <span class="who">${me.user.email || me.user.id} · ${me.role}</span>
+      <button type="button" class="link" onClick=${signOut}>Sign out</button>
+    </header>
+    <main id="main">
+      ${allowed
+        ? html`<${page.component} app=${app} />`
+        : html`<section class="notice" role="alert"><h1>Not available</h1><p>${page ? `Your role (${me.role}) cannot open this page.` : 'There is no such page.'}</p><p><a href="#/overview">Go to the overview</a></p></section>`}
+    </main>
+  `;
+}
+
+function App() {
+  const [me, setMe] = useState(undefined);
+  const [error, setError] = useState(null);
+  const load = async () => {
+    try {
+      // Always 200: a signed-out visitor is not an error.
+      const session = await new BeaconClient().get('/v1/auth/session');
+      setMe(session.signed_in ? session : null);
+      setError(null);
+    } catch (e) {
+      setError(e.message);
+    }
+  };
+  useEffect(() => {
+    load();
+  }, []);
+  if (error) {
+    return html`<section class="notice" role="alert"><h1>Beacon is not answering</h1><p>${error}</p><button type="button" onClick=${load}>Try again</button></section>`;
+  }
+  if (me === undefined) return html`<p class="loading">Loading Beacon…</p>`;
+  if (me === null) return html`<${Login} onSignedIn=${load} />`;
+  return html`<${Shell} me=${me} onSignOut=${() => setMe(null)} />`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));
