@@ -301,11 +301,15 @@ impl Config {
         warnings
     }
 
-    /// The data directory, created if missing.
-    pub fn ensure_data_dir(&self) -> anyhow::Result<&Path> {
+    /// The data directory, created if missing, as an absolute path: the
+    /// engine reads Parquet files through an object store rooted at `/`, so
+    /// a relative directory (the default `./beacon-data`) would be read
+    /// from the wrong place.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
-        Ok(&self.data_dir)
+        std::fs::canonicalize(&self.data_dir)
+            .with_context(|| format!("cannot resolve data directory {}", self.data_dir.display()))
     }
 }
 

@@ -236,7 +236,7 @@ fn open_catalog(common: &Common) -> anyhow::Result<Catalog> {
     };
     let config = Config::load(common.config.as_deref(), &overrides)?;
     let dir = config.ensure_data_dir()?;
-    Catalog::open(dir).context("cannot open the metadata database")
+    Catalog::open(&dir).context("cannot open the metadata database")
 }
 
 #[allow(clippy::print_stdout)]

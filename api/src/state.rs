@@ -72,7 +72,7 @@ pub struct Storage {
 
 /// Opens the data directory of `config`: catalog, event store, engine.
 pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
-    let data_dir = config.ensure_data_dir()?.to_owned();
+    let data_dir = config.ensure_data_dir()?;
     let catalog = Arc::new(Catalog::open(&data_dir).context("cannot open the metadata database")?);
     let store_config = config.ingest.clone();
     let store = {

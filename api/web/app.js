@@ -7,13 +7,31 @@
 import { html, render, useEffect, useState } from './vendor/preact-htm.mjs';
 
 import { BeaconClient } from './lib/client.js';
+import { Bookings } from './pages/bookings.js';
+import { Customers } from './pages/customers.js';
+import { Inbox, InboxBadge } from './pages/inbox.js';
 import { Login } from './pages/login.js';
 import { Overview } from './pages/overview.js';
+import { Heatmap, Retention } from './pages/retention.js';
+import { Sales } from './pages/sales.js';
+import { Sql } from './pages/sql.js';
 
-/** The pages in the navigation: path, title, component, roles allowed. */
+const EVERYONE = ['viewer', 'analyst', 'admin', 'owner'];
+const ANALYSTS = ['analyst', 'admin', 'owner'];
+
+/** The pages in the navigation: path, title, component, roles allowed (as the server's access table). */
 export const PAGES = [
-  { path: 'overview', title: 'Overview', component: Overview, roles: ['viewer', 'analyst', 'admin', 'owner'] },
+  { path: 'overview', title: 'Overview', component: Overview, roles: EVERYONE },
+  { path: 'sales', title: 'Sales', component: Sales, roles: EVERYONE },
+  { path: 'bookings', title: 'Bookings', component: Bookings, roles: EVERYONE },
+  { path: 'customers', title: 'Customers', component: Customers, roles: EVERYONE },
+  { path: 'retention', title: 'Retention', component: Retention, roles: EVERYONE },
+  { path: 'peak-times', title: 'Peak times', component: Heatmap, roles: EVERYONE },
+  { path: 'sql', title: 'SQL', component: Sql, roles: ANALYSTS },
 ];
+
+/** Pages reached from the header rather than the navigation. */
+const OTHER_PAGES = [{ path: 'inbox', title: 'Inbox', component: Inbox, roles: EVERYONE }];
 
 function currentRoute() {
   const path = location.hash.replace(/^#\/?/, '').split('?')[0];
@@ -46,7 +64,7 @@ function Shell({ me, onSignOut }) {
     return () => client.close();
   }, [client]);
   const app = { me, client, workspace: me.workspace, role: me.role };
-  const page = PAGES.find((p) => p.path === route);
+  const page = [...PAGES, ...OTHER_PAGES].find((p) => p.path === route);
   const allowed = page && page.roles.includes(me.role);
   const signOut = async () => {
     try {
@@ -66,6 +84,7 @@ function Shell({ me, onSignOut }) {
         )}
       </nav>
       <${LiveBadge} client=${client} />
+      <${InboxBadge} app=${app} />
       <span class="who">${me.user.email || me.user.id} · ${me.role}</span>
       <button type="button" class="link" onClick=${signOut}>Sign out</button>
     </header>

@@ -362,7 +362,10 @@ async fn a_rule_fires_once_grouped_on_every_channel_and_resolves() {
         (200, Some(2), Some(0)),
         "{m}"
     );
-    let pushed = ws::until(&mut inbox_ws, 500, |m| m["type"] == "inbox").await;
+    let pushed = ws::until(&mut inbox_ws, 500, |m| {
+        m["type"] == "inbox" && m["payload"]["action"] == "read"
+    })
+    .await;
     assert_eq!(pushed["payload"]["unread"], 0);
     drop(server);
 }

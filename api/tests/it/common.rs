@@ -47,14 +47,40 @@ impl Server {
         args: &[&str],
         until: Option<&str>,
     ) -> (Server, Vec<String>) {
+        Self::start_from(None, data_dir, env, args, until)
+    }
+
+    /// Starts `beacon serve` in the directory `cwd` with a `--data-dir`
+    /// relative to it (the default `./beacon-data` is relative too).
+    pub fn start_relative(cwd: &Path, data_dir: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_from(Some(cwd), Path::new(data_dir), env, &[], None).0
+    }
+
+    fn start_from(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+        until: Option<&str>,
+    ) -> (Server, Vec<String>) {
+        let data_dir = &cwd.map_or_else(|| data_dir.to_owned(), |c| c.join(data_dir));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))
             .expect("log file");
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+        match cwd {
+            Some(cwd) => {
+                let relative = data_dir.strip_prefix(cwd).expect("under cwd");
+                cmd.current_dir(cwd).arg(relative);
+            }
+            None => {
+                cmd.arg(data_dir);
+            }
+        }
+        cmd
             .args(args)
             .env("BEACON_LOG__FILTER", "info,beacon_ingest=debug")
             // Tests run in parallel: the analyst listeners pick free ports.

@@ -418,3 +418,20 @@ fn tenants_create_takes_timezone_currency_and_week_start_checked_as_patch_does()
     assert_eq!(all[0]["currency"], "EUR");
     assert_eq!(all[0]["week_start"], "sunday");
 }
+
+/// A relative data directory (the default `./beacon-data` is one): the
+/// events written to Parquet are read back (the engine's object store is
+/// rooted at `/`, so the server must make the directory absolute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_data_directory_reads_its_parquet_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tenant = create_tenant(&dir.path().join("rel-data"), "Relative");
+    let server = Server::start_relative(dir.path(), "rel-data", &[("BEACON_INGEST__FLUSH_INTERVAL", "1h")]);
+    let (s, v) = server
+        .post("/v1/batch", &tenant.write_key, serde_json::from_str(&events("rel", 25)).expect("json"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = server.post("/v1/workspace/flush", &tenant.admin_key, json!({})).await;
+    assert_eq!((s, &v["flush"]["rows"]), (200, &json!(25)), "{v}");
+    assert_eq!(scalar(&server, &tenant.admin_key, "SELECT count(*) FROM events").await, 25);
+}

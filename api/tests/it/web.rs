@@ -117,6 +117,8 @@ async fn the_app_in_a_real_browser() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let shop: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let write_key = shop["write_key"].as_str().expect("write key").to_owned();
+    let read_key = create_read_key(&data, "Coffee shop");
+    let admin_key = shop["admin_key"].as_str().expect("admin key").to_owned();
     create_user(&data, "Coffee shop", "owner@coffee.test", "owner");
     create_user(&data, "Coffee shop", "viewer@coffee.test", "viewer");
     let server = Server::start(&data, &[("BEACON_ACCESS__LIMITS__LOGIN__BURST", "1000")]);
@@ -140,6 +142,8 @@ async fn the_app_in_a_real_browser() {
         .args(["--test", "--test-concurrency=1", "app.test.mjs"])
         .env("BEACON_URL", &server.base)
         .env("BEACON_WRITE_KEY", &write_key)
+        .env("BEACON_READ_KEY", &read_key)
+        .env("BEACON_ADMIN_KEY", &admin_key)
         .env("BEACON_OWNER", format!("owner@coffee.test:{PASSWORD}"))
         .env("BEACON_VIEWER", format!("viewer@coffee.test:{PASSWORD}"))
         .env("BEACON_ARTIFACTS", &artifacts)

@@ -153,15 +153,22 @@ export class BeaconClient {
    * `sql`). Returns a function that unsubscribes.
    */
   subscribe(channel, handlers = {}, options = {}) {
-    const sub = { position: new ChannelPosition(channel), handlers, options };
-    this.subscriptions.set(channel, sub);
-    if (this.status === 'live') {
-      this.send(sub.position.subscribeMessage(options));
-    } else {
-      this.connect();
+    // Several parts of a page may watch one channel (a badge and a list):
+    // one subscription, every listener called. A new listener of a
+    // channel already subscribed gets its latest snapshot at once.
+    let sub = this.subscriptions.get(channel);
+    if (!sub) {
+      sub = { position: new ChannelPosition(channel), listeners: new Set(), options, snapshot: null };
+      this.subscriptions.set(channel, sub);
+      if (this.status === 'live') this.send(sub.position.subscribeMessage(options));
+      else this.connect();
+    } else if (sub.snapshot && handlers.onSnapshot) {
+      handlers.onSnapshot(sub.snapshot.payload, sub.snapshot);
     }
+    sub.listeners.add(handlers);
     return () => {
-      if (this.subscriptions.get(channel) !== sub) return;
+      sub.listeners.delete(handlers);
+      if (sub.listeners.size > 0 || this.subscriptions.get(channel) !== sub) return;
       this.subscriptions.delete(channel);
       if (this.status === 'live') this.send({ type: 'unsubscribe', channel });
       if (this.subscriptions.size === 0) this.close();
@@ -204,24 +211,29 @@ export class BeaconClient {
     if (!msg.channel) return;
     const sub = this.subscriptions.get(msg.channel);
     if (!sub) return;
-    const h = sub.handlers;
+    const call = (name, ...args) => {
+      for (const h of sub.listeners) if (h[name]) h[name](...args);
+    };
     switch (sub.position.accept(msg)) {
       case 'deliver':
-        if (h.onMessage) h.onMessage(msg);
+        // A coalescing channel's update is its new state.
+        if (coalesces(msg.channel)) sub.snapshot = msg;
+        call('onMessage', msg);
         break;
       case 'snapshot':
-        if (h.onSnapshot) h.onSnapshot(msg.payload, msg);
+        sub.snapshot = msg;
+        call('onSnapshot', msg.payload, msg);
         break;
       case 'history_lost':
-        if (h.onHistoryLost) h.onHistoryLost(msg);
+        call('onHistoryLost', msg);
         break;
       case 'lagged':
         // The subscription ended after msg.seq: continue from where we are.
         this.send(sub.position.subscribeMessage(sub.options));
         break;
       default:
-        if (msg.type === 'error' && h.onError) h.onError(msg);
-        if (msg.type === 'subscribed' && h.onSubscribed) h.onSubscribed(msg);
+        if (msg.type === 'error') call('onError', msg);
+        if (msg.type === 'subscribed') call('onSubscribed', msg);
     }
   }
 

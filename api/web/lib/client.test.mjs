@@ -198,6 +198,24 @@ test('refused credentials stop reconnecting', async () => {
   assert.equal(hub.sockets.size, 0);
 });
 
+test('two listeners of one channel share one subscription', async () => {
+  const hub = new FakeHub();
+  const beacon = client(hub);
+  const a = [];
+  const b = [];
+  const offA = beacon.subscribe('activity', { onMessage: (m) => a.push(m.payload) });
+  beacon.subscribe('activity', { onMessage: (m) => b.push(m.payload) });
+  await tick();
+  hub.publish(1);
+  offA();
+  hub.publish(2);
+  assert.deepEqual(a, [1]);
+  assert.deepEqual(b, [1, 2]);
+  assert.equal(hub.subscribes.length, 1);
+  const sent = [...hub.sockets][0].sent.map((m) => m.type);
+  assert.ok(!sent.includes('unsubscribe'), 'one listener is left');
+});
+
 test('backoff grows, is capped and jittered', () => {
   const fixed = { initial: 100, max: 1000, random: () => 1 };
   assert.deepEqual([0, 1, 2, 3, 4, 5].map((a) => backoff(a, fixed)), [100, 200, 400, 800, 1000, 1000]);

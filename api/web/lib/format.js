@@ -26,6 +26,12 @@ export function count(n) {
   return numberFormat({ maximumFractionDigits: 0 }).format(n);
 }
 
+/** A plain number with at most `digits` decimals: 14.35 -> "14.4". */
+export function number(n, digits = 2) {
+  if (n === null || n === undefined) return '–';
+  return numberFormat({ maximumFractionDigits: digits }).format(n);
+}
+
 /** A rate 0..1 -> "42.5%". */
 export function percent(rate, digits = 1) {
   if (rate === null || rate === undefined || Number.isNaN(rate)) return '–';

@@ -6,6 +6,7 @@ import { html, useEffect, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
+import { Failed, useApi } from '../lib/ui.js';
 
 const PERIODS = [
   ['today', 'Today'],
@@ -29,23 +30,6 @@ function show(kind, value, currency) {
   if (kind === 'money') return fmt.money(value, currency);
   if (kind === 'percent') return fmt.percent(value);
   return fmt.count(value);
-}
-
-/** An API error in place of the part that failed. */
-export function Failed({ error }) {
-  return html`<p class="error" role="alert">${error}</p>`;
-}
-
-/** `GET path` once: `[answer, error]`, both null while it loads. */
-export function useApi(client, path) {
-  const [state, setState] = useState([null, null]);
-  useEffect(() => {
-    client
-      .get(path)
-      .then((answer) => setState([answer, null]))
-      .catch((e) => setState([null, e.message]));
-  }, [client, path]);
-  return state;
 }
 
 function Tiles({ app }) {

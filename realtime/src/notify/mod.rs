@@ -963,14 +963,29 @@ impl Notifier {
             &inbox,
             &deliveries,
         )? {
-            Inserted::New => SendReceipt {
+            Inserted::New => {
+                // Inbox rows are delivered on insert: tell each user's pages
+                // their new unread count (whether or not the notification
+                // also goes out on the `websocket` channel).
+                for user in &inbox {
+                    let unread = self.inner.db.unread(tenant, user)?;
+                    let _ = self.inner.hub.publish(
+                        tenant,
+                        &format!("notifications:{user}"),
+                        "inbox",
+                        &json!({"unread": unread, "action": "new", "ids": [&message.id]}),
+                        None,
+                    );
+                }
+                SendReceipt {
                 deliveries: self
                     .inner
                     .db
                     .deliveries(tenant, Some(&message.id), None, 10_000)?,
                 id: message.id,
                 duplicate: false,
-            },
+            }
+            }
             Inserted::Duplicate(id) => SendReceipt {
                 deliveries: self.inner.db.deliveries(tenant, Some(&id), None, 10_000)?,
                 id,

@@ -3,7 +3,8 @@
 // The browser reaches Beacon through a TCP proxy in this process, so a
 // test can cut its connections as a network failure would.
 //
-// Environment: BEACON_URL, BEACON_WRITE_KEY, BEACON_OWNER, BEACON_VIEWER
+// Environment: BEACON_URL, BEACON_WRITE_KEY, BEACON_READ_KEY, BEACON_ADMIN_KEY,
+// BEACON_OWNER, BEACON_VIEWER
 // (email:password), BEACON_ARTIFACTS (screenshots), CHROMIUM (default
 // /usr/bin/chromium).
 import { after, before, test } from 'node:test';
@@ -193,12 +194,108 @@ test('a cut connection shows reconnecting, then resumes with no duplicate and no
   await page.context().close();
 });
 
-test('a signed-out browser goes to the sign-in page; a viewer sees the overview only', async () => {
+async function api(path, init = {}) {
+  const response = await fetch(`${target.origin}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${process.env.BEACON_READ_KEY}`, 'content-type': 'application/json', ...(init.headers || {}) },
+  });
+  assert.equal(response.status, 200, path);
+  return init.raw ? response.text() : response.json();
+}
+
+test('every page draws the numbers of the API, passes axe and logs no error', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  const euro = (text) => new Intl.NumberFormat('en-US', { style: 'currency', currency: 'EUR' }).format(text);
+
+  await page.goto(front.url + '/#/sales');
+  await page.getByRole('heading', { name: 'Sales', exact: true }).waitFor();
+  const revenue = await api('/v1/analytics/revenue?range=30d');
+  await page.waitForFunction(
+    (want) => document.querySelector('.tile[data-metric="gross"] .tile-value')?.textContent === want,
+    euro(revenue.summary.gross),
+  );
+  await page.getByLabel('Compare to the previous period').check();
+  await page.locator('.tile[data-metric="gross"] .tile-change').waitFor();
+  await axe(page, 'sales');
+  await page.screenshot({ path: `${artifacts}/sales.png`, fullPage: true });
+
+  await page.goto(front.url + '/#/bookings');
+  await page.getByRole('heading', { name: 'Peak times (appointments' }).waitFor();
+  await axe(page, 'bookings');
+
+  await page.goto(front.url + '/#/customers');
+  await page.getByRole('heading', { name: 'RFM segments' }).waitFor();
+  const customers = await api('/v1/analytics/customers?range=90d');
+  await page.waitForFunction(
+    (want) => document.querySelector('.tile[data-metric="customers"] .tile-value')?.textContent === want,
+    String(customers.summary.customers),
+  );
+  await axe(page, 'customers');
+
+  await page.goto(front.url + '/#/retention');
+  const retention = await api('/v1/analytics/retention?range=90d&period=week&periods=12');
+  if (retention.cohorts.length > 0) {
+    await page.locator('table.cohorts tbody tr').first().waitFor();
+    assert.equal(await page.locator('table.cohorts tbody tr').count(), retention.cohorts.length);
+  }
+  await axe(page, 'retention');
+
+  await page.goto(front.url + '/#/peak-times');
+  await page.locator('table.heat tbody tr').first().waitFor();
+  assert.equal(await page.locator('table.heat tbody tr').count(), 7);
+  await axe(page, 'peak times');
+  await page.screenshot({ path: `${artifacts}/peak-times.png`, fullPage: true });
+
+  // SQL: the result, and the CSV the console downloads equals the API's.
+  await page.goto(front.url + '/#/sql');
+  const query = "SELECT event, count(*) AS n FROM events GROUP BY 1 ORDER BY 1";
+  await page.getByLabel(/Query/).fill(query);
+  await page.getByRole('button', { name: /^Run/ }).click();
+  await page.getByRole('status').filter({ hasText: 'rows' }).waitFor();
+  const answer = await api('/v1/sql', { method: 'POST', body: JSON.stringify({ query }) });
+  assert.equal(await page.locator('table.results tbody tr').count(), answer.rows.length);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert.equal(csv, await api('/v1/sql', { method: 'POST', body: JSON.stringify({ query, format: 'csv' }), raw: true }));
+  await axe(page, 'sql');
+  await page.screenshot({ path: `${artifacts}/sql.png`, fullPage: true });
+  await page.context().close();
+});
+
+test('a notification raises the inbox badge live; marking it read lowers it', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.locator('.live[data-status="live"]').waitFor();
+  const badge = page.locator('.inbox-link .badge');
+  const before = (await badge.count()) ? Number(await badge.getAttribute('data-unread')) : 0;
+  const response = await fetch(`${target.origin}/v1/notifications`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${process.env.BEACON_ADMIN_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ recipients: [ownerEmail], category: 'ops', title: 'Low stock: espresso beans', body: '3 bags left', channels: ['inbox'] }),
+  });
+  const sent = await response.text();
+  assert.ok(response.ok, sent);
+  const { id } = JSON.parse(sent);
+  await page.locator(`.inbox-link .badge[data-unread="${before + 1}"]`).waitFor();
+  await page.getByRole('link', { name: /Inbox/ }).click();
+  await page.getByRole('heading', { name: 'Inbox' }).waitFor();
+  const item = page.locator(`ul.inbox li[data-id="${id}"]`);
+  await item.getByText('Low stock: espresso beans').waitFor();
+  await axe(page, 'the inbox');
+  await item.getByRole('button', { name: 'Mark read' }).click();
+  await item.getByRole('button', { name: 'Mark unread' }).waitFor();
+  if (before === 0) await badge.waitFor({ state: 'detached' });
+  else await page.locator(`.inbox-link .badge[data-unread="${before}"]`).waitFor();
+  await page.context().close();
+});
+
+test('a signed-out browser goes to the sign-in page; a viewer has no SQL console', async () => {
   const page = await newPage();
   await signIn(page, viewerEmail, viewerPassword);
   const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText();
-  assert.equal(nav.trim(), 'Overview');
-  await page.goto(front.url + '/#/nowhere');
+  assert.ok(nav.includes('Sales') && !nav.includes('SQL'), nav);
+  await page.goto(front.url + '/#/sql');
   await page.getByRole('heading', { name: 'Not available' }).waitFor();
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
