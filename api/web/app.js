@@ -9,6 +9,7 @@ import { html, render, useEffect, useState } from './vendor/preact-htm.mjs';
 import { BeaconClient } from './lib/client.js';
 import { Bookings } from './pages/bookings.js';
 import { Customers } from './pages/customers.js';
+import { Funnels } from './pages/funnels.js';
 import { Inbox, InboxBadge } from './pages/inbox.js';
 import { Login } from './pages/login.js';
 import { Overview } from './pages/overview.js';
@@ -25,6 +26,7 @@ export const PAGES = [
   { path: 'sales', title: 'Sales', component: Sales, roles: EVERYONE },
   { path: 'bookings', title: 'Bookings', component: Bookings, roles: EVERYONE },
   { path: 'customers', title: 'Customers', component: Customers, roles: EVERYONE },
+  { path: 'funnels', title: 'Funnels', component: Funnels, roles: EVERYONE },
   { path: 'retention', title: 'Retention', component: Retention, roles: EVERYONE },
   { path: 'peak-times', title: 'Peak times', component: Heatmap, roles: EVERYONE },
   { path: 'sql', title: 'SQL', component: Sql, roles: ANALYSTS },

@@ -233,6 +233,22 @@ test('every page draws the numbers of the API, passes axe and logs no error', as
   );
   await axe(page, 'customers');
 
+  // A funnel built in the page equals the API's.
+  await ingest([
+    ...['fa', 'fb', 'fc'].map((u, i) => ({ type: 'track', event: 'Product Viewed', userId: u, messageId: `fv-${i}`, properties: { product_id: 'p1' } })),
+    ...['fa', 'fb'].map((u, i) => ({ type: 'track', event: 'Order Completed', userId: u, messageId: `fo-${i}`, properties: { order_id: `fo-${i}`, revenue: '3.00', currency: 'EUR' } })),
+  ]);
+  await page.goto(front.url + '/#/funnels');
+  await page.getByRole('button', { name: 'Show the funnel' }).click();
+  await page.locator('[data-funnel="answer"] li[data-step="2"]').waitFor();
+  const steps = JSON.stringify([{ event: 'Product Viewed' }, { event: 'Order Completed' }]);
+  const funnel = await api(`/v1/analytics/funnel?range=30d&window=14d&mode=sequential&count_by=person&steps=${encodeURIComponent(steps)}`);
+  for (const [i, s] of funnel.steps.entries()) {
+    assert.equal(Number(await page.locator(`[data-funnel="answer"] li[data-step="${i + 1}"]`).getAttribute('data-entered')), s.entered);
+  }
+  assert.ok(funnel.steps[0].entered >= 3 && funnel.steps[1].entered >= 2, JSON.stringify(funnel.steps));
+  await axe(page, 'funnels');
+
   await page.goto(front.url + '/#/retention');
   const retention = await api('/v1/analytics/retention?range=90d&period=week&periods=12');
   if (retention.cohorts.length > 0) {
