@@ -28,6 +28,7 @@ use std::sync::{LazyLock, OnceLock};
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use crate::error::ApiError;
 
@@ -44,11 +45,13 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// Where `index.html` names the asset prefix.
 const ASSETS_PLACEHOLDER: &str = "{{assets}}";
 
+/// A file and its compressed forms, as `Bytes` so that an answer shares
+/// them instead of copying.
 struct Asset {
-    bytes: Cow<'static, [u8]>,
+    bytes: Bytes,
     content_type: &'static str,
-    gzip: OnceLock<Vec<u8>>,
-    brotli: OnceLock<Vec<u8>>,
+    gzip: OnceLock<Bytes>,
+    brotli: OnceLock<Bytes>,
 }
 
 struct Site {
@@ -87,7 +90,10 @@ static SITE: LazyLock<Site> = LazyLock::new(|| {
 
 fn asset(name: &str, bytes: Cow<'static, [u8]>) -> Asset {
     Asset {
-        bytes,
+        bytes: match bytes {
+            Cow::Borrowed(b) => Bytes::from_static(b),
+            Cow::Owned(v) => Bytes::from(v),
+        },
         content_type: content_type(name),
         gzip: OnceLock::new(),
         brotli: OnceLock::new(),
@@ -151,14 +157,14 @@ fn serve(file: &Asset, headers: &HeaderMap, cache: &'static str) -> Response {
     // Small files go as they are; images and fonts are compressed already.
     let compressible = file.bytes.len() > 512 && !file.content_type.starts_with("image/png")
         && !file.content_type.starts_with("font/");
-    let (body, encoding): (Cow<'_, [u8]>, Option<&'static str>) = if compressible && accepts("br") {
-        (Cow::Borrowed(file.brotli.get_or_init(|| brotli(&file.bytes))), Some("br"))
+    let (body, encoding) = if compressible && accepts("br") {
+        (file.brotli.get_or_init(|| brotli(&file.bytes).into()).clone(), Some("br"))
     } else if compressible && accepts("gzip") {
-        (Cow::Borrowed(file.gzip.get_or_init(|| gzip(&file.bytes))), Some("gzip"))
+        (file.gzip.get_or_init(|| gzip(&file.bytes).into()).clone(), Some("gzip"))
     } else {
-        (Cow::Borrowed(&file.bytes[..]), None)
+        (file.bytes.clone(), None)
     };
-    let mut response = (StatusCode::OK, body.into_owned()).into_response();
+    let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -39,22 +39,6 @@ async fn send(server: &Server, who: &Who, method: Method, path: &str, body: Opti
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
-}
-
-/// `beacon users create` with a password on stdin.
-fn create_user(data: &Path, workspace: &str, email: &str, role: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .args(["users", "create", "--workspace", workspace, "--email", email, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(password.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 const PASSWORD: &str = "correct horse battery staple";

@@ -314,3 +314,19 @@ pub fn npm_ci(dir: &Path, marker: &str) {
         .expect("npm is installed (.ci/run installs Node.js and npm)");
     assert!(status.success(), "npm ci in {} failed", dir.display());
 }
+
+/// `beacon users create` with a password on stdin.
+pub fn create_user(data: &Path, workspace: &str, email: &str, role: &str, password: &str) {
+    let mut child = Command::new(BIN)
+        .args(["users", "create", "--workspace", workspace, "--email", email, "--role", role, "--password-stdin", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(password.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

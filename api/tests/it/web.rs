@@ -14,21 +14,6 @@ use crate::common::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn create_user(data: &Path, workspace: &str, email: &str, role: &str) {
-    let mut child = Command::new(BIN)
-        .args(["users", "create", "--workspace", workspace, "--email", email, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(data)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(PASSWORD.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[tokio::test]
 async fn the_app_is_served_compressed_cached_by_build_and_under_a_strict_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -119,8 +104,8 @@ async fn the_app_in_a_real_browser() {
     let write_key = shop["write_key"].as_str().expect("write key").to_owned();
     let read_key = create_read_key(&data, "Coffee shop");
     let admin_key = shop["admin_key"].as_str().expect("admin key").to_owned();
-    create_user(&data, "Coffee shop", "owner@coffee.test", "owner");
-    create_user(&data, "Coffee shop", "viewer@coffee.test", "viewer");
+    create_user(&data, "Coffee shop", "owner@coffee.test", "owner", PASSWORD);
+    create_user(&data, "Coffee shop", "viewer@coffee.test", "viewer", PASSWORD);
     let server = Server::start(&data, &[("BEACON_ACCESS__LIMITS__LOGIN__BURST", "1000")]);
     // History for the chart and the tiles.
     let (s, v) = server

@@ -6,7 +6,7 @@ import { html, useEffect, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
-import { Failed, useApi } from '../lib/ui.js';
+import { Failed, SummaryTiles, useApi } from '../lib/ui.js';
 
 const PERIODS = [
   ['today', 'Today'],
@@ -26,12 +26,6 @@ const TILES = [
   ['conversion_rate', 'Conversion', 'percent'],
 ];
 
-function show(kind, value, currency) {
-  if (kind === 'money') return fmt.money(value, currency);
-  if (kind === 'percent') return fmt.percent(value);
-  return fmt.count(value);
-}
-
 function Tiles({ app }) {
   const [metrics, setMetrics] = useState(null);
   const [period, setPeriod] = useState('today');
@@ -45,7 +39,6 @@ function Tiles({ app }) {
       }),
     [app.client],
   );
-  const current = metrics && metrics[period];
   return html`
     <section class="tiles-section" aria-labelledby="tiles-title">
       <div class="section-head">
@@ -57,21 +50,7 @@ function Tiles({ app }) {
         </div>
       </div>
       ${error && html`<${Failed} error=${error} />`}
-      <div class="tiles">
-        ${TILES.map(([field, title, kind]) => {
-          const change = current && current.change ? current.change[field] : undefined;
-          return html`
-            <div class="tile" data-metric=${field}>
-              <span class="tile-title">${title}</span>
-              <strong class="tile-value">${current ? show(kind, current[field], app.workspace.currency) : '…'}</strong>
-              ${change !== undefined &&
-              html`<span class=${'tile-change ' + (change === null ? '' : change >= 0 ? 'up' : 'down')}
-                >${fmt.change(change)} <span class="muted">vs ${current.previous_label || 'previous'}</span></span
-              >`}
-            </div>
-          `;
-        })}
-      </div>
+      <${SummaryTiles} summary=${metrics && metrics[period]} fields=${TILES} currency=${app.workspace.currency} />
     </section>
   `;
 }
