@@ -192,8 +192,12 @@ pub fn routes() -> Routes {
         .get("/v1/ws", Realtime, realtime::websocket)
         .get("/v1/stream", Realtime, realtime::sse)
         .post("/v1/realtime/tokens", Admin, realtime::create_token)
+        .get("/v1/embed/tokens", Admin, crate::access::embed::list)
+        .post("/v1/embed/tokens", Admin, crate::access::embed::create)
+        .delete("/v1/embed/tokens/{id}", Admin, crate::access::embed::revoke)
         .get("/", Public, crate::web::index)
         .get("/assets/{build}/{*path}", Public, crate::web::assets)
+        .get("/embed/{*path}", Public, crate::web::embed)
         .get("/healthz", Public, health::healthz)
         .get("/readyz", Public, health::readyz)
         .get("/metrics", Public, health::metrics)
@@ -214,12 +218,18 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<RusqliteStore>) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Write keys are meant to be embedded in web pages: browsers may call the
-    // ingest routes from any origin. Query and admin routes get no CORS grant.
+    // ingest routes from any origin. So may portal pages with an embed or
+    // user token call what the embeddable components use (the components
+    // themselves at /embed/, analytics, settings, forecasts, the inbox).
+    // Never with cookies: no Allow-Credentials, so a signed-in session
+    // cannot be used from another origin. SQL and admin routes get no CORS
+    // grant.
     let browser_ingest = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(|_, parts| {
-            INGEST_PATHS.contains(&parts.uri.path())
+            let path = parts.uri.path();
+            INGEST_PATHS.contains(&path) || cross_origin_path(path)
         }))
-        .allow_methods([Method::POST])
+        .allow_methods([Method::GET, Method::POST])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -241,6 +251,14 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<RusqliteStore>) -> 
             },
         ))
         .with_state(state)
+}
+
+/// Paths portal pages may call from another origin (besides ingest).
+fn cross_origin_path(path: &str) -> bool {
+    path.starts_with("/embed/")
+        || path.starts_with("/v1/analytics/")
+        || path.starts_with("/v1/inbox")
+        || matches!(path, "/v1/workspace" | "/v1/forecasts")
 }
 
 async fn not_found() -> ApiError {

@@ -141,6 +141,25 @@ pub async fn assets(
     Ok(serve(file, &headers, "public, max-age=31536000, immutable"))
 }
 
+/// `GET /embed/{*path}`: the same files at stable addresses, for portals
+/// that load the components (`/embed/beacon.js`) from another origin:
+/// cached for five minutes (a new build reaches them soon), and readable
+/// cross-origin (module scripts are fetched with CORS; the router's CORS
+/// layer answers for `/embed/`).
+pub async fn embed(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let file = SITE
+        .files
+        .get(&path)
+        .filter(|_| path != "index.html")
+        .ok_or_else(|| ApiError::not_found("no such file"))?;
+    let mut response = serve(file, &headers, "public, max-age=300");
+    response.headers_mut().insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    Ok(response)
+}
+
 fn serve(file: &Asset, headers: &HeaderMap, cache: &'static str) -> Response {
     let accepts = |coding: &str| {
         headers

@@ -7,6 +7,7 @@
 import { html, render, useEffect, useState } from './vendor/preact-htm.mjs';
 
 import { BeaconClient } from './lib/client.js';
+import { Alerts } from './pages/alerts.js';
 import { Bookings } from './pages/bookings.js';
 import { Customers } from './pages/customers.js';
 import { Funnels } from './pages/funnels.js';
@@ -15,10 +16,12 @@ import { Login } from './pages/login.js';
 import { Overview } from './pages/overview.js';
 import { Heatmap, Retention } from './pages/retention.js';
 import { Sales } from './pages/sales.js';
+import { Settings } from './pages/settings.js';
 import { Sql } from './pages/sql.js';
 
 const EVERYONE = ['viewer', 'analyst', 'admin', 'owner'];
 const ANALYSTS = ['analyst', 'admin', 'owner'];
+const ADMINS = ['admin', 'owner'];
 
 /** The pages in the navigation: path, title, component, roles allowed (as the server's access table). */
 export const PAGES = [
@@ -29,7 +32,9 @@ export const PAGES = [
   { path: 'funnels', title: 'Funnels', component: Funnels, roles: EVERYONE },
   { path: 'retention', title: 'Retention', component: Retention, roles: EVERYONE },
   { path: 'peak-times', title: 'Peak times', component: Heatmap, roles: EVERYONE },
+  { path: 'alerts', title: 'Alerts', component: Alerts, roles: EVERYONE },
   { path: 'sql', title: 'SQL', component: Sql, roles: ANALYSTS },
+  { path: 'settings', title: 'Settings', component: Settings, roles: ADMINS },
 ];
 
 /** Pages reached from the header rather than the navigation. */
@@ -65,7 +70,9 @@ function Shell({ me, onSignOut }) {
     client.onRefused = () => onSignOut();
     return () => client.close();
   }, [client]);
-  const app = { me, client, workspace: me.workspace, role: me.role };
+  // Settings may change the workspace (its name, zone, currency).
+  const [workspace, setWorkspace] = useState(me.workspace);
+  const app = { me, client, workspace, role: me.role };
   const page = [...PAGES, ...OTHER_PAGES].find((p) => p.path === route);
   const allowed = page && page.roles.includes(me.role);
   const signOut = async () => {
@@ -79,7 +86,7 @@ function Shell({ me, onSignOut }) {
   return html`
     <header class="top">
       <a class="brand" href="#/overview">Beacon</a>
-      <span class="workspace">${me.workspace.name}</span>
+      <span class="workspace">${workspace.name}</span>
       <nav aria-label="Pages">
         ${PAGES.filter((p) => p.roles.includes(me.role)).map(
           (p) => html`<a href=${'#/' + p.path} aria-current=${p.path === route ? 'page' : undefined}>${p.title}</a>`,
@@ -92,13 +99,64 @@ function Shell({ me, onSignOut }) {
     </header>
     <main id="main">
       ${allowed
-        ? html`<${page.component} app=${app} />`
+        ? html`<${page.component} app=${app} onWorkspace=${setWorkspace} />`
         : html`<section class="notice" role="alert"><h1>Not available</h1><p>${page ? `Your role (${me.role}) cannot open this page.` : 'There is no such page.'}</p><p><a href="#/overview">Go to the overview</a></p></section>`}
     </main>
   `;
 }
 
+/** Where a TV link's token is kept, so a reload stays on the screen. */
+const TV_TOKEN = 'beacon.tv.token';
+
+/**
+ * TV mode (`#/tv?token=be_...`, from `POST /v1/embed/tokens` without a
+ * customer): the Overview full screen on an embed token, live, with no
+ * sign-in. The token leaves the address bar at once and stays in this
+ * browser's storage; a refused token shows why, never the sign-in page.
+ */
+function Tv() {
+  const [client] = useState(() => new BeaconClient({ token: localStorage.getItem(TV_TOKEN) }));
+  const [workspace, setWorkspace] = useState(null);
+  const [refused, setRefused] = useState(null);
+  useEffect(() => {
+    client.onRefused = (code, reason) => setRefused(reason || `the server closed the connection (${code})`);
+    client
+      .get('/v1/workspace')
+      .then((r) => setWorkspace(r.workspace))
+      .catch((e) => setRefused(e.message));
+    return () => client.close();
+  }, [client]);
+  if (refused) {
+    return html`<section class="notice" role="alert"><h1>This TV link does not work</h1><p>${refused}</p><p>Ask an admin of the workspace for a new link.</p></section>`;
+  }
+  if (!workspace) return html`<p class="loading">Loading Beacon…</p>`;
+  const app = { me: null, client, workspace, role: 'tv' };
+  return html`
+    <header class="top tv">
+      <span class="brand">Beacon</span>
+      <span class="workspace">${workspace.name}</span>
+      <${LiveBadge} client=${client} />
+    </header>
+    <main id="main" class="tv"><${Overview} app=${app} /></main>
+  `;
+}
+
+/** Takes a TV link's token out of the address into storage. */
+function takeTvToken() {
+  const match = location.hash.match(/^#\/tv\?(.*)$/);
+  if (!match) return;
+  const token = new URLSearchParams(match[1]).get('token');
+  if (token) localStorage.setItem(TV_TOKEN, token);
+  history.replaceState(null, '', '#/tv');
+}
+
 function App() {
+  takeTvToken();
+  if (currentRoute() === 'tv' && localStorage.getItem(TV_TOKEN)) return html`<${Tv} />`;
+  return html`<${SignedIn} />`;
+}
+
+function SignedIn() {
   const [me, setMe] = useState(undefined);
   const [error, setError] = useState(null);
   const load = async () => {

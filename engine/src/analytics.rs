@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::udf::time::BusinessCalendar;
-use crate::{Engine, Error, Result};
+use crate::{Engine, Error, Result, RowScope};
 
 /// The analytics endpoints, as `/v1/analytics/<name>`.
 pub const ENDPOINTS: [&str; 8] = [
@@ -67,6 +67,18 @@ fn check_filters(filters: &[Filter]) -> Result<()> {
 
 /// Answers one analytics request for `tenant`.
 pub async fn run(engine: &Engine, tenant: &str, endpoint: &str, request: Value) -> Result<Value> {
+    run_in(engine, tenant, &RowScope::All, endpoint, request).await
+}
+
+/// [`run`] over the rows of `scope` (one customer's numbers for a client
+/// portal: see [`crate::scope`]).
+pub async fn run_in(
+    engine: &Engine,
+    tenant: &str,
+    scope: &RowScope,
+    endpoint: &str,
+    request: Value,
+) -> Result<Value> {
     let request = match request {
         Value::Null => Value::Object(Map::new()),
         Value::Object(m) => Value::Object(m),
@@ -79,7 +91,7 @@ pub async fn run(engine: &Engine, tenant: &str, endpoint: &str, request: Value) 
     };
     // Only revenue and heatmap read rollups; the others skip building them.
     let rollups = matches!(endpoint, "revenue" | "heatmap");
-    let session = Session::open(engine, tenant, rollups).await?;
+    let session = Session::open(engine, tenant, scope, rollups).await?;
     // Endpoints that take no breakdown refuse one themselves.
     if !matches!(endpoint, "customers" | "rfm" | "retention")
         && let Some(name) = request.get("breakdown").and_then(Value::as_str)
@@ -260,8 +272,13 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    async fn open(engine: &'a Engine, tenant: &str, rollups: bool) -> Result<Self> {
-        let (ctx, rollup) = engine.session_with_rollups(tenant, rollups).await?;
+    async fn open(
+        engine: &'a Engine,
+        tenant: &str,
+        scope: &RowScope,
+        rollups: bool,
+    ) -> Result<Self> {
+        let (ctx, rollup) = engine.session_with_rollups_in(tenant, scope, rollups).await?;
         let workspace = engine.calendar(tenant);
         let calendar = workspace.business();
         let today = engine.now().with_timezone(&calendar.tz).date_naive();

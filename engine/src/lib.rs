@@ -39,6 +39,7 @@ pub mod funnel_index;
 pub mod json;
 pub mod provider;
 pub mod rollup;
+pub mod scope;
 pub mod series;
 pub mod system_tables;
 pub mod udf;
@@ -61,6 +62,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use calendar::Calendar;
+pub use scope::RowScope;
 pub use error::{Error, Result};
 
 /// Name of the events table in every workspace session.
@@ -404,7 +406,7 @@ impl Engine {
     /// applied, Beacon's functions (business time in the workspace's
     /// calendar, funnels, JSON) and the business views.
     pub async fn session(&self, tenant: &str) -> Result<SessionContext> {
-        self.session_of(tenant, self.store.snapshot(tenant), None)
+        self.session_of(tenant, self.store.snapshot(tenant), None, &RowScope::All)
             .await
     }
 
@@ -416,13 +418,24 @@ impl Engine {
         tenant: &str,
         want: bool,
     ) -> Result<(SessionContext, bool)> {
+        self.session_with_rollups_in(tenant, &RowScope::All, want).await
+    }
+
+    /// [`Engine::session_with_rollups`] over the rows of `scope`; a
+    /// customer's session never has rollups (they sum every customer).
+    pub async fn session_with_rollups_in(
+        &self,
+        tenant: &str,
+        scope: &RowScope,
+        want: bool,
+    ) -> Result<(SessionContext, bool)> {
         let snapshot = self.store.snapshot(tenant);
-        let rollup = if want && self.config.rollups {
+        let rollup = if want && self.config.rollups && *scope == RowScope::All {
             Some(self.rollups.table(tenant, &snapshot).await?)
         } else {
             None
         };
-        let ctx = self.session_of(tenant, snapshot, None).await?;
+        let ctx = self.session_of(tenant, snapshot, None, scope).await?;
         let has = rollup.is_some();
         if let Some(table) = rollup {
             ctx.register_table(rollup::ROLLUP_TABLE, table)?;
@@ -476,17 +489,21 @@ impl Engine {
         tenant: &str,
         snapshot: beacon_ingest::TenantSnapshot,
     ) -> Result<SessionContext> {
-        self.session_of(tenant, snapshot, None).await
+        self.session_of(tenant, snapshot, None, &RowScope::All).await
     }
 
     /// `for_query`: register only the views the query names (planning
     /// every view costs more than a small dashboard query itself).
+    /// `scope`: a customer's session sees that customer's events only and
+    /// nothing computed over the whole workspace (see [`scope`]).
     async fn session_of(
         &self,
         tenant: &str,
         snapshot: beacon_ingest::TenantSnapshot,
         for_query: Option<&str>,
+        scope: &RowScope,
     ) -> Result<SessionContext> {
+        let scoped = *scope != RowScope::All;
         let mut config = SessionConfig::new().with_information_schema(true);
         config
             .options_mut()
@@ -504,7 +521,7 @@ impl Engine {
             .with_runtime_env(Arc::new(runtime))
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(udf::single_phase::SinglePhaseRowAggregates));
-        let state = if self.funnel_index.enabled() {
+        let state = if self.funnel_index.enabled() && !scoped {
             state.with_optimizer_rule(Arc::new(funnel_index::FunnelIndexRule::new(
                 self.funnel_index.clone(),
                 tenant,
@@ -517,15 +534,23 @@ impl Engine {
         let calendar = self.calendar(tenant);
         udf::register(&ctx, calendar.business(), &calendar.currency);
         datafusion_functions_json::register_all(&mut ctx)?;
-        let events = provider::EventsTableProvider::new(event_schema(), snapshot)
-            .with_column_cache(self.column_cache.clone(), tenant);
-        ctx.register_table(EVENTS_TABLE, Arc::new(events))?;
+        let events: Arc<dyn datafusion::datasource::TableProvider> = Arc::new(
+            provider::EventsTableProvider::new(event_schema(), snapshot)
+                .with_column_cache(self.column_cache.clone(), tenant),
+        );
+        let events: Arc<dyn datafusion::datasource::TableProvider> = match scope.customer() {
+            None => events,
+            Some(customer) => Arc::new(scope::CustomerEvents::new(events, customer)),
+        };
+        ctx.register_table(EVENTS_TABLE, events)?;
         // Catalog queries (information_schema, SHOW) list every view.
         let lowered = for_query
             .map(str::to_ascii_lowercase)
             .filter(|q| !q.contains("information_schema") && !q.trim_start().starts_with("show"));
         // A workspace's own table hides the default of the same name.
-        let published: Vec<(String, SchemaRef, Vec<RecordBatch>)> = {
+        let published: Vec<(String, SchemaRef, Vec<RecordBatch>)> = if scoped {
+            Vec::new()
+        } else {
             let all = self
                 .published
                 .read()
@@ -558,6 +583,7 @@ impl Engine {
             .read()
             .expect("the system-tables lock is never held across a panic")
             .iter()
+            .filter(|_| !scoped)
             .filter(|(_, t)| privileged || !t.privileged())
             .map(|(n, t)| (n.clone(), Arc::clone(t)))
             .collect();
@@ -579,8 +605,13 @@ impl Engine {
 
     /// Runs one read-only query for `tenant`.
     pub async fn sql(&self, tenant: &str, query: &str) -> Result<QueryResult> {
+        self.sql_in(tenant, &RowScope::All, query).await
+    }
+
+    /// [`Engine::sql`] over the rows of `scope`.
+    pub async fn sql_in(&self, tenant: &str, scope: &RowScope, query: &str) -> Result<QueryResult> {
         let ctx = self
-            .session_of(tenant, self.store.snapshot(tenant), Some(query))
+            .session_of(tenant, self.store.snapshot(tenant), Some(query), scope)
             .await?;
         self.execute(&ctx, query).await
     }
@@ -597,10 +628,23 @@ impl Engine {
         query: &str,
         params: Vec<datafusion::scalar::ScalarValue>,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+        self.stream_in(tenant, &RowScope::All, query, params).await
+    }
+
+    /// [`Engine::stream`] over the rows of `scope`.
+    pub async fn stream_in(
+        &self,
+        tenant: &str,
+        scope: &RowScope,
+        query: &str,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let deadline = tokio::time::Instant::now() + self.config.query_timeout;
         let limit = self.config.query_timeout;
         let plan = async {
-            let ctx = self.query_session(tenant, Some(query)).await?;
+            let ctx = self
+                .session_of(tenant, self.store.snapshot(tenant), Some(query), scope)
+                .await?;
             let mut df = self.plan(&ctx, query).await?;
             if !params.is_empty() {
                 df = df.with_param_values(params)?;
@@ -619,7 +663,7 @@ impl Engine {
     /// `query`, only the views it names are registered; `None` registers
     /// every view (catalog listings).
     pub async fn query_session(&self, tenant: &str, query: Option<&str>) -> Result<SessionContext> {
-        self.session_of(tenant, self.store.snapshot(tenant), query)
+        self.session_of(tenant, self.store.snapshot(tenant), query, &RowScope::All)
             .await
     }
 
@@ -632,7 +676,7 @@ impl Engine {
             batches: Vec::new(),
             seq: 0,
         };
-        self.session_of(tenant, empty, None).await
+        self.session_of(tenant, empty, None, &RowScope::All).await
     }
 
     /// Plans `query` on `ctx` inside the sandbox (no DDL, DML or other

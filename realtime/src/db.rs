@@ -78,7 +78,29 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "people and access: credentials, one-time links, login throttle, audit log, rule owners",
         sql: MIGRATION_2,
     },
+    Migration {
+        version: 3,
+        name: "embed tokens",
+        sql: MIGRATION_3,
+    },
 ];
+
+/// Embed tokens (portal components and TV links): the signed token names
+/// its row, which must exist and not be revoked for the token to work.
+const MIGRATION_3: &str = "
+CREATE TABLE embed_tokens (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    customer TEXT,
+    created_by TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    expires_at_us INTEGER NOT NULL,
+    revoked_at_us INTEGER,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX embed_tokens_expiry ON embed_tokens(expires_at_us);
+";
 
 /// Recipients become workspace users: a role from a fixed set (the free
 /// text of before maps `owner` and `admin` to themselves, `analyst` to
@@ -273,6 +295,7 @@ const WORKSPACE_TABLES: &[&str] = &[
     "alert_silences",
     "alert_groups",
     "access_links",
+    "embed_tokens",
 ];
 
 /// The table that records applied migrations.

@@ -122,6 +122,13 @@ pub enum Access {
     },
     /// A user session token (embedded portals): that user's inbox only.
     User(String),
+    /// An embed token (portal components, TV links): `metrics`,
+    /// `activity` and `alerts` when workspace-wide; with a customer, only
+    /// `activity`, and only that customer's events on it.
+    Embed {
+        /// The customer whose events alone it receives, if any.
+        customer: Option<String>,
+    },
 }
 
 /// An authenticated connection owner.
@@ -161,6 +168,22 @@ impl Principal {
             (Access::User(_), _) => Err(forbidden(
                 "a user token only opens notifications:<user>; use a read key for workspace channels",
             )),
+            (Access::Embed { customer: None }, ChannelKind::Metrics | ChannelKind::Activity | ChannelKind::Alerts)
+            | (Access::Embed { customer: Some(_) }, ChannelKind::Activity) => Ok(()),
+            (Access::Embed { customer: None }, _) => Err(forbidden(
+                "an embed token opens metrics, activity and alerts only",
+            )),
+            (Access::Embed { customer: Some(_) }, _) => Err(forbidden(
+                "a customer's embed token opens only its customer's activity",
+            )),
+        }
+    }
+
+    /// The customer whose events alone this principal receives.
+    pub fn customer(&self) -> Option<&str> {
+        match &self.access {
+            Access::Embed { customer } => customer.as_deref(),
+            _ => None,
         }
     }
 }
@@ -370,6 +393,8 @@ struct Subscriber {
     /// `activity`: only these events. Boxed: a channel holds one entry
     /// per subscriber, and most have no filter.
     events: Option<Box<HashSet<String>>>,
+    /// `activity` of a customer's embed token: only this `user_id`'s.
+    customer: Option<Box<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -755,6 +780,23 @@ fn publish_on(
             sub.outbox.set_latest(newest);
             continue;
         }
+        if let Some(customer) = sub.customer.as_deref() {
+            // Rare (portal components): filtered for this subscriber alone.
+            let kept: Vec<Arc<Envelope>> = envs
+                .iter()
+                .filter(|e| e.user.as_deref() == Some(customer))
+                .filter(|e| {
+                    sub.events.as_deref().is_none_or(|f| {
+                        e.event.as_ref().is_none_or(|ev| f.contains(ev))
+                    })
+                })
+                .cloned()
+                .collect();
+            if !(kept.is_empty() || sub.outbox.push_messages(&kept)) {
+                lagged.push(*id);
+            }
+            continue;
+        }
         let pushed = match sub.events.as_deref() {
             None => sub.outbox.push_messages(&envs),
             Some(filter) => match filtered.iter().position(|(f, _)| *f == filter) {
@@ -937,9 +979,13 @@ impl Connection {
         ));
         let filter: Option<Box<HashSet<String>>> =
             options.events.map(|e| Box::new(e.into_iter().collect()));
-        let wanted = |e: &Envelope| match (&filter, &e.event) {
-            (Some(f), Some(ev)) => f.contains(ev),
-            _ => true,
+        let customer: Option<Box<str>> = self.principal.customer().map(Box::from);
+        let wanted = |e: &Envelope| {
+            let event = match (&filter, &e.event) {
+                (Some(f), Some(ev)) => f.contains(ev),
+                _ => true,
+            };
+            event && customer.as_deref().is_none_or(|c| e.user.as_deref() == Some(c))
         };
         if kind.coalesces() {
             // Full states: resuming is just getting the current one.
@@ -996,6 +1042,7 @@ impl Connection {
             Subscriber {
                 outbox: Arc::clone(&self.outbox),
                 events: filter,
+                customer,
             },
         );
         drop(s);

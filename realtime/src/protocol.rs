@@ -119,6 +119,9 @@ pub struct Envelope {
     pub epoch: Arc<str>,
     /// For `activity`: the event name (subscribers may filter on it).
     pub event: Option<String>,
+    /// The payload's `user_id`, if it has one: a customer's embed token
+    /// receives only the `activity` messages of its customer.
+    pub user: Option<Box<str>>,
     /// The JSON text sent to clients.
     pub text: Text,
 }
@@ -146,6 +149,7 @@ impl Envelope {
             seq,
             epoch: Arc::clone(epoch),
             event,
+            user: payload.get("user_id").and_then(Value::as_str).map(Box::from),
             text: text.into(),
         }
     }

@@ -11,6 +11,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -87,17 +88,34 @@ impl TokenSigner {
 
     /// A token for `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
-        let json = serde_json::to_vec(claims).expect("claims serialize");
-        let payload = URL_SAFE_NO_PAD.encode(json);
-        let sig = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
-        format!("{PREFIX}{payload}.{sig}")
+        self.sign_as(PREFIX, claims)
     }
 
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str, now_secs: i64) -> Result<Claims> {
+        let claims: Claims = self.verify_as(PREFIX, token)?;
+        if claims.exp <= now_secs {
+            return Err(Error::InvalidToken("expired".to_owned()));
+        }
+        Ok(claims)
+    }
+
+    /// A token `<prefix><payload>.<signature>` for any claims (other kinds
+    /// of token, e.g. embed tokens, use their own prefix and claims).
+    pub fn sign_as<C: Serialize>(&self, prefix: &str, claims: &C) -> String {
+        let json = serde_json::to_vec(claims).expect("claims serialize");
+        let payload = URL_SAFE_NO_PAD.encode(json);
+        let sig = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{prefix}{payload}.{sig}")
+    }
+
+    /// The claims of a token [`TokenSigner::sign_as`] made with `prefix`
+    /// and this secret (the signature is checked before the payload is
+    /// read; expiry is the caller's to check).
+    pub fn verify_as<C: DeserializeOwned>(&self, prefix: &str, token: &str) -> Result<C> {
         let bad = |why: &str| Error::InvalidToken(why.to_owned());
         let body = token
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .ok_or_else(|| bad("not a Beacon token"))?;
         let (payload, sig) = body.split_once('.').ok_or_else(|| bad("malformed"))?;
         let sig = URL_SAFE_NO_PAD
@@ -109,11 +127,7 @@ impl TokenSigner {
         let json = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| bad("malformed payload"))?;
-        let claims: Claims = serde_json::from_slice(&json).map_err(|_| bad("malformed payload"))?;
-        if claims.exp <= now_secs {
-            return Err(bad("expired"));
-        }
-        Ok(claims)
+        serde_json::from_slice(&json).map_err(|_| bad("malformed payload"))
     }
 }
 

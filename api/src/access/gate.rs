@@ -146,6 +146,7 @@ fn identity(caller: &Caller) -> String {
         Who::Session { user, .. } | Who::Token { user } => {
             format!("user:{}/{user}", caller.tenant)
         }
+        Who::Embed { id, .. } => format!("embed:{id}"),
     }
 }
 
@@ -175,6 +176,11 @@ pub async fn authorize(State(gate): State<Gate>, mut request: Request, next: Nex
         )
         .into_response();
     };
+    let route_pattern = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let meta = request_meta(&request, gate.state.config.access.trust_forwarded_for);
     let caller = if class.is_open() {
         None
@@ -189,7 +195,14 @@ pub async fn authorize(State(gate): State<Gate>, mut request: Request, next: Nex
     };
     match &caller {
         Some(c) => {
-            if let Err(e) = c.require(class) {
+            let allowed = match &c.who {
+                Who::Embed { customer, .. } => {
+                    super::embed::allows(&method, &route_pattern, customer.is_some())
+                        .map_err(ApiError::forbidden)
+                }
+                _ => c.require(class),
+            };
+            if let Err(e) = allowed {
                 return e.into_response();
             }
             if let Who::Session { csrf, .. } = &c.who

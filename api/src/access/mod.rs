@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod embed;
 pub mod gate;
 pub mod limits;
 pub mod password;
@@ -234,6 +235,15 @@ pub enum Who {
         /// The user.
         user: String,
     },
+    /// An embed token (portal components, TV links): read-only
+    /// dashboards, limited to the routes of [`embed::ROUTES`] and, with a
+    /// customer, to that customer's rows.
+    Embed {
+        /// The token's id.
+        id: String,
+        /// The customer (`user_id`) whose rows alone it sees, if any.
+        customer: Option<String>,
+    },
 }
 
 /// An authenticated caller.
@@ -258,6 +268,10 @@ impl Caller {
                     && owner.as_ref().is_none_or(|(_, role)| class.allows_role(*role))
             }
             Who::Token { .. } => matches!(class, Class::Inbox | Class::Realtime),
+            // Its HTTP routes are the gate's list (embed::ROUTES), never a
+            // whole class: the wire protocols and every other route
+            // refuse it.
+            Who::Embed { .. } => class == Class::Realtime,
         }
     }
 
@@ -289,6 +303,12 @@ impl Caller {
                 }
             }
             Who::Token { .. } => "a user session token opens only its user's inbox".into(),
+            Who::Embed { customer: None, .. } => {
+                "an embed token opens only read-only dashboards".into()
+            }
+            Who::Embed {
+                customer: Some(_), ..
+            } => "an embed token opens only its customer's read-only dashboards".into(),
         }
     }
 
@@ -297,6 +317,18 @@ impl Caller {
         match &self.who {
             Who::Session { user, .. } | Who::Token { user } => Some(user),
             Who::Key { owner, .. } => owner.as_ref().map(|(u, _)| u.as_str()),
+            Who::Embed { .. } => None,
+        }
+    }
+
+    /// Which rows the caller's queries see: one customer's for a
+    /// customer's embed token, else every row.
+    pub fn rows(&self) -> beacon_engine::RowScope {
+        match &self.who {
+            Who::Embed {
+                customer: Some(c), ..
+            } => beacon_engine::RowScope::Customer(c.clone()),
+            _ => beacon_engine::RowScope::All,
         }
     }
 
@@ -307,6 +339,7 @@ impl Caller {
             Who::Session { user, .. } => format!("user:{user}"),
             Who::Key { prefix, .. } => format!("key:{prefix}"),
             Who::Token { user } => format!("token:{user}"),
+            Who::Embed { id, .. } => format!("embed:{id}"),
         }
     }
 
@@ -316,8 +349,11 @@ impl Caller {
     pub fn user_for(&self, named: Option<&str>) -> Result<(String, String), ApiError> {
         let own = match &self.who {
             Who::Session { user, .. } | Who::Token { user } => Some(user.as_str()),
-            Who::Key { .. } => None,
+            Who::Key { .. } | Who::Embed { .. } => None,
         };
+        if matches!(self.who, Who::Embed { .. }) {
+            return Err(ApiError::forbidden("an embed token opens no inbox"));
+        }
         match (own, named) {
             (Some(own), None) => Ok((self.tenant.clone(), own.to_owned())),
             (Some(own), Some(named)) if own == named => Ok((self.tenant.clone(), own.to_owned())),
@@ -347,6 +383,9 @@ impl Caller {
     pub fn hub_access(&self) -> beacon_realtime::Access {
         match &self.who {
             Who::Token { user } => beacon_realtime::Access::User(user.clone()),
+            Who::Embed { customer, .. } => beacon_realtime::Access::Embed {
+                customer: customer.clone(),
+            },
             _ => beacon_realtime::Access::Member {
                 user: self.user().map(str::to_owned),
                 sql: self.may(Class::Query),
@@ -386,6 +425,9 @@ impl OptionalFromRequestParts<AppState> for Caller {
 pub fn authenticate_secret(state: &AppState, secret: &str) -> Result<Caller, ApiError> {
     if secret.is_empty() {
         return Err(gate::missing_credentials());
+    }
+    if secret.starts_with(embed::PREFIX) {
+        return embed::authenticate(state, secret);
     }
     if secret.starts_with(beacon_realtime::token::PREFIX) {
         let claims = state
@@ -504,5 +546,25 @@ mod tests {
         };
         assert!(viewer.may(Class::View) && !viewer.may(Class::Query));
         assert!(viewer.require(Class::Admin).expect_err("refused").message().ends_with("you are signed in as viewer"));
+    }
+
+    #[test]
+    fn an_embed_token_passes_no_class_but_the_real_time_one() {
+        let embed = Caller {
+            tenant: "ws".into(),
+            who: Who::Embed {
+                id: "emb_1".into(),
+                customer: Some("cus_42".into()),
+            },
+        };
+        // The wire protocols ask for Query: refused.
+        for class in [Class::View, Class::Query, Class::Inbox, Class::Rules, Class::Admin, Class::Owner, Class::Ingest] {
+            assert!(!embed.may(class), "{class:?}");
+        }
+        assert!(embed.may(Class::Realtime));
+        assert_eq!(embed.rows(), beacon_engine::RowScope::Customer("cus_42".into()));
+        assert!(!embed.is_admin());
+        assert!(embed.user_for(Some("cus_42")).is_err(), "no inbox");
+        assert_eq!(key(&[Scope::Admin]).rows(), beacon_engine::RowScope::All);
     }
 }

@@ -20,6 +20,11 @@ pub async fn get_workspace(
     principal: Caller,
 ) -> Result<Response, ApiError> {
     let tenant = state.store.catalog().tenant(&principal.tenant)?;
+    // An embed token (a portal, a TV screen) gets the settings it formats
+    // with, not the workspace's size.
+    if matches!(principal.who, crate::access::Who::Embed { .. }) {
+        return Ok(axum::Json(json!({"workspace": tenant})).into_response());
+    }
     let stats = state.store.tenant_stats(&principal.tenant);
     Ok(axum::Json(json!({"workspace": tenant, "stats": stats})).into_response())
 }

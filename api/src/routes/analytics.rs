@@ -77,7 +77,14 @@ pub async fn post(
     AppJsonOrEmpty(request): AppJsonOrEmpty<Value>,
 ) -> Result<Response, ApiError> {
     let answer =
-        beacon_engine::analytics::run(&state.engine, &principal.tenant, &name, request).await?;
+        beacon_engine::analytics::run_in(
+            &state.engine,
+            &principal.tenant,
+            &principal.rows(),
+            &name,
+            request,
+        )
+        .await?;
     Ok(axum::Json(answer).into_response())
 }
 
@@ -92,7 +99,14 @@ pub async fn get(
     endpoint(&name)?;
     let request = query_to_json(query.as_deref().unwrap_or(""))?;
     let answer =
-        beacon_engine::analytics::run(&state.engine, &principal.tenant, &name, request).await?;
+        beacon_engine::analytics::run_in(
+            &state.engine,
+            &principal.tenant,
+            &principal.rows(),
+            &name,
+            request,
+        )
+        .await?;
     Ok(axum::Json(answer).into_response())
 }
 

@@ -182,10 +182,13 @@ pub async fn sql(
     tracing::Span::current().record("query_id", guard.id.as_str());
     tracing::debug!(sql = %request.query, "Query started.");
     let cancelled = guard.cancel.clone();
+    let rows = principal.rows();
     let started = tokio::select! {
         r = beacon_engine::system_tables::privileged(
             principal.is_admin(),
-            state.engine.stream(&principal.tenant, &request.query, params),
+            state
+                .engine
+                .stream_in(&principal.tenant, &rows, &request.query, params),
         ) => r.map_err(with_position)?,
         () = cancelled.cancelled() => return Err(cancelled_error()),
     };

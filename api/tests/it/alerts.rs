@@ -637,6 +637,14 @@ async fn silences_preferences_templates_simulation_and_bad_input() {
         .map(|t| t["to"].as_str().expect("to"))
         .collect();
     assert_eq!(kinds, ["pending", "firing", "resolved", "normal"], "{sim}");
+    // One point per evaluation (one instance), the firing ones where the
+    // value was above the threshold.
+    let points = sim["points"].as_array().expect("points");
+    assert_eq!(points.len() as u64, sim["evaluations"].as_u64().expect("n"), "{sim}");
+    for p in points.iter().filter(|p| p["state"] == "firing") {
+        assert!(p["value"].as_f64().expect("value") > 2.0, "{p}");
+    }
+    assert!(points.iter().any(|p| p["state"] == "firing"), "{sim}");
     let (s, e) = call(
         &server,
         Method::POST,

@@ -8,6 +8,7 @@ mod analytics;
 mod bad_input;
 mod crash;
 mod datasets;
+mod embed;
 mod ingest;
 mod models;
 mod ops;

@@ -57,6 +57,17 @@ async fn health_metrics_and_backpressure() {
     );
     let resp = preflight("/v1/sql").await.expect("preflight");
     assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let resp = preflight("/v1/workspace/keys").await.expect("preflight");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    // What portal components call (with an embed token, never cookies).
+    let resp = preflight("/v1/analytics/revenue").await.expect("preflight");
+    assert_eq!(
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://shop.example")
+    );
+    assert!(resp.headers().get("access-control-allow-credentials").is_none());
 
     // Fill the buffer until the server pushes back.
     let mut accepted = 0u64;

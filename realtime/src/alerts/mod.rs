@@ -141,11 +141,31 @@ pub struct SimulatedTransition {
     pub notify: bool,
 }
 
+/// One instance's value and state at one simulated evaluation (what the
+/// web app's rule editor charts).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedPoint {
+    /// When.
+    pub at: String,
+    /// Group key.
+    pub key: String,
+    /// The observed value, if any.
+    pub value: Option<f64>,
+    /// The state after this evaluation.
+    pub state: State,
+}
+
+/// At most this many points in a simulation's answer (the first ones).
+const MAX_POINTS: usize = 20_000;
+
 /// A simulation's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Simulation {
     /// Evaluations run.
     pub evaluations: usize,
+    /// Each instance's value and state at each evaluation, in order (at
+    /// most 20,000).
+    pub points: Vec<SimulatedPoint>,
     /// Every transition in order.
     pub transitions: Vec<SimulatedTransition>,
     /// Firing notifications it would have caused (before grouping).
@@ -1028,6 +1048,7 @@ impl Alerts {
         let timing = Self::timing(spec);
         let mut instances: HashMap<String, (Instance, BTreeMap<String, String>)> = HashMap::new();
         let mut transitions = Vec::new();
+        let mut points = Vec::new();
         for &t in &times {
             let obs = match self.observe(tenant, spec, t, bands.as_ref()).await {
                 Ok(s) => s,
@@ -1068,6 +1089,14 @@ impl Alerts {
                         notify: state::notable(from, to) && !entry.0.flapping,
                     });
                 }
+                if points.len() < MAX_POINTS {
+                    points.push(SimulatedPoint {
+                        at: crate::notify::rfc3339(t),
+                        key: s.key.clone(),
+                        value: s.value,
+                        state: entry.0.state,
+                    });
+                }
             }
         }
         let firing: Vec<&SimulatedTransition> = transitions
@@ -1076,6 +1105,7 @@ impl Alerts {
             .collect();
         Ok(Simulation {
             evaluations: times.len(),
+            points,
             firing: firing.len(),
             first_firing_at: firing.first().map(|t| t.at.clone()),
             transitions,

@@ -9,6 +9,7 @@
 // /usr/bin/chromium).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -20,6 +21,7 @@ const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const target = new URL(process.env.BEACON_URL);
 const writeKey = process.env.BEACON_WRITE_KEY;
+const adminKey = process.env.BEACON_ADMIN_KEY;
 const [ownerEmail, ownerPassword] = process.env.BEACON_OWNER.split(/:(.*)/s);
 const [viewerEmail, viewerPassword] = process.env.BEACON_VIEWER.split(/:(.*)/s);
 const artifacts = process.env.BEACON_ARTIFACTS;
@@ -306,19 +308,196 @@ test('a notification raises the inbox badge live; marking it read lowers it', as
   await page.context().close();
 });
 
-test('a signed-out browser goes to the sign-in page; a viewer has no SQL console', async () => {
+test('a rule made in the editor is simulated, saved, fires on new data and raises the inbox badge', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.locator('.live[data-status="live"]').waitFor();
+  const badge = page.locator('.inbox-link .badge');
+  const before = (await badge.count()) ? Number(await badge.getAttribute('data-unread')) : 0;
+  await page.getByRole('link', { name: 'Alerts' }).click();
+  await page.getByRole('heading', { name: 'Alerts', exact: true }).waitFor();
+  await page.getByLabel('Name').fill('Payment failures (web)');
+  await page.getByLabel('Metric').selectOption('payment_failures');
+  await page.getByLabel('Value').fill('0');
+  await page.getByLabel('Check every').fill('1s');
+  await page.getByRole('button', { name: 'Simulate over the last 3 days' }).click();
+  // 3 days at one evaluation an hour; no failures yet, so it never fired.
+  await page.locator('.simulation[data-firing="0"]').waitFor();
+  assert.match(await page.locator('.simulation [role=status]').innerText(), /73 evaluations/);
+  await page.locator('.simulation .chart canvas').waitFor();
+  await axe(page, 'the alerts page');
+  await page.getByRole('button', { name: 'Save rule' }).click();
+  await page.locator('table.rules tr', { hasText: 'Payment failures (web)' }).waitFor();
+  // A failed payment makes it fire: the history shows it, the badge rises.
+  await ingest([{ type: 'track', event: 'Payment Failed', userId: 'cust-pf', messageId: 'web-pf-1', properties: { order_id: 'o-pf' } }]);
+  await page.locator('table.history tr', { hasText: 'Firing' }).first().waitFor();
+  await page.locator(`.inbox-link .badge[data-unread="${before + 1}"]`).waitFor();
+  await page.screenshot({ path: `${artifacts}/alerts.png`, fullPage: true });
+  await page.getByRole('link', { name: /Inbox/ }).click();
+  const item = page.locator('ul.inbox li', { hasText: 'Payment failures (web)' }).first();
+  await item.waitFor();
+  await item.getByRole('button', { name: 'Mark read' }).click();
+  if (before === 0) await badge.waitFor({ state: 'detached' });
+  else await page.locator(`.inbox-link .badge[data-unread="${before}"]`).waitFor();
+  await page.context().close();
+});
+
+test('an owner changes settings: the workspace, a key shown once, a TV link', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await page.locator('table.people tr').nth(1).waitFor();
+  await axe(page, 'the settings page');
+  // The workspace's name, saved and shown in the header.
+  await page.getByLabel('Name', { exact: true }).first().fill('Web test shop');
+  await page.getByRole('button', { name: 'Save workspace' }).click();
+  await page.locator('.top .workspace', { hasText: 'Web test shop' }).waitFor();
+  // A read key: its secret shown once, then listed by prefix.
+  await page.getByLabel('Label').fill('from the browser');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = await page.locator('[data-secret]').first().innerText();
+  const check = await call('GET', '/v1/analytics/revenue?range=today', secret);
+  assert.equal(check.status, 200, JSON.stringify(check.body));
+  await page.locator('table.keys tr', { hasText: 'from the browser' }).waitFor();
+  // A TV link that works.
+  await page.getByRole('button', { name: 'Make a TV link' }).click();
+  const link = await page.locator('.secret', { hasText: 'TV link' }).locator('[data-secret]').innerText();
+  assert.match(link, /#\/tv\?token=be_/);
+  const tv = await newPage();
+  await tv.goto(link.replace(/^https?:\/\/[^/]+/, front.url));
+  await tv.getByRole('heading', { name: 'Overview' }).waitFor();
+  await tv.context().close();
+  await page.screenshot({ path: `${artifacts}/settings.png`, fullPage: true });
+  await page.context().close();
+});
+
+test('a signed-out browser goes to the sign-in page; a viewer has no SQL console and no Settings', async () => {
   const page = await newPage();
   await signIn(page, viewerEmail, viewerPassword);
   const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText();
-  assert.ok(nav.includes('Sales') && !nav.includes('SQL'), nav);
+  assert.ok(nav.includes('Sales') && !nav.includes('SQL') && !nav.includes('Settings'), nav);
   await page.goto(front.url + '/#/sql');
   await page.getByRole('heading', { name: 'Not available' }).waitFor();
+  await page.goto(front.url + '/#/settings');
+  await page.getByRole('heading', { name: 'Not available' }).waitFor();
+  // And the server refuses what the page would call.
+  const keys = await page.evaluate(async () => (await fetch('/v1/workspace/keys')).status);
+  assert.equal(keys, 403);
+  expectRefusals(403);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
   // The session cookie is gone: a reload stays on the sign-in page.
   await page.reload();
   await page.getByRole('heading', { name: 'Sign in to Beacon' }).waitFor();
   await page.context().close();
+});
+
+/** Calls Beacon's API directly with a key or token. */
+async function call(method, path, credential, body) {
+  const response = await fetch(`${target.origin}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Forgets the console lines of responses a test provoked on purpose. */
+function expectRefusals(status) {
+  for (let i = problems.length - 1; i >= 0; i--) {
+    if (problems[i].includes(`status of ${status}`)) problems.splice(i, 1);
+  }
+}
+
+test('a TV link shows the overview live without signing in, survives a reload and stops when revoked', async () => {
+  const minted = await call('POST', '/v1/embed/tokens', adminKey, { name: 'Shop TV', expires_in: '30days' });
+  assert.equal(minted.status, 201, JSON.stringify(minted.body));
+  const page = await newPage({ width: 1920, height: 1080 });
+  await page.goto(`${front.url}/#/tv?token=${minted.body.token}`);
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  assert.equal(await page.evaluate(() => location.hash), '#/tv', 'the token leaves the address bar');
+  await page.locator('.live[data-status="live"]').waitFor();
+  await page.waitForFunction(() => !document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent.includes('…'));
+  const before = await tile(page, 'revenue').innerText();
+  await ingest([order('tv-1', '7.25')]);
+  await page.waitForFunction((b) => document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent !== b, before);
+  await page.locator('.feed li[data-message-id="web-tv-1"]').waitFor();
+  // No session ever: clearing cookies and reloading stays on the screen.
+  await page.context().clearCookies();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  await page.locator('.live[data-status="live"]').waitFor();
+  assert.equal(await page.getByRole('heading', { name: 'Sign in to Beacon' }).count(), 0);
+  await axe(page, 'TV mode');
+  await page.screenshot({ path: `${artifacts}/tv.png` });
+  // Revoked: the screen says so (and never asks to sign in).
+  const revoked = await call('DELETE', `/v1/embed/tokens/${minted.body.id}`, adminKey);
+  assert.equal(revoked.status, 204);
+  await page.reload();
+  await page.getByRole('heading', { name: 'This TV link does not work' }).waitFor();
+  expectRefusals(401);
+  await page.context().close();
+});
+
+test('an embedded portal shows a customer only their own numbers, live; a tampered token is refused', async () => {
+  await ingest([
+    { ...order('portal-a1', '40.00'), userId: 'portal-a' },
+    { ...order('portal-a2', '2.50'), userId: 'portal-a' },
+    { ...order('portal-b1', '900.00'), userId: 'portal-b' },
+  ]);
+  // The example portal's backend (examples/portal/serve.mjs), on an
+  // origin of its own, minting a token per page view.
+  const portal = spawn(process.execPath, [new URL('../../../../examples/portal/serve.mjs', import.meta.url).pathname], {
+    env: { ...process.env, BEACON_URL: front.url, BEACON_ADMIN_KEY: adminKey, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const portalUrl = await new Promise((resolve, reject) => {
+      portal.stdout.once('data', (d) => resolve(String(d).trim()));
+      portal.once('exit', (code) => reject(new Error(`the portal exited with ${code}`)));
+    });
+    const page = await newPage();
+    await page.goto(`${portalUrl}/?customer=portal-a`);
+    await page.locator('beacon-kpi#spend[data-state="live"]').waitFor();
+    // What Beacon answers for this customer, and for the workspace.
+    const token = await page.locator('meta[name="beacon-token"]').getAttribute('content');
+    const own = await call('GET', '/v1/analytics/revenue?range=today', token);
+    const whole = await call('GET', '/v1/analytics/revenue?range=today', adminKey);
+    assert.equal(own.body.summary.gross, '42.5000');
+    assert.notEqual(whole.body.summary.gross, own.body.summary.gross);
+    assert.equal(await page.locator('beacon-kpi#spend').getAttribute('data-value'), '42.5000');
+    assert.match(await page.locator('beacon-kpi#spend [part=value]').innerText(), /42\.50/);
+    // The chart's last bar is today's: the same amount.
+    await page.locator('beacon-chart#chart[data-state="live"]').waitFor();
+    assert.equal(await page.locator('beacon-chart#chart rect[part=bar]').last().getAttribute('data-value'), '42.5000');
+    // Live: the customer's next order moves the tile and enters the feed;
+    // another customer's never shows.
+    await ingest([{ ...order('portal-b2', '500.00'), userId: 'portal-b' }, { ...order('portal-a3', '10.00'), userId: 'portal-a' }]);
+    await page.locator('beacon-activity#feed li[data-id="web-portal-a3"]').waitFor();
+    await page.locator('beacon-kpi#spend[data-value="52.5000"]').waitFor();
+    assert.equal(await page.locator('beacon-activity#feed li[data-id^="web-portal-b"]').count(), 0);
+    await axe(page, 'the example portal');
+    await page.screenshot({ path: `${artifacts}/portal.png`, fullPage: true });
+    // The other customer's id swapped into the token: refused, said in place.
+    await page.evaluate((t) => {
+      const [payload, sig] = t.slice(3).split('.');
+      const claims = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/')));
+      claims.c = 'portal-b';
+      const forged = btoa(JSON.stringify(claims)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+      const kpi = document.createElement('beacon-kpi');
+      kpi.id = 'forged';
+      kpi.setAttribute('token', `be_${forged}.${sig}`);
+      document.querySelector('main').append(kpi);
+    }, token);
+    await page.locator('beacon-kpi#forged[data-state="error"]').waitFor();
+    assert.match(await page.locator('beacon-kpi#forged [part=error]').innerText(), /invalid embed token/);
+    expectRefusals(401);
+    await page.context().close();
+  } finally {
+    portal.kill();
+  }
 });
 
 test('no console errors on any page', () => {
