@@ -77,6 +77,27 @@ fn fmt(p: &chrono::NaiveDateTime) -> String {
     p.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
+/// A forecast's points as answered: `period`, `value`, and `lower_<pct>`,
+/// `upper_<pct>` per interval level.
+fn forecast_points(
+    periods: &[chrono::NaiveDateTime],
+    fc: &beacon_forecasting::forecast::Forecast,
+) -> Vec<Value> {
+    periods
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let mut point = json!({"period": fmt(p), "value": fc.point[k]});
+            for i in &fc.intervals {
+                let pct = (i.level * 100.0).round() as u32;
+                point[format!("lower_{pct}")] = json!(i.lower[k]);
+                point[format!("upper_{pct}")] = json!(i.upper[k]);
+            }
+            point
+        })
+        .collect()
+}
+
 /// `POST /v1/forecasts`.
 #[tracing::instrument(skip_all)]
 pub async fn forecast(
@@ -96,19 +117,7 @@ pub async fn forecast(
     .await?;
     let horizon = periods.len();
     let last = *series.periods.last().expect("a forecast has history");
-    let points: Vec<Value> = periods
-        .iter()
-        .enumerate()
-        .map(|(k, p)| {
-            let mut point = json!({"period": fmt(p), "value": fc.point[k]});
-            for i in &fc.intervals {
-                let pct = (i.level * 100.0).round() as u32;
-                point[format!("lower_{pct}")] = json!(i.lower[k]);
-                point[format!("upper_{pct}")] = json!(i.upper[k]);
-            }
-            point
-        })
-        .collect();
+    let points = forecast_points(&periods, &fc);
     let answer = json!({
         "metric": req.series.metric,
         "interval": req.series.interval,
@@ -146,9 +155,19 @@ fn finite(v: f64) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
 }
 
+/// `GET /v1/forecasts` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListForecasts {
+    /// Include each forecast's points (the dashboards' forecast band).
+    #[serde(default)]
+    points: bool,
+}
+
 /// `GET /v1/forecasts`: the latest forecast per metric and interval.
 pub async fn list_forecasts(
     State(state): State<AppState>,
+    crate::extract::Query(query): crate::extract::Query<ListForecasts>,
     principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = state
@@ -156,13 +175,17 @@ pub async fn list_forecasts(
         .list(&principal.tenant)
         .iter()
         .map(|s| {
-            json!({
+            let mut v = json!({
                 "metric": s.metric, "interval": s.interval,
                 "generated_at": s.generated_at.to_rfc3339(),
                 "from": s.periods.first().map(fmt), "to": s.periods.last().map(fmt),
                 "methods": s.forecast.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
                 "backtest_mase": finite(s.forecast.backtest_mase),
-            })
+            });
+            if query.points {
+                v["points"] = json!(forecast_points(&s.periods, &s.forecast));
+            }
+            v
         })
         .collect();
     Ok(Json(json!({"forecasts": list})))

@@ -113,6 +113,13 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
     let (status, list) = call(&server, Method::GET, "/v1/forecasts", &read, None).await;
     assert_eq!(status, 200);
     assert_eq!(list["forecasts"][0]["metric"], "revenue");
+    assert!(list["forecasts"][0].get("points").is_none(), "{list}");
+    // With its points (the dashboards' band): the ones just answered.
+    let (status, list) = call(&server, Method::GET, "/v1/forecasts?points=true", &read, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["forecasts"][0]["points"], fc["points"], "{list}");
+    let (status, bad) = call(&server, Method::GET, "/v1/forecasts?points=maybe", &read, None).await;
+    assert_eq!(status, 400, "{bad}");
     // A second forecast of the same metric replaces the first.
     let (status, _) = call(
         &server,

@@ -120,6 +120,22 @@ async fn the_app_in_a_real_browser() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    // Sixty days of orders before today, and a saved daily revenue forecast
+    // (the Overview draws its band).
+    let past: Vec<serde_json::Value> = (1..=60)
+        .map(|d| {
+            let at = chrono::Utc::now() - chrono::Duration::days(d);
+            json!({"type": "track", "event": "Order Completed", "userId": format!("cust-h{}", d % 7),
+                   "messageId": format!("hist-{d}"), "timestamp": at.to_rfc3339(),
+                   "properties": {"order_id": format!("o-hist-{d}"), "revenue": format!("{}.50", 10 + d % 5), "currency": "EUR"}})
+        })
+        .collect();
+    let (s, v) = server.post("/v1/batch", &write_key, json!({ "batch": past })).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = server
+        .post("/v1/forecasts", &read_key, json!({"metric": "revenue", "interval": "day", "horizon": 7}))
+        .await;
+    assert_eq!(s, 200, "{v}");
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-artifacts");
     let out = Command::new("node")

@@ -55,24 +55,63 @@ function Tiles({ app }) {
   `;
 }
 
+/**
+ * The saved daily revenue forecast's days after the last bucket shown
+ * (`GET /v1/forecasts?points=true`; the models refit it on their
+ * schedule): the expected value and its widest band.
+ */
+function forecastAfter(forecasts, lastBucket) {
+  const saved = ((forecasts && forecasts.forecasts) || []).find((f) => f.metric === 'revenue' && f.interval === 'day');
+  if (!saved || !saved.points) return [];
+  return saved.points
+    .map((p) => {
+      const levels = Object.keys(p).filter((k) => k.startsWith('lower_')).map((k) => Number(k.slice(6)));
+      const level = Math.max(...levels);
+      return { day: p.period.slice(0, 10), value: p.value, lower: p[`lower_${level}`], upper: p[`upper_${level}`], level };
+    })
+    .filter((p) => p.day > lastBucket);
+}
+
 function RevenueChart({ app }) {
   const [answer, error] = useApi(app.client, '/v1/analytics/revenue?range=30d&interval=day');
+  // Optional: without a saved forecast (or the right to read it) the
+  // chart has no band.
+  const [forecasts] = useApi(app.client, '/v1/forecasts?points=true');
   if (error) return html`<${Failed} error=${error} />`;
   if (!answer) return html`<p class="loading">Loading revenue…</p>`;
   const rows = answer.series || [];
-  const x = rows.map((r) => Date.parse(r.bucket + 'T00:00:00Z') / 1000);
-  // Plotted as numbers; the legend shows the server's decimal text.
-  const values = rows.map((r) => Number(r.gross));
-  const format = (_s, i) => fmt.money(rows[i].gross, app.workspace.currency);
+  const ahead = forecastAfter(forecasts, rows.length ? rows[rows.length - 1].bucket : '');
+  const days = [...rows.map((r) => r.bucket), ...ahead.map((p) => p.day)];
+  const x = days.map((d) => Date.parse(d + 'T00:00:00Z') / 1000);
+  const pad = (values, before, after) => [...Array(before).fill(null), ...values, ...Array(after).fill(null)];
+  // Plotted as numbers; the legend shows the server's decimal text (the
+  // forecast, an estimate, to whole units).
+  const series = [{ label: 'Revenue', values: pad(rows.map((r) => Number(r.gross)), 0, ahead.length) }];
+  if (ahead.length) {
+    const level = ahead[0].level;
+    series.push(
+      { label: 'Forecast', values: pad(ahead.map((p) => p.value), rows.length, 0) },
+      { label: `${level}% low`, values: pad(ahead.map((p) => p.lower), rows.length, 0), band: true },
+      { label: `${level}% high`, values: pad(ahead.map((p) => p.upper), rows.length, 0), band: true },
+    );
+  }
+  const format = (s, i) => {
+    if (s === 0) return i < rows.length ? fmt.money(rows[i].gross, app.workspace.currency) : '–';
+    const p = ahead[i - rows.length];
+    if (!p) return '–';
+    const v = [p.value, p.lower, p.upper][s - 1];
+    return fmt.money(String(Math.round(v)), app.workspace.currency);
+  };
+  const title = ahead.length ? `Revenue per day, last 30 days, and the forecast for the next ${ahead.length}` : 'Revenue per day, last 30 days';
   return html`
     <section aria-labelledby="revenue-title">
-      <h2 id="revenue-title">Revenue, last 30 days</h2>
+      <h2 id="revenue-title">Revenue, last 30 days${ahead.length ? ' and forecast' : ''}</h2>
       <p class="summary">
         ${`${fmt.money(answer.summary.gross, app.workspace.currency)} gross · ${fmt.count(answer.summary.orders)} ${
           answer.summary.orders === 1 ? 'order' : 'orders'
         } · ${fmt.money(answer.summary.aov, app.workspace.currency)} average order`}
       </p>
-      <${Chart} x=${x} series=${[{ label: 'Revenue', values }]} format=${format} title="Revenue per day, last 30 days" />
+      <${Chart} x=${x} series=${series} format=${format} title=${title} />
     </section>
   `;
 }

@@ -159,6 +159,9 @@ test('a wrong password is said in place; the owner signs in to a live overview',
   const ordersAfter = Number((await tile(page, 'orders').innerText()).replace(/\D/g, ''));
   assert.equal(ordersAfter, ordersBefore + 1);
   await page.locator('.feed li[data-message-id="web-live-1"]').waitFor();
+  // The saved forecast's next days, after the last 30.
+  await page.getByRole('heading', { name: 'Revenue, last 30 days and forecast' }).waitFor();
+  await page.locator('.u-legend', { hasText: 'Forecast' }).first().waitFor();
   await axe(page, 'the overview');
   await page.screenshot({ path: `${artifacts}/overview-desktop.png`, fullPage: true });
   await page.context().close();
