@@ -1090,7 +1090,10 @@ fn round6(x: f64) -> f64 {
 /// Relative change of each numeric field of `current` vs `previous`
 /// (`(current - previous) / previous`; null when previous is zero, or when
 /// either side is null, such as the `aov` of a period without sales).
-fn change(current: &Map<String, Value>, previous: &Map<String, Value>) -> Value {
+/// The relative change of each numeric field from `previous` to `current`
+/// (rounded to 6 decimals; null where `previous` is 0 or a side has no
+/// value), as the answers' `change` and the live tiles have it.
+pub fn change(current: &Map<String, Value>, previous: &Map<String, Value>) -> Value {
     let numeric = |v: &Value| v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok());
     let mut out = Map::new();
     for (k, v) in current {

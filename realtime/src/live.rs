@@ -25,7 +25,11 @@
 //! `buyers` (distinct persons with an order) and `conversion_rate`
 //! (buyers / visitors); plus `visitors_5m`, distinct persons with an event
 //! in the last five minutes. Money is a decimal string with 4 places, as
-//! in SQL answers.
+//! in SQL answers. Each period also has `previous`, the same numbers over
+//! the same span of the period before (yesterday until this time of day,
+//! last week until this weekday and time, last month until this day and
+//! time), summed by SQL at the start and every minute after, and `change`,
+//! each number's relative change from it (as the analytics API's).
 //!
 //! The state starts from one SQL query over a store snapshot that records
 //! the last WAL sequence number it contains; batches from the feed up to
@@ -79,6 +83,23 @@ const NO_SHOW: &str = "Booking No Show";
 const RECENT_US: i64 = 5 * 60 * 1_000_000;
 /// Money columns are Decimal128 with this many places.
 const MONEY_SCALE: u32 = 4;
+
+/// How often the previous periods' spans (which grow with the clock) are
+/// summed again.
+const PREVIOUS_REFRESH: Duration = Duration::from_secs(60);
+
+/// The instant (µs) a local day starts in the calendar's zone (the first
+/// instant of the day where a DST gap skips midnight).
+fn local_midnight_us(calendar: &BusinessCalendar, day: NaiveDate) -> Option<i64> {
+    use chrono::TimeZone;
+    (0..3).find_map(|h| {
+        calendar
+            .tz
+            .from_local_datetime(&day.and_hms_opt(h, 0, 0)?)
+            .earliest()
+            .map(|t| t.timestamp_micros())
+    })
+}
 
 /// Sums of one period.
 #[derive(Debug, Clone, Default)]
@@ -162,6 +183,12 @@ struct TenantMetrics {
     seq: u64,
     /// Today, this week, this month.
     periods: [PeriodAgg; 3],
+    /// The same span of the period before each (yesterday until this time
+    /// of day, ...), as published; `None` before the calendar's range.
+    previous: [Option<Value>; 3],
+    /// When `previous` was computed (clock µs): it is refreshed every
+    /// [`PREVIOUS_REFRESH_US`] as the span grows.
+    previous_at_us: i64,
     /// Person -> latest event time, for `visitors_5m`.
     recent: HashMap<String, i64>,
     last_published: Option<Value>,
@@ -238,7 +265,13 @@ impl TenantMetrics {
         self.recent.retain(|_, ts| *ts > now_us - RECENT_US);
         let mut doc = serde_json::Map::new();
         for (k, (_, name)) in UNITS.iter().enumerate() {
-            doc.insert((*name).into(), self.periods[k].to_json());
+            let mut period = self.periods[k].to_json();
+            let previous = self.previous[k].clone().unwrap_or(Value::Null);
+            if let (Some(cur), Some(prev)) = (period.as_object(), previous.as_object()) {
+                period["change"] = beacon_engine::analytics::change(cur, prev);
+            }
+            period["previous"] = previous;
+            doc.insert((*name).into(), period);
         }
         doc.insert("visitors_5m".into(), json!(self.recent.len()));
         doc.insert("timezone".into(), json!(self.calendar.tz.name()));
@@ -423,6 +456,12 @@ impl Live {
         let m = metrics
             .get_mut(tenant)
             .expect("inserted above when missing");
+        if !rebuild && passed(m.previous_at_us, now, PREVIOUS_REFRESH) {
+            let calendar = m.calendar;
+            let currency = m.currency.clone();
+            m.previous = self.load_previous(tenant, calendar, &currency, now).await?;
+            m.previous_at_us = now;
+        }
         let value = m.value(now);
         m.dirty = false;
         m.last_eval_us = self.clock.now_us();
@@ -446,7 +485,9 @@ impl Live {
             if let Some(m) = metrics.get(tenant)
                 && !m.stale(now)
             {
-                let due = m.dirty || passed(m.last_eval_us, now, Duration::from_secs(1));
+                let due = m.dirty
+                    || passed(m.last_eval_us, now, Duration::from_secs(1))
+                    || passed(m.previous_at_us, now, PREVIOUS_REFRESH);
                 let allowed = m.last_push_us.is_none_or(|t| passed(t, now, interval));
                 if !(due && allowed) {
                     return Ok(());
@@ -487,7 +528,7 @@ impl Live {
         let recent_from = chrono::DateTime::from_timestamp_micros(now_us - RECENT_US)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        for (k, (unit, name)) in UNITS.iter().enumerate() {
+        for (k, (unit, _)) in UNITS.iter().enumerate() {
             let Some(bucket) = periods[k].bucket else {
                 continue;
             };
@@ -499,52 +540,8 @@ impl Live {
             let in_period = format!(
                 "timestamp >= TIMESTAMP '{lower}T00:00:00Z' AND business_date(timestamp, '{unit_name}') = DATE '{bucket}'"
             );
-            let sums = format!(
-                "SELECT CAST(coalesce(sum(revenue) FILTER (WHERE event IN ('{ORDER}', '{COMPLETED}') AND {own}), 0) AS DECIMAL(38, 4)) AS revenue, \
-                        CAST(coalesce(sum(revenue) FILTER (WHERE event = '{REFUND}' AND {own}), 0) AS DECIMAL(38, 4)) AS refunds, \
-                        count(*) FILTER (WHERE event = '{ORDER}' AND {own}) AS orders, \
-                        count(*) FILTER (WHERE event = '{BOOKING}') AS bookings, \
-                        count(*) FILTER (WHERE event = '{CANCELLED}') AS cancellations, \
-                        count(*) FILTER (WHERE event = '{NO_SHOW}') AS no_shows, \
-                        count(*) FILTER (WHERE event = '{COMPLETED}' AND {own}) AS completed_bookings \
-                 FROM events WHERE {in_period}"
-            );
-            let result = self.engine.execute(&ctx, &sums).await?;
-            let batch = result
-                .batches
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .ok_or_else(|| Error::InvalidMessage(format!("no {name} metrics row")))?;
-            let dec = |c: usize| batch.column(c).as_primitive::<Decimal128Type>().value(0);
-            let int = |c: usize| {
-                batch
-                    .column(c)
-                    .as_primitive::<arrow::datatypes::Int64Type>()
-                    .value(0) as u64
-            };
-            let agg = &mut periods[k];
-            agg.revenue = dec(0);
-            agg.refunds = dec(1);
-            agg.orders = int(2);
-            agg.bookings = int(3);
-            agg.cancellations = int(4);
-            agg.no_shows = int(5);
-            agg.completed_bookings = int(6);
-            let people = format!(
-                "SELECT coalesce(user_id, anonymous_id) AS person, bool_or(event = '{ORDER}') AS bought \
-                 FROM events WHERE {in_period} AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
-            );
-            for b in self.engine.execute(&ctx, &people).await?.batches {
-                let persons = b.column(0).as_string::<i32>();
-                let bought = b.column(1).as_boolean();
-                for i in 0..b.num_rows() {
-                    let p = persons.value(i).to_owned();
-                    if bought.is_valid(i) && bought.value(i) {
-                        agg.buyers.insert(p.clone());
-                    }
-                    agg.visitors.insert(p);
-                }
-            }
+            self.load_window(&ctx, &own, &in_period, &mut periods[k])
+                .await?;
         }
         let mut recent = HashMap::new();
         let sql = format!(
@@ -558,17 +555,137 @@ impl Live {
                 recent.insert(persons.value(i).to_owned(), ts.value(i));
             }
         }
+        let previous = self
+            .load_previous(tenant, calendar, &currency, now_us)
+            .await?;
         Ok(TenantMetrics {
             calendar,
             currency,
             seq,
             periods,
+            previous,
+            previous_at_us: now_us,
             recent,
             last_published: None,
             dirty: false,
             last_eval_us: self.clock.now_us(),
             last_push_us: None,
         })
+    }
+
+    /// Sums one window of events (`in_window`: a SQL condition) into
+    /// `agg`, as the feed would have.
+    async fn load_window(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        own: &str,
+        in_window: &str,
+        agg: &mut PeriodAgg,
+    ) -> Result<()> {
+        let sums = format!(
+            "SELECT CAST(coalesce(sum(revenue) FILTER (WHERE event IN ('{ORDER}', '{COMPLETED}') AND {own}), 0) AS DECIMAL(38, 4)) AS revenue, \
+                    CAST(coalesce(sum(revenue) FILTER (WHERE event = '{REFUND}' AND {own}), 0) AS DECIMAL(38, 4)) AS refunds, \
+                    count(*) FILTER (WHERE event = '{ORDER}' AND {own}) AS orders, \
+                    count(*) FILTER (WHERE event = '{BOOKING}') AS bookings, \
+                    count(*) FILTER (WHERE event = '{CANCELLED}') AS cancellations, \
+                    count(*) FILTER (WHERE event = '{NO_SHOW}') AS no_shows, \
+                    count(*) FILTER (WHERE event = '{COMPLETED}' AND {own}) AS completed_bookings \
+             FROM events WHERE {in_window}"
+        );
+        let result = self.engine.execute(ctx, &sums).await?;
+        let batch = result
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::InvalidMessage("no metrics row".into()))?;
+        let dec = |c: usize| batch.column(c).as_primitive::<Decimal128Type>().value(0);
+        let int = |c: usize| {
+            batch
+                .column(c)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0) as u64
+        };
+        agg.revenue = dec(0);
+        agg.refunds = dec(1);
+        agg.orders = int(2);
+        agg.bookings = int(3);
+        agg.cancellations = int(4);
+        agg.no_shows = int(5);
+        agg.completed_bookings = int(6);
+        let people = format!(
+            "SELECT coalesce(user_id, anonymous_id) AS person, bool_or(event = '{ORDER}') AS bought \
+             FROM events WHERE {in_window} AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
+        );
+        for b in self.engine.execute(ctx, &people).await?.batches {
+            let persons = b.column(0).as_string::<i32>();
+            let bought = b.column(1).as_boolean();
+            for i in 0..b.num_rows() {
+                let p = persons.value(i).to_owned();
+                if bought.is_valid(i) && bought.value(i) {
+                    agg.buyers.insert(p.clone());
+                }
+                agg.visitors.insert(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// For each period, the same span of the one before: from its start
+    /// for as long as the current period has run (yesterday until this
+    /// time of day, last week until this weekday and time, last month
+    /// until this day and time, cut at the current period's start).
+    async fn load_previous(
+        &self,
+        tenant: &str,
+        calendar: BusinessCalendar,
+        currency: &str,
+        now_us: i64,
+    ) -> Result<[Option<Value>; 3]> {
+        let own = format!(
+            "(currency IS NULL OR currency = '{}')",
+            currency.replace('\'', "''")
+        );
+        let ctx = self
+            .engine
+            .session_for(tenant, self.engine.store().snapshot(tenant))
+            .await?;
+        let mut out: [Option<Value>; 3] = Default::default();
+        for (k, (unit, _)) in UNITS.iter().enumerate() {
+            let Some(bucket) = calendar.bucket(now_us, *unit) else {
+                continue;
+            };
+            let before = match unit {
+                Unit::Day => bucket.pred_opt(),
+                Unit::Week => bucket.checked_sub_days(chrono::Days::new(7)),
+                _ => bucket.checked_sub_months(chrono::Months::new(1)),
+            };
+            let (Some(before), Some(start)) = (before, local_midnight_us(&calendar, bucket)) else {
+                continue;
+            };
+            let Some(prev_start) = local_midnight_us(&calendar, before) else {
+                continue;
+            };
+            let prev_end = (prev_start + (now_us - start).max(0)).min(start);
+            let at = |us: i64| {
+                chrono::DateTime::from_timestamp_micros(us)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            };
+            let window = format!(
+                "timestamp >= TIMESTAMP '{}' AND timestamp < TIMESTAMP '{}'",
+                at(prev_start),
+                at(prev_end)
+            );
+            let mut agg = PeriodAgg {
+                bucket: Some(before),
+                ..PeriodAgg::default()
+            };
+            self.load_window(&ctx, &own, &window, &mut agg).await?;
+            let mut v = agg.to_json();
+            v["to"] = json!(at(prev_end));
+            out[k] = Some(v);
+        }
+        Ok(out)
     }
 
     async fn metrics_ticker(&self) {

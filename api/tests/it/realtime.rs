@@ -70,6 +70,22 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     .await;
     assert_eq!(status, 200, "{body}");
     ingest(&server, &t.write_key, vec![order("o0", "c0", "10.05")]).await;
+    // Yesterday: one order a minute before this time of day (in the span
+    // the tiles compare with), one a minute after (not).
+    let day_ago = |minutes: i64| {
+        (Utc::now() - chrono::Duration::days(1) + chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
+    let mut y1 = order("y1", "c9", "7.00");
+    y1["timestamp"] = json!(day_ago(-1));
+    let mut y2 = order("y2", "c9", "9.00");
+    y2["timestamp"] = json!(day_ago(1));
+    ingest(&server, &t.write_key, vec![y1, y2]).await;
+    // Away from local midnight (and a DST change), yesterday's span is
+    // exactly "until this time of day".
+    let local = Utc::now().with_timezone(&chrono_tz::America::New_York);
+    let minutes = chrono::Timelike::hour(&local) * 60 + chrono::Timelike::minute(&local);
+    let span_is_clear = (3..24 * 60 - 3).contains(&minutes);
 
     let mut ws = connect(&server, &read).await;
     let sub = subscribe(&mut ws, json!({"type": "subscribe", "channel": "metrics"})).await;
@@ -79,6 +95,13 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     assert_eq!(snap["payload"]["today"]["orders"], 1);
     assert_eq!(snap["payload"]["today"]["revenue"], "10.0500");
     assert_eq!(snap["payload"]["timezone"], "America/New_York");
+    if span_is_clear {
+        let today = &snap["payload"]["today"];
+        assert_eq!(today["previous"]["orders"], 1, "{today}");
+        assert_eq!(today["previous"]["revenue"], "7.0000", "{today}");
+        assert_eq!(today["change"]["orders"], 0.0, "{today}");
+        assert_eq!(today["change"]["revenue"], 0.435714, "{today}");
+    }
 
     ingest(
         &server,
@@ -99,6 +122,9 @@ async fn live_metrics_start_with_a_snapshot_and_equal_sql_after_ingest() {
     .await;
     let today = &update["payload"]["today"];
     assert_eq!(update["type"], "update");
+    if span_is_clear {
+        assert_eq!(today["change"]["orders"], 2.0, "{today}");
+    }
     assert!(update["seq"].as_u64().expect("seq") > snap["seq"].as_u64().expect("seq"));
 
     // The same numbers from SQL in the workspace's business day.

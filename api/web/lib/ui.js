@@ -81,16 +81,19 @@ export function RangePicker({ value, onChange }) {
  * Summary tiles: `[field, title, kind]` of `summary`, with `change[field]`
  * when the answer has one (kind: money, count, percent, days, number).
  */
-export function SummaryTiles({ summary, change, fields, currency }) {
+export function SummaryTiles({ summary, change, fields, currency, versus = 'vs previous' }) {
   return html`
     <div class="tiles">
       ${fields.map(([field, title, kind]) => {
         const c = change ? change[field] : undefined;
+        // No change from nothing to nothing ("new" is for something from nothing).
+        const v = summary ? summary[field] : undefined;
+        const nothing = c === null && (v === null || v === 0 || (typeof v === 'string' && /^0(\.0*)?$/.test(v)));
         return html`<div class="tile" data-metric=${field}>
           <span class="tile-title">${title}</span>
           <strong class="tile-value">${show(kind, summary ? summary[field] : undefined, currency)}</strong>
           ${c !== undefined &&
-          html`<span class=${'tile-change ' + (c === null ? '' : c >= 0 ? 'up' : 'down')}>${fmt.change(c)} <span class="muted">vs previous</span></span>`}
+          html`<span class=${'tile-change ' + (c === null ? '' : c >= 0 ? 'up' : 'down')}>${nothing ? '–' : fmt.change(c)} <span class="muted">${versus}</span></span>`}
         </div>`;
       })}
     </div>

@@ -14,6 +14,9 @@ const PERIODS = [
   ['month', 'This month'],
 ];
 
+/** What each period's change is measured against (the same span before). */
+const VERSUS = { today: 'vs yesterday so far', week: 'vs last week so far', month: 'vs last month so far' };
+
 /** The tiles: field of the metrics payload, title, how it is shown. */
 const TILES = [
   ['revenue', 'Revenue', 'money'],
@@ -50,7 +53,7 @@ function Tiles({ app }) {
         </div>
       </div>
       ${error && html`<${Failed} error=${error} />`}
-      <${SummaryTiles} summary=${metrics && metrics[period]} fields=${TILES} currency=${app.workspace.currency} />
+      <${SummaryTiles} summary=${metrics && metrics[period]} change=${metrics && metrics[period] && metrics[period].change} versus=${VERSUS[period]} fields=${TILES} currency=${app.workspace.currency} />
     </section>
   `;
 }
