@@ -43,6 +43,66 @@ export function InboxBadge({ app }) {
   return html`<a href="#/inbox" class="inbox-link">Inbox${unread > 0 && html` <span class="badge" data-unread=${unread} aria-label=${`${unread} unread`}>${unread}</span>`}</a>`;
 }
 
+/**
+ * The user's own notification preferences (`GET /v1/users/{id}`,
+ * `PUT /v1/users/{id}/preferences`): email on or off, a daily digest,
+ * quiet hours. Other preferences (per category, business hours) are kept
+ * as they are.
+ */
+function Preferences({ app }) {
+  const id = app.me.user.id;
+  const [prefs, setPrefs] = useState(null);
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(false);
+  useEffect(() => {
+    app.client
+      .get(`/v1/users/${encodeURIComponent(id)}`)
+      .then((u) => setPrefs(u.preferences || {}))
+      .catch((e) => setError(e.message));
+  }, [app.client, id]);
+  if (error && !prefs) return html`<${Failed} error=${error} />`;
+  if (!prefs) return null;
+  const channels = prefs.channels || {};
+  const quiet = prefs.quiet_hours || null;
+  const save = async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const next = {
+      ...prefs,
+      channels: { ...channels, email: f.get('email') === 'on' },
+      digest: f.get('digest'),
+      quiet_hours: f.get('quiet') === 'on' ? { start: f.get('quiet_start'), end: f.get('quiet_end') } : null,
+    };
+    if (next.quiet_hours === null) delete next.quiet_hours;
+    setSaved(false);
+    setError(null);
+    try {
+      const answer = await app.client.request('PUT', `/v1/users/${encodeURIComponent(id)}/preferences`, next);
+      setPrefs((answer && answer.preferences) || next);
+      setSaved(true);
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  return html`
+    <details class="panel prefs">
+      <summary>Your notification settings</summary>
+      <form class="rule-form" onSubmit=${save}>
+        <label class="inline check"><input type="checkbox" name="email" checked=${channels.email !== false} /> Email me</label>
+        <label>Emails <select name="digest" value=${prefs.digest || 'none'}>
+          <option value="none">as they happen</option><option value="daily">in one daily digest</option>
+        </select></label>
+        <label class="inline check"><input type="checkbox" name="quiet" checked=${!!quiet} /> Quiet hours</label>
+        <label>From <input name="quiet_start" type="time" value=${(quiet && quiet.start) || '22:00'} /></label>
+        <label>Until <input name="quiet_end" type="time" value=${(quiet && quiet.end) || '07:00'} /></label>
+        <p class="hint">Critical notifications ignore quiet hours and the digest; the inbox and live pushes are never held back.</p>
+        <div class="actions"><button type="submit">Save settings</button>${saved && html`<span role="status">Saved.</span>`}</div>
+      </form>
+      ${error && html`<${Failed} error=${error} />`}
+    </details>
+  `;
+}
+
 export function Inbox({ app }) {
   const [items, setItems] = useState(null);
   const [archived, setArchived] = useState(false);
@@ -66,6 +126,7 @@ export function Inbox({ app }) {
   };
   return html`
     <h1>Inbox</h1>
+    <${Preferences} app=${app} />
     <div class="actions">
       <button type="button" onClick=${() => mark([], 'read')}>Mark all read</button>
       <label class="inline check"><input type="checkbox" checked=${archived} onChange=${(e) => setArchived(e.target.checked)} /> Show archived</label>

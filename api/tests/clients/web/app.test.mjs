@@ -303,6 +303,15 @@ test('a notification raises the inbox badge live; marking it read lowers it', as
   await page.getByRole('heading', { name: 'Inbox' }).waitFor();
   const item = page.locator(`ul.inbox li[data-id="${id}"]`);
   await item.getByText('Low stock: espresso beans').waitFor();
+  // The user's own notification settings, saved on the server.
+  await page.getByText('Your notification settings').click();
+  await page.getByLabel('Email me').uncheck();
+  await page.getByLabel('Emails').selectOption('daily');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.locator('.prefs [role=status]', { hasText: 'Saved.' }).waitFor();
+  const user = await call('GET', `/v1/users/${encodeURIComponent(ownerEmail)}`, adminKey);
+  assert.equal(user.body.preferences.channels.email, false, JSON.stringify(user.body));
+  assert.equal(user.body.preferences.digest, 'daily');
   await axe(page, 'the inbox');
   await item.getByRole('button', { name: 'Mark read' }).click();
   await item.getByRole('button', { name: 'Mark unread' }).waitFor();
