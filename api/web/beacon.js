@@ -146,16 +146,20 @@ function show(kind, value, currency) {
   return kind === 'money' ? fmt.money(value, currency) : fmt.count(value);
 }
 
-function rangeQuery(element, extra = {}) {
-  const params = new URLSearchParams({ range: element.getAttribute('range') || element.getAttribute('period') || 'today', ...extra });
+function rangeQuery(element, defaultRange) {
+  const params = new URLSearchParams({ range: element.getAttribute('range') || element.getAttribute('period') || defaultRange });
   for (const name of ['from', 'to', 'interval']) {
     if (element.hasAttribute(name)) params.set(name, element.getAttribute(name));
   }
   return params.toString();
 }
 
-/** `<beacon-kpi metric="revenue" range="today" label="...">`: one number, live. */
-class BeaconKpi extends BeaconElement {
+/**
+ * An element showing one metric of `/v1/analytics/revenue` (the
+ * `metric` attribute), asked again as events arrive; subclasses draw the
+ * answer with `draw(answer, workspace, [field, title, kind])`.
+ */
+class MetricElement extends BeaconElement {
   start() {
     let metric;
     try {
@@ -164,56 +168,51 @@ class BeaconKpi extends BeaconElement {
       this.fail(e);
       return;
     }
-    const [field, title, kind] = metric;
     this.live(async () => {
       const [answer, workspace] = await Promise.all([
-        this.client.get(`/v1/analytics/revenue?${rangeQuery(this)}`),
+        this.client.get(`/v1/analytics/revenue?${rangeQuery(this, this.defaultRange)}`),
         this.client.workspace(),
       ]);
-      const value = answer.summary[field];
       this.dataset.state = 'live';
-      this.dataset.value = value === null || value === undefined ? '' : String(value);
-      this.body.replaceChildren(
-        el('div', { part: 'label' }, this.getAttribute('label') || title),
-        el('div', { part: 'value', 'aria-live': 'polite' }, show(kind, value, workspace.currency)),
-      );
+      this.draw(answer, workspace, metric);
     });
   }
 }
 
+/** `<beacon-kpi metric="revenue" range="today" label="...">`: one number, live. */
+class BeaconKpi extends MetricElement {
+  defaultRange = 'today';
+
+  draw(answer, workspace, [field, title, kind]) {
+    const value = answer.summary[field];
+    this.dataset.value = value === null || value === undefined ? '' : String(value);
+    this.body.replaceChildren(
+      el('div', { part: 'label' }, this.getAttribute('label') || title),
+      el('div', { part: 'value', 'aria-live': 'polite' }, show(kind, value, workspace.currency)),
+    );
+  }
+}
+
 /** `<beacon-chart metric="net" range="30d" interval="day">`: bars per bucket, live. */
-class BeaconChart extends BeaconElement {
-  start() {
-    let metric;
-    try {
-      metric = metricOf(this);
-    } catch (e) {
-      this.fail(e);
-      return;
-    }
-    const [field, title, kind] = metric;
-    this.live(async () => {
-      const [answer, workspace] = await Promise.all([
-        this.client.get(`/v1/analytics/revenue?${rangeQuery(this, { range: this.getAttribute('range') || '30d' })}`),
-        this.client.workspace(),
-      ]);
-      const series = answer.series || [];
-      const values = series.map((b) => Number(b[field] || 0));
-      const top = Math.max(0, ...values) || 1;
-      const width = 600;
-      const height = 160;
-      const step = width / Math.max(1, series.length);
-      const label = this.getAttribute('label') || title;
-      const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${label} by ${(answer.range && answer.range.interval) || 'bucket'}` });
-      series.forEach((bucket, i) => {
-        const h = Math.max(0, (values[i] / top) * (height - 4));
-        const bar = el('rect', { part: 'bar', x: i * step + 1, y: height - h, width: Math.max(1, step - 2), height: h, 'data-value': String(bucket[field] ?? '') });
-        bar.append(el('title', {}, `${bucket.bucket || bucket.start || i}: ${show(kind, bucket[field], workspace.currency)}`));
-        svg.append(bar);
-      });
-      this.dataset.state = 'live';
-      this.body.replaceChildren(el('div', { part: 'label' }, label), svg);
+class BeaconChart extends MetricElement {
+  defaultRange = '30d';
+
+  draw(answer, workspace, [field, title, kind]) {
+    const series = answer.series || [];
+    const values = series.map((b) => Number(b[field] || 0));
+    const top = Math.max(0, ...values) || 1;
+    const width = 600;
+    const height = 160;
+    const step = width / Math.max(1, series.length);
+    const label = this.getAttribute('label') || title;
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${label} by ${(answer.range && answer.range.interval) || 'bucket'}` });
+    series.forEach((bucket, i) => {
+      const h = Math.max(0, (values[i] / top) * (height - 4));
+      const bar = el('rect', { part: 'bar', x: i * step + 1, y: height - h, width: Math.max(1, step - 2), height: h, 'data-value': String(bucket[field] ?? '') });
+      bar.append(el('title', {}, `${bucket.bucket || bucket.start || i}: ${show(kind, bucket[field], workspace.currency)}`));
+      svg.append(bar);
     });
+    this.body.replaceChildren(el('div', { part: 'label' }, label), svg);
   }
 }
 

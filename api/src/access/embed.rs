@@ -23,6 +23,7 @@
 //! SQL) refuse embed tokens; so does every other route.
 
 use axum::extract::{Path, State};
+use beacon_realtime::notify::rfc3339;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rusqlite::{OptionalExtension, params};
@@ -164,10 +165,6 @@ struct Listed {
     created_at: String,
     expires_at: String,
     revoked_at: Option<String>,
-}
-
-fn rfc3339(us: i64) -> String {
-    beacon_realtime::notify::rfc3339(us)
 }
 
 /// `POST /v1/embed/tokens`: 201 with the token (shown this once).

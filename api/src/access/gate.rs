@@ -166,8 +166,9 @@ pub async fn authorize(State(gate): State<Gate>, mut request: Request, next: Nex
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let Some(class) = route.and_then(|r| gate.classes.get(&(method.clone(), r)).copied()) else {
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(class) = gate.classes.get(&(method.clone(), route.clone())).copied() else {
         tracing::error!(%method, "A route has no access class; refusing it.");
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,11 +177,6 @@ pub async fn authorize(State(gate): State<Gate>, mut request: Request, next: Nex
         )
         .into_response();
     };
-    let route_pattern = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
     let meta = request_meta(&request, gate.state.config.access.trust_forwarded_for);
     let caller = if class.is_open() {
         None
@@ -197,7 +193,7 @@ pub async fn authorize(State(gate): State<Gate>, mut request: Request, next: Nex
         Some(c) => {
             let allowed = match &c.who {
                 Who::Embed { customer, .. } => {
-                    super::embed::allows(&method, &route_pattern, customer.is_some())
+                    super::embed::allows(&method, &route, customer.is_some())
                         .map_err(ApiError::forbidden)
                 }
                 _ => c.require(class),

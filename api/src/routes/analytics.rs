@@ -67,6 +67,20 @@ fn endpoint(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Answers `request` on the rows the caller may see (one customer's for
+/// a customer's embed token).
+async fn answer(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    request: Value,
+) -> Result<Response, ApiError> {
+    let rows = caller.rows();
+    let answer =
+        beacon_engine::analytics::run_in(&state.engine, &caller.tenant, &rows, name, request).await?;
+    Ok(axum::Json(answer).into_response())
+}
+
 /// `POST /v1/analytics/{endpoint}`.
 #[tracing::instrument(skip_all, fields(endpoint = %name))]
 pub async fn post(
@@ -76,16 +90,7 @@ pub async fn post(
     _: KnownEndpoint,
     AppJsonOrEmpty(request): AppJsonOrEmpty<Value>,
 ) -> Result<Response, ApiError> {
-    let answer =
-        beacon_engine::analytics::run_in(
-            &state.engine,
-            &principal.tenant,
-            &principal.rows(),
-            &name,
-            request,
-        )
-        .await?;
-    Ok(axum::Json(answer).into_response())
+    answer(&state, &principal, &name, request).await
 }
 
 /// `GET /v1/analytics/{endpoint}?range=7d&...`.
@@ -98,16 +103,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     endpoint(&name)?;
     let request = query_to_json(query.as_deref().unwrap_or(""))?;
-    let answer =
-        beacon_engine::analytics::run_in(
-            &state.engine,
-            &principal.tenant,
-            &principal.rows(),
-            &name,
-            request,
-        )
-        .await?;
-    Ok(axum::Json(answer).into_response())
+    answer(&state, &principal, &name, request).await
 }
 
 /// Turns query parameters into the JSON request of the POST form.

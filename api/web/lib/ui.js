@@ -12,10 +12,11 @@ export function Failed({ error }) {
 /** `GET path` (null: nothing yet): `[answer, error]`, both null while it loads. */
 export function useApi(client, path) {
   const [state, setState] = useState([null, null]);
+  const [round, setRound] = useState(0);
   useEffect(() => {
     if (!path) return undefined;
     let current = true;
-    setState([null, null]);
+    if (round === 0) setState([null, null]);
     client
       .get(path)
       .then((answer) => current && setState([answer, null]))
@@ -23,8 +24,9 @@ export function useApi(client, path) {
     return () => {
       current = false;
     };
-  }, [client, path]);
-  return state;
+  }, [client, path, round]);
+  // The third element asks again (keeping the last answer meanwhile).
+  return [state[0], state[1], () => setRound((r) => r + 1)];
 }
 
 /** Query parameters from an object (values as text; objects as JSON). */

@@ -8,26 +8,14 @@
 import { html, useEffect, useState } from '../vendor/preact-htm.mjs';
 
 import * as fmt from '../lib/format.js';
-import { Failed } from '../lib/ui.js';
+import { Failed, useApi } from '../lib/ui.js';
 
 const ROLES = ['viewer', 'analyst', 'admin', 'owner'];
 
-/** Loads `path`, with `reload()`; `[value, error, reload]`. */
+/** `useApi`'s answer picked by `pick`: `[value, error, reload]`. */
 function useLoad(client, path, pick) {
-  const [value, setValue] = useState(null);
-  const [error, setError] = useState(null);
-  const reload = () =>
-    client
-      .get(path)
-      .then((r) => {
-        setValue(pick(r));
-        setError(null);
-      })
-      .catch((e) => setError(e.message));
-  useEffect(() => {
-    reload();
-  }, [client, path]);
-  return [value, error, reload];
+  const [answer, error, reload] = useApi(client, path);
+  return [answer && pick(answer), error, reload];
 }
 
 /** Runs a change; its error is shown in the section. */
