@@ -13,6 +13,7 @@ pub mod models;
 pub mod notify;
 pub mod realtime;
 pub mod sql;
+pub mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +137,11 @@ pub fn routes() -> Routes {
         .get("/v1/auth/keys", Account, auth::list_own_keys)
         .post("/v1/auth/keys", Account, auth::create_own_key)
         .delete("/v1/auth/keys/{prefix}", Account, auth::revoke_own_key)
+        .get("/v1/auth/views", Account, views::list)
+        .post("/v1/auth/views", Account, views::save)
+        .delete("/v1/auth/views/{id}", Account, views::delete)
+        .get("/v1/auth/layouts/{page}", Account, views::get_layout)
+        .put("/v1/auth/layouts/{page}", Account, views::put_layout)
         .post("/v1/sql", Query, sql::sql)
         .get("/v1/queries", Admin, sql::list)
         .delete("/v1/queries/{id}", Admin, sql::cancel)
@@ -153,6 +159,7 @@ pub fn routes() -> Routes {
         .get("/v1/forecasts", View, models::list_forecasts)
         .post("/v1/forecasts", Query, models::forecast)
         .post("/v1/anomalies", Query, models::anomalies)
+        .get("/v1/anomalies", View, models::anomalies_get)
         .get("/v1/segments", View, models::segments)
         .post("/v1/reorder-point", Query, models::reorder_point)
         .post("/v1/models/refit", Admin, models::refit)
@@ -258,7 +265,7 @@ fn cross_origin_path(path: &str) -> bool {
     path.starts_with("/embed/")
         || path.starts_with("/v1/analytics/")
         || path.starts_with("/v1/inbox")
-        || matches!(path, "/v1/workspace" | "/v1/forecasts")
+        || matches!(path, "/v1/workspace" | "/v1/forecasts" | "/v1/anomalies")
 }
 
 async fn not_found() -> ApiError {

@@ -50,6 +50,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
     let flight = bind_optional(&state.config.sql.flight_listen)
         .await
         .context("Flight SQL listener (sql.flight_listen)")?;
+    let shutdown = shutdown_signal()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "Beacon is serving.");
     #[allow(clippy::print_stdout)]
     {
@@ -146,7 +147,7 @@ pub async fn serve(config: Config, prometheus: PrometheusHandle, demo: bool) -> 
         .into_make_service_with_connect_info::<crate::listener::Peer>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown.await;
             hub.shutdown();
         })
         .await
@@ -295,20 +296,19 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     jobs
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and SIGINT handlers now and returns the future that
+/// waits for either. Installed before the server says it is listening, so a
+/// supervisor that stops it right after it is ready gets a graceful stop (a
+/// handler installed later, when the future is first polled, would leave a
+/// window where SIGTERM kills the process unflushed).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    })
 }

@@ -83,7 +83,42 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "embed tokens",
         sql: MIGRATION_3,
     },
+    Migration {
+        version: 4,
+        name: "saved views and page layouts of users",
+        sql: MIGRATION_4,
+    },
 ];
+
+/// A signed-in user's saved views (a page's range, comparison, filters and
+/// breakdown under a name) and page layouts (the order of a page's
+/// widgets). A user's rows go with the user (the trigger) and with the
+/// workspace ([`WORKSPACE_TABLES`]).
+const MIGRATION_4: &str = "
+CREATE TABLE user_views (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    page TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, id)
+);
+CREATE UNIQUE INDEX user_views_name ON user_views(tenant_id, user_id, page, name);
+CREATE TABLE user_layouts (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    page TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, page)
+);
+CREATE TRIGGER user_ui_follows_user AFTER DELETE ON notify_users BEGIN
+    DELETE FROM user_views WHERE tenant_id = OLD.tenant_id AND user_id = OLD.id;
+    DELETE FROM user_layouts WHERE tenant_id = OLD.tenant_id AND user_id = OLD.id;
+END;
+";
 
 /// Embed tokens (portal components and TV links): the signed token names
 /// its row, which must exist and not be revoked for the token to work.
@@ -296,6 +331,8 @@ const WORKSPACE_TABLES: &[&str] = &[
     "alert_groups",
     "access_links",
     "embed_tokens",
+    "user_views",
+    "user_layouts",
 ];
 
 /// The table that records applied migrations.

@@ -13,7 +13,8 @@
 //! What it opens is the list [`ROUTES`], never a whole access class:
 //! analytics, SQL (customers' tokens only: read-only, as always, and
 //! without system tables), the workspace's settings (for its currency and
-//! time zone), forecasts (workspace-wide tokens only) and the real-time
+//! time zone), forecasts and named metrics' anomaly bands (workspace-wide
+//! tokens only) and the real-time
 //! channels, where the hub
 //! allows `metrics`, `activity` and `alerts` to a workspace-wide token
 //! and only `activity` to a customer's, filtered to that customer's
@@ -72,6 +73,7 @@ pub const ROUTES: &[(&str, &str, Reach)] = &[
     ("GET", "/v1/ws", Reach::Both),
     ("GET", "/v1/stream", Reach::Both),
     ("GET", "/v1/forecasts", Reach::Workspace),
+    ("GET", "/v1/anomalies", Reach::Workspace),
 ];
 
 /// Whether an embed token (`scoped`: one customer's) may call `route`.

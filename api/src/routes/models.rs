@@ -199,6 +199,54 @@ pub async fn anomalies(
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let req: AnomalyRequest = request(body, &["sensitivity", "last", "methods"])?;
+    anomaly_answer(&state, &principal, req).await
+}
+
+/// `GET /v1/anomalies?metric=revenue&interval=day&history_days=&sensitivity=&last=`:
+/// the band of a named metric for dashboards (a viewer's, a TV link's);
+/// SQL series are `POST`'s, for analysts.
+#[tracing::instrument(skip_all)]
+pub async fn anomalies_get(
+    State(state): State<AppState>,
+    crate::extract::Query(q): crate::extract::Query<AnomalyQuery>,
+    principal: Caller,
+) -> Result<Json<Value>, ApiError> {
+    if q.metric == "sql" {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a SQL series needs POST /v1/anomalies (analysts and admins)",
+        ));
+    }
+    let req = AnomalyRequest {
+        series: beacon_engine::series::SeriesRequest {
+            metric: q.metric,
+            interval: q.interval.unwrap_or_else(|| "day".to_owned()),
+            sql: None,
+            history_days: q.history_days,
+        },
+        sensitivity: q.sensitivity,
+        last: q.last,
+        methods: None,
+    };
+    anomaly_answer(&state, &principal, req).await
+}
+
+/// `GET /v1/anomalies` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyQuery {
+    metric: String,
+    interval: Option<String>,
+    history_days: Option<u32>,
+    sensitivity: Option<String>,
+    last: Option<usize>,
+}
+
+async fn anomaly_answer(
+    state: &AppState,
+    principal: &Caller,
+    req: AnomalyRequest,
+) -> Result<Json<Value>, ApiError> {
     let sensitivity = models::sensitivity(req.sensitivity.as_deref())?;
     let opts = models::options(req.methods, None)?;
     let series = models::series(&state.engine, &principal.tenant, &req.series).await?;

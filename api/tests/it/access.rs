@@ -208,6 +208,7 @@ async fn use_classes_of_every_route(server: &Server, principals: Vec<Principal>)
                 .replace("{kind}", "churn")
                 .replace("{prefix}", "bk_nope")
                 .replace("{name}", "nope")
+                .replace("{page}", "overview")
                 .replace("{build}", "x")
                 .replace("{*path}", "app.js");
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
@@ -741,4 +742,104 @@ async fn an_owner_deletes_the_workspace_and_nothing_of_it_remains() {
     assert_eq!(scalar(&server, &other.admin_key, "SELECT count(*) FROM events").await, 45);
     let out = Command::new(BIN).args(["tenants", "list", "--json", "--data-dir"]).arg(&data).output().expect("tenants list");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&shop.id), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Saved views and layouts: a signed-in person's own, bounded, refused to
+/// keys, invisible to other people, and deleted with the person.
+#[tokio::test]
+async fn saved_views_and_layouts_belong_to_the_signed_in_person() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Shop");
+    create_user(&data, "Shop", "ann@shop.test", "owner", PASSWORD);
+    create_user(&data, "Shop", "bob@shop.test", "viewer", PASSWORD);
+    let server = Server::start(&data, &relaxed_limits());
+    let ann = sign_in(&server, "ann@shop.test", PASSWORD).await;
+    let bob = sign_in(&server, "bob@shop.test", PASSWORD).await;
+
+    let view = json!({"page": "sales", "name": "Web orders", "state": {"range": {"range": "30d", "compare": true,
+        "filters": [{"property": "channel", "op": "eq", "value": "web"}]}, "extra": {"breakdown": "payment_method"}}});
+    let (s, first, _) = send(&server, &ann, Method::POST, "/v1/auth/views", Some(view.clone())).await;
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(first["view"]["state"], view["state"]);
+    // The same name on the same page replaces it.
+    let mut changed = view.clone();
+    changed["state"]["range"]["range"] = json!("90d");
+    let (s, second, _) = send(&server, &ann, Method::POST, "/v1/auth/views", Some(changed)).await;
+    assert_eq!((s, &second["view"]["id"]), (200, &first["view"]["id"]), "{second}");
+    let (s, other, _) = send(&server, &ann, Method::POST, "/v1/auth/views", Some(json!({"page": "bookings", "name": "Web orders", "state": {}}))).await;
+    assert_eq!(s, 201, "{other}");
+    let (s, list, _) = send(&server, &ann, Method::GET, "/v1/auth/views?page=sales", None).await;
+    assert_eq!(s, 200);
+    let views = list["views"].as_array().expect("views");
+    assert_eq!(views.len(), 1, "{list}");
+    assert_eq!(views[0]["state"]["range"]["range"], "90d");
+    let (_, all, _) = send(&server, &ann, Method::GET, "/v1/auth/views", None).await;
+    assert_eq!(all["views"].as_array().map(Vec::len), Some(2), "{all}");
+
+    // Another person sees none of them and cannot delete them.
+    let (s, theirs, _) = send(&server, &bob, Method::GET, "/v1/auth/views", None).await;
+    assert_eq!((s, &theirs["views"]), (200, &json!([])), "{theirs}");
+    let id = first["view"]["id"].as_str().expect("id");
+    let (s, v, _) = send(&server, &bob, Method::DELETE, &format!("/v1/auth/views/{id}"), None).await;
+    assert_eq!(s, 404, "{v}");
+    // Keys have no views.
+    let (s, v) = call(&server, Method::GET, "/v1/auth/views", &t.admin_key, None).await;
+    assert_eq!(s, 403, "{v}");
+
+    // Bad input: each refused with its code, nothing stored.
+    let big = "x".repeat(17 * 1024);
+    for (body, code) in [
+        (json!({"page": "nowhere", "name": "a", "state": {}}), "unknown_page"),
+        (json!({"page": "sales", "name": "  ", "state": {}}), "invalid_name"),
+        (json!({"page": "sales", "name": "a\u{7}b", "state": {}}), "invalid_name"),
+        (json!({"page": "sales", "name": "n".repeat(81), "state": {}}), "invalid_name"),
+        (json!({"page": "sales", "name": "big", "state": {"blob": big}}), "state_too_large"),
+    ] {
+        let (s, v, _) = send(&server, &ann, Method::POST, "/v1/auth/views", Some(body)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    for body in [json!({"page": "sales", "name": "a", "state": [1]}), json!({"page": "sales", "name": "a", "state": {}, "owner": "bob"}), json!("a view")] {
+        let (s, v, _) = send(&server, &ann, Method::POST, "/v1/auth/views", Some(body)).await;
+        assert!((400..500).contains(&s) && v["error"]["code"].is_string(), "{s} {v}");
+    }
+    let (_, all, _) = send(&server, &ann, Method::GET, "/v1/auth/views", None).await;
+    assert_eq!(all["views"].as_array().map(Vec::len), Some(2), "{all}");
+    let (s, v, _) = send(&server, &ann, Method::GET, "/v1/auth/views?page=nowhere", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unknown_page")), "{v}");
+
+    // Layouts: set, read back, refused when malformed, reset with null.
+    let (s, v, _) = send(&server, &ann, Method::GET, "/v1/auth/layouts/overview", None).await;
+    assert_eq!((s, &v["layout"]), (200, &Value::Null), "{v}");
+    let order = json!(["activity", "tiles", "revenue", "products"]);
+    let (s, v, _) = send(&server, &ann, Method::PUT, "/v1/auth/layouts/overview", Some(json!({"layout": order}))).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v, _) = send(&server, &ann, Method::GET, "/v1/auth/layouts/overview", None).await;
+    assert_eq!(v["layout"], order);
+    let (_, v, _) = send(&server, &bob, Method::GET, "/v1/auth/layouts/overview", None).await;
+    assert_eq!(v["layout"], Value::Null, "another person's layout is their own");
+    for layout in [json!([]), json!(["tiles", "tiles"]), json!(["Tiles"]), json!(["<script>"]), json!(vec!["w"; 31])] {
+        let (s, v, _) = send(&server, &ann, Method::PUT, "/v1/auth/layouts/overview", Some(json!({"layout": layout}))).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_layout")), "{layout}: {v}");
+    }
+    let (_, v, _) = send(&server, &ann, Method::GET, "/v1/auth/layouts/overview", None).await;
+    assert_eq!(v["layout"], order, "a refused layout changes nothing");
+    let (s, _, _) = send(&server, &ann, Method::PUT, "/v1/auth/layouts/overview", Some(json!({"layout": null}))).await;
+    assert_eq!(s, 200);
+    let (_, v, _) = send(&server, &ann, Method::GET, "/v1/auth/layouts/overview", None).await;
+    assert_eq!(v["layout"], Value::Null);
+
+    // Deleted with the person: bob saves a view, is removed and comes back
+    // (a new user of the same address) with none.
+    let (s, _, _) = send(&server, &bob, Method::POST, "/v1/auth/views", Some(json!({"page": "customers", "name": "Mine", "state": {}}))).await;
+    assert_eq!(s, 201);
+    let (s, v, _) = send(&server, &ann, Method::DELETE, "/v1/users/bob@shop.test", None).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    create_user(&data, "Shop", "bob@shop.test", "viewer", PASSWORD);
+    let bob = sign_in(&server, "bob@shop.test", PASSWORD).await;
+    let (_, theirs, _) = send(&server, &bob, Method::GET, "/v1/auth/views", None).await;
+    assert_eq!(theirs["views"], json!([]), "{theirs}");
+    let (s, _, _) = send(&server, &ann, Method::DELETE, &format!("/v1/auth/views/{id}"), None).await;
+    assert_eq!(s, 204);
+    assert!(server.stop().success());
 }

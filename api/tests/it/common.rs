@@ -154,7 +154,18 @@ impl Server {
         // SAFETY-free: libc::kill is a plain syscall wrapper.
         let rc = unsafe_kill(pid, libc::SIGTERM);
         assert_eq!(rc, 0, "kill failed");
-        self.child.wait().expect("wait")
+        let status = self.child.wait().expect("wait");
+        if !status.success() {
+            // The caller asserts success: say why it was not.
+            let log = std::fs::read_to_string(self.data_dir.with_extension("log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "beacon stopped with {status}; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        status
     }
 
     /// Sends SIGHUP (the server reloads its TLS certificate).

@@ -369,13 +369,12 @@ async fn forecasts_anomalies_segments_and_bad_requests() {
     )
     .await;
     assert_eq!(status, 200, "{churn}");
-    // On 60 generated days the churn label is barely predictable and the
-    // data depends on the day the demo is generated (a fresh-clone run saw
-    // a CV AUC of 0.499), so this checks the training contract, not
-    // quality: the quality gate is Telco churn in
+    // The demo's customers live a BG/NBD-like lifetime (datasets'
+    // generator), so recency and frequency predict who orders again, as in
+    // a real shop; the quality gate on real data is Telco churn in
     // forecasting/tests/real_data.rs.
     let auc = f(&churn["cv_auc"]);
-    assert!((0.0..=1.0).contains(&auc), "{churn}");
+    assert!(auc >= 0.75, "churn CV AUC on the demo: {churn}");
     let best = churn["candidates"]
         .as_array()
         .unwrap()

@@ -132,6 +132,19 @@ async fn the_app_in_a_real_browser() {
         .collect();
     let (s, v) = server.post("/v1/batch", &write_key, json!({ "batch": past })).await;
     assert_eq!(s, 200, "{v}");
+    // One unusual day five days ago: a wholesale order of 400 on a day of
+    // about 12 (the Overview marks it as an anomaly).
+    let spike = chrono::Utc::now() - chrono::Duration::days(5);
+    let (s, v) = server
+        .post(
+            "/v1/batch",
+            &write_key,
+            json!({"batch": [{"type": "track", "event": "Order Completed", "userId": "cust-big", "messageId": "spike-1",
+                              "timestamp": spike.to_rfc3339(),
+                              "properties": {"order_id": "o-spike", "revenue": "400.00", "currency": "EUR"}}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
     let (s, v) = server
         .post("/v1/forecasts", &read_key, json!({"metric": "revenue", "interval": "day", "horizon": 7}))
         .await;
@@ -148,6 +161,7 @@ async fn the_app_in_a_real_browser() {
         .env("BEACON_OWNER", format!("owner@coffee.test:{PASSWORD}"))
         .env("BEACON_VIEWER", format!("viewer@coffee.test:{PASSWORD}"))
         .env("BEACON_ARTIFACTS", &artifacts)
+        .env("BEACON_SPIKE_DAY", spike.format("%Y-%m-%d").to_string())
         .output()
         .expect("node is installed");
     assert!(

@@ -7,7 +7,9 @@ import uPlot from '../vendor/uplot.mjs';
 /**
  * @param {object} props
  * @param {number[]} props.x seconds since the epoch
- * @param {{label: string, values: (number|null)[], band?: boolean}[]} props.series
+ * @param {{label: string, values: (number|null)[], band?: boolean, marks?: boolean}[]} props.series
+ *   `band`: a dashed interval bound; `marks`: points only (no line), for
+ *   flagged periods such as anomalies
  * @param {(series: number, row: number) => string} [props.format]
  * @param {string} props.title accessible name
  */
@@ -28,8 +30,9 @@ export function Chart({ x, series, format, title, height = 240 }) {
         {},
         ...series.map((s, i) => ({
           label: s.label,
-          stroke: s.band ? 'rgba(37,99,235,0.35)' : ['#2563eb', '#16a34a', '#f59e0b'][i % 3],
+          stroke: s.marks ? '#dc2626' : s.band ? 'rgba(37,99,235,0.35)' : ['#2563eb', '#16a34a', '#f59e0b'][i % 3],
           dash: s.band ? [4, 4] : undefined,
+          ...(s.marks ? { paths: () => null, points: { show: true, size: 11, width: 2, fill: '#fff' } } : {}),
           value: format ? (_u, v, si, row) => (v === null || row === null ? '–' : format(si - 1, row)) : undefined,
         })),
       ],

@@ -48,21 +48,31 @@ export const RANGES = [
   ['custom', 'Custom'],
 ];
 
-/** The range of a request: `{range, from, to, compare}`. */
+/** The range of a request: `{range, from, to, compare, filters}`. */
 export function useRange(initial = '30d') {
-  return useState({ range: initial, from: '', to: '', compare: false });
+  return useState({ range: initial, from: '', to: '', compare: false, filters: [] });
 }
 
-/** The range's query parameters (a custom range needs both days). */
+/**
+ * The range's query parameters (a custom range needs both days), with the
+ * property filters (the analytics API's `filters`, as JSON text).
+ */
 export function rangeParams(r) {
+  const filters = r.filters && r.filters.length ? r.filters : undefined;
   if (r.range === 'custom') {
     if (!r.from || !r.to) return null;
-    return { range: 'custom', from: r.from, to: r.to, compare: r.compare };
+    return { range: 'custom', from: r.from, to: r.to, compare: r.compare, filters };
   }
-  return { range: r.range, compare: r.compare };
+  return { range: r.range, compare: r.compare, filters };
 }
 
-export function RangePicker({ value, onChange }) {
+/**
+ * The date range, the comparison and the property filters of a page; with
+ * `app` and `page`, the signed-in user's saved views of the page too
+ * (`extra`: the page's own state saved with the range, given back to
+ * `onExtra` when a view is opened).
+ */
+export function RangePicker({ value, onChange, app, page, extra, onExtra }) {
   const set = (patch) => onChange({ ...value, ...patch });
   return html`
     <div class="range" role="group" aria-label="Date range">
@@ -75,6 +85,140 @@ export function RangePicker({ value, onChange }) {
       html`<label class="inline">From<input type="date" value=${value.from} onChange=${(e) => set({ from: e.target.value })} /></label>
         <label class="inline">To<input type="date" value=${value.to} onChange=${(e) => set({ to: e.target.value })} /></label>`}
       <label class="inline check"><input type="checkbox" checked=${value.compare} onChange=${(e) => set({ compare: e.target.checked })} /> Compare to the previous period</label>
+    </div>
+    <${FilterBar} filters=${value.filters || []} onChange=${(filters) => set({ filters })} />
+    ${app && page && app.me && html`<${SavedViews} app=${app} page=${page} state=${{ range: value, extra }} onOpen=${(v) => {
+      onChange({ ...value, ...v.range, filters: v.range.filters || [] });
+      if (onExtra && v.extra !== undefined) onExtra(v.extra);
+    }} />`}
+  `;
+}
+
+/** Properties offered in the filter bar (any other name may be typed). */
+const FILTER_PROPERTIES = ['channel', 'payment_method', 'location', 'staff', 'product', 'category', 'service', 'country', 'currency', 'status', 'utm.source', 'utm.campaign'];
+
+const FILTER_OPS = [
+  ['eq', 'is'],
+  ['neq', 'is not'],
+  ['in', 'is one of'],
+  ['contains', 'contains'],
+  ['gt', '>'],
+  ['lt', '<'],
+  ['is_set', 'is set'],
+  ['is_not_set', 'is not set'],
+];
+
+/** A filter as the API takes it: numbers for comparisons, lists for `in`. */
+export function filterOf(property, op, text) {
+  const f = { property: property.trim(), op };
+  if (op === 'is_set' || op === 'is_not_set') return f;
+  if (op === 'in') f.value = text.split(',').map((v) => v.trim()).filter(Boolean);
+  else if ((op === 'gt' || op === 'lt') && text.trim() !== '' && !Number.isNaN(Number(text))) f.value = Number(text);
+  else f.value = text;
+  return f;
+}
+
+function filterText(f) {
+  const op = (FILTER_OPS.find(([id]) => id === f.op) || [f.op, f.op])[1];
+  const value = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
+  return `${f.property} ${op} ${value}`.trim();
+}
+
+/** The property filters: the ones applied, removable, and a form to add one. */
+export function FilterBar({ filters, onChange }) {
+  const [property, setProperty] = useState('');
+  const [op, setOp] = useState('eq');
+  const [text, setText] = useState('');
+  const add = () => {
+    if (!property.trim()) return;
+    onChange([...filters, filterOf(property, op, text)]);
+    setProperty('');
+    setText('');
+  };
+  const enter = (e) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      add();
+    }
+  };
+  return html`
+    <div class="filters" role="group" aria-label="Filters">
+      <datalist id="beacon-filter-properties">${FILTER_PROPERTIES.map((p) => html`<option value=${p} />`)}</datalist>
+      ${filters.length > 0 &&
+      html`<ul class="chips">
+        ${filters.map(
+          (f, i) => html`<li class="chip" data-filter=${f.property}>
+            ${filterText(f)}
+            <button type="button" aria-label=${`Remove the filter ${filterText(f)}`} onClick=${() => onChange(filters.filter((_, j) => j !== i))}>×</button>
+          </li>`,
+        )}
+      </ul>`}
+      <label class="inline">Filter by<input list="beacon-filter-properties" value=${property} onInput=${(e) => setProperty(e.target.value)} onKeyDown=${enter} size="12" placeholder="property" /></label>
+      <label class="inline"><span class="sr-only">Condition</span>
+        <select value=${op} onChange=${(e) => setOp(e.target.value)}>${FILTER_OPS.map(([id, label]) => html`<option value=${id}>${label}</option>`)}</select>
+      </label>
+      ${op !== 'is_set' && op !== 'is_not_set' &&
+      html`<label class="inline"><span class="sr-only">Filter value</span><input value=${text} onInput=${(e) => setText(e.target.value)} onKeyDown=${enter} size="10" placeholder="value" /></label>`}
+      <button type="button" onClick=${add} disabled=${!property.trim()}>Add filter</button>
+    </div>
+  `;
+}
+
+/**
+ * The signed-in user's saved views of a page (`/v1/auth/views`): open one,
+ * save the current state under a name (the same name replaces it), delete.
+ */
+export function SavedViews({ app, page, state, onOpen }) {
+  const [views, setViews] = useState(null);
+  const [chosen, setChosen] = useState('');
+  const [name, setName] = useState('');
+  const [message, setMessage] = useState(null);
+  const load = () =>
+    app.client
+      .get(`/v1/auth/views?page=${encodeURIComponent(page)}`)
+      .then((r) => setViews(r.views))
+      .catch((e) => setMessage(e.message));
+  useEffect(() => {
+    load();
+  }, [app.client, page]);
+  const save = () => {
+    if (!name.trim()) return;
+    app.client
+      .post('/v1/auth/views', { page, name: name.trim(), state })
+      .then((r) => {
+        setMessage(`Saved “${r.view.name}”.`);
+        setChosen(r.view.id);
+        setName('');
+        return load();
+      })
+      .catch((e) => setMessage(e.message));
+  };
+  const open = (id) => {
+    setChosen(id);
+    const v = (views || []).find((x) => x.id === id);
+    if (v && v.state && v.state.range) onOpen(v.state);
+  };
+  const remove = () =>
+    app.client
+      .request('DELETE', `/v1/auth/views/${encodeURIComponent(chosen)}`)
+      .then(() => {
+        setMessage('Deleted.');
+        setChosen('');
+        return load();
+      })
+      .catch((e) => setMessage(e.message));
+  return html`
+    <div class="views" role="group" aria-label="Views">
+      <label class="inline">Saved views
+        <select value=${chosen} onChange=${(e) => open(e.target.value)}>
+          <option value="">${views && views.length ? 'Choose a view' : 'None yet'}</option>
+          ${(views || []).map((v) => html`<option value=${v.id}>${v.name}</option>`)}
+        </select>
+      </label>
+      ${chosen && html`<button type="button" onClick=${remove}>Delete view</button>`}
+      <label class="inline">Name<input value=${name} onInput=${(e) => setName(e.target.value)} onKeyDown=${(e) => e.key === 'Enter' && (e.preventDefault(), save())} size="14" maxlength="80" /></label>
+      <button type="button" onClick=${save} disabled=${!name.trim()}>Save view</button>
+      ${message && html`<span role="status" class="muted">${message}</span>`}
     </div>
   `;
 }

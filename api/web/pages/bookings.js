@@ -28,7 +28,7 @@ export function Bookings({ app }) {
   const outcome = (field) => series.map((r) => r[field]);
   return html`
     <h1>Bookings</h1>
-    <${RangePicker} value=${range} onChange=${setRange} />
+    <${RangePicker} value=${range} onChange=${setRange} app=${app} page="bookings" />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     <div class="grid">

@@ -27,7 +27,7 @@ export function Customers({ app }) {
   const ltv = answer && answer.lifetime_value;
   return html`
     <h1>Customers</h1>
-    <${RangePicker} value=${range} onChange=${setRange} />
+    <${RangePicker} value=${range} onChange=${setRange} app=${app} page="customers" />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     <div class="grid">

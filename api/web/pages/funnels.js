@@ -78,7 +78,17 @@ export function Funnels({ app }) {
     <h1>Funnels</h1>
     <datalist id="beacon-events">${SUGGESTED.map((e) => html`<option value=${e} />`)}</datalist>
     <form class="funnel" onSubmit=${(e) => (e.preventDefault(), setAsked(funnelRequest(state)))}>
-      <${RangePicker} value=${range} onChange=${setRange} />
+      <${RangePicker}
+        value=${range}
+        onChange=${setRange}
+        app=${app}
+        page="funnels"
+        extra=${state}
+        onExtra=${(x) => {
+          setState(x);
+          setAsked(funnelRequest(x));
+        }}
+      />
       ${state.steps.map(
         (s, i) => html`<${StepEditor}
           index=${i}

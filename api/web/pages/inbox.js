@@ -40,7 +40,10 @@ export function useUnread(app) {
 
 export function InboxBadge({ app }) {
   const unread = useUnread(app);
-  return html`<a href="#/inbox" class="inbox-link">Inbox${unread > 0 && html` <span class="badge" data-unread=${unread} aria-label=${`${unread} unread`}>${unread}</span>`}</a>`;
+  // data-unread on the link too, once known: what the count is (0 included)
+  // can be waited for, unlike a badge that is absent both before the count
+  // arrives and when it is zero.
+  return html`<a href="#/inbox" class="inbox-link" data-unread=${unread ?? undefined}>Inbox${unread > 0 && html` <span class="badge" data-unread=${unread} aria-label=${`${unread} unread`}>${unread}</span>`}</a>`;
 }
 
 /**

@@ -75,14 +75,40 @@ function forecastAfter(forecasts, lastBucket) {
     .filter((p) => p.day > lastBucket);
 }
 
+/**
+ * The days of the last month whose revenue fell outside the expected band
+ * (`GET /v1/anomalies`, the models' seasonal band at medium
+ * sensitivity), by day, without the day in progress (its revenue is not
+ * all in yet). Optional: null until answered or when refused.
+ */
+function useAnomalies(app) {
+  const [marks, setMarks] = useState(null);
+  useEffect(() => {
+    let current = true;
+    app.client
+      .get('/v1/anomalies?metric=revenue&interval=day&history_days=120&last=31')
+      .then((answer) => {
+        const points = (answer.points || []).slice(0, -1).filter((p) => p.anomalous);
+        if (current) setMarks(new Map(points.map((p) => [p.period.slice(0, 10), p])));
+      })
+      .catch(() => {});
+    return () => {
+      current = false;
+    };
+  }, [app.client]);
+  return marks;
+}
+
 function RevenueChart({ app }) {
   const [answer, error] = useApi(app.client, '/v1/analytics/revenue?range=30d&interval=day');
   // Optional: without a saved forecast (or the right to read it) the
-  // chart has no band.
+  // chart has no band; without anomalies, no marks.
   const [forecasts] = useApi(app.client, '/v1/forecasts?points=true');
+  const anomalies = useAnomalies(app);
   if (error) return html`<${Failed} error=${error} />`;
   if (!answer) return html`<p class="loading">Loading revenue…</p>`;
   const rows = answer.series || [];
+  const unusual = anomalies ? rows.filter((r) => anomalies.has(r.bucket)) : [];
   const ahead = forecastAfter(forecasts, rows.length ? rows[rows.length - 1].bucket : '');
   const days = [...rows.map((r) => r.bucket), ...ahead.map((p) => p.day)];
   const x = days.map((d) => Date.parse(d + 'T00:00:00Z') / 1000);
@@ -98,8 +124,12 @@ function RevenueChart({ app }) {
       { label: `${level}% high`, values: pad(ahead.map((p) => p.upper), rows.length, 0), band: true },
     );
   }
+  const marked = series.length;
+  if (unusual.length) {
+    series.push({ label: 'Unusual', values: pad(rows.map((r) => (anomalies.has(r.bucket) ? Number(r.gross) : null)), 0, ahead.length), marks: true });
+  }
   const format = (s, i) => {
-    if (s === 0) return i < rows.length ? fmt.money(rows[i].gross, app.workspace.currency) : '–';
+    if (s === 0 || s === marked) return i < rows.length ? fmt.money(rows[i].gross, app.workspace.currency) : '–';
     const p = ahead[i - rows.length];
     if (!p) return '–';
     const v = [p.value, p.lower, p.upper][s - 1];
@@ -115,6 +145,20 @@ function RevenueChart({ app }) {
         } · ${fmt.money(answer.summary.aov, app.workspace.currency)} average order`}
       </p>
       <${Chart} x=${x} series=${series} format=${format} title=${title} />
+      ${unusual.length > 0 &&
+      html`<div class="anomalies">
+        <h3>Unusual days</h3>
+        <ul>
+          ${unusual.map((r) => {
+            const p = anomalies.get(r.bucket);
+            const band = `${fmt.money(String(Math.round(p.lower)), app.workspace.currency)} to ${fmt.money(String(Math.round(p.upper)), app.workspace.currency)}`;
+            return html`<li data-day=${r.bucket}>
+              <time datetime=${r.bucket}>${fmt.day(r.bucket)}</time>: ${fmt.money(r.gross, app.workspace.currency)}, ${Number(r.gross) > p.upper ? 'above' : 'below'} the
+              expected ${band}
+            </li>`;
+          })}
+        </ul>
+      </div>`}
     </section>
   `;
 }
@@ -179,14 +223,77 @@ function Activity({ app }) {
   `;
 }
 
+/** The Overview's widgets: id, name, component, whether it spans the row. */
+const WIDGETS = [
+  ['tiles', 'Key numbers', Tiles, true],
+  ['revenue', 'Revenue chart', RevenueChart, true],
+  ['products', 'Top products', TopProducts, false],
+  ['activity', 'Live activity', Activity, false],
+];
+
+/**
+ * The widgets in the user's order (`/v1/auth/layouts/overview`): ids the
+ * page does not know are skipped, widgets missing from it come after.
+ */
+export function ordered(layout) {
+  const ids = WIDGETS.map(([id]) => id);
+  const known = (layout || []).filter((id, i, all) => ids.includes(id) && all.indexOf(id) === i);
+  return [...known, ...ids.filter((id) => !known.includes(id))];
+}
+
+/** The signed-in user's widget order and a setter that saves it. */
+function useLayout(app) {
+  const [order, setOrder] = useState(ordered(null));
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    if (!app.me) return undefined;
+    let current = true;
+    app.client
+      .get('/v1/auth/layouts/overview')
+      .then((r) => current && setOrder(ordered(r.layout)))
+      .catch(() => {});
+    return () => {
+      current = false;
+    };
+  }, [app.client]);
+  const save = (next) => {
+    setOrder(next);
+    setError(null);
+    app.client.request('PUT', '/v1/auth/layouts/overview', { layout: next }).catch((e) => setError(e.message));
+  };
+  return [order, save, error];
+}
+
 export function Overview({ app }) {
+  const [order, save, error] = useLayout(app);
+  const [arranging, setArranging] = useState(false);
+  const move = (i, by) => {
+    const next = [...order];
+    [next[i], next[i + by]] = [next[i + by], next[i]];
+    save(next);
+  };
   return html`
-    <h1>Overview</h1>
-    <${Tiles} app=${app} />
-    <div class="grid">
-      <div class="card wide"><${RevenueChart} app=${app} /></div>
-      <div class="card"><${TopProducts} app=${app} /></div>
-      <div class="card"><${Activity} app=${app} /></div>
+    <div class="section-head">
+      <h1>Overview</h1>
+      ${app.me &&
+      html`<div class="actions">
+        ${arranging && html`<button type="button" onClick=${() => save(ordered(null))}>Reset layout</button>`}
+        <button type="button" aria-pressed=${arranging} onClick=${() => setArranging(!arranging)}>${arranging ? 'Done' : 'Arrange'}</button>
+      </div>`}
+    </div>
+    ${error && html`<${Failed} error=${error} />`}
+    <div class="grid widgets">
+      ${order.map((id, i) => {
+        const [, name, Widget, wide] = WIDGETS.find(([w]) => w === id);
+        return html`<div key=${id} class=${`card widget${wide ? ' wide' : ''}`} data-widget=${id}>
+          ${arranging &&
+          html`<div class="arrange" role="group" aria-label=${`Move ${name}`}>
+            <button type="button" disabled=${i === 0} onClick=${() => move(i, -1)} aria-label=${`Move ${name} up`}>↑</button>
+            <button type="button" disabled=${i === order.length - 1} onClick=${() => move(i, 1)} aria-label=${`Move ${name} down`}>↓</button>
+          </div>`}
+          <${Widget} app=${app} />
+        </div>`;
+      })}
     </div>
   `;
 }

@@ -14,7 +14,7 @@ export function Retention({ app }) {
   const width = Math.max(0, ...cohorts.map((c) => c.periods.length));
   return html`
     <h1>Retention</h1>
-    <${RangePicker} value=${range} onChange=${setRange} />
+    <${RangePicker} value=${range} onChange=${setRange} app=${app} page="retention" extra=${{ period }} onExtra=${(x) => x.period && setPeriod(x.period)} />
     <label class="inline">Period
       <select value=${period} onChange=${(e) => setPeriod(e.target.value)}>
         <option value="day">Day</option><option value="week">Week</option><option value="month">Month</option>
@@ -55,7 +55,7 @@ export function Heatmap({ app }) {
   const [answer, error] = useApi(app.client, params && `/v1/analytics/heatmap?${query({ ...params, compare: false, event: { event } })}`);
   return html`
     <h1>Peak times</h1>
-    <${RangePicker} value=${range} onChange=${setRange} />
+    <${RangePicker} value=${range} onChange=${setRange} app=${app} page="peak-times" />
     <label class="inline">Event
       <select value=${event} onChange=${(e) => setEvent(e.target.value)}>
         ${['Order Completed', 'Booking Created', 'Page Viewed', 'Product Viewed', 'Lead Created', '*'].map(

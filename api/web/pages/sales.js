@@ -47,7 +47,7 @@ export function Sales({ app }) {
   const format = (s, i) => fmt.money(s === 0 ? series[i].gross : previous[i] ? previous[i].gross : null, currency);
   return html`
     <h1>Sales</h1>
-    <${RangePicker} value=${range} onChange=${setRange} />
+    <${RangePicker} value=${range} onChange=${setRange} app=${app} page="sales" extra=${{ breakdown }} onExtra=${(x) => x.breakdown && setBreakdown(x.breakdown)} />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     ${answer && answer.other_currencies && answer.other_currencies.length > 0 &&

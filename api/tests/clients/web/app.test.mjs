@@ -132,6 +132,13 @@ async function axe(page, name) {
 
 const tile = (page, metric) => page.locator(`.tile[data-metric="${metric}"] .tile-value`);
 
+/** The header's unread count, once the page has it from the server. */
+async function unreadCount(page) {
+  const link = page.locator('.inbox-link[data-unread]');
+  await link.waitFor();
+  return Number(await link.getAttribute('data-unread'));
+}
+
 test('a wrong password is said in place; the owner signs in to a live overview', async () => {
   const page = await newPage();
   await page.goto(front.url + '/');
@@ -162,6 +169,17 @@ test('a wrong password is said in place; the owner signs in to a live overview',
   // The saved forecast's next days, after the last 30.
   await page.getByRole('heading', { name: 'Revenue, last 30 days and forecast' }).waitFor();
   await page.locator('.u-legend', { hasText: 'Forecast' }).first().waitFor();
+  // The seeded spike is marked as unusual, with the money the API answers
+  // for that day, and no other day of steady orders is.
+  const spikeDay = process.env.BEACON_SPIKE_DAY;
+  const unusual = page.locator(`.anomalies li[data-day="${spikeDay}"]`);
+  await unusual.waitFor();
+  const month = await api('/v1/analytics/revenue?range=30d&interval=day');
+  const gross = month.series.find((r) => r.bucket === spikeDay).gross;
+  const euro = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'EUR' }).format(gross);
+  const text = await unusual.innerText();
+  assert.ok(text.includes(euro) && /above the expected/.test(text), `${text} (the API: ${gross})`);
+  assert.equal(await page.locator('.anomalies li').count(), 1, await page.locator('.anomalies').innerText());
   await axe(page, 'the overview');
   await page.screenshot({ path: `${artifacts}/overview-desktop.png`, fullPage: true });
   await page.context().close();
@@ -284,12 +302,60 @@ test('every page draws the numbers of the API, passes axe and logs no error', as
   await page.context().close();
 });
 
+test('a property filter narrows the numbers, a saved view brings it back, the overview keeps its arranged order', async () => {
+  const web = order('filter-web', '31.00');
+  web.properties.channel = 'web';
+  await ingest([web]);
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  const euro = (text) => new Intl.NumberFormat('en-US', { style: 'currency', currency: 'EUR' }).format(text);
+  const gross = (want) => page.waitForFunction((w) => document.querySelector('.tile[data-metric="gross"] .tile-value')?.textContent === w, want);
+  await page.goto(front.url + '/#/sales');
+  await page.getByRole('heading', { name: 'Sales', exact: true }).waitFor();
+  const all = await api('/v1/analytics/revenue?range=30d');
+  const filters = JSON.stringify([{ property: 'channel', op: 'eq', value: 'web' }]);
+  const onlyWeb = await api(`/v1/analytics/revenue?range=30d&filters=${encodeURIComponent(filters)}`);
+  assert.notEqual(onlyWeb.summary.gross, all.summary.gross);
+  await gross(euro(all.summary.gross));
+  // The filter, added in the bar: the tiles are the API's with the filter.
+  await page.getByLabel('Filter by').fill('channel');
+  await page.getByLabel('Filter value').fill('web');
+  await page.getByRole('button', { name: 'Add filter' }).click();
+  await gross(euro(onlyWeb.summary.gross));
+  // Saved as a view, removed, and brought back by opening the view.
+  await page.getByLabel('Name', { exact: true }).fill('Web only');
+  await page.getByRole('button', { name: 'Save view' }).click();
+  await page.locator('.views [role=status]', { hasText: 'Saved' }).waitFor();
+  await page.getByRole('button', { name: 'Remove the filter channel is web' }).click();
+  await gross(euro(all.summary.gross));
+  await page.getByLabel('Saved views').selectOption({ label: 'Web only' });
+  await gross(euro(onlyWeb.summary.gross));
+  await page.locator('.chip[data-filter="channel"]').waitFor();
+  await axe(page, 'sales with a filter and a saved view');
+
+  // The overview, arranged: the activity feed moved up stays there after a reload.
+  const widgets = () => page.locator('[data-widget]').evaluateAll((els) => els.map((e) => e.dataset.widget));
+  await page.goto(front.url + '/#/overview');
+  await page.getByRole('button', { name: 'Arrange' }).click();
+  await page.getByRole('button', { name: 'Move Live activity up' }).click();
+  assert.deepEqual(await widgets(), ['tiles', 'revenue', 'activity', 'products']);
+  await axe(page, 'the overview being arranged');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.reload();
+  await page.locator('[data-widget="activity"] + [data-widget="products"]').waitFor();
+  assert.deepEqual(await widgets(), ['tiles', 'revenue', 'activity', 'products']);
+  await page.getByRole('button', { name: 'Arrange' }).click();
+  await page.getByRole('button', { name: 'Reset layout' }).click();
+  await page.locator('[data-widget="products"] + [data-widget="activity"]').waitFor();
+  await page.context().close();
+});
+
 test('a notification raises the inbox badge live; marking it read lowers it', async () => {
   const page = await newPage();
   await signIn(page, ownerEmail, ownerPassword);
   await page.locator('.live[data-status="live"]').waitFor();
   const badge = page.locator('.inbox-link .badge');
-  const before = (await badge.count()) ? Number(await badge.getAttribute('data-unread')) : 0;
+  const before = await unreadCount(page);
   const response = await fetch(`${target.origin}/v1/notifications`, {
     method: 'POST',
     headers: { authorization: `Bearer ${process.env.BEACON_ADMIN_KEY}`, 'content-type': 'application/json' },
@@ -325,7 +391,7 @@ test('a rule made in the editor is simulated, saved, fires on new data and raise
   await signIn(page, ownerEmail, ownerPassword);
   await page.locator('.live[data-status="live"]').waitFor();
   const badge = page.locator('.inbox-link .badge');
-  const before = (await badge.count()) ? Number(await badge.getAttribute('data-unread')) : 0;
+  const before = await unreadCount(page);
   await page.getByRole('link', { name: 'Alerts' }).click();
   await page.getByRole('heading', { name: 'Alerts', exact: true }).waitFor();
   await page.getByLabel('Name').fill('Payment failures (web)');
