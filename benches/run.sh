@@ -13,15 +13,16 @@
 # queries vs DuckDB, Polars and DataFusion's Python package), websocket
 # (hub fan-out vs a Node ws server; ingest-to-push latency), transfer (a 1M-row
 # result over HTTP formats, the PostgreSQL wire protocol and Flight SQL).
-# forecasting (M4 Hourly/Weekly vs statsforecast) and churn (Telco churn and
-# lead scoring vs scikit-learn, same folds).
+# forecasting (M4 Hourly/Weekly vs statsforecast), churn (Telco churn and
+# lead scoring vs scikit-learn, same folds) and overview (the web app's
+# Overview drawn in chromium, 10M events).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(ingest micro datagen dashboard websocket transfer forecasting churn)
+  suites=(ingest micro datagen dashboard websocket transfer forecasting churn overview)
 fi
 
 benches/peers/setup.sh
@@ -55,6 +56,11 @@ for suite in "${suites[@]}"; do
       ;;
     churn)
       cargo run --release -p beacon-forecasting --example classify_eval
+      ;;
+    overview)
+      # The web app's Overview in chromium (playwright-core of the browser tests).
+      npm ci --no-audit --no-fund --prefix api/tests/clients/web
+      node benches/peers/overview_bench.mjs --beacon target/release/beacon --events "${OVERVIEW_EVENTS:-10000000}"
       ;;
     *)
       echo "unknown suite $suite" >&2

@@ -260,7 +260,8 @@ class BeaconActivity extends BeaconElement {
           },
           onError: (msg) => this.fail(new Error(msg.message)),
         },
-        events ? { events: events.split(',').map((s) => s.trim()).filter(Boolean) } : {},
+        // Starts with the last events (the server's `recent`), not empty.
+        { recent: Math.max(1, Math.min(limit || 10, 50)), ...(events ? { events: events.split(',').map((s) => s.trim()).filter(Boolean) } : {}) },
       ),
     );
   }

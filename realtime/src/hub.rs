@@ -851,7 +851,14 @@ pub struct SubscribeOptions {
     /// The snapshot sent to a client that cannot be resumed (or that
     /// subscribes to a coalescing channel without a current state).
     pub snapshot: Option<Snapshot>,
+    /// Ordered channels, without `resume`: start with a snapshot of the
+    /// last `recent` messages (1 to [`MAX_RECENT`]) the subscriber may see,
+    /// so a feed opened at a quiet moment is not empty.
+    pub recent: Option<usize>,
 }
+
+/// Most messages of a `recent` snapshot (also after `history_lost`).
+pub const MAX_RECENT: usize = 50;
 
 /// One client connection: its subscriptions and outbox. Dropping it
 /// unsubscribes everything.
@@ -970,6 +977,18 @@ impl Connection {
                 "events filters only apply to the activity channel".into(),
             ));
         }
+        if let Some(n) = options.recent {
+            if kind.coalesces() {
+                return Err(Error::InvalidMessage(format!(
+                    "recent applies to ordered channels; {name} always starts with its current state"
+                )));
+            }
+            if !(1..=MAX_RECENT).contains(&n) {
+                return Err(Error::InvalidMessage(format!(
+                    "recent must be 1 to {MAX_RECENT}"
+                )));
+            }
+        }
         let channel = self.hub.channel(&self.principal.tenant, name)?;
         let mut s = channel.state.lock();
         let last_seq = s.next_seq - 1;
@@ -986,6 +1005,21 @@ impl Connection {
                 _ => true,
             };
             event && customer.as_deref().is_none_or(|c| e.user.as_deref() == Some(c))
+        };
+        // The last `n` payloads the subscriber may see, oldest first.
+        let recent = |history: &std::collections::VecDeque<Arc<Envelope>>, n: usize| -> Value {
+            let payloads: Vec<Value> = history
+                .iter()
+                .rev()
+                .filter(|e| wanted(e))
+                .take(n)
+                .filter_map(|e| serde_json::from_slice::<Value>(e.text.bytes()).ok())
+                .map(|mut v| v["payload"].take())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            json!({ "recent": payloads })
         };
         if kind.coalesces() {
             // Full states: resuming is just getting the current one.
@@ -1018,24 +1052,16 @@ impl Connection {
                     "history_lost",
                     json!({"channel": name, "epoch": &*channel.epoch, "seq": last_seq, "reason": reason}),
                 ));
-                let recent: Vec<Value> = s
-                    .history
-                    .iter()
-                    .rev()
-                    .filter(|e| wanted(e))
-                    .take(50)
-                    .filter_map(|e| serde_json::from_slice::<Value>(e.text.bytes()).ok())
-                    .map(|mut v| v["payload"].take())
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
                 let snapshot = options
                     .snapshot
-                    .unwrap_or_else(|| json!({"recent": recent}));
+                    .unwrap_or_else(|| recent(&s.history, MAX_RECENT));
                 self.outbox
                     .push_control(snapshot_message(&channel, last_seq, &snapshot));
             }
+        } else if let Some(n) = options.recent {
+            let snapshot = recent(&s.history, n);
+            self.outbox
+                .push_control(snapshot_message(&channel, last_seq, &snapshot));
         }
         s.subscribers.insert(
             self.outbox.id,

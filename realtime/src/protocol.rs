@@ -53,6 +53,10 @@ pub enum ClientMessage {
         /// `activity` only: event names to receive (all when absent).
         #[serde(default)]
         events: Option<Vec<String>>,
+        /// Ordered channels without `resume`: start with a snapshot of the
+        /// last N messages (1 to 50).
+        #[serde(default)]
+        recent: Option<usize>,
         /// `query:<id>` only: the read-only SQL to keep live.
         #[serde(default)]
         sql: Option<String>,
@@ -213,6 +217,7 @@ mod tests {
                 }),
                 events: Some(vec!["Order Completed".into()]),
                 sql: None,
+                recent: None,
             }
         );
         for bad in [

@@ -112,6 +112,7 @@ async fn subscribe(
     resume: Option<Cursor>,
     events: Option<Vec<String>>,
     sql: Option<String>,
+    recent: Option<usize>,
 ) -> beacon_realtime::Result<()> {
     let kind = conn.authorize(channel)?;
     let tenant = conn.principal().tenant.clone();
@@ -131,6 +132,7 @@ async fn subscribe(
             resume,
             events,
             snapshot,
+            recent,
         },
     )
 }
@@ -652,8 +654,9 @@ async fn handle_message(live: &Live, conn: &mut Connection, text: &str) {
             resume,
             events,
             sql,
+            recent,
         } => {
-            if let Err(e) = subscribe(live, conn, &channel, resume, events, sql).await {
+            if let Err(e) = subscribe(live, conn, &channel, resume, events, sql, recent).await {
                 if matches!(e, beacon_realtime::Error::Engine(ref inner) if !inner.is_user_error())
                 {
                     tracing::error!(error = %e, "Subscribing failed.");
@@ -742,7 +745,7 @@ pub async fn sse(
             seq: *seq,
         });
         let filter = (name == "activity").then(|| events.clone()).flatten();
-        subscribe(&state.live, &mut conn, name, resume, filter, None).await?;
+        subscribe(&state.live, &mut conn, name, resume, filter, None, None).await?;
     }
     let outbox = std::sync::Arc::clone(conn.outbox());
     let stream = futures::stream::unfold(

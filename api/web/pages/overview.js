@@ -197,11 +197,12 @@ function Activity({ app }) {
         onSubscribed: () => setSubscribed(true),
         onMessage: (msg) => setItems((list) => [{ key: `${msg.epoch}:${msg.seq}`, ...msg.payload }, ...list].slice(0, FEED_LENGTH)),
         onSnapshot: (payload, msg) => {
-          // After history_lost: the recent events replace the list.
+          // At subscribe (`recent`) and after history_lost: the recent
+          // events replace the list.
           const recent = (payload && payload.recent) || [];
           setItems(recent.slice(-FEED_LENGTH).reverse().map((p, i) => ({ key: `${msg.epoch}:r${msg.seq}:${i}`, ...p })));
         },
-      }),
+      }, { recent: 20 }),
     [app.client],
   );
   return html`

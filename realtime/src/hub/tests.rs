@@ -25,6 +25,7 @@ fn plain() -> SubscribeOptions {
         resume: None,
         events: None,
         snapshot: None,
+        recent: None,
     }
 }
 
@@ -445,4 +446,49 @@ async fn a_signal_wakes_the_writer() {
         .expect("woken")
         .expect("task");
     assert_eq!(c.outbox().take_signals(), signal::PING);
+}
+
+#[test]
+fn recent_starts_an_ordered_subscription_with_the_last_messages_it_may_see() {
+    let hub = hub(100, 1000);
+    for i in 0..10 {
+        let event = if i % 2 == 0 { "Order Completed" } else { "Page Viewed" };
+        hub.publish("t1", "activity", "event", &json!({"i": i}), Some(event.into()))
+            .expect("publish");
+    }
+    // The last three orders, oldest first, then the live ones.
+    let mut c = hub.connect(reader("t1")).expect("connect");
+    c.subscribe(
+        "activity",
+        SubscribeOptions {
+            recent: Some(3),
+            events: Some(vec!["Order Completed".into()]),
+            ..plain()
+        },
+    )
+    .expect("subscribe");
+    hub.publish("t1", "activity", "event", &json!({"i": 10}), Some("Order Completed".into()))
+        .expect("publish");
+    let got = drained(&c);
+    assert_eq!(got[1]["type"], "snapshot", "{got:?}");
+    assert_eq!(got[1]["seq"], 10);
+    assert_eq!(got[1]["payload"]["recent"], json!([{"i": 4}, {"i": 6}, {"i": 8}]));
+    assert_eq!(seqs(&got, "event"), vec![11]);
+    // More than there is: what there is; another workspace: nothing.
+    let mut all = hub.connect(reader("t1")).expect("connect");
+    all.subscribe("activity", SubscribeOptions { recent: Some(50), ..plain() })
+        .expect("subscribe");
+    assert_eq!(drained(&all)[1]["payload"]["recent"].as_array().map(Vec::len), Some(11));
+    let mut other = hub.connect(reader("t2")).expect("connect");
+    other
+        .subscribe("activity", SubscribeOptions { recent: Some(5), ..plain() })
+        .expect("subscribe");
+    assert_eq!(drained(&other)[1]["payload"]["recent"], json!([]));
+    // Out of bounds, or on a channel of states: refused, the connection stays.
+    for (channel, n) in [("activity", 0), ("activity", 51), ("metrics", 5)] {
+        let err = c
+            .subscribe(channel, SubscribeOptions { recent: Some(n), ..plain() })
+            .expect_err("refused");
+        assert!(matches!(err, Error::InvalidMessage(_)), "{channel} {n}: {err}");
+    }
 }

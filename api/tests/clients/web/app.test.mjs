@@ -189,6 +189,9 @@ test('a wrong password is said in place; the owner signs in to a live overview',
   await signIn(phone, ownerEmail, ownerPassword);
   await phone.waitForFunction(() => !document.querySelector('.tile[data-metric="revenue"] .tile-value').textContent.includes('…'));
   await phone.locator('.chart canvas').waitFor();
+  // A new page's feed starts with the latest events (subscribed with
+  // `recent`), not empty: the order of the desktop page is there.
+  await phone.locator('.feed li[data-message-id="web-live-1"]').waitFor();
   await phone.screenshot({ path: `${artifacts}/overview-phone.png`, fullPage: true });
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the overview fits 360 px (overflows by ${overflow} px)`);

@@ -1,0 +1,221 @@
+#!/usr/bin/env node
+// The Overview's load time: from opening the page to every tile, the
+// revenue chart (with its forecast band and anomaly marks), the top
+// products and the live feed drawn, in Debian's chromium (playwright-core)
+// against a release `beacon serve` on loopback holding N generated events;
+// next to the time of each API call the page makes, called alone. Rewrites
+// the "Overview load" section of benches/RESULTS.md.
+//
+//   node benches/peers/overview_bench.mjs --beacon target/release/beacon \
+//     --events 10000000 [--repeat 5] [--work-dir DIR] [--reuse]
+//
+// The events are the built-in generator's (seed 42, a year ending today),
+// replayed over HTTP with --shift-to-now, so today, this week and the last
+// 30 days hold data. The first load is right after a restart (nothing in
+// the column cache); the others are warm (median of --repeat).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const require = createRequire(path.join(root, 'api/tests/clients/web/package.json'));
+const { chromium } = require('playwright-core');
+
+const args = { beacon: 'target/release/beacon', events: 10_000_000, repeat: 5, workDir: null, reuse: false };
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--beacon') args.beacon = process.argv[++i];
+  else if (a === '--events') args.events = Number(process.argv[++i]);
+  else if (a === '--repeat') args.repeat = Number(process.argv[++i]);
+  else if (a === '--work-dir') args.workDir = process.argv[++i];
+  else if (a === '--reuse') args.reuse = true;
+  else throw new Error(`unknown argument ${a}`);
+}
+const beacon = path.resolve(root, args.beacon);
+const work = args.workDir ? path.resolve(args.workDir) : path.join(os.tmpdir(), 'beacon-overview-bench');
+const data = path.join(work, `data-${args.events}`);
+const EMAIL = 'owner@bench.test';
+const PASSWORD = 'correct horse battery staple';
+
+function run(cmd, argv, input) {
+  const out = spawnSync(cmd, argv, { input, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (out.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${out.stderr}`);
+  return out.stdout;
+}
+
+/** `beacon serve` on a free port: its base URL and process. */
+async function serve() {
+  const child = spawn(beacon, ['serve', '--listen', '127.0.0.1:0', '--data-dir', data], {
+    env: { ...process.env, BEACON_SQL__PG_LISTEN: '', BEACON_SQL__FLIGHT_LISTEN: '', BEACON_ACCESS__LIMITS__LOGIN__BURST: '1000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const base = await new Promise((resolve, reject) => {
+    let buffered = '';
+    child.stdout.on('data', (chunk) => {
+      buffered += chunk;
+      const m = buffered.match(/Beacon listening on (\S+)/);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', (code) => reject(new Error(`beacon exited (${code}) before listening`)));
+  });
+  return { base, child };
+}
+
+async function stop(server) {
+  const done = new Promise((resolve) => server.child.on('exit', resolve));
+  server.child.kill('SIGTERM');
+  await done;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function prepare() {
+  if (args.reuse && existsSync(data)) return JSON.parse(readFileSync(path.join(work, 'keys.json'), 'utf8'));
+  rmSync(data, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const file = path.join(work, `events-${args.events}.parquet`);
+  const today = new Date().toISOString().slice(0, 10);
+  let started = performance.now();
+  run(beacon, ['datasets', 'generate', '--events', String(args.events), '--seed', '42', '--end', today, '--output', file]);
+  const generateSecs = (performance.now() - started) / 1000;
+  const tenant = JSON.parse(run(beacon, ['tenants', 'create', 'Bench shop', '--timezone', 'UTC', '--currency', 'USD', '--json', '--data-dir', data]));
+  run(beacon, ['users', 'create', '--workspace', 'Bench shop', '--email', EMAIL, '--role', 'owner', '--password-stdin', '--data-dir', data], PASSWORD);
+  const server = await serve();
+  started = performance.now();
+  run(beacon, ['datasets', 'replay', file, '--url', server.base, '--key', tenant.write_key, '--speed', 'max', '--shift-to-now', '--json']);
+  const replaySecs = (performance.now() - started) / 1000;
+  // Everything to Parquet, as a server that ran for a while has it.
+  const flushed = await fetch(`${server.base}/v1/workspace/flush`, { method: 'POST', headers: { authorization: `Bearer ${tenant.admin_key}` } });
+  if (!flushed.ok) throw new Error(`flush: ${flushed.status} ${await flushed.text()}`);
+  // A saved daily revenue forecast, as the models' refit schedule makes.
+  const forecast = await fetch(`${server.base}/v1/forecasts`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tenant.admin_key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ metric: 'revenue', interval: 'day', horizon: 14 }),
+  });
+  if (!forecast.ok) throw new Error(`forecast: ${forecast.status} ${await forecast.text()}`);
+  await stop(server);
+  const keys = { admin_key: tenant.admin_key, generateSecs, replaySecs };
+  writeFileSync(path.join(work, 'keys.json'), JSON.stringify(keys));
+  return keys;
+}
+
+async function signIn(base) {
+  const r = await fetch(`${base}/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: EMAIL, password: PASSWORD }),
+  });
+  if (!r.ok) throw new Error(`sign-in: ${r.status} ${await r.text()}`);
+  const cookie = r.headers.get('set-cookie').split(';')[0];
+  return cookie;
+}
+
+/** Opens the Overview and waits for everything drawn: milliseconds since navigation, and the page's API calls. */
+async function load(browser, base, cookie) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const [name, value] = cookie.split('=');
+  await context.addCookies([{ name, value, url: base }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`${base}/#/overview`, { waitUntil: 'commit' });
+  const drawn = await page.waitForFunction(
+    () => {
+      const tiles = [...document.querySelectorAll('.tile .tile-value')];
+      const ready =
+        tiles.length >= 8 &&
+        tiles.every((t) => !t.textContent.includes('…')) &&
+        document.querySelector('.live[data-status="live"]') &&
+        document.querySelector('[data-widget="revenue"] .chart canvas') &&
+        document.querySelector('[data-widget="revenue"] .u-legend') &&
+        document.querySelector('[data-widget="products"] table') &&
+        document.querySelector('[data-widget="activity"] section[data-subscribed="yes"]') &&
+        !document.querySelector('.loading');
+      return ready ? performance.now() : false;
+    },
+    null,
+    { polling: 'raf', timeout: 120_000 },
+  );
+  const ms = await drawn.jsonValue();
+  const calls = await page.evaluate(() =>
+    performance
+      .getEntriesByType('resource')
+      .filter((e) => e.name.includes('/v1/'))
+      .map((e) => ({ path: new URL(e.name).pathname + new URL(e.name).search, ms: e.responseEnd - e.startTime })),
+  );
+  await context.close();
+  if (errors.length) throw new Error(`console errors: ${errors.join('; ')}`);
+  return { ms, calls };
+}
+
+/** Each API call of the page alone, sequentially: median milliseconds. */
+async function apiAlone(base, cookie, paths) {
+  const out = {};
+  for (const p of paths) {
+    const times = [];
+    for (let i = 0; i < args.repeat; i++) {
+      const started = performance.now();
+      const r = await fetch(base + p, { headers: { cookie } });
+      await r.arrayBuffer();
+      if (!r.ok) throw new Error(`${p}: ${r.status}`);
+      times.push(performance.now() - started);
+    }
+    out[p] = median(times);
+  }
+  return out;
+}
+
+const keys = await prepare();
+const server = await serve();
+const cookie = await signIn(server.base);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+});
+const cold = await load(browser, server.base, cookie);
+const warm = [];
+for (let i = 0; i < args.repeat; i++) warm.push(await load(browser, server.base, cookie));
+await browser.close();
+const paths = [...new Set(warm[0].calls.map((c) => c.path))].filter((p) => !p.startsWith('/v1/ws'));
+const alone = await apiAlone(server.base, cookie, paths);
+await stop(server);
+
+const version = run(process.env.CHROMIUM || '/usr/bin/chromium', ['--version']).trim();
+const inPage = (p, loads) => median(loads.map((l) => (l.calls.find((c) => c.path === p) || { ms: NaN }).ms));
+const fmt = (ms) => (Number.isFinite(ms) ? ms.toFixed(0) : 'n/a');
+const warmMs = median(warm.map((l) => l.ms));
+const millions = args.events >= 1e6 ? `${args.events / 1e6}M` : String(args.events);
+const lines = [
+  '## Overview load',
+  '',
+  `Command: \`cargo build --release -p beacon-api && node benches/peers/overview_bench.mjs --beacon target/release/beacon --events ${args.events} --repeat ${args.repeat}\` (\`benches/run.sh overview\`)`,
+  '',
+  `Machine: ${os.cpus().length} cores, ${os.arch()}; date ${new Date().toISOString().slice(0, 10)}. Browser: ${version}, headless, 1280 x 900, on loopback. Data: ${millions} events of the built-in generator (seed 42, a year ending today, replayed over HTTP with \`--shift-to-now\` in ${keys.replaySecs.toFixed(0)} s, flushed to Parquet), a saved 14-day revenue forecast, one signed-in owner.`,
+  '',
+  'Time from opening `/#/overview` to every tile showing its number over the live WebSocket, the revenue chart drawn with its forecast band and anomaly marks, the top products table and the live feed subscribed (target: under 1 s). Cold: the first load after a restart (empty column cache); warm: median of the next loads. Each API call is also timed in the page (Resource Timing; calls overlap) and alone (sequential, median).',
+  '',
+  '| | cold (first load after a restart) | warm (median) |',
+  '|---|---:|---:|',
+  `| **Overview drawn** | **${fmt(cold.ms)} ms** | **${fmt(warmMs)} ms** |`,
+  '',
+  '| API call of the page | in the cold load | in warm loads (median) | alone, warm (median) |',
+  '|---|---:|---:|---:|',
+  ...paths.map((p) => `| \`${p}\` | ${fmt(inPage(p, [cold]))} ms | ${fmt(inPage(p, warm))} ms | ${fmt(alone[p])} ms |`),
+  '',
+];
+const section = lines.join('\n');
+console.log(section);
+const results = path.join(root, 'benches/RESULTS.md');
+const text = readFileSync(results, 'utf8');
+const start = text.indexOf('## Overview load\n');
+let next = start < 0 ? -1 : text.indexOf('\n## ', start + 1);
+const updated =
+  start < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, start)}${section}${next < 0 ? '\n' : text.slice(next)}`;
+writeFileSync(results, updated.endsWith('\n') ? updated : `${updated}\n`);
