@@ -25,6 +25,7 @@ mod state;
 mod telemetry;
 mod tls;
 mod web;
+mod xlsx;
 
 use std::path::PathBuf;
 

@@ -638,4 +638,32 @@ mod tests {
         assert!(r.safety_stock > 0.0);
         assert!((r.reorder_point - r.lead_time_demand - r.safety_stock).abs() < 1e-9);
     }
+
+    /// Sixty days near 12 a day repeating every 5 days, one day of 412
+    /// five days ago and a partial day: no method's forecast may run away
+    /// (the lag regression, refitted on the outlier, forecast 9,000 five
+    /// days ahead before its divergence guard).
+    #[test]
+    fn one_outlier_does_not_make_the_forecast_run_away() {
+        let mut y: Vec<f64> = (1..=60)
+            .rev()
+            .map(|d| 10.5 + (d % 5) as f64 + if d == 5 { 400.0 } else { 0.0 })
+            .collect();
+        y.push(20.0);
+        for method in Method::ALL {
+            let Ok(f) = method.forecast(&y, Frequency::Daily, 14) else {
+                continue;
+            };
+            assert!(
+                f.iter().all(|v| v.is_finite() && v.abs() < 1000.0),
+                "{}: {f:?}",
+                method.name()
+            );
+        }
+        let f = forecast(&y, Frequency::Daily, 14, &ForecastOptions::default()).expect("forecast");
+        assert!(f.point.iter().all(|v| v.abs() < 1000.0), "{:?} by {:?}", f.point, f.methods);
+        for i in &f.intervals {
+            assert!(i.upper.iter().all(|v| *v < 5000.0), "{i:?}");
+        }
+    }
 }

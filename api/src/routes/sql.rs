@@ -54,10 +54,11 @@ enum Format {
     Csv,
     Arrow,
     Parquet,
+    Xlsx,
 }
 
 impl Format {
-    const ALL: [(&'static str, &'static str, Format); 5] = [
+    const ALL: [(&'static str, &'static str, Format); 6] = [
         ("json", "application/json", Format::Json),
         ("ndjson", "application/x-ndjson", Format::Ndjson),
         ("csv", "text/csv", Format::Csv),
@@ -67,6 +68,11 @@ impl Format {
             Format::Arrow,
         ),
         ("parquet", "application/vnd.apache.parquet", Format::Parquet),
+        (
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Xlsx,
+        ),
     ];
 
     fn content_type(self) -> &'static str {
@@ -86,7 +92,7 @@ impl Format {
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_format",
-                        format!("format {name:?} is not one of json, ndjson, csv, arrow, parquet"),
+                        format!("format {name:?} is not one of json, ndjson, csv, arrow, parquet, xlsx"),
                     )
                 });
         }
@@ -202,7 +208,16 @@ pub async fn sql(
     let id = guard.id.clone();
     let mut audit = QueryRecord::new(&state.audit, &principal, meta, &request.query, "http");
     audit.bytes = Some(0);
-    let body = encode(format, schema, first, stream, max_rows, guard, audit);
+    let body = encode(
+        format,
+        schema,
+        first,
+        stream,
+        max_rows,
+        guard,
+        audit,
+        &request.query,
+    );
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(
@@ -232,6 +247,10 @@ struct Encoder {
     started: bool,
     ipc: Option<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
     parquet: Option<parquet::arrow::ArrowWriter<Vec<u8>>>,
+    /// The workbook and its one sheet, written whole at the end.
+    xlsx: Option<(crate::xlsx::XlsxBook, crate::xlsx::XlsxSheet)>,
+    /// The query, for the workbook's About sheet.
+    query: String,
 }
 
 impl Encoder {
@@ -260,6 +279,14 @@ impl Encoder {
                 )
                 .map_err(|e| e.to_string())?;
                 self.parquet = Some(w);
+                Vec::new()
+            }
+            Format::Xlsx => {
+                let mut book = crate::xlsx::XlsxBook::new();
+                let sheet = book
+                    .sheet("Result", Arc::clone(&self.schema))
+                    .map_err(|e| e.to_string())?;
+                self.xlsx = Some((book, sheet));
                 Vec::new()
             }
             Format::Ndjson | Format::Csv => Vec::new(),
@@ -321,6 +348,11 @@ impl Encoder {
                     out = std::mem::take(w.inner_mut());
                 }
             }
+            Format::Xlsx => {
+                if let Some((book, sheet)) = self.xlsx.as_mut() {
+                    book.write(sheet, batch).map_err(|e| e.to_string())?;
+                }
+            }
         }
         self.rows += batch.num_rows();
         Ok(out)
@@ -378,6 +410,34 @@ impl Encoder {
                     None => Vec::new(),
                 }
             }
+            Format::Xlsx => {
+                if let Some(m) = error {
+                    return Err(m.to_owned());
+                }
+                let Some((mut book, sheet)) = self.xlsx.take() else {
+                    return Ok(Vec::new());
+                };
+                let dropped = book.close(sheet).map_err(|e| e.to_string())?;
+                book.about("query", self.query.clone());
+                book.about("generated at", chrono::Utc::now().to_rfc3339());
+                book.about("rows", (self.rows as u64 - dropped).to_string());
+                if truncated {
+                    book.about(
+                        "row limit",
+                        format!(
+                            "reached: the result has more rows than the server's limit of {} (sql.max_result_rows); only the first {} are here",
+                            self.rows, self.rows
+                        ),
+                    );
+                }
+                if dropped > 0 {
+                    book.about(
+                        "sheet limit",
+                        format!("{dropped} rows did not fit an Excel sheet (1,048,576 rows) and are not here"),
+                    );
+                }
+                book.finish().map_err(|e| e.to_string())?
+            }
         })
     }
 }
@@ -386,6 +446,7 @@ type BodyStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// The response body: header, batches up to `max_rows`, end. Holding the
 /// guard keeps the query listed; an admin cancel ends the stream.
+#[allow(clippy::too_many_arguments)]
 fn encode(
     format: Format,
     schema: SchemaRef,
@@ -394,6 +455,7 @@ fn encode(
     max_rows: usize,
     guard: QueryGuard,
     audit: QueryRecord,
+    query: &str,
 ) -> BodyStream {
     struct State {
         enc: Encoder,
@@ -412,6 +474,8 @@ fn encode(
             started: false,
             ipc: None,
             parquet: None,
+            xlsx: None,
+            query: query.to_owned(),
         },
         pending: first,
         rest,

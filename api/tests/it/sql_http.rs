@@ -189,6 +189,7 @@ async fn every_format_answers_the_same_rows() {
             .expect("ipc");
     assert_eq!(reader.schema().field(0).name(), "user_id");
 
+    // Excel: typed cells read back by an independent reader (openpyxl).
     let resp = post(
         &server,
         &read,
@@ -196,9 +197,64 @@ async fn every_format_answers_the_same_rows() {
         None,
     )
     .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let book = read_xlsx(&resp.bytes().await.expect("bytes"));
+    assert_eq!(book["sheets"], json!(["Result", "About"]), "{book}");
+    let result = &book["cells"]["Result"];
+    assert_eq!(result[0], json!([["user_id", "s"], ["n", "s"], ["revenue", "s"], ["first (UTC)", "s"]]));
+    assert_eq!(result.as_array().map(Vec::len), Some(8), "{book}");
+    // Text, an integer, money as a number shown to its 4 places, a date.
+    assert_eq!(
+        result[1],
+        json!([["u0", "s"], [2, "n", "General"], [29, "n", "#,##0.0000"], ["2026-11-01T10:00:00", "d", "yyyy-mm-dd hh:mm:ss"]]),
+        "{book}"
+    );
+    let about = &book["cells"]["About"];
+    assert!(about.to_string().contains("SELECT user_id"), "{about}");
+    assert!(!about.to_string().contains("row limit"), "{about}");
+
+    let resp = post(
+        &server,
+        &read,
+        json!({"query": QUERY, "format": "docx"}),
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.expect("json");
     assert_eq!(err["error"]["code"], "invalid_format");
+}
+
+/// Reads a workbook with openpyxl: sheet names and, per sheet, each row's
+/// cells as `[value, type]` (numbers with their number format).
+fn read_xlsx(bytes: &[u8]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("result.xlsx");
+    std::fs::write(&file, bytes).expect("write");
+    let script = r#"
+import json, sys, datetime, openpyxl
+book = openpyxl.load_workbook(sys.argv[1])
+def cell(c):
+    v = c.value
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return [v.isoformat(), "d", c.number_format]
+    if c.data_type == "n":
+        return [v, "n", c.number_format]
+    return [v, c.data_type]
+print(json.dumps({"sheets": book.sheetnames,
+                  "cells": {ws.title: [[cell(c) for c in row] for row in ws.iter_rows()] for ws in book.worksheets}}))
+"#;
+    let out = std::process::Command::new(crate::common::python())
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,6 +376,20 @@ async fn parameters_explain_errors_and_row_limit() {
     .await
     .expect("csv");
     assert_eq!(text.lines().count(), 6, "header and 5 rows");
+    // The workbook says the limit was reached.
+    let bytes = post(
+        &server,
+        &read,
+        json!({"query": "SELECT message_id FROM events", "format": "xlsx"}),
+        None,
+    )
+    .await
+    .bytes()
+    .await
+    .expect("xlsx");
+    let book = read_xlsx(&bytes);
+    assert_eq!(book["cells"]["Result"].as_array().map(Vec::len), Some(6), "{book}");
+    assert!(book["cells"]["About"].to_string().contains("row limit"), "{book}");
     // The server is fine and the data intact.
     let doc: Value = post(
         &server,

@@ -1,6 +1,6 @@
 // SQL console (analysts and up): a query over the workspace's tables, its
 // result as a table and, for a label and a number column, a chart;
-// download as CSV or Parquet; cancel. `POST /v1/sql` (docs/sql.md).
+// download as CSV, Parquet or Excel (XLSX); cancel. `POST /v1/sql` (docs/sql.md).
 import { html, useEffect, useRef, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
@@ -98,6 +98,7 @@ export function Sql({ app }) {
         ${running && html`<button type="button" onClick=${() => running.abort()}>Cancel</button>`}
         <button type="button" onClick=${() => download('csv')}>Download CSV</button>
         <button type="button" onClick=${() => download('parquet')}>Download Parquet</button>
+        <button type="button" onClick=${() => download('xlsx')}>Download Excel</button>
       </div>
     </form>
     ${error && html`<${Failed} error=${error} />`}

@@ -300,6 +300,10 @@ test('every page draws the numbers of the API, passes axe and logs no error', as
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
   const csv = readFileSync(await download.path(), 'utf8');
   assert.equal(csv, await api('/v1/sql', { method: 'POST', body: JSON.stringify({ query, format: 'csv' }), raw: true }));
+  // Excel: a workbook (a zip) named for the query's result.
+  const [xlsx] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download Excel' }).click()]);
+  assert.equal(xlsx.suggestedFilename(), 'beacon-query.xlsx');
+  assert.equal(readFileSync(await xlsx.path()).subarray(0, 2).toString(), 'PK');
   await axe(page, 'sql');
   await page.screenshot({ path: `${artifacts}/sql.png`, fullPage: true });
   await page.context().close();
