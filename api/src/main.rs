@@ -11,6 +11,7 @@ mod config;
 mod datasets;
 mod demo;
 mod error;
+mod export;
 mod extract;
 mod flight;
 mod idle_memory;

@@ -36,6 +36,8 @@ const MAX_CELL_TEXT: usize = 32_767;
 pub struct XlsxBook {
     book: Workbook,
     about: Vec<(String, String)>,
+    /// Text columns: decimals, dates and RFC 3339 times become typed cells.
+    type_text: bool,
 }
 
 /// One sheet receiving the batches of a result.
@@ -60,7 +62,17 @@ impl XlsxBook {
         Self {
             book: Workbook::new(),
             about: Vec::new(),
+            type_text: false,
         }
+    }
+
+    /// Text that is a decimal (`"59.9000"`: how the API answers money)
+    /// becomes a number shown to its places, `YYYY-MM-DD` a date, and an
+    /// RFC 3339 time a UTC date and time; other text stays text. For
+    /// tables made from JSON answers, whose columns are all text.
+    pub fn typing_text(mut self) -> Self {
+        self.type_text = true;
+        self
     }
 
     /// A line of the About sheet.
@@ -112,7 +124,11 @@ impl XlsxBook {
         let take = rows.min(room) as usize;
         sheet.dropped += rows - take as u64;
         for (c, column) in batch.columns().iter().enumerate() {
-            write_column(ws, sheet.row, col(c), column, take, &mut sheet.widths[c])?;
+            if self.type_text && column.data_type() == &DataType::Utf8 {
+                write_typed_text(ws, sheet.row, col(c), column, take, &mut sheet.widths[c])?;
+            } else {
+                write_column(ws, sheet.row, col(c), column, take, &mut sheet.widths[c])?;
+            }
         }
         sheet.row += take as u32;
         Ok(())
@@ -174,6 +190,55 @@ fn decimal_format(scale: i8) -> Format {
         format!("#,##0.{}", "0".repeat(places))
     };
     Format::new().set_num_format(num)
+}
+
+/// Writes `take` rows of a text column, typing what is a decimal, a date
+/// or a time ([`XlsxBook::typing_text`]).
+fn write_typed_text(
+    ws: &mut Worksheet,
+    row: u32,
+    c: u16,
+    array: &ArrayRef,
+    take: usize,
+    width: &mut usize,
+) -> Result<(), XlsxError> {
+    let a = array.as_string::<i32>();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let time = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    for i in 0..take {
+        if !a.is_valid(i) {
+            continue;
+        }
+        let r = row + i as u32;
+        let text = a.value(i);
+        *width = (*width).max(text.chars().count().min(60));
+        if let Some(places) = decimal_places(text)
+            && let Ok(v) = text.parse::<f64>()
+        {
+            ws.write_number_with_format(r, c, v, &decimal_format(places))?;
+        } else if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            let days = (d - chrono::NaiveDate::default()).num_days() as f64;
+            ws.write_number_with_format(r, c, days + EXCEL_UNIX_EPOCH_DAYS, &date)?;
+        } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+            let v = t.timestamp_micros() as f64 / 86_400_000_000.0 + EXCEL_UNIX_EPOCH_DAYS;
+            ws.write_number_with_format(r, c, v, &time)?;
+        } else {
+            ws.write_string(r, c, clip(text))?;
+        }
+    }
+    Ok(())
+}
+
+/// The places of a plain decimal (`-12.50`: 2), if `text` is one.
+fn decimal_places(text: &str) -> Option<i8> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, frac) = digits.split_once('.')?;
+    let ok = !whole.is_empty()
+        && !frac.is_empty()
+        && whole.len() <= 15
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| i8::try_from(frac.len()).unwrap_or(30))
 }
 
 /// Writes `take` rows of `array` into column `c` from row `row`.

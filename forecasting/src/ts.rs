@@ -420,18 +420,25 @@ fn solve_spd(a: &mut [f64], b: &mut [f64], p: usize) -> Option<Vec<f64>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The series of `forecast::tests::one_outlier_...`: the recursive lag
-    /// regression alone runs away on it, the guarded one does not.
-    #[test]
-    fn the_lag_regression_guard_catches_a_diverging_forecast() {
+    /// Sixty days near 12 a day repeating every 5 days, one day of 412
+    /// five days ago, and a partial day (the browser test's shop).
+    pub(crate) fn one_outlier() -> Vec<f64> {
         let mut y: Vec<f64> = (1..=60)
             .rev()
             .map(|d| 10.5 + (d % 5) as f64 + if d == 5 { 400.0 } else { 0.0 })
             .collect();
         y.push(20.0);
+        y
+    }
+
+    /// The recursive lag regression alone runs away on [`one_outlier`],
+    /// the guarded one does not.
+    #[test]
+    fn the_lag_regression_guard_catches_a_diverging_forecast() {
+        let y = one_outlier();
         let wild = lag_regression_unguarded(&y, Frequency::Daily, 14);
         assert!(wild.iter().any(|v| v.abs() > 1000.0), "{wild:?}");
         let f = lag_regression(&y, Frequency::Daily, 14);

@@ -2,17 +2,20 @@
 //! [`beacon_engine::analytics`]. `POST` takes the request as a JSON body;
 //! `GET` takes the same fields as query parameters (scalars as text,
 //! `filters`, `steps`, `exclude`, `event`, `start_event` and `return_event`
-//! as JSON text). Read or admin key.
+//! as JSON text). Read or admin key. `format=csv|xlsx` (either form) and
+//! `table` answer a file instead ([`crate::export`]).
 
 use std::collections::BTreeMap;
 
 use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
 use crate::access::Caller;
+use crate::error::ApiError;
+use crate::export::Export;
 use crate::extract::{AppJsonOrEmpty, Path};
 use crate::state::AppState;
 
@@ -68,17 +71,38 @@ fn endpoint(name: &str) -> Result<(), ApiError> {
 }
 
 /// Answers `request` on the rows the caller may see (one customer's for
-/// a customer's embed token).
+/// a customer's embed token), as JSON or, with `format` (`csv`, `xlsx`;
+/// or the `Accept` type) and `table`, as a file ([`crate::export`]).
 async fn answer(
     state: &AppState,
     caller: &Caller,
+    headers: &HeaderMap,
     name: &str,
-    request: Value,
+    mut request: Value,
 ) -> Result<Response, ApiError> {
+    let mut take = |key: &str| -> Result<Option<String>, ApiError> {
+        match request.as_object_mut().and_then(|m| m.remove(key)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(ApiError::bad_request(
+                "invalid_request",
+                format!("{key} must be text, not {other}"),
+            )),
+        }
+    };
+    let format = take("format")?;
+    let table = take("table")?;
+    let export = Export::choose(format.as_deref(), headers)?;
     let rows = caller.rows();
-    let answer =
-        beacon_engine::analytics::run_in(&state.engine, &caller.tenant, &rows, name, request).await?;
-    Ok(axum::Json(answer).into_response())
+    let answer = beacon_engine::analytics::run_in(
+        &state.engine,
+        &caller.tenant,
+        &rows,
+        name,
+        request.clone(),
+    )
+    .await?;
+    crate::export::respond(export, name, &request, table.as_deref(), answer)
 }
 
 /// `POST /v1/analytics/{endpoint}`.
@@ -88,9 +112,10 @@ pub async fn post(
     Path(name): Path<String>,
     principal: Caller,
     _: KnownEndpoint,
+    headers: HeaderMap,
     AppJsonOrEmpty(request): AppJsonOrEmpty<Value>,
 ) -> Result<Response, ApiError> {
-    answer(&state, &principal, &name, request).await
+    answer(&state, &principal, &headers, &name, request).await
 }
 
 /// `GET /v1/analytics/{endpoint}?range=7d&...`.
@@ -100,10 +125,11 @@ pub async fn get(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     principal: Caller,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     endpoint(&name)?;
     let request = query_to_json(query.as_deref().unwrap_or(""))?;
-    answer(&state, &principal, &name, request).await
+    answer(&state, &principal, &headers, &name, request).await
 }
 
 /// Turns query parameters into the JSON request of the POST form.

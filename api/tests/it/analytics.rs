@@ -797,3 +797,111 @@ async fn bookings_read_appointment_at_and_ignore_one_that_is_not_a_time() {
     got.sort_unstable();
     assert_eq!(got, [(8, 1), (14, 1)], "{b}");
 }
+
+/// Every answer as a file: CSV of one table (the series by default, any
+/// other by `table`), an Excel workbook of every table with typed cells,
+/// read back by openpyxl; the same numbers as the JSON answer; bad formats
+/// and tables refused with what exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_download_as_csv_and_excel_with_the_json_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let (status, body) = call(&server, Method::POST, "/v1/batch", &tenant.write_key, Some(json!({"batch": events()}))).await;
+    assert_eq!(status, 200, "{body}");
+    let key = &tenant.admin_key;
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = client().get(server.url(&path)).bearer_auth(key).send().await.expect("send");
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            (status, headers, resp.bytes().await.expect("bytes").to_vec())
+        }
+    };
+    let (_, json) = call(&server, Method::GET, "/v1/analytics/revenue?range=7d&interval=day&breakdown=channel", key, None).await;
+    let series = json["series"].as_array().expect("series");
+    assert!(!series.is_empty(), "{json}");
+
+    // CSV: the series, a header row, the API's decimal text.
+    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=csv".into()).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(h["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(h["content-disposition"], "attachment; filename=\"beacon-revenue.csv\"");
+    let text = String::from_utf8(bytes).expect("utf-8");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), series.len(), "{text}");
+    let at = |name: &str| header.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    for (row, want) in rows.iter().zip(series) {
+        assert_eq!(row[at("bucket")], want["bucket"].as_str().expect("bucket"));
+        assert_eq!(row[at("gross")], want["gross"].as_str().expect("gross"), "{text}");
+    }
+    // Another table by name, by the Accept header too.
+    let resp = client()
+        .get(server.url("/v1/analytics/revenue?range=7d&breakdown=channel&table=breakdown.rows"))
+        .bearer_auth(key)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("send");
+    let text = resp.text().await.expect("text");
+    let rows = json["breakdown"]["rows"].as_array().expect("rows");
+    assert_eq!(text.lines().count(), rows.len() + 1, "{text}");
+    assert!(text.lines().any(|l| l.starts_with("app,")), "{text}");
+    // POST takes format in its body.
+    let resp = client()
+        .post(server.url("/v1/analytics/revenue"))
+        .bearer_auth(key)
+        .json(&json!({"range": "7d", "interval": "day", "format": "csv"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.expect("text").starts_with("bucket,"));
+
+    // Excel: every table a sheet, money a number to its places, days as dates.
+    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=xlsx".into()).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-disposition"], "attachment; filename=\"beacon-revenue.xlsx\"");
+    let book = common::read_xlsx(&bytes);
+    let sheets: Vec<&str> = book["sheets"].as_array().expect("sheets").iter().filter_map(Value::as_str).collect();
+    for name in ["summary", "series", "breakdown.rows", "About"] {
+        assert!(sheets.contains(&name), "{name} in {sheets:?}");
+    }
+    let sheet = &book["cells"]["series"];
+    let head: Vec<&str> = sheet[0].as_array().expect("header").iter().map(|c| c[0].as_str().expect("title")).collect();
+    let col = |name: &str| head.iter().position(|c| *c == name).expect("column");
+    for (i, want) in series.iter().enumerate() {
+        let row = &sheet[i + 1];
+        assert_eq!(row[col("bucket")][1], "d", "a date: {row}");
+        assert!(row[col("bucket")][0].as_str().expect("date").starts_with(want["bucket"].as_str().expect("bucket")));
+        let gross = want["gross"].as_str().expect("gross");
+        let cell = &row[col("gross")];
+        assert_eq!(cell[1], "n", "a number: {cell}");
+        assert_eq!(cell[0].as_f64(), gross.parse::<f64>().ok(), "{cell} vs {gross}");
+        let places = gross.split('.').nth(1).map_or(0, str::len);
+        assert_eq!(cell[2], format!("#,##0.{}", "0".repeat(places)), "{cell}");
+    }
+    assert!(book["cells"]["About"].to_string().contains("/v1/analytics/revenue"));
+
+    // Retention's cohorts: their periods a table of their own, with the cohort.
+    let (s, _, bytes) = get("/v1/analytics/retention?range=30d&format=xlsx".into()).await;
+    assert_eq!(s, 200);
+    let book = common::read_xlsx(&bytes);
+    assert!(book["sheets"].to_string().contains("cohorts.periods"), "{}", book["sheets"]);
+
+    // Refusals: an unknown format, a table the answer does not have.
+    let (s, _, bytes) = get("/v1/analytics/revenue?range=7d&format=docx".into()).await;
+    let err: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("invalid_format")), "{err}");
+    let (s, _, bytes) = get("/v1/analytics/revenue?range=7d&format=csv&table=nope".into()).await;
+    let err: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("unknown_table")), "{err}");
+    assert!(err["error"]["message"].as_str().expect("message").contains("series"), "{err}");
+    let (s, _, _) = get("/v1/analytics/revenue?range=7d&format=csv&format=xlsx".into()).await;
+    assert_eq!(s, 400);
+    assert!(server.stop().success());
+}

@@ -341,3 +341,31 @@ pub fn create_user(data: &Path, workspace: &str, email: &str, role: &str, passwo
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Reads a workbook with openpyxl: sheet names and, per sheet, each row's
+/// cells as `[value, type]` (numbers with their number format).
+pub fn read_xlsx(bytes: &[u8]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("result.xlsx");
+    std::fs::write(&file, bytes).expect("write");
+    let script = r#"
+import json, sys, datetime, openpyxl
+book = openpyxl.load_workbook(sys.argv[1])
+def cell(c):
+    v = c.value
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return [v.isoformat(), "d", c.number_format]
+    if c.data_type == "n":
+        return [v, "n", c.number_format]
+    return [v, c.data_type]
+print(json.dumps({"sheets": book.sheetnames,
+                  "cells": {ws.title: [[cell(c) for c in row] for row in ws.iter_rows()] for ws in book.worksheets}}))
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}

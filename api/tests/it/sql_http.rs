@@ -202,7 +202,7 @@ async fn every_format_answers_the_same_rows() {
         resp.headers()["content-type"],
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     );
-    let book = read_xlsx(&resp.bytes().await.expect("bytes"));
+    let book = crate::common::read_xlsx(&resp.bytes().await.expect("bytes"));
     assert_eq!(book["sheets"], json!(["Result", "About"]), "{book}");
     let result = &book["cells"]["Result"];
     assert_eq!(result[0], json!([["user_id", "s"], ["n", "s"], ["revenue", "s"], ["first (UTC)", "s"]]));
@@ -229,33 +229,7 @@ async fn every_format_answers_the_same_rows() {
     assert_eq!(err["error"]["code"], "invalid_format");
 }
 
-/// Reads a workbook with openpyxl: sheet names and, per sheet, each row's
-/// cells as `[value, type]` (numbers with their number format).
-fn read_xlsx(bytes: &[u8]) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("result.xlsx");
-    std::fs::write(&file, bytes).expect("write");
-    let script = r#"
-import json, sys, datetime, openpyxl
-book = openpyxl.load_workbook(sys.argv[1])
-def cell(c):
-    v = c.value
-    if isinstance(v, (datetime.datetime, datetime.date)):
-        return [v.isoformat(), "d", c.number_format]
-    if c.data_type == "n":
-        return [v, "n", c.number_format]
-    return [v, c.data_type]
-print(json.dumps({"sheets": book.sheetnames,
-                  "cells": {ws.title: [[cell(c) for c in row] for row in ws.iter_rows()] for ws in book.worksheets}}))
-"#;
-    let out = std::process::Command::new(crate::common::python())
-        .args(["-c", script])
-        .arg(&file)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
-}
+
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_explain_errors_and_row_limit() {
@@ -387,7 +361,7 @@ async fn parameters_explain_errors_and_row_limit() {
     .bytes()
     .await
     .expect("xlsx");
-    let book = read_xlsx(&bytes);
+    let book = crate::common::read_xlsx(&bytes);
     assert_eq!(book["cells"]["Result"].as_array().map(Vec::len), Some(6), "{book}");
     assert!(book["cells"]["About"].to_string().contains("row limit"), "{book}");
     // The server is fine and the data intact.
