@@ -94,6 +94,20 @@ export function RangePicker({ value, onChange, app, page, extra, onExtra }) {
   `;
 }
 
+/**
+ * Download links of an analytics answer (`path`: its GET address), as the
+ * API's CSV (the answer's main table) and Excel (every table). Plain links:
+ * the browser sends the session cookie with them.
+ */
+export function Downloads({ path, label }) {
+  if (!path) return null;
+  const sep = path.includes('?') ? '&' : '?';
+  return html`<p class="downloads">
+    <a href=${`${path}${sep}format=csv`} download aria-label=${`Download ${label} as CSV`}>CSV</a>
+    <a href=${`${path}${sep}format=xlsx`} download aria-label=${`Download ${label} as Excel`}>Excel</a>
+  </p>`;
+}
+
 /** Properties offered in the filter bar (any other name may be typed). */
 const FILTER_PROPERTIES = ['channel', 'payment_method', 'location', 'staff', 'product', 'category', 'service', 'country', 'currency', 'status', 'utm.source', 'utm.campaign'];
 

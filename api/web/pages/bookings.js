@@ -4,7 +4,7 @@ import { html } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
-import { Failed, HeatGrid, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
+import { Downloads, Failed, HeatGrid, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
 import { bucketSeconds } from './sales.js';
 
 const SUMMARY = [
@@ -23,12 +23,14 @@ export function Bookings({ app }) {
   const [range, setRange] = useRange('30d');
   const params = rangeParams(range);
   const currency = app.workspace.currency;
-  const [answer, error] = useApi(app.client, params && `/v1/analytics/bookings?${query({ ...params, limit: 20 })}`);
+  const mainPath = params && `/v1/analytics/bookings?${query({ ...params, limit: 20 })}`;
+  const [answer, error] = useApi(app.client, mainPath);
   const series = (answer && answer.series) || [];
   const outcome = (field) => series.map((r) => r[field]);
   return html`
     <h1>Bookings</h1>
     <${RangePicker} value=${range} onChange=${setRange} app=${app} page="bookings" />
+    <${Downloads} path=${mainPath} label="the bookings" />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     <div class="grid">

@@ -5,7 +5,7 @@ import { html } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
-import { Failed, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
+import { Downloads, Failed, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
 import { bucketSeconds } from './sales.js';
 
 const SUMMARY = [
@@ -21,13 +21,15 @@ export function Customers({ app }) {
   const [range, setRange] = useRange('90d');
   const params = rangeParams(range);
   const currency = app.workspace.currency;
-  const [answer, error] = useApi(app.client, params && `/v1/analytics/customers?${query({ ...params, limit: 10 })}`);
+  const mainPath = params && `/v1/analytics/customers?${query({ ...params, limit: 10 })}`;
+  const [answer, error] = useApi(app.client, mainPath);
   const [rfm, rfmError] = useApi(app.client, params && `/v1/analytics/rfm?${query({ ...params, compare: false, limit: 20 })}`);
   const series = (answer && answer.series) || [];
   const ltv = answer && answer.lifetime_value;
   return html`
     <h1>Customers</h1>
     <${RangePicker} value=${range} onChange=${setRange} app=${app} page="customers" />
+    <${Downloads} path=${mainPath} label="the customers" />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     <div class="grid">

@@ -3,18 +3,20 @@
 import { html, useState } from '../vendor/preact-htm.mjs';
 
 import * as fmt from '../lib/format.js';
-import { Failed, HeatGrid, RangePicker, query, rangeParams, useApi, useRange } from '../lib/ui.js';
+import { Downloads, Failed, HeatGrid, RangePicker, query, rangeParams, useApi, useRange } from '../lib/ui.js';
 
 export function Retention({ app }) {
   const [range, setRange] = useRange('90d');
   const [period, setPeriod] = useState('week');
   const params = rangeParams(range);
-  const [answer, error] = useApi(app.client, params && `/v1/analytics/retention?${query({ ...params, compare: false, period, periods: 12 })}`);
+  const path = params && `/v1/analytics/retention?${query({ ...params, compare: false, period, periods: 12 })}`;
+  const [answer, error] = useApi(app.client, path);
   const cohorts = (answer && answer.cohorts) || [];
   const width = Math.max(0, ...cohorts.map((c) => c.periods.length));
   return html`
     <h1>Retention</h1>
     <${RangePicker} value=${range} onChange=${setRange} app=${app} page="retention" extra=${{ period }} onExtra=${(x) => x.period && setPeriod(x.period)} />
+    <${Downloads} path=${path} label="the cohorts" />
     <label class="inline">Period
       <select value=${period} onChange=${(e) => setPeriod(e.target.value)}>
         <option value="day">Day</option><option value="week">Week</option><option value="month">Month</option>
@@ -52,10 +54,12 @@ export function Heatmap({ app }) {
   const [range, setRange] = useRange('30d');
   const [event, setEvent] = useState('Order Completed');
   const params = rangeParams(range);
-  const [answer, error] = useApi(app.client, params && `/v1/analytics/heatmap?${query({ ...params, compare: false, event: { event } })}`);
+  const path = params && `/v1/analytics/heatmap?${query({ ...params, compare: false, event: { event } })}`;
+  const [answer, error] = useApi(app.client, path);
   return html`
     <h1>Peak times</h1>
     <${RangePicker} value=${range} onChange=${setRange} app=${app} page="peak-times" />
+    <${Downloads} path=${path} label="the peak times" />
     <label class="inline">Event
       <select value=${event} onChange=${(e) => setEvent(e.target.value)}>
         ${['Order Completed', 'Booking Created', 'Page Viewed', 'Product Viewed', 'Lead Created', '*'].map(

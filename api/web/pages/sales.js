@@ -4,7 +4,7 @@ import { html, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
-import { Failed, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
+import { Downloads, Failed, RangePicker, SummaryTiles, Table, query, rangeParams, useApi, useRange } from '../lib/ui.js';
 
 const BREAKDOWNS = [
   ['channel', 'Channel'],
@@ -36,7 +36,8 @@ export function Sales({ app }) {
   const [breakdown, setBreakdown] = useState('channel');
   const params = rangeParams(range);
   const currency = app.workspace.currency;
-  const [answer, error] = useApi(app.client, params && `/v1/analytics/revenue?${query({ ...params, breakdown, limit: 20 })}`);
+  const revenuePath = params && `/v1/analytics/revenue?${query({ ...params, breakdown, limit: 20 })}`;
+  const [answer, error] = useApi(app.client, revenuePath);
   const [products, productsError] = useApi(app.client, params && `/v1/analytics/products?${query({ ...params, compare: false, limit: 10 })}`);
   const series = (answer && answer.series) || [];
   const previous = answer && answer.previous ? answer.previous.series : null;
@@ -48,6 +49,7 @@ export function Sales({ app }) {
   return html`
     <h1>Sales</h1>
     <${RangePicker} value=${range} onChange=${setRange} app=${app} page="sales" extra=${{ breakdown }} onExtra=${(x) => x.breakdown && setBreakdown(x.breakdown)} />
+    <${Downloads} path=${revenuePath} label="the sales" />
     ${error && html`<${Failed} error=${error} />`}
     <${SummaryTiles} summary=${answer && answer.summary} change=${answer && answer.change} fields=${SUMMARY} currency=${currency} />
     ${answer && answer.other_currencies && answer.other_currencies.length > 0 &&

@@ -329,6 +329,13 @@ test('a property filter narrows the numbers, a saved view brings it back, the ov
   await page.getByLabel('Filter value').fill('web');
   await page.getByRole('button', { name: 'Add filter' }).click();
   await gross(euro(onlyWeb.summary.gross));
+  // The page's answer, filtered, as the API's CSV file.
+  const [file] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download the sales as CSV' }).click()]);
+  const csv = readFileSync(await file.path(), 'utf8');
+  const href = await page.getByRole('link', { name: 'Download the sales as CSV' }).getAttribute('href');
+  assert.ok(href.includes('filters='), href);
+  assert.equal(csv, await api(href, { raw: true }));
+  assert.ok(csv.startsWith('bucket,'), csv);
   // Saved as a view, removed, and brought back by opening the view.
   await page.getByLabel('Name', { exact: true }).fill('Web only');
   await page.getByRole('button', { name: 'Save view' }).click();
