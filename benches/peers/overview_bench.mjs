@@ -9,8 +9,8 @@
 //   node benches/peers/overview_bench.mjs --beacon target/release/beacon \
 //     --events 10000000 [--repeat 5] [--work-dir DIR] [--reuse]
 //
-// The events are the built-in generator's (seed 42, a year ending today),
-// replayed over HTTP with --shift-to-now, so today, this week and the last
+// The events are the built-in generator's (seed 42, a year ending today;
+// kept in the work dir and reused), replayed over HTTP with --shift-to-now, so today, this week and the last
 // 30 days hold data. The first load is right after a restart (nothing in
 // the column cache); the others are warm (median of --repeat).
 import { spawn, spawnSync } from 'node:child_process';
@@ -82,9 +82,10 @@ async function prepare() {
   const file = path.join(work, `events-${args.events}.parquet`);
   const today = new Date().toISOString().slice(0, 10);
   let started = performance.now();
-  run(beacon, ['datasets', 'generate', '--events', String(args.events), '--seed', '42', '--end', today, '--output', file]);
+  if (!existsSync(file)) run(beacon, ['datasets', 'generate', '--events', String(args.events), '--seed', '42', '--end', today, '--output', file]);
   const generateSecs = (performance.now() - started) / 1000;
-  const tenant = JSON.parse(run(beacon, ['tenants', 'create', 'Bench shop', '--timezone', 'UTC', '--currency', 'USD', '--json', '--data-dir', data]));
+  // The generator's business: Europe/London, pounds.
+  const tenant = JSON.parse(run(beacon, ['tenants', 'create', 'Bench shop', '--timezone', 'Europe/London', '--currency', 'GBP', '--json', '--data-dir', data]));
   run(beacon, ['users', 'create', '--workspace', 'Bench shop', '--email', EMAIL, '--role', 'owner', '--password-stdin', '--data-dir', data], PASSWORD);
   const server = await serve();
   started = performance.now();
@@ -197,7 +198,7 @@ const lines = [
   '',
   `Command: \`cargo build --release -p beacon-api && node benches/peers/overview_bench.mjs --beacon target/release/beacon --events ${args.events} --repeat ${args.repeat}\` (\`benches/run.sh overview\`)`,
   '',
-  `Machine: ${os.cpus().length} cores, ${os.arch()}; date ${new Date().toISOString().slice(0, 10)}. Browser: ${version}, headless, 1280 x 900, on loopback. Data: ${millions} events of the built-in generator (seed 42, a year ending today, replayed over HTTP with \`--shift-to-now\` in ${keys.replaySecs.toFixed(0)} s, flushed to Parquet), a saved 14-day revenue forecast, one signed-in owner.`,
+  `Machine: ${os.cpus().length} cores, ${os.arch()}; date ${new Date().toISOString().slice(0, 10)}. Browser: ${version}, headless, 1280 x 900, on loopback. Data: ${millions} events of the built-in generator (seed 42, about a year, Europe/London, GBP; replayed over HTTP with \`--shift-to-now\` in ${keys.replaySecs.toFixed(0)} s, so the last event is now; flushed to Parquet), a saved 14-day revenue forecast, one signed-in owner.`,
   '',
   'Time from opening `/#/overview` to every tile showing its number over the live WebSocket, the revenue chart drawn with its forecast band and anomaly marks, the top products table and the live feed subscribed (target: under 1 s). Cold: the first load after a restart (empty column cache); warm: median of the next loads. Each API call is also timed in the page (Resource Timing; calls overlap) and alone (sequential, median).',
   '',

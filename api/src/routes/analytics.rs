@@ -30,8 +30,9 @@ const JSON_PARAMS: [&str; 6] = [
 ];
 
 /// Fields that are booleans or numbers when given as query parameters.
-const TYPED_PARAMS: [&str; 6] = [
+const TYPED_PARAMS: [&str; 7] = [
     "compare",
+    "pairs",
     "revenue",
     "limit",
     "offset",

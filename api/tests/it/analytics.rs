@@ -903,5 +903,15 @@ async fn answers_download_as_csv_and_excel_with_the_json_numbers() {
     assert!(err["error"]["message"].as_str().expect("message").contains("series"), "{err}");
     let (s, _, _) = get("/v1/analytics/revenue?range=7d&format=csv&format=xlsx".into()).await;
     assert_eq!(s, 400);
+
+    // Products without the pairs (what dashboards ask): the same top lists.
+    let (_, all) = call(&server, Method::GET, "/v1/analytics/products?range=7d", key, None).await;
+    let (s, top) = call(&server, Method::GET, "/v1/analytics/products?range=7d&pairs=false", key, None).await;
+    assert_eq!(s, 200, "{top}");
+    assert_eq!(top["pairs"], Value::Null);
+    assert!(all["pairs"].is_array(), "{all}");
+    assert_eq!((&top["top_by_revenue"], &top["top_by_quantity"]), (&all["top_by_revenue"], &all["top_by_quantity"]));
+    let (s, err) = call(&server, Method::GET, "/v1/analytics/products?range=7d&pairs=maybe", key, None).await;
+    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("invalid_request")), "{err}");
     assert!(server.stop().success());
 }

@@ -164,7 +164,7 @@ function RevenueChart({ app }) {
 }
 
 function TopProducts({ app }) {
-  const [answer, error] = useApi(app.client, '/v1/analytics/products?range=30d&limit=5');
+  const [answer, error] = useApi(app.client, '/v1/analytics/products?range=30d&limit=5&pairs=false');
   if (error) return html`<${Failed} error=${error} />`;
   const rows = (answer && answer.top_by_revenue) || [];
   return html`

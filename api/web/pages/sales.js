@@ -38,7 +38,7 @@ export function Sales({ app }) {
   const currency = app.workspace.currency;
   const revenuePath = params && `/v1/analytics/revenue?${query({ ...params, breakdown, limit: 20 })}`;
   const [answer, error] = useApi(app.client, revenuePath);
-  const [products, productsError] = useApi(app.client, params && `/v1/analytics/products?${query({ ...params, compare: false, limit: 10 })}`);
+  const [products, productsError] = useApi(app.client, params && `/v1/analytics/products?${query({ ...params, compare: false, limit: 10, pairs: 'false' })}`);
   const series = (answer && answer.series) || [];
   const previous = answer && answer.previous ? answer.previous.series : null;
   const chartSeries = [{ label: 'Gross revenue', values: series.map((r) => Number(r.gross)) }];
