@@ -389,16 +389,38 @@ async fn products_answer(
         items_sql(period, &filters),
         s.money_sql(common, "currency")
     );
-    let top = |order: &str| {
-        format!(
-            "SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
-                    sum(amount) AS revenue, count(DISTINCT message_id) AS orders \
-             FROM ({items}) WHERE product_id IS NOT NULL GROUP BY 1 \
-             ORDER BY {order}, product_id LIMIT {limit}"
-        )
+    // Both top lists from one pass over the line items (read from JSON,
+    // the costly part): each product's rank by revenue and by quantity.
+    let ranked = s
+        .rows(&format!(
+            "SELECT * FROM ( \
+               SELECT product_id, name, category, quantity, revenue, orders, \
+                      row_number() OVER (ORDER BY revenue DESC, product_id) AS by_revenue, \
+                      row_number() OVER (ORDER BY quantity DESC, product_id) AS by_quantity \
+               FROM (SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
+                            sum(amount) AS revenue, count(DISTINCT message_id) AS orders \
+                     FROM ({items}) WHERE product_id IS NOT NULL GROUP BY 1)) \
+             WHERE by_revenue <= {limit} OR by_quantity <= {limit}"
+        ))
+        .await?;
+    let top = |rank: &str| {
+        let mut rows: Vec<(i64, Map<String, Value>)> = ranked
+            .iter()
+            .filter_map(|r| {
+                let n = r.get(rank).and_then(Value::as_i64)?;
+                (n <= limit as i64).then(|| {
+                    let mut row = r.clone();
+                    row.remove("by_revenue");
+                    row.remove("by_quantity");
+                    (n, row)
+                })
+            })
+            .collect();
+        rows.sort_by_key(|(n, _)| *n);
+        rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
     };
-    let by_revenue = s.rows(&top("revenue DESC")).await?;
-    let by_quantity = s.rows(&top("quantity DESC")).await?;
+    let by_revenue = top("by_revenue");
+    let by_quantity = top("by_quantity");
     if !with_pairs {
         return Ok(json!({
             "top_by_revenue": by_revenue,
