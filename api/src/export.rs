@@ -240,6 +240,10 @@ pub fn respond(
     table: Option<&str>,
     answer: Value,
 ) -> Result<Response, ApiError> {
+    if export == Export::Json {
+        // The JSON answer as it is: no tables to cut (every dashboard call).
+        return Ok(axum::Json(answer).into_response());
+    }
     let tables = tables(&answer);
     let names = || {
         tables

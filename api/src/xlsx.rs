@@ -13,11 +13,10 @@
 //! zip of XML parts), so its size is bounded by the row limit of the
 //! answer it holds.
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array, Date64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array, RecordBatch};
 use arrow::datatypes::{
-    DataType, Decimal128Type, Decimal256Type, Float16Type, Float32Type, Float64Type, Int8Type,
-    Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt32Type,
-    UInt64Type,
+    DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
@@ -205,6 +204,8 @@ fn write_typed_text(
     let a = array.as_string::<i32>();
     let date = Format::new().set_num_format("yyyy-mm-dd");
     let time = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    // One format per number of places, not one per cell.
+    let mut decimals: Vec<(i8, Format)> = Vec::new();
     for i in 0..take {
         if !a.is_valid(i) {
             continue;
@@ -215,9 +216,16 @@ fn write_typed_text(
         if let Some(places) = decimal_places(text)
             && let Ok(v) = text.parse::<f64>()
         {
-            ws.write_number_with_format(r, c, v, &decimal_format(places))?;
+            let at = match decimals.iter().position(|(p, _)| *p == places) {
+                Some(at) => at,
+                None => {
+                    decimals.push((places, decimal_format(places)));
+                    decimals.len() - 1
+                }
+            };
+            ws.write_number_with_format(r, c, v, &decimals[at].1)?;
         } else if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            let days = (d - chrono::NaiveDate::default()).num_days() as f64;
+            let days = (d - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days() as f64;
             ws.write_number_with_format(r, c, days + EXCEL_UNIX_EPOCH_DAYS, &date)?;
         } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
             let v = t.timestamp_micros() as f64 / 86_400_000_000.0 + EXCEL_UNIX_EPOCH_DAYS;
@@ -285,27 +293,16 @@ fn write_column(
                 }
             }
         }
-        DataType::Decimal128(_, scale) => {
+        DataType::Decimal128(_, scale) | DataType::Decimal256(_, scale) => {
             // Excel stores every number as a double: the decimal's text is
             // parsed once, so the cell shows the decimal to its scale.
-            let a = array.as_primitive::<Decimal128Type>();
             let f = decimal_format(*scale);
+            let options = FormatOptions::default();
+            let text = ArrayFormatter::try_new(array.as_ref(), &options)
+                .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
             for i in 0..take {
-                if a.is_valid(i) {
-                    let text = a.value_as_string(i);
-                    if let Ok(v) = text.parse::<f64>() {
-                        ws.write_number_with_format(row + i as u32, c, v, &f)?;
-                    }
-                }
-            }
-            *width = (*width).max(14);
-        }
-        DataType::Decimal256(_, scale) => {
-            let a = array.as_primitive::<Decimal256Type>();
-            let f = decimal_format(*scale);
-            for i in 0..take {
-                if a.is_valid(i)
-                    && let Ok(v) = a.value_as_string(i).parse::<f64>()
+                if array.is_valid(i)
+                    && let Ok(v) = text.value(i).to_string().parse::<f64>()
                 {
                     ws.write_number_with_format(row + i as u32, c, v, &f)?;
                 }
@@ -320,23 +317,14 @@ fn write_column(
                 }
             }
         }
-        DataType::Date32 => {
-            let a: &Date32Array = array.as_primitive();
+        DataType::Date32 | DataType::Date64 => {
+            let days = arrow::compute::cast(array, &DataType::Date32)
+                .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
+            let a: &Date32Array = days.as_primitive();
             let f = Format::new().set_num_format("yyyy-mm-dd");
             for i in 0..take {
                 if a.is_valid(i) {
                     let v = f64::from(a.value(i)) + EXCEL_UNIX_EPOCH_DAYS;
-                    ws.write_number_with_format(row + i as u32, c, v, &f)?;
-                }
-            }
-            *width = (*width).max(12);
-        }
-        DataType::Date64 => {
-            let a: &Date64Array = array.as_primitive();
-            let f = Format::new().set_num_format("yyyy-mm-dd");
-            for i in 0..take {
-                if a.is_valid(i) {
-                    let v = a.value(i) as f64 / 86_400_000.0 + EXCEL_UNIX_EPOCH_DAYS;
                     ws.write_number_with_format(row + i as u32, c, v, &f)?;
                 }
             }

@@ -95,14 +95,12 @@ async fn answer(
     let table = take("table")?;
     let export = Export::choose(format.as_deref(), headers)?;
     let rows = caller.rows();
-    let answer = beacon_engine::analytics::run_in(
-        &state.engine,
-        &caller.tenant,
-        &rows,
-        name,
-        request.clone(),
-    )
-    .await?;
+    // A file's About sheet names the request; JSON answers need no copy.
+    let asked = (export != Export::Json).then(|| request.clone());
+    let answer =
+        beacon_engine::analytics::run_in(&state.engine, &caller.tenant, &rows, name, request)
+            .await?;
+    let request = asked.unwrap_or(Value::Null);
     crate::export::respond(export, name, &request, table.as_deref(), answer)
 }
 
