@@ -247,7 +247,22 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
             }
         })
     };
-    let mut jobs = vec![flusher, maintenance];
+    // The rollups of the files already published (read from their copies
+    // on disk, or rolled up again), so the first dashboard after a start
+    // does not wait for them.
+    let load = {
+        let engine = state.engine.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                r = engine.load_rollups() => if let Err(e) = r {
+                    tracing::warn!(error = %e, "Loading the rollups at start failed.");
+                }
+            }
+        })
+    };
+    let mut jobs = vec![flusher, maintenance, load];
     // Rate-limit memory and audit retention.
     jobs.push({
         let limits = Arc::clone(&state.limits);

@@ -89,8 +89,9 @@ pub async fn run_in(
             )));
         }
     };
-    // Only revenue and heatmap read rollups; the others skip building them.
-    let rollups = matches!(endpoint, "revenue" | "heatmap");
+    // Only revenue, products and heatmap read rollups; the others skip
+    // building them.
+    let rollups = matches!(endpoint, "revenue" | "products" | "heatmap");
     let session = Session::open(engine, tenant, scope, rollups).await?;
     // Endpoints that take no breakdown refuse one themselves.
     if !matches!(endpoint, "customers" | "rfm" | "retention")
@@ -263,7 +264,7 @@ impl Common {
 pub(crate) struct Session<'a> {
     engine: &'a Engine,
     ctx: SessionContext,
-    /// The session has `events_rollup`.
+    /// The session has `events_rollup` and `items_rollup`.
     rollup: bool,
     calendar: BusinessCalendar,
     time_zone: String,

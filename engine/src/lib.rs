@@ -299,11 +299,12 @@ impl Engine {
             .expect("the default cache configuration is valid");
         let funnel_index = funnel_index::FunnelIndex::new(config.funnel_index_bytes);
         let column_cache = column_cache::ColumnCache::new(config.column_cache_bytes);
+        let rollups = rollup::Rollups::on_disk(store.data_dir());
         Self {
             store,
             config,
             cache,
-            rollups: rollup::Rollups::default(),
+            rollups,
             funnel_index,
             column_cache,
             published: Arc::default(),
@@ -410,9 +411,9 @@ impl Engine {
             .await
     }
 
-    /// A session like [`Engine::session`] that also has the
-    /// `events_rollup` table of the same snapshot when `want` and rollups
-    /// are on (the flag says whether it has).
+    /// A session like [`Engine::session`] that also has the rollup tables
+    /// (`events_rollup`, `items_rollup`) of the same snapshot when `want`
+    /// and rollups are on (the flag says whether it has).
     pub async fn session_with_rollups(
         &self,
         tenant: &str,
@@ -430,17 +431,37 @@ impl Engine {
         want: bool,
     ) -> Result<(SessionContext, bool)> {
         let snapshot = self.store.snapshot(tenant);
-        let rollup = if want && self.config.rollups && *scope == RowScope::All {
-            Some(self.rollups.table(tenant, &snapshot).await?)
+        let rollups = if want && self.config.rollups && *scope == RowScope::All {
+            Some(self.rollups.tables(tenant, &snapshot).await?)
         } else {
             None
         };
         let ctx = self.session_of(tenant, snapshot, None, scope).await?;
-        let has = rollup.is_some();
-        if let Some(table) = rollup {
-            ctx.register_table(rollup::ROLLUP_TABLE, table)?;
+        let has = rollups.is_some();
+        if let Some(tables) = rollups {
+            ctx.register_table(rollup::ROLLUP_TABLE, tables.events)?;
+            ctx.register_table(rollup::ITEMS_TABLE, tables.items)?;
         }
         Ok((ctx, has))
+    }
+
+    /// Loads (or rolls up) the rollups of every workspace's files, so the
+    /// first dashboard after a start does not wait for them (the server
+    /// calls it once at start; [`rollup`] keeps them on disk).
+    pub async fn load_rollups(&self) -> Result<()> {
+        if !self.config.rollups {
+            return Ok(());
+        }
+        let tenants = self
+            .store
+            .catalog()
+            .tenants()
+            .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
+        for t in tenants {
+            let snapshot = self.store.snapshot(&t.id);
+            self.rollups.warm(&t.id, &snapshot).await?;
+        }
+        Ok(())
     }
 
     /// Rolls up and indexes for funnels ([`funnel_index`]) every

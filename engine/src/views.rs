@@ -17,6 +17,23 @@
 //!
 //! `person` is `coalesce(user_id, anonymous_id)` everywhere.
 
+/// The fields of one line item `item` (an element of
+/// `properties.products[]`) as SQL: `product_id`, `name`, `category`,
+/// `price` (exact decimal), `quantity` and the line `amount`. One
+/// definition for `order_items` and the line-item rollup
+/// ([`crate::rollup`]), so the two never disagree.
+macro_rules! item_fields {
+    () => {
+        "json_get_str(item, 'product_id') AS product_id, \
+         json_get_str(item, 'name') AS name, \
+         json_get_str(item, 'category') AS category, \
+         CAST(json_as_text(item, 'price') AS DECIMAL(18, 4)) AS price, \
+         CAST(json_get_int(item, 'quantity') AS BIGINT) AS quantity, \
+         CAST(CAST(json_as_text(item, 'price') AS DECIMAL(18, 4)) * CAST(json_get_int(item, 'quantity') AS DECIMAL(18, 0)) AS DECIMAL(18, 4)) AS amount"
+    };
+}
+pub(crate) use item_fields;
+
 /// `(name, SQL)` of every view, in dependency order.
 pub const VIEWS: [(&str, &str); 7] = [
     (
@@ -27,16 +44,13 @@ pub const VIEWS: [(&str, &str); 7] = [
     ),
     (
         "order_items",
-        "SELECT message_id, timestamp, person, order_id, currency, channel, location_id, \
-           json_get_str(item, 'product_id') AS product_id, \
-           json_get_str(item, 'name') AS name, \
-           json_get_str(item, 'category') AS category, \
-           CAST(json_as_text(item, 'price') AS DECIMAL(18, 4)) AS price, \
-           CAST(json_get_int(item, 'quantity') AS BIGINT) AS quantity, \
-           CAST(CAST(json_as_text(item, 'price') AS DECIMAL(18, 4)) * CAST(json_get_int(item, 'quantity') AS DECIMAL(18, 0)) AS DECIMAL(18, 4)) AS amount \
-         FROM (SELECT message_id, timestamp, coalesce(user_id, anonymous_id) AS person, order_id, currency, channel, location_id, \
+        concat!(
+            "SELECT message_id, timestamp, person, order_id, currency, channel, location_id, ",
+            item_fields!(),
+            " FROM (SELECT message_id, timestamp, coalesce(user_id, anonymous_id) AS person, order_id, currency, channel, location_id, \
                       unnest(json_get_array(properties, 'products')) AS item \
-               FROM events WHERE event = 'Order Completed')",
+               FROM events WHERE event = 'Order Completed')"
+        ),
     ),
     (
         "refunds",

@@ -20,7 +20,8 @@
 //! items (`properties.products[]`) instead: gross is the line amount and
 //! refunds are not attributed.
 //!
-//! Products: top products by line revenue and by quantity, and the pairs
+//! Products: top products by line revenue and by quantity (from the
+//! line-item rollup when the filters allow, `source` says which), and the pairs
 //! most often bought in the same order (orders of at most [`MAX_BASKET`]
 //! distinct products; pairs seen in at least 2 orders) with support
 //! (share of those orders), confidence both ways and lift.
@@ -384,25 +385,41 @@ async fn products_answer(
     let filters = common.filter_sql()?;
     let limit = common.limit()?;
     // Line amounts in the workspace currency (or those a filter picks).
-    let items = format!(
-        "{} AND {}",
-        items_sql(period, &filters),
-        s.money_sql(common, "currency")
-    );
-    // Both top lists from one pass over the line items (read from JSON,
-    // the costly part): each product's rank by revenue and by quantity.
+    let own_currency = s.money_sql(common, "currency");
+    let items = format!("{} AND {own_currency}", items_sql(period, &filters));
+    // The line-item rollup answers the top lists when every filter is on a
+    // rollup dimension (the order's own columns, as the raw filter reads
+    // them); otherwise the line items are read from JSON, the costly part.
+    let rollup = match common.rollup_filter_sql()? {
+        Some(f) if s.rollup => Some(format!("{} AND {f}", period.rollup_time_sql())),
+        _ => None,
+    };
+    let totals = match &rollup {
+        Some(w) => format!(
+            "SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
+                    sum(amount) AS revenue, sum(orders) AS orders \
+             FROM {} WHERE {w} AND {own_currency} GROUP BY 1",
+            crate::rollup::ITEMS_TABLE
+        ),
+        None => format!(
+            "SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
+                    sum(amount) AS revenue, count(DISTINCT message_id) AS orders \
+             FROM ({items}) WHERE product_id IS NOT NULL GROUP BY 1"
+        ),
+    };
+    // Both top lists from one pass: each product's rank by revenue and by
+    // quantity.
     let ranked = s
         .rows(&format!(
             "SELECT * FROM ( \
                SELECT product_id, name, category, quantity, revenue, orders, \
                       row_number() OVER (ORDER BY revenue DESC, product_id) AS by_revenue, \
                       row_number() OVER (ORDER BY quantity DESC, product_id) AS by_quantity \
-               FROM (SELECT product_id, max(name) AS name, max(category) AS category, sum(quantity) AS quantity, \
-                            sum(amount) AS revenue, count(DISTINCT message_id) AS orders \
-                     FROM ({items}) WHERE product_id IS NOT NULL GROUP BY 1)) \
+               FROM ({totals})) \
              WHERE by_revenue <= {limit} OR by_quantity <= {limit}"
         ))
         .await?;
+    let source = if rollup.is_some() { "rollup" } else { "events" };
     let top = |rank: &str| {
         let mut rows: Vec<(i64, Map<String, Value>)> = ranked
             .iter()
@@ -426,6 +443,7 @@ async fn products_answer(
             "top_by_revenue": by_revenue,
             "top_by_quantity": by_quantity,
             "pairs": null,
+            "source": source,
         }));
     }
     let pairs = s
@@ -452,6 +470,7 @@ async fn products_answer(
         "top_by_revenue": by_revenue,
         "top_by_quantity": by_quantity,
         "pairs": pairs,
+        "source": source,
     }))
 }
 
@@ -465,7 +484,8 @@ pub(super) async fn products(s: &Session<'_>, r: ProductRequest) -> Result<Value
     let mut out = products_answer(s, &r.common, &period, r.pairs).await?;
     out["range"] = s.range_json(&period, None);
     if let Some(prev) = previous {
-        let before = products_answer(s, &r.common, &prev, r.pairs).await?;
+        let mut before = products_answer(s, &r.common, &prev, r.pairs).await?;
+        before.as_object_mut().map(|b| b.remove("source"));
         super::attach_previous(&mut out, before, s.range_json(&prev, None));
     }
     Ok(out)
