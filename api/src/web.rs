@@ -45,6 +45,12 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// Where `index.html` names the asset prefix.
 const ASSETS_PLACEHOLDER: &str = "{{assets}}";
 
+/// Where `index.html` lists the app's modules to preload: every module of
+/// `lib/`, `pages/` and `vendor/` (`app.js` imports them all), so the
+/// browser fetches them in one wave instead of one wave per import depth
+/// (three waves, about 100 ms of a 0.5 s Overview on loopback).
+const PRELOAD_PLACEHOLDER: &str = "{{preload}}";
+
 /// A file and its compressed forms, as `Bytes` so that an answer shares
 /// them instead of copying.
 struct Asset {
@@ -76,10 +82,24 @@ static SITE: LazyLock<Site> = LazyLock::new(|| {
         files.insert(name.clone(), asset(&name, file.data));
     }
     let build = format!("{:016x}", hasher.finish());
+    let mut modules: Vec<&String> = files
+        .keys()
+        .filter(|n| {
+            ["lib/", "pages/", "vendor/"].iter().any(|d| n.starts_with(d))
+                && (n.ends_with(".js") || n.ends_with(".mjs"))
+                && !n.contains(".test.")
+        })
+        .collect();
+    modules.sort();
+    let preload: String = modules
+        .iter()
+        .map(|n| format!("<link rel=\"modulepreload\" href=\"/assets/{build}/{n}\">\n"))
+        .collect();
     let index = files
         .get("index.html")
         .map(|a| String::from_utf8_lossy(&a.bytes).into_owned())
         .unwrap_or_default()
+        .replace(PRELOAD_PLACEHOLDER, preload.trim_end())
         .replace(ASSETS_PLACEHOLDER, &format!("/assets/{build}"));
     Site {
         index: asset("index.html", Cow::Owned(index.into_bytes())),

@@ -130,21 +130,23 @@ async function load(browser, base, cookie) {
   const drawn = await page.waitForFunction(
     () => {
       const tiles = [...document.querySelectorAll('.tile .tile-value')];
-      const ready =
-        tiles.length >= 8 &&
-        tiles.every((t) => !t.textContent.includes('…')) &&
-        document.querySelector('.live[data-status="live"]') &&
-        document.querySelector('[data-widget="revenue"] .chart canvas') &&
-        document.querySelector('[data-widget="revenue"] .u-legend') &&
-        document.querySelector('[data-widget="products"] table') &&
-        document.querySelector('[data-widget="activity"] section[data-subscribed="yes"]') &&
-        !document.querySelector('.loading');
+      // When each part was first drawn (for the table of parts).
+      const parts = {
+        tiles: tiles.length >= 8 && tiles.every((t) => !t.textContent.includes('…')) && document.querySelector('.live[data-status="live"]'),
+        chart: document.querySelector('[data-widget="revenue"] .chart canvas') && document.querySelector('[data-widget="revenue"] .u-legend'),
+        products: document.querySelector('[data-widget="products"] table'),
+        feed: document.querySelector('[data-widget="activity"] section[data-subscribed="yes"]'),
+      };
+      window.__drawn = window.__drawn || {};
+      for (const [k, v] of Object.entries(parts)) if (v && !(k in window.__drawn)) window.__drawn[k] = performance.now();
+      const ready = Object.values(parts).every(Boolean) && !document.querySelector('.loading');
       return ready ? performance.now() : false;
     },
     null,
     { polling: 'raf', timeout: 120_000 },
   );
   const ms = await drawn.jsonValue();
+  const parts = await page.evaluate(() => window.__drawn);
   const calls = await page.evaluate(() =>
     performance
       .getEntriesByType('resource')
@@ -153,7 +155,7 @@ async function load(browser, base, cookie) {
   );
   await context.close();
   if (errors.length) throw new Error(`console errors: ${errors.join('; ')}`);
-  return { ms, calls };
+  return { ms, calls, parts };
 }
 
 /** Each API call of the page alone, sequentially: median milliseconds. */
@@ -180,6 +182,16 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 });
+// The browser's own first start (its processes, the first page's JS
+// compilation) is not the server's: draw the sign-in page once, in a
+// context of its own that reads none of the data.
+{
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.base}/#/login`);
+  await page.waitForSelector('form');
+  await context.close();
+}
 const cold = await load(browser, server.base, cookie);
 const warm = [];
 for (let i = 0; i < args.repeat; i++) warm.push(await load(browser, server.base, cookie));
@@ -200,11 +212,14 @@ const lines = [
   '',
   `Machine: ${os.cpus().length} cores, ${os.arch()}; date ${new Date().toISOString().slice(0, 10)}. Browser: ${version}, headless, 1280 x 900, on loopback. Data: ${millions} events of the built-in generator (seed 42, about a year, Europe/London, GBP; replayed over HTTP with \`--shift-to-now\` in ${keys.replaySecs.toFixed(0)} s, so the last event is now; flushed to Parquet), a saved 14-day revenue forecast, one signed-in owner.`,
   '',
-  'Time from opening `/#/overview` to every tile showing its number over the live WebSocket, the revenue chart drawn with its forecast band and anomaly marks, the top products table and the live feed subscribed (target: under 1 s). Cold: the first load after a restart (empty column cache); warm: median of the next loads. Each API call is also timed in the page (Resource Timing; calls overlap) and alone (sequential, median).',
+  'Time from opening `/#/overview` to every tile showing its number over the live WebSocket, the revenue chart drawn with its forecast band and anomaly marks, the top products table and the live feed subscribed (target: under 1 s). Cold: the first load after a restart (nothing in the column cache, the rollups read back from disk, no live metrics yet; the browser has drawn the sign-in page once, in another context); warm: median of the next loads. Each API call is also timed in the page (Resource Timing; calls overlap) and alone (sequential, median).',
   '',
   '| | cold (first load after a restart) | warm (median) |',
   '|---|---:|---:|',
   `| **Overview drawn** | **${fmt(cold.ms)} ms** | **${fmt(warmMs)} ms** |`,
+  ...[['tiles', 'KPI tiles live (WebSocket)'], ['chart', 'revenue chart with band and marks'], ['products', 'top products'], ['feed', 'activity feed subscribed']].map(
+    ([k, label]) => `| ${label} | ${fmt(cold.parts[k])} ms | ${fmt(median(warm.map((l) => l.parts[k])))} ms |`,
+  ),
   '',
   '| API call of the page | in the cold load | in warm loads (median) | alone, warm (median) |',
   '|---|---:|---:|---:|',

@@ -50,6 +50,39 @@ pub const METRICS: [(&str, &str); 5] = [
     ),
 ];
 
+/// The built-in metrics [`events_rollup`] answers, with their SQL over it
+/// (`{bucket}` over the rollup's `bucket`, `{since}` on it): equal to
+/// [`METRICS`]' (the history starts on a 15-minute boundary, so every
+/// rollup bucket is in it or not), without reading the events. A history
+/// of 120 days at 10M events read 0.4 s of columns on the first query after
+/// a start, and is read from memory here.
+///
+/// [`events_rollup`]: crate::rollup
+const ROLLUP_METRICS: [(&str, &str); 4] = [
+    (
+        "revenue",
+        "SELECT {bucket} AS period, CAST(sum(revenue) AS DOUBLE) AS value FROM events_rollup \
+                 WHERE event IN ('Order Completed', 'Booking Completed') \
+                 AND (currency IS NULL OR currency = business_currency()) AND {since} GROUP BY 1",
+    ),
+    (
+        "orders",
+        "SELECT {bucket} AS period, CAST(sum(events) AS DOUBLE) AS value FROM events_rollup \
+                 WHERE event = 'Order Completed' \
+                 AND (currency IS NULL OR currency = business_currency()) AND {since} GROUP BY 1",
+    ),
+    (
+        "bookings",
+        "SELECT {bucket} AS period, CAST(sum(events) AS DOUBLE) AS value FROM events_rollup \
+                 WHERE event = 'Booking Created' AND {since} GROUP BY 1",
+    ),
+    (
+        "cancellations",
+        "SELECT {bucket} AS period, CAST(sum(events) AS DOUBLE) AS value FROM events_rollup \
+                 WHERE event = 'Booking Cancelled' AND {since} GROUP BY 1",
+    ),
+];
+
 /// The names of [`METRICS`].
 pub fn metric_names() -> Vec<&'static str> {
     METRICS.iter().map(|(m, _)| *m).collect()
@@ -98,11 +131,12 @@ impl Interval {
     }
 
     /// The SQL expression of the period of `timestamp`.
-    fn bucket_sql(self) -> &'static str {
+    /// The period of `column` (a UTC timestamp), as SQL.
+    fn bucket_sql(self, column: &str) -> String {
         match self {
-            Self::Hour => "date_trunc('hour', business_time(timestamp))",
-            Self::Day => "CAST(business_date(timestamp, 'day') AS TIMESTAMP)",
-            Self::Week => "CAST(business_date(timestamp, 'week') AS TIMESTAMP)",
+            Self::Hour => format!("date_trunc('hour', business_time({column}))"),
+            Self::Day => format!("CAST(business_date({column}, 'day') AS TIMESTAMP)"),
+            Self::Week => format!("CAST(business_date({column}, 'week') AS TIMESTAMP)"),
         }
     }
 }
@@ -164,7 +198,22 @@ pub async fn series(engine: &Engine, tenant: &str, request: &SeriesRequest) -> R
         return Err(invalid("history_days must be in 1..=3660"));
     }
     let now = engine.now();
-    let since = format!("timestamp >= {} - INTERVAL '{days} days'", sql_time(now));
+    // From a 15-minute boundary: the rollup's buckets are all in or out.
+    let quarter = 900_000_000;
+    let from = DateTime::from_timestamp_micros(now.timestamp_micros().div_euclid(quarter) * quarter)
+        .unwrap_or(now)
+        - Duration::days(i64::from(days));
+    let since = format!("timestamp >= {}", sql_time(from));
+    let rollup_query = match (request.metric.as_str(), &request.sql) {
+        (name, None) if engine.config().rollups => ROLLUP_METRICS
+            .iter()
+            .find(|(m, _)| *m == name)
+            .map(|(_, q)| {
+                q.replace("{bucket}", &interval.bucket_sql("bucket"))
+                    .replace("{since}", &format!("bucket >= {}", sql_time(from)))
+            }),
+        _ => None,
+    };
     let query = match (request.metric.as_str(), &request.sql) {
         ("sql", Some(sql)) => sql.clone(),
         ("sql", None) => {
@@ -176,7 +225,7 @@ pub async fn series(engine: &Engine, tenant: &str, request: &SeriesRequest) -> R
             .iter()
             .find(|(m, _)| *m == name)
             .map(|(_, q)| {
-                q.replace("{bucket}", interval.bucket_sql())
+                q.replace("{bucket}", &interval.bucket_sql("timestamp"))
                     .replace("{since}", &since)
             })
             .ok_or_else(|| {
@@ -187,7 +236,13 @@ pub async fn series(engine: &Engine, tenant: &str, request: &SeriesRequest) -> R
             })?,
         (_, Some(_)) => return Err(invalid("\"sql\" is only allowed with metric \"sql\"")),
     };
-    let result = engine.sql(tenant, &query).await?;
+    let result = match rollup_query {
+        Some(q) => {
+            let (ctx, _) = engine.session_with_rollups(tenant, true).await?;
+            engine.execute_generated(&ctx, &q).await?
+        }
+        None => engine.sql(tenant, &query).await?,
+    };
     if result.truncated {
         return Err(invalid(
             "the series query returned more rows than max_result_rows",

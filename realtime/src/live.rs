@@ -4,7 +4,8 @@
 //! One task reads the store's feed of accepted batches (`Store::subscribe`)
 //! and, per batch: publishes each event on the workspace's `activity`
 //! channel (when that channel exists), folds the rows into the workspace's
-//! live metrics (when someone watches them), and marks the workspace's live
+//! live metrics (when someone watches them or did in the last ten minutes,
+//! [`KEEP_UNWATCHED`]), and marks the workspace's live
 //! queries dirty. Two tickers publish: metrics at most every
 //! `metrics_interval` when they changed, and dirty queries at most every
 //! `query_debounce` (at most `query_concurrency` at once per workspace),
@@ -87,6 +88,12 @@ const MONEY_SCALE: u32 = 4;
 /// How often the previous periods' spans (which grow with the clock) are
 /// summed again.
 const PREVIOUS_REFRESH: Duration = Duration::from_secs(60);
+
+/// How long a workspace's live metrics are kept up to date after the last
+/// watcher left, so a reload or the next visitor gets them at once instead
+/// of waiting for the start state's queries (a few hundred milliseconds at
+/// 10M events). Memory: the visitor sets of the month, per workspace.
+const KEEP_UNWATCHED: Duration = Duration::from_secs(600);
 
 /// The instant (µs) a local day starts in the calendar's zone (the first
 /// instant of the day where a DST gap skips midnight).
@@ -197,6 +204,8 @@ struct TenantMetrics {
     /// When the value was last computed and last published (clock µs).
     last_eval_us: i64,
     last_push_us: Option<i64>,
+    /// When the last watcher left (clock µs); `None` while watched.
+    unwatched_since: Option<i64>,
 }
 
 /// True when at least `d` has passed from `since_us` to `now_us`, or the
@@ -528,36 +537,56 @@ impl Live {
         let recent_from = chrono::DateTime::from_timestamp_micros(now_us - RECENT_US)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        for (k, (unit, _)) in UNITS.iter().enumerate() {
-            let Some(bucket) = periods[k].bucket else {
-                continue;
-            };
+        // The periods, the recent visitors and the previous periods are
+        // independent queries: run at once (the first dashboard after a
+        // start waits for all of them).
+        let windows = periods.iter().zip(UNITS.iter()).map(|(agg, (unit, _))| {
             let unit_name = match unit {
                 Unit::Day => "day",
                 Unit::Week => "week",
                 _ => "month",
             };
-            let in_period = format!(
-                "timestamp >= TIMESTAMP '{lower}T00:00:00Z' AND business_date(timestamp, '{unit_name}') = DATE '{bucket}'"
-            );
-            self.load_window(&ctx, &own, &in_period, &mut periods[k])
-                .await?;
-        }
-        let mut recent = HashMap::new();
+            let (ctx, own) = (&ctx, &own);
+            let bucket = agg.bucket;
+            let in_period = bucket.map(|b| {
+                format!(
+                    "timestamp >= TIMESTAMP '{lower}T00:00:00Z' AND business_date(timestamp, '{unit_name}') = DATE '{b}'"
+                )
+            });
+            async move {
+                let mut agg = PeriodAgg {
+                    bucket,
+                    ..PeriodAgg::default()
+                };
+                if let Some(w) = in_period {
+                    self.load_window(ctx, own, &w, &mut agg).await?;
+                }
+                Ok::<_, Error>(agg)
+            }
+        });
         let sql = format!(
             "SELECT coalesce(user_id, anonymous_id) AS person, max(timestamp) AS ts FROM events \
              WHERE timestamp > TIMESTAMP '{recent_from}' AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
         );
-        for b in self.engine.execute(&ctx, &sql).await?.batches {
-            let persons = b.column(0).as_string::<i32>();
-            let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
-            for i in 0..b.num_rows() {
-                recent.insert(persons.value(i).to_owned(), ts.value(i));
+        let recent = async {
+            let mut recent = HashMap::new();
+            for b in self.engine.execute(&ctx, &sql).await?.batches {
+                let persons = b.column(0).as_string::<i32>();
+                let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
+                for i in 0..b.num_rows() {
+                    recent.insert(persons.value(i).to_owned(), ts.value(i));
+                }
             }
+            Ok::<_, Error>(recent)
+        };
+        let (aggs, recent, previous) = futures::try_join!(
+            futures::future::try_join_all(windows),
+            recent,
+            self.load_previous(tenant, calendar, &currency, now_us)
+        )?;
+        for (k, agg) in aggs.into_iter().enumerate() {
+            periods[k] = agg;
         }
-        let previous = self
-            .load_previous(tenant, calendar, &currency, now_us)
-            .await?;
         Ok(TenantMetrics {
             calendar,
             currency,
@@ -570,6 +599,7 @@ impl Live {
             dirty: false,
             last_eval_us: self.clock.now_us(),
             last_push_us: None,
+            unwatched_since: None,
         })
     }
 
@@ -592,7 +622,14 @@ impl Live {
                     count(*) FILTER (WHERE event = '{COMPLETED}' AND {own}) AS completed_bookings \
              FROM events WHERE {in_window}"
         );
-        let result = self.engine.execute(ctx, &sums).await?;
+        let people = format!(
+            "SELECT coalesce(user_id, anonymous_id) AS person, bool_or(event = '{ORDER}') AS bought \
+             FROM events WHERE {in_window} AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
+        );
+        let (result, persons) = futures::try_join!(
+            self.engine.execute(ctx, &sums),
+            self.engine.execute(ctx, &people)
+        )?;
         let batch = result
             .batches
             .iter()
@@ -612,11 +649,7 @@ impl Live {
         agg.cancellations = int(4);
         agg.no_shows = int(5);
         agg.completed_bookings = int(6);
-        let people = format!(
-            "SELECT coalesce(user_id, anonymous_id) AS person, bool_or(event = '{ORDER}') AS bought \
-             FROM events WHERE {in_window} AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1"
-        );
-        for b in self.engine.execute(ctx, &people).await?.batches {
+        for b in persons.batches {
             let persons = b.column(0).as_string::<i32>();
             let bought = b.column(1).as_boolean();
             for i in 0..b.num_rows() {
@@ -649,41 +682,51 @@ impl Live {
             .engine
             .session_for(tenant, self.engine.store().snapshot(tenant))
             .await?;
-        let mut out: [Option<Value>; 3] = Default::default();
-        for (k, (unit, _)) in UNITS.iter().enumerate() {
-            let Some(bucket) = calendar.bucket(now_us, *unit) else {
-                continue;
-            };
+        let at = |us: i64| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        let windows = UNITS.iter().map(|(unit, _)| {
+            let bucket = calendar.bucket(now_us, *unit)?;
             let before = match unit {
                 Unit::Day => bucket.pred_opt(),
                 Unit::Week => bucket.checked_sub_days(chrono::Days::new(7)),
                 _ => bucket.checked_sub_months(chrono::Months::new(1)),
-            };
-            let (Some(before), Some(start)) = (before, local_midnight_us(&calendar, bucket)) else {
-                continue;
-            };
-            let Some(prev_start) = local_midnight_us(&calendar, before) else {
-                continue;
-            };
+            }?;
+            let start = local_midnight_us(&calendar, bucket)?;
+            let prev_start = local_midnight_us(&calendar, before)?;
             let prev_end = (prev_start + (now_us - start).max(0)).min(start);
-            let at = |us: i64| {
-                chrono::DateTime::from_timestamp_micros(us)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            };
-            let window = format!(
-                "timestamp >= TIMESTAMP '{}' AND timestamp < TIMESTAMP '{}'",
-                at(prev_start),
-                at(prev_end)
-            );
-            let mut agg = PeriodAgg {
-                bucket: Some(before),
-                ..PeriodAgg::default()
-            };
-            self.load_window(&ctx, &own, &window, &mut agg).await?;
-            let mut v = agg.to_json();
-            v["to"] = json!(at(prev_end));
-            out[k] = Some(v);
+            Some((before, prev_start, prev_end))
+        });
+        let loads = windows.map(|w| {
+            let (ctx, own) = (&ctx, &own);
+            async move {
+                let Some((before, prev_start, prev_end)) = w else {
+                    return Ok(None);
+                };
+                let window = format!(
+                    "timestamp >= TIMESTAMP '{}' AND timestamp < TIMESTAMP '{}'",
+                    at(prev_start),
+                    at(prev_end)
+                );
+                let mut agg = PeriodAgg {
+                    bucket: Some(before),
+                    ..PeriodAgg::default()
+                };
+                self.load_window(ctx, own, &window, &mut agg).await?;
+                let mut v = agg.to_json();
+                v["to"] = json!(at(prev_end));
+                Ok::<_, Error>(Some(v))
+            }
+        });
+        let mut out: [Option<Value>; 3] = Default::default();
+        for (k, v) in futures::future::try_join_all(loads)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            out[k] = v;
         }
         Ok(out)
     }
@@ -702,9 +745,17 @@ impl Live {
             tick.tick().await;
             let watched = self.hub.tenants_watching(channels::METRICS);
             {
-                // Stop maintaining metrics nobody watches.
+                // Stop maintaining metrics nobody watched for a while.
+                let now = self.clock.now_us();
                 let mut metrics = self.metrics.lock().await;
-                metrics.retain(|t, _| watched.contains(t));
+                metrics.retain(|t, m| {
+                    if watched.contains(t) {
+                        m.unwatched_since = None;
+                        return true;
+                    }
+                    let since = *m.unwatched_since.get_or_insert(now);
+                    !passed(since, now, KEEP_UNWATCHED)
+                });
             }
             for tenant in watched {
                 if let Err(e) = self.maybe_push(&tenant).await {

@@ -205,12 +205,13 @@ function Activity({ app }) {
       }, { recent: 20 }),
     [app.client],
   );
+  // The list scrolls: focusable, so a keyboard can scroll it too.
   return html`
     <section aria-labelledby="activity-title" data-channel="activity" data-subscribed=${subscribed ? 'yes' : 'no'}>
       <h2 id="activity-title">Live activity</h2>
       ${items.length === 0
         ? html`<p class="muted">Waiting for events…</p>`
-        : html`<ol class="feed">
+        : html`<ol class="feed" tabindex="0" aria-label="Recent events, newest first">
             ${items.map(
               (e) => html`<li key=${e.key} data-message-id=${e.message_id}>
                 <time>${fmt.time(e.timestamp, app.workspace.timezone)}</time>

@@ -41,17 +41,31 @@ fn rows(result: &QueryResult) -> Vec<Vec<String>> {
 /// through a real `Store` (flushed as it goes, so answers come from Parquet
 /// files and the in-memory tail together).
 async fn load(dir: &std::path::Path, dataset: Dataset, time_zone: &str) -> (Engine, String) {
+    load_at(dir, dataset, time_zone, Arc::new(SystemClock)).await
+}
+
+/// A clock stopped at one instant (series end at "now").
+#[derive(Debug)]
+struct Stopped(i64);
+
+impl beacon_ingest::Clock for Stopped {
+    fn now_us(&self) -> i64 {
+        self.0
+    }
+}
+
+async fn load_at(
+    dir: &std::path::Path,
+    dataset: Dataset,
+    time_zone: &str,
+    clock: Arc<dyn beacon_ingest::Clock>,
+) -> (Engine, String) {
     let catalog = Arc::new(Catalog::open(dir).expect("catalog"));
     let (mut tenant, _) = catalog.create_tenant(dataset.name()).expect("tenant");
     tenant.timezone = time_zone.into();
     tenant.currency = dataset.currency().into();
     catalog.update_tenant(&tenant).expect("update");
-    let store = Store::open(
-        IngestConfig::test_config(),
-        dir,
-        catalog,
-        Arc::new(SystemClock),
-    )
+    let store = Store::open(IngestConfig::test_config(), dir, catalog, clock)
     .expect("store");
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../datasets/data")
@@ -1148,6 +1162,50 @@ async fn online_retail_column_cache_answers_equal_reading_parquet() {
         );
         if sql.contains("GROUP BY event") {
             assert_ne!(&want, old, "the late events count");
+        }
+    }
+}
+
+/// The model series the rollup answers (revenue, orders, bookings,
+/// cancellations) equal those of the raw events, by hour, day and week.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_retail_series_from_rollups_equal_the_raw_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two months after the last invoice (9 December 2011), mid-quarter-hour.
+    let now = chrono::DateTime::parse_from_rfc3339("2012-02-09T10:07:31Z")
+        .expect("time")
+        .timestamp_micros();
+    let (engine, tenant) =
+        load_at(dir.path(), Dataset::OnlineRetail, "Europe/London", Arc::new(Stopped(now))).await;
+    let raw = variant(&engine, |c| c.rollups = false);
+    for (metric, interval, days) in [
+        ("revenue", "day", 400),
+        ("revenue", "hour", 75),
+        ("orders", "week", 400),
+        ("orders", "day", 120),
+        ("bookings", "day", 60),
+        ("cancellations", "week", 60),
+    ] {
+        let request = beacon_engine::series::SeriesRequest {
+            metric: metric.into(),
+            interval: interval.into(),
+            sql: None,
+            history_days: Some(days),
+        };
+        let a = beacon_engine::series::series(&engine, &tenant, &request)
+            .await
+            .expect("rollup series");
+        let b = beacon_engine::series::series(&raw, &tenant, &request)
+            .await
+            .expect("raw series");
+        assert_eq!(a.periods, b.periods, "{metric} by {interval}");
+        assert_eq!(a.values, b.values, "{metric} by {interval}");
+        if metric == "revenue" || metric == "orders" {
+            assert!(
+                a.values.iter().filter(|v| **v > 0.0).count() > 5,
+                "{metric} by {interval} has sales: {:?}",
+                a.values
+            );
         }
     }
 }
