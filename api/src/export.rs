@@ -37,7 +37,7 @@ pub enum Export {
     Xlsx,
 }
 
-const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 impl Export {
     /// From `format` (taken out of the request), else the `Accept` header.
@@ -350,6 +350,28 @@ fn batch(t: &Table) -> Result<RecordBatch, ApiError> {
         arrays.push(array);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ApiError::internal(&e))
+}
+
+/// A workbook of `sheets` (name, table), one sheet each, with `about`
+/// (key, value) on its About sheet: reports' Excel files.
+pub fn workbook(sheets: &[(String, &Table)], about: &[(&str, String)]) -> Result<Vec<u8>, ApiError> {
+    let fail = |e: rust_xlsxwriter::XlsxError| ApiError::internal(&e);
+    let mut book = crate::xlsx::XlsxBook::new().typing_text();
+    for (name, t) in sheets {
+        let b = batch(t)?;
+        let mut sheet = book.sheet(name, b.schema()).map_err(fail)?;
+        book.write(&mut sheet, &b).map_err(fail)?;
+        book.close(sheet).map_err(fail)?;
+    }
+    for (k, v) in about {
+        book.about(k, v.clone());
+    }
+    book.finish().map_err(fail)
+}
+
+/// One table as CSV (RFC 4180, UTF-8, a header row).
+pub fn csv_of(t: &Table) -> Result<Vec<u8>, ApiError> {
+    csv(t)
 }
 
 fn xlsx(endpoint: &str, request: &Value, tables: &[Table]) -> Result<Vec<u8>, ApiError> {

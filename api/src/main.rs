@@ -19,6 +19,7 @@ mod listener;
 mod models;
 mod pg;
 mod queries;
+mod reports;
 mod routes;
 mod server;
 mod settings;

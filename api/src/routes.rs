@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod models;
 pub mod notify;
 pub mod realtime;
+pub mod reports;
 pub mod sql;
 pub mod views;
 
@@ -196,6 +197,19 @@ pub fn routes() -> Routes {
         .get("/v1/alerts/silences", View, alerts::list_silences)
         .post("/v1/alerts/silences", Rules, alerts::create_silence)
         .delete("/v1/alerts/silences/{id}", Rules, alerts::delete_silence)
+        .get("/v1/reports", View, reports::list)
+        .post("/v1/reports", Rules, reports::create)
+        .get("/v1/reports/templates", View, reports::list_templates)
+        .post("/v1/reports/preview", Query, reports::preview)
+        .get("/v1/reports/runs", View, reports::runs)
+        .get("/v1/reports/runs/{id}", View, reports::get_run)
+        .get("/v1/reports/runs/{id}/file", View, reports::run_file)
+        .get("/v1/reports/{id}", View, reports::get)
+        .put("/v1/reports/{id}", Rules, reports::put)
+        .delete("/v1/reports/{id}", Rules, reports::delete)
+        .post("/v1/reports/{id}/pause", Rules, reports::pause)
+        .post("/v1/reports/{id}/resume", Rules, reports::resume)
+        .post("/v1/reports/{id}/run", Rules, reports::run_now)
         .get("/v1/ws", Realtime, realtime::websocket)
         .get("/v1/stream", Realtime, realtime::sse)
         .post("/v1/realtime/tokens", Admin, realtime::create_token)

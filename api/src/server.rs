@@ -295,6 +295,11 @@ fn spawn_jobs(state: &AppState, stop: &CancellationToken) -> Vec<tokio::task::Jo
     // Notification delivery and alert evaluation.
     jobs.push(tokio::spawn(state.notifier.clone().run(stop.clone())));
     jobs.push(tokio::spawn(state.alerts.clone().run(stop.clone())));
+    jobs.push(tokio::spawn(crate::reports::schedule::run_schedule(
+        state.clone(),
+        Duration::from_secs(1),
+        stop.clone(),
+    )));
     // Model refits on the cron schedule (validated at startup).
     if let Ok(cron) =
         <croner::Cron as std::str::FromStr>::from_str(&state.config.models.refit_schedule)

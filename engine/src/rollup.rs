@@ -271,7 +271,8 @@ impl Rollups {
                 .lock()
                 .expect("rollup sweep lock")
                 .insert(tenant.to_owned());
-            let live: HashSet<String> = snapshot.files.iter().filter_map(|(p, _)| stem(p)).collect();
+            let live: HashSet<String> =
+                snapshot.files.iter().filter_map(|(p, _)| stem(p)).collect();
             if first || !dropped.is_empty() {
                 tokio::task::spawn_blocking(move || sweep(&d, &live));
             }
@@ -333,7 +334,8 @@ fn read_parts(dir: &Path, file: &Path) -> Option<Parts> {
     let [events, items] = part_paths(dir, file)?;
     let read = |path: &Path| -> Option<RecordBatch> {
         let f = std::fs::File::open(path).ok()?;
-        let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).ok()?;
+        let reader =
+            arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).ok()?;
         let schema = reader.schema();
         let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().ok()?;
         concat_batches(&schema, &batches).ok()
@@ -358,8 +360,9 @@ fn write_parts(dir: &Path, file: &Path, parts: &Parts) -> std::io::Result<()> {
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_extension(format!("arrow.{}-{n}.tmp", std::process::id()));
         let f = std::fs::File::create(&tmp)?;
-        let mut w = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &batch.schema())
-            .map_err(std::io::Error::other)?;
+        let mut w =
+            arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &batch.schema())
+                .map_err(std::io::Error::other)?;
         w.write(batch).map_err(std::io::Error::other)?;
         w.finish().map_err(std::io::Error::other)?;
         drop(w);

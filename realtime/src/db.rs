@@ -88,7 +88,56 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "saved views and page layouts of users",
         sql: MIGRATION_4,
     },
+    Migration {
+        version: 5,
+        name: "reports and their runs",
+        sql: MIGRATION_5,
+    },
 ];
+
+/// Reports (a definition: title, relative range, filters, blocks; a cron
+/// schedule in the workspace's time zone and the next run it is due) and
+/// the log of their runs (`report_runs`: when, how long, size, outcome,
+/// the file kept for download). A report's runs go with it.
+const MIGRATION_5: &str = "
+CREATE TABLE reports (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    schedule TEXT,
+    format TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    next_run_us INTEGER,
+    owner TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX reports_due ON reports(next_run_us) WHERE next_run_us IS NOT NULL AND paused = 0;
+CREATE TABLE report_runs (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_for_us INTEGER,
+    started_at_us INTEGER NOT NULL,
+    duration_ms INTEGER,
+    format TEXT NOT NULL,
+    bytes INTEGER,
+    rows INTEGER,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    range_from TEXT,
+    range_to TEXT,
+    file TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX report_runs_by_report ON report_runs(tenant_id, report_id, started_at_us);
+CREATE TRIGGER report_runs_follow_report AFTER DELETE ON reports BEGIN
+    DELETE FROM report_runs WHERE tenant_id = OLD.tenant_id AND report_id = OLD.id;
+END;
+";
 
 /// A signed-in user's saved views (a page's range, comparison, filters and
 /// breakdown under a name) and page layouts (the order of a page's
@@ -333,6 +382,8 @@ const WORKSPACE_TABLES: &[&str] = &[
     "embed_tokens",
     "user_views",
     "user_layouts",
+    "report_runs",
+    "reports",
 ];
 
 /// The table that records applied migrations.

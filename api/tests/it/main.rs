@@ -13,6 +13,7 @@ mod ingest;
 mod models;
 mod ops;
 mod realtime;
+mod reports;
 mod segment_client;
 mod snapshots;
 mod tls;

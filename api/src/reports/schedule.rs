@@ -1,0 +1,294 @@
+//! Report schedules and runs.
+//!
+//! A schedule is a cron expression (croner: five or six fields, `MON`,
+//! `L`, ...) read in the workspace's time zone: "0 9 * * MON" runs at
+//! 09:00 local time every Monday, on both sides of a daylight-saving
+//! change. The next occurrence is stored with the report
+//! (`reports.next_run_us`); the loop ([`run_schedule`]) wakes every
+//! `reports.tick`, takes the reports due, moves each one's next run past
+//! now *before* running it (compare-and-set on the stored instant, so two
+//! loops never run one occurrence twice and a crash mid-run does not
+//! repeat it), then runs it and logs the run. Occurrences missed while the
+//! server was down are not replayed one by one: the report runs once,
+//! late, and then on schedule. A failing report is logged as failed, its
+//! owner is notified, and the other reports run as usual.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::render::{self, Format};
+use super::store::{self, Finished, Report, Run};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Parses a cron expression, or says why not.
+pub fn parse(cron: &str) -> Result<croner::Cron, ApiError> {
+    croner::Cron::from_str(cron).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_schedule",
+            format!("schedule {cron:?} is not a cron expression: {e}"),
+        )
+    })
+}
+
+/// The first occurrence of `cron` in `tz` strictly after `after_us`.
+pub fn next_after(cron: &croner::Cron, tz: Tz, after_us: i64) -> Option<i64> {
+    let t = tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_micros(after_us)?.naive_utc());
+    cron.find_next_occurrence(&t, false)
+        .ok()
+        .map(|n| n.timestamp_micros())
+}
+
+/// The loop that runs due reports until `stop`.
+pub async fn run_schedule(state: AppState, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = state.engine.now().timestamp_micros();
+        let due = match store::due(&state, now) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e.message(), "Listing due reports failed.");
+                continue;
+            }
+        };
+        for (tenant, report) in due {
+            let Some(was) = report.next_run_us else {
+                continue;
+            };
+            let tz = state.engine.calendar(&tenant).tz;
+            let next = report
+                .schedule
+                .as_deref()
+                .and_then(|c| parse(c).ok())
+                .and_then(|c| next_after(&c, tz, was.max(now)));
+            match store::advance(&state, &tenant, &report.id, was, next) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e.message(), "Moving a report's next run failed.");
+                    continue;
+                }
+            }
+            // A failure is logged in the run and told to the owner.
+            let _ = execute(&state, &tenant, &report, "schedule", Some(was)).await;
+        }
+    }
+}
+
+/// Runs `report` now: renders it as of the clock, keeps its file(s) and
+/// logs the run. Answers the run (its outcome says whether it failed).
+pub async fn execute(
+    state: &AppState,
+    tenant: &str,
+    report: &Report,
+    trigger: &str,
+    scheduled_us: Option<i64>,
+) -> Result<Run, ApiError> {
+    let format = Format::parse(&report.format)?;
+    let started_us = state.engine.now().timestamp_micros();
+    let started = Instant::now();
+    let id = beacon_realtime::notify::new_id("run");
+    let mut run = Run {
+        id: id.clone(),
+        report_id: report.id.clone(),
+        trigger: trigger.to_owned(),
+        scheduled_for: scheduled_us.map(beacon_realtime::notify::rfc3339),
+        started_at: beacon_realtime::notify::rfc3339(started_us),
+        duration_ms: None,
+        format: format.name().to_owned(),
+        bytes: None,
+        rows: None,
+        outcome: "running".into(),
+        error: None,
+        range_from: None,
+        range_to: None,
+    };
+    store::start_run(state, tenant, &run, started_us, scheduled_us)?;
+    let rendered = render::render(state, tenant, &report.definition, started_us).await;
+    let range = rendered
+        .as_ref()
+        .ok()
+        .map(|r| (r.from.to_string(), r.to.to_string()));
+    let outcome = match rendered {
+        Ok(r) => keep(state, tenant, report, &id, &r, format)
+            .map(|(bytes, files)| (bytes, r.rows() as i64, files)),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| e.message());
+    let finished = Finished {
+        duration_ms: started.elapsed().as_millis() as i64,
+        outcome,
+        range,
+    };
+    store::finish_run(state, tenant, &id, &finished)?;
+    run.duration_ms = Some(finished.duration_ms);
+    run.range_from = finished.range.as_ref().map(|r| r.0.clone());
+    run.range_to = finished.range.as_ref().map(|r| r.1.clone());
+    match &finished.outcome {
+        Ok((bytes, rows, _)) => {
+            run.outcome = "ok".into();
+            run.bytes = Some(*bytes);
+            run.rows = Some(*rows);
+        }
+        Err(e) => {
+            run.outcome = "failed".into();
+            run.error = Some(e.clone());
+            tracing::warn!(%tenant, report = %report.id, error = %e, "A report run failed.");
+            tell_owner(state, tenant, report, &run, e);
+        }
+    }
+    Ok(run)
+}
+
+/// Writes the run's file(s): (bytes, file names).
+fn keep(
+    state: &AppState,
+    tenant: &str,
+    report: &Report,
+    run_id: &str,
+    rendered: &render::Rendered,
+    format: Format,
+) -> Result<(i64, Vec<String>), ApiError> {
+    let dir = store::files_dir(state, tenant).join(&report.id);
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(&e))?;
+    let files: Vec<(String, Vec<u8>)> = match format {
+        Format::Xlsx => vec![(
+            format!("{run_id}.xlsx"),
+            render::write(rendered, format, 0)?,
+        )],
+        Format::Csv => (0..rendered.blocks.len())
+            .map(|b| {
+                Ok((
+                    format!("{run_id}-{b}.csv"),
+                    render::write(rendered, format, b)?,
+                ))
+            })
+            .collect::<Result<_, ApiError>>()?,
+    };
+    let mut bytes = 0;
+    let mut names = Vec::with_capacity(files.len());
+    for (name, body) in files {
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, &body).map_err(|e| ApiError::internal(&e))?;
+        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| ApiError::internal(&e))?;
+        bytes += body.len() as i64;
+        names.push(name);
+    }
+    Ok((bytes, names))
+}
+
+/// A failed run is told to the report's owner (a signed-in person's
+/// report; a key's has no one to tell) in their inbox and channels.
+fn tell_owner(state: &AppState, tenant: &str, report: &Report, run: &Run, error: &str) {
+    if report.owner.starts_with("key:") {
+        return;
+    }
+    let request = beacon_realtime::notify::SendRequest {
+        recipients: vec![report.owner.clone()],
+        category: "reports".into(),
+        severity: Some("warning".into()),
+        title: format!("Report \"{}\" failed", report.definition.title)
+            .chars()
+            .take(200)
+            .collect(),
+        body: error.chars().take(2_000).collect(),
+        data: Some(json!({"report_id": report.id, "run_id": run.id})),
+        channels: None,
+        idempotency_key: Some(format!("report-failed:{}", run.id)),
+    };
+    if let Err(e) = state.notifier.send(tenant, request) {
+        tracing::warn!(%tenant, error = %e, "Telling a report's owner of a failed run failed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Datelike, Timelike, Weekday};
+
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .timestamp_micros()
+    }
+
+    /// A clock stepped minute by minute across the spring and autumn
+    /// changes, running the report whenever it is due the way the loop
+    /// does: each Monday exactly one run, at 09:00 local time.
+    fn simulate(zone: &str, from: &str, weeks: i64) -> Vec<DateTime<Tz>> {
+        let tz: Tz = zone.parse().expect("zone");
+        let cron = parse("0 9 * * MON").expect("cron");
+        let start = at(from);
+        let mut next = next_after(&cron, tz, start);
+        let mut runs = Vec::new();
+        let minute = 60_000_000;
+        let mut now = start;
+        while now < start + weeks * 7 * 24 * 60 * minute {
+            now += minute;
+            if let Some(due) = next
+                && due <= now
+            {
+                runs.push(
+                    tz.from_utc_datetime(
+                        &DateTime::<Utc>::from_timestamp_micros(due)
+                            .expect("time")
+                            .naive_utc(),
+                    ),
+                );
+                next = next_after(&cron, tz, due.max(now));
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn nine_on_mondays_stays_nine_across_daylight_saving_changes() {
+        // London: 29 March and 25 October 2026; New York: 8 March and
+        // 1 November 2026.
+        for (zone, from, weeks) in [
+            ("Europe/London", "2026-03-10T00:00:00Z", 5),
+            ("Europe/London", "2026-10-10T00:00:00Z", 5),
+            ("America/New_York", "2026-02-20T00:00:00Z", 5),
+            ("America/New_York", "2026-10-20T00:00:00Z", 5),
+        ] {
+            let runs = simulate(zone, from, weeks);
+            assert_eq!(runs.len(), 5, "{zone} from {from}: {runs:?}");
+            for r in &runs {
+                assert_eq!(
+                    (r.weekday(), r.hour(), r.minute()),
+                    (Weekday::Mon, 9, 0),
+                    "{zone}: {r}"
+                );
+            }
+            let offsets: std::collections::BTreeSet<String> =
+                runs.iter().map(|r| r.format("%z").to_string()).collect();
+            assert_eq!(
+                offsets.len(),
+                2,
+                "{zone} from {from}: the runs straddle a change: {runs:?}"
+            );
+            let mut days: Vec<_> = runs.iter().map(|r| r.date_naive()).collect();
+            days.dedup();
+            assert_eq!(days.len(), runs.len(), "one run per Monday");
+        }
+    }
+
+    #[test]
+    fn bad_cron_is_a_clear_error() {
+        for bad in ["", "every monday", "61 9 * * MON", "0 9 * * FUNDAY"] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.message().contains("cron"), "{bad}: {}", e.message());
+        }
+    }
+}
