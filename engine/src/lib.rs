@@ -445,6 +445,13 @@ impl Engine {
         Ok((ctx, has))
     }
 
+    fn tenants(&self) -> Result<Vec<beacon_ingest::catalog::Tenant>> {
+        self.store
+            .catalog()
+            .tenants()
+            .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))
+    }
+
     /// Loads (or rolls up) the rollups of every workspace's files, so the
     /// first dashboard after a start does not wait for them (the server
     /// calls it once at start; [`rollup`] keeps them on disk).
@@ -452,12 +459,7 @@ impl Engine {
         if !self.config.rollups {
             return Ok(());
         }
-        let tenants = self
-            .store
-            .catalog()
-            .tenants()
-            .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
-        for t in tenants {
+        for t in self.tenants()? {
             let snapshot = self.store.snapshot(&t.id);
             self.rollups.warm(&t.id, &snapshot).await?;
         }
@@ -473,11 +475,7 @@ impl Engine {
         if !self.config.rollups && !self.funnel_index.enabled() && !self.column_cache.enabled() {
             return Ok(());
         }
-        let tenants = self
-            .store
-            .catalog()
-            .tenants()
-            .map_err(|e| Error::Plan(format!("listing workspaces: {e}")))?;
+        let tenants = self.tenants()?;
         // Forget replaced files first: a failing warm below must not keep
         // another workspace's dead columns in memory.
         let snapshots: Vec<_> = tenants

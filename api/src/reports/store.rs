@@ -185,35 +185,12 @@ pub fn delete(state: &AppState, tenant: &str, id: &str) -> Result<bool, ApiError
 /// Scheduled reports due at `now_us`, every workspace: (workspace, report).
 pub fn due(state: &AppState, now_us: i64) -> Result<Vec<(String, Report)>, ApiError> {
     Ok(state.notifier.db().with(|c| {
+        // The workspace after the report's columns, so `report_of` reads them.
         let mut stmt = c.prepare(&format!(
-            "SELECT tenant_id, {REPORT_COLUMNS} FROM reports \
+            "SELECT {REPORT_COLUMNS}, tenant_id FROM reports \
              WHERE next_run_us IS NOT NULL AND paused = 0 AND next_run_us <= ?1 ORDER BY next_run_us"
         ))?;
-        let rows = stmt.query_map(params![now_us], |r| {
-            let tenant: String = r.get(0)?;
-            // The report's columns follow the workspace's.
-            let text: String = r.get(2)?;
-            let definition = serde_json::from_str(&text).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-            })?;
-            let next: Option<i64> = r.get(6)?;
-            let paused: bool = r.get(5)?;
-            Ok((
-                tenant,
-                Report {
-                    id: r.get(1)?,
-                    definition,
-                    schedule: r.get(3)?,
-                    format: r.get(4)?,
-                    paused,
-                    next_run_at: next.map(rfc3339),
-                    owner: r.get(7)?,
-                    created_at: rfc3339(r.get(8)?),
-                    updated_at: rfc3339(r.get(9)?),
-                    next_run_us: next,
-                },
-            ))
-        })?;
+        let rows = stmt.query_map(params![now_us], |r| Ok((r.get(9)?, report_of(r)?)))?;
         rows.collect()
     })?)
 }
