@@ -421,7 +421,9 @@ impl Sensitivity {
 /// backtest, `window` points at a time, with the same methods and
 /// combination as [`forecast`]); the band is the forecast interval at the
 /// sensitivity's level. Points before the first full window have no band
-/// (`NaN`) and are never anomalous.
+/// (`NaN`) and are never anomalous. Anomalous points are replaced by their
+/// expected values in the history of later windows (windows are therefore
+/// fitted in order, not in parallel).
 pub fn anomaly_bands(
     y: &[f64],
     freq: Frequency,
@@ -453,22 +455,25 @@ pub fn anomaly_bands(
             got: n,
         });
     }
-    let cuts: Vec<usize> = (first..n).step_by(window).collect();
-    let parts: Vec<Result<(usize, Forecast)>> = cuts
-        .par_iter()
-        .map(|&cut| forecast(&y[..cut], freq, window.min(n - cut), &opts).map(|f| (cut, f)))
-        .collect();
-    for part in parts {
-        let (cut, f) = part?;
+    // Window by window, in order: the history a window is forecast from
+    // has the points already found anomalous replaced by their expected
+    // values, so one spike does not raise the expectation (and widen the
+    // band) of the days after it, flagging them as unusually low.
+    let mut clean = y.to_vec();
+    let mut anomalous = vec![false; n];
+    for cut in (first..n).step_by(window) {
+        let f = forecast(&clean[..cut], freq, window.min(n - cut), &opts)?;
         for (k, p) in f.point.iter().enumerate() {
-            expected[cut + k] = *p;
-            lower[cut + k] = f.intervals[0].lower[k];
-            upper[cut + k] = f.intervals[0].upper[k];
+            let t = cut + k;
+            expected[t] = *p;
+            lower[t] = f.intervals[0].lower[k];
+            upper[t] = f.intervals[0].upper[k];
+            anomalous[t] = y[t] < lower[t] || y[t] > upper[t];
+            if anomalous[t] {
+                clean[t] = *p;
+            }
         }
     }
-    let anomalous = (0..n)
-        .map(|t| lower[t].is_finite() && (y[t] < lower[t] || y[t] > upper[t]))
-        .collect();
     Ok(Bands {
         expected,
         lower,
