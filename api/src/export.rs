@@ -1,4 +1,4 @@
-//! Analytics answers as files: `?format=csv|xlsx` (or the `Accept` type) on
+//! Analytics answers as files: `?format=csv|xlsx|parquet` (or the `Accept` type) on
 //! `/v1/analytics/{endpoint}`, the same numbers as the JSON answer.
 //!
 //! An answer is cut into tables by its shape, whatever the endpoint:
@@ -9,8 +9,10 @@
 //! - an object of plain values (`summary`, `change`, `range`) is a table of
 //!   `field, value` rows.
 //!
-//! CSV (RFC 4180, UTF-8, a header row) holds one table: `table=<name>`, by
-//! default `series` when the answer has one, else the first table. XLSX
+//! CSV (RFC 4180, UTF-8, a header row) and Parquet hold one table:
+//! `table=<name>`, by default `series` when the answer has one, else the
+//! first table; Parquet types its columns (decimal text as decimals, days
+//! as dates: [`parquet_type`]). XLSX
 //! holds every table, a sheet each, and an About sheet with the endpoint
 //! and the request. In a workbook, text that is a decimal (money, which
 //! the API answers as decimal text) becomes a number shown to its places,
@@ -35,9 +37,14 @@ pub enum Export {
     Csv,
     /// Every table, a sheet each.
     Xlsx,
+    /// One table, typed (money as decimals, days as dates).
+    Parquet,
 }
 
 pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// The Parquet media type.
+pub const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
 
 impl Export {
     /// From `format` (taken out of the request), else the `Accept` header.
@@ -47,9 +54,10 @@ impl Export {
                 "json" => Ok(Self::Json),
                 "csv" => Ok(Self::Csv),
                 "xlsx" => Ok(Self::Xlsx),
+                "parquet" => Ok(Self::Parquet),
                 other => Err(ApiError::bad_request(
                     "invalid_format",
-                    format!("format {other:?} is not one of json, csv, xlsx"),
+                    format!("format {other:?} is not one of json, csv, xlsx, parquet"),
                 )),
             };
         }
@@ -61,6 +69,7 @@ impl Export {
             match part.split(';').next().unwrap_or("").trim() {
                 "text/csv" => return Ok(Self::Csv),
                 XLSX_TYPE => return Ok(Self::Xlsx),
+                PARQUET_TYPE => return Ok(Self::Parquet),
                 _ => {}
             }
         }
@@ -265,7 +274,7 @@ pub fn respond(
     }
     let (body, content_type, ext) = match export {
         Export::Json => return Ok(axum::Json(answer).into_response()),
-        Export::Csv => {
+        Export::Csv | Export::Parquet => {
             let chosen = match table {
                 Some(t) => tables.iter().find(|x| x.name == t),
                 None => tables
@@ -276,10 +285,14 @@ pub fn respond(
             let Some(chosen) = chosen else {
                 return Err(ApiError::bad_request(
                     "empty_answer",
-                    format!("the {endpoint} answer has no table to write as CSV"),
+                    format!("the {endpoint} answer has no table to write as one file"),
                 ));
             };
-            (csv(chosen)?, "text/csv; charset=utf-8", "csv")
+            if export == Export::Parquet {
+                (parquet_of(chosen)?, PARQUET_TYPE, "parquet")
+            } else {
+                (csv(chosen)?, "text/csv; charset=utf-8", "csv")
+            }
         }
         Export::Xlsx => (xlsx(endpoint, request, &tables)?, XLSX_TYPE, "xlsx"),
     };
@@ -354,7 +367,10 @@ fn batch(t: &Table) -> Result<RecordBatch, ApiError> {
 
 /// A workbook of `sheets` (name, table), one sheet each, with `about`
 /// (key, value) on its About sheet: reports' Excel files.
-pub fn workbook(sheets: &[(String, &Table)], about: &[(&str, String)]) -> Result<Vec<u8>, ApiError> {
+pub fn workbook(
+    sheets: &[(String, &Table)],
+    about: &[(&str, String)],
+) -> Result<Vec<u8>, ApiError> {
     let fail = |e: rust_xlsxwriter::XlsxError| ApiError::internal(&e);
     let mut book = crate::xlsx::XlsxBook::new().typing_text();
     for (name, t) in sheets {
@@ -372,6 +388,138 @@ pub fn workbook(sheets: &[(String, &Table)], about: &[(&str, String)]) -> Result
 /// One table as CSV (RFC 4180, UTF-8, a header row).
 pub fn csv_of(t: &Table) -> Result<Vec<u8>, ApiError> {
     csv(t)
+}
+
+/// A column's type in a Parquet file: whole numbers as `Int64`, other
+/// numbers as `Float64` (ratios: the API answers them as JSON numbers),
+/// booleans, decimal text (money) as `Decimal128(38, s)` at its largest
+/// scale, `YYYY-MM-DD` as `Date32`, RFC 3339 times as UTC timestamps,
+/// anything else as text. Money never passes through floating point.
+fn parquet_type(t: &Table, c: usize) -> DataType {
+    let values: Vec<&Value> = t
+        .rows
+        .iter()
+        .map(|r| &r[c])
+        .filter(|v| !v.is_null())
+        .collect();
+    let texts: Option<Vec<&str>> = values.iter().map(|v| v.as_str()).collect();
+    if values.is_empty() {
+        DataType::Utf8
+    } else if values.iter().all(|v| v.is_i64()) {
+        DataType::Int64
+    } else if values.iter().all(|v| v.is_number()) {
+        DataType::Float64
+    } else if values.iter().all(|v| v.is_boolean()) {
+        DataType::Boolean
+    } else if let Some(texts) = texts {
+        if let Some(scales) = texts
+            .iter()
+            .map(|s| decimal_scale(s))
+            .collect::<Option<Vec<u8>>>()
+        {
+            DataType::Decimal128(38, scales.into_iter().max().unwrap_or(0) as i8)
+        } else if texts
+            .iter()
+            .all(|s| s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
+        {
+            DataType::Date32
+        } else if texts
+            .iter()
+            .all(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
+        {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
+        } else {
+            DataType::Utf8
+        }
+    } else {
+        DataType::Utf8
+    }
+}
+
+/// The scale of decimal text (`-12.3400` is 4), if it is decimal text
+/// that fits a `Decimal128(38, _)`.
+fn decimal_scale(s: &str) -> Option<u8> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = digits.split_once('.')?;
+    let ok = !int.is_empty()
+        && !frac.is_empty()
+        && int.len() + frac.len() <= 38
+        && frac.len() <= 18
+        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit());
+    ok.then_some(frac.len() as u8)
+}
+
+/// Decimal text as an `i128` at `scale` (its scale is at most `scale`).
+fn decimal_value(s: &str, scale: u8) -> Option<i128> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let padded = format!("{int}{frac:0<width$}", width = scale as usize);
+    let v: i128 = padded.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+fn typed_batch(t: &Table) -> Result<RecordBatch, ApiError> {
+    use arrow::array::{Date32Array, Decimal128Array, Int64Array, TimestampMicrosecondArray};
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch is a date");
+    for (c, name) in t.columns.iter().enumerate() {
+        let dt = parquet_type(t, c);
+        let values = t.rows.iter().map(|r| &r[c]);
+        let array: ArrayRef = match &dt {
+            DataType::Int64 => Arc::new(values.map(Value::as_i64).collect::<Int64Array>()),
+            DataType::Float64 => Arc::new(values.map(Value::as_f64).collect::<Float64Array>()),
+            DataType::Boolean => Arc::new(values.map(Value::as_bool).collect::<BooleanArray>()),
+            DataType::Decimal128(p, s) => Arc::new(
+                values
+                    .map(|v| v.as_str().and_then(|x| decimal_value(x, *s as u8)))
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(|e| ApiError::internal(&e))?,
+            ),
+            DataType::Date32 => Arc::new(
+                values
+                    .map(|v| {
+                        let d = chrono::NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d").ok()?;
+                        i32::try_from((d - epoch).num_days()).ok()
+                    })
+                    .collect::<Date32Array>(),
+            ),
+            DataType::Timestamp(_, _) => Arc::new(
+                values
+                    .map(|v| {
+                        Some(
+                            chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+                                .ok()?
+                                .timestamp_micros(),
+                        )
+                    })
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
+            _ => Arc::new(
+                values
+                    .map(|v| (!v.is_null()).then(|| text(v)))
+                    .collect::<StringArray>(),
+            ),
+        };
+        fields.push(Field::new(name, dt, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ApiError::internal(&e))
+}
+
+/// One table as a Parquet file, typed ([`parquet_type`]).
+pub fn parquet_of(t: &Table) -> Result<Vec<u8>, ApiError> {
+    let batch = typed_batch(t)?;
+    let fail = |e: parquet::errors::ParquetError| ApiError::internal(&e);
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).map_err(fail)?;
+    w.write(&batch).map_err(fail)?;
+    w.into_inner().map_err(fail)
 }
 
 fn xlsx(endpoint: &str, request: &Value, tables: &[Table]) -> Result<Vec<u8>, ApiError> {

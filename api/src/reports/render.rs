@@ -1,7 +1,7 @@
 //! Running a report: each block's analytics request (or SQL query) over
 //! the report's range and filters, its table, the written summary, and the
-//! file (Excel: a sheet per block after a Summary sheet; CSV: one file per
-//! block).
+//! file (Excel: a sheet per block after a Summary sheet; CSV and Parquet:
+//! one file per block).
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
@@ -23,6 +23,8 @@ pub enum Format {
     /// One CSV file per block (the run keeps them; a download names the
     /// block).
     Csv,
+    /// One Parquet file per block, typed (money as decimals).
+    Parquet,
 }
 
 impl Format {
@@ -31,9 +33,10 @@ impl Format {
         match name {
             "xlsx" => Ok(Self::Xlsx),
             "csv" => Ok(Self::Csv),
+            "parquet" => Ok(Self::Parquet),
             other => Err(ApiError::bad_request(
                 "invalid_format",
-                format!("a report is written as xlsx or csv, not {other:?}"),
+                format!("a report is written as xlsx, csv or parquet, not {other:?}"),
             )),
         }
     }
@@ -43,7 +46,13 @@ impl Format {
         match self {
             Self::Xlsx => "xlsx",
             Self::Csv => "csv",
+            Self::Parquet => "parquet",
         }
+    }
+
+    /// One file per block (not one for the whole report).
+    pub fn per_block(self) -> bool {
+        self != Self::Xlsx
     }
 }
 
@@ -494,11 +503,11 @@ async fn unusual_days(
     (!days.is_empty()).then(|| format!("Unusual revenue on {}.", days.join("; ")))
 }
 
-/// The file of a rendered report: the workbook, or the CSV of block `n`
-/// (0-based).
+/// The file of a rendered report: the workbook, or the CSV or Parquet
+/// file of block `n` (0-based).
 pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8>, ApiError> {
     match format {
-        Format::Csv => {
+        Format::Csv | Format::Parquet => {
             let b = rendered.blocks.get(block).ok_or_else(|| {
                 ApiError::bad_request(
                     "unknown_block",
@@ -509,7 +518,11 @@ pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8
                     ),
                 )
             })?;
-            export::csv_of(&b.table)
+            if format == Format::Csv {
+                export::csv_of(&b.table)
+            } else {
+                export::parquet_of(&b.table)
+            }
         }
         Format::Xlsx => {
             let summary = Table {

@@ -161,19 +161,15 @@ fn keep(
 ) -> Result<(i64, Vec<String>), ApiError> {
     let dir = store::files_dir(state, tenant).join(&report.id);
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(&e))?;
-    let files: Vec<(String, Vec<u8>)> = match format {
-        Format::Xlsx => vec![(
-            format!("{run_id}.xlsx"),
-            render::write(rendered, format, 0)?,
-        )],
-        Format::Csv => (0..rendered.blocks.len())
+    let files: Vec<(String, Vec<u8>)> = if format.per_block() {
+        (0..rendered.blocks.len())
             .map(|b| {
-                Ok((
-                    format!("{run_id}-{b}.csv"),
-                    render::write(rendered, format, b)?,
-                ))
+                let name = format!("{run_id}-{b}.{}", format.name());
+                Ok((name, render::write(rendered, format, b)?))
             })
-            .collect::<Result<_, ApiError>>()?,
+            .collect::<Result<_, ApiError>>()?
+    } else {
+        vec![(format!("{run_id}.xlsx"), render::write(rendered, format, 0)?)]
     };
     let mut bytes = 0;
     let mut names = Vec::with_capacity(files.len());

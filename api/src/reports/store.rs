@@ -21,7 +21,7 @@ pub struct Report {
     pub definition: Definition,
     /// Cron expression in the workspace's time zone, if scheduled.
     pub schedule: Option<String>,
-    /// `xlsx` or `csv`.
+    /// `xlsx`, `csv` or `parquet`.
     pub format: String,
     /// A paused schedule does not run.
     pub paused: bool,
@@ -52,7 +52,7 @@ pub struct Run {
     pub started_at: String,
     /// How long it took.
     pub duration_ms: Option<i64>,
-    /// `xlsx` or `csv`.
+    /// `xlsx`, `csv` or `parquet`.
     pub format: String,
     /// Size of the file(s).
     pub bytes: Option<i64>,

@@ -6,7 +6,7 @@
 //!   `POST /v1/reports/{id}/pause|resume|run` (rules: analysts change the
 //!   reports they made, admins every one)
 //! - `POST /v1/reports/preview` (query): a definition rendered now, as JSON
-//!   (or `?format=xlsx|csv&block=N`), nothing saved
+//!   (or `?format=xlsx|csv|parquet&block=N`), nothing saved
 //! - `GET /v1/reports/templates` (view)
 //! - `GET /v1/reports/runs[?report=&limit=]`, `GET /v1/reports/runs/{id}`,
 //!   `GET /v1/reports/runs/{id}/file[?block=N]` (view)
@@ -46,7 +46,7 @@ pub struct ReportBody {
     /// Cron expression in the workspace's time zone; none: on demand only.
     #[serde(default)]
     schedule: Option<String>,
-    /// `xlsx` (default) or `csv`.
+    /// `xlsx` (default), `csv` or `parquet`.
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -376,6 +376,7 @@ fn file_response(body: Vec<u8>, format: Format, name: &str) -> Response {
     let content_type = match format {
         Format::Xlsx => crate::export::XLSX_TYPE,
         Format::Csv => "text/csv; charset=utf-8",
+        Format::Parquet => crate::export::PARQUET_TYPE,
     };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&format!(
@@ -429,9 +430,10 @@ pub async fn run_file(
     let (run, files) = store::run(&state, &caller.tenant, &id)?;
     let format = Format::parse(&run.format)?;
     let block = q.block.unwrap_or(0);
-    let name = match format {
-        Format::Xlsx => files.first(),
-        Format::Csv => files.get(block),
+    let name = if format.per_block() {
+        files.get(block)
+    } else {
+        files.first()
     }
     .ok_or_else(|| {
         ApiError::not_found(if run.outcome == "ok" {

@@ -862,6 +862,35 @@ async fn answers_download_as_csv_and_excel_with_the_json_numbers() {
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.expect("text").starts_with("bucket,"));
 
+    // Parquet: one table, typed: days as dates, money as decimals equal to
+    // the API's text, counts as integers.
+    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=parquet".into()).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "application/vnd.apache.parquet");
+    let batches: Vec<arrow::array::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
+    assert_eq!(b.num_rows(), series.len());
+    use arrow::datatypes::DataType;
+    let schema = b.schema();
+    assert_eq!(schema.field_with_name("bucket").expect("bucket").data_type(), &DataType::Date32);
+    assert!(matches!(schema.field_with_name("gross").expect("gross").data_type(), DataType::Decimal128(38, 4)));
+    assert_eq!(schema.field_with_name("orders").expect("orders").data_type(), &DataType::Int64);
+    let gross = b.column_by_name("gross").expect("gross");
+    let buckets = b.column_by_name("bucket").expect("bucket");
+    for (i, want) in series.iter().enumerate() {
+        assert_eq!(arrow::util::display::array_value_to_string(gross, i).expect("gross"), want["gross"].as_str().expect("gross"));
+        assert_eq!(arrow::util::display::array_value_to_string(buckets, i).expect("bucket"), want["bucket"].as_str().expect("bucket"));
+    }
+    let (s, _, body) = get("/v1/analytics/revenue?range=7d&format=docx".into()).await;
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("parquet"));
+
     // Excel: every table a sheet, money a number to its places, days as dates.
     let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=xlsx".into()).await;
     assert_eq!(s, 200);

@@ -306,6 +306,63 @@ async fn reports_are_previewed_run_logged_and_scheduled() {
     .await;
     assert_eq!(s, 404);
 
+    // Parquet: one typed file per block, money as decimals.
+    let (s, r) = call(
+        &server,
+        Method::POST,
+        "/v1/reports",
+        key,
+        Some(
+            json!({"title": "Days", "range": "last_7_days", "format": "parquet",
+                    "blocks": [{"type": "timeseries", "interval": "day"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let pq = r["report"]["id"].as_str().expect("id").to_owned();
+    let (_, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{pq}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+    let run_id = run["run"]["id"].as_str().expect("id");
+    let (s, ct, body) = bytes(
+        &server,
+        key,
+        &format!("/v1/reports/runs/{run_id}/file?block=0"),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (200, "application/vnd.apache.parquet"));
+    let batches: Vec<arrow::array::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+            body,
+        ))
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("batches");
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
+    let gross = b.column_by_name("gross").expect("gross");
+    assert!(matches!(
+        gross.data_type(),
+        arrow::datatypes::DataType::Decimal128(38, 4)
+    ));
+    let got: Vec<String> = (0..b.num_rows())
+        .map(|i| arrow::util::display::array_value_to_string(gross, i).expect("gross"))
+        .collect();
+    let want: Vec<&str> = api["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|r| r["gross"].as_str().expect("gross"))
+        .collect();
+    assert_eq!(got, want);
+
     // A report whose SQL fails at run time: a failed run with its reason;
     // the others keep running.
     let (s, r) = call(
