@@ -210,6 +210,8 @@ pub fn routes() -> Routes {
         .post("/v1/reports/{id}/pause", Rules, reports::pause)
         .post("/v1/reports/{id}/resume", Rules, reports::resume)
         .post("/v1/reports/{id}/run", Rules, reports::run_now)
+        .post("/v1/reports/{id}/test", Rules, reports::test_send)
+        .get("/v1/reports/download/{token}", Public, reports::download)
         .get("/v1/ws", Realtime, realtime::websocket)
         .get("/v1/stream", Realtime, realtime::sse)
         .post("/v1/realtime/tokens", Admin, realtime::create_token)

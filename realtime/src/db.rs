@@ -93,7 +93,19 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reports and their runs",
         sql: MIGRATION_5,
     },
+    Migration {
+        version: 6,
+        name: "report recipients and the notification of a run",
+        sql: MIGRATION_6,
+    },
 ];
+
+/// A report's recipients (user ids, JSON) and the notification that
+/// delivered a run (its deliveries are the outbox's).
+const MIGRATION_6: &str = "
+ALTER TABLE reports ADD COLUMN recipients TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE report_runs ADD COLUMN notification_id TEXT;
+";
 
 /// Reports (a definition: title, relative range, filters, blocks; a cron
 /// schedule in the workspace's time zone and the next run it is due) and

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -80,19 +81,29 @@ pub async fn run_schedule(state: AppState, every: Duration, stop: CancellationTo
                 }
             }
             // A failure is logged in the run and told to the owner.
-            let _ = execute(&state, &tenant, &report, "schedule", Some(was)).await;
+            let _ = execute(
+                &state,
+                &tenant,
+                &report,
+                "schedule",
+                Some(was),
+                &report.recipients,
+            )
+            .await;
         }
     }
 }
 
-/// Runs `report` now: renders it as of the clock, keeps its file(s) and
-/// logs the run. Answers the run (its outcome says whether it failed).
+/// Runs `report` now: renders it as of the clock, keeps its file(s), logs
+/// the run and delivers it to `to` (the report's recipients, or one person
+/// for a test send). Answers the run (its outcome says whether it failed).
 pub async fn execute(
     state: &AppState,
     tenant: &str,
     report: &Report,
     trigger: &str,
     scheduled_us: Option<i64>,
+    to: &[String],
 ) -> Result<Run, ApiError> {
     let format = Format::parse(&report.format)?;
     let started_us = state.engine.now().timestamp_micros();
@@ -112,6 +123,7 @@ pub async fn execute(
         error: None,
         range_from: None,
         range_to: None,
+        notification_id: None,
     };
     store::start_run(state, tenant, &run, started_us, scheduled_us)?;
     let rendered = render::render(state, tenant, &report.definition, started_us).await;
@@ -119,6 +131,10 @@ pub async fn execute(
         .as_ref()
         .ok()
         .map(|r| (r.from.to_string(), r.to.to_string()));
+    let summary = rendered
+        .as_ref()
+        .map(|r| r.summary.clone())
+        .unwrap_or_default();
     let outcome = match rendered {
         Ok(r) => keep(state, tenant, report, &id, &r, format)
             .map(|(bytes, files)| (bytes, r.rows() as i64, files)),
@@ -135,10 +151,30 @@ pub async fn execute(
     run.range_from = finished.range.as_ref().map(|r| r.0.clone());
     run.range_to = finished.range.as_ref().map(|r| r.1.clone());
     match &finished.outcome {
-        Ok((bytes, rows, _)) => {
+        Ok((bytes, rows, files)) => {
             run.outcome = "ok".into();
             run.bytes = Some(*bytes);
             run.rows = Some(*rows);
+            if !to.is_empty() {
+                match deliver(state, tenant, report, &run, &summary, files, to) {
+                    Ok(n) => {
+                        store::set_notification(state, tenant, &run.id, &n)?;
+                        run.notification_id = Some(n);
+                    }
+                    // The run is kept; the delivery's failure is the owner's
+                    // to know (an unknown recipient, ...).
+                    Err(e) => {
+                        tracing::warn!(%tenant, report = %report.id, error = %e.message(), "Delivering a report failed.");
+                        tell_owner(
+                            state,
+                            tenant,
+                            report,
+                            &run,
+                            &format!("delivering the report: {}", e.message()),
+                        );
+                    }
+                }
+            }
         }
         Err(e) => {
             run.outcome = "failed".into();
@@ -148,6 +184,109 @@ pub async fn execute(
         }
     }
     Ok(run)
+}
+
+/// How long a report's download link works.
+pub const LINK_TTL_SECS: i64 = 7 * 24 * 3600;
+
+/// What a signed download link names: a run's file, until `exp`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Download {
+    /// Workspace.
+    pub t: String,
+    /// Run.
+    pub r: String,
+    /// File name (one of the run's).
+    pub f: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+/// Prefix of download tokens.
+pub const DOWNLOAD_PREFIX: &str = "bdl_";
+
+/// A signed link to one of a run's files, working for [`LINK_TTL_SECS`]
+/// without signing in.
+pub fn download_link(state: &AppState, tenant: &str, run: &str, file: &str) -> String {
+    let claims = Download {
+        t: tenant.to_owned(),
+        r: run.to_owned(),
+        f: file.to_owned(),
+        exp: state.engine.now().timestamp() + LINK_TTL_SECS,
+    };
+    format!(
+        "{}/v1/reports/download/{}",
+        crate::routes::auth::public_url(state),
+        state.tokens.sign_as(DOWNLOAD_PREFIX, &claims)
+    )
+}
+
+/// Sends a run to `to` through the notification outbox (category
+/// `reports`, so each person's preferences pick the channels): the
+/// summary as the body, signed links to the files in its data, and the
+/// file itself attached to emails (one file: a workbook, or the first
+/// block's CSV or Parquet file). Answers the notification's id; the same
+/// run is never sent twice (its id is the idempotency key).
+fn deliver(
+    state: &AppState,
+    tenant: &str,
+    report: &Report,
+    run: &Run,
+    summary: &[String],
+    files: &[String],
+    to: &[String],
+) -> Result<String, ApiError> {
+    let links: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| json!({"file": f, "url": download_link(state, tenant, &run.id, f)}))
+        .collect();
+    let format = Format::parse(&run.format)?;
+    let mut body = summary.join("\n");
+    for l in &links {
+        body.push_str(&format!("\n{}", l["url"].as_str().unwrap_or_default()));
+    }
+    let range = format!(
+        "{} to {}",
+        run.range_from.as_deref().unwrap_or(""),
+        run.range_to.as_deref().unwrap_or("")
+    );
+    let request = beacon_realtime::notify::SendRequest {
+        recipients: to.to_vec(),
+        category: "reports".into(),
+        severity: None,
+        title: format!("{}, {range}", report.definition.title)
+            .chars()
+            .take(200)
+            .collect(),
+        body: body.chars().take(10_000).collect(),
+        data: Some(json!({
+            "report_id": report.id,
+            "run_id": run.id,
+            "range": {"from": run.range_from, "to": run.range_to},
+            "files": links,
+            "attachment": files.first().map(|f| json!({
+                "file": format!("{}/{f}", report.id),
+                "filename": format!("{}.{}", report.definition.title.replace(['/', '\\', '"'], "-"), format.name()),
+                "content_type": content_type(format),
+            })),
+        })),
+        channels: None,
+        idempotency_key: Some(format!("report-run:{}", run.id)),
+    };
+    state
+        .notifier
+        .send(tenant, request)
+        .map(|r| r.id)
+        .map_err(|e| ApiError::bad_request("delivery_failed", e.to_string()))
+}
+
+/// A format's media type.
+pub fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Xlsx => crate::export::XLSX_TYPE,
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Parquet => crate::export::PARQUET_TYPE,
+    }
 }
 
 /// Writes the run's file(s): (bytes, file names).
@@ -169,7 +308,10 @@ fn keep(
             })
             .collect::<Result<_, ApiError>>()?
     } else {
-        vec![(format!("{run_id}.xlsx"), render::write(rendered, format, 0)?)]
+        vec![(
+            format!("{run_id}.xlsx"),
+            render::write(rendered, format, 0)?,
+        )]
     };
     let mut bytes = 0;
     let mut names = Vec::with_capacity(files.len());

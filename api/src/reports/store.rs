@@ -27,6 +27,10 @@ pub struct Report {
     pub paused: bool,
     /// When the schedule next runs (RFC 3339), if scheduled and not paused.
     pub next_run_at: Option<String>,
+    /// Users the run's file goes to (inbox, email with the file attached,
+    /// their webhooks with a signed link), by their preferences for
+    /// `reports`.
+    pub recipients: Vec<String>,
     /// Who made it.
     pub owner: String,
     /// When it was made and last changed (RFC 3339).
@@ -66,6 +70,8 @@ pub struct Run {
     pub range_from: Option<String>,
     /// Last day of the range.
     pub range_to: Option<String>,
+    /// The notification that delivered it (see its deliveries).
+    pub notification_id: Option<String>,
 }
 
 fn rfc3339(us: i64) -> String {
@@ -79,8 +85,10 @@ fn report_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Report> {
     })?;
     let next: Option<i64> = r.get(5)?;
     let paused: bool = r.get(4)?;
+    let recipients: String = r.get(9)?;
     Ok(Report {
         id: r.get(0)?,
+        recipients: serde_json::from_str(&recipients).unwrap_or_default(),
         definition,
         schedule: r.get(2)?,
         format: r.get(3)?,
@@ -93,8 +101,8 @@ fn report_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Report> {
     })
 }
 
-const REPORT_COLUMNS: &str =
-    "id, definition, schedule, format, paused, next_run_us, owner, created_at_us, updated_at_us";
+const REPORT_COLUMNS: &str = "id, definition, schedule, format, paused, next_run_us, owner, created_at_us, updated_at_us, \
+     recipients";
 
 fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     Ok(Run {
@@ -111,11 +119,12 @@ fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         error: r.get(10)?,
         range_from: r.get(11)?,
         range_to: r.get(12)?,
+        notification_id: r.get(13)?,
     })
 }
 
 const RUN_COLUMNS: &str = "id, report_id, trigger, scheduled_for_us, started_at_us, duration_ms, format, bytes, rows, \
-     outcome, error, range_from, range_to";
+     outcome, error, range_from, range_to, notification_id";
 
 /// Every report of a workspace, by title.
 pub fn list(state: &AppState, tenant: &str) -> Result<Vec<Report>, ApiError> {
@@ -149,10 +158,10 @@ pub fn put(state: &AppState, tenant: &str, report: &Report, now_us: i64) -> Resu
     let text = serde_json::to_string(&report.definition).map_err(|e| ApiError::internal(&e))?;
     state.notifier.db().with(|c| {
         c.execute(
-            "INSERT INTO reports (tenant_id, id, name, definition, schedule, format, paused, next_run_us, owner, created_at_us, updated_at_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+            "INSERT INTO reports (tenant_id, id, name, definition, schedule, format, paused, next_run_us, owner, created_at_us, updated_at_us, recipients) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) \
              ON CONFLICT (tenant_id, id) DO UPDATE SET name = ?3, definition = ?4, schedule = ?5, format = ?6, \
-                 paused = ?7, next_run_us = ?8, updated_at_us = ?10",
+                 paused = ?7, next_run_us = ?8, updated_at_us = ?10, recipients = ?11",
             params![
                 tenant,
                 report.id,
@@ -163,7 +172,8 @@ pub fn put(state: &AppState, tenant: &str, report: &Report, now_us: i64) -> Resu
                 report.paused,
                 report.next_run_us,
                 report.owner,
-                now_us
+                now_us,
+                Value::from(report.recipients.clone()).to_string()
             ],
         )
     })?;
@@ -190,7 +200,7 @@ pub fn due(state: &AppState, now_us: i64) -> Result<Vec<(String, Report)>, ApiEr
             "SELECT {REPORT_COLUMNS}, tenant_id FROM reports \
              WHERE next_run_us IS NOT NULL AND paused = 0 AND next_run_us <= ?1 ORDER BY next_run_us"
         ))?;
-        let rows = stmt.query_map(params![now_us], |r| Ok((r.get(9)?, report_of(r)?)))?;
+        let rows = stmt.query_map(params![now_us], |r| Ok((r.get(10)?, report_of(r)?)))?;
         rows.collect()
     })?)
 }
@@ -299,7 +309,7 @@ pub fn run(state: &AppState, tenant: &str, id: &str) -> Result<(Run, Vec<String>
                 ),
                 params![tenant, id],
                 |r| {
-                    let files: Option<String> = r.get(13)?;
+                    let files: Option<String> = r.get(14)?;
                     Ok((
                         run_of(r)?,
                         files
@@ -316,4 +326,20 @@ pub fn run(state: &AppState, tenant: &str, id: &str) -> Result<(Run, Vec<String>
 /// Where a workspace's run files are.
 pub fn files_dir(state: &AppState, tenant: &str) -> PathBuf {
     state.store.data_dir().join("reports").join(tenant)
+}
+
+/// Records the notification that delivered a run.
+pub fn set_notification(
+    state: &AppState,
+    tenant: &str,
+    run_id: &str,
+    notification: &str,
+) -> Result<(), ApiError> {
+    state.notifier.db().with(|c| {
+        c.execute(
+            "UPDATE report_runs SET notification_id = ?3 WHERE tenant_id = ?1 AND id = ?2",
+            params![tenant, run_id, notification],
+        )
+    })?;
+    Ok(())
 }

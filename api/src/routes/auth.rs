@@ -464,7 +464,7 @@ pub async fn revoke_own_key(
 }
 
 /// The base of links in emails.
-fn public_url(state: &AppState) -> String {
+pub(crate) fn public_url(state: &AppState) -> String {
     let configured = state.config.access.public_url.trim_end_matches('/');
     if configured.is_empty() {
         format!("http://{}", state.config.listen)
@@ -503,6 +503,7 @@ async fn email_link(
         subject: subject.to_owned(),
         text,
         html,
+        attachments: Vec::new(),
     };
     let to = to.to_owned();
     let id = random_secret(16);

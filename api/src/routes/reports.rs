@@ -4,7 +4,10 @@
 //! - `GET /v1/reports`, `GET /v1/reports/{id}` (view)
 //! - `POST /v1/reports`, `PUT /v1/reports/{id}`, `DELETE /v1/reports/{id}`,
 //!   `POST /v1/reports/{id}/pause|resume|run` (rules: analysts change the
-//!   reports they made, admins every one)
+//!   reports they made, admins every one); `POST /v1/reports/{id}/test`
+//!   (rules: runs it and delivers it to the caller only)
+//! - `GET /v1/reports/download/{token}` (public: a signed, expiring link
+//!   to a run's file, as deliveries carry)
 //! - `POST /v1/reports/preview` (query): a definition rendered now, as JSON
 //!   (or `?format=xlsx|csv|parquet&block=N`), nothing saved
 //! - `GET /v1/reports/templates` (view)
@@ -49,6 +52,9 @@ pub struct ReportBody {
     /// `xlsx` (default), `csv` or `parquet`.
     #[serde(default)]
     format: Option<String>,
+    /// User ids each run is delivered to.
+    #[serde(default)]
+    recipients: Vec<String>,
     #[serde(default)]
     paused: bool,
 }
@@ -164,8 +170,23 @@ async fn report_of(
         }
         None => None,
     };
+    let mut recipients = body.recipients.clone();
+    recipients.sort();
+    recipients.dedup();
+    if recipients.len() > 100 {
+        return Err(invalid("a report has at most 100 recipients"));
+    }
+    for r in &recipients {
+        if state.notifier.db().user(&caller.tenant, r)?.is_none() {
+            return Err(ApiError::bad_request(
+                "unknown_recipient",
+                format!("recipient {r:?} is not a user of this workspace"),
+            ));
+        }
+    }
     Ok(Report {
         id,
+        recipients,
         definition: def,
         schedule: schedule.map(str::to_owned),
         format,
@@ -315,8 +336,69 @@ pub async fn run_now(
 ) -> Result<Response, ApiError> {
     let report = store::get(&state, &caller.tenant, &id)?;
     may_change(&caller, &report)?;
-    let run = schedule::execute(&state, &caller.tenant, &report, "manual", None).await?;
+    let run = schedule::execute(
+        &state,
+        &caller.tenant,
+        &report,
+        "manual",
+        None,
+        &report.recipients,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({"run": run}))).into_response())
+}
+
+/// `POST /v1/reports/{id}/test`: runs it now and delivers it to the
+/// signed-in caller only (201 with the run).
+pub async fn test_send(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let report = store::get(&state, &caller.tenant, &id)?;
+    let Some(me) = caller.user().map(str::to_owned) else {
+        return Err(ApiError::forbidden(
+            "a test send goes to a signed-in person, not a key",
+        ));
+    };
+    let run = schedule::execute(&state, &caller.tenant, &report, "test", None, &[me]).await?;
+    Ok((StatusCode::CREATED, Json(json!({"run": run}))).into_response())
+}
+
+/// `GET /v1/reports/download/{token}` (no sign-in: the token is the
+/// permission): a run's file by a signed link, until it expires (404 for
+/// a tampered link, 410 for an expired one).
+pub async fn download(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let claims: schedule::Download = state
+        .tokens
+        .verify_as(schedule::DOWNLOAD_PREFIX, &token)
+        .map_err(|_| ApiError::not_found("no such download link"))?;
+    if claims.exp < state.engine.now().timestamp() {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "link_expired",
+            "this download link has expired; ask for the report again",
+        ));
+    }
+    let (run, files) = store::run(&state, &claims.t, &claims.r)?;
+    if !files.contains(&claims.f) {
+        return Err(ApiError::not_found("the file of this link is gone"));
+    }
+    let format = Format::parse(&run.format)?;
+    let path = store::files_dir(&state, &claims.t)
+        .join(&run.report_id)
+        .join(&claims.f);
+    let body = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::not_found("the file of this link is gone"))?;
+    Ok(file_response(
+        body,
+        format,
+        &format!("beacon-report-{}", run.report_id),
+    ))
 }
 
 /// `POST /v1/reports/preview` query.
@@ -373,12 +455,10 @@ pub async fn preview(
 fn file_response(body: Vec<u8>, format: Format, name: &str) -> Response {
     let mut response = body.into_response();
     let h = response.headers_mut();
-    let content_type = match format {
-        Format::Xlsx => crate::export::XLSX_TYPE,
-        Format::Csv => "text/csv; charset=utf-8",
-        Format::Parquet => crate::export::PARQUET_TYPE,
-    };
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(schedule::content_type(format)),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"{name}.{}\"",
         format.name()

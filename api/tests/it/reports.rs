@@ -607,3 +607,177 @@ async fn bad_report_definitions_are_clear_errors() {
     assert_eq!(s, 403, "{v}");
     assert!(server.stop().success());
 }
+
+/// A run reaches its recipients through the outbox: an email from a real
+/// SMTP server (aiosmtpd) with the workbook attached, a notification whose
+/// signed link downloads the same file without signing in; a tampered
+/// link is refused; one email per run; a key cannot test-send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_delivered_with_the_file_attached_and_linked() {
+    let smtp = common::PyReceiver::start(&["smtp"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let port = smtp.port.to_string();
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_NOTIFY__SMTP__HOST", "127.0.0.1"),
+            ("BEACON_NOTIFY__SMTP__PORT", port.as_str()),
+            ("BEACON_NOTIFY__SMTP__FROM", "Beacon <reports@shop.test>"),
+            ("BEACON_NOTIFY__POLL_INTERVAL", "50ms"),
+        ],
+    );
+    let key = &tenant.admin_key;
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": events()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/ann",
+        key,
+        Some(json!({"email": "ann@shop.test", "name": "Ann", "role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // An unknown recipient is refused when the report is saved.
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/reports",
+        key,
+        Some(json!({"template": "weekly_sales", "recipients": ["nobody"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (400, &json!("unknown_recipient")),
+        "{v}"
+    );
+
+    let (s, r) = call(
+        &server,
+        Method::POST,
+        "/v1/reports",
+        key,
+        Some(json!({"template": "weekly_sales", "range": "last_7_days", "recipients": ["ann"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["report"]["recipients"], json!(["ann"]));
+    let report = r["report"]["id"].as_str().expect("id").to_owned();
+    let (s, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{report}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{run}");
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+    assert!(run["run"]["notification_id"].is_string(), "{run}");
+    let run_id = run["run"]["id"].as_str().expect("id");
+    let (_, _, file) = bytes(&server, key, &format!("/v1/reports/runs/{run_id}/file")).await;
+
+    // The email: to Ann, the summary in its text, the workbook attached.
+    let mail = smtp
+        .next_json(std::time::Duration::from_secs(20))
+        .expect("the report's email");
+    assert_eq!(mail["rcpt_tos"], json!(["ann@shop.test"]));
+    assert!(
+        mail["headers"]["subject"]
+            .as_str()
+            .expect("subject")
+            .starts_with("Weekly sales summary"),
+        "{mail}"
+    );
+    let attachments = mail["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 1, "{mail}");
+    assert_eq!(attachments[0]["filename"], "Weekly sales summary.xlsx");
+    assert!(
+        attachments[0]["content_type"]
+            .as_str()
+            .expect("type")
+            .contains("spreadsheetml")
+    );
+    use base64::Engine as _;
+    let attached = base64::engine::general_purpose::STANDARD
+        .decode(attachments[0]["base64"].as_str().expect("base64"))
+        .expect("base64");
+    assert_eq!(attached, file, "the attachment is the run's file");
+    let book = common::read_xlsx(&attached);
+    assert_eq!(book["sheets"][1], "1 Key numbers");
+
+    // The notification's data links the file; the link needs no sign-in.
+    let (s, sent) = call(
+        &server,
+        Method::GET,
+        &format!(
+            "/v1/notifications/{}",
+            run["run"]["notification_id"].as_str().expect("id")
+        ),
+        key,
+        None,
+    )
+    .await;
+    let url = if s == 200 {
+        sent["notification"]["data"]["files"][0]["url"]
+            .as_str()
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let url = url.unwrap_or_else(|| {
+        let text = mail["text"].as_str().expect("text");
+        let at = text
+            .find("/v1/reports/download/")
+            .expect("a link in the email");
+        let token = text[at..].split_whitespace().next().expect("link");
+        server.url(token)
+    });
+    let path = &url[url.find("/v1/reports/download/").expect("download path")..];
+    let resp = client().get(server.url(path)).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.expect("bytes").to_vec(), file);
+    let mut tampered = path.to_owned();
+    let last = tampered.pop().expect("a character");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let resp = client()
+        .get(server.url(&tampered))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    let resp = client()
+        .get(server.url("/v1/reports/download/bdl_nonsense"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+
+    // The same run is never sent twice; a key cannot test-send (no person).
+    assert!(
+        smtp.next_json(std::time::Duration::from_millis(500))
+            .is_none(),
+        "one email per run"
+    );
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{report}/test"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(server.stop().success());
+}

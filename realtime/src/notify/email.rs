@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -120,6 +121,65 @@ pub struct Rendered {
     pub text: String,
     /// text/html part.
     pub html: String,
+    /// Files attached (a report run's file).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to an email.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Its name in the email.
+    pub filename: String,
+    /// Its media type.
+    pub content_type: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Largest file attached to an email; a larger one is only linked.
+pub const MAX_ATTACHMENT: u64 = 10 << 20;
+
+/// The file a notification's `data.attachment` names
+/// (`{"file": "<report id>/<file name>", "filename", "content_type"}`),
+/// read from the workspace's report files (`<reports dir>/<workspace>/`):
+/// only plain names, so no other file can be named; `None` when absent,
+/// unreadable or larger than [`MAX_ATTACHMENT`] (the notification still
+/// links it).
+pub fn attachment(reports_dir: &std::path::Path, tenant: &str, data: &Value) -> Option<Attachment> {
+    let a = data.get("attachment")?;
+    let file = a.get("file")?.as_str()?;
+    let plain = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let parts: Vec<&str> = file.split('/').collect();
+    if parts.len() != 2 || !parts.iter().all(|p| plain(p)) || !plain(tenant) {
+        return None;
+    }
+    let path = reports_dir.join(tenant).join(parts[0]).join(parts[1]);
+    if std::fs::metadata(&path).ok()?.len() > MAX_ATTACHMENT {
+        return None;
+    }
+    let filename: String = a
+        .get("filename")
+        .and_then(Value::as_str)
+        .unwrap_or(parts[1])
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '/' | '\\'))
+        .take(120)
+        .collect();
+    Some(Attachment {
+        filename,
+        content_type: a
+            .get("content_type")
+            .and_then(Value::as_str)
+            .unwrap_or("application/octet-stream")
+            .to_owned(),
+        bytes: std::fs::read(&path).ok()?,
+    })
 }
 
 /// Renders one notification, or a digest of several (`items`).
@@ -161,6 +221,7 @@ pub fn render(
         subject: format!("{prefix}{}", message.title),
         text: render("email.txt")?,
         html: render("email.html")?,
+        attachments: Vec::new(),
     })
 }
 
@@ -188,10 +249,24 @@ pub fn send(
         .to(to)
         .subject(&email.subject)
         .message_id(Some(format!("<{id}@beacon>")))
-        .multipart(MultiPart::alternative_plain_html(
-            email.text.clone(),
-            email.html.clone(),
-        ))
+        .multipart({
+            let body = MultiPart::alternative_plain_html(email.text.clone(), email.html.clone());
+            if email.attachments.is_empty() {
+                body
+            } else {
+                email
+                    .attachments
+                    .iter()
+                    .fold(MultiPart::mixed().multipart(body), |m, a| {
+                        let content_type =
+                            ContentType::parse(&a.content_type).unwrap_or(ContentType::TEXT_PLAIN);
+                        m.singlepart(
+                            lettre::message::Attachment::new(a.filename.clone())
+                                .body(a.bytes.clone(), content_type),
+                        )
+                    })
+            }
+        })
         .map_err(|e| format!("building the email: {e}"))?;
     let host = config.host.as_str();
     let params = || -> Result<TlsParameters, String> {

@@ -611,6 +611,8 @@ struct Inner {
     http: reqwest::Client,
     templates: minijinja::Environment<'static>,
     wake: Notify,
+    /// Where attached report files are (`<data dir>/reports`).
+    reports_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -649,6 +651,7 @@ impl Notifier {
                 http,
                 templates: email::templates(),
                 wake: Notify::new(),
+                reports_dir: data_dir.join("reports"),
             }),
         })
     }
@@ -1212,6 +1215,15 @@ impl Notifier {
             email::render(&self.inner.templates, &brand, &group[0].1, &[])
         }
         .map_err(|e| (true, e))?;
+        // A single notification may carry one report file (a digest links
+        // to its items instead).
+        let mut rendered = rendered;
+        if group.len() == 1 && d.reason.as_deref() != Some("digest") {
+            rendered.attachments =
+                email::attachment(&self.inner.reports_dir, &d.tenant, &group[0].1.data)
+                    .into_iter()
+                    .collect();
+        }
         let config = self.inner.config.smtp.clone();
         let id = d.id.clone();
         tokio::task::spawn_blocking(move || email::send(&config, &brand, &address, &id, &rendered))

@@ -20,6 +20,7 @@ library (independent of Beacon's signing code) and keeps a log:
 
 import email
 import email.policy
+import base64
 import json
 import sys
 import threading
@@ -43,6 +44,14 @@ def smtp(tls=None):
                 "text": text.get_content() if text else None,
                 "html": html.get_content() if html else None,
                 "multipart": msg.get_content_type(),
+                "attachments": [
+                    {
+                        "filename": part.get_filename(),
+                        "content_type": part.get_content_type(),
+                        "base64": base64.b64encode(part.get_payload(decode=True)).decode(),
+                    }
+                    for part in msg.iter_attachments()
+                ],
             }
             print(json.dumps(record), flush=True)
             return "250 Message accepted for delivery"
