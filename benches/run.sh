@@ -14,15 +14,17 @@
 # (hub fan-out vs a Node ws server; ingest-to-push latency), transfer (a 1M-row
 # result over HTTP formats, the PostgreSQL wire protocol and Flight SQL).
 # forecasting (M4 Hourly/Weekly vs statsforecast), churn (Telco churn and
-# lead scoring vs scikit-learn, same folds) and overview (the web app's
-# Overview drawn in chromium, 10M events).
+# lead scoring vs scikit-learn, same folds), overview (the web app's
+# Overview drawn in chromium, 10M events) and report (the weekly sales and
+# monthly bookings reports rendered as Excel vs their API calls, 1M and
+# 10M events).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(ingest micro datagen dashboard websocket transfer forecasting churn overview)
+  suites=(ingest micro datagen dashboard websocket transfer forecasting churn overview report)
 fi
 
 benches/peers/setup.sh
@@ -61,6 +63,9 @@ for suite in "${suites[@]}"; do
       # The web app's Overview in chromium (playwright-core of the browser tests).
       npm ci --no-audit --no-fund --prefix api/tests/clients/web
       node benches/peers/overview_bench.mjs --beacon target/release/beacon --events "${OVERVIEW_EVENTS:-10000000}"
+      ;;
+    report)
+      node benches/peers/report_bench.mjs --beacon target/release/beacon --events "${REPORT_EVENTS:-1000000,10000000}" --reuse
       ;;
     *)
       echo "unknown suite $suite" >&2

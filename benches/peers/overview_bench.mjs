@@ -13,99 +13,17 @@
 // kept in the work dir and reused), replayed over HTTP with --shift-to-now, so today, this week and the last
 // 30 days hold data. The first load is right after a restart (nothing in
 // the column cache); the others are warm (median of --repeat).
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { EMAIL, PASSWORD, median, parseArgs, prepare, root, run, serve, stop, writeSection } from './beacon_bench_data.mjs';
+
 const require = createRequire(path.join(root, 'api/tests/clients/web/package.json'));
 const { chromium } = require('playwright-core');
 
-const args = { beacon: 'target/release/beacon', events: 10_000_000, repeat: 5, workDir: null, reuse: false };
-for (let i = 2; i < process.argv.length; i++) {
-  const a = process.argv[i];
-  if (a === '--beacon') args.beacon = process.argv[++i];
-  else if (a === '--events') args.events = Number(process.argv[++i]);
-  else if (a === '--repeat') args.repeat = Number(process.argv[++i]);
-  else if (a === '--work-dir') args.workDir = process.argv[++i];
-  else if (a === '--reuse') args.reuse = true;
-  else throw new Error(`unknown argument ${a}`);
-}
-const beacon = path.resolve(root, args.beacon);
-const work = args.workDir ? path.resolve(args.workDir) : path.join(os.tmpdir(), 'beacon-overview-bench');
-const data = path.join(work, `data-${args.events}`);
-const EMAIL = 'owner@bench.test';
-const PASSWORD = 'correct horse battery staple';
-
-function run(cmd, argv, input) {
-  const out = spawnSync(cmd, argv, { input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (out.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${out.stderr}`);
-  return out.stdout;
-}
-
-/** `beacon serve` on a free port: its base URL and process. */
-async function serve() {
-  const child = spawn(beacon, ['serve', '--listen', '127.0.0.1:0', '--data-dir', data], {
-    env: { ...process.env, BEACON_SQL__PG_LISTEN: '', BEACON_SQL__FLIGHT_LISTEN: '', BEACON_ACCESS__LIMITS__LOGIN__BURST: '1000' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const base = await new Promise((resolve, reject) => {
-    let buffered = '';
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk;
-      const m = buffered.match(/Beacon listening on (\S+)/);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`beacon exited (${code}) before listening`)));
-  });
-  return { base, child };
-}
-
-async function stop(server) {
-  const done = new Promise((resolve) => server.child.on('exit', resolve));
-  server.child.kill('SIGTERM');
-  await done;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function prepare() {
-  if (args.reuse && existsSync(data)) return JSON.parse(readFileSync(path.join(work, 'keys.json'), 'utf8'));
-  rmSync(data, { recursive: true, force: true });
-  mkdirSync(work, { recursive: true });
-  const file = path.join(work, `events-${args.events}.parquet`);
-  const today = new Date().toISOString().slice(0, 10);
-  let started = performance.now();
-  if (!existsSync(file)) run(beacon, ['datasets', 'generate', '--events', String(args.events), '--seed', '42', '--end', today, '--output', file]);
-  const generateSecs = (performance.now() - started) / 1000;
-  // The generator's business: Europe/London, pounds.
-  const tenant = JSON.parse(run(beacon, ['tenants', 'create', 'Bench shop', '--timezone', 'Europe/London', '--currency', 'GBP', '--json', '--data-dir', data]));
-  run(beacon, ['users', 'create', '--workspace', 'Bench shop', '--email', EMAIL, '--role', 'owner', '--password-stdin', '--data-dir', data], PASSWORD);
-  const server = await serve();
-  started = performance.now();
-  run(beacon, ['datasets', 'replay', file, '--url', server.base, '--key', tenant.write_key, '--speed', 'max', '--shift-to-now', '--json']);
-  const replaySecs = (performance.now() - started) / 1000;
-  // Everything to Parquet, as a server that ran for a while has it.
-  const flushed = await fetch(`${server.base}/v1/workspace/flush`, { method: 'POST', headers: { authorization: `Bearer ${tenant.admin_key}` } });
-  if (!flushed.ok) throw new Error(`flush: ${flushed.status} ${await flushed.text()}`);
-  // A saved daily revenue forecast, as the models' refit schedule makes.
-  const forecast = await fetch(`${server.base}/v1/forecasts`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${tenant.admin_key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ metric: 'revenue', interval: 'day', horizon: 14 }),
-  });
-  if (!forecast.ok) throw new Error(`forecast: ${forecast.status} ${await forecast.text()}`);
-  await stop(server);
-  const keys = { admin_key: tenant.admin_key, generateSecs, replaySecs };
-  writeFileSync(path.join(work, 'keys.json'), JSON.stringify(keys));
-  return keys;
-}
+const args = parseArgs(path.join(os.tmpdir(), 'beacon-overview-bench'));
+const { beacon, data } = args;
 
 async function signIn(base) {
   const r = await fetch(`${base}/v1/auth/login`, {
@@ -175,8 +93,8 @@ async function apiAlone(base, cookie, paths) {
   return out;
 }
 
-const keys = await prepare();
-const server = await serve();
+const keys = await prepare(args);
+const server = await serve(beacon, data);
 const cookie = await signIn(server.base);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -226,12 +144,4 @@ const lines = [
   ...paths.map((p) => `| \`${p}\` | ${fmt(inPage(p, [cold]))} ms | ${fmt(inPage(p, warm))} ms | ${fmt(alone[p])} ms |`),
   '',
 ];
-const section = lines.join('\n');
-console.log(section);
-const results = path.join(root, 'benches/RESULTS.md');
-const text = readFileSync(results, 'utf8');
-const start = text.indexOf('## Overview load\n');
-let next = start < 0 ? -1 : text.indexOf('\n## ', start + 1);
-const updated =
-  start < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, start)}${section}${next < 0 ? '\n' : text.slice(next)}`;
-writeFileSync(results, updated.endsWith('\n') ? updated : `${updated}\n`);
+writeSection('Overview load', lines);
