@@ -98,7 +98,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "report recipients and the notification of a run",
         sql: MIGRATION_6,
     },
+    Migration {
+        version: 7,
+        name: "the audience of a report run",
+        sql: MIGRATION_7,
+    },
 ];
+
+/// The filters of the recipients' copy a report run is (JSON; none: the
+/// report as defined).
+const MIGRATION_7: &str = "
+ALTER TABLE report_runs ADD COLUMN audience TEXT;
+";
 
 /// A report's recipients (user ids, JSON) and the notification that
 /// delivered a run (its deliveries are the outbox's).

@@ -58,6 +58,54 @@ fn last_week() -> RelativeRange {
     RelativeRange::LastWeek
 }
 
+/// Who a report's runs go to: a user id, or a user with filters of their
+/// own (`{"user": "bob", "filters": [...]}`: one location's manager gets
+/// only their location), added to the report's filters for that person's
+/// copy, which is rendered, logged and delivered apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Recipient {
+    /// Everything the report shows.
+    User(String),
+    /// The report narrowed by `filters`.
+    Filtered {
+        /// The user.
+        user: String,
+        /// Analytics filters added to the report's.
+        filters: Vec<Value>,
+    },
+}
+
+impl Recipient {
+    /// The user.
+    pub fn user(&self) -> &str {
+        match self {
+            Self::User(u) | Self::Filtered { user: u, .. } => u,
+        }
+    }
+
+    /// The filters of this person's copy (none: the report as defined).
+    pub fn filters(&self) -> &[Value] {
+        match self {
+            Self::User(_) => &[],
+            Self::Filtered { filters, .. } => filters,
+        }
+    }
+}
+
+/// Recipients grouped by their filters: (filters, users), the unfiltered
+/// group first (present even when empty: the report's own run).
+pub fn audiences(recipients: &[Recipient]) -> Vec<(Vec<Value>, Vec<String>)> {
+    let mut out: Vec<(Vec<Value>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
+    for r in recipients {
+        match out.iter_mut().find(|(f, _)| f.as_slice() == r.filters()) {
+            Some((_, users)) => users.push(r.user().to_owned()),
+            None => out.push((r.filters().to_vec(), vec![r.user().to_owned()])),
+        }
+    }
+    out
+}
+
 /// A period relative to the moment a report runs, in the workspace's
 /// calendar. "Last" periods are complete; "to date" ones end today.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

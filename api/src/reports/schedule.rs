@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::{self, Format};
 use super::store::{self, Finished, Report, Run};
+use super::{Definition, Recipient, audiences};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,13 +95,55 @@ pub async fn run_schedule(state: AppState, every: Duration, stop: CancellationTo
     }
 }
 
-/// Runs `report` now: renders it as of the clock, keeps its file(s), logs
-/// the run and delivers it to `to` (the report's recipients, or one person
-/// for a test send). Answers the run (its outcome says whether it failed).
+/// Runs `report` now for `to` (the report's recipients, or one person for
+/// a test send): the report as defined, delivered to the recipients
+/// without filters of their own, then one copy per distinct set of
+/// recipient filters, delivered to those recipients. Each copy is
+/// rendered as of the clock, kept, logged and delivered on its own.
+/// Answers the runs, the report's own first (their outcomes say whether
+/// they failed).
 pub async fn execute(
     state: &AppState,
     tenant: &str,
     report: &Report,
+    trigger: &str,
+    scheduled_us: Option<i64>,
+    to: &[Recipient],
+) -> Result<Vec<Run>, ApiError> {
+    let mut runs = Vec::new();
+    for (filters, users) in audiences(to) {
+        let (definition, audience) = if filters.is_empty() {
+            (report.definition.clone(), None)
+        } else {
+            let mut d = report.definition.clone();
+            d.filters.extend(filters.iter().cloned());
+            (d, Some(serde_json::Value::Array(filters)))
+        };
+        runs.push(
+            execute_one(
+                state,
+                tenant,
+                report,
+                &definition,
+                audience,
+                trigger,
+                scheduled_us,
+                &users,
+            )
+            .await?,
+        );
+    }
+    Ok(runs)
+}
+
+/// One copy of a report: rendered, kept, logged, delivered to `to`.
+#[allow(clippy::too_many_arguments)]
+async fn execute_one(
+    state: &AppState,
+    tenant: &str,
+    report: &Report,
+    definition: &Definition,
+    audience: Option<serde_json::Value>,
     trigger: &str,
     scheduled_us: Option<i64>,
     to: &[String],
@@ -124,9 +167,10 @@ pub async fn execute(
         range_from: None,
         range_to: None,
         notification_id: None,
+        audience,
     };
     store::start_run(state, tenant, &run, started_us, scheduled_us)?;
-    let rendered = render::render(state, tenant, &report.definition, started_us).await;
+    let rendered = render::render(state, tenant, definition, started_us).await;
     let range = rendered
         .as_ref()
         .ok()

@@ -30,7 +30,7 @@ pub struct Report {
     /// Users the run's file goes to (inbox, email with the file attached,
     /// their webhooks with a signed link), by their preferences for
     /// `reports`.
-    pub recipients: Vec<String>,
+    pub recipients: Vec<super::Recipient>,
     /// Who made it.
     pub owner: String,
     /// When it was made and last changed (RFC 3339).
@@ -72,6 +72,9 @@ pub struct Run {
     pub range_to: Option<String>,
     /// The notification that delivered it (see its deliveries).
     pub notification_id: Option<String>,
+    /// The filters of the recipients' copy this run is (none: the report
+    /// as defined).
+    pub audience: Option<Value>,
 }
 
 fn rfc3339(us: i64) -> String {
@@ -120,11 +123,14 @@ fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         range_from: r.get(11)?,
         range_to: r.get(12)?,
         notification_id: r.get(13)?,
+        audience: r
+            .get::<_, Option<String>>(14)?
+            .and_then(|a| serde_json::from_str(&a).ok()),
     })
 }
 
 const RUN_COLUMNS: &str = "id, report_id, trigger, scheduled_for_us, started_at_us, duration_ms, format, bytes, rows, \
-     outcome, error, range_from, range_to, notification_id";
+     outcome, error, range_from, range_to, notification_id, audience";
 
 /// Every report of a workspace, by title.
 pub fn list(state: &AppState, tenant: &str) -> Result<Vec<Report>, ApiError> {
@@ -173,7 +179,7 @@ pub fn put(state: &AppState, tenant: &str, report: &Report, now_us: i64) -> Resu
                 report.next_run_us,
                 report.owner,
                 now_us,
-                Value::from(report.recipients.clone()).to_string()
+                serde_json::to_string(&report.recipients).unwrap_or_else(|_| "[]".into())
             ],
         )
     })?;
@@ -233,9 +239,18 @@ pub fn start_run(
 ) -> Result<(), ApiError> {
     state.notifier.db().with(|c| {
         c.execute(
-            "INSERT INTO report_runs (tenant_id, id, report_id, trigger, scheduled_for_us, started_at_us, format, outcome) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
-            params![tenant, run.id, run.report_id, run.trigger, scheduled_us, started_us, run.format],
+            "INSERT INTO report_runs (tenant_id, id, report_id, trigger, scheduled_for_us, started_at_us, format, outcome, audience) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
+            params![
+                tenant,
+                run.id,
+                run.report_id,
+                run.trigger,
+                scheduled_us,
+                started_us,
+                run.format,
+                run.audience.as_ref().map(Value::to_string)
+            ],
         )
     })?;
     Ok(())
@@ -309,7 +324,7 @@ pub fn run(state: &AppState, tenant: &str, id: &str) -> Result<(Run, Vec<String>
                 ),
                 params![tenant, id],
                 |r| {
-                    let files: Option<String> = r.get(14)?;
+                    let files: Option<String> = r.get(15)?;
                     Ok((
                         run_of(r)?,
                         files

@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::reports::render::{self, Format};
 use crate::reports::store::{self, Report};
-use crate::reports::{Definition, schedule, templates};
+use crate::reports::{Definition, Recipient, schedule, templates};
 use crate::state::AppState;
 
 /// `POST`/`PUT` body: a definition (inline, or a template's with
@@ -52,9 +52,10 @@ pub struct ReportBody {
     /// `xlsx` (default), `csv` or `parquet`.
     #[serde(default)]
     format: Option<String>,
-    /// User ids each run is delivered to.
+    /// Users each run is delivered to (ids, or `{"user", "filters"}` for
+    /// a copy narrowed to them).
     #[serde(default)]
-    recipients: Vec<String>,
+    recipients: Vec<Recipient>,
     #[serde(default)]
     paused: bool,
 }
@@ -170,13 +171,23 @@ async fn report_of(
         }
         None => None,
     };
-    let mut recipients = body.recipients.clone();
-    recipients.sort();
-    recipients.dedup();
+    let mut recipients: Vec<Recipient> = Vec::new();
+    for r in &body.recipients {
+        if recipients.iter().any(|x| x.user() == r.user()) {
+            return Err(invalid(format!("recipient {:?} is listed twice", r.user())));
+        }
+        if r.filters().iter().any(|f| !f.is_object()) || r.filters().len() > 20 {
+            return Err(invalid(format!(
+                "recipient {:?}: filters are at most 20 objects like {{\"property\": \"location\", \"value\": \"north\"}}",
+                r.user()
+            )));
+        }
+        recipients.push(r.clone());
+    }
     if recipients.len() > 100 {
         return Err(invalid("a report has at most 100 recipients"));
     }
-    for r in &recipients {
+    for r in recipients.iter().map(Recipient::user) {
         if state.notifier.db().user(&caller.tenant, r)?.is_none() {
             return Err(ApiError::bad_request(
                 "unknown_recipient",
@@ -326,7 +337,8 @@ pub async fn resume(
     set_paused(&state, &caller, &id, false).await
 }
 
-/// `POST /v1/reports/{id}/run`: runs it now; 201 with the run (a failed
+/// `POST /v1/reports/{id}/run`: runs it now; 201 with the run and the
+/// runs of recipients' filtered copies (`filtered_runs`) (a failed
 /// run is logged and answered with its reason, status 201 too: the run
 /// exists).
 pub async fn run_now(
@@ -336,7 +348,7 @@ pub async fn run_now(
 ) -> Result<Response, ApiError> {
     let report = store::get(&state, &caller.tenant, &id)?;
     may_change(&caller, &report)?;
-    let run = schedule::execute(
+    let mut runs = schedule::execute(
         &state,
         &caller.tenant,
         &report,
@@ -345,7 +357,12 @@ pub async fn run_now(
         &report.recipients,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({"run": run}))).into_response())
+    let run = runs.remove(0);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"run": run, "filtered_runs": runs})),
+    )
+        .into_response())
 }
 
 /// `POST /v1/reports/{id}/test`: runs it now and delivers it to the
@@ -361,8 +378,16 @@ pub async fn test_send(
             "a test send goes to a signed-in person, not a key",
         ));
     };
-    let run = schedule::execute(&state, &caller.tenant, &report, "test", None, &[me]).await?;
-    Ok((StatusCode::CREATED, Json(json!({"run": run}))).into_response())
+    let mut runs = schedule::execute(
+        &state,
+        &caller.tenant,
+        &report,
+        "test",
+        None,
+        &[Recipient::User(me)],
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"run": runs.remove(0)}))).into_response())
 }
 
 /// `GET /v1/reports/download/{token}` (no sign-in: the token is the

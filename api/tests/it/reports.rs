@@ -779,5 +779,98 @@ async fn runs_are_delivered_with_the_file_attached_and_linked() {
     )
     .await;
     assert_eq!(s, 403, "{v}");
+    // Per-recipient filters: Bob's copy holds only the web channel's
+    // numbers, Ann's everything; each is its own logged run.
+    let (s, v) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/bob",
+        key,
+        Some(json!({"email": "bob@shop.test", "name": "Bob", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let web = json!([{"property": "channel", "op": "eq", "value": "web"}]);
+    let (s, r) = call(
+        &server,
+        Method::POST,
+        "/v1/reports",
+        key,
+        Some(
+            json!({"title": "Channel sales", "range": "last_7_days", "blocks": [{"type": "kpi"}],
+                    "recipients": ["ann", {"user": "bob", "filters": web}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let split = r["report"]["id"].as_str().expect("id").to_owned();
+    let (s, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{split}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{run}");
+    assert_eq!(
+        run["filtered_runs"].as_array().map(Vec::len),
+        Some(1),
+        "{run}"
+    );
+    assert_eq!(run["filtered_runs"][0]["audience"], web);
+    assert_eq!(run["filtered_runs"][0]["outcome"], "ok", "{run}");
+    let (from, to) = (
+        run["run"]["range_from"].as_str().expect("from"),
+        run["run"]["range_to"].as_str().expect("to"),
+    );
+    let gross_of = |mail: &Value| -> f64 {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(mail["attachments"][0]["base64"].as_str().expect("base64"))
+            .expect("base64");
+        let book = common::read_xlsx(&bytes);
+        let rows = book["cells"]["1 Key numbers"]
+            .as_array()
+            .expect("rows")
+            .clone();
+        rows.iter()
+            .find(|r| r[0][0] == "gross")
+            .and_then(|r| r[1][0].as_f64())
+            .expect("gross")
+    };
+    let mut by_person = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let mail = smtp
+            .next_json(std::time::Duration::from_secs(20))
+            .expect("a copy");
+        by_person.insert(
+            mail["rcpt_tos"][0].as_str().expect("to").to_owned(),
+            gross_of(&mail),
+        );
+    }
+    for (person, filters) in [("ann@shop.test", json!([])), ("bob@shop.test", web.clone())] {
+        let (_, api) = call(
+            &server,
+            Method::POST,
+            "/v1/analytics/revenue",
+            key,
+            Some(json!({"from": from, "to": to, "filters": filters})),
+        )
+        .await;
+        let want: f64 = api["summary"]["gross"]
+            .as_str()
+            .expect("gross")
+            .parse()
+            .expect("decimal");
+        assert!(
+            (by_person[person] - want).abs() < 1e-9,
+            "{person}: {} vs {want}",
+            by_person[person]
+        );
+    }
+    assert!(
+        by_person["bob@shop.test"] < by_person["ann@shop.test"],
+        "{by_person:?}"
+    );
     assert!(server.stop().success());
 }
