@@ -365,18 +365,25 @@ fn batch(t: &Table) -> Result<RecordBatch, ApiError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ApiError::internal(&e))
 }
 
-/// A workbook of `sheets` (name, table), one sheet each, with `about`
-/// (key, value) on its About sheet: reports' Excel files.
+/// A workbook of `sheets` (name, table, native chart), one sheet each,
+/// money in `currency`, with `about` (key, value) on its About sheet:
+/// reports' Excel files.
 pub fn workbook(
-    sheets: &[(String, &Table)],
+    sheets: &[(String, &Table, Option<crate::xlsx::XlsxChart>)],
     about: &[(&str, String)],
+    currency: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fail = |e: rust_xlsxwriter::XlsxError| ApiError::internal(&e);
-    let mut book = crate::xlsx::XlsxBook::new().typing_text();
-    for (name, t) in sheets {
+    let mut book = crate::xlsx::XlsxBook::new()
+        .typing_text()
+        .money_in(currency);
+    for (name, t, chart) in sheets {
         let b = batch(t)?;
         let mut sheet = book.sheet(name, b.schema()).map_err(fail)?;
         book.write(&mut sheet, &b).map_err(fail)?;
+        if let Some(chart) = chart {
+            book.chart(&sheet, chart).map_err(fail)?;
+        }
         book.close(sheet).map_err(fail)?;
     }
     for (k, v) in about {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod ingest;
 pub mod models;
 pub mod notify;
+pub mod queries;
 pub mod realtime;
 pub mod reports;
 pub mod sql;
@@ -174,6 +175,9 @@ pub fn routes() -> Routes {
         .put("/v1/users/{id}/preferences", Inbox, notify::put_preferences)
         .get("/v1/notify/branding", View, notify::get_branding)
         .put("/v1/notify/branding", Admin, notify::put_branding)
+        .get("/v1/notify/branding/logo", View, notify::get_logo)
+        .put("/v1/notify/branding/logo", Admin, notify::put_logo)
+        .delete("/v1/notify/branding/logo", Admin, notify::delete_logo)
         .get("/v1/webhooks", Admin, notify::list_endpoints)
         .post("/v1/webhooks", Admin, notify::create_endpoint)
         .delete("/v1/webhooks/{id}", Admin, notify::delete_endpoint)
@@ -197,6 +201,11 @@ pub fn routes() -> Routes {
         .get("/v1/alerts/silences", View, alerts::list_silences)
         .post("/v1/alerts/silences", Rules, alerts::create_silence)
         .delete("/v1/alerts/silences/{id}", Rules, alerts::delete_silence)
+        .get("/v1/saved-queries", Query, queries::list)
+        .post("/v1/saved-queries", Query, queries::create)
+        .get("/v1/saved-queries/{id}", Query, queries::get)
+        .put("/v1/saved-queries/{id}", Query, queries::put)
+        .delete("/v1/saved-queries/{id}", Query, queries::delete)
         .get("/v1/reports", View, reports::list)
         .post("/v1/reports", Rules, reports::create)
         .get("/v1/reports/templates", View, reports::list_templates)

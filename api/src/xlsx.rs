@@ -37,6 +37,26 @@ pub struct XlsxBook {
     about: Vec<(String, String)>,
     /// Text columns: decimals, dates and RFC 3339 times become typed cells.
     type_text: bool,
+    /// Decimal text is money in this currency (shown to the cent with its
+    /// sign or code; the cell keeps every place).
+    currency: Option<String>,
+    /// Float columns whose name says they are ratios are percentages.
+    percentages: bool,
+}
+
+/// A native Excel chart of a sheet's columns.
+#[derive(Debug, Clone)]
+pub struct XlsxChart {
+    /// A line chart (else columns).
+    pub line: bool,
+    /// The category column.
+    pub label: usize,
+    /// The value columns, a series each.
+    pub values: Vec<usize>,
+    /// Most rows drawn (from the first).
+    pub max_rows: u32,
+    /// The chart's title.
+    pub title: String,
 }
 
 /// One sheet receiving the batches of a result.
@@ -47,6 +67,8 @@ pub struct XlsxSheet {
     /// Rows that did not fit the sheet.
     dropped: u64,
     widths: Vec<usize>,
+    /// The sheet's name as written.
+    name: String,
 }
 
 impl Default for XlsxBook {
@@ -62,7 +84,55 @@ impl XlsxBook {
             book: Workbook::new(),
             about: Vec::new(),
             type_text: false,
+            currency: None,
+            percentages: false,
         }
+    }
+
+    /// Decimal text is money in `currency`: shown as `£1,234.57` (or
+    /// `CHF 1,234.57`), the cell's value every place of the decimal. Float
+    /// columns named as ratios (`*_rate`, `conversion`, `change`, ...)
+    /// are shown as percentages. For reports.
+    pub fn money_in(mut self, currency: &str) -> Self {
+        self.currency = Some(currency.to_owned());
+        self.percentages = true;
+        self
+    }
+
+    /// Adds a native chart to `sheet` (after its rows are written), right
+    /// of its columns.
+    pub fn chart(&mut self, sheet: &XlsxSheet, chart: &XlsxChart) -> Result<(), XlsxError> {
+        use rust_xlsxwriter::{Chart, ChartType};
+        let last = sheet.row.saturating_sub(1).min(chart.max_rows);
+        if last == 0 || chart.values.is_empty() {
+            return Ok(());
+        }
+        let mut c = Chart::new(if chart.line {
+            ChartType::Line
+        } else {
+            ChartType::Column
+        });
+        for v in &chart.values {
+            let series = c.add_series();
+            series
+                .set_categories((
+                    sheet.name.as_str(),
+                    1,
+                    col(chart.label),
+                    last,
+                    col(chart.label),
+                ))
+                .set_values((sheet.name.as_str(), 1, col(*v), last, col(*v)))
+                .set_name((sheet.name.as_str(), 0, col(*v)));
+        }
+        c.title().set_name(&chart.title);
+        if chart.values.len() == 1 {
+            c.legend().set_hidden();
+        }
+        c.set_width(720).set_height(360);
+        let ws = self.book.worksheet_from_index(sheet.index)?;
+        ws.insert_chart(1, col(sheet.schema.fields().len() + 1), &c)?;
+        Ok(())
     }
 
     /// Text that is a decimal (`"59.9000"`: how the API answers money)
@@ -112,6 +182,7 @@ impl XlsxBook {
             row: 1,
             dropped: 0,
             widths,
+            name: clean,
         })
     }
 
@@ -122,9 +193,35 @@ impl XlsxBook {
         let rows = batch.num_rows() as u64;
         let take = rows.min(room) as usize;
         sheet.dropped += rows - take as u64;
+        let percent = Format::new().set_num_format("0.0%");
+        let money = self.currency.as_deref().map(currency_format);
         for (c, column) in batch.columns().iter().enumerate() {
+            let name = sheet.schema.field(c).name();
             if self.type_text && column.data_type() == &DataType::Utf8 {
-                write_typed_text(ws, sheet.row, col(c), column, take, &mut sheet.widths[c])?;
+                write_typed_text(
+                    ws,
+                    sheet.row,
+                    col(c),
+                    column,
+                    take,
+                    &mut sheet.widths[c],
+                    money.as_ref(),
+                )?;
+            } else if self.percentages
+                && column.data_type() == &DataType::Float64
+                && crate::reports::pdf::is_rate(name)
+            {
+                let a = column.as_primitive::<Float64Type>();
+                for i in 0..take {
+                    if a.is_valid(i) {
+                        ws.write_number_with_format(
+                            sheet.row + i as u32,
+                            col(c),
+                            a.value(i),
+                            &percent,
+                        )?;
+                    }
+                }
             } else {
                 write_column(ws, sheet.row, col(c), column, take, &mut sheet.widths[c])?;
             }
@@ -191,8 +288,18 @@ fn decimal_format(scale: i8) -> Format {
     Format::new().set_num_format(num)
 }
 
+/// The number format of money in `currency`: its sign where well known
+/// (`£#,##0.00`), else its code (`"CHF "#,##0.00`), negatives with a
+/// minus.
+fn currency_format(currency: &str) -> Format {
+    let prefix = crate::reports::pdf::currency_prefix(currency).replace('"', "");
+    let num = format!("\"{prefix}\"#,##0.00;-\"{prefix}\"#,##0.00");
+    Format::new().set_num_format(num)
+}
+
 /// Writes `take` rows of a text column, typing what is a decimal, a date
-/// or a time ([`XlsxBook::typing_text`]).
+/// or a time ([`XlsxBook::typing_text`]); decimals in `money`'s format
+/// when given.
 fn write_typed_text(
     ws: &mut Worksheet,
     row: u32,
@@ -200,6 +307,7 @@ fn write_typed_text(
     array: &ArrayRef,
     take: usize,
     width: &mut usize,
+    money: Option<&Format>,
 ) -> Result<(), XlsxError> {
     let a = array.as_string::<i32>();
     let date = Format::new().set_num_format("yyyy-mm-dd");
@@ -216,6 +324,10 @@ fn write_typed_text(
         if let Some(places) = decimal_places(text)
             && let Ok(v) = text.parse::<f64>()
         {
+            if let Some(f) = money {
+                ws.write_number_with_format(r, c, v, f)?;
+                continue;
+            }
             let at = match decimals.iter().position(|(p, _)| *p == places) {
                 Some(at) => at,
                 None => {

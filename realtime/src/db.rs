@@ -103,7 +103,35 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the audience of a report run",
         sql: MIGRATION_7,
     },
+    Migration {
+        version: 8,
+        name: "the workspace logo and saved SQL queries",
+        sql: MIGRATION_8,
+    },
 ];
+
+/// The workspace's logo (PNG, JPEG or SVG bytes, checked and bounded by
+/// the API), drawn on reports' first page; and the workspace's saved SQL
+/// queries (a name and one read-only query, usable as report blocks).
+const MIGRATION_8: &str = "
+CREATE TABLE notify_logos (
+    tenant_id TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    updated_at_us INTEGER NOT NULL
+);
+CREATE TABLE saved_queries (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sql TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+";
 
 /// The filters of the recipients' copy a report run is (JSON; none: the
 /// report as defined).
@@ -407,6 +435,8 @@ const WORKSPACE_TABLES: &[&str] = &[
     "user_layouts",
     "report_runs",
     "reports",
+    "notify_logos",
+    "saved_queries",
 ];
 
 /// The table that records applied migrations.

@@ -22,9 +22,11 @@
 //! query) with the report's range and filters, so a report and the API
 //! never disagree.
 
+pub mod pdf;
 pub mod render;
 pub mod schedule;
 pub mod store;
+pub mod typeset;
 
 use chrono::{Datelike, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -58,49 +60,107 @@ fn last_week() -> RelativeRange {
     RelativeRange::LastWeek
 }
 
-/// Who a report's runs go to: a user id, or a user with filters of their
-/// own (`{"user": "bob", "filters": [...]}`: one location's manager gets
-/// only their location), added to the report's filters for that person's
-/// copy, which is rendered, logged and delivered apart.
+/// Who a report's runs go to: a user (by id; their preferences pick the
+/// channels), an email address (someone who is not a user, an
+/// accountant, say: the email channel only), or one of the workspace's
+/// webhook endpoints (by id: signed, retried and dead-lettered like every
+/// webhook). Each may carry filters of its own
+/// (`{"user": "bob", "filters": [...]}`: one location's manager gets only
+/// their location), added to the report's filters for that copy, which is
+/// rendered, logged and delivered apart.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Recipient {
-    /// Everything the report shows.
+    /// A user: everything the report shows.
     User(String),
-    /// The report narrowed by `filters`.
+    /// A user, the report narrowed by `filters`.
     Filtered {
         /// The user.
         user: String,
         /// Analytics filters added to the report's.
+        #[serde(default)]
+        filters: Vec<Value>,
+    },
+    /// An email address that is not a user's.
+    Email {
+        /// The address.
+        email: String,
+        /// Analytics filters added to the report's.
+        #[serde(default)]
+        filters: Vec<Value>,
+    },
+    /// A webhook endpoint of the workspace (`/v1/notify/webhooks`).
+    Webhook {
+        /// The endpoint's id.
+        webhook: String,
+        /// Analytics filters added to the report's.
+        #[serde(default)]
         filters: Vec<Value>,
     },
 }
 
 impl Recipient {
-    /// The user.
-    pub fn user(&self) -> &str {
+    /// Who it is, as said in messages and checked for repeats
+    /// (`user:ann`, `email:x@y.z`, `webhook:wh_1`).
+    pub fn key(&self) -> String {
         match self {
-            Self::User(u) | Self::Filtered { user: u, .. } => u,
+            Self::User(u) | Self::Filtered { user: u, .. } => format!("user:{u}"),
+            Self::Email { email, .. } => format!("email:{}", email.to_ascii_lowercase()),
+            Self::Webhook { webhook, .. } => format!("webhook:{webhook}"),
         }
     }
 
-    /// The filters of this person's copy (none: the report as defined).
+    /// The filters of this recipient's copy (none: the report as defined).
     pub fn filters(&self) -> &[Value] {
         match self {
             Self::User(_) => &[],
-            Self::Filtered { filters, .. } => filters,
+            Self::Filtered { filters, .. }
+            | Self::Email { filters, .. }
+            | Self::Webhook { filters, .. } => filters,
         }
     }
 }
 
-/// Recipients grouped by their filters: (filters, users), the unfiltered
-/// group first (present even when empty: the report's own run).
-pub fn audiences(recipients: &[Recipient]) -> Vec<(Vec<Value>, Vec<String>)> {
-    let mut out: Vec<(Vec<Value>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
+/// The recipients of one copy of a report (one set of filters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Audience {
+    /// Filters added to the report's (none: the report's own copy).
+    pub filters: Vec<Value>,
+    /// User ids.
+    pub users: Vec<String>,
+    /// Email addresses.
+    pub emails: Vec<String>,
+    /// Webhook endpoint ids.
+    pub webhooks: Vec<String>,
+}
+
+impl Audience {
+    /// Nobody to deliver to.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.emails.is_empty() && self.webhooks.is_empty()
+    }
+}
+
+/// Recipients grouped by their filters, the unfiltered group first
+/// (present even when empty: the report's own run).
+pub fn audiences(recipients: &[Recipient]) -> Vec<Audience> {
+    let mut out = vec![Audience::default()];
     for r in recipients {
-        match out.iter_mut().find(|(f, _)| f.as_slice() == r.filters()) {
-            Some((_, users)) => users.push(r.user().to_owned()),
-            None => out.push((r.filters().to_vec(), vec![r.user().to_owned()])),
+        let at = match out.iter().position(|a| a.filters.as_slice() == r.filters()) {
+            Some(at) => at,
+            None => {
+                out.push(Audience {
+                    filters: r.filters().to_vec(),
+                    ..Audience::default()
+                });
+                out.len() - 1
+            }
+        };
+        let a = &mut out[at];
+        match r {
+            Recipient::User(u) | Recipient::Filtered { user: u, .. } => a.users.push(u.clone()),
+            Recipient::Email { email, .. } => a.emails.push(email.clone()),
+            Recipient::Webhook { webhook, .. } => a.webhooks.push(webhook.clone()),
         }
     }
     out
@@ -262,8 +322,39 @@ pub enum Block {
         #[serde(default)]
         title: Option<String>,
         sql: String,
+        /// Drawn as `line` or `bar` too (labels from the first text
+        /// column, values from the first money or count column).
+        #[serde(default)]
+        chart: Option<String>,
+    },
+    /// A saved SQL query of the workspace (`/v1/saved-queries`), by id: run as
+    /// it reads at the report's run, `{from}` and `{to}` as in `sql`.
+    SavedQuery {
+        #[serde(default)]
+        title: Option<String>,
+        query: String,
+        #[serde(default)]
+        chart: Option<String>,
+    },
+    /// A metric's recent days and its forecast for the days after the run,
+    /// with the 80% band (the models' forecast, as `/v1/models/forecast`).
+    Forecast {
+        #[serde(default)]
+        title: Option<String>,
+        /// A model series metric: `revenue`, `orders`, `bookings`, ...
+        #[serde(default = "revenue")]
+        metric: String,
+        /// Days forecast (1 to 92, default 14).
+        #[serde(default)]
+        horizon: Option<u32>,
     },
 }
+
+/// Charts a SQL block may ask for.
+const SQL_CHARTS: &[&str] = &["line", "bar", "none"];
+
+/// Most days a forecast block forecasts.
+pub const MAX_FORECAST_DAYS: u32 = 92;
 
 fn revenue() -> String {
     "revenue".into()
@@ -296,6 +387,10 @@ impl Block {
             Self::Heatmap { title, .. } => (title, "Peak times".to_owned()),
             Self::Customers { title } => (title, "Customers".to_owned()),
             Self::Sql { title, .. } => (title, "Query".to_owned()),
+            Self::SavedQuery { title, query, .. } => (title, format!("Query {query}")),
+            Self::Forecast { title, metric, .. } => {
+                (title, format!("{} forecast", capitalized(metric)))
+            }
         };
         title
             .clone()
@@ -333,6 +428,22 @@ impl Block {
             Self::Sql { sql, .. } if sql.trim().is_empty() => {
                 bad("a sql block needs \"sql\"".into())
             }
+            Self::Sql { chart: Some(c), .. } | Self::SavedQuery { chart: Some(c), .. }
+                if !SQL_CHARTS.contains(&c.as_str()) =>
+            {
+                bad(format!(
+                    "chart is one of {}, not {c:?}",
+                    SQL_CHARTS.join(", ")
+                ))
+            }
+            Self::SavedQuery { query, .. } if query.trim().is_empty() => {
+                bad("a saved_query block needs \"query\" (a saved query's id)".into())
+            }
+            Self::Forecast {
+                horizon: Some(h), ..
+            } if *h == 0 || *h > MAX_FORECAST_DAYS => bad(format!(
+                "a forecast's horizon is 1 to {MAX_FORECAST_DAYS} days"
+            )),
             _ => Ok(()),
         }
     }

@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
-use super::{Block, Definition};
+use super::{Block, Definition, MAX_FORECAST_DAYS};
 use crate::error::ApiError;
 use crate::export::{self, Table};
 use crate::state::AppState;
@@ -25,6 +25,8 @@ pub enum Format {
     Csv,
     /// One Parquet file per block, typed (money as decimals).
     Parquet,
+    /// One document: branding, summary, charts and tables, typeset.
+    Pdf,
 }
 
 impl Format {
@@ -34,9 +36,10 @@ impl Format {
             "xlsx" => Ok(Self::Xlsx),
             "csv" => Ok(Self::Csv),
             "parquet" => Ok(Self::Parquet),
+            "pdf" => Ok(Self::Pdf),
             other => Err(ApiError::bad_request(
                 "invalid_format",
-                format!("a report is written as xlsx, csv or parquet, not {other:?}"),
+                format!("a report is written as pdf, xlsx, csv or parquet, not {other:?}"),
             )),
         }
     }
@@ -47,12 +50,13 @@ impl Format {
             Self::Xlsx => "xlsx",
             Self::Csv => "csv",
             Self::Parquet => "parquet",
+            Self::Pdf => "pdf",
         }
     }
 
     /// One file per block (not one for the whole report).
     pub fn per_block(self) -> bool {
-        self != Self::Xlsx
+        matches!(self, Self::Csv | Self::Parquet)
     }
 }
 
@@ -65,6 +69,70 @@ pub struct RenderedBlock {
     pub table: Table,
     /// Rows were cut at [`MAX_BLOCK_ROWS`].
     pub truncated: bool,
+    /// How its table is drawn (PDF: an SVG chart; Excel: a native chart).
+    pub chart: Option<ChartSpec>,
+}
+
+/// A chart's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    /// Values over ordered labels (periods).
+    Line,
+    /// One value per label, largest first.
+    Bar,
+}
+
+/// Which columns of a block's table a chart draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartSpec {
+    /// Line or bar.
+    pub kind: ChartKind,
+    /// The label (category) column.
+    pub label: usize,
+    /// The value columns (a bar chart draws the first).
+    pub values: Vec<usize>,
+    /// Low and high columns of a band drawn under the first series.
+    pub band: Option<(usize, usize)>,
+}
+
+impl ChartSpec {
+    /// A chart of `kind` over a table: labels from its first column that
+    /// is not a number, values from its first money column (decimal text),
+    /// else its first column of whole numbers. `None` when there is
+    /// nothing to plot.
+    pub fn guess(kind: ChartKind, t: &Table) -> Option<Self> {
+        let is = |c: usize, f: &dyn Fn(&Value) -> bool| {
+            t.rows.iter().any(|r| !r[c].is_null())
+                && t.rows.iter().all(|r| r[c].is_null() || f(&r[c]))
+        };
+        let money = |v: &Value| v.as_str().is_some_and(super::pdf::is_decimal_text);
+        let label = (0..t.columns.len())
+            .find(|c| !is(*c, &|v: &Value| v.is_number() || money(v)))
+            .unwrap_or(0);
+        // The headline money column where there is one (net before gross,
+        // before an average), else the first.
+        let preferred = ["net", "revenue", "gross", "amount", "total"];
+        let value = preferred
+            .iter()
+            .filter_map(|p| t.columns.iter().position(|c| c == p))
+            .find(|c| *c != label && is(*c, &money))
+            .or_else(|| {
+                (0..t.columns.len())
+                    .filter(|c| *c != label)
+                    .find(|c| is(*c, &money))
+            })
+            .or_else(|| {
+                (0..t.columns.len())
+                    .filter(|c| *c != label && !super::pdf::is_rate(&t.columns[*c]))
+                    .find(|c| is(*c, &|v: &Value| v.is_i64() || v.is_u64()))
+            })?;
+        Some(Self {
+            kind,
+            label,
+            values: vec![value],
+            band: None,
+        })
+    }
 }
 
 /// A report's output before it is written to a file.
@@ -161,14 +229,20 @@ pub async fn render(
         let mut table = table;
         let truncated = table.rows.len() > MAX_BLOCK_ROWS;
         table.rows.truncate(MAX_BLOCK_ROWS);
+        let chart = chart_of(block, &table);
         blocks.push(RenderedBlock {
             heading,
             table,
             truncated,
+            chart,
         });
     }
-    // Unusual days of the range (the anomaly band of daily revenue).
+    // Unusual days of the range (the anomaly band of daily revenue), and
+    // the range's revenue against what was forecast for it.
     if let Some(line) = unusual_days(state, tenant, from, to, &calendar.currency).await {
+        summary.push(line);
+    }
+    if let Some(line) = forecast_vs_actual(state, tenant, from, to, &calendar.currency).await {
         summary.push(line);
     }
     Ok(Rendered {
@@ -180,6 +254,31 @@ pub async fn render(
         summary,
         blocks,
     })
+}
+
+/// The chart a block is drawn as, if any: series as lines, breakdowns,
+/// products and funnels as bars, forecasts as lines with their band, a
+/// SQL block as it asks.
+fn chart_of(block: &Block, t: &Table) -> Option<ChartSpec> {
+    let col = |name: &str| t.columns.iter().position(|c| c == name);
+    match block {
+        Block::Timeseries { .. } => ChartSpec::guess(ChartKind::Line, t),
+        Block::Breakdown { .. } | Block::Products { .. } | Block::Funnel { .. } => {
+            ChartSpec::guess(ChartKind::Bar, t)
+        }
+        Block::Forecast { .. } => Some(ChartSpec {
+            kind: ChartKind::Line,
+            label: col("period")?,
+            values: vec![col("actual")?, col("forecast")?],
+            band: Some((col("low")?, col("high")?)),
+        }),
+        Block::Sql { chart, .. } | Block::SavedQuery { chart, .. } => match chart.as_deref() {
+            Some("line") => ChartSpec::guess(ChartKind::Line, t),
+            Some("bar") => ChartSpec::guess(ChartKind::Bar, t),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn request(base: &Map<String, Value>, extra: Value) -> Value {
@@ -293,32 +392,127 @@ async fn run_block(
             let answer = analytics("rfm", request(base, json!({}))).await?;
             table_of(&answer, &["segments", "customers"])
         }
-        Block::Sql { sql, .. } => {
-            let (start, end) = bounds(state, tenant, from, to);
-            let query = sql.replace("{from}", &start).replace("{to}", &end);
-            let result = state.engine.sql(tenant, &query).await?;
-            let rows = beacon_engine::json::to_objects(&result.schema, &result.batches)
-                .map_err(ApiError::from)?;
-            let columns: Vec<String> = result
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            Table {
-                name: "sql".into(),
-                rows: rows
-                    .iter()
-                    .map(|r| {
-                        columns
-                            .iter()
-                            .map(|c| r.get(c).cloned().unwrap_or(Value::Null))
-                            .collect()
-                    })
-                    .collect(),
-                columns,
-            }
+        Block::Sql { sql, .. } => sql_table(state, tenant, sql, (from, to)).await?,
+        Block::SavedQuery { query, .. } => {
+            let saved = crate::routes::queries::get_saved(state, tenant, query)?;
+            sql_table(state, tenant, &saved.sql, (from, to)).await?
         }
+        Block::Forecast {
+            metric, horizon, ..
+        } => forecast_table(state, tenant, metric, horizon.unwrap_or(14), (from, to)).await?,
+    })
+}
+
+/// A SQL query's result as a table, `{from}` and `{to}` the range's
+/// bounds.
+async fn sql_table(
+    state: &AppState,
+    tenant: &str,
+    sql: &str,
+    (from, to): (NaiveDate, NaiveDate),
+) -> Result<Table, ApiError> {
+    let (start, end) = bounds(state, tenant, from, to);
+    let query = crate::routes::queries::with_range(sql, &start, &end);
+    let result = state.engine.sql(tenant, &query).await?;
+    let rows =
+        beacon_engine::json::to_objects(&result.schema, &result.batches).map_err(ApiError::from)?;
+    let columns: Vec<String> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok(Table {
+        name: "sql".into(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| r.get(c).cloned().unwrap_or(Value::Null))
+                    .collect()
+            })
+            .collect(),
+        columns,
+    })
+}
+
+/// The daily model series of `metric` for `tenant` (180 days up to the
+/// run).
+async fn daily_series(
+    state: &AppState,
+    tenant: &str,
+    metric: &str,
+) -> Result<beacon_engine::series::Series, ApiError> {
+    let request = beacon_engine::series::SeriesRequest {
+        metric: metric.to_owned(),
+        interval: "day".into(),
+        sql: None,
+        history_days: Some(180),
+    };
+    Ok(beacon_engine::series::series(&state.engine, tenant, &request).await?)
+}
+
+/// A forecast block: the range's days with their values, then `horizon`
+/// days after the last day of the series forecast with an 80% band
+/// (columns period, actual, forecast, low, high; numbers rounded to the
+/// cent: model estimates, not booked amounts).
+async fn forecast_table(
+    state: &AppState,
+    tenant: &str,
+    metric: &str,
+    horizon: u32,
+    (from, to): (NaiveDate, NaiveDate),
+) -> Result<Table, ApiError> {
+    let series = daily_series(state, tenant, metric).await?;
+    let values = series.values.clone();
+    let mut opts = crate::models::options(None, Some(vec![0.8]))?;
+    opts.levels = vec![0.8];
+    let h = horizon as usize;
+    let fc = crate::models::off_thread(move || {
+        beacon_forecasting::forecast::forecast(
+            &values,
+            beacon_forecasting::ts::Frequency::Daily,
+            h,
+            &opts,
+        )
+    })
+    .await
+    .map_err(crate::models::model_error)?;
+    let round = |v: f64| json!((v * 100.0).round() / 100.0);
+    let mut rows: Vec<Vec<Value>> = series
+        .periods
+        .iter()
+        .zip(&series.values)
+        .filter(|(p, _)| p.date() >= from && p.date() <= to)
+        .map(|(p, v)| {
+            vec![
+                json!(p.date().to_string()),
+                round(*v),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ]
+        })
+        .collect();
+    let last = series.periods.last().map(|p| p.date()).unwrap_or(to);
+    let band = fc.intervals.first();
+    for (i, point) in fc.point.iter().enumerate() {
+        let day = last + chrono::Days::new(i as u64 + 1);
+        rows.push(vec![
+            json!(day.to_string()),
+            Value::Null,
+            round(*point),
+            band.map_or(Value::Null, |b| round(b.lower[i])),
+            band.map_or(Value::Null, |b| round(b.upper[i])),
+        ]);
+    }
+    Ok(Table {
+        name: "forecast".into(),
+        columns: ["period", "actual", "forecast", "low", "high"]
+            .map(String::from)
+            .to_vec(),
+        rows,
     })
 }
 
@@ -412,7 +606,7 @@ fn number(v: &Value) -> Option<f64> {
 /// floating point.
 fn shown(key: &str, v: &Value, currency: &str) -> String {
     match v {
-        Value::String(s) if is_money(key) => format!("{currency} {}", to_cents(s)),
+        Value::String(s) if is_money(key) => super::pdf::money(s, currency),
         Value::String(s) => s.clone(),
         Value::Null => "none".into(),
         other => other.to_string(),
@@ -458,15 +652,7 @@ async fn unusual_days(
     to: NaiveDate,
     currency: &str,
 ) -> Option<String> {
-    let request = beacon_engine::series::SeriesRequest {
-        metric: "revenue".into(),
-        interval: "day".into(),
-        sql: None,
-        history_days: Some(180),
-    };
-    let series = beacon_engine::series::series(&state.engine, tenant, &request)
-        .await
-        .ok()?;
+    let series = daily_series(state, tenant, "revenue").await.ok()?;
     if series.values.len() < 28 {
         return None;
     }
@@ -494,19 +680,103 @@ async fn unusual_days(
                 "below"
             };
             format!(
-                "{} ({currency} {:.2}, {side} the expected)",
+                "{} ({side} the expected, about {})",
                 p.date(),
-                series.values[t]
+                super::pdf::estimate(bands.expected[t], currency)
             )
         })
         .collect();
     (!days.is_empty()).then(|| format!("Unusual revenue on {}.", days.join("; ")))
 }
 
+/// A sentence comparing the range's revenue with the forecast made from
+/// the days before it (the models' combined forecast with its 80%
+/// interval), when there are at least 28 days before it and the range is
+/// at most 92 days. Says whether the actual was inside the interval.
+async fn forecast_vs_actual(
+    state: &AppState,
+    tenant: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    currency: &str,
+) -> Option<String> {
+    let series = daily_series(state, tenant, "revenue").await.ok()?;
+    let start = series.periods.iter().position(|p| p.date() >= from)?;
+    let days: Vec<usize> = (start..series.periods.len())
+        .take_while(|t| series.periods[*t].date() <= to)
+        .collect();
+    if start < 28 || days.is_empty() || days.len() > MAX_FORECAST_DAYS as usize {
+        return None;
+    }
+    let history = series.values[..start].to_vec();
+    let h = days.len();
+    let opts = crate::models::options(None, Some(vec![0.8])).ok()?;
+    let fc = crate::models::off_thread(move || {
+        beacon_forecasting::forecast::forecast(
+            &history,
+            beacon_forecasting::ts::Frequency::Daily,
+            h,
+            &opts,
+        )
+    })
+    .await
+    .ok()?;
+    let expected: f64 = fc.point.iter().sum();
+    let actual: f64 = days.iter().map(|t| series.values[*t]).sum();
+    // The interval of a sum of days, from the per-day intervals' widths
+    // taken as independent (a summary line, not a model output of its own).
+    let band = fc.intervals.first()?;
+    let half: f64 = band
+        .lower
+        .iter()
+        .zip(&band.upper)
+        .map(|(l, u)| ((u - l) / 2.0).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    if expected.abs() < 0.005 {
+        return None;
+    }
+    let change = (actual - expected) / expected.abs() * 100.0;
+    let inside = (actual - expected).abs() <= half;
+    Some(format!(
+        "Revenue was {:.1}% {} the forecast made from the days before the period (about {}, 80% interval {} to {}){}.",
+        change.abs(),
+        if change >= 0.0 { "above" } else { "below" },
+        super::pdf::estimate(expected, currency),
+        super::pdf::estimate((expected - half).max(0.0), currency),
+        super::pdf::estimate(expected + half, currency),
+        if inside {
+            ", within the interval"
+        } else {
+            ", outside the interval"
+        }
+    ))
+}
+
+/// The file of a rendered report, PDF included (typeset off the async
+/// runtime).
+pub async fn write_file(
+    state: &AppState,
+    tenant: &str,
+    rendered: &Rendered,
+    format: Format,
+    block: usize,
+) -> Result<Vec<u8>, ApiError> {
+    match format {
+        Format::Pdf => super::pdf::write(state, tenant, rendered).await,
+        _ => write(rendered, format, block),
+    }
+}
+
 /// The file of a rendered report: the workbook, or the CSV or Parquet
 /// file of block `n` (0-based).
 pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8>, ApiError> {
     match format {
+        Format::Pdf => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "a PDF is written by write_file",
+        )),
         Format::Csv | Format::Parquet => {
             let b = rendered.blocks.get(block).ok_or_else(|| {
                 ApiError::bad_request(
@@ -536,9 +806,17 @@ pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8
                 .map(|v| vec![v])
                 .collect(),
             };
-            let mut sheets: Vec<(String, &Table)> = vec![("Summary".into(), &summary)];
+            let mut sheets: Vec<(String, &Table, Option<crate::xlsx::XlsxChart>)> =
+                vec![("Summary".into(), &summary, None)];
             for (i, b) in rendered.blocks.iter().enumerate() {
-                sheets.push((format!("{} {}", i + 1, b.heading), &b.table));
+                let chart = b.chart.as_ref().map(|c| crate::xlsx::XlsxChart {
+                    line: c.kind == ChartKind::Line,
+                    label: c.label,
+                    values: c.values.clone(),
+                    max_rows: if c.kind == ChartKind::Line { 1_000 } else { 15 },
+                    title: b.heading.clone(),
+                });
+                sheets.push((format!("{} {}", i + 1, b.heading), &b.table, chart));
             }
             let mut about = vec![
                 ("report", rendered.title.clone()),
@@ -558,7 +836,7 @@ pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8
                     ));
                 }
             }
-            export::workbook(&sheets, &about)
+            export::workbook(&sheets, &about, &rendered.currency)
         }
     }
 }
@@ -587,9 +865,9 @@ mod tests {
         assert_eq!(
             changes(&answer, "GBP"),
             [
-                "Aov up 60.0% (GBP 40.00, previous period GBP 25.00).",
+                "Aov up 60.0% (£40.00, previous period £25.00).",
                 "Orders down 25.0% (30, previous period 40).",
-                "Gross up 20.0% (GBP 1200.00, previous period GBP 1000.00).",
+                "Gross up 20.0% (£1,200.00, previous period £1,000.00).",
             ]
         );
     }

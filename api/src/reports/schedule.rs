@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::{self, Format};
 use super::store::{self, Finished, Report, Run};
-use super::{Definition, Recipient, audiences};
+use super::{Audience, Definition, Recipient, audiences};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -111,13 +111,13 @@ pub async fn execute(
     to: &[Recipient],
 ) -> Result<Vec<Run>, ApiError> {
     let mut runs = Vec::new();
-    for (filters, users) in audiences(to) {
-        let (definition, audience) = if filters.is_empty() {
+    for audience in audiences(to) {
+        let (definition, filters) = if audience.filters.is_empty() {
             (report.definition.clone(), None)
         } else {
             let mut d = report.definition.clone();
-            d.filters.extend(filters.iter().cloned());
-            (d, Some(serde_json::Value::Array(filters)))
+            d.filters.extend(audience.filters.iter().cloned());
+            (d, Some(serde_json::Value::Array(audience.filters.clone())))
         };
         runs.push(
             execute_one(
@@ -125,10 +125,10 @@ pub async fn execute(
                 tenant,
                 report,
                 &definition,
-                audience,
+                filters,
                 trigger,
                 scheduled_us,
-                &users,
+                &audience,
             )
             .await?,
         );
@@ -146,7 +146,7 @@ async fn execute_one(
     audience: Option<serde_json::Value>,
     trigger: &str,
     scheduled_us: Option<i64>,
-    to: &[String],
+    to: &Audience,
 ) -> Result<Run, ApiError> {
     let format = Format::parse(&report.format)?;
     let started_us = state.engine.now().timestamp_micros();
@@ -181,6 +181,7 @@ async fn execute_one(
         .unwrap_or_default();
     let outcome = match rendered {
         Ok(r) => keep(state, tenant, report, &id, &r, format)
+            .await
             .map(|(bytes, files)| (bytes, r.rows() as i64, files)),
         Err(e) => Err(e),
     }
@@ -278,7 +279,7 @@ fn deliver(
     run: &Run,
     summary: &[String],
     files: &[String],
-    to: &[String],
+    to: &Audience,
 ) -> Result<String, ApiError> {
     let links: Vec<serde_json::Value> = files
         .iter()
@@ -295,7 +296,11 @@ fn deliver(
         run.range_to.as_deref().unwrap_or("")
     );
     let request = beacon_realtime::notify::SendRequest {
-        recipients: to.to_vec(),
+        recipients: to.users.clone(),
+        emails: to.emails.clone(),
+        // Only the endpoints the report names: a report is not broadcast
+        // to every webhook of the workspace.
+        webhooks: Some(to.webhooks.clone()),
         category: "reports".into(),
         severity: None,
         title: format!("{}, {range}", report.definition.title)
@@ -330,11 +335,12 @@ pub fn content_type(format: Format) -> &'static str {
         Format::Xlsx => crate::export::XLSX_TYPE,
         Format::Csv => "text/csv; charset=utf-8",
         Format::Parquet => crate::export::PARQUET_TYPE,
+        Format::Pdf => "application/pdf",
     }
 }
 
 /// Writes the run's file(s): (bytes, file names).
-fn keep(
+async fn keep(
     state: &AppState,
     tenant: &str,
     report: &Report,
@@ -353,8 +359,8 @@ fn keep(
             .collect::<Result<_, ApiError>>()?
     } else {
         vec![(
-            format!("{run_id}.xlsx"),
-            render::write(rendered, format, 0)?,
+            format!("{run_id}.{}", format.name()),
+            render::write_file(state, tenant, rendered, format, 0).await?,
         )]
     };
     let mut bytes = 0;
@@ -387,6 +393,8 @@ fn tell_owner(state: &AppState, tenant: &str, report: &Report, run: &Run, error:
         data: Some(json!({"report_id": report.id, "run_id": run.id})),
         channels: None,
         idempotency_key: Some(format!("report-failed:{}", run.id)),
+        emails: Vec::new(),
+        webhooks: Some(Vec::new()),
     };
     if let Err(e) = state.notifier.send(tenant, request) {
         tracing::warn!(%tenant, error = %e, "Telling a report's owner of a failed run failed.");

@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use beacon_ingest::UserRole;
 use axum::response::{IntoResponse, Response};
+use beacon_ingest::UserRole;
 use beacon_realtime::notify::prefs::Preferences;
 use beacon_realtime::notify::store::InboxFilter;
 use beacon_realtime::notify::webhook::Flavour;
@@ -14,9 +14,9 @@ use beacon_realtime::notify::{Branding, InboxAction, SendRequest, Status, User, 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
 use crate::access::audit::RequestMeta;
 use crate::access::{Caller, Class, Who};
+use crate::error::ApiError;
 use crate::extract::{AppJson, Path, Query};
 use crate::state::AppState;
 
@@ -117,10 +117,7 @@ fn keep_an_owner(owners: &[String], user: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/users`.
-pub async fn list_users(
-    State(state): State<AppState>,
-    p: Caller,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_users(State(state): State<AppState>, p: Caller) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({"users": state.notifier.db().users(&p.tenant)?}),
     ))
@@ -207,8 +204,103 @@ pub async fn put_branding(
 ) -> Result<Json<Branding>, ApiError> {
     branding.validate()?;
     state.notifier.db().set_branding(&p.tenant, &branding)?;
-    state.audit.record(&p, &meta, "branding_change", None, json!(branding));
+    state
+        .audit
+        .record(&p, &meta, "branding_change", None, json!(branding));
     Ok(Json(branding))
+}
+
+/// Largest logo, in bytes.
+pub const MAX_LOGO: usize = 512 * 1024;
+
+/// `GET /v1/notify/branding/logo`: the workspace's logo as uploaded (404
+/// when there is none). Served as an image that cannot run anything (an
+/// SVG is sandboxed).
+pub async fn get_logo(State(state): State<AppState>, p: Caller) -> Result<Response, ApiError> {
+    let Some((content_type, data)) = state.notifier.db().logo(&p.tenant)? else {
+        return Err(ApiError::not_found("the workspace has no logo"));
+    };
+    let mut response = data.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&content_type) {
+        h.insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    h.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        ),
+    );
+    h.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// `PUT /v1/notify/branding/logo` (admin): the body is the image (PNG,
+/// JPEG or SVG, at most [`MAX_LOGO`] bytes), told by its bytes, not its
+/// `Content-Type`. It must draw: it is laid out once before it is kept, so
+/// a logo that cannot be drawn is a 400 now rather than a failed report
+/// later.
+pub async fn put_logo(
+    State(state): State<AppState>,
+    p: Caller,
+    meta: RequestMeta,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_LOGO {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "logo_too_large",
+            format!(
+                "a logo is at most {MAX_LOGO} bytes; this one is {}",
+                body.len()
+            ),
+        ));
+    }
+    let Some((ext, content_type)) = crate::reports::typeset::image_kind(&body) else {
+        return Err(ApiError::bad_request(
+            "invalid_logo",
+            "a logo is a PNG, JPEG or SVG image",
+        ));
+    };
+    let bytes = body.to_vec();
+    let check = bytes.clone();
+    crate::models::off_thread(move || crate::reports::typeset::check_image(ext, check))
+        .await
+        .map_err(|e| {
+            ApiError::bad_request("invalid_logo", format!("the logo cannot be drawn: {e}"))
+        })?;
+    let now = state.engine.now().timestamp_micros();
+    state
+        .notifier
+        .db()
+        .set_logo(&p.tenant, Some((content_type, &bytes)), now)?;
+    state.audit.record(
+        &p,
+        &meta,
+        "branding_change",
+        None,
+        json!({"logo": {"content_type": content_type, "bytes": bytes.len()}}),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /v1/notify/branding/logo` (admin).
+pub async fn delete_logo(
+    State(state): State<AppState>,
+    p: Caller,
+    meta: RequestMeta,
+) -> Result<Response, ApiError> {
+    let now = state.engine.now().timestamp_micros();
+    if !state.notifier.db().set_logo(&p.tenant, None, now)? {
+        return Err(ApiError::not_found("the workspace has no logo"));
+    }
+    state
+        .audit
+        .record(&p, &meta, "branding_change", None, json!({"logo": null}));
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /v1/webhooks` body.
@@ -253,7 +345,13 @@ pub async fn create_endpoint(
         b.flavour.unwrap_or(Flavour::Standard),
         b.categories,
     )?;
-    state.audit.record(&p, &meta, "webhook_create", Some(&e.id), json!({"url": e.url}));
+    state.audit.record(
+        &p,
+        &meta,
+        "webhook_create",
+        Some(&e.id),
+        json!({"url": e.url}),
+    );
     Ok((StatusCode::CREATED, Json(endpoint_json(&e, true))).into_response())
 }
 
@@ -284,7 +382,9 @@ pub async fn delete_endpoint(
         .db()
         .delete_endpoint(&p.tenant, &id, state.notifier.now_us())?
     {
-        state.audit.record(&p, &meta, "webhook_delete", Some(&id), json!({}));
+        state
+            .audit
+            .record(&p, &meta, "webhook_delete", Some(&id), json!({}));
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no webhook endpoint {id:?}")))
@@ -300,7 +400,9 @@ pub async fn rotate_endpoint(
     meta: RequestMeta,
 ) -> Result<Json<Value>, ApiError> {
     let e = state.notifier.rotate_secret(&p.tenant, &id)?;
-    state.audit.record(&p, &meta, "webhook_rotate", Some(&id), json!({}));
+    state
+        .audit
+        .record(&p, &meta, "webhook_rotate", Some(&id), json!({}));
     Ok(Json(endpoint_json(&e, true)))
 }
 

@@ -109,6 +109,10 @@ async fn definition(
     // SQL blocks: one read-only query that plans over the workspace.
     let ctx = state.engine.shape_session(tenant).await?;
     for (i, b) in def.blocks.iter().enumerate() {
+        if let crate::reports::Block::SavedQuery { query, .. } = b {
+            crate::routes::queries::get_saved(state, tenant, query)
+                .map_err(|e| invalid(format!("block {} (saved_query): {}", i + 1, e.message())))?;
+        }
         if let crate::reports::Block::Sql { sql, .. } = b {
             let query = sql
                 .replace("{from}", "TIMESTAMP '2000-01-01T00:00:00Z'")
@@ -173,13 +177,13 @@ async fn report_of(
     };
     let mut recipients: Vec<Recipient> = Vec::new();
     for r in &body.recipients {
-        if recipients.iter().any(|x| x.user() == r.user()) {
-            return Err(invalid(format!("recipient {:?} is listed twice", r.user())));
+        let key = r.key();
+        if recipients.iter().any(|x| x.key() == key) {
+            return Err(invalid(format!("recipient {key:?} is listed twice")));
         }
         if r.filters().iter().any(|f| !f.is_object()) || r.filters().len() > 20 {
             return Err(invalid(format!(
-                "recipient {:?}: filters are at most 20 objects like {{\"property\": \"location\", \"value\": \"north\"}}",
-                r.user()
+                "recipient {key:?}: filters are at most 20 objects like {{\"property\": \"location\", \"value\": \"north\"}}",
             )));
         }
         recipients.push(r.clone());
@@ -187,12 +191,33 @@ async fn report_of(
     if recipients.len() > 100 {
         return Err(invalid("a report has at most 100 recipients"));
     }
-    for r in recipients.iter().map(Recipient::user) {
-        if state.notifier.db().user(&caller.tenant, r)?.is_none() {
-            return Err(ApiError::bad_request(
-                "unknown_recipient",
-                format!("recipient {r:?} is not a user of this workspace"),
-            ));
+    // Who cannot be reached is said now, not at the first run.
+    let unknown = |m: String| Err(ApiError::bad_request("unknown_recipient", m));
+    for r in &recipients {
+        match r {
+            Recipient::User(u) | Recipient::Filtered { user: u, .. } => {
+                if state.notifier.db().user(&caller.tenant, u)?.is_none() {
+                    return unknown(format!("recipient {u:?} is not a user of this workspace"));
+                }
+            }
+            Recipient::Email { email, .. } => {
+                if !beacon_realtime::notify::is_email_address(email) {
+                    return unknown(format!("recipient {email:?} is not an email address"));
+                }
+            }
+            Recipient::Webhook { webhook, .. } => {
+                match state.notifier.db().endpoint(&caller.tenant, webhook)? {
+                    Some(e) if e.enabled => {}
+                    Some(_) => {
+                        return unknown(format!("webhook endpoint {webhook:?} is disabled"));
+                    }
+                    None => {
+                        return unknown(format!(
+                            "recipient {webhook:?} is not a webhook endpoint of this workspace (POST /v1/notify/webhooks)"
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(Report {
@@ -471,7 +496,14 @@ pub async fn preview(
         }
         Some(f) => {
             let format = Format::parse(f)?;
-            let body = render::write(&rendered, format, q.block.unwrap_or(0))?;
+            let body = render::write_file(
+                &state,
+                &caller.tenant,
+                &rendered,
+                format,
+                q.block.unwrap_or(0),
+            )
+            .await?;
             Ok(file_response(body, format, "beacon-report-preview"))
         }
     }

@@ -874,3 +874,691 @@ async fn runs_are_delivered_with_the_file_attached_and_linked() {
     );
     assert!(server.stop().success());
 }
+
+/// The native charts of a workbook: per chart part, its kind (`line`,
+/// `bar`) and the cell ranges it draws (read from the file's XML, as
+/// openpyxl does not load charts).
+fn xlsx_charts(bytes: &[u8]) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.xlsx");
+    std::fs::write(&file, bytes).expect("write");
+    let script = r#"
+import json, re, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+out = []
+for n in sorted(x for x in z.namelist() if re.match(r"xl/charts/chart\d+\.xml$", x)):
+    xml = z.read(n).decode()
+    kind = "line" if "<c:lineChart>" in xml else "bar" if "<c:barChart>" in xml else "other"
+    out.append({"kind": kind, "refs": re.findall(r"<c:f>([^<]*)</c:f>", xml)})
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Runs a poppler tool on a PDF: its stdout.
+fn poppler(tool: &str, args: &[&str], pdf: &std::path::Path) -> String {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .arg(pdf)
+        .args(if tool == "pdftotext" {
+            &["-"][..]
+        } else {
+            &[][..]
+        })
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (Debian poppler-utils, installed by .ci/run): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Decimal text to the cent with thousands separators, as a report shows
+/// money.
+fn shown_money(sign: &str, decimal: &str) -> String {
+    // Half away from zero, as text (the server's rule).
+    let (int, frac) = decimal.split_once('.').unwrap_or((decimal, ""));
+    assert!(!int.starts_with('-'), "positive amounts here");
+    let mut cents: u128 = format!("{int}{:0<2}", &frac[..frac.len().min(2)])
+        .parse()
+        .expect("digits");
+    if frac.as_bytes().get(2).is_some_and(|d| *d >= b'5') {
+        cents += 1;
+    }
+    let cents = format!("{}.{:02}", cents / 100, cents % 100);
+    let (whole, frac) = cents.split_once('.').expect("cents");
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}{grouped}.{frac}")
+}
+
+/// A 1x1 PNG (the logo).
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdf_and_excel_reports_are_branded_charted_and_equal_the_api() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let key = &tenant.admin_key;
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": events()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Branding: a name, a colour and a logo (checked by its bytes and
+    // drawn once before it is kept).
+    let (s, v) = call(
+        &server,
+        Method::PUT,
+        "/v1/notify/branding",
+        key,
+        Some(
+            json!({"name": "Corner Shop", "color": "#0a7d4f", "footer": "Corner Shop, 1 High St"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &server,
+        Method::PATCH,
+        "/v1/workspace",
+        key,
+        Some(json!({"currency": "USD"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let put_logo = |body: Vec<u8>| {
+        let server = &server;
+        async move {
+            let resp = client()
+                .put(server.url("/v1/notify/branding/logo"))
+                .bearer_auth(key)
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, v) = put_logo(b"GIF89a not a logo".to_vec()).await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (400, &json!("invalid_logo")),
+        "{v}"
+    );
+    let (s, v) = put_logo(b"<svg xmlns='http://www.w3.org/2000/svg'><rect width='".to_vec()).await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (400, &json!("invalid_logo")),
+        "a broken SVG: {v}"
+    );
+    let mut big = base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .expect("png");
+    big.resize(600 * 1024, 0);
+    let (s, v) = put_logo(big).await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (413, &json!("logo_too_large")),
+        "{v}"
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .expect("png");
+    let (s, v) = put_logo(png.clone()).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, ct, logo) = bytes(&server, key, "/v1/notify/branding/logo").await;
+    assert_eq!((s, ct.as_str(), logo), (200, "image/png", png));
+
+    // A saved query used as a block: 2,000 rows, so its table spans pages.
+    let (s, q) = call(&server, Method::POST, "/v1/saved-queries", key, Some(json!({
+        "name": "Two thousand rows",
+        "sql": "SELECT value AS row_number, concat('line ', CAST(value AS VARCHAR)) AS row_label FROM generate_series(1, 2000) ORDER BY value"
+    }))).await;
+    assert_eq!(s, 201, "{q}");
+    let query_id = q["id"].as_str().expect("id").to_owned();
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/saved-queries",
+        key,
+        Some(json!({"name": "Writes", "sql": "DELETE FROM events"})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (400, &json!("invalid_query")),
+        "{v}"
+    );
+    let (s, list) = call(&server, Method::GET, "/v1/saved-queries", key, None).await;
+    assert_eq!(
+        (s, list["queries"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{list}"
+    );
+
+    let blocks = json!([
+        {"type": "kpi"},
+        {"type": "timeseries", "endpoint": "revenue", "interval": "day", "title": "Revenue per day"},
+        {"type": "breakdown", "endpoint": "revenue", "by": "channel", "title": "Revenue by channel"},
+        {"type": "saved_query", "query": query_id, "title": "All the lines"}
+    ]);
+    let (s, r) = call(&server, Method::POST, "/v1/reports", key, Some(json!({
+        "title": "Weekly sales summary", "range": "last_7_days", "format": "pdf", "blocks": blocks
+    }))).await;
+    assert_eq!(s, 201, "{r}");
+    let report = r["report"]["id"].as_str().expect("id").to_owned();
+    let (s, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{report}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{run}");
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+    assert_eq!(run["run"]["format"], "pdf");
+    let run_id = run["run"]["id"].as_str().expect("id");
+    let (s, ct, pdf) = bytes(&server, key, &format!("/v1/reports/runs/{run_id}/file")).await;
+    assert_eq!((s, ct.as_str()), (200, "application/pdf"));
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, &pdf).expect("write");
+
+    // The numbers in the text are the analytics API's for the same range,
+    // to the cent, in the workspace's currency.
+    let (from, to) = (
+        run["run"]["range_from"].as_str().expect("from"),
+        run["run"]["range_to"].as_str().expect("to"),
+    );
+    let (s, api) = call(
+        &server,
+        Method::POST,
+        "/v1/analytics/revenue",
+        key,
+        Some(json!({"from": from, "to": to, "compare": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{api}");
+    let sign = "$".to_owned();
+    assert_ne!(
+        api["summary"]["gross"], "0.0000",
+        "orders in the range: {api}"
+    );
+    let page1 = poppler("pdftotext", &["-layout", "-f", "1", "-l", "1"], &file);
+    let all = poppler("pdftotext", &["-layout"], &file);
+    assert!(page1.contains("Corner Shop"), "{page1}");
+    assert!(page1.contains("Weekly sales summary"), "{page1}");
+    assert!(page1.contains(&format!("{from} to {to}")), "{page1}");
+    for field in ["gross", "net", "refunds"] {
+        let want = shown_money(&sign, api["summary"][field].as_str().expect("money"));
+        assert!(all.contains(&want), "{field} {want} in the PDF:\n{page1}");
+    }
+    let orders = api["summary"]["orders"]
+        .as_i64()
+        .expect("orders")
+        .to_string();
+    assert!(
+        page1
+            .lines()
+            .any(|l| l.trim_start().starts_with("orders") && l.contains(&orders)),
+        "orders {orders}:\n{page1}"
+    );
+    // Each channel's revenue as the breakdown API says.
+    let (_, by) = call(
+        &server,
+        Method::POST,
+        "/v1/analytics/revenue",
+        key,
+        Some(json!({"from": from, "to": to, "breakdown": "channel"})),
+    )
+    .await;
+    for row in by["breakdown"]["rows"].as_array().expect("rows") {
+        let money = row
+            .as_object()
+            .expect("row")
+            .values()
+            .find_map(|v| v.as_str().filter(|s| s.contains('.')))
+            .expect("money");
+        assert!(all.contains(&shown_money(&sign, money)), "{row} in the PDF");
+    }
+    // The summary's sentences are on page 1.
+    let (_, preview) = call(
+        &server,
+        Method::POST,
+        "/v1/reports/preview",
+        key,
+        Some(json!({"title": "x", "range": "last_7_days", "blocks": [{"type": "kpi"}]})),
+    )
+    .await;
+    let first = preview["summary"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("a summary line: {preview}"));
+    assert!(
+        page1
+            .replace('\n', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&first[..30]),
+        "{first}\n{page1}"
+    );
+    // The logo is drawn on page 1.
+    let images = poppler("pdfimages", &["-list", "-f", "1", "-l", "1"], &file);
+    assert!(images.lines().count() >= 3, "an image on page 1:\n{images}");
+    // 2,000 rows span pages, each page of them under the repeated header.
+    let info = poppler("pdfinfo", &[], &file);
+    let pages: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .expect("pages")
+        .trim()
+        .parse()
+        .expect("n");
+    assert!(pages >= 10, "{pages} pages");
+    let mut pages_with_rows = 0;
+    for p in 1..=pages {
+        let text = poppler(
+            "pdftotext",
+            &["-layout", "-f", &p.to_string(), "-l", &p.to_string()],
+            &file,
+        );
+        assert!(
+            text.contains(&format!("Page {p} of {pages}")),
+            "page numbers on page {p}:\n{text}"
+        );
+        if text.contains("line ") {
+            pages_with_rows += 1;
+            assert!(
+                text.contains("row number") && text.contains("row label"),
+                "the header on page {p}:\n{text}"
+            );
+        }
+    }
+    assert!(pages_with_rows >= 10, "{pages_with_rows}");
+    assert!(
+        all.contains("line 2000") && all.contains("line 1\n") || all.contains("line 1 "),
+        "every row"
+    );
+    // And it renders.
+    let png_out = dir.path().join("page");
+    let status = std::process::Command::new("pdftoppm")
+        .args(["-r", "40", "-png", "-f", "1", "-l", "1"])
+        .arg(&file)
+        .arg(&png_out)
+        .status()
+        .expect("pdftoppm");
+    assert!(status.success());
+
+    // The same blocks as a workbook: money typed with the currency's
+    // format, native charts over the sheets' own cells.
+    let (s, ct, xlsx) = {
+        let resp = client()
+            .post(server.url("/v1/reports/preview?format=xlsx"))
+            .bearer_auth(key)
+            .json(
+                &json!({"title": "Weekly sales summary", "range": "last_7_days", "blocks": blocks}),
+            )
+            .send()
+            .await
+            .expect("send");
+        let s = resp.status().as_u16();
+        let ct = resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        (s, ct, resp.bytes().await.expect("bytes").to_vec())
+    };
+    assert_eq!(s, 200);
+    assert!(ct.contains("spreadsheetml"), "{ct}");
+    let book = common::read_xlsx(&xlsx);
+    let kpi = book["cells"]["1 Key numbers"].as_array().expect("rows");
+    let gross = kpi.iter().find(|r| r[0][0] == "gross").expect("gross");
+    assert_eq!(gross[1][1], "n", "money is a number: {gross:?}");
+    assert!(
+        gross[1][2].as_str().expect("format").contains(sign.trim()),
+        "currency format: {gross:?}"
+    );
+    let want: f64 = api["summary"]["gross"]
+        .as_str()
+        .expect("gross")
+        .parse()
+        .expect("decimal");
+    assert!((gross[1][0].as_f64().expect("n") - want).abs() < 1e-9);
+    let charts = xlsx_charts(&xlsx);
+    assert_eq!(
+        charts.len(),
+        2,
+        "a chart for the series and the breakdown: {charts:?}"
+    );
+    assert_eq!(charts[0]["kind"], "line", "{charts:?}");
+    assert!(
+        charts[0]["refs"]
+            .to_string()
+            .contains("'2 Revenue per day'!$A$2"),
+        "{charts:?}"
+    );
+    assert_eq!(charts[1]["kind"], "bar", "{charts:?}");
+    assert!(
+        charts[1]["refs"]
+            .to_string()
+            .contains("'3 Revenue by channel'"),
+        "{charts:?}"
+    );
+
+    // A forecast block: the range's days, then the days ahead with a band.
+    let (s, f) = call(&server, Method::POST, "/v1/reports/preview", key, Some(json!({
+        "title": "Forecast", "range": "last_7_days", "blocks": [{"type": "forecast", "metric": "revenue", "horizon": 7}]
+    }))).await;
+    assert_eq!(s, 200, "{f}");
+    let rows = f["blocks"][0]["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.iter().filter(|r| r["forecast"].is_number()).count(),
+        7,
+        "{f}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["low"].is_null() || r["low"].as_f64() <= r["high"].as_f64()),
+        "{f}"
+    );
+
+    // Bad input: an unknown saved query, a horizon out of range, a chart
+    // kind that does not exist.
+    for (block, code) in [
+        (
+            json!({"type": "saved_query", "query": "qry_nope"}),
+            "invalid_report",
+        ),
+        (json!({"type": "forecast", "horizon": 0}), "invalid_report"),
+        (
+            json!({"type": "sql", "sql": "SELECT 1", "chart": "pie"}),
+            "invalid_report",
+        ),
+    ] {
+        let (s, v) = call(
+            &server,
+            Method::POST,
+            "/v1/reports",
+            key,
+            Some(json!({"title": "x", "blocks": [block]})),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{block}: {v}"
+        );
+    }
+    // A deleted saved query fails the report's next run, with its reason.
+    let (s, r) = call(&server, Method::POST, "/v1/reports", key, Some(json!({"title": "Lines", "format": "csv", "blocks": [{"type": "saved_query", "query": query_id}]}))).await;
+    assert_eq!(s, 201, "{r}");
+    let lines = r["report"]["id"].as_str().expect("id").to_owned();
+    let (s, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/saved-queries/{query_id}"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{lines}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{run}");
+    assert_eq!(run["run"]["outcome"], "failed", "{run}");
+    assert!(
+        run["run"]["error"]
+            .as_str()
+            .expect("error")
+            .contains("no saved query"),
+        "{run}"
+    );
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
+    let smtp = common::PyReceiver::start(&["smtp"]);
+    let hook = common::PyReceiver::start(&["webhook"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let port = smtp.port.to_string();
+    let server = Server::start(
+        &data,
+        &[
+            ("BEACON_NOTIFY__SMTP__HOST", "127.0.0.1"),
+            ("BEACON_NOTIFY__SMTP__PORT", port.as_str()),
+            ("BEACON_NOTIFY__SMTP__FROM", "Beacon <reports@shop.test>"),
+            ("BEACON_NOTIFY__POLL_INTERVAL", "50ms"),
+            ("BEACON_NOTIFY__RETRY_BASE", "100ms"),
+            ("BEACON_NOTIFY__RETRY_MAX", "200ms"),
+            ("BEACON_NOTIFY__MAX_ATTEMPTS", "3"),
+        ],
+    );
+    let key = &tenant.admin_key;
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": events()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // A webhook endpoint that answers, one that never does (nothing
+    // listens on its port), and one that takes every category.
+    let (s, good) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        key,
+        Some(json!({"url": format!("{}/reports", hook.base()), "categories": ["reports"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{good}");
+    hook.configure(json!({"secret": good["secrets"][0]["secret"]}))
+        .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let (s, bad) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        key,
+        Some(
+            json!({"url": format!("http://127.0.0.1:{dead_port}/hook"), "categories": ["reports"]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{bad}");
+    let (s, other) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        key,
+        Some(json!({"url": format!("{}/everything", hook.base())})),
+    )
+    .await;
+    assert_eq!(s, 201, "{other}");
+    let (good, bad) = (
+        good["id"].as_str().expect("id"),
+        bad["id"].as_str().expect("id"),
+    );
+
+    // Unreachable recipients are refused when the report is saved.
+    for (recipient, why) in [
+        (json!({"email": "not an address"}), "not an email address"),
+        (json!({"webhook": "wh_nope"}), "not a webhook endpoint"),
+        (
+            json!({"email": "a@b.test", "filters": "web"}),
+            "did not match",
+        ),
+    ] {
+        let (s, v) = call(
+            &server,
+            Method::POST,
+            "/v1/reports",
+            key,
+            Some(json!({"template": "weekly_sales", "recipients": [recipient]})),
+        )
+        .await;
+        assert_eq!(s, 400, "{recipient}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(why),
+            "{recipient}: {v}"
+        );
+    }
+    let (s, v) = call(&server, Method::POST, "/v1/reports", key, Some(json!({"template": "weekly_sales", "recipients": [{"email": "Acc@Books.test"}, {"email": "acc@books.test"}]}))).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_report")),
+        "the same address twice: {v}"
+    );
+
+    let (s, r) = call(
+        &server,
+        Method::POST,
+        "/v1/reports",
+        key,
+        Some(json!({
+            "title": "Books", "range": "last_7_days", "format": "csv", "blocks": [{"type": "kpi"}],
+            "recipients": [{"email": "accountant@books.test"}, {"webhook": good}, {"webhook": bad}]
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let report = r["report"]["id"].as_str().expect("id").to_owned();
+    let (s, run) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reports/{report}/run"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{run}");
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+    let run_id = run["run"]["id"].as_str().expect("run").to_owned();
+    let (_, _, file) = bytes(&server, key, &format!("/v1/reports/runs/{run_id}/file")).await;
+
+    // The accountant (no user) gets the email with the CSV attached.
+    let mail = smtp
+        .next_json(std::time::Duration::from_secs(20))
+        .expect("the email");
+    assert_eq!(mail["rcpt_tos"], json!(["accountant@books.test"]));
+    use base64::Engine as _;
+    let attached = base64::engine::general_purpose::STANDARD
+        .decode(
+            mail["attachments"][0]["base64"]
+                .as_str()
+                .expect("attachment"),
+        )
+        .expect("base64");
+    assert_eq!(attached, file);
+    // The named endpoint gets a signed payload with an expiring link to
+    // the file; the endpoint the report does not name gets nothing.
+    let mut seen = Value::Null;
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (_, got) = call(&server, Method::GET, "/v1/deliveries?limit=100", key, None).await;
+        let of_run: Vec<&Value> = got["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .filter(|d| d["message_id"] == run["run"]["notification_id"])
+            .collect();
+        let status = |target: &str| {
+            of_run
+                .iter()
+                .find(|d| d["target"] == target)
+                .map(|d| d["status"].clone())
+        };
+        last = got.clone();
+        if status(good) == Some(json!("delivered"))
+            && status(bad) == Some(json!("failed"))
+            && status("mailto:accountant@books.test") == Some(json!("delivered"))
+        {
+            seen = json!(of_run);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !seen.is_null(),
+        "the good endpoint and the address delivered, the dead one failed after its retries: {last} {run}"
+    );
+    let dead = seen
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["target"] == bad)
+        .expect("dead");
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    assert_eq!(
+        seen.as_array().expect("list").len(),
+        3,
+        "no delivery to the endpoint it does not name: {seen}"
+    );
+    let resp = client()
+        .get(format!("{}/", hook.base()))
+        .send()
+        .await
+        .expect("get");
+    let log: Value = resp.json().await.expect("json");
+    let attempts = log["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{log}");
+    assert!(attempts[0]["verified"].as_bool().unwrap_or(false), "{log}");
+    let payload = &attempts[0]["payload"];
+    let link = payload.to_string();
+    let at = link
+        .find("/v1/reports/download/")
+        .expect("a download link in the payload");
+    let token: String = link[at..].chars().take_while(|c| *c != '"').collect();
+    let resp = client()
+        .get(server.url(&token))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.expect("bytes").to_vec(), file);
+    assert!(server.stop().success());
+}

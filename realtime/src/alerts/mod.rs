@@ -942,6 +942,7 @@ impl Alerts {
             ),
             channels: n.channels.clone(),
             idempotency_key: Some(format!("alert:{}:{}", rule.id, group.sent + 1)),
+            ..SendRequest::default()
         };
         if recipients.is_empty()
             && n.channels

@@ -405,6 +405,39 @@ pub struct SendRequest {
     /// Repeating a key returns the first notification and sends nothing.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Email addresses of people who are not users (a report's
+    /// accountant): sent on the email channel as they are, without
+    /// preferences (the sender chose them), when the email channel is
+    /// among `channels`.
+    #[serde(default)]
+    pub emails: Vec<String>,
+    /// The webhook endpoints (ids) this notification goes to, instead of
+    /// every enabled endpoint subscribed to its category (each must exist
+    /// and be enabled). `Some([])`: no webhook endpoint.
+    #[serde(default)]
+    pub webhooks: Option<Vec<String>>,
+}
+
+/// Most direct email addresses of one notification.
+pub const MAX_DIRECT_EMAILS: usize = 100;
+
+/// The delivery target of an email sent to an address rather than a user.
+pub const MAILTO: &str = "mailto:";
+
+/// Whether `s` is an email address one can send to: one `@` with text on
+/// both sides, a dot in the domain, no spaces or control characters, at
+/// most 254 bytes. (The SMTP server is the judge of the rest.)
+pub fn is_email_address(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
 }
 
 /// What [`Notifier::send`] answers.
@@ -853,10 +886,43 @@ impl Notifier {
             })?;
             users.push(user);
         }
+        if request.emails.len() > MAX_DIRECT_EMAILS {
+            return Err(NotifyError::invalid(format!(
+                "at most {MAX_DIRECT_EMAILS} email addresses"
+            )));
+        }
+        if let Some(bad) = request.emails.iter().find(|e| !is_email_address(e)) {
+            return Err(NotifyError::invalid(format!(
+                "{bad:?} is not an email address"
+            )));
+        }
+        let named_endpoints = match &request.webhooks {
+            None => None,
+            Some(ids) => {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match self.inner.db.endpoint(tenant, id)? {
+                        Some(e) if e.enabled => found.push(e.id),
+                        Some(_) => {
+                            return Err(NotifyError::invalid(format!(
+                                "webhook endpoint {id:?} is disabled"
+                            )));
+                        }
+                        None => {
+                            return Err(NotifyError::invalid(format!(
+                                "unknown webhook endpoint {id:?}"
+                            )));
+                        }
+                    }
+                }
+                Some(found)
+            }
+        };
         let user_channels = channels.iter().any(|c| *c != Channel::Webhook);
-        if users.is_empty() && user_channels && !channels.contains(&Channel::Webhook) {
+        let direct = !request.emails.is_empty() && channels.contains(&Channel::Email);
+        if users.is_empty() && !direct && user_channels && !channels.contains(&Channel::Webhook) {
             return Err(NotifyError::invalid(
-                "no recipients: give user ids, or send on the webhook channel only",
+                "no recipients: give user ids or email addresses, or send on the webhook channel only",
             ));
         }
         let now = self.now_us();
@@ -951,12 +1017,42 @@ impl Notifier {
                 }
             }
         }
+        if channels.contains(&Channel::Email) {
+            let mut seen = HashSet::new();
+            for address in &request.emails {
+                if !seen.insert(address.to_ascii_lowercase()) {
+                    continue;
+                }
+                let target = format!("{MAILTO}{address}");
+                if self.inner.config.smtp.host.is_empty() {
+                    add(
+                        Channel::Email,
+                        &target,
+                        Status::Suppressed,
+                        Some("email_not_configured"),
+                        now,
+                    );
+                } else {
+                    add(Channel::Email, &target, Status::Queued, None, now);
+                }
+            }
+        }
         if channels.contains(&Channel::Webhook) {
-            for e in self.inner.db.endpoints(tenant)? {
-                if e.enabled
-                    && (e.categories.is_empty() || e.categories.contains(&message.category))
-                {
-                    add(Channel::Webhook, &e.id, Status::Queued, None, now);
+            match named_endpoints {
+                Some(ids) => {
+                    for id in ids {
+                        add(Channel::Webhook, &id, Status::Queued, None, now);
+                    }
+                }
+                None => {
+                    for e in self.inner.db.endpoints(tenant)? {
+                        if e.enabled
+                            && (e.categories.is_empty()
+                                || e.categories.contains(&message.category))
+                        {
+                            add(Channel::Webhook, &e.id, Status::Queued, None, now);
+                        }
+                    }
                 }
             }
         }
@@ -1188,13 +1284,18 @@ impl Notifier {
         d: &Delivery,
         group: &[(Delivery, Message)],
     ) -> Result<(), (bool, String)> {
-        let user = match self.inner.db.user(&d.tenant, &d.target) {
-            Ok(Some(u)) => u,
-            Ok(None) => return Err((true, "user deleted".into())),
-            Err(e) => return Err((false, error_chain(&e))),
-        };
-        let Some(address) = user.email.clone() else {
-            return Err((true, "no email address".into()));
+        let address = if let Some(address) = d.target.strip_prefix(MAILTO) {
+            address.to_owned()
+        } else {
+            let user = match self.inner.db.user(&d.tenant, &d.target) {
+                Ok(Some(u)) => u,
+                Ok(None) => return Err((true, "user deleted".into())),
+                Err(e) => return Err((false, error_chain(&e))),
+            };
+            let Some(address) = user.email.clone() else {
+                return Err((true, "no email address".into()));
+            };
+            address
         };
         let brand = self.inner.db.branding(&d.tenant).unwrap_or_default();
         let rendered = if group.len() > 1 || d.reason.as_deref() == Some("digest") {

@@ -247,6 +247,40 @@ impl NotifyDb {
         Ok(())
     }
 
+    /// The workspace's logo: (content type, bytes).
+    pub fn logo(&self, tenant: &str) -> Result<Option<(String, Vec<u8>)>, NotifyError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT content_type, data FROM notify_logos WHERE tenant_id = ?1",
+                params![tenant],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Replaces the workspace's logo (`None`: removes it). Answers whether
+    /// there was one.
+    pub fn set_logo(
+        &self,
+        tenant: &str,
+        logo: Option<(&str, &[u8])>,
+        now_us: i64,
+    ) -> Result<bool, NotifyError> {
+        self.with(|c| match logo {
+            Some((content_type, data)) => c
+                .execute(
+                    "INSERT INTO notify_logos (tenant_id, content_type, data, updated_at_us) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET content_type = excluded.content_type, data = excluded.data, updated_at_us = excluded.updated_at_us",
+                    params![tenant, content_type, data, now_us],
+                )
+                .map(|n| n > 0),
+            None => c
+                .execute("DELETE FROM notify_logos WHERE tenant_id = ?1", params![tenant])
+                .map(|n| n > 0),
+        })
+    }
+
     // Endpoints.
 
     /// Creates or replaces an endpoint.
