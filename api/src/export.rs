@@ -39,6 +39,9 @@ pub enum Export {
     Xlsx,
     /// One table, typed (money as decimals, days as dates).
     Parquet,
+    /// Every table (a chart for a series or a breakdown), typeset as a
+    /// report with the workspace's branding.
+    Pdf,
 }
 
 pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -55,9 +58,10 @@ impl Export {
                 "csv" => Ok(Self::Csv),
                 "xlsx" => Ok(Self::Xlsx),
                 "parquet" => Ok(Self::Parquet),
+                "pdf" => Ok(Self::Pdf),
                 other => Err(ApiError::bad_request(
                     "invalid_format",
-                    format!("format {other:?} is not one of json, csv, xlsx, parquet"),
+                    format!("format {other:?} is not one of json, csv, xlsx, parquet, pdf"),
                 )),
             };
         }
@@ -70,6 +74,7 @@ impl Export {
                 "text/csv" => return Ok(Self::Csv),
                 XLSX_TYPE => return Ok(Self::Xlsx),
                 PARQUET_TYPE => return Ok(Self::Parquet),
+                "application/pdf" => return Ok(Self::Pdf),
                 _ => {}
             }
         }
@@ -274,6 +279,13 @@ pub fn respond(
     }
     let (body, content_type, ext) = match export {
         Export::Json => return Ok(axum::Json(answer).into_response()),
+        Export::Pdf => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "a PDF is written by export::pdf",
+            ));
+        }
         Export::Csv | Export::Parquet => {
             let chosen = match table {
                 Some(t) => tables.iter().find(|x| x.name == t),
@@ -390,6 +402,73 @@ pub fn workbook(
         book.about(k, v.clone());
     }
     book.finish().map_err(fail)
+}
+
+/// An analytics answer as a PDF: each of its tables (or the one named
+/// `table`) as a block, a series drawn as a line and a breakdown as bars,
+/// under the endpoint's name and the answer's range, with the workspace's
+/// branding (as a report is).
+pub async fn pdf(
+    state: &crate::state::AppState,
+    tenant: &str,
+    endpoint: &str,
+    table: Option<&str>,
+    answer: &Value,
+) -> Result<Response, ApiError> {
+    use crate::reports::render::{ChartKind, ChartSpec, RenderedBlock};
+    let blocks: Vec<RenderedBlock> = tables(answer)
+        .into_iter()
+        .filter(|t| table.is_none_or(|name| t.name == name))
+        .map(|t| {
+            let chart = match t.name.as_str() {
+                "series" => ChartSpec::guess(ChartKind::Line, &t),
+                "breakdown.rows" | "steps" | "top_by_revenue" => {
+                    ChartSpec::guess(ChartKind::Bar, &t)
+                }
+                _ => None,
+            };
+            RenderedBlock {
+                heading: crate::reports::capitalized(&t.name.replace(['.', '_'], " ")),
+                table: t,
+                truncated: false,
+                chart,
+            }
+        })
+        .collect();
+    if blocks.is_empty() {
+        return Err(ApiError::bad_request(
+            "unknown_table",
+            format!("the {endpoint} answer has no table {table:?}"),
+        ));
+    }
+    let calendar = state.engine.calendar(tenant);
+    let range = |k: &str| {
+        answer
+            .pointer(&format!("/range/{k}"))
+            .and_then(Value::as_str)
+    };
+    let subtitle = match (range("from"), range("to")) {
+        (Some(f), Some(t)) => format!("{f} to {t} ({})", calendar.tz.name()),
+        _ => format!("Analytics: {endpoint}"),
+    };
+    let doc = crate::reports::pdf::Document {
+        title: crate::reports::capitalized(endpoint),
+        subtitle,
+        currency: calendar.currency.clone(),
+        summary: Vec::new(),
+    };
+    let body = crate::reports::pdf::document(state, tenant, &doc, &blocks).await?;
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"beacon-{endpoint}.pdf\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 /// One table as CSV (RFC 4180, UTF-8, a header row).

@@ -449,7 +449,7 @@ impl Block {
     }
 }
 
-fn capitalized(s: &str) -> String {
+pub fn capitalized(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())

@@ -12,7 +12,7 @@
 use plotters::style::RGBColor;
 use serde_json::{Value, json};
 
-use super::render::{ChartKind, ChartSpec, MAX_BLOCK_ROWS, Rendered, to_cents};
+use super::render::{ChartKind, ChartSpec, MAX_BLOCK_ROWS, Rendered, RenderedBlock, to_cents};
 use super::typeset;
 use crate::error::ApiError;
 use crate::export::Table;
@@ -58,12 +58,45 @@ pub fn brand(state: &AppState, tenant: &str) -> Result<Brand, ApiError> {
     })
 }
 
-/// The PDF of `rendered`, typeset off the async runtime (seconds for a
-/// long report).
+/// The PDF of a report, typeset off the async runtime (seconds for a long
+/// report).
 pub async fn write(
     state: &AppState,
     tenant: &str,
     rendered: &Rendered,
+) -> Result<Vec<u8>, ApiError> {
+    let doc = Document {
+        title: rendered.title.clone(),
+        subtitle: format!(
+            "{} to {} ({})",
+            rendered.from, rendered.to, rendered.time_zone
+        ),
+        currency: rendered.currency.clone(),
+        summary: rendered.summary.clone(),
+    };
+    document(state, tenant, &doc, &rendered.blocks).await
+}
+
+/// What a PDF says above its blocks.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The title.
+    pub title: String,
+    /// The line under it (the range and time zone).
+    pub subtitle: String,
+    /// Money is in this currency.
+    pub currency: String,
+    /// The summary's sentences.
+    pub summary: Vec<String>,
+}
+
+/// The PDF of any tables laid out as a report (also `?format=pdf` on the
+/// analytics and SQL endpoints).
+pub async fn document(
+    state: &AppState,
+    tenant: &str,
+    doc: &Document,
+    blocks: &[RenderedBlock],
 ) -> Result<Vec<u8>, ApiError> {
     let brand = brand(state, tenant)?;
     let tz = state.engine.calendar(tenant).tz;
@@ -73,7 +106,7 @@ pub async fn write(
         .with_timezone(&tz)
         .format("%Y-%m-%d %H:%M")
         .to_string();
-    let (data, files) = prepare(rendered, &brand, &generated);
+    let (data, files) = prepare(doc, blocks, &brand, &generated);
     tokio::task::spawn_blocking(move || {
         let pdf = typeset::typeset(&data, files);
         // Typst memoises layouts across documents; a report server lays out
@@ -94,7 +127,8 @@ pub async fn write(
 
 /// The layout's data (`data.json`) and files (charts, logo) of `rendered`.
 pub fn prepare(
-    rendered: &Rendered,
+    doc: &Document,
+    blocks_in: &[RenderedBlock],
     brand: &Brand,
     generated: &str,
 ) -> (Value, Vec<(String, Vec<u8>)>) {
@@ -110,8 +144,8 @@ pub fn prepare(
         files.push((name.clone(), bytes.clone()));
         name
     });
-    let mut blocks = Vec::with_capacity(rendered.blocks.len());
-    for (i, b) in rendered.blocks.iter().enumerate() {
+    let mut blocks = Vec::with_capacity(blocks_in.len());
+    for (i, b) in blocks_in.iter().enumerate() {
         let chart = match &b.chart {
             Some(spec) => match chart_svg(&b.table, spec, colour) {
                 Ok(Some(svg)) => {
@@ -136,7 +170,7 @@ pub fn prepare(
             .map(|r| {
                 r.iter()
                     .enumerate()
-                    .map(|(c, v)| cell(&b.table.columns[c], v, &rendered.currency))
+                    .map(|(c, v)| cell(&b.table.columns[c], v, &doc.currency))
                     .collect()
             })
             .collect();
@@ -160,15 +194,14 @@ pub fn prepare(
         }));
     }
     let data = json!({
-        "title": rendered.title,
+        "title": doc.title,
         "name": if brand.name.is_empty() { "Beacon" } else { brand.name.as_str() },
         "color": color,
         "footer": brand.footer.clone().unwrap_or_else(|| "Made with Beacon".into()),
         "logo": logo,
-        "range": format!("{} to {}", rendered.from, rendered.to),
-        "time_zone": rendered.time_zone,
+        "subtitle": doc.subtitle,
         "generated": generated,
-        "summary": rendered.summary,
+        "summary": doc.summary,
         "blocks": blocks,
     });
     (data, files)

@@ -100,6 +100,9 @@ async fn answer(
     let answer =
         beacon_engine::analytics::run_in(&state.engine, &caller.tenant, &rows, name, request)
             .await?;
+    if export == Export::Pdf {
+        return crate::export::pdf(&state, &caller.tenant, name, table.as_deref(), &answer).await;
+    }
     let request = asked.unwrap_or(Value::Null);
     crate::export::respond(export, name, &request, table.as_deref(), answer)
 }

@@ -55,10 +55,13 @@ enum Format {
     Arrow,
     Parquet,
     Xlsx,
+    /// Laid out as a report (not streamed: the first
+    /// [`crate::reports::pdf::MAX_PDF_ROWS`] rows, the cut said).
+    Pdf,
 }
 
 impl Format {
-    const ALL: [(&'static str, &'static str, Format); 6] = [
+    const ALL: [(&'static str, &'static str, Format); 7] = [
         ("json", "application/json", Format::Json),
         ("ndjson", "application/x-ndjson", Format::Ndjson),
         ("csv", "text/csv", Format::Csv),
@@ -73,6 +76,7 @@ impl Format {
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Format::Xlsx,
         ),
+        ("pdf", "application/pdf", Format::Pdf),
     ];
 
     fn content_type(self) -> &'static str {
@@ -92,7 +96,7 @@ impl Format {
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_format",
-                        format!("format {name:?} is not one of json, ndjson, csv, arrow, parquet, xlsx"),
+                        format!("format {name:?} is not one of json, ndjson, csv, arrow, parquet, xlsx, pdf"),
                     )
                 });
         }
@@ -208,6 +212,39 @@ pub async fn sql(
     let id = guard.id.clone();
     let mut audit = QueryRecord::new(&state.audit, &principal, meta, &request.query, "http");
     audit.bytes = Some(0);
+    if format == Format::Pdf {
+        // A document, not a stream: the first rows (a PDF of more is not
+        // read), laid out as a report.
+        let limit = crate::reports::pdf::MAX_PDF_ROWS.min(max_rows);
+        let mut batches = Vec::new();
+        let mut seen = 0;
+        let mut next = first;
+        while let Some(b) = next {
+            seen += b.num_rows();
+            batches.push(b);
+            if seen > limit {
+                break;
+            }
+            next = tokio::select! {
+                r = stream.next() => r.transpose().map_err(ApiError::from)?,
+                () = cancelled.cancelled() => return Err(cancelled_error()),
+            };
+        }
+        let cut = seen > limit;
+        let body = sql_pdf(&state, &principal.tenant, &request.query, &schema, &batches, limit, cut).await?;
+        audit.rows = seen.min(limit);
+        audit.bytes = Some(body.len() as u64);
+        audit.complete = !cut;
+        drop(guard);
+        let mut response = body.into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            h.insert(QUERY_ID_HEADER, v);
+        }
+        h.insert(ROW_LIMIT_HEADER, HeaderValue::from(limit as u64));
+        return Ok(response);
+    }
     let body = encode(
         format,
         schema,
@@ -229,6 +266,52 @@ pub async fn sql(
     }
     h.insert(ROW_LIMIT_HEADER, HeaderValue::from(max_rows as u64));
     Ok(response)
+}
+
+/// A SQL result as a PDF: the query under the title, the rows as one
+/// table (cut at `limit`, said under it), the workspace's branding.
+async fn sql_pdf(
+    state: &AppState,
+    tenant: &str,
+    query: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    limit: usize,
+    cut: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let objects = beacon_engine::json::to_objects(schema, batches).map_err(ApiError::from)?;
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let rows: Vec<Vec<Value>> = objects
+        .iter()
+        .take(limit)
+        .map(|r| columns.iter().map(|c| r.get(c).cloned().unwrap_or(Value::Null)).collect())
+        .collect();
+    let n = rows.len();
+    let block = crate::reports::render::RenderedBlock {
+        heading: "Result".into(),
+        table: crate::export::Table {
+            name: "result".into(),
+            columns,
+            rows,
+        },
+        truncated: false,
+        chart: None,
+    };
+    let shown: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown: String = shown.chars().take(600).collect();
+    let mut summary = vec![format!("Query: {shown}")];
+    if cut {
+        summary.push(format!(
+            "Row limit reached: the result has more than {limit} rows; the first {limit} are here (use format=csv, parquet or arrow for all of them)."
+        ));
+    }
+    let doc = crate::reports::pdf::Document {
+        title: "Query result".into(),
+        subtitle: format!("{n} rows"),
+        currency: state.engine.calendar(tenant).currency.clone(),
+        summary,
+    };
+    crate::reports::pdf::document(state, tenant, &doc, std::slice::from_ref(&block)).await
 }
 
 fn cancelled_error() -> ApiError {
@@ -289,7 +372,8 @@ impl Encoder {
                 self.xlsx = Some((book, sheet));
                 Vec::new()
             }
-            Format::Ndjson | Format::Csv => Vec::new(),
+            // A PDF is laid out whole by the handler, never encoded here.
+            Format::Ndjson | Format::Csv | Format::Pdf => Vec::new(),
         })
     }
 
@@ -353,6 +437,7 @@ impl Encoder {
                     book.write(sheet, batch).map_err(|e| e.to_string())?;
                 }
             }
+            Format::Pdf => {}
         }
         self.rows += batch.num_rows();
         Ok(out)
@@ -362,6 +447,7 @@ impl Encoder {
     fn finish(&mut self, truncated: bool, error: Option<&str>) -> Result<Vec<u8>, String> {
         let err_json = |m: &str| json!({"code": "query_failed", "message": m});
         Ok(match self.format {
+            Format::Pdf => Vec::new(),
             Format::Json => {
                 let mut tail = format!("],\"truncated\":{truncated}");
                 if let Some(m) = error {

@@ -1217,6 +1217,66 @@ async fn pdf_and_excel_reports_are_branded_charted_and_equal_the_api() {
         .expect("pdftoppm");
     assert!(status.success());
 
+    // Every analytics answer and SQL result as a PDF too: the same
+    // numbers, the row limit said when a result is cut.
+    let post_pdf = |path: &'static str, body: Value| {
+        let server = &server;
+        async move {
+            let resp = client()
+                .post(server.url(path))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            (status, ct, resp.bytes().await.expect("bytes").to_vec())
+        }
+    };
+    let (s, ct, answer_pdf) = post_pdf(
+        "/v1/analytics/revenue",
+        json!({"from": from, "to": to, "breakdown": "channel", "format": "pdf"}),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (200, "application/pdf"));
+    let answer_file = dir.path().join("answer.pdf");
+    std::fs::write(&answer_file, &answer_pdf).expect("write");
+    let text = poppler("pdftotext", &["-layout"], &answer_file);
+    assert!(
+        text.contains("Revenue") && text.contains(&format!("{from} to {to}")),
+        "{text}"
+    );
+    for row in by["breakdown"]["rows"].as_array().expect("rows") {
+        let money = row
+            .as_object()
+            .expect("row")
+            .values()
+            .find_map(|v| v.as_str().filter(|s| s.contains('.')))
+            .expect("money");
+        assert!(
+            text.contains(&shown_money(&sign, money)),
+            "{row} in the answer's PDF:\n{text}"
+        );
+    }
+    let (s, ct, sql_pdf) = post_pdf(
+        "/v1/sql",
+        json!({"query": "SELECT value AS n FROM generate_series(1, 6000)", "format": "pdf"}),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (200, "application/pdf"));
+    let sql_file = dir.path().join("sql.pdf");
+    std::fs::write(&sql_file, &sql_pdf).expect("write");
+    let text = poppler("pdftotext", &["-layout", "-f", "1", "-l", "1"], &sql_file);
+    assert!(
+        text.contains("Row limit reached") && text.contains("generate_series"),
+        "{text}"
+    );
+
     // The same blocks as a workbook: money typed with the currency's
     // format, native charts over the sheets' own cells.
     let (s, ct, xlsx) = {
