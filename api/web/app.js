@@ -14,6 +14,7 @@ import { Funnels } from './pages/funnels.js';
 import { Inbox, InboxBadge } from './pages/inbox.js';
 import { Login } from './pages/login.js';
 import { Overview } from './pages/overview.js';
+import { Reports } from './pages/reports.js';
 import { Heatmap, Retention } from './pages/retention.js';
 import { Sales } from './pages/sales.js';
 import { Settings } from './pages/settings.js';
@@ -33,6 +34,7 @@ export const PAGES = [
   { path: 'retention', title: 'Retention', component: Retention, roles: EVERYONE },
   { path: 'peak-times', title: 'Peak times', component: Heatmap, roles: EVERYONE },
   { path: 'alerts', title: 'Alerts', component: Alerts, roles: EVERYONE },
+  { path: 'reports', title: 'Reports', component: Reports, roles: EVERYONE },
   { path: 'sql', title: 'SQL', component: Sql, roles: ANALYSTS },
   { path: 'settings', title: 'Settings', component: Settings, roles: ADMINS },
 ];

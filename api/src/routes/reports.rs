@@ -49,11 +49,12 @@ pub struct ReportBody {
     /// Cron expression in the workspace's time zone; none: on demand only.
     #[serde(default)]
     schedule: Option<String>,
-    /// `xlsx` (default), `csv` or `parquet`.
+    /// `xlsx` (default), `pdf`, `csv` or `parquet`.
     #[serde(default)]
     format: Option<String>,
-    /// Users each run is delivered to (ids, or `{"user", "filters"}` for
-    /// a copy narrowed to them).
+    /// Who each run goes to: user ids, `{"email": ...}` addresses,
+    /// `{"webhook": <endpoint id>}`; each may carry `filters` of its own
+    /// (a copy narrowed to them).
     #[serde(default)]
     recipients: Vec<Recipient>,
     #[serde(default)]

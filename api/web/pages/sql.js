@@ -1,6 +1,8 @@
 // SQL console (analysts and up): a query over the workspace's tables, its
 // result as a table and, for a label and a number column, a chart;
-// download as CSV, Parquet or Excel (XLSX); cancel. `POST /v1/sql` (docs/sql.md).
+// download as CSV, Parquet, Excel (XLSX) or PDF; cancel; save the query
+// under a name for the team (and for report blocks) and open a saved one.
+// `POST /v1/sql` (docs/sql.md), `/v1/saved-queries` (docs/reports.md).
 import { html, useEffect, useRef, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
@@ -20,7 +22,32 @@ export function Sql({ app }) {
   const [error, setError] = useState(null);
   const [running, setRunning] = useState(null);
   const [tables, setTables] = useState([]);
+  const [saved, setSaved] = useState([]);
+  const [name, setName] = useState('');
+  const [note, setNote] = useState(null);
   const started = useRef(0);
+
+  const loadSaved = () =>
+    app.client
+      .get('/v1/saved-queries')
+      .then((r) => setSaved(r.queries))
+      .catch(() => setSaved([]));
+  useEffect(() => {
+    loadSaved();
+  }, [app.client]);
+
+  const save = async () => {
+    setError(null);
+    setNote(null);
+    try {
+      const q = await app.client.post('/v1/saved-queries', { name, sql: text });
+      setNote(`Saved as "${q.name}".`);
+      setName('');
+      loadSaved();
+    } catch (e) {
+      setError(e.message);
+    }
+  };
 
   useEffect(() => {
     app.client
@@ -99,7 +126,22 @@ export function Sql({ app }) {
         <button type="button" onClick=${() => download('csv')}>Download CSV</button>
         <button type="button" onClick=${() => download('parquet')}>Download Parquet</button>
         <button type="button" onClick=${() => download('xlsx')}>Download Excel</button>
+        <button type="button" onClick=${() => download('pdf')}>Download PDF</button>
       </div>
+      <div class="actions">
+        <label>Saved queries
+          <select value="" onChange=${(e) => {
+            const q = saved.find((x) => x.id === e.target.value);
+            if (q) setText(q.sql);
+          }}>
+            <option value="">Open a saved query…</option>
+            ${saved.map((q) => html`<option value=${q.id}>${q.name}</option>`)}
+          </select>
+        </label>
+        <label>Name <input value=${name} onInput=${(e) => setName(e.target.value)} placeholder="Weekly orders by channel" /></label>
+        <button type="button" disabled=${!name.trim()} onClick=${save}>Save query</button>
+      </div>
+      ${note && html`<p role="status">${note}</p>`}
     </form>
     ${error && html`<${Failed} error=${error} />`}
     ${result &&

@@ -352,6 +352,8 @@ test('a property filter narrows the numbers, a saved view brings it back, the ov
   await page.goto(front.url + '/#/overview');
   await page.getByRole('button', { name: 'Arrange' }).click();
   await page.getByRole('button', { name: 'Move Live activity up' }).click();
+  // The move re-renders after the click returns.
+  await page.locator('[data-widget="activity"] + [data-widget="products"]').waitFor();
   assert.deepEqual(await widgets(), ['tiles', 'revenue', 'activity', 'products']);
   await axe(page, 'the overview being arranged');
   await page.getByRole('button', { name: 'Done' }).click();
@@ -590,6 +592,47 @@ test('an embedded portal shows a customer only their own numbers, live; a tamper
   } finally {
     portal.kill();
   }
+});
+
+test('a report made from a template is previewed, run and downloaded as a PDF; a saved query opens in the console', async () => {
+  const page = await newPage();
+  await signIn(page, ownerEmail, ownerPassword);
+  await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Reports' }).click();
+  await page.getByRole('heading', { name: 'Reports', exact: true, level: 1 }).waitFor();
+  await page.getByLabel('Template').selectOption('weekly_sales');
+  await page.getByLabel('Range').selectOption('last_30_days');
+  await page.getByLabel('Format').selectOption('pdf');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  // The preview's key numbers are the revenue API's for the same range.
+  const preview = page.locator('[data-report="preview"]');
+  await preview.waitFor();
+  const heading = await preview.locator('h3').innerText();
+  const [, from, to] = heading.match(/(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})/);
+  const revenue = await api('/v1/analytics/revenue', { method: 'POST', body: JSON.stringify({ from, to }) });
+  const euro = (text) => new Intl.NumberFormat('en-US', { style: 'currency', currency: 'EUR' }).format(text);
+  await preview.locator('td', { hasText: euro(revenue.summary.gross) }).first().waitFor();
+  await axe(page, 'reports with a preview');
+  await page.getByRole('button', { name: 'Create report' }).click();
+  const report = page.locator('article.report').first();
+  await report.waitFor();
+  await report.getByRole('button', { name: 'Run now' }).click();
+  await report.locator('tr[data-outcome="ok"]').first().waitFor();
+  const [pdf] = await Promise.all([page.waitForEvent('download'), report.getByRole('link', { name: 'Download PDF' }).first().click()]);
+  assert.equal(readFileSync(await pdf.path()).subarray(0, 5).toString(), '%PDF-');
+  await axe(page, 'reports');
+  await page.screenshot({ path: `${artifacts}/reports.png`, fullPage: true });
+
+  // The SQL console saves a query for the team and opens it again.
+  await page.goto(front.url + '/#/sql');
+  const query = 'SELECT count(*) AS orders FROM orders';
+  await page.getByLabel(/Query/).fill(query);
+  await page.getByLabel('Name').fill('Order count');
+  await page.getByRole('button', { name: 'Save query' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved as' }).waitFor();
+  await page.getByLabel(/Query/).fill('SELECT 1');
+  await page.getByLabel('Saved queries').selectOption({ label: 'Order count' });
+  assert.equal(await page.getByLabel(/Query/).inputValue(), query);
+  await page.context().close();
 });
 
 test('no console errors on any page', () => {
