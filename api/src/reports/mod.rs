@@ -444,6 +444,20 @@ impl Block {
             } if *h == 0 || *h > MAX_FORECAST_DAYS => bad(format!(
                 "a forecast's horizon is 1 to {MAX_FORECAST_DAYS} days"
             )),
+            Self::Forecast { metric, .. }
+                if !beacon_engine::series::METRICS
+                    .iter()
+                    .any(|(m, _)| m == metric) =>
+            {
+                bad(format!(
+                    "a forecast block forecasts {}, not {metric:?}",
+                    beacon_engine::series::METRICS
+                        .iter()
+                        .map(|(m, _)| *m)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -667,5 +681,17 @@ mod tests {
         assert!(def.check().is_err());
         let def = parse(json!({"title": "x", "blocks": []})).expect("shape");
         assert!(def.check().is_err());
+        let def =
+            parse(json!({"title": "x", "blocks": [{"type": "forecast", "metric": "profit"}]}))
+                .expect("shape");
+        assert!(def.check().expect_err("metric").contains("profit"));
+        let def = parse(json!({"title": "x", "blocks": [{"type": "forecast", "horizon": 93}]}))
+            .expect("shape");
+        assert!(def.check().expect_err("horizon").contains("92"));
+        let def = parse(
+            json!({"title": "x", "blocks": [{"type": "sql", "sql": "SELECT 1", "chart": "pie"}]}),
+        )
+        .expect("shape");
+        assert!(def.check().expect_err("chart").contains("pie"));
     }
 }

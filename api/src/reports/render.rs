@@ -466,8 +466,7 @@ async fn forecast_table(
 ) -> Result<Table, ApiError> {
     let series = daily_series(state, tenant, metric).await?;
     let values = series.values.clone();
-    let mut opts = crate::models::options(None, Some(vec![0.8]))?;
-    opts.levels = vec![0.8];
+    let opts = crate::models::options(None, Some(vec![0.8]))?;
     let h = horizon as usize;
     let fc = crate::models::off_thread(move || {
         beacon_forecasting::forecast::forecast(

@@ -258,18 +258,22 @@ pub fn bar_chart(rows: &[(String, f64)], colour: RGBColor) -> Result<String, Str
             .draw()
             .map_err(|e| e.to_string())?;
         chart
-            .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-                let k = n - 1 - i;
-                let mut bar = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(k)),
-                        (*v, SegmentValue::Exact(k + 1)),
-                    ],
-                    colour.filled(),
-                );
-                bar.set_margin(4, 4, 0, 0);
-                bar
-            }))
+            // A bar of nothing is no rectangle (an SVG rect of width 0 is
+            // invalid).
+            .draw_series(rows.iter().enumerate().filter(|(_, (_, v))| *v != 0.0).map(
+                |(i, (_, v))| {
+                    let k = n - 1 - i;
+                    let mut bar = Rectangle::new(
+                        [
+                            (0.0, SegmentValue::Exact(k)),
+                            (*v, SegmentValue::Exact(k + 1)),
+                        ],
+                        colour.filled(),
+                    );
+                    bar.set_margin(4, 4, 0, 0);
+                    bar
+                },
+            ))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }

@@ -1520,7 +1520,7 @@ async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
         "/v1/reports",
         key,
         Some(json!({
-            "title": "Books", "range": "last_7_days", "format": "csv", "blocks": [{"type": "kpi"}],
+            "title": "Books", "range": "last_7_days", "format": "pdf", "blocks": [{"type": "kpi"}],
             "recipients": [{"email": "accountant@books.test"}, {"webhook": good}, {"webhook": bad}]
         })),
     )
@@ -1540,7 +1540,7 @@ async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
     let run_id = run["run"]["id"].as_str().expect("run").to_owned();
     let (_, _, file) = bytes(&server, key, &format!("/v1/reports/runs/{run_id}/file")).await;
 
-    // The accountant (no user) gets the email with the CSV attached.
+    // The accountant (no user) gets the email with the PDF attached.
     let mail = smtp
         .next_json(std::time::Duration::from_secs(20))
         .expect("the email");
@@ -1554,6 +1554,9 @@ async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
         )
         .expect("base64");
     assert_eq!(attached, file);
+    assert!(attached.starts_with(b"%PDF-"));
+    assert_eq!(mail["attachments"][0]["filename"], "Books.pdf", "{mail}");
+    assert_eq!(mail["attachments"][0]["content_type"], "application/pdf", "{mail}");
     // The named endpoint gets a signed payload with an expiring link to
     // the file; the endpoint the report does not name gets nothing.
     let mut seen = Value::Null;

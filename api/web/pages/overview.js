@@ -2,7 +2,7 @@
 // chart, top products and the live activity feed (`activity`). Every
 // number comes from the server (the live metrics, /v1/analytics/*); the
 // page only formats.
-import { html, useEffect, useState } from '../vendor/preact-htm.mjs';
+import { html, useEffect, useRef, useState } from '../vendor/preact-htm.mjs';
 
 import { Chart } from '../lib/chart.js';
 import * as fmt from '../lib/format.js';
@@ -247,18 +247,22 @@ export function ordered(layout) {
 function useLayout(app) {
   const [order, setOrder] = useState(ordered(null));
   const [error, setError] = useState(null);
+  // A move made before the saved layout arrives wins over it (it is saved
+  // too, after it).
+  const moved = useRef(false);
   useEffect(() => {
     if (!app.me) return undefined;
     let current = true;
     app.client
       .get('/v1/auth/layouts/overview')
-      .then((r) => current && setOrder(ordered(r.layout)))
+      .then((r) => current && !moved.current && setOrder(ordered(r.layout)))
       .catch(() => {});
     return () => {
       current = false;
     };
   }, [app.client]);
   const save = (next) => {
+    moved.current = true;
     setOrder(next);
     setError(null);
     app.client.request('PUT', '/v1/auth/layouts/overview', { layout: next }).catch((e) => setError(e.message));

@@ -72,17 +72,54 @@ function Preview({ preview }) {
   </div>`;
 }
 
-function Editor({ app, templates, onSaved }) {
-  const [form, setForm] = useState({ template: 'weekly_sales', title: '', range: '', format: 'pdf', schedule: '', recipients: '' });
+const pretty = (v) => JSON.stringify(v, null, 2);
+
+/** The editor's fields for a new report from `template`, or of `report`. */
+function formOf(templates, report, template = 'weekly_sales') {
+  if (report) {
+    return {
+      template: '',
+      title: report.definition.title,
+      range: report.definition.range,
+      format: report.format,
+      schedule: report.schedule || '',
+      recipients: report.recipients.filter((r) => typeof r === 'string' || r.email).map(recipientText).join(', '),
+      blocks: pretty(report.definition.blocks),
+    };
+  }
+  const t = templates.find((x) => x.name === template);
+  return { template, title: '', range: '', format: 'pdf', schedule: '', recipients: '', blocks: t ? pretty(t.definition.blocks) : '[]' };
+}
+
+function Editor({ app, templates, editing, onSaved, onCancel }) {
+  const [form, setForm] = useState(() => formOf(templates, editing));
   const [preview, setPreview] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    setForm(formOf(templates, editing));
+    setPreview(null);
+  }, [editing]);
   const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
+  const template = templates.find((t) => t.name === form.template);
   const body = () => {
-    const b = { template: form.template, format: form.format, recipients: recipientsOf(form.recipients) };
+    let blocks;
+    try {
+      blocks = JSON.parse(form.blocks);
+    } catch (e) {
+      throw new Error(`Blocks are not JSON: ${e.message}`);
+    }
+    const b = { format: form.format, recipients: recipientsOf(form.recipients), blocks };
+    if (template) b.template = template.name;
     if (form.title.trim()) b.title = form.title.trim();
     if (form.range) b.range = form.range;
     if (form.schedule.trim()) b.schedule = form.schedule.trim();
+    if (editing) {
+      // Webhook recipients and filtered copies are kept as they were.
+      b.recipients = [...b.recipients, ...editing.recipients.filter((r) => typeof r !== 'string' && !r.email)];
+      b.filters = editing.definition.filters;
+      b.paused = editing.paused;
+    }
     return b;
   };
   const act = (f) => async (event) => {
@@ -97,24 +134,27 @@ function Editor({ app, templates, onSaved }) {
       setBusy(false);
     }
   };
-  const template = templates.find((t) => t.name === form.template);
+  const save = act(async () => {
+    if (editing) await app.client.request('PUT', `/v1/reports/${encodeURIComponent(editing.id)}`, body());
+    else await app.client.post('/v1/reports', body());
+    setPreview(null);
+    setForm(formOf(templates, null));
+    onSaved();
+  });
   return html`
     <section aria-labelledby="report-editor" class="panel">
-      <h2 id="report-editor">New report</h2>
-      <form class="rule-form" onSubmit=${act(async () => {
-        await app.client.post('/v1/reports', body());
-        setPreview(null);
-        onSaved();
-      })}>
-        <label>Template
-          <select value=${form.template} onChange=${set('template')}>
+      <h2 id="report-editor">${editing ? `Edit ${editing.definition.title}` : 'New report'}</h2>
+      <form class="rule-form" onSubmit=${save}>
+        ${!editing &&
+        html`<label>Template
+          <select value=${form.template} onChange=${(e) => setForm(formOf(templates, null, e.target.value))}>
             ${templates.map((t) => html`<option value=${t.name}>${t.definition.title}</option>`)}
           </select>
-        </label>
+        </label>`}
         <label>Title <input value=${form.title} placeholder=${template ? template.definition.title : ''} onInput=${set('title')} /></label>
         <label>Range
           <select value=${form.range} onChange=${set('range')}>
-            <option value="">Default (${template ? template.definition.range.replaceAll('_', ' ') : ''})</option>
+            ${!editing && html`<option value="">Default (${template ? template.definition.range.replaceAll('_', ' ') : ''})</option>`}
             ${RANGES.map(([v, t]) => html`<option value=${v}>${t}</option>`)}
           </select>
         </label>
@@ -128,9 +168,14 @@ function Editor({ app, templates, onSaved }) {
           <input value=${form.recipients} placeholder="ann, accountant@example.com" onInput=${set('recipients')} />
         </label>
         ${template && html`<p class="hint">${template.description}</p>`}
+        <details class="hint">
+          <summary>Blocks (JSON: kpi, timeseries, breakdown, products, funnel, cohorts, heatmap, customers, forecast, sql, saved_query; docs/reports.md)</summary>
+          <label>Blocks <textarea rows="10" spellcheck="false" value=${form.blocks} onInput=${set('blocks')}></textarea></label>
+        </details>
         <div class="actions">
           <button type="button" disabled=${busy} onClick=${act(async () => setPreview(await app.client.post('/v1/reports/preview', body())))}>Preview</button>
-          <button type="submit" disabled=${busy}>Create report</button>
+          <button type="submit" disabled=${busy}>${editing ? 'Save changes' : 'Create report'}</button>
+          ${editing && html`<button type="button" onClick=${onCancel}>Cancel</button>`}
         </div>
       </form>
       ${error && html`<${Failed} error=${error} />`}
@@ -164,7 +209,7 @@ function Runs({ app, report, round }) {
   </table></div>`;
 }
 
-function Report({ app, report, onChanged }) {
+function Report({ app, report, onChanged, onEdit }) {
   const editor = EDITORS.includes(app.role);
   const [round, setRound] = useState(0);
   const [error, setError] = useState(null);
@@ -196,6 +241,7 @@ function Report({ app, report, onChanged }) {
       (report.paused
         ? html`<button type="button" onClick=${act(() => 'Resumed.', () => app.client.post(`${path}/resume`))}>Resume</button>`
         : html`<button type="button" onClick=${act(() => 'Paused.', () => app.client.post(`${path}/pause`))}>Pause</button>`)}
+      <button type="button" onClick=${() => onEdit(report)}>Edit</button>
       <button type="button" class="danger" onClick=${act(() => 'Deleted.', () => app.client.request('DELETE', path))}>Delete</button>
     </div>`}
     ${note && html`<p role="status">${note}</p>`}
@@ -208,16 +254,27 @@ export function Reports({ app }) {
   const [reports, error, again] = useApi(app.client, '/v1/reports');
   const [templates] = useApi(app.client, '/v1/reports/templates');
   const editor = EDITORS.includes(app.role);
+  const [editing, setEditing] = useState(null);
+  const saved = () => {
+    setEditing(null);
+    again();
+  };
   return html`
     <h1>Reports</h1>
     <p class="muted">Scheduled and on-demand reports as PDF, Excel, CSV or Parquet, in ${app.workspace.timezone} time and ${app.workspace.currency}.</p>
-    ${editor && templates && html`<${Editor} app=${app} templates=${templates.templates} onSaved=${again} />`}
+    ${editor && templates && html`<${Editor} app=${app} templates=${templates.templates} editing=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />`}
     <section aria-labelledby="reports-title">
       <h2 id="reports-title">Reports</h2>
       ${error && html`<${Failed} error=${error} />`}
       ${!reports && !error && html`<p class="loading">Loading reports…</p>`}
       ${reports && reports.reports.length === 0 && html`<p class="muted">No reports yet${editor ? ': make one from a template above.' : '.'}</p>`}
-      ${reports && reports.reports.map((r) => html`<${Report} key=${r.id} app=${app} report=${r} onChanged=${again} />`)}
+      ${reports &&
+      reports.reports.map(
+        (r) => html`<${Report} key=${r.id} app=${app} report=${r} onChanged=${again} onEdit=${(x) => {
+          setEditing(x);
+          scrollTo(0, 0);
+        }} />`,
+      )}
     </section>
   `;
 }

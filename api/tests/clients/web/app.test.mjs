@@ -619,6 +619,17 @@ test('a report made from a template is previewed, run and downloaded as a PDF; a
   await report.locator('tr[data-outcome="ok"]').first().waitFor();
   const [pdf] = await Promise.all([page.waitForEvent('download'), report.getByRole('link', { name: 'Download PDF' }).first().click()]);
   assert.equal(readFileSync(await pdf.path()).subarray(0, 5).toString(), '%PDF-');
+  // Edited: a new title and a block fewer, saved with PUT.
+  await report.getByRole('button', { name: 'Edit' }).click();
+  await page.getByRole('heading', { name: 'Edit Weekly sales summary' }).waitFor();
+  await page.getByLabel('Title').fill('Weekly sales, short');
+  await page.locator('details').locator('summary').click();
+  const blocks = JSON.parse(await page.getByLabel('Blocks').inputValue());
+  await page.getByLabel('Blocks').fill(JSON.stringify(blocks.slice(0, 2)));
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('heading', { name: 'Weekly sales, short' }).waitFor();
+  const saved = await api('/v1/reports');
+  assert.equal(saved.reports.find((r) => r.definition.title === 'Weekly sales, short').definition.blocks.length, 2);
   await axe(page, 'reports');
   await page.screenshot({ path: `${artifacts}/reports.png`, fullPage: true });
 
