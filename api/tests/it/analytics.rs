@@ -808,36 +808,69 @@ async fn answers_download_as_csv_and_excel_with_the_json_numbers() {
     let data = dir.path().join("data");
     let tenant = create_tenant(&data, "Shop");
     let server = Server::start(&data, &[]);
-    let (status, body) = call(&server, Method::POST, "/v1/batch", &tenant.write_key, Some(json!({"batch": events()}))).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": events()})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let key = &tenant.admin_key;
     let get = |path: String| {
         let server = &server;
         async move {
-            let resp = client().get(server.url(&path)).bearer_auth(key).send().await.expect("send");
+            let resp = client()
+                .get(server.url(&path))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("send");
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             (status, headers, resp.bytes().await.expect("bytes").to_vec())
         }
     };
-    let (_, json) = call(&server, Method::GET, "/v1/analytics/revenue?range=7d&interval=day&breakdown=channel", key, None).await;
+    let (_, json) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/revenue?range=7d&interval=day&breakdown=channel",
+        key,
+        None,
+    )
+    .await;
     let series = json["series"].as_array().expect("series");
     assert!(!series.is_empty(), "{json}");
 
     // CSV: the series, a header row, the API's decimal text.
-    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=csv".into()).await;
+    let (s, h, bytes) =
+        get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=csv".into())
+            .await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(h["content-type"], "text/csv; charset=utf-8");
-    assert_eq!(h["content-disposition"], "attachment; filename=\"beacon-revenue.csv\"");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename=\"beacon-revenue.csv\""
+    );
     let text = String::from_utf8(bytes).expect("utf-8");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), series.len(), "{text}");
-    let at = |name: &str| header.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
     for (row, want) in rows.iter().zip(series) {
         assert_eq!(row[at("bucket")], want["bucket"].as_str().expect("bucket"));
-        assert_eq!(row[at("gross")], want["gross"].as_str().expect("gross"), "{text}");
+        assert_eq!(
+            row[at("gross")],
+            want["gross"].as_str().expect("gross"),
+            "{text}"
+        );
     }
     // Another table by name, by the Accept header too.
     let resp = client()
@@ -864,83 +897,372 @@ async fn answers_download_as_csv_and_excel_with_the_json_numbers() {
 
     // Parquet: one table, typed: days as dates, money as decimals equal to
     // the API's text, counts as integers.
-    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=parquet".into()).await;
+    let (s, h, bytes) =
+        get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=parquet".into())
+            .await;
     assert_eq!(s, 200);
     assert_eq!(h["content-type"], "application/vnd.apache.parquet");
     let batches: Vec<arrow::array::RecordBatch> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .expect("parquet")
-            .build()
-            .expect("reader")
-            .collect::<Result<_, _>>()
-            .expect("batches");
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+            bytes,
+        ))
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("batches");
     let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
     assert_eq!(b.num_rows(), series.len());
     use arrow::datatypes::DataType;
     let schema = b.schema();
-    assert_eq!(schema.field_with_name("bucket").expect("bucket").data_type(), &DataType::Date32);
-    assert!(matches!(schema.field_with_name("gross").expect("gross").data_type(), DataType::Decimal128(38, 4)));
-    assert_eq!(schema.field_with_name("orders").expect("orders").data_type(), &DataType::Int64);
+    assert_eq!(
+        schema
+            .field_with_name("bucket")
+            .expect("bucket")
+            .data_type(),
+        &DataType::Date32
+    );
+    assert!(matches!(
+        schema.field_with_name("gross").expect("gross").data_type(),
+        DataType::Decimal128(38, 4)
+    ));
+    assert_eq!(
+        schema
+            .field_with_name("orders")
+            .expect("orders")
+            .data_type(),
+        &DataType::Int64
+    );
     let gross = b.column_by_name("gross").expect("gross");
     let buckets = b.column_by_name("bucket").expect("bucket");
     for (i, want) in series.iter().enumerate() {
-        assert_eq!(arrow::util::display::array_value_to_string(gross, i).expect("gross"), want["gross"].as_str().expect("gross"));
-        assert_eq!(arrow::util::display::array_value_to_string(buckets, i).expect("bucket"), want["bucket"].as_str().expect("bucket"));
+        assert_eq!(
+            arrow::util::display::array_value_to_string(gross, i).expect("gross"),
+            want["gross"].as_str().expect("gross")
+        );
+        assert_eq!(
+            arrow::util::display::array_value_to_string(buckets, i).expect("bucket"),
+            want["bucket"].as_str().expect("bucket")
+        );
     }
     let (s, _, body) = get("/v1/analytics/revenue?range=7d&format=docx".into()).await;
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("parquet"));
 
     // Excel: every table a sheet, money a number to its places, days as dates.
-    let (s, h, bytes) = get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=xlsx".into()).await;
+    let (s, h, bytes) =
+        get("/v1/analytics/revenue?range=7d&interval=day&breakdown=channel&format=xlsx".into())
+            .await;
     assert_eq!(s, 200);
-    assert_eq!(h["content-disposition"], "attachment; filename=\"beacon-revenue.xlsx\"");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename=\"beacon-revenue.xlsx\""
+    );
     let book = common::read_xlsx(&bytes);
-    let sheets: Vec<&str> = book["sheets"].as_array().expect("sheets").iter().filter_map(Value::as_str).collect();
+    let sheets: Vec<&str> = book["sheets"]
+        .as_array()
+        .expect("sheets")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     for name in ["summary", "series", "breakdown.rows", "About"] {
         assert!(sheets.contains(&name), "{name} in {sheets:?}");
     }
     let sheet = &book["cells"]["series"];
-    let head: Vec<&str> = sheet[0].as_array().expect("header").iter().map(|c| c[0].as_str().expect("title")).collect();
+    let head: Vec<&str> = sheet[0]
+        .as_array()
+        .expect("header")
+        .iter()
+        .map(|c| c[0].as_str().expect("title"))
+        .collect();
     let col = |name: &str| head.iter().position(|c| *c == name).expect("column");
     for (i, want) in series.iter().enumerate() {
         let row = &sheet[i + 1];
         assert_eq!(row[col("bucket")][1], "d", "a date: {row}");
-        assert!(row[col("bucket")][0].as_str().expect("date").starts_with(want["bucket"].as_str().expect("bucket")));
+        assert!(
+            row[col("bucket")][0]
+                .as_str()
+                .expect("date")
+                .starts_with(want["bucket"].as_str().expect("bucket"))
+        );
         let gross = want["gross"].as_str().expect("gross");
         let cell = &row[col("gross")];
         assert_eq!(cell[1], "n", "a number: {cell}");
-        assert_eq!(cell[0].as_f64(), gross.parse::<f64>().ok(), "{cell} vs {gross}");
+        assert_eq!(
+            cell[0].as_f64(),
+            gross.parse::<f64>().ok(),
+            "{cell} vs {gross}"
+        );
         let places = gross.split('.').nth(1).map_or(0, str::len);
         assert_eq!(cell[2], format!("#,##0.{}", "0".repeat(places)), "{cell}");
     }
-    assert!(book["cells"]["About"].to_string().contains("/v1/analytics/revenue"));
+    assert!(
+        book["cells"]["About"]
+            .to_string()
+            .contains("/v1/analytics/revenue")
+    );
 
     // Retention's cohorts: their periods a table of their own, with the cohort.
     let (s, _, bytes) = get("/v1/analytics/retention?range=30d&format=xlsx".into()).await;
     assert_eq!(s, 200);
     let book = common::read_xlsx(&bytes);
-    assert!(book["sheets"].to_string().contains("cohorts.periods"), "{}", book["sheets"]);
+    assert!(
+        book["sheets"].to_string().contains("cohorts.periods"),
+        "{}",
+        book["sheets"]
+    );
 
     // Refusals: an unknown format, a table the answer does not have.
     let (s, _, bytes) = get("/v1/analytics/revenue?range=7d&format=docx".into()).await;
     let err: Value = serde_json::from_slice(&bytes).expect("json");
-    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("invalid_format")), "{err}");
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("invalid_format")),
+        "{err}"
+    );
     let (s, _, bytes) = get("/v1/analytics/revenue?range=7d&format=csv&table=nope".into()).await;
     let err: Value = serde_json::from_slice(&bytes).expect("json");
-    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("unknown_table")), "{err}");
-    assert!(err["error"]["message"].as_str().expect("message").contains("series"), "{err}");
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("unknown_table")),
+        "{err}"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("series"),
+        "{err}"
+    );
     let (s, _, _) = get("/v1/analytics/revenue?range=7d&format=csv&format=xlsx".into()).await;
     assert_eq!(s, 400);
 
     // Products without the pairs (what dashboards ask): the same top lists.
-    let (_, all) = call(&server, Method::GET, "/v1/analytics/products?range=7d", key, None).await;
-    let (s, top) = call(&server, Method::GET, "/v1/analytics/products?range=7d&pairs=false", key, None).await;
+    let (_, all) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/products?range=7d",
+        key,
+        None,
+    )
+    .await;
+    let (s, top) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/products?range=7d&pairs=false",
+        key,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{top}");
     assert_eq!(top["pairs"], Value::Null);
     assert!(all["pairs"].is_array(), "{all}");
-    assert_eq!((&top["top_by_revenue"], &top["top_by_quantity"]), (&all["top_by_revenue"], &all["top_by_quantity"]));
-    let (s, err) = call(&server, Method::GET, "/v1/analytics/products?range=7d&pairs=maybe", key, None).await;
-    assert_eq!((s, err["error"]["code"].as_str()), (400, Some("invalid_request")), "{err}");
+    assert_eq!(
+        (&top["top_by_revenue"], &top["top_by_quantity"]),
+        (&all["top_by_revenue"], &all["top_by_quantity"])
+    );
+    let (s, err) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/products?range=7d&pairs=maybe",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{err}"
+    );
+    assert!(server.stop().success());
+}
+
+/// Bookings by when they were made and by when they are for: a booking
+/// made in September for an appointment in October counts in October by
+/// appointment, with its outcome whenever it came (a cancellation in
+/// September included); rates by the appointment's weekday.
+#[tokio::test]
+async fn bookings_are_counted_by_booking_time_or_by_appointment_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Salon");
+    let server = Server::start(&data, &[]);
+    let key = &tenant.admin_key;
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    };
+    let event = |id: &str, booking: &str, name: &str, when: &str, props: Value| {
+        let mut e = track(id, "client", name, at(when), props);
+        e["properties"]["booking_id"] = json!(booking);
+        e
+    };
+    let batch = vec![
+        // Made in September for Monday 5 October, a no-show.
+        event(
+            "c1",
+            "b1",
+            "Booking Created",
+            "2026-09-20T09:00:00Z",
+            json!({"appointment_at": "2026-10-05T10:00:00Z"}),
+        ),
+        event(
+            "o1",
+            "b1",
+            "Booking No Show",
+            "2026-10-05T11:00:00Z",
+            json!({}),
+        ),
+        // Made in September for Tuesday 6 October, cancelled in September.
+        event(
+            "c2",
+            "b2",
+            "Booking Created",
+            "2026-09-25T09:00:00Z",
+            json!({"appointment_at": "2026-10-06T10:00:00Z"}),
+        ),
+        event(
+            "o2",
+            "b2",
+            "Booking Cancelled",
+            "2026-09-30T08:00:00Z",
+            json!({"reason": "sick"}),
+        ),
+        // Made in October for Monday 12 October, completed.
+        event(
+            "c3",
+            "b3",
+            "Booking Created",
+            "2026-10-02T09:00:00Z",
+            json!({"appointment_at": "2026-10-12T10:00:00Z"}),
+        ),
+        event(
+            "o3",
+            "b3",
+            "Booking Completed",
+            "2026-10-12T11:00:00Z",
+            json!({"revenue": "50.00"}),
+        ),
+        // Made in October for November, completed.
+        event(
+            "c4",
+            "b4",
+            "Booking Created",
+            "2026-10-20T09:00:00Z",
+            json!({"appointment_at": "2026-11-03T10:00:00Z"}),
+        ),
+        event(
+            "o4",
+            "b4",
+            "Booking Completed",
+            "2026-11-03T11:00:00Z",
+            json!({"revenue": "30.00"}),
+        ),
+    ];
+    let (s, v) = call(
+        &server,
+        Method::POST,
+        "/v1/batch",
+        &tenant.write_key,
+        Some(json!({"batch": batch})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let october = json!({"from": "2026-10-01", "to": "2026-10-31", "interval": "month"});
+
+    // Made in October: b3 and b4, both completed.
+    let (s, booked) = post(&server, key, "bookings", october.clone()).await;
+    assert_eq!(s, 200, "{booked}");
+    assert_eq!(booked["basis"], "booked");
+    let sum = &booked["summary"];
+    assert_eq!(
+        (
+            &sum["bookings"],
+            &sum["completed"],
+            &sum["no_shows"],
+            &sum["cancelled"]
+        ),
+        (&json!(2), &json!(2), &json!(0), &json!(0)),
+        "{booked}"
+    );
+    assert_eq!(sum["revenue"], "80.0000", "{booked}");
+
+    // For October: b1 (no-show), b2 (cancelled in September), b3.
+    let mut by_appointment = october.clone();
+    by_appointment["basis"] = json!("appointment");
+    let (s, appt) = post(&server, key, "bookings", by_appointment).await;
+    assert_eq!(s, 200, "{appt}");
+    assert_eq!(appt["basis"], "appointment");
+    let sum = &appt["summary"];
+    assert_eq!(
+        (
+            &sum["bookings"],
+            &sum["completed"],
+            &sum["no_shows"],
+            &sum["cancelled"]
+        ),
+        (&json!(3), &json!(1), &json!(1), &json!(1)),
+        "{appt}"
+    );
+    assert_eq!(sum["revenue"], "50.0000", "{appt}");
+    assert!(
+        (sum["no_show_rate"].as_f64().expect("rate") - 1.0 / 3.0).abs() < 1e-6,
+        "rates are rounded to 6 places: {appt}"
+    );
+    let series = appt["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{appt}");
+    assert_eq!(series[0]["bookings"], 3, "{appt}");
+    assert_eq!(appt["cancellation_reasons"][0]["reason"], "sick", "{appt}");
+    // By the appointment's weekday: Monday b1 and b3, Tuesday b2.
+    let weekdays = appt["appointment_weekdays"].as_array().expect("weekdays");
+    assert_eq!(weekdays.len(), 2, "{appt}");
+    assert_eq!(
+        (
+            &weekdays[0]["weekday"],
+            &weekdays[0]["bookings"],
+            &weekdays[0]["no_shows"]
+        ),
+        (&json!(1), &json!(2), &json!(1)),
+        "{appt}"
+    );
+    assert!(
+        (weekdays[0]["no_show_rate"].as_f64().expect("rate") - 0.5).abs() < 1e-9,
+        "{appt}"
+    );
+    assert_eq!(
+        (&weekdays[1]["weekday"], &weekdays[1]["cancelled"]),
+        (&json!(2), &json!(1)),
+        "{appt}"
+    );
+    // The same as a GET, and a basis that does not exist.
+    let (s, got) = call(
+        &server,
+        Method::GET,
+        "/v1/analytics/bookings?from=2026-10-01&to=2026-10-31&basis=appointment",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!((s, &got["summary"]["bookings"]), (200, &json!(3)), "{got}");
+    let (s, bad) = post(
+        &server,
+        key,
+        "bookings",
+        json!({"range": "30d", "basis": "arrival"}),
+    )
+    .await;
+    assert_eq!(
+        (s, bad["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("appointment"),
+        "{bad}"
+    );
     assert!(server.stop().success());
 }

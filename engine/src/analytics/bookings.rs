@@ -12,6 +12,16 @@
 //! `revenue`); ratings are `properties.rating` of the completion.
 //! Booking conversion: people with a `Service Viewed` event in the range,
 //! and how many of them made a booking within 7 days after (a funnel).
+//!
+//! `basis` says which bookings a range holds and what the series groups
+//! by: `booked` (the default) is bookings *made* in the range, by the day
+//! they were made; `appointment` is bookings whose *appointment* (its
+//! `appointment_at`, else the booking time) falls in the range, by the day
+//! of the appointment, whatever their outcome's time (a cancellation the
+//! week before counts in the appointment's month): what a clinic or salon
+//! asks ("how many no-shows did we have in March?"). Either way
+//! `appointment_weekdays` holds counts and rates by the local weekday of the
+//! appointment.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -19,12 +29,43 @@ use serde_json::{Map, Value, json};
 use super::{Common, Interval, Period, Session, fill_series, ratio};
 use crate::Result;
 
-pub(super) const FIELDS: &[&str] = &[];
+pub(super) const FIELDS: &[&str] = &["basis"];
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Request {
     #[serde(flatten)]
     common: Common,
+    /// `booked` (default) or `appointment`.
+    #[serde(default)]
+    basis: Option<String>,
+}
+
+/// Which bookings a range holds and what the series groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    /// Made in the range, by when they were made.
+    Booked,
+    /// Their appointment in the range, by the appointment's time.
+    Appointment,
+}
+
+impl Basis {
+    fn parse(name: Option<&str>) -> Result<Self> {
+        match name.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("booked") => Ok(Self::Booked),
+            Some("appointment") => Ok(Self::Appointment),
+            Some(other) => Err(crate::Error::InvalidRequest(format!(
+                "basis is booked (when bookings were made) or appointment (when they are for), not {other:?}"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Booked => "booked",
+            Self::Appointment => "appointment",
+        }
+    }
 }
 
 /// `properties.appointment_at` as a UTC timestamp: an RFC 3339 / ISO-8601
@@ -35,20 +76,41 @@ const APPOINTMENT_AT: &str = "TRY_CAST(json_get_str(properties, 'appointment_at'
 
 const OUTCOMES: &str = "'Booking Completed', 'Booking Cancelled', 'Booking No Show'";
 
-/// One row per booking made in the period: its attributes and outcome.
+/// One row per booking of the period (made in it, or its appointment in
+/// it: `basis`): its attributes, outcome and `at` (the time its series
+/// bucket is of).
 fn bookings_sql(
     s: &Session<'_>,
     common: &Common,
     period: &Period,
     filters: &str,
     extra: &str,
+    basis: Basis,
 ) -> String {
+    let appointment = format!("coalesce({APPOINTMENT_AT}, timestamp)");
+    let (time, at, outcome_since) = match basis {
+        Basis::Booked => (
+            period.time_sql(),
+            "timestamp".to_owned(),
+            format!(
+                "timestamp >= TIMESTAMP '{}'",
+                super::rfc3339(period.start_us)
+            ),
+        ),
+        // An outcome may come before the range (cancelled the week before
+        // the appointment): every outcome of the bookings counts.
+        Basis::Appointment => (
+            period.time_sql_of(&appointment),
+            appointment.clone(),
+            "TRUE".to_owned(),
+        ),
+    };
     format!(
         "WITH created AS ( \
            SELECT booking_id, timestamp, coalesce(user_id, anonymous_id) AS person, service_id, staff_id, \
                   coalesce(json_get_float(properties, 'lead_time_days'), \
                            (to_unixtime({APPOINTMENT_AT}) - to_unixtime(timestamp)) / 86400.0) AS lead_days, \
-                  coalesce({APPOINTMENT_AT}, timestamp) AS appointment{extra} \
+                  {appointment} AS appointment, {at} AS at{extra} \
            FROM events WHERE event = 'Booking Created' AND booking_id IS NOT NULL AND {time} AND {filters}), \
          outcome AS ( \
            SELECT booking_id, last_value(event ORDER BY timestamp) AS outcome, \
@@ -56,14 +118,12 @@ fn bookings_sql(
                   last_value(revenue ORDER BY timestamp) AS revenue, \
                   last_value(currency ORDER BY timestamp) AS currency, \
                   last_value(json_get_float(properties, 'rating') ORDER BY timestamp) AS rating \
-           FROM events WHERE event IN ({OUTCOMES}) AND booking_id IS NOT NULL AND timestamp >= TIMESTAMP '{start}' \
+           FROM events WHERE event IN ({OUTCOMES}) AND booking_id IS NOT NULL AND {outcome_since} \
            GROUP BY booking_id) \
          SELECT c.*, coalesce(o.outcome, 'open') AS outcome, o.reason, \
                 CASE WHEN o.outcome = 'Booking Completed' AND {own} THEN o.revenue END AS revenue, \
                 CASE WHEN o.outcome = 'Booking Completed' THEN o.rating END AS rating \
          FROM created c LEFT JOIN outcome o USING (booking_id)",
-        time = period.time_sql(),
-        start = super::rfc3339(period.start_us),
         own = s.money_sql(common, "o.currency"),
     )
 }
@@ -102,6 +162,7 @@ async fn answer(
     common: &Common,
     period: &Period,
     interval: Interval,
+    basis: Basis,
 ) -> Result<Value> {
     let filters = common.filter_sql()?;
     let limit = common.limit()?;
@@ -110,7 +171,7 @@ async fn answer(
         Some((_, p)) => format!(", {} AS breakdown", p.group_sql()),
         None => String::new(),
     };
-    let base = bookings_sql(s, common, period, &filters, &extra);
+    let base = bookings_sql(s, common, period, &filters, &extra, basis);
     let summary = s
         .rows(&format!(
             "SELECT {COUNTS}, avg(lead_days) AS avg_lead_time_days, median(lead_days) AS median_lead_time_days, \
@@ -120,7 +181,7 @@ async fn answer(
         .pop()
         .unwrap_or_else(zeros);
     let summary = with_rates(summary);
-    let bucket = interval.bucket_sql("timestamp");
+    let bucket = interval.bucket_sql("at");
     let series = s
         .rows(&format!(
             "SELECT {bucket} AS bucket, {COUNTS} FROM ({base}) GROUP BY 1"
@@ -159,6 +220,14 @@ async fn answer(
              FROM ({base}) GROUP BY 1, 2 ORDER BY 1, 2"
         ))
         .await?;
+    let weekdays: Vec<Value> = s
+        .rows(&format!(
+            "SELECT business_weekday(appointment) AS weekday, {COUNTS} FROM ({base}) GROUP BY 1 ORDER BY 1"
+        ))
+        .await?
+        .into_iter()
+        .map(|r| Value::Object(with_rates(r)))
+        .collect();
     let conversion = s
         .rows(&format!(
             "SELECT count(*) AS viewers, count(*) FILTER (WHERE level >= 2) AS booked \
@@ -180,6 +249,7 @@ async fn answer(
         "services": services,
         "staff": staff,
         "peak_times": peak,
+        "appointment_weekdays": weekdays,
         "conversion": {"viewers": viewers as u64, "booked": booked as u64, "rate": ratio(booked, viewers)},
     });
     if let Some((name, _)) = breakdown {
@@ -199,12 +269,14 @@ async fn answer(
 }
 
 pub(super) async fn bookings(s: &Session<'_>, r: Request) -> Result<Value> {
+    let basis = Basis::parse(r.basis.as_deref())?;
     let (period, previous) = s.periods(&r.common)?;
     let interval = r.common.interval(&period)?;
-    let mut out = answer(s, &r.common, &period, interval).await?;
+    let mut out = answer(s, &r.common, &period, interval, basis).await?;
     out["range"] = s.range_json(&period, Some(interval));
+    out["basis"] = json!(basis.name());
     if let Some(prev) = previous {
-        let before = answer(s, &r.common, &prev, interval).await?;
+        let before = answer(s, &r.common, &prev, interval, basis).await?;
         super::attach_previous(&mut out, before, s.range_json(&prev, Some(interval)));
     }
     Ok(out)

@@ -92,6 +92,26 @@ pub struct Sample {
     pub observation: Observation,
 }
 
+/// A sample's observation for an instance in `state`: with a recovery
+/// threshold, an alerting instance's condition holds until the value
+/// crosses it (hysteresis), not the firing threshold.
+pub fn recovering(condition: &Condition, state: State, s: &Sample) -> Observation {
+    match (condition, s.value, &s.observation) {
+        (
+            Condition::Threshold {
+                op,
+                recover: Some(r),
+                ..
+            },
+            Some(v),
+            Observation::Condition(_),
+        ) if matches!(state, State::Firing | State::Recovering) => {
+            Observation::Condition(op.holds(v, *r))
+        }
+        _ => s.observation.clone(),
+    }
+}
+
 /// The alert engine (cheap to clone).
 #[derive(Clone)]
 pub struct Alerts {
@@ -489,7 +509,7 @@ impl Alerts {
             let observation = match (&spec.condition, value) {
                 (Condition::NoData, _) => Observation::Condition(empty),
                 (_, None) => Observation::NoData,
-                (Condition::Threshold { op, value: t }, Some(v)) => {
+                (Condition::Threshold { op, value: t, .. }, Some(v)) => {
                     Observation::Condition(op.holds(*v, *t))
                 }
                 (
@@ -740,7 +760,8 @@ impl Alerts {
             if silenced {
                 silenced_keys.insert(stored.key.clone());
             }
-            let transition = state::step(&mut stored.instance, &s.observation, now, &timing);
+            let observation = recovering(&rule.spec.condition, stored.instance.state, &s);
+            let transition = state::step(&mut stored.instance, &observation, now, &timing);
             let settled = state::settle(&mut stored.instance, now, &timing);
             if let Some((from, to)) = transition {
                 let reason = match &s.observation {
@@ -1079,7 +1100,8 @@ impl Alerts {
                 let entry = instances
                     .entry(s.key.clone())
                     .or_insert_with(|| (Instance::new(t), s.labels.clone()));
-                if let Some((from, to)) = state::step(&mut entry.0, &s.observation, t, &timing) {
+                let observation = recovering(&spec.condition, entry.0.state, &s);
+                if let Some((from, to)) = state::step(&mut entry.0, &observation, t, &timing) {
                     transitions.push(SimulatedTransition {
                         at: crate::notify::rfc3339(t),
                         key: s.key.clone(),
@@ -1373,5 +1395,64 @@ pub mod tables {
             Arc::new(last.finish()),
         ];
         RecordBatch::try_new(instances_schema(), cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rule::Op;
+    use super::rule::{ErrorPolicy, NoDataPolicy};
+    use super::state::{Instance, Timing};
+    use super::*;
+
+    /// A value hovering at the threshold fires once and resolves only
+    /// when it falls to the recovery threshold.
+    #[test]
+    fn a_recovery_threshold_keeps_a_hovering_value_from_flapping() {
+        let timing = Timing {
+            for_us: 0,
+            keep_us: 0,
+            no_data: NoDataPolicy::NoData,
+            on_error: ErrorPolicy::Error,
+            flap_threshold: 4,
+            flap_window_us: 3_600_000_000,
+        };
+        let run = |recover: Option<f64>| {
+            let condition = Condition::Threshold {
+                op: Op::Above,
+                value: 100.0,
+                recover,
+            };
+            let mut inst = Instance::new(0);
+            let mut states = Vec::new();
+            for (i, v) in [95.0, 101.0, 99.0, 101.0, 95.0, 90.5, 90.0, 99.0]
+                .iter()
+                .enumerate()
+            {
+                let sample = Sample {
+                    key: String::new(),
+                    labels: BTreeMap::new(),
+                    value: Some(*v),
+                    observation: Observation::Condition(Op::Above.holds(*v, 100.0)),
+                };
+                let obs = recovering(&condition, inst.state, &sample);
+                state::step(&mut inst, &obs, (i as i64 + 1) * 1_000_000, &timing);
+                states.push(inst.state);
+            }
+            states
+        };
+        use State::*;
+        assert_eq!(
+            run(None),
+            [
+                Normal, Firing, Resolved, Firing, Resolved, Normal, Normal, Normal
+            ]
+        );
+        assert_eq!(
+            run(Some(90.0)),
+            [
+                Normal, Firing, Firing, Firing, Firing, Firing, Resolved, Normal
+            ]
+        );
     }
 }

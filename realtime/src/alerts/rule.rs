@@ -167,6 +167,12 @@ pub enum Condition {
         op: Op,
         /// Threshold.
         value: f64,
+        /// Hysteresis: once alerting, the condition holds until the value
+        /// crosses this instead (`above 100, recover 90`: fires above 100,
+        /// resolves only at 90 or below), so a value hovering at the
+        /// threshold does not flap. On the good side of `value`, or equal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recover: Option<f64>,
     },
     /// `change(value, compared) op threshold`.
     Change {
@@ -454,6 +460,19 @@ impl RuleSpec {
                 if !value.is_finite() =>
             {
                 return Err(bad("condition.value must be a finite number"));
+            }
+            Condition::Threshold {
+                op,
+                value,
+                recover: Some(r),
+            } if !r.is_finite()
+                || (*op == Op::Above && r > value)
+                || (*op == Op::Below && r < value) =>
+            {
+                return Err(bad(
+                    "condition.recover is a finite number on the good side of condition.value \
+                     (at most it for \"above\", at least it for \"below\")",
+                ));
             }
             Condition::Anomaly {
                 sensitivity,

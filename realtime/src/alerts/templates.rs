@@ -181,7 +181,7 @@ pub fn instantiate(
                         .into(),
                     Duration::from_secs(86_400),
                 ),
-                Condition::Threshold { op: Op::Below, value: threshold },
+                Condition::Threshold { op: Op::Below, value: threshold, recover: None },
                 on_ingest,
             );
             s.name = format!("Low stock (below {threshold})");
@@ -241,6 +241,7 @@ pub fn instantiate(
                 Condition::Threshold {
                     op: Op::Above,
                     value: amount,
+                    recover: None,
                 },
                 on_ingest,
             );
@@ -256,7 +257,7 @@ pub fn instantiate(
                         .into(),
                     Duration::from_secs(3600),
                 ),
-                Condition::Threshold { op: Op::Above, value: 0.0 },
+                Condition::Threshold { op: Op::Above, value: 0.0, recover: None },
                 on_ingest,
             );
             s.name = "New lead assigned".into();
@@ -270,6 +271,7 @@ pub fn instantiate(
                 Condition::Threshold {
                     op: Op::Above,
                     value: count,
+                    recover: None,
                 },
                 every(60),
             );
