@@ -927,3 +927,55 @@ async fn a_crash_mid_delivery_loses_nothing_and_receivers_dedupe_by_webhook_id()
     .await;
     assert_eq!(d["deliveries"][0]["id"], json!(id));
 }
+
+/// Money thresholds compare exactly: a thousand orders of 0.10 are
+/// 100.00 (summed in floating point they would be 99.9999999999986), so
+/// "revenue below 100" does not fire on them and "revenue below 100.01"
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_thresholds_compare_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = create_tenant(&data, "Cafe");
+    let read = create_read_key(&data, "Cafe");
+    let server = Server::start(&data, &[]);
+    let orders: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"type": "track", "messageId": format!("dime-{i}"), "userId": format!("c{}", i % 50),
+                   "event": "Order Completed", "timestamp": at(chrono::Duration::minutes(-120) + chrono::Duration::milliseconds(i)),
+                   "properties": {"order_id": format!("dime-{i}"), "revenue": "0.10"}})
+        })
+        .collect();
+    ingest(&server, &t.write_key, orders).await;
+    let simulate = |threshold: Value| {
+        let server = &server;
+        let read = &read;
+        async move {
+            let rule = json!({
+                "name": "Revenue below", "query": {"metric": "revenue", "window": "1h"},
+                "condition": {"type": "threshold", "op": "below", "value": threshold}, "schedule": {"every": "5m"}
+            });
+            // Every evaluation's window holds all thousand orders.
+            let (s, sim) = call(
+                server,
+                Method::POST,
+                "/v1/alerts/simulate",
+                read,
+                Some(json!({"rule": rule, "from": at(chrono::Duration::minutes(-110)), "to": at(chrono::Duration::minutes(-70))})),
+            )
+            .await;
+            assert_eq!(s, 200, "{sim}");
+            sim
+        }
+    };
+    let sim = simulate(json!(100)).await;
+    let points = sim["points"].as_array().expect("points");
+    assert!(!points.is_empty(), "{sim}");
+    for p in points {
+        assert_eq!(p["value"], json!(100.0), "the sum is exact: {sim}");
+    }
+    assert_eq!(sim["firing"], 0, "100.00 is not below 100: {sim}");
+    let sim = simulate(json!(100.01)).await;
+    assert!(sim["firing"].as_u64().expect("firing") >= 1, "100.00 is below 100.01: {sim}");
+    assert!(server.stop().success());
+}
