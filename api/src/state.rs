@@ -143,6 +143,14 @@ impl AppState {
         engine
             .register_system_table(crate::access::audit::TABLE, Arc::new(audit.clone()))
             .map_err(|e| anyhow::anyhow!("cannot register the audit_log table: {e}"))?;
+        engine
+            .register_system_table(
+                crate::reports::store::RUNS_TABLE,
+                Arc::new(crate::reports::store::RunsTable {
+                    db: notifier.db().clone(),
+                }),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot register the report_runs table: {e}"))?;
         let state = AppState {
             access: crate::access::store::AccessStore::new(metadata),
             audit,

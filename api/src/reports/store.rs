@@ -302,14 +302,123 @@ pub fn runs(
     report: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Run>, ApiError> {
-    Ok(state.notifier.db().with(|c| {
+    Ok(runs_in(state.notifier.db(), tenant, report, limit)?)
+}
+
+fn runs_in(
+    db: &beacon_realtime::notify::store::NotifyDb,
+    tenant: &str,
+    report: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Run>, beacon_realtime::notify::NotifyError> {
+    db.with(|c| {
         let mut stmt = c.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM report_runs WHERE tenant_id = ?1 AND (?2 IS NULL OR report_id = ?2) \
              ORDER BY started_at_us DESC, id DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![tenant, report, limit as i64], run_of)?;
         rows.collect()
-    })?)
+    })
+}
+
+/// The SQL table of the run log.
+pub const RUNS_TABLE: &str = "report_runs";
+
+/// Rows of `report_runs` a workspace sees in SQL (the newest).
+const SQL_ROWS: usize = 50_000;
+
+/// [`RUNS_TABLE`]: a workspace's newest [`SQL_ROWS`] report runs, read from
+/// the metadata database when a query scans it (`SELECT outcome, count(*)
+/// FROM report_runs GROUP BY 1`).
+#[derive(Debug)]
+pub struct RunsTable {
+    /// The metadata database.
+    pub db: beacon_realtime::notify::store::NotifyDb,
+}
+
+fn runs_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("report_id", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("scheduled_for", ts(), true),
+        Field::new("started_at", ts(), false),
+        Field::new("duration_ms", DataType::Int64, true),
+        Field::new("format", DataType::Utf8, false),
+        Field::new("bytes", DataType::Int64, true),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("range_from", DataType::Date32, true),
+        Field::new("range_to", DataType::Date32, true),
+        Field::new("notification_id", DataType::Utf8, true),
+        Field::new("audience", DataType::Utf8, true),
+    ]))
+}
+
+impl beacon_engine::system_tables::SystemTable for RunsTable {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        runs_schema()
+    }
+
+    fn scan(&self, tenant: &str) -> datafusion::error::Result<arrow::array::RecordBatch> {
+        use arrow::array::{
+            ArrayRef, Date32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+        };
+        let rows = runs_in(&self.db, tenant, None, SQL_ROWS)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let micros = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.timestamp_micros())
+        };
+        let days = |d: &Option<String>| {
+            d.as_deref()
+                .and_then(|s| s.parse::<chrono::NaiveDate>().ok())
+                .map(|d| (d - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days() as i32)
+        };
+        let text = |f: fn(&Run) -> Option<String>| -> ArrayRef {
+            std::sync::Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            text(|r| Some(r.id.clone())),
+            text(|r| Some(r.report_id.clone())),
+            text(|r| Some(r.trigger.clone())),
+            std::sync::Arc::new(
+                rows.iter()
+                    .map(|r| micros(&r.scheduled_for))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
+            std::sync::Arc::new(
+                rows.iter()
+                    .map(|r| micros(&Some(r.started_at.clone())))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
+            std::sync::Arc::new(rows.iter().map(|r| r.duration_ms).collect::<Int64Array>()),
+            text(|r| Some(r.format.clone())),
+            std::sync::Arc::new(rows.iter().map(|r| r.bytes).collect::<Int64Array>()),
+            std::sync::Arc::new(rows.iter().map(|r| r.rows).collect::<Int64Array>()),
+            text(|r| Some(r.outcome.clone())),
+            text(|r| r.error.clone()),
+            std::sync::Arc::new(
+                rows.iter()
+                    .map(|r| days(&r.range_from))
+                    .collect::<Date32Array>(),
+            ),
+            std::sync::Arc::new(
+                rows.iter()
+                    .map(|r| days(&r.range_to))
+                    .collect::<Date32Array>(),
+            ),
+            text(|r| r.notification_id.clone()),
+            text(|r| r.audience.as_ref().map(|a| a.to_string())),
+        ];
+        Ok(arrow::array::RecordBatch::try_new(runs_schema(), columns)?)
+    }
 }
 
 /// One run and the names of its files, or 404.

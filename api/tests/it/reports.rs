@@ -1407,6 +1407,21 @@ async fn pdf_and_excel_reports_are_branded_charted_and_equal_the_api() {
             .contains("no saved query"),
         "{run}"
     );
+    // The run log is a SQL table too.
+    let (s, log) = call(
+        &server,
+        Method::POST,
+        "/v1/sql",
+        key,
+        Some(json!({"query": "SELECT outcome, format, count(*) AS n, min(range_from) <= min(range_to) AS ordered FROM report_runs GROUP BY 1, 2 ORDER BY 1, 2"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{log}");
+    assert_eq!(
+        log["rows"],
+        json!([["failed", "csv", 1, null], ["ok", "pdf", 1, true]]),
+        "{log}"
+    );
     assert!(server.stop().success());
 }
 
@@ -1556,7 +1571,10 @@ async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
     assert_eq!(attached, file);
     assert!(attached.starts_with(b"%PDF-"));
     assert_eq!(mail["attachments"][0]["filename"], "Books.pdf", "{mail}");
-    assert_eq!(mail["attachments"][0]["content_type"], "application/pdf", "{mail}");
+    assert_eq!(
+        mail["attachments"][0]["content_type"], "application/pdf",
+        "{mail}"
+    );
     // The named endpoint gets a signed payload with an expiring link to
     // the file; the endpoint the report does not name gets nothing.
     let mut seen = Value::Null;
