@@ -293,7 +293,13 @@ fn decimal_format(scale: i8) -> Format {
 /// minus.
 fn currency_format(currency: &str) -> Format {
     let prefix = crate::reports::pdf::currency_prefix(currency).replace('"', "");
-    let num = format!("\"{prefix}\"#,##0.00;-\"{prefix}\"#,##0.00");
+    let places = crate::reports::render::minor_units(currency) as usize;
+    let digits = if places == 0 {
+        "#,##0".to_owned()
+    } else {
+        format!("#,##0.{}", "0".repeat(places))
+    };
+    let num = format!("\"{prefix}\"{digits};-\"{prefix}\"{digits}");
     Format::new().set_num_format(num)
 }
 

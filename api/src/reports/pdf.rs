@@ -12,7 +12,9 @@
 use plotters::style::RGBColor;
 use serde_json::{Value, json};
 
-use super::render::{ChartKind, ChartSpec, MAX_BLOCK_ROWS, Rendered, RenderedBlock, to_cents};
+use super::render::{
+    ChartKind, ChartSpec, MAX_BLOCK_ROWS, Rendered, RenderedBlock, minor_units, to_places,
+};
 use super::typeset;
 use crate::error::ApiError;
 use crate::export::Table;
@@ -299,10 +301,10 @@ pub fn currency_prefix(currency: &str) -> String {
 /// Money (decimal text) as shown: `£1,234.57`, `-CHF 12.00`; rounded to
 /// the cent as text.
 pub fn money(decimal: &str, currency: &str) -> String {
-    let cents = to_cents(decimal);
-    match cents.strip_prefix('-') {
+    let shown = to_places(decimal, minor_units(currency));
+    match shown.strip_prefix('-') {
         Some(c) => format!("-{}{}", currency_prefix(currency), grouped(c)),
-        None => format!("{}{}", currency_prefix(currency), grouped(&cents)),
+        None => format!("{}{}", currency_prefix(currency), grouped(&shown)),
     }
 }
 
@@ -426,6 +428,8 @@ mod tests {
         assert_eq!(cell("net", &json!("1234567.8950"), "GBP"), "£1,234,567.90");
         assert_eq!(cell("net", &json!("-1234.5000"), "EUR"), "-€1,234.50");
         assert_eq!(cell("net", &json!("12.0000"), "CHF"), "CHF 12.00");
+        assert_eq!(cell("net", &json!("1234567.5000"), "JPY"), "¥1,234,568");
+        assert_eq!(cell("net", &json!("1234.5675"), "KWD"), "KWD 1,234.568");
         assert_eq!(cell("orders", &json!(1234567), "GBP"), "1,234,567");
         assert_eq!(cell("no_show_rate", &json!(0.1234), "GBP"), "12.3%");
         assert_eq!(cell("day", &json!("2026-03-02"), "GBP"), "2026-03-02");

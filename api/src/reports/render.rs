@@ -618,24 +618,48 @@ fn is_money(key: &str) -> bool {
 
 /// Decimal text rounded half away from zero to two places, as text.
 pub fn to_cents(s: &str) -> String {
+    to_places(s, 2)
+}
+
+/// The minor unit digits of a currency (ISO 4217 exponent): 0 for the yen,
+/// the won and others without a minor unit in use, 3 for the Gulf and
+/// North African dinars and rials, 2 for every other.
+pub fn minor_units(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// Decimal text rounded half away from zero to `places` (0 to 6), as text
+/// (never through floating point); text that is not a decimal as it is.
+pub fn to_places(s: &str, places: u32) -> String {
+    let places = places.min(6) as usize;
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let mut cents: u128 = match format!("{int}{:0<2}", &frac[..frac.len().min(2)]).parse() {
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return s.to_owned();
+    }
+    let kept = &frac[..frac.len().min(places)];
+    let mut units: u128 = match format!("{int}{kept:0<places$}").parse() {
         Ok(c) => c,
         Err(_) => return s.to_owned(),
     };
-    if frac.as_bytes().get(2).is_some_and(|d| *d >= b'5') {
-        cents += 1;
+    if frac.as_bytes().get(places).is_some_and(|d| *d >= b'5') {
+        units += 1;
     }
-    format!(
-        "{}{}.{:02}",
-        if neg && cents > 0 { "-" } else { "" },
-        cents / 100,
-        cents % 100
-    )
+    let scale = 10u128.pow(places as u32);
+    let sign = if neg && units > 0 { "-" } else { "" };
+    if places == 0 {
+        format!("{sign}{units}")
+    } else {
+        format!("{sign}{}.{:0places$}", units / scale, units % scale)
+    }
 }
 
 fn capital(s: &str) -> String {
@@ -852,6 +876,12 @@ mod tests {
         assert_eq!(to_cents("-2.0050"), "-2.01");
         assert_eq!(to_cents("7"), "7.00");
         assert_eq!(to_cents("99999999999999.9950"), "100000000000000.00");
+        // Currencies with 0 and 3 minor digits.
+        assert_eq!(to_places("1234.5000", minor_units("JPY")), "1235");
+        assert_eq!(to_places("-0.4999", minor_units("JPY")), "0");
+        assert_eq!(to_places("12.3455", minor_units("KWD")), "12.346");
+        assert_eq!(to_places("12.3454", minor_units("KWD")), "12.345");
+        assert_eq!(to_places("not money", 2), "not money");
     }
 
     #[test]

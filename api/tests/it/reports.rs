@@ -1643,3 +1643,82 @@ async fn reports_reach_addresses_and_webhooks_and_a_failing_one_dead_letters() {
     assert_eq!(resp.bytes().await.expect("bytes").to_vec(), file);
     assert!(server.stop().success());
 }
+
+/// Money in currencies without cents and with three decimals: the yen to
+/// the unit and the dinar to the fils, in the PDF and the workbook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yen_and_dinar_are_shown_to_their_minor_unit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut workspaces = Vec::new();
+    for (name, currency) in [("Tokyo", "JPY"), ("Kuwait", "KWD")] {
+        workspaces.push((create_tenant(&data, name), currency));
+    }
+    let server = Server::start(&data, &[]);
+    for ((tenant, currency), (amounts, want_pdf, want_format)) in workspaces.iter().zip([
+        (["1500", "2500", "1000.4"], "¥5,000", "#,##0;"),
+        (["1.2345", "2.0005", "0.1"], "KWD 3.335", "#,##0.000;"),
+    ]) {
+        let key = &tenant.admin_key;
+        let (s, v) = call(
+            &server,
+            Method::PATCH,
+            "/v1/workspace",
+            key,
+            Some(json!({"currency": currency})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let batch: Vec<Value> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                json!({"type": "track", "event": "Order Completed", "userId": format!("c{i}"), "messageId": format!("{currency}-{i}"),
+                       "timestamp": (Utc::now() - Duration::days(1)).to_rfc3339_opts(SecondsFormat::Millis, true),
+                       "properties": {"order_id": format!("{currency}-{i}"), "revenue": a, "currency": currency}})
+            })
+            .collect();
+        let (s, v) = call(
+            &server,
+            Method::POST,
+            "/v1/batch",
+            &tenant.write_key,
+            Some(json!({"batch": batch})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let resp = client()
+            .post(server.url("/v1/analytics/revenue"))
+            .bearer_auth(key)
+            .json(&json!({"range": "7d", "format": "pdf"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let file = dir.path().join(format!("{currency}.pdf"));
+        std::fs::write(&file, resp.bytes().await.expect("bytes")).expect("write");
+        let text = poppler("pdftotext", &["-layout"], &file);
+        assert!(text.contains(want_pdf), "{want_pdf} in:\n{text}");
+        let resp = client()
+            .post(server.url("/v1/reports/preview?format=xlsx"))
+            .bearer_auth(key)
+            .json(&json!({"title": "Sales", "range": "last_7_days", "blocks": [{"type": "kpi"}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let book = common::read_xlsx(&resp.bytes().await.expect("bytes"));
+        let gross = book["cells"]["1 Key numbers"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0][0] == "gross")
+            .cloned()
+            .expect("gross");
+        assert!(
+            gross[1][2].as_str().expect("format").contains(want_format),
+            "{currency}: {gross:?}"
+        );
+    }
+    assert!(server.stop().success());
+}
