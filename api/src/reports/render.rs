@@ -616,11 +616,6 @@ fn is_money(key: &str) -> bool {
     matches!(key, "gross" | "refunds" | "net" | "aov" | "revenue")
 }
 
-/// Decimal text rounded half away from zero to two places, as text.
-pub fn to_cents(s: &str) -> String {
-    to_places(s, 2)
-}
-
 /// The minor unit digits of a currency (ISO 4217 exponent): 0 for the yen,
 /// the won and others without a minor unit in use, 3 for the Gulf and
 /// North African dinars and rials, 2 for every other.
@@ -867,6 +862,10 @@ pub fn write(rendered: &Rendered, format: Format, block: usize) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn to_cents(s: &str) -> String {
+        to_places(s, 2)
+    }
 
     #[test]
     fn money_is_rounded_as_text() {

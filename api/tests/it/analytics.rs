@@ -1266,3 +1266,62 @@ async fn bookings_are_counted_by_booking_time_or_by_appointment_time() {
     );
     assert!(server.stop().success());
 }
+
+/// New customers by first touch: the channel and campaign of each new
+/// customer's earliest event (Segment's `context.campaign`, else the
+/// `utm_*` properties; nothing: direct). A returning customer is not new.
+#[tokio::test]
+async fn new_customers_are_attributed_to_their_first_touch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tenant = create_tenant(&data, "Shop");
+    let server = Server::start(&data, &[]);
+    let key = &tenant.admin_key;
+    let day = |d: i64| Utc::now() - Duration::days(d);
+    let order = |id: &str, user: &str, d: i64, props: Value| {
+        let mut p = json!({"order_id": id, "revenue": "10.00"});
+        p.as_object_mut().expect("object").extend(props.as_object().expect("object").clone());
+        track(id, user, "Order Completed", day(d), p)
+    };
+    let mut viewed = track("v1", "u1", "Page Viewed", day(5), json!({}));
+    viewed["context"] = json!({"campaign": {"source": "google", "medium": "cpc", "name": "spring"}});
+    let batch = vec![
+        viewed,
+        order("o1", "u1", 3, json!({})),
+        order("o2", "u2", 2, json!({"channel": "web", "utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "may"})),
+        order("o3", "u3", 1, json!({})),
+        order("o4", "u4", 20, json!({"utm_source": "google"})),
+        order("o5", "u4", 1, json!({})),
+    ];
+    let (s, v) = call(&server, Method::POST, "/v1/batch", &tenant.write_key, Some(json!({"batch": batch}))).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, c) = post(&server, key, "customers", json!({"range": "7d"})).await;
+    assert_eq!(s, 200, "{c}");
+    let rows = c["acquisition"].as_array().expect("acquisition");
+    let got: Vec<(String, String, String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["channel"].as_str().expect("channel").to_owned(),
+                r["source"].as_str().expect("source").to_owned(),
+                r["medium"].as_str().expect("medium").to_owned(),
+                r["campaign"].as_str().expect("campaign").to_owned(),
+                r["new_customers"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    let row = |c: &str, s: &str, m: &str, n: &str| (c.to_owned(), s.to_owned(), m.to_owned(), n.to_owned(), 1);
+    assert_eq!(got.len(), 3, "{c}");
+    for want in [
+        row("(none)", "google", "cpc", "spring"),
+        row("web", "newsletter", "email", "may"),
+        row("(none)", "(direct)", "(none)", "(none)"),
+    ] {
+        assert!(got.contains(&want), "{want:?} in {got:?}");
+    }
+    // Each row is in the bucket of the customer's first sale.
+    let u1 = rows.iter().find(|r| r["source"] == "google").expect("u1");
+    assert_eq!(u1["bucket"], json!(day(3).format("%Y-%m-%d").to_string()), "{c}");
+    assert_eq!(c["summary"]["new"], 3, "{c}");
+    assert!(server.stop().success());
+}

@@ -13,6 +13,14 @@
 //!   from the first event up to the end of the range; average, median and
 //!   90th percentile over customers with a sale in the workspace currency
 //!   by then.
+//! - Acquisition: the customers new in the range, per bucket of their
+//!   first sale, by their *first touch*: the channel and campaign of the
+//!   person's earliest event (any event of that `user_id`, up to the end of
+//!   the range): `channel`, and the campaign's `source`, `medium` and
+//!   `campaign` from `context.campaign` (Segment's `source`, `medium`,
+//!   `name`), else the `utm_source`, `utm_medium`, `utm_campaign`
+//!   properties. A first event without them is `(direct)`/`(none)`. Events
+//!   before the person was identified (anonymous ids) are not linked.
 //! - RFM (`rfm`): customers with sales in the range; recency in days from
 //!   the last sale to the end of the range, frequency (sales), monetary
 //!   (revenue). Each scores 1-5 by percent rank (ties share a score, a tie
@@ -155,12 +163,38 @@ async fn answer(
         .await?
         .pop()
         .unwrap_or_default();
+    let campaign = |key: &str, utm: &str| {
+        format!(
+            "first_value(coalesce(json_get_str(context, 'campaign', '{key}'), \
+                                  json_as_text(properties, '{utm}')) ORDER BY timestamp)"
+        )
+    };
+    let end = rfc3339(period.end_us);
+    let acquisition = s
+        .rows(&format!(
+            "WITH f AS ({firsts}), \
+             touch AS (SELECT user_id, first_value(channel ORDER BY timestamp) AS channel, \
+                              {source} AS source, {medium} AS medium, {name} AS campaign \
+                       FROM events WHERE user_id IS NOT NULL AND {until} GROUP BY 1) \
+             SELECT {first_bucket} AS bucket, coalesce(t.channel, '(none)') AS channel, \
+                    coalesce(t.source, '(direct)') AS source, coalesce(t.medium, '(none)') AS medium, \
+                    coalesce(t.campaign, '(none)') AS campaign, count(*) AS new_customers \
+             FROM f JOIN touch t USING (user_id) \
+             WHERE f.first_at >= TIMESTAMP '{start}' AND f.first_at < TIMESTAMP '{end}' \
+             GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, new_customers DESC, 2, 3, 4, 5 LIMIT {limit}",
+            source = campaign("source", "utm_source"),
+            medium = campaign("medium", "utm_medium"),
+            name = campaign("name", "utm_campaign"),
+            until = period.until_sql(),
+        ))
+        .await?;
     Ok(json!({
         "summary": summary,
         "series": series,
         "top_by_revenue": top_by_revenue,
         "top_by_orders": top_by_orders,
         "lifetime_value": ltv,
+        "acquisition": acquisition,
     }))
 }
 
