@@ -404,6 +404,32 @@ pub fn workbook(
     book.finish().map_err(fail)
 }
 
+/// Query results as a table of JSON cells (the first `limit` rows).
+pub fn table_of_batches(
+    name: &str,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    limit: usize,
+) -> Result<Table, ApiError> {
+    let objects = beacon_engine::json::to_objects(schema, batches).map_err(ApiError::from)?;
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let rows = objects
+        .iter()
+        .take(limit)
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r.get(c).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect();
+    Ok(Table {
+        name: name.to_owned(),
+        columns,
+        rows,
+    })
+}
+
 /// An analytics answer as a PDF: each of its tables (or the one named
 /// `table`) as a block, a series drawn as a line and a breakdown as bars,
 /// under the endpoint's name and the answer's range, with the workspace's

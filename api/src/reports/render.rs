@@ -239,11 +239,13 @@ pub async fn render(
     }
     // Unusual days of the range (the anomaly band of daily revenue), and
     // the range's revenue against what was forecast for it.
-    if let Some(line) = unusual_days(state, tenant, from, to, &calendar.currency).await {
-        summary.push(line);
-    }
-    if let Some(line) = forecast_vs_actual(state, tenant, from, to, &calendar.currency).await {
-        summary.push(line);
+    if let Ok(revenue) = daily_series(state, tenant, "revenue").await {
+        if let Some(line) = unusual_days(&revenue, from, to, &calendar.currency).await {
+            summary.push(line);
+        }
+        if let Some(line) = forecast_vs_actual(&revenue, from, to, &calendar.currency).await {
+            summary.push(line);
+        }
     }
     Ok(Rendered {
         title: def.title.clone(),
@@ -414,27 +416,7 @@ async fn sql_table(
     let (start, end) = bounds(state, tenant, from, to);
     let query = crate::routes::queries::with_range(sql, &start, &end);
     let result = state.engine.sql(tenant, &query).await?;
-    let rows =
-        beacon_engine::json::to_objects(&result.schema, &result.batches).map_err(ApiError::from)?;
-    let columns: Vec<String> = result
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    Ok(Table {
-        name: "sql".into(),
-        rows: rows
-            .iter()
-            .map(|r| {
-                columns
-                    .iter()
-                    .map(|c| r.get(c).cloned().unwrap_or(Value::Null))
-                    .collect()
-            })
-            .collect(),
-        columns,
-    })
+    export::table_of_batches("sql", &result.schema, &result.batches, usize::MAX)
 }
 
 /// The daily model series of `metric` for `tenant` (180 days up to the
@@ -453,6 +435,25 @@ async fn daily_series(
     Ok(beacon_engine::series::series(&state.engine, tenant, &request).await?)
 }
 
+/// The models' combined forecast of daily `values`, `horizon` days ahead,
+/// with its 80% interval, on the rayon pool.
+async fn daily_forecast(
+    values: Vec<f64>,
+    horizon: usize,
+) -> beacon_forecasting::Result<beacon_forecasting::forecast::Forecast> {
+    let mut opts = beacon_forecasting::forecast::ForecastOptions::default();
+    opts.levels = vec![0.8];
+    crate::models::off_thread(move || {
+        beacon_forecasting::forecast::forecast(
+            &values,
+            beacon_forecasting::ts::Frequency::Daily,
+            horizon,
+            &opts,
+        )
+    })
+    .await
+}
+
 /// A forecast block: the range's days with their values, then `horizon`
 /// days after the last day of the series forecast with an 80% band
 /// (columns period, actual, forecast, low, high; numbers rounded to the
@@ -465,19 +466,9 @@ async fn forecast_table(
     (from, to): (NaiveDate, NaiveDate),
 ) -> Result<Table, ApiError> {
     let series = daily_series(state, tenant, metric).await?;
-    let values = series.values.clone();
-    let opts = crate::models::options(None, Some(vec![0.8]))?;
-    let h = horizon as usize;
-    let fc = crate::models::off_thread(move || {
-        beacon_forecasting::forecast::forecast(
-            &values,
-            beacon_forecasting::ts::Frequency::Daily,
-            h,
-            &opts,
-        )
-    })
-    .await
-    .map_err(crate::models::model_error)?;
+    let fc = daily_forecast(series.values.clone(), horizon as usize)
+        .await
+        .map_err(crate::models::model_error)?;
     let round = |v: f64| json!((v * 100.0).round() / 100.0);
     let mut rows: Vec<Vec<Value>> = series
         .periods
@@ -664,13 +655,11 @@ fn capital(s: &str) -> String {
 /// A sentence on the days of the range whose revenue was outside the
 /// anomaly band (the models' seasonal band at medium sensitivity), if any.
 async fn unusual_days(
-    state: &AppState,
-    tenant: &str,
+    series: &beacon_engine::series::Series,
     from: NaiveDate,
     to: NaiveDate,
     currency: &str,
 ) -> Option<String> {
-    let series = daily_series(state, tenant, "revenue").await.ok()?;
     if series.values.len() < 28 {
         return None;
     }
@@ -712,13 +701,11 @@ async fn unusual_days(
 /// interval), when there are at least 28 days before it and the range is
 /// at most 92 days. Says whether the actual was inside the interval.
 async fn forecast_vs_actual(
-    state: &AppState,
-    tenant: &str,
+    series: &beacon_engine::series::Series,
     from: NaiveDate,
     to: NaiveDate,
     currency: &str,
 ) -> Option<String> {
-    let series = daily_series(state, tenant, "revenue").await.ok()?;
     let start = series.periods.iter().position(|p| p.date() >= from)?;
     let days: Vec<usize> = (start..series.periods.len())
         .take_while(|t| series.periods[*t].date() <= to)
@@ -726,19 +713,9 @@ async fn forecast_vs_actual(
     if start < 28 || days.is_empty() || days.len() > MAX_FORECAST_DAYS as usize {
         return None;
     }
-    let history = series.values[..start].to_vec();
-    let h = days.len();
-    let opts = crate::models::options(None, Some(vec![0.8])).ok()?;
-    let fc = crate::models::off_thread(move || {
-        beacon_forecasting::forecast::forecast(
-            &history,
-            beacon_forecasting::ts::Frequency::Daily,
-            h,
-            &opts,
-        )
-    })
-    .await
-    .ok()?;
+    let fc = daily_forecast(series.values[..start].to_vec(), days.len())
+        .await
+        .ok()?;
     let expected: f64 = fc.point.iter().sum();
     let actual: f64 = days.iter().map(|t| series.values[*t]).sum();
     // The interval of a sum of days, from the per-day intervals' widths

@@ -279,21 +279,11 @@ async fn sql_pdf(
     limit: usize,
     cut: bool,
 ) -> Result<Vec<u8>, ApiError> {
-    let objects = beacon_engine::json::to_objects(schema, batches).map_err(ApiError::from)?;
-    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let rows: Vec<Vec<Value>> = objects
-        .iter()
-        .take(limit)
-        .map(|r| columns.iter().map(|c| r.get(c).cloned().unwrap_or(Value::Null)).collect())
-        .collect();
-    let n = rows.len();
+    let table = crate::export::table_of_batches("result", schema, batches, limit)?;
+    let n = table.rows.len();
     let block = crate::reports::render::RenderedBlock {
         heading: "Result".into(),
-        table: crate::export::Table {
-            name: "result".into(),
-            columns,
-            rows,
-        },
+        table,
         truncated: false,
         chart: None,
     };
